@@ -1,0 +1,5 @@
+export * from './schema.js';
+export * from './validate.js';
+export * from './vocabulary.js';
+export * from './ids.js';
+export * from './vectors.js';

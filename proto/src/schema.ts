@@ -1,0 +1,128 @@
+/**
+ * Wire protocol v1 (DESIGN §2): one JSON record per NDJSON line. These zod schemas are the
+ * single source of truth; the daemon validates with them and the SDK's types come from them.
+ */
+import { z } from 'zod';
+import { OBSERVATION_TYPES } from './vocabulary.js';
+
+export const PROTOCOL_VERSION = 1;
+export const MAX_ATTRIBUTE_KEY_LENGTH = 256;
+
+const hexId = (length: number) =>
+  z
+    .string()
+    .regex(new RegExp(`^[0-9a-f]{${length}}$`), `must be ${length} lowercase hex characters`)
+    .refine((id) => !/^0+$/.test(id), 'must not be all zeros');
+
+export const TraceId = hexId(32);
+export const SpanId = hexId(16);
+
+/** Unix-epoch nanoseconds as a decimal string: JSON numbers cannot hold them exactly. */
+const UNIX_NANO = /^[1-9][0-9]{0,18}$/;
+const isNano = (v: unknown): v is string => typeof v === 'string' && UNIX_NANO.test(v);
+export const UnixNano = z.string().regex(UNIX_NANO, 'must be unix-epoch nanoseconds as a decimal string');
+
+const Primitive = z.union([z.string(), z.number(), z.boolean()]);
+export const AttributeValue = z.union([
+  z.string(),
+  z.number(),
+  z.boolean(),
+  z.array(z.string()),
+  z.array(z.number()),
+  z.array(z.boolean()),
+]);
+export type AttributeValue = z.infer<typeof AttributeValue>;
+
+export const Attributes = z.record(
+  z.string().min(1).max(MAX_ATTRIBUTE_KEY_LENGTH, `keys are at most ${MAX_ATTRIBUTE_KEY_LENGTH} characters`),
+  AttributeValue,
+);
+export type Attributes = z.infer<typeof Attributes>;
+
+export const SpanStatus = z.object({
+  code: z.enum(['unset', 'ok', 'error']),
+  message: z.string().optional(),
+});
+export type SpanStatus = z.infer<typeof SpanStatus>;
+
+export const SpanEvent = z.object({
+  name: z.string().min(1),
+  timeUnixNano: UnixNano,
+  attributes: Attributes.optional(),
+});
+export type SpanEvent = z.infer<typeof SpanEvent>;
+
+const version = z.literal(PROTOCOL_VERSION);
+
+export const HelloRecord = z.object({
+  v: version,
+  type: z.literal('hello'),
+  resource: Attributes.optional(),
+  sdk: z.object({ name: z.string(), version: z.string() }).optional(),
+});
+export type HelloRecord = z.infer<typeof HelloRecord>;
+
+export const SpanRecord = z
+  .object({
+    v: version,
+    type: z.literal('span'),
+    traceId: TraceId,
+    spanId: SpanId,
+    parentSpanId: SpanId.optional(),
+    name: z.string().min(1),
+    startTimeUnixNano: UnixNano,
+    endTimeUnixNano: UnixNano,
+    status: SpanStatus.optional(),
+    attributes: Attributes.optional(),
+    events: z.array(SpanEvent).optional(),
+  })
+  // zod runs refinements even after a field failed, so only compare well-formed times.
+  .refine((s) => !isNano(s.startTimeUnixNano) || !isNano(s.endTimeUnixNano) || BigInt(s.endTimeUnixNano) >= BigInt(s.startTimeUnixNano), {
+    message: 'must not be before startTimeUnixNano',
+    path: ['endTimeUnixNano'],
+  });
+export type SpanRecord = z.infer<typeof SpanRecord>;
+
+export const EventRecord = z.object({
+  v: version,
+  type: z.literal('event'),
+  traceId: TraceId,
+  /** Optional: the daemon makes one when absent. */
+  spanId: SpanId.optional(),
+  parentSpanId: SpanId.optional(),
+  name: z.string().min(1),
+  timeUnixNano: UnixNano,
+  attributes: Attributes.optional(),
+});
+export type EventRecord = z.infer<typeof EventRecord>;
+
+export const StatsRecord = z.object({
+  v: version,
+  type: z.literal('stats'),
+  droppedRecords: z.number().int().nonnegative(),
+  reason: z.string().min(1).max(64),
+});
+export type StatsRecord = z.infer<typeof StatsRecord>;
+
+/** A Langfuse score (sent by the daemon to `POST /api/public/scores`). */
+export const ScoreRecord = z.object({
+  v: version,
+  type: z.literal('score'),
+  id: z.string().min(1).optional(),
+  traceId: TraceId.optional(),
+  observationId: SpanId.optional(),
+  sessionId: z.string().optional(),
+  name: z.string().min(1),
+  value: Primitive,
+  dataType: z.enum(['NUMERIC', 'CATEGORICAL', 'BOOLEAN']).optional(),
+  comment: z.string().optional(),
+  timeUnixNano: UnixNano.optional(),
+});
+export type ScoreRecord = z.infer<typeof ScoreRecord>;
+
+export const WireRecord = z.discriminatedUnion('type', [HelloRecord, SpanRecord, EventRecord, StatsRecord, ScoreRecord]);
+export type WireRecord = z.infer<typeof WireRecord>;
+export type RecordType = WireRecord['type'];
+export const RECORD_TYPES: readonly RecordType[] = ['hello', 'span', 'event', 'stats', 'score'];
+
+export { OBSERVATION_TYPES };

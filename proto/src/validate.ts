@@ -1,0 +1,57 @@
+/**
+ * Turning an untrusted line or value into a typed record, with a short machine-readable reason
+ * when it fails. Reasons are a closed, low-cardinality set: they become metric labels.
+ */
+import type { z } from 'zod';
+import { PROTOCOL_VERSION, RECORD_TYPES, WireRecord } from './schema.js';
+
+export type InvalidReason =
+  | 'invalid_json'
+  | 'not_an_object'
+  | 'unsupported_version'
+  | 'unknown_type'
+  | 'too_large'
+  | `invalid_${string}`;
+
+export type ValidationResult =
+  | { ok: true; record: WireRecord }
+  | { ok: false; reason: InvalidReason; message: string };
+
+const camelToSnake = (s: string) => s.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+
+function reasonFor(error: z.ZodError): { reason: InvalidReason; message: string } {
+  const issue = error.issues[0];
+  const field = issue?.path[0];
+  const where = issue?.path.length ? issue.path.join('.') : 'record';
+  const message = `${where}: ${issue?.message ?? 'invalid'}`;
+  if (typeof field === 'string') return { reason: `invalid_${camelToSnake(field)}`, message };
+  return { reason: 'invalid_record', message };
+}
+
+/** Validate an already-parsed value. */
+export function validateRecord(value: unknown): ValidationResult {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    return { ok: false, reason: 'not_an_object', message: 'a record must be a JSON object' };
+  }
+  const { v, type } = value as { v?: unknown; type?: unknown };
+  if (v !== PROTOCOL_VERSION) {
+    return { ok: false, reason: 'unsupported_version', message: `v must be ${PROTOCOL_VERSION}, got ${JSON.stringify(v) ?? 'nothing'}` };
+  }
+  if (typeof type !== 'string' || !(RECORD_TYPES as readonly string[]).includes(type)) {
+    return { ok: false, reason: 'unknown_type', message: `type must be one of ${RECORD_TYPES.join(', ')}` };
+  }
+  const parsed = WireRecord.safeParse(value);
+  if (parsed.success) return { ok: true, record: parsed.data };
+  return { ok: false, ...reasonFor(parsed.error) };
+}
+
+/** Parse and validate one NDJSON line (without its newline). */
+export function parseLine(line: string): ValidationResult {
+  let value: unknown;
+  try {
+    value = JSON.parse(line);
+  } catch (err) {
+    return { ok: false, reason: 'invalid_json', message: `not JSON: ${(err as Error).message}` };
+  }
+  return validateRecord(value);
+}
