@@ -28,3 +28,15 @@ export const nowUnixNano = (): string => (originNs + process.hrtime.bigint()).to
 
 /** unix-ns string → ISO 8601 with millisecond precision (what Langfuse keeps). */
 export const unixNanoToIso = (ns: string): string => new Date(Number(BigInt(ns) / 1_000_000n)).toISOString();
+
+/**
+ * Trace-id ratio sampling, the same decision everywhere (SDK, daemon, other services): the last
+ * 14 hex digits (56 bits, the "random" part of a W3C trace id) read as a number below
+ * ratio × 2^56 keep the trace. A trace is therefore kept or dropped whole.
+ */
+export function keepTrace(traceId: string, ratio: number): boolean {
+  if (ratio >= 1) return true;
+  if (ratio <= 0) return false;
+  const random = parseInt(traceId.slice(-14), 16);
+  return random < ratio * 2 ** 56;
+}

@@ -1,0 +1,42 @@
+/**
+ * `dspy-o11yd check`: the configuration is valid (else exit 2 before we get here) and the
+ * exporter's destination accepts us. For Langfuse and OTLP an empty export request is sent:
+ * it carries no span, so nothing shows up in the project, but auth and reachability are tested.
+ */
+import { request } from 'undici';
+import type { DaemonConfig } from './config.js';
+import { parseOtlpHeaders } from './export/http-exporter.js';
+
+export async function checkCredentials(config: DaemonConfig): Promise<{ ok: boolean; message: string }> {
+  let url: string;
+  let headers: Record<string, string>;
+  switch (config.exporter) {
+    case 'console':
+      return { ok: true, message: `configuration valid; exporter console (stdout)${config.exporterNote ? `: ${config.exporterNote}` : ''}` };
+    case 'file':
+      return { ok: true, message: `configuration valid; exporter file (${config.file})` };
+    case 'langfuse': {
+      url = `${config.langfuse.host}/api/public/otel/v1/traces`;
+      const auth = Buffer.from(`${config.langfuse.publicKey}:${config.langfuse.secretKey}`).toString('base64');
+      headers = { authorization: `Basic ${auth}`, 'x-langfuse-ingestion-version': '4' };
+      break;
+    }
+    case 'otlp':
+      url = config.otlp.endpoint!;
+      headers = parseOtlpHeaders(config.otlp.headers ?? '');
+      break;
+  }
+  try {
+    const res = await request(url, {
+      method: 'POST',
+      headers: { ...headers, 'content-type': 'application/json' },
+      body: JSON.stringify({ resourceSpans: [] }),
+      signal: AbortSignal.timeout(config.exportTimeoutMs),
+    });
+    const body = (await res.body.text()).slice(0, 300);
+    if (res.statusCode >= 200 && res.statusCode < 300) return { ok: true, message: `${config.exporter} at ${url} accepted an empty export (${res.statusCode})` };
+    return { ok: false, message: `${config.exporter} at ${url} answered ${res.statusCode}: ${body}` };
+  } catch (err) {
+    return { ok: false, message: `${config.exporter} at ${url} is unreachable: ${(err as Error).message}` };
+  }
+}

@@ -1,0 +1,127 @@
+#!/usr/bin/env node
+/**
+ * `dspy-o11yd start | status | tail | check`. Bad configuration prints one line naming the flag
+ * and exits 2; a running daemon stops gracefully on SIGTERM/SIGINT and exits 0.
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { ConfigError, OPTIONS, resolveConfig, type DaemonConfig, type RawConfig } from './config.js';
+import { startDaemon } from './daemon.js';
+import { createLogger } from './log.js';
+import { checkCredentials } from './check.js';
+import { VERSION } from './version.js';
+
+const EXIT_CONFIG = 2;
+
+function fail(message: string, code = EXIT_CONFIG): never {
+  process.stderr.write(`dspy-o11yd: ${message}\n`);
+  process.exit(code);
+}
+
+function loadConfig(flags: RawConfig): DaemonConfig {
+  try {
+    return resolveConfig(flags);
+  } catch (err) {
+    if (err instanceof ConfigError) fail(err.message);
+    throw err;
+  }
+}
+
+/** Where `status` and `tail` find a running daemon: --http, else DSPY_O11YD_HTTP, else the default. */
+function daemonUrl(http: string | undefined): string {
+  const value = http ?? process.env.DSPY_O11YD_HTTP ?? '127.0.0.1:4318';
+  return value.startsWith('http') ? value : `http://${value}`;
+}
+
+const program = new Command('dspy-o11yd')
+  .description('dspy-o11y sidecar: receives telemetry records and delivers them to Langfuse (or any OTLP backend)')
+  .version(VERSION)
+  .exitOverride()
+  .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+
+const start = program.command('start').description('run the daemon in the foreground');
+for (const o of OPTIONS) {
+  start.addOption(new Option(`${o.flag} <value>`, `${o.help}${o.env.length ? ` [env: ${o.env.join(', ')}]` : ''}`).default(undefined, o.default));
+}
+start.action(async (flags: RawConfig) => {
+  const config = loadConfig(flags);
+  const secrets = [config.langfuse.secretKey];
+  if (config.langfuse.publicKey && config.langfuse.secretKey) {
+    secrets.push(Buffer.from(`${config.langfuse.publicKey}:${config.langfuse.secretKey}`).toString('base64'));
+  }
+  if (config.ingestToken) secrets.push(config.ingestToken);
+  const log = createLogger(config.logLevel, secrets);
+  let daemon;
+  try {
+    daemon = await startDaemon(config, log);
+  } catch (err) {
+    log.flush();
+    fail((err as Error).message, 1);
+  }
+  const shutdown = (signal: string) => {
+    log.info({ signal }, 'shutting down: closing listeners and flushing');
+    void daemon.stop().then(
+      () => {
+        log.flush();
+        process.exit(0);
+      },
+      (err: unknown) => {
+        log.error({ err }, 'shutdown failed');
+        log.flush();
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  process.once('SIGINT', () => shutdown('SIGINT'));
+});
+
+program
+  .command('status')
+  .description("print a running daemon's counters and exporter state (GET /v1/status)")
+  .option('--http <host:port>', 'address of the daemon [env: DSPY_O11YD_HTTP]')
+  .option('--json', 'print the raw JSON')
+  .action(async (flags: { http?: string; json?: boolean }) => {
+    const url = `${daemonUrl(flags.http)}/v1/status`;
+    let body: Record<string, unknown>;
+    try {
+      const res = await fetch(url);
+      body = (await res.json()) as Record<string, unknown>;
+    } catch (err) {
+      fail(`no daemon answers at ${url}: ${(err as Error).message}`, 1);
+    }
+    process.stdout.write(JSON.stringify(body, null, flags.json ? 0 : 2) + '\n');
+  });
+
+program
+  .command('tail')
+  .description('print the live record stream of a running daemon, one JSON record per line')
+  .option('--http <host:port>', 'address of the daemon [env: DSPY_O11YD_HTTP]')
+  .action(async (flags: { http?: string }) => {
+    const url = `${daemonUrl(flags.http)}/v1/tail`;
+    try {
+      const res = await fetch(url);
+      if (!res.body) fail(`no stream from ${url}`, 1);
+      for await (const chunk of res.body) process.stdout.write(chunk);
+    } catch (err) {
+      fail(`no daemon answers at ${url}: ${(err as Error).message}`, 1);
+    }
+  });
+
+const check = program.command('check').description('validate the configuration and try the exporter (for langfuse: the credentials)');
+for (const o of OPTIONS) check.addOption(new Option(`${o.flag} <value>`, o.help).hideHelp());
+check.action(async (flags: RawConfig) => {
+  const config = loadConfig(flags);
+  const result = await checkCredentials(config);
+  process.stdout.write(`${result.ok ? 'ok' : 'FAILED'}: ${result.message}\n`);
+  process.exit(result.ok ? 0 : 1);
+});
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) {
+    // --help and --version end here too, with exit code 0.
+    process.exit(err.exitCode === 0 ? 0 : EXIT_CONFIG);
+  }
+  throw err;
+}

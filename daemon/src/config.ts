@@ -1,0 +1,203 @@
+/**
+ * Daemon configuration: every `start` flag has an env twin (DESIGN §5). Precedence is
+ * flag > env > default; the merged strings are validated by zod, and a bad value becomes one
+ * clear line naming the flag (and the env variable it came from), then exit code 2.
+ */
+import { isIP } from 'node:net';
+import { z } from 'zod';
+
+export type Encoding = 'protobuf' | 'json';
+export type ExporterChoice = 'langfuse' | 'otlp' | 'console' | 'file';
+
+/** One option: its flag, the env variables that set it (first present wins), its default and its help. */
+export interface OptionSpec {
+  readonly key: keyof RawConfig;
+  readonly flag: string;
+  readonly env: readonly string[];
+  readonly help: string;
+  readonly default?: string;
+}
+
+const int = (min: number) => z.coerce.number().int().min(min);
+const hostPort = z
+  .string()
+  .refine((v) => v === '' || parseHostPort(v) !== undefined, 'must be host:port (e.g. 127.0.0.1:4318) or empty to disable');
+const url = z.string().refine((v) => {
+  try {
+    const u = new URL(v);
+    return u.protocol === 'http:' || u.protocol === 'https:';
+  } catch {
+    return false;
+  }
+}, 'must be an http:// or https:// URL');
+
+const ConfigSchema = z.object({
+  socket: z.string(),
+  http: hostPort,
+  exporter: z.enum(['langfuse', 'otlp', 'console', 'file']).optional(),
+  langfuseHost: url,
+  otlpEndpoint: url.optional(),
+  otlpHeaders: z.string().optional(),
+  file: z.string().min(1).optional(),
+  encoding: z.enum(['protobuf', 'json']),
+  queueMaxSpans: int(1),
+  queueMaxBytes: int(1024),
+  batchMaxSpans: int(1),
+  batchMaxBytes: int(1024),
+  flushInterval: int(1),
+  exportTimeout: int(1),
+  maxRetries: int(0),
+  spoolDir: z.string().min(1).optional(),
+  shutdownTimeout: int(0),
+  maxRecordBytes: int(64),
+  ingestToken: z.string().min(1).optional(),
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
+  sampleRatio: z.coerce.number().min(0).max(1),
+});
+export type RawConfig = { [K in keyof z.input<typeof ConfigSchema>]?: string };
+
+export const OPTIONS: readonly OptionSpec[] = [
+  { key: 'socket', flag: '--socket', env: ['DSPY_O11YD_SOCKET'], default: '/tmp/dspy-o11yd.sock', help: "Unix socket to listen on ('' disables)" },
+  { key: 'http', flag: '--http', env: ['DSPY_O11YD_HTTP'], default: '127.0.0.1:4318', help: "HTTP host:port for /v1/ingest, /v1/traces and ops ('' disables)" },
+  { key: 'exporter', flag: '--exporter', env: ['DSPY_O11YD_EXPORTER'], help: 'langfuse | otlp | console | file (default: langfuse when both Langfuse keys are set, else console)' },
+  { key: 'langfuseHost', flag: '--langfuse-host', env: ['LANGFUSE_HOST', 'LANGFUSE_BASE_URL'], default: 'https://cloud.langfuse.com', help: 'Langfuse base URL' },
+  { key: 'otlpEndpoint', flag: '--otlp-endpoint', env: ['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', 'OTEL_EXPORTER_OTLP_ENDPOINT'], help: 'OTLP/HTTP traces endpoint for --exporter otlp' },
+  { key: 'otlpHeaders', flag: '--otlp-headers', env: ['OTEL_EXPORTER_OTLP_TRACES_HEADERS', 'OTEL_EXPORTER_OTLP_HEADERS'], help: 'headers for --exporter otlp, as k=v,k2=v2' },
+  { key: 'file', flag: '--file', env: ['DSPY_O11YD_FILE'], help: 'path for --exporter file (OTLP JSON lines)' },
+  { key: 'encoding', flag: '--encoding', env: ['DSPY_O11YD_ENCODING'], default: 'protobuf', help: 'protobuf | json' },
+  { key: 'queueMaxSpans', flag: '--queue-max-spans', env: ['DSPY_O11YD_QUEUE_MAX_SPANS'], default: '200000', help: 'queue bound in spans; overflow drops the oldest' },
+  { key: 'queueMaxBytes', flag: '--queue-max-bytes', env: ['DSPY_O11YD_QUEUE_MAX_BYTES'], default: String(256 * 1024 * 1024), help: 'queue bound in bytes of memory; overflow drops the oldest' },
+  { key: 'batchMaxSpans', flag: '--batch-max-spans', env: ['DSPY_O11YD_BATCH_MAX_SPANS'], default: '4096', help: 'spans per export request at most' },
+  { key: 'batchMaxBytes', flag: '--batch-max-bytes', env: ['DSPY_O11YD_BATCH_MAX_BYTES'], default: String(4 * 1024 * 1024), help: 'record bytes per export request at most' },
+  { key: 'flushInterval', flag: '--flush-interval', env: ['DSPY_O11YD_FLUSH_INTERVAL'], default: '1000', help: 'ms a span may wait for a fuller batch' },
+  { key: 'exportTimeout', flag: '--export-timeout', env: ['DSPY_O11YD_EXPORT_TIMEOUT'], default: '10000', help: 'ms before an export request is abandoned (then retried)' },
+  { key: 'maxRetries', flag: '--max-retries', env: ['DSPY_O11YD_MAX_RETRIES'], default: '20', help: 'retries of one batch before it is dropped' },
+  { key: 'spoolDir', flag: '--spool-dir', env: ['DSPY_O11YD_SPOOL_DIR'], help: 'directory where spans still queued at shutdown are saved and reloaded at start' },
+  { key: 'shutdownTimeout', flag: '--shutdown-timeout', env: ['DSPY_O11YD_SHUTDOWN_TIMEOUT'], default: '10000', help: 'ms to flush on SIGTERM/SIGINT' },
+  { key: 'maxRecordBytes', flag: '--max-record-bytes', env: ['DSPY_O11YD_MAX_RECORD_BYTES'], default: String(1024 * 1024), help: 'longest accepted record line' },
+  { key: 'ingestToken', flag: '--ingest-token', env: ['DSPY_O11YD_INGEST_TOKEN'], help: 'bearer token required on HTTP ingest (required when --http is not loopback)' },
+  { key: 'logLevel', flag: '--log-level', env: ['DSPY_O11YD_LOG_LEVEL'], default: 'info', help: 'fatal | error | warn | info | debug | trace | silent' },
+  { key: 'sampleRatio', flag: '--sample-ratio', env: ['DSPY_O11YD_SAMPLE_RATIO'], default: '1', help: 'fraction of traces kept (decided by trace id)' },
+];
+
+export interface DaemonConfig {
+  socket: string | undefined;
+  http: { host: string; port: number } | undefined;
+  exporter: ExporterChoice;
+  /** Why the exporter was chosen, for the startup line (e.g. a warning that keys are missing). */
+  exporterNote?: string;
+  langfuse: { host: string; publicKey?: string; secretKey?: string };
+  otlp: { endpoint?: string; headers?: string };
+  file?: string;
+  encoding: Encoding;
+  queue: { maxSpans: number; maxBytes: number };
+  batch: { maxSpans: number; maxBytes: number; flushIntervalMs: number };
+  exportTimeoutMs: number;
+  maxRetries: number;
+  spoolDir?: string;
+  shutdownTimeoutMs: number;
+  maxRecordBytes: number;
+  ingestToken?: string;
+  logLevel: string;
+  sampleRatio: number;
+}
+
+export class ConfigError extends Error {}
+
+export function parseHostPort(v: string): { host: string; port: number } | undefined {
+  const m = /^(?:\[([0-9a-fA-F:]+)\]|([^:\s]+)):(\d{1,5})$/.exec(v);
+  if (!m) return undefined;
+  const port = Number(m[3]);
+  if (port > 65535) return undefined;
+  return { host: m[1] ?? m[2]!, port };
+}
+
+const isLoopback = (host: string) =>
+  host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
+
+/**
+ * Merge flags (already parsed by commander, as strings) with the environment and defaults,
+ * validate, and derive the final config. Throws ConfigError with one line naming the flag.
+ */
+export function resolveConfig(flags: RawConfig, env: NodeJS.ProcessEnv = process.env): DaemonConfig {
+  const raw: Record<string, string | undefined> = {};
+  const origin: Record<string, string> = {};
+  for (const o of OPTIONS) {
+    const fromFlag = flags[o.key];
+    const envName = o.env.find((name) => env[name] !== undefined);
+    if (fromFlag !== undefined) {
+      raw[o.key] = fromFlag;
+      origin[o.key] = o.flag;
+    } else if (envName !== undefined) {
+      raw[o.key] = env[envName];
+      origin[o.key] = `${o.flag} (from ${envName})`;
+    } else {
+      raw[o.key] = o.default;
+      origin[o.key] = o.flag;
+    }
+    // An empty optional value means "not set", except where '' has a meaning (disable a listener).
+    if (raw[o.key] === '' && o.key !== 'socket' && o.key !== 'http') raw[o.key] = undefined;
+  }
+  const parsed = ConfigSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const key = String(issue.path[0]);
+    const option = OPTIONS.find((o) => o.key === key);
+    throw new ConfigError(`invalid ${origin[key] ?? option?.flag ?? key} ${JSON.stringify(raw[key])}: ${issue.message}`);
+  }
+  const c = parsed.data;
+  const publicKey = env.LANGFUSE_PUBLIC_KEY || undefined;
+  const secretKey = env.LANGFUSE_SECRET_KEY || undefined;
+
+  let exporter: ExporterChoice;
+  let exporterNote: string | undefined;
+  if (c.exporter) exporter = c.exporter;
+  else if (publicKey && secretKey) exporter = 'langfuse';
+  else {
+    exporter = 'console';
+    exporterNote = 'LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY are not both set: printing spans to stdout instead of sending them to Langfuse';
+  }
+  if (exporter === 'langfuse' && !(publicKey && secretKey)) {
+    throw new ConfigError('invalid --exporter langfuse: LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY must both be set (keys are read from the environment only)');
+  }
+  if (exporter === 'otlp' && !c.otlpEndpoint) {
+    throw new ConfigError('invalid --exporter otlp: needs --otlp-endpoint (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT / OTEL_EXPORTER_OTLP_ENDPOINT)');
+  }
+  if (exporter === 'file' && !c.file) throw new ConfigError('invalid --exporter file: needs --file PATH');
+
+  const http = c.http === '' ? undefined : parseHostPort(c.http);
+  if (http && !isLoopback(http.host) && !c.ingestToken) {
+    throw new ConfigError(`invalid --http ${c.http}: a non-loopback address needs --ingest-token (or DSPY_O11YD_INGEST_TOKEN)`);
+  }
+  if (c.socket === '' && !http) throw new ConfigError('invalid --socket and --http: both are disabled, nothing could send spans');
+  if (c.batchMaxSpans > c.queueMaxSpans) {
+    throw new ConfigError(`invalid --batch-max-spans ${c.batchMaxSpans}: larger than --queue-max-spans ${c.queueMaxSpans}`);
+  }
+
+  // OTEL_EXPORTER_OTLP_ENDPOINT is a base URL: the spec appends the signal path to it.
+  let otlpEndpoint = c.otlpEndpoint;
+  if (otlpEndpoint && flags.otlpEndpoint === undefined && !env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT && env.OTEL_EXPORTER_OTLP_ENDPOINT) {
+    otlpEndpoint = `${otlpEndpoint.replace(/\/+$/, '')}/v1/traces`;
+  }
+
+  return {
+    socket: c.socket === '' ? undefined : c.socket,
+    http,
+    exporter,
+    exporterNote,
+    langfuse: { host: c.langfuseHost.replace(/\/+$/, ''), publicKey, secretKey },
+    otlp: { endpoint: otlpEndpoint, headers: c.otlpHeaders },
+    file: c.file,
+    encoding: c.encoding,
+    queue: { maxSpans: c.queueMaxSpans, maxBytes: c.queueMaxBytes },
+    batch: { maxSpans: c.batchMaxSpans, maxBytes: c.batchMaxBytes, flushIntervalMs: c.flushInterval },
+    exportTimeoutMs: c.exportTimeout,
+    maxRetries: c.maxRetries,
+    spoolDir: c.spoolDir,
+    shutdownTimeoutMs: c.shutdownTimeout,
+    maxRecordBytes: c.maxRecordBytes,
+    ingestToken: c.ingestToken,
+    logLevel: c.logLevel,
+    sampleRatio: c.sampleRatio,
+  };
+}

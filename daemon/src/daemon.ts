@@ -1,0 +1,170 @@
+/**
+ * Wires the pipeline — ingest (socket, HTTP) → record sink → queue → batcher → export loop →
+ * exporter — plus the ops endpoints, and owns startup and graceful shutdown.
+ */
+import { timingSafeEqual } from 'node:crypto';
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { DaemonConfig } from './config.js';
+import type { Logger } from './log.js';
+import { Batcher } from './batch/batcher.js';
+import { createExporter } from './export/create-exporter.js';
+import { ExportLoop } from './export/export-loop.js';
+import type { SpanExporter } from './export/types.js';
+import { registerIngestRoutes } from './ingest/http.js';
+import { LineSplitter } from './ingest/line-splitter.js';
+import { RecordSink } from './ingest/record-sink.js';
+import { listenSocket, type SocketReceiver } from './ingest/socket.js';
+import { createMetrics } from './ops/metrics.js';
+import { registerOpsRoutes, type DaemonStatus } from './ops/routes.js';
+import { Stats } from './ops/stats.js';
+import { SpanQueue } from './queue/span-queue.js';
+import { replaySpool, writeSpool } from './queue/spool.js';
+import { VERSION } from './version.js';
+
+export interface RunningDaemon {
+  readonly config: DaemonConfig;
+  readonly stats: Stats;
+  readonly exporter: SpanExporter;
+  /** `http://host:port` of the HTTP listener, if any (the real port when 0 was asked). */
+  readonly httpUrl: string | undefined;
+  status(): DaemonStatus;
+  /** Close listeners, flush within the shutdown timeout, spool or count the rest. */
+  stop(): Promise<void>;
+}
+
+const OVERFLOW_LOG_INTERVAL_MS = 10_000;
+
+export async function startDaemon(config: DaemonConfig, log: Logger): Promise<RunningDaemon> {
+  const started = Date.now();
+  const stats = new Stats();
+
+  let overflowSinceLog = 0;
+  let lastOverflowLog = 0;
+  const queue = new SpanQueue(config.queue, (spans) => {
+    stats.drop('queue_overflow', spans);
+    overflowSinceLog += spans;
+    const now = Date.now();
+    if (now - lastOverflowLog >= OVERFLOW_LOG_INTERVAL_MS) {
+      log.warn({ dropped: overflowSinceLog, queueSpans: queue.spans, queueBytes: queue.bytes }, 'queue full: dropped the oldest spans');
+      overflowSinceLog = 0;
+      lastOverflowLog = now;
+    }
+  });
+  const sink = new RecordSink(queue, stats, log, { sampleRatio: config.sampleRatio });
+  const batcher = new Batcher(queue, { maxSpans: config.batch.maxSpans, maxBytes: config.batch.maxBytes, flushIntervalMs: config.batch.flushIntervalMs });
+  const exporter = createExporter(config, (reason) => stats.repairs.add([reason]));
+  let exportLoop: ExportLoop | undefined;
+  const metrics = createMetrics(stats, () => ({
+    spans: queue.spans,
+    bytes: queue.bytes,
+    inFlightSpans: exportLoop?.inFlightSpans ?? 0,
+    maxSpans: config.queue.maxSpans,
+    maxBytes: config.queue.maxBytes,
+  }));
+  exportLoop = new ExportLoop(batcher, exporter, stats, log, { exportTimeoutMs: config.exportTimeoutMs, maxRetries: config.maxRetries }, metrics.exportDuration);
+  const loop = exportLoop;
+
+  // What a previous run could not deliver goes first.
+  if (config.spoolDir) {
+    const files = await replaySpool(config.spoolDir, (content) => {
+      const session = sink.session('spool');
+      const splitter = new LineSplitter(config.maxRecordBytes, (buf, s, e) => sink.acceptLine(session, buf, s, e), () => sink.rejectTooLarge(session, config.maxRecordBytes));
+      splitter.push(content);
+      splitter.end();
+    });
+    if (files) log.info({ files, spans: queue.spans }, 'replayed spooled spans from the last run');
+  }
+
+  let httpUrl: string | undefined;
+  const status = (): DaemonStatus => {
+    const dropped = { ...stats.dropped };
+    const notReadyReason = loop.refusal ? `exporter refused: ${loop.refusal.status} ${loop.refusal.body}`.slice(0, 512) : undefined;
+    return {
+      version: VERSION,
+      pid: process.pid,
+      uptimeSeconds: Math.round((Date.now() - started) / 1000),
+      ready: !notReadyReason,
+      notReadyReason,
+      exporter: {
+        kind: exporter.kind,
+        destination: exporter.destination,
+        state: loop.state,
+        lastError: loop.lastError,
+        lastSuccessAt: loop.lastSuccessAt?.toISOString(),
+      },
+      listeners: { socket: config.socket, http: httpUrl },
+      queue: { spans: queue.spans, bytes: queue.bytes, maxSpans: config.queue.maxSpans, maxBytes: config.queue.maxBytes, inFlightSpans: loop.inFlightSpans },
+      spans: { received: stats.spansReceived, exported: stats.spansExported, dropped, queued: queue.spans, inFlight: loop.inFlightSpans },
+      records: {
+        received: Object.fromEntries([...stats.recordsReceived.entries()].map(([l, v]) => [`${l.transport}/${l.type}`, v])),
+        invalid: Object.fromEntries([...stats.recordsInvalid.entries()].map(([l, v]) => [`${l.transport}/${l.reason}`, v])),
+      },
+      export: { requests: Object.fromEntries([...stats.exportRequests.entries()].map(([l, v]) => [l.outcome, v])), retries: stats.exportRetries },
+    };
+  };
+
+  let socket: SocketReceiver | undefined;
+  let app: FastifyInstance | undefined;
+  try {
+    if (config.socket) socket = await listenSocket(config.socket, sink, log, config.maxRecordBytes);
+    if (config.http) {
+      app = buildHttp(config, sink, { status, registry: metrics.registry, sink });
+      const address = await app.listen({ host: config.http.host, port: config.http.port });
+      httpUrl = address;
+    }
+  } catch (err) {
+    await socket?.close();
+    await app?.close();
+    throw err;
+  }
+  loop.start();
+
+  log.info(
+    { version: VERSION, socket: config.socket, http: httpUrl, exporter: exporter.kind, destination: exporter.destination, encoding: config.encoding },
+    `dspy-o11yd ${VERSION} listening on ${[config.socket && `unix:${config.socket}`, httpUrl].filter(Boolean).join(' and ')}; exporting to ${exporter.kind} at ${exporter.destination}`,
+  );
+  if (config.exporterNote) log.warn(config.exporterNote);
+
+  let stopping: Promise<void> | undefined;
+  const stop = () =>
+    (stopping ??= (async () => {
+      await Promise.all([socket?.close(), app?.close()]);
+      const left = await loop.stop(config.shutdownTimeoutMs, () => queue.drain());
+      if (left.length && config.spoolDir) {
+        try {
+          const file = await writeSpool(config.spoolDir, left);
+          log.warn({ spans: left.length, file }, 'shutdown timeout: spooled undelivered spans for the next start');
+        } catch (err) {
+          stats.drop('shutdown', left.length);
+          log.error({ err, spans: left.length }, 'could not write the spool; dropping undelivered spans');
+        }
+      } else if (left.length) {
+        stats.drop('shutdown', left.length);
+        log.warn({ spans: left.length }, 'shutdown timeout: dropped undelivered spans (set --spool-dir to keep them)');
+      }
+      await exporter.close();
+      log.info({ received: stats.spansReceived, exported: stats.spansExported, dropped: stats.dropped }, 'dspy-o11yd stopped');
+    })());
+
+  return { config, stats, exporter, httpUrl, status, stop };
+}
+
+function buildHttp(config: DaemonConfig, sink: RecordSink, ops: Parameters<typeof registerOpsRoutes>[1]): FastifyInstance {
+  const app = Fastify({ logger: false, bodyLimit: Math.max(32 * 1024 * 1024, config.maxRecordBytes * 4), forceCloseConnections: true });
+  app.removeAllContentTypeParsers();
+  // Bodies stay raw: each route frames and validates them itself (NDJSON lines, OTLP protobuf).
+  app.addContentTypeParser(['application/json', 'application/x-ndjson', 'application/x-protobuf'], { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+  if (config.ingestToken) {
+    const expected = Buffer.from(`Bearer ${config.ingestToken}`);
+    app.addHook('onRequest', async (request, reply) => {
+      if (request.method !== 'POST') return;
+      const given = Buffer.from(request.headers.authorization ?? '');
+      if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+        return reply.code(401).send({ error: 'missing or wrong bearer token (--ingest-token)' });
+      }
+    });
+  }
+  registerIngestRoutes(app, sink, config.maxRecordBytes);
+  registerOpsRoutes(app, ops);
+  return app;
+}

@@ -1,0 +1,25 @@
+/** Builds the exporter the configuration names (DESIGN §5: langfuse | otlp | console | file). */
+import type { DaemonConfig } from '../config.js';
+import type { SpanExporter } from './types.js';
+import { createConsoleExporter, createFileExporter, createLangfuseExporter, createOtlpExporter, parseOtlpHeaders } from './http-exporter.js';
+import { VERSION } from '../version.js';
+
+export function createExporter(config: DaemonConfig, onRepair: (reason: string) => void): SpanExporter {
+  switch (config.exporter) {
+    case 'langfuse':
+      return createLangfuseExporter({
+        host: config.langfuse.host,
+        publicKey: config.langfuse.publicKey!,
+        secretKey: config.langfuse.secretKey!,
+        encoding: config.encoding,
+        sdkVersion: VERSION,
+        onRepair,
+      });
+    case 'otlp':
+      return createOtlpExporter({ endpoint: config.otlp.endpoint!, headers: parseOtlpHeaders(config.otlp.headers ?? ''), encoding: config.encoding });
+    case 'file':
+      return createFileExporter(config.file!);
+    case 'console':
+      return createConsoleExporter(process.stdout);
+  }
+}

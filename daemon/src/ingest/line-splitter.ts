@@ -1,0 +1,79 @@
+/**
+ * NDJSON framing on raw bytes. A line longer than `maxLineBytes` is reported once and skipped up
+ * to its newline without ever being buffered whole, so one huge or endless line costs neither
+ * memory nor the records after it.
+ */
+export class LineSplitter {
+  private partial: Buffer[] = [];
+  private partialBytes = 0;
+  /** Inside an over-long line: drop bytes until the next newline. */
+  private discarding = false;
+
+  constructor(
+    private readonly maxLineBytes: number,
+    /** Called with each complete line's bytes (without `\n` / `\r\n`); empty lines are skipped. */
+    private readonly onLine: (buf: Buffer, start: number, end: number) => void,
+    private readonly onTooLong: () => void,
+  ) {}
+
+  push(chunk: Buffer): void {
+    let pos = 0;
+    for (;;) {
+      const nl = chunk.indexOf(10, pos);
+      if (nl === -1) {
+        this.keep(chunk, pos);
+        return;
+      }
+      if (this.discarding) {
+        this.discarding = false;
+      } else if (this.partialBytes + (nl - pos) > this.maxLineBytes) {
+        this.resetPartial();
+        this.onTooLong();
+      } else if (this.partialBytes > 0) {
+        const line = Buffer.concat([...this.partial, chunk.subarray(pos, nl)]);
+        this.resetPartial();
+        this.emit(line, 0, line.length);
+      } else {
+        this.emit(chunk, pos, nl);
+      }
+      pos = nl + 1;
+    }
+  }
+
+  /** End of stream: a last line without a newline still counts. */
+  end(): void {
+    if (this.discarding) {
+      this.discarding = false;
+      return;
+    }
+    if (this.partialBytes > 0) {
+      const line = Buffer.concat(this.partial);
+      this.resetPartial();
+      this.emit(line, 0, line.length);
+    }
+  }
+
+  private keep(chunk: Buffer, pos: number): void {
+    if (this.discarding || pos === chunk.length) return;
+    if (this.partialBytes + (chunk.length - pos) > this.maxLineBytes) {
+      this.resetPartial();
+      this.discarding = true;
+      this.onTooLong();
+      return;
+    }
+    // Copy: a subarray would pin the whole (possibly 64 KiB) chunk for a few bytes.
+    const rest = Buffer.from(chunk.subarray(pos));
+    this.partial.push(rest);
+    this.partialBytes += rest.length;
+  }
+
+  private emit(buf: Buffer, start: number, end: number): void {
+    if (end > start && buf[end - 1] === 13) end--; // tolerate CRLF
+    if (end > start) this.onLine(buf, start, end);
+  }
+
+  private resetPartial(): void {
+    this.partial = [];
+    this.partialBytes = 0;
+  }
+}

@@ -1,0 +1,124 @@
+/**
+ * Where every ingest transport hands its records: validation with the proto schemas, per-session
+ * resource (`hello`), standalone events turned into zero-length spans, client drop reports,
+ * sampling, and the push into the queue. A bad record is counted with its reason and dropped;
+ * nothing here throws back into a transport.
+ */
+import { ATTR, keepTrace, newSpanId, parseLine, validateRecord, type EventRecord, type ScoreRecord, type SpanRecord, type ValidationResult, type WireRecord } from '@dspy-o11y/proto';
+import type { Logger } from '../log.js';
+import type { QueuedSpan, Resource } from '../model.js';
+import type { SpanQueue } from '../queue/span-queue.js';
+import type { Stats, Transport } from '../ops/stats.js';
+
+export const EMPTY_RESOURCE: Resource = Object.freeze({ attributes: Object.freeze({}) });
+
+/** One connection or one HTTP body: the resource its `hello` set applies to the records after it. */
+export interface IngestSession {
+  readonly transport: Transport;
+  resource: Resource;
+}
+
+export type Rejection = { reason: string; message: string };
+
+export interface RecordSinkOptions {
+  sampleRatio: number;
+  /** Scores go to their own sender (Langfuse's REST API), not the span queue. */
+  onScore?: (score: ScoreRecord, session: IngestSession) => void;
+}
+
+export class RecordSink {
+  /** Live listeners of `dspy-o11yd tail`. */
+  readonly tailListeners = new Set<(line: string) => void>();
+
+  constructor(
+    private readonly queue: SpanQueue,
+    private readonly stats: Stats,
+    private readonly log: Logger,
+    private readonly options: RecordSinkOptions,
+  ) {}
+
+  session(transport: Transport, resource: Resource = EMPTY_RESOURCE): IngestSession {
+    return { transport, resource };
+  }
+
+  /** One NDJSON line (bytes without the newline). Returns the rejection, if any. */
+  acceptLine(session: IngestSession, buf: Buffer, start: number, end: number): Rejection | undefined {
+    return this.accept(session, parseLine(buf.toString('utf8', start, end)), end - start);
+  }
+
+  /** One already-parsed value (JSON bodies), with its share of the body's bytes. */
+  acceptValue(session: IngestSession, value: unknown, bytes: number): Rejection | undefined {
+    return this.accept(session, validateRecord(value), bytes);
+  }
+
+  /** A line that was over `--max-record-bytes`, skipped by the splitter. */
+  rejectTooLarge(session: IngestSession, limit: number): Rejection {
+    this.stats.recordsInvalid.add([session.transport, 'too_large']);
+    return { reason: 'too_large', message: `record longer than --max-record-bytes (${limit} bytes)` };
+  }
+
+  /** Spans that come in already as spans (OTLP ingest, spool reload). */
+  acceptSpan(session: IngestSession, span: SpanRecord, bytes: number, type: WireRecord['type'] = 'span'): void {
+    this.stats.recordsReceived.add([session.transport, type]);
+    this.enqueue({ span, resource: session.resource, bytes });
+  }
+
+  private accept(session: IngestSession, result: ValidationResult, bytes: number): Rejection | undefined {
+    if (!result.ok) {
+      this.stats.recordsInvalid.add([session.transport, result.reason]);
+      this.log.debug({ transport: session.transport, reason: result.reason, error: result.message }, 'invalid record dropped');
+      return { reason: result.reason, message: result.message };
+    }
+    const record = result.record;
+    this.stats.recordsReceived.add([session.transport, record.type]);
+    if (this.tailListeners.size) this.tail(record);
+    switch (record.type) {
+      case 'hello':
+        session.resource = { attributes: record.resource ?? {}, sdk: record.sdk };
+        break;
+      case 'span':
+        this.enqueue({ span: record, resource: session.resource, bytes });
+        break;
+      case 'event':
+        this.enqueue({ span: eventAsSpan(record), resource: session.resource, bytes });
+        break;
+      case 'stats':
+        this.stats.drop('client_buffer', record.droppedRecords);
+        this.log.warn({ transport: session.transport, dropped: record.droppedRecords, reason: record.reason, service: session.resource.attributes['service.name'] }, 'a client reports records it dropped before sending');
+        break;
+      case 'score':
+        if (this.options.onScore) this.options.onScore(record, session);
+        break;
+    }
+    return undefined;
+  }
+
+  private enqueue(item: QueuedSpan): void {
+    this.stats.spansReceived++;
+    if (this.options.sampleRatio < 1 && !keepTrace(item.span.traceId, this.options.sampleRatio)) {
+      this.stats.drop('sampled', 1);
+      return;
+    }
+    this.queue.push(item);
+  }
+
+  private tail(record: WireRecord): void {
+    const line = JSON.stringify(record);
+    for (const listener of this.tailListeners) listener(line);
+  }
+}
+
+/** A point event is exported as a zero-length observation of type `event` (Langfuse ignores span events). */
+export function eventAsSpan(e: EventRecord): SpanRecord {
+  return {
+    v: 1,
+    type: 'span',
+    traceId: e.traceId,
+    spanId: e.spanId ?? newSpanId(),
+    parentSpanId: e.parentSpanId,
+    name: e.name,
+    startTimeUnixNano: e.timeUnixNano,
+    endTimeUnixNano: e.timeUnixNano,
+    attributes: { ...e.attributes, [ATTR.observationType]: 'event' },
+  };
+}

@@ -1,0 +1,87 @@
+/**
+ * Unix socket receiver: many concurrent connections, each an NDJSON stream with its own
+ * `hello` resource. Reads as fast as the kernel delivers; nothing here waits on export.
+ */
+import { chmod, lstat, unlink } from 'node:fs/promises';
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import type { Logger } from '../log.js';
+import { LineSplitter } from './line-splitter.js';
+import type { RecordSink } from './record-sink.js';
+
+export interface SocketReceiver {
+  readonly path: string;
+  readonly connections: number;
+  close(): Promise<void>;
+}
+
+export class SocketInUseError extends Error {}
+
+/** A socket file left by a dead daemon is replaced; a live daemon on it is an error. */
+async function clearStaleSocket(path: string): Promise<void> {
+  let stat;
+  try {
+    stat = await lstat(path);
+  } catch {
+    return; // nothing there
+  }
+  if (!stat.isSocket()) throw new SocketInUseError(`${path} exists and is not a socket; refusing to replace it`);
+  const alive = await new Promise<boolean>((resolve) => {
+    const probe = createConnection(path);
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => resolve(false));
+  });
+  if (alive) throw new SocketInUseError(`another daemon is already listening on ${path}`);
+  await unlink(path);
+}
+
+export async function listenSocket(path: string, sink: RecordSink, log: Logger, maxRecordBytes: number): Promise<SocketReceiver> {
+  await clearStaleSocket(path);
+  const open = new Set<Socket>();
+
+  const server: Server = createServer((socket) => {
+    open.add(socket);
+    const session = sink.session('uds');
+    const splitter = new LineSplitter(
+      maxRecordBytes,
+      (buf, start, end) => sink.acceptLine(session, buf, start, end),
+      () => sink.rejectTooLarge(session, maxRecordBytes),
+    );
+    socket.on('data', (chunk: Buffer) => splitter.push(chunk));
+    socket.on('end', () => {
+      splitter.end();
+      socket.end();
+    });
+    socket.on('error', (err) => log.debug({ err }, 'socket connection error'));
+    socket.on('close', () => open.delete(socket));
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(path, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  // Only the daemon's user and group may write telemetry into it.
+  await chmod(path, 0o660);
+  server.on('error', (err) => log.error({ err }, 'socket server error'));
+
+  return {
+    path,
+    get connections() {
+      return open.size;
+    },
+    async close() {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      // Clients get EOF; whatever they already wrote has been read by then.
+      for (const socket of open) socket.end();
+      const forced = setTimeout(() => open.forEach((s) => s.destroy()), 1000);
+      await closed;
+      clearTimeout(forced);
+      await unlink(path).catch(() => undefined);
+    },
+  };
+}

@@ -1,0 +1,54 @@
+/** Operations endpoints: liveness, readiness, Prometheus metrics, JSON status, live tail. */
+import type { FastifyInstance } from 'fastify';
+import type { Registry } from 'prom-client';
+import type { RecordSink } from '../ingest/record-sink.js';
+
+export interface DaemonStatus {
+  version: string;
+  pid: number;
+  uptimeSeconds: number;
+  ready: boolean;
+  notReadyReason?: string;
+  exporter: { kind: string; destination: string; state: string; lastError?: string; lastSuccessAt?: string };
+  listeners: { socket?: string; http?: string };
+  queue: { spans: number; bytes: number; maxSpans: number; maxBytes: number; inFlightSpans: number };
+  spans: { received: number; exported: number; dropped: Record<string, number>; queued: number; inFlight: number };
+  records: { received: Record<string, number>; invalid: Record<string, number> };
+  export: { requests: Record<string, number>; retries: number };
+}
+
+export interface OpsHooks {
+  status(): DaemonStatus;
+  registry: Registry;
+  sink: RecordSink;
+}
+
+export function registerOpsRoutes(app: FastifyInstance, hooks: OpsHooks): void {
+  app.get('/healthz', async () => ({ status: 'ok' }));
+
+  app.get('/readyz', async (_request, reply) => {
+    const s = hooks.status();
+    if (s.ready) return { ready: true };
+    return reply.code(503).send({ ready: false, reason: s.notReadyReason });
+  });
+
+  app.get('/metrics', async (_request, reply) => {
+    const text = await hooks.registry.metrics();
+    return reply.type(hooks.registry.contentType).send(text);
+  });
+
+  app.get('/v1/status', async () => hooks.status());
+
+  // The live record stream for `dspy-o11yd tail`: NDJSON, one line per accepted record.
+  app.get('/v1/tail', (request, reply) => {
+    reply.hijack();
+    const res = reply.raw;
+    res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
+    const listener = (line: string) => {
+      // A slow reader loses lines rather than growing the daemon's memory.
+      if (res.writableLength < 1024 * 1024) res.write(line + '\n');
+    };
+    hooks.sink.tailListeners.add(listener);
+    request.raw.on('close', () => hooks.sink.tailListeners.delete(listener));
+  });
+}

@@ -1,0 +1,58 @@
+/**
+ * The daemon's counters as plain numbers: cheap to bump on the per-record path, read by
+ * `/metrics` (ops/metrics.ts), `/v1/status` and the tests' invariant:
+ *   spans received = exported + dropped (all reasons but client_buffer) + queued + in flight.
+ */
+export type Transport = 'uds' | 'http' | 'otlp' | 'spool';
+export type DropReason = 'queue_overflow' | 'retries_exhausted' | 'rejected' | 'shutdown' | 'client_buffer' | 'sampled';
+export type ExportOutcomeLabel = 'delivered' | 'retryable' | 'too_large' | 'refused';
+
+export const DROP_REASONS: readonly DropReason[] = ['queue_overflow', 'retries_exhausted', 'rejected', 'shutdown', 'client_buffer', 'sampled'];
+
+/** A counter keyed by a tuple of label values. */
+export class LabeledCounts<L extends string> {
+  readonly values = new Map<string, number>();
+  constructor(readonly labelNames: readonly L[]) {}
+  add(labels: readonly string[], n = 1): void {
+    const key = labels.join('\u0000');
+    this.values.set(key, (this.values.get(key) ?? 0) + n);
+  }
+  get(labels: readonly string[]): number {
+    return this.values.get(labels.join('\u0000')) ?? 0;
+  }
+  *entries(): Generator<[Record<L, string>, number]> {
+    for (const [key, value] of this.values) {
+      const parts = key.split('\u0000');
+      const labels = Object.fromEntries(this.labelNames.map((n, i) => [n, parts[i] ?? ''])) as Record<L, string>;
+      yield [labels, value];
+    }
+  }
+  total(): number {
+    let t = 0;
+    for (const v of this.values.values()) t += v;
+    return t;
+  }
+}
+
+export class Stats {
+  readonly recordsReceived = new LabeledCounts<'transport' | 'type'>(['transport', 'type']);
+  readonly recordsInvalid = new LabeledCounts<'transport' | 'reason'>(['transport', 'reason']);
+  readonly exportRequests = new LabeledCounts<'outcome'>(['outcome']);
+  readonly repairs = new LabeledCounts<'reason'>(['reason']);
+  readonly dropped: Record<DropReason, number> = {
+    queue_overflow: 0, retries_exhausted: 0, rejected: 0, shutdown: 0, client_buffer: 0, sampled: 0,
+  };
+  /** Spans accepted into the pipeline (span records + standalone events). */
+  spansReceived = 0;
+  spansExported = 0;
+  exportRetries = 0;
+
+  drop(reason: DropReason, n: number): void {
+    this.dropped[reason] += n;
+  }
+
+  /** Drops of spans this daemon received (client_buffer drops happened in the app, before us). */
+  droppedInDaemon(): number {
+    return DROP_REASONS.reduce((t, r) => (r === 'client_buffer' ? t : t + this.dropped[r]), 0);
+  }
+}

@@ -1,0 +1,45 @@
+/**
+ * The spool: spans still queued when the shutdown timeout runs out are written to
+ * `--spool-dir` as wire-protocol NDJSON (a `hello` before each resource's spans) and fed back
+ * through ingest at the next start, so a restart does not lose what could be kept.
+ */
+import { mkdir, readdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { QueuedSpan, Resource } from '../model.js';
+
+const SUFFIX = '.ndjson';
+
+export async function writeSpool(dir: string, spans: readonly QueuedSpan[]): Promise<string | undefined> {
+  if (spans.length === 0) return undefined;
+  await mkdir(dir, { recursive: true });
+  const lines: string[] = [];
+  let current: Resource | undefined;
+  for (const { span, resource } of spans) {
+    if (resource !== current) {
+      current = resource;
+      lines.push(JSON.stringify({ v: 1, type: 'hello', resource: resource.attributes, sdk: resource.sdk }));
+    }
+    lines.push(JSON.stringify(span));
+  }
+  const name = `spool-${Date.now()}-${process.pid}`;
+  // Write then rename: a crash mid-write never leaves a half file that looks complete.
+  await writeFile(join(dir, `${name}.tmp`), lines.join('\n') + '\n', { mode: 0o600 });
+  await rename(join(dir, `${name}.tmp`), join(dir, name + SUFFIX));
+  return join(dir, name + SUFFIX);
+}
+
+/** Read every spool file (oldest first), hand each file's bytes to `ingest`, then delete it. */
+export async function replaySpool(dir: string, ingest: (content: Buffer) => void): Promise<number> {
+  let names: string[];
+  try {
+    names = (await readdir(dir)).filter((n) => n.startsWith('spool-') && n.endsWith(SUFFIX)).sort();
+  } catch {
+    return 0;
+  }
+  for (const name of names) {
+    const path = join(dir, name);
+    ingest(await readFile(path));
+    await unlink(path);
+  }
+  return names.length;
+}

@@ -1,0 +1,136 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { SpanQueue } from '../src/queue/span-queue.js';
+import { Batcher } from '../src/batch/batcher.js';
+import { LineSplitter } from '../src/ingest/line-splitter.js';
+import { backoffDelay } from '../src/export/backoff.js';
+import { resolveConfig, ConfigError } from '../src/config.js';
+import type { QueuedSpan } from '../src/model.js';
+import { keepTrace, newTraceId } from '@dspy-o11y/proto';
+
+const resource = { attributes: {} };
+const span = (i: number, bytes = 100): QueuedSpan => ({
+  span: { v: 1, type: 'span', traceId: 'a'.repeat(32), spanId: (i + 1).toString(16).padStart(16, '0'), name: `s${i}`, startTimeUnixNano: '1', endTimeUnixNano: '1' },
+  resource,
+  bytes,
+});
+
+test('queue drops exactly the oldest when the span bound is reached, and counts them', () => {
+  let dropped = 0;
+  const q = new SpanQueue({ maxSpans: 100, maxBytes: 1e9 }, (n) => (dropped += n));
+  for (let i = 0; i < 1000; i++) q.push(span(i));
+  assert.equal(q.spans, 100);
+  assert.equal(dropped, 900);
+  const names = q.drain().map((s) => s.span.name);
+  assert.deepEqual(names, Array.from({ length: 100 }, (_, i) => `s${900 + i}`));
+});
+
+test('queue honours the byte bound, and a span larger than the bound is dropped alone', () => {
+  let dropped = 0;
+  const q = new SpanQueue({ maxSpans: 1e6, maxBytes: 1000 }, (n) => (dropped += n));
+  for (let i = 0; i < 25; i++) q.push(span(i, 100));
+  assert.equal(q.spans, 10);
+  assert.equal(q.bytes, 1000);
+  q.push(span(99, 5000));
+  assert.equal(q.spans, 10, 'the oversized span did not evict the others');
+  assert.equal(dropped, 16);
+});
+
+test('queue take respects spans and bytes limits, always taking at least one', () => {
+  const q = new SpanQueue({ maxSpans: 1e6, maxBytes: 1e9 }, () => undefined);
+  for (let i = 0; i < 10; i++) q.push(span(i, 100));
+  assert.equal(q.take(3, 1e9).length, 3);
+  assert.equal(q.take(100, 250).length, 2);
+  q.push(span(50, 10_000));
+  assert.equal(q.take(100, 1).length, 1, 'one span above maxBytes still moves');
+  assert.equal(q.spans, 5);
+});
+
+test('queue keeps FIFO order across ring growth and wraparound', () => {
+  const q = new SpanQueue({ maxSpans: 5000, maxBytes: 1e9 }, () => undefined);
+  let next = 0;
+  let expected = 0;
+  for (let round = 0; round < 20; round++) {
+    for (let i = 0; i < 700; i++) q.push(span(next++));
+    for (const s of q.take(500, 1e9)) assert.equal(s.span.name, `s${expected++}`);
+  }
+  for (const s of q.drain()) assert.equal(s.span.name, `s${expected++}`);
+  assert.equal(expected, next);
+});
+
+test('batcher cuts a full batch at once and a partial one after the flush interval', async () => {
+  const q = new SpanQueue({ maxSpans: 1e6, maxBytes: 1e9 }, () => undefined);
+  const b = new Batcher(q, { maxSpans: 10, maxBytes: 1e9, flushIntervalMs: 150 });
+  for (let i = 0; i < 25; i++) q.push(span(i));
+  assert.equal((await b.next()).length, 10);
+  assert.equal((await b.next()).length, 10);
+  const t0 = Date.now();
+  const partial = await b.next();
+  assert.equal(partial.length, 5);
+  const pending = b.next();
+  setTimeout(() => q.push(span(100)), 20);
+  assert.equal((await pending).length, 1);
+  assert.ok(Date.now() - t0 >= 100, 'the partial batch waited for the interval');
+  b.close();
+  assert.deepEqual(await b.next(), []);
+});
+
+test('batcher flush() sends a partial batch without waiting', async () => {
+  const q = new SpanQueue({ maxSpans: 1e6, maxBytes: 1e9 }, () => undefined);
+  const b = new Batcher(q, { maxSpans: 100, maxBytes: 1e9, flushIntervalMs: 60_000 });
+  q.push(span(1));
+  const next = b.next();
+  b.flush();
+  assert.equal((await next).length, 1);
+});
+
+test('line splitter frames lines across chunks and skips over-long lines without buffering them', () => {
+  const lines: string[] = [];
+  let tooLong = 0;
+  const s = new LineSplitter(10, (b, st, e) => lines.push(b.toString('utf8', st, e)), () => tooLong++);
+  s.push(Buffer.from('abc\r\nde'));
+  s.push(Buffer.from('f\n\n0123456789ABCDEF'));
+  s.push(Buffer.from('GHIJKLMNOP'.repeat(100)));
+  s.push(Buffer.from('QR\nok\n0123456789X\nlast'));
+  s.end();
+  assert.deepEqual(lines, ['abc', 'def', 'ok', 'last']);
+  assert.equal(tooLong, 2);
+});
+
+test('backoff: full jitter under an exponential ceiling, Retry-After as a floor', () => {
+  const policy = { initialMs: 100, maxMs: 1000, maxRetryAfterMs: 5000 };
+  assert.equal(backoffDelay(0, undefined, policy, () => 0.999), 99);
+  assert.equal(backoffDelay(3, undefined, policy, () => 0.5), 400);
+  assert.equal(backoffDelay(20, undefined, policy, () => 0.999), 999);
+  assert.equal(backoffDelay(0, 2000, policy, () => 0.5), 2000);
+  assert.equal(backoffDelay(0, 60_000, policy, () => 0.5), 5000);
+});
+
+test('config: flag beats env beats default; bad values name the flag', () => {
+  const c = resolveConfig({ queueMaxSpans: '50' }, { DSPY_O11YD_QUEUE_MAX_SPANS: '70', DSPY_O11YD_BATCH_MAX_SPANS: '20' });
+  assert.equal(c.queue.maxSpans, 50);
+  assert.equal(c.batch.maxSpans, 20);
+  assert.equal(c.exporter, 'console');
+  assert.match(c.exporterNote ?? '', /LANGFUSE_PUBLIC_KEY/);
+  assert.equal(resolveConfig({}, { LANGFUSE_PUBLIC_KEY: 'pk', LANGFUSE_SECRET_KEY: 'sk' }).exporter, 'langfuse');
+  assert.equal(resolveConfig({}, { LANGFUSE_BASE_URL: 'http://127.0.0.1:3000/' }).langfuse.host, 'http://127.0.0.1:3000');
+  assert.equal(resolveConfig({ exporter: 'otlp' }, { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4000' }).otlp.endpoint, 'http://127.0.0.1:4000/v1/traces');
+  assert.throws(() => resolveConfig({ queueMaxSpans: 'lots' }), (e: Error) => e instanceof ConfigError && /--queue-max-spans/.test(e.message));
+  assert.throws(() => resolveConfig({}, { DSPY_O11YD_ENCODING: 'xml' }), /--encoding \(from DSPY_O11YD_ENCODING\)/);
+  assert.throws(() => resolveConfig({ http: '0.0.0.0:4318' }), /--ingest-token/);
+  assert.throws(() => resolveConfig({ exporter: 'langfuse' }), /LANGFUSE_SECRET_KEY/);
+  assert.throws(() => resolveConfig({ langfuseHost: 'ftp://x' }), /--langfuse-host/);
+});
+
+test('trace-id ratio sampling keeps about the ratio, and decides the same for the same id', () => {
+  let kept = 0;
+  for (let i = 0; i < 20_000; i++) {
+    const id = newTraceId();
+    const k = keepTrace(id, 0.25);
+    assert.equal(keepTrace(id, 0.25), k);
+    if (k) kept++;
+  }
+  assert.ok(kept > 4500 && kept < 5500, `kept ${kept} of 20000 at 0.25`);
+  assert.equal(keepTrace('f'.repeat(32), 1), true);
+  assert.equal(keepTrace('0'.repeat(31) + '1', 0), false);
+});

@@ -1,0 +1,166 @@
+/**
+ * Runs the real `dspy-o11yd` CLI as a child process for end-to-end tests, and the small
+ * clients the tests use to talk to it (Unix socket, HTTP).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect } from 'node:net';
+import { fileURLToPath } from 'node:url';
+
+export const CLI = fileURLToPath(new URL('../../src/cli.js', import.meta.url));
+
+export interface LogLine {
+  level: number;
+  msg: string;
+  [key: string]: unknown;
+}
+
+export class DaemonProcess {
+  readonly logs: LogLine[] = [];
+  stderr = '';
+  stdout = '';
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  httpUrl = '';
+  private logWaiters: { match: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];
+
+  constructor(readonly child: ChildProcess, readonly socketPath: string | undefined) {
+    let pending = '';
+    child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
+      this.stderr += chunk;
+      pending += chunk;
+      let nl;
+      while ((nl = pending.indexOf('\n')) !== -1) {
+        const line = pending.slice(0, nl);
+        pending = pending.slice(nl + 1);
+        let parsed: LogLine;
+        try {
+          parsed = JSON.parse(line) as LogLine;
+        } catch {
+          continue;
+        }
+        this.logs.push(parsed);
+        this.logWaiters = this.logWaiters.filter((w) => (w.match(parsed) ? (w.resolve(parsed), false) : true));
+      }
+    });
+    child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (this.stdout += chunk));
+    this.exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  }
+
+  waitForLog(match: (l: LogLine) => boolean, timeoutMs = 10_000): Promise<LogLine> {
+    const found = this.logs.find(match);
+    if (found) return Promise.resolve(found);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no matching log line within ${timeoutMs} ms; stderr:\n${this.stderr.slice(-3000)}`)), timeoutMs);
+      this.logWaiters.push({ match, resolve: (l) => (clearTimeout(timer), resolve(l)) });
+    });
+  }
+
+  async status(): Promise<DaemonStatusJson> {
+    const res = await fetch(`${this.httpUrl}/v1/status`);
+    return (await res.json()) as DaemonStatusJson;
+  }
+
+  async metrics(): Promise<string> {
+    return (await fetch(`${this.httpUrl}/metrics`)).text();
+  }
+
+  /** Value of one Prometheus sample, e.g. metric('dspy_o11yd_spans_dropped_total', { reason: 'queue_overflow' }). */
+  async metric(name: string, labels: Record<string, string> = {}): Promise<number> {
+    const text = await this.metrics();
+    const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
+    for (const line of text.split('\n')) {
+      if (!line.startsWith(name)) continue;
+      const m = /^([a-z_]+)(?:\{([^}]*)\})? (\S+)$/.exec(line);
+      if (!m || m[1] !== name) continue;
+      const have = (m[2] ?? '').split(',').filter(Boolean);
+      if (want.every((w) => have.includes(w)) && have.length === want.length) return Number(m[3]);
+    }
+    return 0;
+  }
+
+  /** Poll until `check` passes (for asynchronous delivery), failing with the last error. */
+  async eventually(check: () => Promise<void> | void, timeoutMs = 10_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      try {
+        await check();
+        return;
+      } catch (err) {
+        if (Date.now() > deadline) throw err;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+  }
+
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal);
+    return this.exited;
+  }
+}
+
+export interface DaemonStatusJson {
+  ready: boolean;
+  notReadyReason?: string;
+  exporter: { kind: string; destination: string; state: string; lastError?: string };
+  queue: { spans: number; bytes: number; maxSpans: number; maxBytes: number; inFlightSpans: number };
+  spans: { received: number; exported: number; dropped: Record<string, number>; queued: number; inFlight: number };
+  records: { received: Record<string, number>; invalid: Record<string, number> };
+  export: { requests: Record<string, number>; retries: number };
+}
+
+export function tempDir(prefix = 'dspy-o11yd-test-'): { dir: string; cleanup: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** Start the daemon CLI; resolves once it logs its startup line. */
+export async function startDaemonProcess(args: string[], env: Record<string, string | undefined> = {}, socketPath?: string): Promise<DaemonProcess> {
+  const child = spawn(process.execPath, [CLI, 'start', ...args], {
+    env: { PATH: process.env.PATH, ...env } as NodeJS.ProcessEnv,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const daemon = new DaemonProcess(child, socketPath);
+  const startup = daemon.waitForLog((l) => typeof l.msg === 'string' && l.msg.includes('listening on'));
+  const result = await Promise.race([startup, daemon.exited.then((e) => e)]);
+  if (!('msg' in result)) throw new Error(`daemon exited (${result.code}) before starting:\n${daemon.stderr}`);
+  daemon.httpUrl = String((result as LogLine).http ?? '');
+  return daemon;
+}
+
+/** Run the CLI to completion (config errors, check, status). */
+export function runCli(args: string[], env: Record<string, string | undefined> = {}, timeoutMs = 15_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], { env: { PATH: process.env.PATH, ...env } as NodeJS.ProcessEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
+    child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`dspy-o11yd ${args.join(' ')} did not exit within ${timeoutMs} ms`));
+    }, timeoutMs);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** Write lines to the daemon's Unix socket on one connection, then close it. */
+export function sendOverSocket(path: string, lines: readonly string[] | string): Promise<void> {
+  const payload = typeof lines === 'string' ? lines : lines.map((l) => l + '\n').join('');
+  return new Promise((resolve, reject) => {
+    const socket = connect(path);
+    socket.once('error', reject);
+    socket.end(payload);
+    socket.once('close', () => resolve());
+    socket.resume();
+  });
+}
+
+export async function postIngest(baseUrl: string, body: string, contentType = 'application/x-ndjson', headers: Record<string, string> = {}): Promise<{ status: number; body: { accepted: number; rejected: number; errors: { index: number; message: string }[] } }> {
+  const res = await fetch(`${baseUrl}/v1/ingest`, { method: 'POST', headers: { 'content-type': contentType, ...headers }, body });
+  return { status: res.status, body: (await res.json()) as { accepted: number; rejected: number; errors: { index: number; message: string }[] } };
+}
