@@ -26,13 +26,11 @@ export function createLogger(level: string, secrets: readonly (string | undefine
         paths: ['secretKey', '*.secretKey', 'authorization', '*.authorization', 'headers.authorization', '*.headers.authorization'],
         censor: '[REDACTED]',
       },
-      hooks: values.length
-        ? {
-            logMethod(args, method) {
-              method.apply(this, args.map((a) => scrubDeep(a)) as Parameters<typeof method>);
-            },
-          }
-        : undefined,
+      hooks: {
+        logMethod(args, method) {
+          method.apply(this, (values.length ? args.map((a) => scrubDeep(a)) : args) as Parameters<typeof method>);
+        },
+      },
     },
     pino.destination({ fd: 2, sync: false }),
   );
