@@ -1,0 +1,192 @@
+/**
+ * Spans → one OTLP ExportTraceServiceRequest (protobuf or OTLP/JSON), built on the official
+ * serializers of `@opentelemetry/otlp-transformer`.
+ *
+ * The serializers take SDK `ReadableSpan`s; we hand them lightweight views over our span records
+ * (one small object per span, methods on the prototype, no per-span closures). What they read,
+ * from `otlp-transformer/build/esm/trace/{protobuf/trace-serializer,internal}.js`:
+ * spanContext() {traceId, spanId, traceFlags, traceState?, isRemote?}, parentSpanContext?.spanId,
+ * name, kind, startTime, endTime, attributes, droppedAttributesCount, events [{time, name,
+ * attributes, droppedAttributesCount}], droppedEventsCount, links, droppedLinksCount,
+ * status {code, message}, resource (grouped by identity, reads .attributes/.schemaUrl),
+ * instrumentationScope (protobuf groups by identity, JSON by name@version).
+ *
+ * Numbers: the serializers write integers as intValue and everything else as doubleValue, so an
+ * attribute keeps the type JavaScript gives it (12 → int, 0.7 → double).
+ */
+import { SpanKind, SpanStatusCode, type Attributes as OtelAttributes, type HrTime, type SpanContext, type SpanStatus as OtelSpanStatus } from '@opentelemetry/api';
+import { JsonTraceSerializer, ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
+import { resourceFromAttributes, type Resource as OtelResource } from '@opentelemetry/resources';
+import type { Attributes, SpanEvent, SpanStatus } from '@dspy-o11y/proto';
+import type { Resource } from '../model.js';
+
+/** The SDK span shape the serializers consume (derived, so no dependency on sdk-trace itself). */
+type ReadableSpan = Parameters<typeof ProtobufTraceSerializer.serializeRequest>[0][number];
+type TimedEvent = ReadableSpan['events'][number];
+type InstrumentationScope = ReadableSpan['instrumentationScope'];
+
+/** The parts of a span record the encoder reads; a `SpanRecord` is one. */
+export interface EncodableSpanRecord {
+  readonly traceId: string;
+  readonly spanId: string;
+  readonly parentSpanId?: string;
+  readonly name: string;
+  readonly startTimeUnixNano: string;
+  readonly endTimeUnixNano: string;
+  readonly status?: SpanStatus;
+  readonly attributes?: Attributes;
+  readonly events?: readonly SpanEvent[];
+}
+
+/** A span and the resource it came with; a `QueuedSpan` is one. */
+export interface EncodableSpan {
+  readonly span: EncodableSpanRecord;
+  readonly resource: Resource;
+}
+
+export type OtlpEncoding = 'protobuf' | 'json';
+
+export interface EncodeOptions {
+  readonly encoding: OtlpEncoding;
+  /** Instrumentation scope of every span. Never starts with `langfuse-sdk` (Langfuse treats those specially). */
+  readonly scope: { readonly name: string; readonly version: string };
+}
+
+// W3C trace flags: sampled.
+const TRACE_FLAGS_SAMPLED = 1;
+const NO_ATTRIBUTES: OtelAttributes = Object.freeze({}) as OtelAttributes;
+const NO_EVENTS: TimedEvent[] = [];
+const NO_LINKS: ReadableSpan['links'] = [];
+const STATUS_UNSET: OtelSpanStatus = Object.freeze({ code: SpanStatusCode.UNSET });
+const STATUS_OK: OtelSpanStatus = Object.freeze({ code: SpanStatusCode.OK });
+const STATUS_ERROR: OtelSpanStatus = Object.freeze({ code: SpanStatusCode.ERROR });
+const UNIX_NANO = /^[0-9]{1,20}$/;
+
+/**
+ * Unix-ns decimal string → exact HrTime [seconds, nanoseconds]. Splitting the decimal string is
+ * exact (like BigInt division, without allocating a bigint per timestamp on the hot path).
+ * Anything that is not a decimal string (the daemon validates times at ingest) becomes [0, 0].
+ */
+export function nsToHrTime(ns: string): HrTime {
+  if (!UNIX_NANO.test(ns)) return [0, 0];
+  const len = ns.length;
+  if (len <= 9) return [0, Number(ns)];
+  return [Number(ns.slice(0, len - 9)), Number(ns.slice(len - 9))];
+}
+
+function hrDiff(end: HrTime, start: HrTime): HrTime {
+  let s = end[0] - start[0];
+  let n = end[1] - start[1];
+  if (n < 0) {
+    s -= 1;
+    n += 1_000_000_000;
+  }
+  return s < 0 ? [0, 0] : [s, n];
+}
+
+function toOtelStatus(status: SpanStatus | undefined): OtelSpanStatus {
+  if (!status) return STATUS_UNSET;
+  const code = status.code === 'error' ? SpanStatusCode.ERROR : status.code === 'ok' ? SpanStatusCode.OK : SpanStatusCode.UNSET;
+  if (status.message) return { code, message: status.message };
+  return code === SpanStatusCode.ERROR ? STATUS_ERROR : code === SpanStatusCode.OK ? STATUS_OK : STATUS_UNSET;
+}
+
+function toTimedEvents(events: readonly SpanEvent[] | undefined): TimedEvent[] {
+  if (!events || events.length === 0) return NO_EVENTS;
+  const out: TimedEvent[] = new Array(events.length);
+  for (let i = 0; i < events.length; i++) {
+    const e = events[i];
+    out[i] = { time: nsToHrTime(e.timeUnixNano), name: e.name, attributes: e.attributes ?? NO_ATTRIBUTES, droppedAttributesCount: 0 };
+  }
+  return out;
+}
+
+// One OpenTelemetry Resource per daemon Resource (one per `hello`): the serializers group spans by
+// resource identity, so the spans of one hello end up under one ResourceSpans.
+const resources = new WeakMap<Resource, OtelResource>();
+
+export function otelResourceOf(resource: Resource): OtelResource {
+  let r = resources.get(resource);
+  if (!r) {
+    r = resourceFromAttributes(resource.attributes);
+    resources.set(resource, r);
+  }
+  return r;
+}
+
+// Scopes must be identical objects for the protobuf serializer to group spans under one ScopeSpans.
+const scopes = new Map<string, InstrumentationScope>();
+
+function scopeOf(name: string, version: string): InstrumentationScope {
+  const key = `${name}@${version}`;
+  let s = scopes.get(key);
+  if (!s) {
+    s = Object.freeze({ name, version });
+    scopes.set(key, s);
+  }
+  return s;
+}
+
+/** A ReadableSpan view over one span record. */
+class SpanView implements ReadableSpan {
+  readonly name: string;
+  readonly kind: SpanKind = SpanKind.INTERNAL;
+  readonly parentSpanContext: SpanContext | undefined;
+  readonly startTime: HrTime;
+  readonly endTime: HrTime;
+  readonly status: OtelSpanStatus;
+  readonly attributes: OtelAttributes;
+  readonly links: ReadableSpan['links'] = NO_LINKS;
+  readonly events: TimedEvent[];
+  readonly ended = true;
+  readonly resource: OtelResource;
+  readonly instrumentationScope: InstrumentationScope;
+  readonly droppedAttributesCount = 0;
+  readonly droppedEventsCount = 0;
+  readonly droppedLinksCount = 0;
+  private readonly context: SpanContext;
+
+  constructor(span: EncodableSpanRecord, resource: OtelResource, scope: InstrumentationScope) {
+    this.name = span.name;
+    this.context = { traceId: span.traceId, spanId: span.spanId, traceFlags: TRACE_FLAGS_SAMPLED };
+    this.parentSpanContext = span.parentSpanId
+      ? { traceId: span.traceId, spanId: span.parentSpanId, traceFlags: TRACE_FLAGS_SAMPLED, isRemote: false }
+      : undefined;
+    this.startTime = nsToHrTime(span.startTimeUnixNano);
+    this.endTime = nsToHrTime(span.endTimeUnixNano);
+    this.status = toOtelStatus(span.status);
+    this.attributes = span.attributes ?? NO_ATTRIBUTES;
+    this.events = toTimedEvents(span.events);
+    this.resource = resource;
+    this.instrumentationScope = scope;
+  }
+
+  spanContext(): SpanContext {
+    return this.context;
+  }
+
+  /** Not read by the serializers: computed only if someone asks. */
+  get duration(): HrTime {
+    return hrDiff(this.endTime, this.startTime);
+  }
+}
+
+/** Our spans as ReadableSpans (exported for tests and other serializers). */
+export function toReadableSpans(spans: readonly EncodableSpan[], scope: EncodeOptions['scope']): ReadableSpan[] {
+  const s = scopeOf(scope.name, scope.version);
+  const out: ReadableSpan[] = new Array(spans.length);
+  for (let i = 0; i < spans.length; i++) {
+    const q = spans[i];
+    out[i] = new SpanView(q.span, otelResourceOf(q.resource), s);
+  }
+  return out;
+}
+
+/** Encode spans as one ExportTraceServiceRequest body (not compressed). */
+export function encodeTraces(spans: readonly EncodableSpan[], options: EncodeOptions): Uint8Array {
+  const readable = toReadableSpans(spans, options.scope);
+  const body =
+    options.encoding === 'json' ? JsonTraceSerializer.serializeRequest(readable) : ProtobufTraceSerializer.serializeRequest(readable);
+  if (!body) throw new Error(`the OTLP ${options.encoding} serializer produced no body`);
+  return body;
+}

@@ -1,0 +1,403 @@
+/**
+ * The OTLP encoder (official otlp-transformer serializers over our span records) and our decoder:
+ * exact round trips in both encodings, resource grouping, and the decoder's handling of the
+ * OTLP/JSON variants and of malformed input (clear errors, never a hang or a crash).
+ */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import type { SpanRecord } from '@dspy-o11y/proto';
+import { encodeTraces, nsToHrTime, type EncodableSpan, type OtlpEncoding } from '../src/export/otlp-encode.js';
+import {
+  MAX_ANY_VALUE_DEPTH,
+  OtlpDecodeError,
+  attributeType,
+  attributeTypes,
+  arrayElementTypes,
+  countSpans,
+  decodeTraceRequest,
+  decodeTraceRequestJson,
+  decodeTraceRequestProtobuf,
+  encodingOfContentType,
+  exportTraceServiceRequestType,
+  flattenAttributes,
+  type DecodedSpan,
+} from '../src/otlp/decode.js';
+import type { Resource } from '../src/model.js';
+
+const SCOPE = { name: 'dspy-o11y', version: '1.2.3' };
+const ENCODINGS: OtlpEncoding[] = ['protobuf', 'json'];
+const R1: Resource = { attributes: { 'service.name': 'one', 'service.version': '1.4.2', 'host.cores': 8 } };
+const R2: Resource = { attributes: { 'service.name': 'two' } };
+
+const root: SpanRecord = {
+  v: 1,
+  type: 'span',
+  traceId: '4bf92f3577b34da6a3ce929d0e0e4736',
+  spanId: '00f067aa0ba902b7',
+  name: 'ReAct.forward',
+  startTimeUnixNano: '1732700000000000001',
+  endTimeUnixNano: '1732700000923456789',
+  status: { code: 'ok' },
+  attributes: {
+    str: 'hello',
+    int: 120,
+    negative: -7,
+    zero: 0,
+    big: 2 ** 60,
+    double: 0.7,
+    wholeLooking: 2.5e-8,
+    bool: false,
+    strings: ['beta', 'coffee'],
+    ints: [1, 2, 3],
+    doubles: [0.5, 1.5],
+    bools: [true, false],
+    unicode: 'café ☕ 日本',
+  },
+};
+const child: SpanRecord = {
+  v: 1,
+  type: 'span',
+  traceId: '4bf92f3577b34da6a3ce929d0e0e4736',
+  spanId: '1111111111111111',
+  parentSpanId: '00f067aa0ba902b7',
+  name: 'llm.generate',
+  startTimeUnixNano: '1732700000123456789',
+  endTimeUnixNano: '18446744073709551615',
+  status: { code: 'error', message: '429 from provider' },
+  events: [
+    { name: 'llm.retry', timeUnixNano: '1732700000150000000', attributes: { attempt: 2, backoff: 0.25 } },
+    { name: 'llm.first_token', timeUnixNano: '999999999' },
+  ],
+};
+const tiny: SpanRecord = { v: 1, type: 'span', traceId: 'a'.repeat(32), spanId: 'b'.repeat(16), name: 'tiny', startTimeUnixNano: '5', endTimeUnixNano: '1000000000' };
+
+function allSpans(encoding: OtlpEncoding, spans: EncodableSpan[]): DecodedSpan[] {
+  const body = encodeTraces(spans, { encoding, scope: SCOPE });
+  const decoded = decodeTraceRequest(body, encoding, { strictFieldNames: true });
+  return decoded.resourceSpans.flatMap((rs) => rs.scopeSpans.flatMap((ss) => ss.spans));
+}
+
+describe('encode → decode round trip', () => {
+  for (const encoding of ENCODINGS) {
+    test(`${encoding}: ids, parents, names, nanosecond times, status, kind`, () => {
+      const spans = allSpans(encoding, [
+        { span: root, resource: R1 },
+        { span: child, resource: R1 },
+        { span: tiny, resource: R2 },
+      ]);
+      assert.equal(spans.length, 3);
+      const [r, c, t] = [spans.find((s) => s.name === 'ReAct.forward')!, spans.find((s) => s.name === 'llm.generate')!, spans.find((s) => s.name === 'tiny')!];
+      assert.equal(r.traceId, root.traceId);
+      assert.equal(r.spanId, root.spanId);
+      assert.equal(r.parentSpanId, undefined);
+      assert.equal(c.parentSpanId, '00f067aa0ba902b7');
+      assert.equal(r.startTimeUnixNano, '1732700000000000001');
+      assert.equal(r.endTimeUnixNano, '1732700000923456789');
+      assert.equal(c.startTimeUnixNano, '1732700000123456789');
+      assert.equal(c.endTimeUnixNano, '18446744073709551615', 'the largest fixed64, exactly');
+      assert.equal(t.startTimeUnixNano, '5');
+      assert.equal(t.endTimeUnixNano, '1000000000');
+      assert.deepEqual(r.status, { code: 1, message: undefined });
+      assert.deepEqual(c.status, { code: 2, message: '429 from provider' });
+      assert.deepEqual(t.status, { code: 0, message: undefined });
+      assert.equal(r.kind, 1, 'SPAN_KIND_INTERNAL');
+      assert.equal(r.flags & 0xff, 1, 'sampled');
+    });
+
+    test(`${encoding}: attributes keep their OTLP types (int vs double) and values`, () => {
+      const [r] = allSpans(encoding, [{ span: root, resource: R1 }]);
+      const attrs = flattenAttributes(r!.attributes);
+      const types = attributeTypes(r!.attributes);
+      assert.deepEqual(types, {
+        str: 'string',
+        int: 'int',
+        negative: 'int',
+        zero: 'int',
+        big: 'int',
+        double: 'double',
+        wholeLooking: 'double',
+        bool: 'bool',
+        strings: 'array',
+        ints: 'array',
+        doubles: 'array',
+        bools: 'array',
+        unicode: 'string',
+      });
+      assert.equal(attrs.int, 120);
+      assert.equal(attrs.negative, -7);
+      assert.equal(attrs.double, 0.7);
+      assert.equal(attrs.wholeLooking, 2.5e-8);
+      assert.equal(attrs.bool, false);
+      assert.equal(attrs.unicode, 'café ☕ 日本');
+      assert.deepEqual(attrs.strings, ['beta', 'coffee']);
+      assert.deepEqual(attrs.doubles, [0.5, 1.5]);
+      const ints = r!.attributes.find((kv) => kv.key === 'ints')!.value;
+      assert.deepEqual(arrayElementTypes(ints), ['int', 'int', 'int']);
+      assert.deepEqual(arrayElementTypes(r!.attributes.find((kv) => kv.key === 'doubles')!.value), ['double', 'double']);
+      assert.equal(attributeType(r!.attributes, 'int'), 'int');
+      assert.equal(attributeType(r!.attributes, 'missing'), undefined);
+      if (encoding === 'protobuf') assert.equal(attrs.big, '1152921504606846976', 'int64 beyond 2^53 stays exact (as a decimal string)');
+      else assert.equal(Number(attrs.big), 2 ** 60);
+    });
+
+    test(`${encoding}: events with names, exact times and typed attributes`, () => {
+      const [c] = allSpans(encoding, [{ span: child, resource: R1 }]);
+      assert.equal(c!.events.length, 2);
+      const [retry, first] = c!.events;
+      assert.equal(retry!.name, 'llm.retry');
+      assert.equal(retry!.timeUnixNano, '1732700000150000000');
+      assert.deepEqual(flattenAttributes(retry!.attributes), { attempt: 2, backoff: 0.25 });
+      assert.deepEqual(attributeTypes(retry!.attributes), { attempt: 'int', backoff: 'double' });
+      assert.equal(first!.name, 'llm.first_token');
+      assert.equal(first!.timeUnixNano, '999999999');
+      assert.deepEqual(first!.attributes, []);
+    });
+
+    test(`${encoding}: spans group by resource identity, scope name and version on each group`, () => {
+      const R1again: Resource = { attributes: { ...R1.attributes } }; // equal, but another hello
+      const body = encodeTraces(
+        [
+          { span: root, resource: R1 },
+          { span: tiny, resource: R2 },
+          { span: child, resource: R1 },
+          { span: { ...tiny, spanId: 'c'.repeat(16) }, resource: R1again },
+        ],
+        { encoding, scope: SCOPE },
+      );
+      const decoded = decodeTraceRequest(body, encoding);
+      assert.equal(decoded.resourceSpans.length, 3);
+      assert.equal(countSpans(decoded), 4);
+      const byService = decoded.resourceSpans.map((rs) => ({
+        resource: flattenAttributes(rs.resource.attributes),
+        types: attributeTypes(rs.resource.attributes),
+        scopes: rs.scopeSpans.map((ss) => ({ ...ss.scope, spans: ss.spans.map((s) => s.spanId) })),
+      }));
+      assert.deepEqual(byService[0]!.resource, { 'service.name': 'one', 'service.version': '1.4.2', 'host.cores': 8 });
+      assert.equal(byService[0]!.types['host.cores'], 'int');
+      assert.equal(byService[0]!.scopes.length, 1, 'one ScopeSpans per resource');
+      assert.equal(byService[0]!.scopes[0]!.name, 'dspy-o11y');
+      assert.equal(byService[0]!.scopes[0]!.version, '1.2.3');
+      assert.deepEqual(byService[0]!.scopes[0]!.spans, [root.spanId, child.spanId]);
+      assert.deepEqual(byService[1]!.resource, { 'service.name': 'two' });
+      assert.deepEqual(byService[1]!.scopes[0]!.spans, [tiny.spanId]);
+      assert.deepEqual(byService[2]!.scopes[0]!.spans, ['c'.repeat(16)]);
+    });
+  }
+
+  test('protobuf and JSON decode to the same normalized request (up to int64 > 2^53)', () => {
+    const input: EncodableSpan[] = [
+      { span: { ...root, attributes: { ...root.attributes, big: 1 } }, resource: R1 },
+      { span: child, resource: R1 },
+      { span: tiny, resource: R2 },
+    ];
+    const pb = decodeTraceRequestProtobuf(encodeTraces(input, { encoding: 'protobuf', scope: SCOPE }));
+    const js = decodeTraceRequestJson(encodeTraces(input, { encoding: 'json', scope: SCOPE }), { strictFieldNames: true });
+    assert.deepEqual(pb, js);
+  });
+
+  test('nsToHrTime is exact and tolerant of junk', () => {
+    assert.deepEqual(nsToHrTime('1732700000123456789'), [1732700000, 123456789]);
+    assert.deepEqual(nsToHrTime('18446744073709551615'), [18446744073, 709551615]);
+    assert.deepEqual(nsToHrTime('999999999'), [0, 999999999]);
+    assert.deepEqual(nsToHrTime('1000000000'), [1, 0]);
+    assert.deepEqual(nsToHrTime('nope'), [0, 0]);
+  });
+
+  test('an empty batch encodes to an empty request', () => {
+    for (const encoding of ENCODINGS) {
+      const decoded = decodeTraceRequest(encodeTraces([], { encoding, scope: SCOPE }), encoding);
+      assert.equal(countSpans(decoded), 0);
+    }
+  });
+});
+
+describe('OTLP/JSON decoding', () => {
+  const jsonSpan = (over: Record<string, unknown> = {}) => ({
+    traceId: '4BF92F3577B34DA6A3CE929D0E0E4736',
+    spanId: '00F067AA0BA902B7',
+    parentSpanId: '',
+    name: 'x',
+    kind: 'SPAN_KIND_SERVER',
+    startTimeUnixNano: 1732700000,
+    endTimeUnixNano: '1732700000123456789',
+    status: { code: 'STATUS_CODE_ERROR', message: 'bad' },
+    attributes: [
+      { key: 'i', value: { intValue: '9007199254740993' } },
+      { key: 'n', value: { intValue: 12 } },
+      { key: 'd', value: { doubleValue: 1 } },
+      { key: 'kv', value: { kvlistValue: { values: [{ key: 'a', value: { stringValue: 'b' } }] } } },
+      { key: 'bytes', value: { bytesValue: Buffer.from([1, 2, 255]).toString('base64') } },
+      { key: 'empty', value: {} },
+    ],
+    ...over,
+  });
+  const request = (spans: unknown[]) => ({ resourceSpans: [{ resource: { attributes: [] }, scopeSpans: [{ scope: { name: 's' }, spans }] }] });
+
+  test('hex ids are lowercased, empty parent → undefined, enum names and numbers, int64 strings exact', () => {
+    const d = decodeTraceRequestJson(JSON.stringify(request([jsonSpan()])));
+    const s = d.resourceSpans[0]!.scopeSpans[0]!.spans[0]!;
+    assert.equal(s.traceId, '4bf92f3577b34da6a3ce929d0e0e4736');
+    assert.equal(s.spanId, '00f067aa0ba902b7');
+    assert.equal(s.parentSpanId, undefined);
+    assert.equal(s.kind, 2);
+    assert.deepEqual(s.status, { code: 2, message: 'bad' });
+    assert.equal(s.startTimeUnixNano, '1732700000');
+    const types = attributeTypes(s.attributes);
+    assert.deepEqual(types, { i: 'int', n: 'int', d: 'double', kv: 'kvlist', bytes: 'bytes', empty: 'empty' });
+    const flat = flattenAttributes(s.attributes);
+    assert.equal(flat.i, '9007199254740993');
+    assert.equal(s.attributes[0]!.value.type === 'int' && s.attributes[0]!.value.value, 9007199254740993n);
+    assert.equal(flat.n, 12);
+    assert.deepEqual(flat.kv, { a: 'b' });
+    assert.equal(flat.bytes, Buffer.from([1, 2, 255]).toString('base64'));
+    assert.equal(flat.empty, null);
+  });
+
+  test('snake_case field names: an alias by default, an error when strict (Langfuse would read nothing)', () => {
+    const snake = { resource_spans: [{ scope_spans: [{ spans: [{ trace_id: 'a'.repeat(32), span_id: 'b'.repeat(16), name: 'n', start_time_unix_nano: '7' }] }] }] };
+    const lenient = decodeTraceRequestJson(snake);
+    assert.equal(lenient.resourceSpans[0]!.scopeSpans[0]!.spans[0]!.startTimeUnixNano, '7');
+    assert.throws(() => decodeTraceRequestJson(snake, { strictFieldNames: true }), (e: unknown) => e instanceof OtlpDecodeError && /lowerCamelCase.*resource_spans/.test(e.message));
+    const nested = request([{ ...jsonSpan(), parent_span_id: 'c'.repeat(16) }]);
+    assert.throws(() => decodeTraceRequestJson(nested, { strictFieldNames: true }), /parent_span_id/);
+  });
+
+  const bad: [string, unknown, RegExp][] = [
+    ['not JSON', '{"resourceSpans": [', /not JSON/],
+    ['not an object', '[1,2]', /must be a JSON object/],
+    ['resourceSpans not an array', { resourceSpans: {} }, /resourceSpans must be an array/],
+    ['spans not an array', { resourceSpans: [{ scopeSpans: [{ spans: 'x' }] }] }, /spans must be an array/],
+    ['attributes not an array', request([jsonSpan({ attributes: { a: 1 } })]), /attributes must be an array/],
+    ['events not an array', request([jsonSpan({ events: {} })]), /events must be an array/],
+    ['missing traceId', request([jsonSpan({ traceId: undefined })]), /traceId is missing/],
+    ['missing spanId', request([jsonSpan({ spanId: '' })]), /spanId is missing/],
+    ['short spanId', request([jsonSpan({ spanId: 'abc' })]), /spanId must be 16 hex/],
+    ['base64 traceId', request([jsonSpan({ traceId: Buffer.alloc(16, 7).toString('base64') })]), /traceId must be 32 hex/],
+    ['malformed parentSpanId', request([jsonSpan({ parentSpanId: 'zz'.repeat(8) })]), /parentSpanId/],
+    ['time not a number', request([jsonSpan({ startTimeUnixNano: 'yesterday' })]), /startTimeUnixNano/],
+    ['time above 2^64', request([jsonSpan({ endTimeUnixNano: '18446744073709551616' })]), /64 bits/],
+    ['bad status code', request([jsonSpan({ status: { code: 7 } })]), /status\.code/],
+    ['int64 out of range', request([jsonSpan({ attributes: [{ key: 'k', value: { intValue: '9223372036854775808' } }] })]), /int64/],
+    ['bool not a bool', request([jsonSpan({ attributes: [{ key: 'k', value: { boolValue: 'yes' } }] })]), /boolValue/],
+  ];
+  for (const [what, body, message] of bad) {
+    test(`malformed: ${what} → OtlpDecodeError`, () => {
+      assert.throws(
+        () => decodeTraceRequestJson(typeof body === 'string' ? body : JSON.stringify(body)),
+        (e: unknown) => e instanceof OtlpDecodeError && message.test(e.message),
+      );
+    });
+  }
+
+  test('invalid UTF-8 and absurd nesting are clear errors', () => {
+    assert.throws(() => decodeTraceRequestJson(new Uint8Array([0x7b, 0xff, 0xfe, 0x7d])), /UTF-8/);
+    let v: unknown = { stringValue: 'leaf' };
+    for (let i = 0; i < MAX_ANY_VALUE_DEPTH + 5; i++) v = { arrayValue: { values: [v] } };
+    assert.throws(() => decodeTraceRequestJson(request([jsonSpan({ attributes: [{ key: 'deep', value: v }] })])), (e: unknown) => e instanceof OtlpDecodeError && /nest deeper/.test(e.message));
+  });
+
+  test('content types', () => {
+    assert.equal(encodingOfContentType('application/json; charset=utf-8'), 'json');
+    assert.equal(encodingOfContentType('application/x-protobuf'), 'protobuf');
+    assert.equal(encodingOfContentType('text/plain'), undefined);
+    assert.equal(encodingOfContentType(undefined), undefined);
+  });
+});
+
+describe('protobuf decoding of hostile input', () => {
+  const Req = exportTraceServiceRequestType();
+  const good = () =>
+    encodeTraces([{ span: root, resource: R1 }, { span: child, resource: R1 }], { encoding: 'protobuf', scope: SCOPE });
+
+  test('an empty body is an empty request', () => {
+    assert.equal(countSpans(decodeTraceRequestProtobuf(new Uint8Array(0))), 0);
+  });
+
+  test('every truncation of a valid body throws OtlpDecodeError or decodes, never anything else', () => {
+    const body = good();
+    let threw = 0;
+    for (let n = 1; n < body.length; n++) {
+      try {
+        decodeTraceRequestProtobuf(body.subarray(0, n));
+      } catch (err) {
+        assert.ok(err instanceof OtlpDecodeError, `truncated at ${n}: ${(err as Error).name}`);
+        threw++;
+      }
+    }
+    assert.ok(threw > body.length / 2, 'most truncations are detected');
+  });
+
+  test('random bytes and bit flips: only OtlpDecodeError, quickly', () => {
+    const started = Date.now();
+    const body = good();
+    for (let i = 0; i < 3000; i++) {
+      let input: Uint8Array;
+      if (i % 2 === 0) input = randomBytes(1 + (i % 300));
+      else {
+        input = Uint8Array.from(body);
+        input[i % input.length] ^= 1 << (i % 8);
+      }
+      try {
+        decodeTraceRequestProtobuf(input);
+      } catch (err) {
+        assert.ok(err instanceof OtlpDecodeError, `${(err as Error).name}: ${(err as Error).message}`);
+      }
+    }
+    assert.ok(Date.now() - started < 5000);
+  });
+
+  test('JSON sent as protobuf is an error, not a silent empty request or a crash', () => {
+    const js = encodeTraces([{ span: root, resource: R1 }], { encoding: 'json', scope: SCOPE });
+    assert.throws(() => decodeTraceRequestProtobuf(js), OtlpDecodeError);
+  });
+
+  test('ids of the wrong length, a missing span id, deep AnyValue nesting: clear errors', () => {
+    const ok = { traceId: Buffer.alloc(16, 1), spanId: Buffer.alloc(8, 2), name: 'n' };
+    const enc = (span: Record<string, unknown>) => Req.encode(Req.fromObject({ resourceSpans: [{ scopeSpans: [{ spans: [span] }] }] })).finish();
+    assert.equal(decodeTraceRequestProtobuf(enc(ok)).resourceSpans[0]!.scopeSpans[0]!.spans[0]!.spanId, '0202020202020202');
+    assert.throws(() => decodeTraceRequestProtobuf(enc({ ...ok, spanId: Buffer.alloc(0) })), /spanId is missing/);
+    assert.throws(() => decodeTraceRequestProtobuf(enc({ ...ok, traceId: Buffer.alloc(8, 1) })), /traceId must be 16 bytes/);
+    assert.throws(() => decodeTraceRequestProtobuf(enc({ ...ok, parentSpanId: Buffer.alloc(3, 1) })), /parentSpanId/);
+    let v: Record<string, unknown> = { stringValue: 'leaf' };
+    for (let i = 0; i < MAX_ANY_VALUE_DEPTH + 5; i++) v = { arrayValue: { values: [v] } };
+    assert.throws(() => decodeTraceRequestProtobuf(enc({ ...ok, attributes: [{ key: 'deep', value: v }] })), /nest deeper/);
+  });
+
+  test('kvlist, bytes and negative / huge int64 values written by another encoder decode exactly', () => {
+    const body = Req.encode(
+      Req.fromObject({
+        resourceSpans: [
+          {
+            scopeSpans: [
+              {
+                spans: [
+                  {
+                    traceId: Buffer.alloc(16, 0xab),
+                    spanId: Buffer.alloc(8, 0xcd),
+                    name: 'other-sdk',
+                    startTimeUnixNano: '1732700000123456789',
+                    attributes: [
+                      { key: 'min', value: { intValue: '-9223372036854775808' } },
+                      { key: 'neg', value: { intValue: -42 } },
+                      { key: 'kv', value: { kvlistValue: { values: [{ key: 'x', value: { doubleValue: 1.5 } }] } } },
+                      { key: 'raw', value: { bytesValue: Buffer.from('hi') } },
+                    ],
+                  },
+                ],
+              },
+            ],
+          },
+        ],
+      }),
+    ).finish();
+    const s = decodeTraceRequestProtobuf(body).resourceSpans[0]!.scopeSpans[0]!.spans[0]!;
+    assert.equal(s.startTimeUnixNano, '1732700000123456789');
+    assert.equal(s.endTimeUnixNano, '0');
+    const flat = flattenAttributes(s.attributes);
+    assert.equal(flat.min, '-9223372036854775808');
+    assert.equal(flat.neg, -42);
+    assert.deepEqual(flat.kv, { x: 1.5 });
+    assert.equal(flat.raw, Buffer.from('hi').toString('base64'));
+  });
+});
