@@ -1,0 +1,483 @@
+/**
+ * The neutral vocabulary (DESIGN §3) → Langfuse's OTLP dialect (DESIGN §6, FACTS.md).
+ *
+ * `LangfuseMapper.map(batch)` returns the spans to encode: each SDK span with its attributes
+ * translated, plus one zero-length child span of type `event` per span event (Langfuse ignores
+ * span events). It never mutates its input, and mapping the same batch twice gives the same
+ * output (the export loop calls `send` again on retries and on 413 halves): event span ids are
+ * derived from the parent span id and the event index.
+ *
+ * Trace-level attributes (name, user, session, tags, metadata, release, environment) must be on
+ * every span Langfuse receives (its real-time path only reads them from the span row itself), so
+ * they are gathered per trace from the whole batch, remembered per trace id in a bounded LRU
+ * and written onto every span of the trace, including spans in later batches.
+ *
+ * Values Langfuse would drop silently (the whole observation with them) are repaired or removed,
+ * and each repair is reported through `onRepair(reason)` (a closed set: {@link RepairReason}).
+ */
+import { createHash } from 'node:crypto';
+import { ATTR, LEVELS, OBSERVATION_TYPES, RESOURCE, type AttributeValue, type Attributes, type SpanEvent } from '@dspy-o11y/proto';
+import type { Resource } from '../model.js';
+import type { EncodableSpan, EncodableSpanRecord } from './otlp-encode.js';
+
+export const LF = {
+  observationType: 'langfuse.observation.type',
+  input: 'langfuse.observation.input',
+  output: 'langfuse.observation.output',
+  traceInput: 'langfuse.trace.input',
+  traceOutput: 'langfuse.trace.output',
+  traceName: 'langfuse.trace.name',
+  traceTags: 'langfuse.trace.tags',
+  traceMetadataPrefix: 'langfuse.trace.metadata.',
+  userId: 'langfuse.user.id',
+  sessionId: 'langfuse.session.id',
+  usageDetails: 'langfuse.observation.usage_details',
+  costDetails: 'langfuse.observation.cost_details',
+  modelName: 'langfuse.observation.model.name',
+  modelParameters: 'langfuse.observation.model.parameters',
+  completionStartTime: 'langfuse.observation.completion_start_time',
+  level: 'langfuse.observation.level',
+  statusMessage: 'langfuse.observation.status_message',
+  promptName: 'langfuse.observation.prompt.name',
+  promptVersion: 'langfuse.observation.prompt.version',
+  observationMetadataPrefix: 'langfuse.observation.metadata.',
+  environment: 'langfuse.environment',
+  release: 'langfuse.release',
+} as const;
+
+/** Why a value was changed or removed before export (metric label values: keep the set closed). */
+export type RepairReason =
+  | 'prompt_version_coerced' // '3' → 3
+  | 'prompt_version_invalid' // not an integer: prompt name and version dropped
+  | 'prompt_incomplete' // name without version or version without name: both dropped
+  | 'prompt_on_non_generation' // prompts link generations only: both dropped
+  | 'cost_coerced' // '0.12' → 0.12
+  | 'cost_invalid' // not a finite non-negative number: dropped
+  | 'usage_coerced' // '12' → 12
+  | 'usage_invalid' // negative or not an integer: that key dropped
+  | 'completion_start_time_invalid' // not unix ns: dropped
+  | 'observation_type_invalid' // not one of Langfuse's types: dropped (Langfuse infers one)
+  | 'level_invalid' // not DEBUG/DEFAULT/WARNING/ERROR: dropped
+  | 'tags_coerced' // not a string array: made one
+  | 'environment_sanitized'; // lowercased / invalid characters replaced / cut to 40
+
+export const REPAIR_REASONS: readonly RepairReason[] = [
+  'prompt_version_coerced', 'prompt_version_invalid', 'prompt_incomplete', 'prompt_on_non_generation', 'cost_coerced',
+  'cost_invalid', 'usage_coerced', 'usage_invalid', 'completion_start_time_invalid', 'observation_type_invalid',
+  'level_invalid', 'tags_coerced', 'environment_sanitized',
+];
+
+export interface LangfuseMapperOptions {
+  /** Called once per repair. */
+  readonly onRepair?: (reason: RepairReason) => void;
+  /** Traces whose trace-level attributes are remembered across batches (LRU). Default 10,000. */
+  readonly maxTraces?: number;
+}
+
+/**
+ * Translated `dspy.*` (and `gen_ai.usage.*`) keys that are NOT forwarded. Langfuse copies every
+ * span attribute it does not interpret into the observation's metadata, so forwarding these would:
+ * - duplicate the input/output (often the largest values of a span) in metadata;
+ * - repeat trace name/tags/metadata on every observation's metadata;
+ * - for `gen_ai.usage.*`: let Langfuse fall back to the raw keys when we removed an invalid value
+ *   from usage_details/cost_details (re-introducing the value that drops the observation), and
+ *   make it interpret cache tokens a second way. usage_details / cost_details carry the same data.
+ * Kept (not translated, or useful as-is): `dspy.module`, `dspy.signature`, `gen_ai.provider.name`,
+ * `gen_ai.operation.name`, `gen_ai.request.*`, `gen_ai.response.*` (Langfuse reads the model and
+ * parameters from our `langfuse.*` keys first), `user.id` and `session.id` (OpenTelemetry keys
+ * Langfuse understands itself; small).
+ */
+const STRIPPED = new Set<string>([
+  ATTR.observationType, ATTR.input, ATTR.output, ATTR.level, ATTR.traceName, ATTR.traceTags,
+  ATTR.promptName, ATTR.promptVersion, ATTR.completionStartTime,
+  ATTR.usageInputTokens, ATTR.usageOutputTokens, ATTR.usageTotalTokens, ATTR.usageCost,
+]);
+
+const OBSERVATION_TYPE_SET = new Set<string>(OBSERVATION_TYPES);
+const LEVEL_SET = new Set<string>(LEVELS);
+// gen_ai.operation.name → type, as Langfuse infers it when no explicit type is set (FACTS.md).
+const GENERATION_OPERATIONS = new Set(['chat', 'completion', 'text_completion', 'generate_content', 'generate']);
+const UNIX_NANO = /^[0-9]{1,20}$/;
+const INTEGER_STRING = /^-?[0-9]+$/;
+const ENV_MAX = 40;
+
+/** Trace-level attributes of one trace, already in Langfuse's keys. */
+type TraceAttrs = Record<string, AttributeValue>;
+
+/** `deployment.environment.name` as Langfuse accepts it: lowercase `[a-z0-9-_]`, ≤ 40 chars. */
+export function sanitizeEnvironment(env: string): string {
+  return env
+    .trim()
+    .toLowerCase()
+    .replace(/[^a-z0-9_-]+/g, '-')
+    .slice(0, ENV_MAX);
+}
+
+/** The span id of the `index`th event of span `parentSpanId`: stable, so a resend does not duplicate. */
+export function eventSpanId(parentSpanId: string, index: number): string {
+  const id = createHash('sha1').update(`${parentSpanId}:${index}`).digest('hex').slice(0, 16);
+  return id === '0000000000000000' ? '0000000000000001' : id;
+}
+
+function isLangfuseKey(key: string): boolean {
+  return key.charCodeAt(0) === 108 /* l */ && key.startsWith('langfuse.');
+}
+
+function hasLangfuseAttributes(attrs: Attributes): boolean {
+  for (const k in attrs) if (isLangfuseKey(k)) return true;
+  return false;
+}
+
+const toJsonString = (v: AttributeValue): string => (typeof v === 'string' ? v : JSON.stringify(v));
+
+function nsToIso(ns: string): string | undefined {
+  const ms = Number(BigInt(ns) / 1_000_000n);
+  const d = new Date(ms);
+  return Number.isNaN(d.getTime()) ? undefined : d.toISOString();
+}
+
+export class LangfuseMapper {
+  private readonly onRepair: (reason: RepairReason) => void;
+  private readonly maxTraces: number;
+  /** traceId → trace-level attributes; Map order is recency (re-inserted on use). */
+  private readonly traces = new Map<string, TraceAttrs>();
+  /** Per daemon Resource: the `langfuse.release` / `langfuse.environment` it implies. */
+  private readonly resourceAttrs = new WeakMap<Resource, TraceAttrs>();
+
+  constructor(options: LangfuseMapperOptions = {}) {
+    this.onRepair = options.onRepair ?? (() => {});
+    this.maxTraces = Math.max(1, options.maxTraces ?? 10_000);
+  }
+
+  /** Number of traces remembered (for tests and status). */
+  get rememberedTraces(): number {
+    return this.traces.size;
+  }
+
+  /** Translate one batch. The output has one entry per input span plus one per span event. */
+  map(batch: readonly EncodableSpan[]): EncodableSpan[] {
+    const out: EncodableSpan[] = [];
+    // Index in `out` of each translated span and its trace, for the fill-in pass.
+    const translated: { index: number; traceId: string }[] = [];
+    const batchTraces = new Map<string, TraceAttrs>();
+
+    for (const item of batch) {
+      const span = item.span;
+      const attrs = span.attributes;
+      if (attrs && hasLangfuseAttributes(attrs)) {
+        // Another SDK's span (over OTLP) already speaks Langfuse: pass it unchanged.
+        out.push(item);
+        continue;
+      }
+      const mapped = this.translate(span, item.resource);
+      // Trace-level values of this span; a root span's win over its descendants'.
+      let t = batchTraces.get(span.traceId);
+      if (!t) batchTraces.set(span.traceId, (t = {}));
+      const isRoot = !span.parentSpanId;
+      for (const k in mapped) {
+        if (isTraceLevelKey(k) && (isRoot || !(k in t))) t[k] = mapped[k];
+      }
+      translated.push({ index: out.length, traceId: span.traceId });
+      out.push({ span: translatedSpan(span, mapped), resource: item.resource });
+      const events = span.events;
+      if (events && events.length > 0) {
+        for (let i = 0; i < events.length; i++) {
+          translated.push({ index: out.length, traceId: span.traceId });
+          out.push({ span: eventSpan(span, events[i], i), resource: item.resource });
+        }
+      }
+    }
+
+    // Merge with what earlier batches taught us, remember the result, fill every span in.
+    for (const [traceId, fromBatch] of batchTraces) {
+      const known = this.traces.get(traceId);
+      let merged = fromBatch;
+      if (known) {
+        merged = { ...known, ...fromBatch };
+        this.traces.delete(traceId);
+      }
+      this.traces.set(traceId, merged);
+      batchTraces.set(traceId, merged);
+    }
+    while (this.traces.size > this.maxTraces) {
+      const oldest = this.traces.keys().next().value as string;
+      this.traces.delete(oldest);
+    }
+    for (const { index, traceId } of translated) {
+      const t = batchTraces.get(traceId);
+      if (!t) continue;
+      const attrs = out[index].span.attributes as Record<string, AttributeValue>;
+      for (const k in t) if (!(k in attrs)) attrs[k] = t[k];
+    }
+    return out;
+  }
+
+  /** The `langfuse.*` translation of one span's attributes (a new object). */
+  private translate(span: EncodableSpanRecord, resource: Resource): Record<string, AttributeValue> {
+    const src = span.attributes ?? {};
+    const out: Record<string, AttributeValue> = {};
+    const isRoot = !span.parentSpanId;
+
+    // Everything not translated passes as-is (Langfuse shows it as metadata).
+    for (const k in src) {
+      if (STRIPPED.has(k)) continue;
+      if (k.startsWith(ATTR.traceMetadataPrefix)) {
+        out[LF.traceMetadataPrefix + k.slice(ATTR.traceMetadataPrefix.length)] = src[k];
+        continue;
+      }
+      out[k] = src[k];
+    }
+
+    // Observation type.
+    let type: string | undefined;
+    const rawType = src[ATTR.observationType];
+    if (rawType !== undefined) {
+      if (typeof rawType === 'string' && OBSERVATION_TYPE_SET.has(rawType)) {
+        type = rawType;
+        out[LF.observationType] = rawType;
+      } else this.onRepair('observation_type_invalid');
+    }
+
+    // Input / output.
+    const input = src[ATTR.input];
+    if (input !== undefined) {
+      const s = toJsonString(input);
+      out[LF.input] = s;
+      if (isRoot) out[LF.traceInput] = s;
+    }
+    const output = src[ATTR.output];
+    if (output !== undefined) {
+      const s = toJsonString(output);
+      out[LF.output] = s;
+      if (isRoot) out[LF.traceOutput] = s;
+    }
+
+    // Trace-level fields.
+    const traceName = src[ATTR.traceName];
+    if (traceName !== undefined) out[LF.traceName] = String(traceName);
+    const tags = src[ATTR.traceTags];
+    if (tags !== undefined) {
+      const t = this.tags(tags);
+      if (t) out[LF.traceTags] = t;
+    }
+    const userId = src[ATTR.userId];
+    if (userId !== undefined && userId !== '') out[LF.userId] = String(userId);
+    const sessionId = src[ATTR.sessionId];
+    if (sessionId !== undefined && sessionId !== '') out[LF.sessionId] = String(sessionId);
+    let fromResource = this.resourceAttrs.get(resource);
+    if (!fromResource) {
+      fromResource = this.fromResource(resource);
+      this.resourceAttrs.set(resource, fromResource);
+    }
+    for (const k in fromResource) out[k] = fromResource[k];
+
+    // Model.
+    const responseModel = src[ATTR.responseModel];
+    const requestModel = src[ATTR.requestModel];
+    const model = typeof responseModel === 'string' && responseModel !== '' ? responseModel : requestModel;
+    if (typeof model === 'string' && model !== '') out[LF.modelName] = model;
+    let params: Record<string, AttributeValue> | undefined;
+    const temperature = src[ATTR.requestTemperature];
+    if (temperature !== undefined) (params ??= {}).temperature = temperature;
+    const maxTokens = src[ATTR.requestMaxTokens];
+    if (maxTokens !== undefined) (params ??= {}).max_tokens = maxTokens;
+    const topP = src[ATTR.requestTopP];
+    if (topP !== undefined) (params ??= {}).top_p = topP;
+    if (params) out[LF.modelParameters] = JSON.stringify(params);
+
+    // Usage and cost.
+    let usage: Record<string, number> | undefined;
+    const inputTokens = this.usage(src[ATTR.usageInputTokens]);
+    if (inputTokens !== undefined) (usage ??= {}).input = inputTokens;
+    const outputTokens = this.usage(src[ATTR.usageOutputTokens]);
+    if (outputTokens !== undefined) (usage ??= {}).output = outputTokens;
+    const totalTokens = this.usage(src[ATTR.usageTotalTokens]);
+    if (totalTokens !== undefined) (usage ??= {}).total = totalTokens;
+    if (usage) out[LF.usageDetails] = JSON.stringify(usage);
+    const cost = this.cost(src[ATTR.usageCost]);
+    if (cost !== undefined) out[LF.costDetails] = JSON.stringify({ total: cost });
+
+    // Time to first token.
+    const cst = src[ATTR.completionStartTime];
+    if (cst !== undefined) {
+      const ns = typeof cst === 'number' && Number.isSafeInteger(cst) && cst > 0 ? String(cst) : cst;
+      const iso = typeof ns === 'string' && UNIX_NANO.test(ns) ? nsToIso(ns) : undefined;
+      if (iso) out[LF.completionStartTime] = iso;
+      else this.onRepair('completion_start_time_invalid');
+    }
+
+    // Level and status message.
+    const level = src[ATTR.level];
+    if (level !== undefined) {
+      const l = typeof level === 'string' ? level.toUpperCase() : '';
+      if (LEVEL_SET.has(l)) out[LF.level] = l;
+      else this.onRepair('level_invalid');
+    }
+    if (span.status?.code === 'error' && out[LF.level] === undefined) out[LF.level] = 'ERROR';
+    if (span.status?.message) out[LF.statusMessage] = span.status.message;
+
+    // Prompt (generations only; name and version together; version an integer).
+    const promptName = src[ATTR.promptName];
+    const promptVersion = src[ATTR.promptVersion];
+    if (promptName !== undefined || promptVersion !== undefined) {
+      const prompt = this.prompt(promptName, promptVersion, effectiveType(type, src));
+      if (prompt) {
+        out[LF.promptName] = prompt.name;
+        out[LF.promptVersion] = prompt.version;
+      }
+    }
+    return out;
+  }
+
+  private fromResource(resource: Resource): TraceAttrs {
+    const out: TraceAttrs = {};
+    const release = resource.attributes[RESOURCE.serviceVersion];
+    if (release !== undefined && release !== '') out[LF.release] = String(release);
+    const env = resource.attributes[RESOURCE.environment];
+    if (typeof env === 'string' && env !== '') {
+      const clean = sanitizeEnvironment(env);
+      if (clean !== env) this.onRepair('environment_sanitized');
+      if (clean !== '' && /[a-z0-9]/.test(clean)) out[LF.environment] = clean;
+    }
+    return out;
+  }
+
+  private tags(v: AttributeValue): string[] | undefined {
+    if (Array.isArray(v)) {
+      if (v.every((x) => typeof x === 'string')) return v as string[];
+      this.onRepair('tags_coerced');
+      return v.map((x) => String(x));
+    }
+    this.onRepair('tags_coerced');
+    if (typeof v === 'string') {
+      if (v.startsWith('[')) {
+        try {
+          const parsed: unknown = JSON.parse(v);
+          if (Array.isArray(parsed)) return parsed.map((x) => (typeof x === 'string' ? x : JSON.stringify(x)));
+        } catch {
+          // not JSON: a single tag
+        }
+      }
+      return v === '' ? undefined : [v];
+    }
+    return [String(v)];
+  }
+
+  private usage(v: AttributeValue | undefined): number | undefined {
+    if (v === undefined) return undefined;
+    if (typeof v === 'number') {
+      if (Number.isSafeInteger(v) && v >= 0) return v;
+      this.onRepair('usage_invalid');
+      return undefined;
+    }
+    if (typeof v === 'string' && /^[0-9]{1,15}$/.test(v.trim())) {
+      this.onRepair('usage_coerced');
+      return Number(v.trim());
+    }
+    this.onRepair('usage_invalid');
+    return undefined;
+  }
+
+  private cost(v: AttributeValue | undefined): number | undefined {
+    if (v === undefined) return undefined;
+    if (typeof v === 'number') {
+      if (Number.isFinite(v) && v >= 0) return v;
+      this.onRepair('cost_invalid');
+      return undefined;
+    }
+    if (typeof v === 'string' && v.trim() !== '') {
+      const n = Number(v.trim());
+      if (Number.isFinite(n) && n >= 0) {
+        this.onRepair('cost_coerced');
+        return n;
+      }
+    }
+    this.onRepair('cost_invalid');
+    return undefined;
+  }
+
+  private prompt(
+    name: AttributeValue | undefined,
+    version: AttributeValue | undefined,
+    type: string,
+  ): { name: string; version: number } | undefined {
+    if (type !== 'generation') {
+      this.onRepair('prompt_on_non_generation');
+      return undefined;
+    }
+    if (typeof name !== 'string' || name === '' || version === undefined) {
+      this.onRepair('prompt_incomplete');
+      return undefined;
+    }
+    if (typeof version === 'number' && Number.isSafeInteger(version)) return { name, version };
+    if (typeof version === 'string' && INTEGER_STRING.test(version.trim()) && Number.isSafeInteger(Number(version.trim()))) {
+      this.onRepair('prompt_version_coerced');
+      return { name, version: Number(version.trim()) };
+    }
+    this.onRepair('prompt_version_invalid');
+    return undefined;
+  }
+}
+
+function isTraceLevelKey(k: string): boolean {
+  return (
+    k === LF.traceName ||
+    k === LF.traceTags ||
+    k === LF.userId ||
+    k === LF.sessionId ||
+    k === LF.release ||
+    k === LF.environment ||
+    k.startsWith(LF.traceMetadataPrefix)
+  );
+}
+
+/** The observation type Langfuse will give the span (FACTS.md): explicit type, else inferred. */
+function effectiveType(explicit: string | undefined, src: Attributes): string {
+  if (explicit) return explicit;
+  const op = src[ATTR.operationName];
+  if (typeof op === 'string') {
+    if (GENERATION_OPERATIONS.has(op)) return 'generation';
+    if (op === 'embeddings') return 'embedding';
+    if (op === 'invoke_agent' || op === 'create_agent') return 'agent';
+    if (op === 'execute_tool') return 'tool';
+  }
+  if (src[ATTR.requestModel] !== undefined || src[ATTR.responseModel] !== undefined) return 'generation';
+  return 'span';
+}
+
+/** The span with new attributes and without its events (they become child spans). */
+function translatedSpan(span: EncodableSpanRecord, attributes: Attributes): EncodableSpanRecord {
+  return {
+    traceId: span.traceId,
+    spanId: span.spanId,
+    parentSpanId: span.parentSpanId,
+    name: span.name,
+    startTimeUnixNano: span.startTimeUnixNano,
+    endTimeUnixNano: span.endTimeUnixNano,
+    status: span.status,
+    attributes,
+  };
+}
+
+/** A span event as its own zero-length child observation of type `event`. */
+function eventSpan(parent: EncodableSpanRecord, event: SpanEvent, index: number): EncodableSpanRecord {
+  const attributes: Record<string, AttributeValue> = { [LF.observationType]: 'event' };
+  const src = event.attributes;
+  if (src) {
+    for (const k in src) {
+      const v = src[k];
+      if (k === ATTR.input) attributes[LF.input] = toJsonString(v);
+      else if (k === ATTR.output) attributes[LF.output] = toJsonString(v);
+      else attributes[LF.observationMetadataPrefix + k] = v;
+    }
+  }
+  return {
+    traceId: parent.traceId,
+    spanId: eventSpanId(parent.spanId, index),
+    parentSpanId: parent.spanId,
+    name: event.name,
+    startTimeUnixNano: event.timeUnixNano,
+    endTimeUnixNano: event.timeUnixNano,
+    attributes,
+  };
+}
