@@ -1,0 +1,405 @@
+/**
+ * Exporters (DESIGN §5, §6): OTLP/HTTP to Langfuse or any OTLP endpoint on one undici Pool, and
+ * local sinks (console, file) writing one OTLP/JSON ExportTraceServiceRequest per line per batch.
+ *
+ * An exporter turns one batch into one request and maps the answer to an {@link ExportOutcome};
+ * it never retries (the export loop does) and `send` never rejects. Secrets (Langfuse keys, OTLP
+ * headers, URL credentials) live only in request headers: never in `destination`, outcomes or
+ * errors.
+ */
+import { once } from 'node:events';
+import { mkdir, open, type FileHandle } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { promisify } from 'node:util';
+import { gzip as gzipCallback } from 'node:zlib';
+import { Pool, type Dispatcher } from 'undici';
+import type { QueuedSpan } from '../model.js';
+import { VERSION } from '../version.js';
+import { LangfuseMapper, type RepairReason } from './langfuse-map.js';
+import { encodeTraces, type EncodableSpan, type OtlpEncoding } from './otlp-encode.js';
+import type { ExportOutcome, ExporterKind, SpanExporter } from './types.js';
+
+// Async zlib: compression runs on libuv's thread pool, not on the event loop.
+const gzip = promisify(gzipCallback);
+
+/** Instrumentation scope name of everything the daemon exports (never `langfuse-sdk…`). */
+export const SCOPE_NAME = 'dspy-o11y';
+/** Refused answers are kept to this many bytes (one log line). */
+export const MAX_ERROR_BODY_BYTES = 1024;
+
+export type Compression = 'gzip' | 'none';
+
+export interface HttpExporterOptions {
+  readonly kind: Extract<ExporterKind, 'langfuse' | 'otlp'>;
+  /** Full URL of the traces endpoint. Credentials in it are moved to an Authorization header. */
+  readonly url: string;
+  /** Extra request headers (auth, …). Never logged or shown. */
+  readonly headers?: Readonly<Record<string, string>>;
+  readonly encoding?: OtlpEncoding;
+  readonly compression?: Compression;
+  /** Instrumentation scope version; default the daemon's version. */
+  readonly scopeVersion?: string;
+  /** Turns a batch into the spans to encode (e.g. the Langfuse mapping). Default: as is. */
+  readonly prepare?: (batch: readonly QueuedSpan[]) => readonly EncodableSpan[];
+  /** Pool connections (keep-alive). The export loop keeps one request in flight; default 2. */
+  readonly connections?: number;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+/**
+ * `Retry-After` → milliseconds from now: delta seconds or an HTTP-date (RFC 9110 §10.2.3).
+ * `undefined` when absent or unreadable; a date in the past gives 0.
+ */
+export function parseRetryAfter(value: string | string[] | undefined, nowMs: number = Date.now()): number | undefined {
+  const v = (Array.isArray(value) ? value[0] : value)?.trim();
+  if (!v) return undefined;
+  if (/^[0-9]+(\.[0-9]+)?$/.test(v)) return Math.round(Number(v) * 1000);
+  const at = Date.parse(v);
+  if (Number.isNaN(at)) return undefined;
+  return Math.max(0, at - nowMs);
+}
+
+/**
+ * `OTEL_EXPORTER_OTLP_HEADERS` format: `k=v,k2=v2`, values URL-decoded (keys too), whitespace
+ * around items trimmed, keys lowercased, malformed items skipped.
+ */
+export function parseOtlpHeaders(value: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const item of value.split(',')) {
+    const eq = item.indexOf('=');
+    if (eq <= 0) continue;
+    const key = decode(item.slice(0, eq).trim()).toLowerCase();
+    if (key === '') continue;
+    out[key] = decode(item.slice(eq + 1).trim());
+  }
+  return out;
+}
+
+function decode(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+}
+
+/** Map an HTTP answer to an outcome (the body is only used for `refused`). */
+export function outcomeForStatus(status: number, headers: Record<string, string | string[] | undefined>, body: string): ExportOutcome {
+  if (status >= 200 && status < 300) return { kind: 'delivered' };
+  if (status === 413) return { kind: 'too_large' };
+  if (status === 408 || status === 429 || status >= 500) {
+    const retryAfterMs = parseRetryAfter(headers['retry-after']);
+    return retryAfterMs === undefined
+      ? { kind: 'retryable', reason: `http_${status}`, status }
+      : { kind: 'retryable', reason: `http_${status}`, status, retryAfterMs };
+  }
+  return { kind: 'refused', status, body };
+}
+
+/** Read at most `limit` bytes of a body as text, then discard the rest (the body is always consumed). */
+async function readLimited(body: Dispatcher.ResponseData['body'], limit: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    const buf = chunk as Buffer;
+    if (size < limit) chunks.push(buf.subarray(0, limit - size));
+    size += buf.length;
+    // Past the limit: stop reading; leaving the loop destroys the stream (and that connection).
+    if (size >= limit) break;
+  }
+  const text = Buffer.concat(chunks).toString('utf8');
+  return size > limit ? `${text}…` : text;
+}
+
+function abortReason(signal: AbortSignal): string {
+  const r: unknown = signal.reason;
+  return r instanceof Error && r.name === 'TimeoutError' ? 'timeout' : 'aborted';
+}
+
+function networkReason(err: unknown, signal: AbortSignal): string {
+  if (signal.aborted) return abortReason(signal);
+  const e = err as { code?: unknown; name?: unknown; message?: unknown };
+  const code = typeof e?.code === 'string' ? e.code : typeof e?.name === 'string' ? e.name : 'error';
+  // undici's messages name the host and the failure, never headers: safe to show.
+  const message = typeof e?.message === 'string' && e.message !== '' ? `: ${e.message.slice(0, 200)}` : '';
+  return `network_${code}${message}`;
+}
+
+/** `destination`: origin and path only (no credentials, no query string). */
+function safeDestination(url: URL): string {
+  return `${url.origin}${url.pathname}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// OTLP/HTTP
+
+class HttpExporter implements SpanExporter {
+  readonly kind: ExporterKind;
+  readonly destination: string;
+  private readonly pool: Pool;
+  private readonly path: string;
+  private readonly headers: Record<string, string>;
+  private readonly encoding: OtlpEncoding;
+  private readonly compression: Compression;
+  private readonly scope: { name: string; version: string };
+  private readonly prepare: ((batch: readonly QueuedSpan[]) => readonly EncodableSpan[]) | undefined;
+  private closed = false;
+
+  constructor(o: HttpExporterOptions) {
+    const url = new URL(o.url);
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`exporter URL must be http(s), got ${url.protocol}`);
+    this.kind = o.kind;
+    this.destination = safeDestination(url);
+    this.path = `${url.pathname}${url.search}`;
+    this.encoding = o.encoding ?? 'protobuf';
+    this.compression = o.compression ?? 'gzip';
+    this.scope = { name: SCOPE_NAME, version: o.scopeVersion ?? VERSION };
+    this.prepare = o.prepare;
+    const headers: Record<string, string> = {};
+    for (const [k, v] of Object.entries(o.headers ?? {})) headers[k.toLowerCase()] = v;
+    if ((url.username || url.password) && headers.authorization === undefined) {
+      headers.authorization = `Basic ${Buffer.from(`${decode(url.username)}:${decode(url.password)}`).toString('base64')}`;
+    }
+    headers['content-type'] = this.encoding === 'json' ? 'application/json' : 'application/x-protobuf';
+    if (this.compression === 'gzip') headers['content-encoding'] = 'gzip';
+    else delete headers['content-encoding'];
+    headers['user-agent'] ??= `dspy-o11yd/${VERSION}`;
+    this.headers = headers;
+    this.pool = new Pool(url.origin, {
+      connections: o.connections ?? 2,
+      pipelining: 1,
+      keepAliveTimeout: 30_000,
+      keepAliveMaxTimeout: 120_000,
+    });
+  }
+
+  async send(batch: readonly QueuedSpan[], signal: AbortSignal): Promise<ExportOutcome> {
+    if (this.closed) return { kind: 'retryable', reason: 'exporter_closed' };
+    if (signal.aborted) return { kind: 'retryable', reason: abortReason(signal) };
+    let body: Uint8Array;
+    try {
+      const spans = this.prepare ? this.prepare(batch) : batch;
+      body = encodeTraces(spans, { encoding: this.encoding, scope: this.scope });
+      if (this.compression === 'gzip') body = await gzip(body);
+    } catch (err) {
+      // A bug, not a backend answer: retrying the same batch cannot help.
+      return { kind: 'refused', status: 0, body: `could not encode the batch: ${(err as Error).message}`.slice(0, MAX_ERROR_BODY_BYTES) };
+    }
+    if (signal.aborted) return { kind: 'retryable', reason: abortReason(signal) };
+
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await this.pool.request({ method: 'POST', path: this.path, headers: this.headers, body, signal });
+    } catch (err) {
+      return { kind: 'retryable', reason: networkReason(err, signal) };
+    }
+    const status = res.statusCode;
+    try {
+      if (status >= 200 && status < 300) {
+        // Langfuse answers JSON even to protobuf: nothing in it we need.
+        await res.body.dump({ limit: 64 * 1024, signal });
+        return { kind: 'delivered' };
+      }
+      const text = await readLimited(res.body, MAX_ERROR_BODY_BYTES);
+      return outcomeForStatus(status, res.headers, text);
+    } catch (err) {
+      // The status line arrived; only the body failed. A 2xx is delivered all the same.
+      if (status >= 200 && status < 300) return { kind: 'delivered' };
+      return outcomeForStatus(status, res.headers, `(answer body unreadable: ${networkReason(err, signal)})`);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    // Graceful first (lets a finishing request complete), bounded, then forceful.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.pool.close().catch(() => {}),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, 2000);
+        timer.unref();
+      }),
+    ]);
+    if (timer) clearTimeout(timer);
+    if (!this.pool.destroyed) await this.pool.destroy().catch(() => {});
+  }
+}
+
+/** A generic OTLP/HTTP exporter. */
+export function createHttpExporter(options: HttpExporterOptions): SpanExporter {
+  return new HttpExporter(options);
+}
+
+export interface LangfuseExporterOptions {
+  /** e.g. `https://cloud.langfuse.com` (a path prefix is kept; trailing slashes are not). */
+  readonly host: string;
+  readonly publicKey: string;
+  readonly secretKey: string;
+  readonly encoding?: OtlpEncoding;
+  /** Sent as `x-langfuse-sdk-version` and used as the scope version. */
+  readonly sdkVersion: string;
+  /** Called once per value repaired or removed by the mapping (see `RepairReason`). */
+  readonly onRepair?: (reason: string) => void;
+  readonly compression?: Compression;
+  /** Traces remembered for trace-level attributes across batches. Default 10,000. */
+  readonly maxTraces?: number;
+}
+
+export const LANGFUSE_TRACES_PATH = '/api/public/otel/v1/traces';
+
+export interface LangfuseExporter extends SpanExporter {
+  /** The mapping state (remembered traces), for status and tests. */
+  readonly mapper: LangfuseMapper;
+}
+
+/** OTLP/HTTP to Langfuse with the neutral → Langfuse mapping applied (DESIGN §6). */
+export function createLangfuseExporter(o: LangfuseExporterOptions): LangfuseExporter {
+  const onRepair = o.onRepair;
+  const mapper = new LangfuseMapper({ onRepair: onRepair ? (r: RepairReason) => onRepair(r) : undefined, maxTraces: o.maxTraces });
+  const exporter = new HttpExporter({
+    kind: 'langfuse',
+    url: `${o.host.replace(/\/+$/, '')}${LANGFUSE_TRACES_PATH}`,
+    encoding: o.encoding ?? 'protobuf',
+    compression: o.compression ?? 'gzip',
+    scopeVersion: o.sdkVersion,
+    headers: {
+      authorization: `Basic ${Buffer.from(`${o.publicKey}:${o.secretKey}`).toString('base64')}`,
+      'x-langfuse-ingestion-version': '4',
+      'x-langfuse-sdk-name': 'dspy-o11yd',
+      'x-langfuse-sdk-version': o.sdkVersion,
+    },
+    prepare: (batch) => mapper.map(batch),
+  });
+  return Object.assign(exporter, { mapper });
+}
+
+export interface OtlpExporterOptions {
+  /** Full traces URL, e.g. `http://collector:4318/v1/traces`. */
+  readonly endpoint: string;
+  readonly headers?: Readonly<Record<string, string>>;
+  readonly encoding?: OtlpEncoding;
+  readonly compression?: Compression;
+  readonly scopeVersion?: string;
+}
+
+/** Plain OTLP/HTTP: neutral attributes, span events stay span events. */
+export function createOtlpExporter(o: OtlpExporterOptions): SpanExporter {
+  return new HttpExporter({
+    kind: 'otlp',
+    url: o.endpoint,
+    headers: o.headers,
+    encoding: o.encoding ?? 'protobuf',
+    compression: o.compression ?? 'gzip',
+    scopeVersion: o.scopeVersion,
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Local sinks: one OTLP/JSON ExportTraceServiceRequest per line per batch.
+
+const NEWLINE = Buffer.from('\n');
+
+function jsonLine(batch: readonly QueuedSpan[], scopeVersion: string): Buffer {
+  const body = encodeTraces(batch, { encoding: 'json', scope: { name: SCOPE_NAME, version: scopeVersion } });
+  return Buffer.concat([body, NEWLINE]);
+}
+
+class StreamExporter implements SpanExporter {
+  readonly kind = 'console' as const;
+  constructor(
+    private readonly stream: NodeJS.WritableStream,
+    readonly destination: string,
+    private readonly scopeVersion: string,
+  ) {}
+
+  async send(batch: readonly QueuedSpan[], signal: AbortSignal): Promise<ExportOutcome> {
+    if (signal.aborted) return { kind: 'retryable', reason: abortReason(signal) };
+    let line: Buffer;
+    try {
+      line = jsonLine(batch, this.scopeVersion);
+    } catch (err) {
+      return { kind: 'refused', status: 0, body: `could not encode the batch: ${(err as Error).message}` };
+    }
+    try {
+      if (!this.stream.write(line)) await once(this.stream, 'drain', { signal });
+      return { kind: 'delivered' };
+    } catch (err) {
+      // The line was handed to the stream; an abort while waiting for drain is only back-pressure.
+      if (signal.aborted) return { kind: 'delivered' };
+      return { kind: 'retryable', reason: `write_${(err as { code?: string }).code ?? 'error'}` };
+    }
+  }
+
+  async close(): Promise<void> {}
+}
+
+/** Writes each batch as one OTLP/JSON line to `stream` (e.g. stdout). */
+export function createConsoleExporter(stream: NodeJS.WritableStream, options: { scopeVersion?: string } = {}): SpanExporter {
+  const destination = stream === process.stdout ? 'stdout' : stream === process.stderr ? 'stderr' : 'stream';
+  return new StreamExporter(stream, destination, options.scopeVersion ?? VERSION);
+}
+
+class FileExporter implements SpanExporter {
+  readonly kind = 'file' as const;
+  private handle: Promise<FileHandle> | undefined;
+  private closed = false;
+
+  constructor(
+    readonly destination: string,
+    private readonly scopeVersion: string,
+  ) {}
+
+  private file(): Promise<FileHandle> {
+    if (!this.handle) {
+      const p = (async () => {
+        await mkdir(dirname(this.destination), { recursive: true });
+        return open(this.destination, 'a');
+      })();
+      // A failed open is retried on the next send.
+      p.catch(() => {
+        if (this.handle === p) this.handle = undefined;
+      });
+      this.handle = p;
+    }
+    return this.handle;
+  }
+
+  async send(batch: readonly QueuedSpan[], signal: AbortSignal): Promise<ExportOutcome> {
+    if (this.closed) return { kind: 'retryable', reason: 'exporter_closed' };
+    if (signal.aborted) return { kind: 'retryable', reason: abortReason(signal) };
+    let line: Buffer;
+    try {
+      line = jsonLine(batch, this.scopeVersion);
+    } catch (err) {
+      return { kind: 'refused', status: 0, body: `could not encode the batch: ${(err as Error).message}` };
+    }
+    try {
+      const fh = await this.file();
+      // One write of the whole line to a file opened with O_APPEND: lines never interleave.
+      let offset = 0;
+      while (offset < line.length) {
+        const { bytesWritten } = await fh.write(line, offset, line.length - offset);
+        offset += bytesWritten;
+      }
+      return { kind: 'delivered' };
+    } catch (err) {
+      return { kind: 'retryable', reason: `file_${(err as { code?: string }).code ?? 'error'}` };
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const h = this.handle;
+    this.handle = undefined;
+    if (h) await h.then((fh) => fh.close()).catch(() => {});
+  }
+}
+
+/** Appends each batch as one OTLP/JSON line to `path` (created, with its directory, if missing). */
+export function createFileExporter(path: string, options: { scopeVersion?: string } = {}): SpanExporter {
+  return new FileExporter(path, options.scopeVersion ?? VERSION);
+}
