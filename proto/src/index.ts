@@ -3,3 +3,4 @@ export * from './validate.js';
 export * from './vocabulary.js';
 export * from './ids.js';
 export * from './vectors.js';
+export * from './prices.js';
