@@ -1,0 +1,355 @@
+/**
+ * The tracing API (DESIGN §4). The active span lives in AsyncLocalStorage, so concurrent requests
+ * each see their own trace. Callbacks always run and their results and errors pass through
+ * unchanged; with telemetry disabled every call is a cheap no-op around the callback.
+ */
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { newSpanId, newTraceId, nowUnixNano, type Level, type ObservationType } from '@dspy-o11y/proto';
+import { dispatch, handlersFor, hasSubscribers } from './events.js';
+import { attributeMembers, toAttributes } from './json.js';
+import {
+  EMPTY_TRACE,
+  LiteGeneration,
+  NOOP_SPAN,
+  SpanImpl,
+  TraceScope,
+  traceInfo,
+  type GenerationHandle,
+  type Scope,
+  type SpanHandle,
+  type TraceFields,
+} from './span.js';
+import { cfg, isDisabled, send } from './state.js';
+import { formatTraceparent, parseTraceparent, type HeaderCarrier, type TraceContext } from './traceparent.js';
+
+const als = new AsyncLocalStorage<Scope>();
+
+export interface SpanOptions {
+  /** Observation type (DESIGN §3); default `span`. */
+  type?: ObservationType;
+  input?: unknown;
+  attributes?: Readonly<Record<string, unknown>>;
+  /** Module class (`dspy.module`) and signature name (`dspy.signature`). */
+  module?: string;
+  signature?: string;
+  level?: Level;
+  /**
+   * Parent: a span handle, a remote context from `extractTraceparent`, or null for a new trace.
+   * Default: the active span.
+   */
+  parent?: SpanHandle | TraceContext | null;
+}
+
+export interface GenerationOptions extends Omit<SpanOptions, 'type'> {
+  /** Requested model, e.g. `gpt-4o-mini`: enables the cost computation. */
+  model?: string;
+  /** `gen_ai.provider.name`, e.g. `openai`, `anthropic`. */
+  provider?: string;
+  /** temperature, maxTokens, topP, … (see `GenerationHandle.setParameters`). */
+  parameters?: Readonly<Record<string, unknown>>;
+  /** Link to a managed prompt: `dspy.prompt.name` and integer `dspy.prompt.version`. */
+  prompt?: { name: string; version: number };
+  /** `gen_ai.operation.name`, e.g. `chat`. */
+  operation?: string;
+}
+
+/** Trace-level fields; they go on every span of the trace (`dspy.trace.*`, `user.id`, `session.id`). */
+export interface TraceOptions extends TraceFields {
+  /** Continue a trace from another service: a `traceparent` header value or an extracted context. */
+  traceparent?: string | TraceContext;
+  /** Use this trace id (32 lowercase hex) instead of a new one. */
+  traceId?: string;
+}
+
+/** Handed to the `withTrace` callback. */
+export interface TraceHandle {
+  readonly traceId: string;
+  /** Add or change trace-level fields for the spans that end from now on. */
+  update(fields: TraceFields): void;
+}
+
+const TRACE_ID = /^[0-9a-f]{32}$/;
+const SPAN_ID = /^[0-9a-f]{16}$/;
+const validTraceId = (id: unknown): id is string => typeof id === 'string' && TRACE_ID.test(id) && !/^0+$/.test(id);
+const validSpanId = (id: unknown): id is string => typeof id === 'string' && SPAN_ID.test(id) && !/^0+$/.test(id);
+
+function parentScope(parent: SpanOptions['parent']): Scope | undefined {
+  if (parent === undefined) return als.getStore();
+  if (parent === null) return undefined;
+  if (parent instanceof SpanImpl) return parent;
+  const p = parent as Partial<TraceContext>;
+  if (validTraceId(p.traceId) && validSpanId(p.spanId)) {
+    const active = als.getStore();
+    return new TraceScope(p.traceId, p.spanId, active && active.traceId === p.traceId ? active.trace : EMPTY_TRACE);
+  }
+  return als.getStore();
+}
+
+function applyOptions(s: SpanImpl, o: SpanOptions | undefined): void {
+  if (!o) return;
+  if (o.module !== undefined) s.setAttribute('dspy.module', o.module);
+  if (o.signature !== undefined) s.setAttribute('dspy.signature', o.signature);
+  if (o.level !== undefined) s.setLevel(o.level);
+  if (o.attributes) s.setAttributes(o.attributes);
+  if (o.input !== undefined) s.setInput(o.input);
+}
+
+function applyGenerationOptions(g: SpanImpl, o: GenerationOptions | undefined): void {
+  applyOptions(g, o);
+  if (!o) return;
+  if (o.model) g.setModel(o.model);
+  if (o.provider) g.setProvider(o.provider);
+  if (o.operation) g.setAttribute('gen_ai.operation.name', o.operation);
+  if (o.parameters) g.setParameters(o.parameters);
+  if (o.prompt && typeof o.prompt.name === 'string') {
+    g.setAttribute('dspy.prompt.name', o.prompt.name);
+    if (Number.isInteger(o.prompt.version)) g.setAttribute('dspy.prompt.version', o.prompt.version);
+  }
+}
+
+function newSpan(name: string, opts: SpanOptions | undefined): SpanImpl {
+  const s = new SpanImpl(name, opts?.type, parentScope(opts?.parent), false);
+  applyOptions(s, opts);
+  return s;
+}
+
+function newGeneration(name: string, opts: GenerationOptions | undefined): SpanImpl {
+  const g = new SpanImpl(name, 'generation', parentScope(opts?.parent), true);
+  applyGenerationOptions(g, opts);
+  return g;
+}
+
+function isThenable(v: unknown): v is PromiseLike<unknown> {
+  return v !== null && (typeof v === 'object' || typeof v === 'function') && typeof (v as { then?: unknown }).then === 'function';
+}
+
+/** Runs `fn` with `s` active; ends `s` when `fn` returns or settles; errors pass through unchanged. */
+function run<H, T>(s: SpanImpl, fn: (handle: H) => T): T {
+  let r: T;
+  try {
+    r = als.run(s, fn as (h: SpanImpl) => T, s);
+  } catch (e) {
+    s.fail(e);
+    throw e;
+  }
+  if (isThenable(r)) {
+    return r.then(
+      (v) => {
+        s.end();
+        return v;
+      },
+      (e: unknown) => {
+        s.fail(e);
+        throw e;
+      },
+    ) as T;
+  }
+  s.end();
+  return r;
+}
+
+/**
+ * Runs `fn` in a new span (child of the active one) and returns its result. If `fn` returns a
+ * promise, a promise for the same value is returned and the span ends when it settles.
+ */
+export function span<T>(name: string, fn: (span: SpanHandle) => T): T;
+export function span<T>(name: string, options: SpanOptions, fn: (span: SpanHandle) => T): T;
+export function span<T>(name: string, a: SpanOptions | ((span: SpanHandle) => T), b?: (span: SpanHandle) => T): T {
+  const fn = (typeof a === 'function' ? a : b) as (span: SpanHandle) => T;
+  const opts = typeof a === 'function' ? undefined : a;
+  if (isDisabled()) return fn(NOOP_SPAN);
+  let s: SpanImpl;
+  try {
+    s = newSpan(name, opts);
+  } catch {
+    return fn(NOOP_SPAN);
+  }
+  return run(s, fn);
+}
+
+/** Like `span`, for one LLM call (observation type `generation`). Notifies `llm.generate` subscribers when it ends. */
+export function generation<T>(name: string, fn: (generation: GenerationHandle) => T): T;
+export function generation<T>(name: string, options: GenerationOptions, fn: (generation: GenerationHandle) => T): T;
+export function generation<T>(name: string, a: GenerationOptions | ((g: GenerationHandle) => T), b?: (g: GenerationHandle) => T): T {
+  const fn = (typeof a === 'function' ? a : b) as (g: GenerationHandle) => T;
+  const opts = typeof a === 'function' ? undefined : a;
+  return runGeneration(name, opts, fn, false);
+}
+
+/** @internal `adoptable`: a wrapped client call made inside fills this generation in instead of nesting one. */
+export function runGeneration<T>(name: string, opts: GenerationOptions | undefined, fn: (g: GenerationHandle) => T, adoptable: boolean): T {
+  if (isDisabled()) {
+    if (!hasSubscribers()) return fn(NOOP_SPAN);
+    return runLite(opts, fn);
+  }
+  let g: SpanImpl;
+  try {
+    g = newGeneration(name, opts);
+    g.adoptable = adoptable;
+  } catch {
+    return fn(NOOP_SPAN);
+  }
+  return run(g, fn);
+}
+
+function runLite<T>(opts: GenerationOptions | undefined, fn: (g: GenerationHandle) => T): T {
+  const g = new LiteGeneration();
+  if (opts?.model) g.setModel(opts.model);
+  if (opts?.provider) g.setProvider(opts.provider);
+  const r = fn(g);
+  if (isThenable(r)) {
+    return r.then((v) => {
+      g.end();
+      return v;
+    }) as T;
+  }
+  g.end();
+  return r;
+}
+
+/** Starts a span that you end yourself (streams, callbacks). It is not made active: see `withActiveSpan`. */
+export function startSpan(name: string, options?: SpanOptions): SpanHandle {
+  if (isDisabled()) return NOOP_SPAN;
+  try {
+    return newSpan(name, options);
+  } catch {
+    return NOOP_SPAN;
+  }
+}
+
+/** Starts a generation that you end yourself. */
+export function startGeneration(name: string, options?: GenerationOptions): GenerationHandle {
+  if (isDisabled()) return hasSubscribers() ? startLite(options) : NOOP_SPAN;
+  try {
+    return newGeneration(name, options);
+  } catch {
+    return NOOP_SPAN;
+  }
+}
+
+function startLite(options: GenerationOptions | undefined): GenerationHandle {
+  const g = new LiteGeneration();
+  if (options?.model) g.setModel(options.model);
+  if (options?.provider) g.setProvider(options.provider);
+  return g;
+}
+
+/** Runs `fn` with `span` as the active span (for spans from `startSpan`/`startGeneration`). */
+export function withActiveSpan<T>(span: SpanHandle, fn: () => T): T {
+  if (!(span instanceof SpanImpl)) return fn();
+  return als.run(span, fn);
+}
+
+/** The active span, if any. */
+export function getActiveSpan(): SpanHandle | undefined {
+  const s = als.getStore();
+  return s instanceof SpanImpl ? s : undefined;
+}
+
+/** @internal the active scope (span or `withTrace` scope). */
+export function activeScope(): Scope | undefined {
+  return als.getStore();
+}
+
+/** @internal runs `fn` with `s` active. */
+export function runWithSpan<T>(s: SpanImpl, fn: () => T): T {
+  return als.run(s, fn);
+}
+
+/**
+ * Runs `fn` in a trace: spans created inside (at any depth, across awaits) belong to it and
+ * carry its trace-level fields. Inside an existing trace, the fields are merged into it.
+ */
+export function withTrace<T>(options: TraceOptions, fn: (trace: TraceHandle) => T): T {
+  if (isDisabled()) return fn(NOOP_TRACE);
+  let scope: TraceScope;
+  try {
+    const active = als.getStore();
+    let traceId: string;
+    let parentId: string | undefined;
+    const remote = typeof options.traceparent === 'string' ? parseTraceparent(options.traceparent) : options.traceparent;
+    if (remote && validTraceId(remote.traceId) && validSpanId(remote.spanId)) {
+      traceId = remote.traceId;
+      parentId = remote.spanId;
+    } else if (validTraceId(options.traceId)) {
+      traceId = options.traceId;
+      parentId = undefined;
+    } else if (active) {
+      traceId = active.traceId;
+      parentId = active.spanId;
+    } else {
+      traceId = newTraceId();
+      parentId = undefined;
+    }
+    const inherited = active && active.traceId === traceId ? active.trace.fields : {};
+    const fields: TraceFields = { ...inherited };
+    if (options.name !== undefined) fields.name = options.name;
+    if (options.userId !== undefined) fields.userId = options.userId;
+    if (options.sessionId !== undefined) fields.sessionId = options.sessionId;
+    if (options.tags !== undefined) fields.tags = [...(inherited.tags ?? []), ...options.tags];
+    if (options.metadata !== undefined) fields.metadata = { ...inherited.metadata, ...options.metadata };
+    scope = new TraceScope(traceId, parentId, traceInfo(fields));
+  } catch {
+    return fn(NOOP_TRACE);
+  }
+  const handle: TraceHandle = {
+    traceId: scope.traceId,
+    update(fields: TraceFields): void {
+      try {
+        const f = scope.trace.fields;
+        scope.trace = traceInfo({ ...f, ...fields, metadata: fields.metadata ? { ...f.metadata, ...fields.metadata } : f.metadata });
+      } catch {
+        /* never throw */
+      }
+    },
+  };
+  return als.run(scope, fn, handle);
+}
+
+const NOOP_TRACE: TraceHandle = { traceId: '', update: () => undefined };
+
+/**
+ * A point event: recorded as an `event` record (child of the active span) and delivered to
+ * subscribers. A subscriber's error is rethrown here after the event is recorded.
+ */
+export function event(name: string, attributes?: Readonly<Record<string, unknown>>): void {
+  const scope = isDisabled() ? undefined : als.getStore();
+  if (!isDisabled()) {
+    try {
+      const traceId = scope?.traceId ?? newTraceId();
+      const a = toAttributes(attributes, cfg().maxValueLength);
+      const own = attributeMembers(a);
+      const tm = scope?.trace.members ?? '';
+      const members = tm && own ? `${tm},${own}` : tm || own;
+      let s = `{"v":1,"type":"event","traceId":"${traceId}","spanId":"${newSpanId()}"`;
+      if (scope?.spanId) s += `,"parentSpanId":"${scope.spanId}"`;
+      s += `,"name":${JSON.stringify(name || 'event')},"timeUnixNano":"${nowUnixNano()}"`;
+      if (members) s += `,"attributes":{${members}}`;
+      send(`${s}}\n`);
+    } catch {
+      /* never throw */
+    }
+  }
+  const hs = handlersFor(name);
+  if (hs.length > 0) dispatch(hs, name, attributes ?? {}, { traceId: scope?.traceId, spanId: scope?.spanId });
+}
+
+/**
+ * Writes `traceparent` for the active span (or `from`) into `carrier` (a `Headers`, or a plain
+ * object) and returns the value; undefined outside any span.
+ */
+export function injectTraceparent(carrier?: HeaderCarrier, from?: SpanHandle): string | undefined {
+  try {
+    const s: Scope | undefined = from instanceof SpanImpl ? from : als.getStore();
+    if (!s || !s.spanId) return undefined;
+    const value = formatTraceparent({ traceId: s.traceId, spanId: s.spanId });
+    if (carrier) {
+      const setter = (carrier as { set?: unknown }).set;
+      if (typeof setter === 'function') (carrier as { set(n: string, v: string): unknown }).set('traceparent', value);
+      else (carrier as Record<string, unknown>).traceparent = value;
+    }
+    return value;
+  } catch {
+    return undefined;
+  }
+}

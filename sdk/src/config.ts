@@ -1,0 +1,128 @@
+/**
+ * Options (from `configure()` and the environment) and the resource sent in `hello`.
+ */
+import { readFileSync } from 'node:fs';
+import type { AttributeValue, ModelPrice } from '@dspy-o11y/proto';
+
+export const SDK_NAME = 'dspy-o11y';
+export const SDK_VERSION: string = (() => {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: unknown };
+    return typeof pkg.version === 'string' ? pkg.version : '0.0.0';
+  } catch {
+    return '0.0.0';
+  }
+})();
+
+export const DEFAULT_ENDPOINT = 'unix:///tmp/dspy-o11yd.sock';
+
+export interface ConfigureOptions {
+  /** `unix:///path/to.sock` or `http://host:port` (env `DSPY_O11Y_ENDPOINT`; default `unix:///tmp/dspy-o11yd.sock`). */
+  endpoint?: string;
+  /** `service.name` of the resource (env `OTEL_SERVICE_NAME`, then `service.name` in `OTEL_RESOURCE_ATTRIBUTES`). */
+  serviceName?: string;
+  /** `service.version` of the resource (Langfuse release). */
+  serviceVersion?: string;
+  /** `deployment.environment.name` of the resource (Langfuse environment). */
+  environment?: string;
+  /** More resource attributes; win over `OTEL_RESOURCE_ATTRIBUTES`. */
+  resource?: Record<string, string | number | boolean>;
+  /** Turn telemetry off: every call becomes a cheap no-op (env `DSPY_O11Y_DISABLED=1`). */
+  disabled?: boolean;
+  /** Bearer token for the HTTP transport (env `DSPY_O11Y_INGEST_TOKEN`). */
+  ingestToken?: string;
+  /** Cap, in characters, of each captured input/output/attribute string (default 32768). */
+  maxValueLength?: number;
+  /** Records buffered while the daemon is down or slow before the oldest are dropped (default 10000). */
+  maxBufferRecords?: number;
+  /** Characters buffered before the oldest records are dropped (default 8 MiB). */
+  maxBufferBytes?: number;
+  /** Largest single socket write / HTTP body, in characters (default 1 MiB / 512 KiB). */
+  maxBatchBytes?: number;
+  /** Default timeout of `flush()` and `shutdown()` in ms (default 2000). */
+  flushTimeoutMs?: number;
+  /** Per-million-token prices that extend or override the built-in table (matched like it). */
+  prices?: Record<string, ModelPrice>;
+  /** Record inputs and outputs (default true). False keeps only structure, timings, usage and cost. */
+  captureIO?: boolean;
+  /** Called on each captured input/output before it is serialized, e.g. to redact PII. */
+  mask?: (value: unknown, kind: 'input' | 'output') => unknown;
+}
+
+export interface ResolvedConfig {
+  endpoint: string;
+  disabled: boolean;
+  ingestToken: string | undefined;
+  maxValueLength: number;
+  maxBufferRecords: number;
+  maxBufferBytes: number;
+  maxBatchBytes: number | undefined;
+  flushTimeoutMs: number;
+  prices: Record<string, ModelPrice> | undefined;
+  captureIO: boolean;
+  mask: ((value: unknown, kind: 'input' | 'output') => unknown) | undefined;
+  resource: Record<string, AttributeValue>;
+}
+
+const truthy = (v: string | undefined): boolean => v !== undefined && /^(1|true|yes|on)$/i.test(v.trim());
+
+const posInt = (v: number | undefined, dflt: number): number =>
+  typeof v === 'number' && Number.isFinite(v) && v > 0 ? Math.floor(v) : dflt;
+
+/** `OTEL_RESOURCE_ATTRIBUTES`: `k=v,k2=v2`, values percent-encoded; malformed entries skipped. */
+export function parseResourceAttributes(raw: string | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (!raw) return out;
+  for (const part of raw.split(',')) {
+    const eq = part.indexOf('=');
+    if (eq <= 0) continue;
+    const key = part.slice(0, eq).trim();
+    let value = part.slice(eq + 1).trim();
+    try {
+      value = decodeURIComponent(value);
+    } catch {
+      continue;
+    }
+    if (key) out[key] = value;
+  }
+  return out;
+}
+
+export function resolveConfig(opts: ConfigureOptions, env: NodeJS.ProcessEnv = process.env): ResolvedConfig {
+  const resource: Record<string, AttributeValue> = { ...parseResourceAttributes(env.OTEL_RESOURCE_ATTRIBUTES) };
+  const serviceName = opts.serviceName ?? env.OTEL_SERVICE_NAME ?? resource['service.name'] ?? 'unknown_service:node';
+  Object.assign(resource, opts.resource ?? {});
+  resource['service.name'] = serviceName;
+  if (opts.serviceVersion !== undefined) resource['service.version'] = opts.serviceVersion;
+  if (opts.environment !== undefined) resource['deployment.environment.name'] = opts.environment;
+  return {
+    endpoint: opts.endpoint ?? (env.DSPY_O11Y_ENDPOINT?.trim() || DEFAULT_ENDPOINT),
+    disabled: opts.disabled ?? truthy(env.DSPY_O11Y_DISABLED),
+    ingestToken: opts.ingestToken ?? (env.DSPY_O11Y_INGEST_TOKEN || undefined),
+    maxValueLength: posInt(opts.maxValueLength, 32 * 1024),
+    maxBufferRecords: posInt(opts.maxBufferRecords, 10_000),
+    maxBufferBytes: posInt(opts.maxBufferBytes, 8 * 1024 * 1024),
+    maxBatchBytes: opts.maxBatchBytes === undefined ? undefined : posInt(opts.maxBatchBytes, 1024 * 1024),
+    flushTimeoutMs: posInt(opts.flushTimeoutMs, 2000),
+    prices: opts.prices,
+    captureIO: opts.captureIO ?? true,
+    mask: opts.mask,
+    resource,
+  };
+}
+
+export function helloLine(resource: Record<string, AttributeValue>): string {
+  return JSON.stringify({ v: 1, type: 'hello', resource, sdk: { name: SDK_NAME, version: SDK_VERSION } }) + '\n';
+}
+
+/** Diagnostics to stderr, only with `DSPY_O11Y_DEBUG=1`; each message once. */
+const said = new Set<string>();
+export function debug(message: string): void {
+  if (!truthy(process.env.DSPY_O11Y_DEBUG) || said.has(message)) return;
+  said.add(message);
+  try {
+    process.stderr.write(`[dspy-o11y] ${message}\n`);
+  } catch {
+    /* never throw */
+  }
+}

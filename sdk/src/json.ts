@@ -1,0 +1,259 @@
+/**
+ * Turning app values into wire values without ever throwing and without unbounded work:
+ * captured inputs/outputs become JSON strings of at most `max` characters (cycles, BigInt,
+ * Buffers, Maps, errors handled), attribute values become what the wire protocol accepts.
+ */
+import { MAX_ATTRIBUTE_KEY_LENGTH, type AttributeValue } from '@dspy-o11y/proto';
+
+export const TRUNCATION_MARKER = '…[truncated]';
+
+/** Thrown inside the serializer when the output budget is spent; never escapes this module. */
+class BudgetSpent {}
+const BUDGET_SPENT = new BudgetSpent();
+
+const MAX_DEPTH = 32;
+
+/**
+ * JSON for `value`, at most `max` characters (plus the marker when cut). Never throws.
+ * Cycles become `"[Circular]"`, BigInt a decimal string, functions and symbols are omitted like
+ * JSON.stringify does, typed arrays and Buffers a short summary, Maps objects, Sets arrays,
+ * Errors `{name,message}`. A value that stringifies to nothing (undefined) gives `undefined`.
+ */
+export function toJson(value: unknown, max: number): string | undefined {
+  switch (typeof value) {
+    case 'string':
+      return value.length > max ? JSON.stringify(value.slice(0, max) + TRUNCATION_MARKER) : JSON.stringify(value);
+    case 'number':
+      return Number.isFinite(value) ? String(value) : 'null';
+    case 'boolean':
+      return value ? 'true' : 'false';
+    case 'bigint':
+      return `"${value.toString()}"`;
+    case 'undefined':
+    case 'function':
+    case 'symbol':
+      return undefined;
+    default:
+      break;
+  }
+  if (value === null) return 'null';
+  const w = new Writer(max);
+  try {
+    w.value(value, 0, undefined);
+  } catch (e) {
+    if (e !== BUDGET_SPENT) return JSON.stringify(`[unserializable: ${describe(e)}]`);
+    return w.out.slice(0, max) + TRUNCATION_MARKER;
+  }
+  return w.out;
+}
+
+function describe(e: unknown): string {
+  try {
+    return e instanceof Error ? e.message : String(e);
+  } catch {
+    return 'error';
+  }
+}
+
+class Writer {
+  out = '';
+  private readonly stack: object[] = [];
+  constructor(private readonly max: number) {}
+
+  private put(s: string): void {
+    this.out += s;
+    if (this.out.length > this.max) throw BUDGET_SPENT;
+  }
+
+  private str(s: string): void {
+    // Cut long strings before escaping them: escaping a 50 MB string only to drop it is waste.
+    const room = this.max - this.out.length;
+    this.put(JSON.stringify(s.length > room ? s.slice(0, room + 1) : s));
+  }
+
+  /** Writes `v`; returns false when nothing was written (undefined, functions, symbols). */
+  value(v: unknown, depth: number, key: string | undefined): boolean {
+    switch (typeof v) {
+      case 'string':
+        this.str(v);
+        return true;
+      case 'number':
+        this.put(Number.isFinite(v) ? String(v) : 'null');
+        return true;
+      case 'boolean':
+        this.put(v ? 'true' : 'false');
+        return true;
+      case 'bigint':
+        this.put(`"${v.toString()}"`);
+        return true;
+      case 'undefined':
+      case 'function':
+      case 'symbol':
+        return false;
+      default:
+        break;
+    }
+    if (v === null) {
+      this.put('null');
+      return true;
+    }
+    const o = v as object;
+    if (this.stack.includes(o)) {
+      this.put('"[Circular]"');
+      return true;
+    }
+    if (depth >= MAX_DEPTH) {
+      this.put('"[MaxDepth]"');
+      return true;
+    }
+    const toJSON = (o as { toJSON?: unknown }).toJSON;
+    if (typeof toJSON === 'function' && !(o instanceof Uint8Array)) {
+      let replaced: unknown;
+      try {
+        replaced = toJSON.call(o, key ?? '');
+      } catch (e) {
+        this.str(`[toJSON threw: ${describe(e)}]`);
+        return true;
+      }
+      if (replaced !== o) return this.value(replaced, depth + 1, key);
+    }
+    if (ArrayBuffer.isView(o)) {
+      this.str(`[${o.constructor?.name ?? 'TypedArray'} ${o.byteLength} bytes]`);
+      return true;
+    }
+    if (o instanceof ArrayBuffer) {
+      this.str(`[ArrayBuffer ${o.byteLength} bytes]`);
+      return true;
+    }
+    this.stack.push(o);
+    try {
+      if (Array.isArray(o)) this.array(o, depth);
+      else if (o instanceof Map) this.entries(o.entries(), depth);
+      else if (o instanceof Set) this.array(o, depth);
+      else if (o instanceof Error) this.object({ ...o, name: o.name, message: o.message }, depth);
+      else this.object(o as Record<string, unknown>, depth);
+    } finally {
+      this.stack.pop();
+    }
+    return true;
+  }
+
+  private array(a: Iterable<unknown>, depth: number): void {
+    this.put('[');
+    let first = true;
+    for (const item of a) {
+      if (!first) this.put(',');
+      first = false;
+      if (!this.value(item, depth + 1, undefined)) this.put('null');
+    }
+    this.put(']');
+  }
+
+  private entries(it: Iterable<[unknown, unknown]>, depth: number): void {
+    this.put('{');
+    let first = true;
+    for (const [k, item] of it) {
+      const key = typeof k === 'string' ? k : String(k);
+      const mark = this.out.length;
+      this.put(first ? '' : ',');
+      this.str(key);
+      this.put(':');
+      if (this.value(item, depth + 1, key)) first = false;
+      else this.out = this.out.slice(0, mark);
+    }
+    this.put('}');
+  }
+
+  private object(o: Record<string, unknown>, depth: number): void {
+    this.put('{');
+    let first = true;
+    for (const key in o) {
+      if (!Object.prototype.hasOwnProperty.call(o, key)) continue;
+      let item: unknown;
+      try {
+        item = o[key];
+      } catch (e) {
+        item = `[getter threw: ${describe(e)}]`;
+      }
+      const mark = this.out.length;
+      this.put(first ? '' : ',');
+      this.str(key);
+      this.put(':');
+      if (this.value(item, depth + 1, key)) first = false;
+      else this.out = this.out.slice(0, mark);
+    }
+    this.put('}');
+  }
+}
+
+/**
+ * A value the wire protocol accepts as an attribute value, or undefined to skip it: strings
+ * (capped), finite numbers, booleans, homogeneous arrays of those; anything else JSON-encoded.
+ */
+export function toAttributeValue(v: unknown, max: number): AttributeValue | undefined {
+  switch (typeof v) {
+    case 'string':
+      return v.length > max ? v.slice(0, max) + TRUNCATION_MARKER : v;
+    case 'number':
+      return Number.isFinite(v) ? v : String(v);
+    case 'boolean':
+      return v;
+    case 'bigint':
+      return v.toString();
+    case 'undefined':
+    case 'function':
+    case 'symbol':
+      return undefined;
+    default:
+      break;
+  }
+  if (v === null) return undefined;
+  if (Array.isArray(v)) {
+    const arr = homogeneous(v, max);
+    if (arr) return arr;
+  }
+  return toJson(v, max);
+}
+
+function homogeneous(a: unknown[], max: number): AttributeValue | undefined {
+  if (a.length === 0) return [] as string[];
+  const t = typeof a[0];
+  if (t !== 'string' && t !== 'number' && t !== 'boolean') return undefined;
+  let budget = max;
+  for (const x of a) {
+    if (typeof x !== t) return undefined;
+    if (t === 'number' && !Number.isFinite(x as number)) return undefined;
+    if (t === 'string') {
+      budget -= (x as string).length;
+      if (budget < 0) return undefined;
+    }
+  }
+  return a.slice() as AttributeValue;
+}
+
+export const validKey = (k: string): boolean => typeof k === 'string' && k.length > 0 && k.length <= MAX_ATTRIBUTE_KEY_LENGTH;
+
+/** Sanitized copy of `attrs` (invalid keys and empty values skipped). */
+export function toAttributes(attrs: Readonly<Record<string, unknown>> | undefined, max: number): Record<string, AttributeValue> | undefined {
+  if (!attrs) return undefined;
+  let out: Record<string, AttributeValue> | undefined;
+  for (const k in attrs) {
+    if (!Object.prototype.hasOwnProperty.call(attrs, k) || !validKey(k)) continue;
+    let v: AttributeValue | undefined;
+    try {
+      v = toAttributeValue(attrs[k], max);
+    } catch {
+      v = undefined;
+    }
+    if (v === undefined) continue;
+    (out ??= {})[k] = v;
+  }
+  return out;
+}
+
+/** `"k":v,"k2":v2` (no braces), or '' — for splicing into a record being built as a string. */
+export function attributeMembers(attrs: Record<string, AttributeValue> | undefined): string {
+  if (!attrs) return '';
+  const s = JSON.stringify(attrs);
+  return s.length > 2 ? s.slice(1, -1) : '';
+}

@@ -1,0 +1,271 @@
+/**
+ * DSPy-style modules that give app code DSPy.rb's span tree, names, observation types and
+ * events (DESIGN §3). A module is a signature name plus an `llm` function you supply (call any
+ * provider, parse its answer into fields); the module owns the control flow and the telemetry:
+ *
+ *   Predict         Predict.forward (span) → llm.generate (generation)
+ *   ChainOfThought  ChainOfThought.forward (chain) → llm.generate; event chain_of_thought.reasoning_complete
+ *   ReAct           ReAct.forward (agent) → react.iteration (agent) → llm.generate, react.tool_call (tool);
+ *                   event react.iteration_complete per iteration, react.max_iterations if the loop runs out
+ *   CodeAct         CodeAct.forward (agent) → llm.generate, codeact.code_execution (tool);
+ *                   event codeact.iteration_complete per iteration
+ *
+ * If the `llm` function calls a client wrapped with `wrapOpenAI`/`wrapAnthropic`, that call fills
+ * in the module's `llm.generate` (model, usage, cost, time to first token) instead of nesting a
+ * second generation; otherwise return `usage`/`model` from `llm` and the module records them.
+ */
+import { EVENT_NAMES, SPAN_NAMES } from '@dspy-o11y/proto';
+import { runGeneration, span } from './api.js';
+import { SpanImpl, type GenerationHandle, type SpanHandle, type Usage } from './span.js';
+
+export type ModuleName = 'Predict' | 'ChainOfThought' | 'ReAct' | 'CodeAct';
+export type Fields = Record<string, unknown>;
+
+export interface ToolInfo {
+  name: string;
+  description?: string;
+}
+
+export interface Tool extends ToolInfo {
+  /** Runs the tool; a throw becomes an `Error: …` observation for the next iteration (the run goes on). */
+  run(input: unknown): unknown;
+}
+
+/** One ReAct or CodeAct step, as passed back to `llm` in `trajectory`. */
+export interface Step {
+  iteration: number;
+  thought?: string;
+  /** ReAct: the tool name (or `finish`). */
+  action?: string;
+  actionInput?: unknown;
+  /** CodeAct: the code run. */
+  code?: string;
+  observation?: unknown;
+  error?: string;
+}
+
+export interface LMRequest {
+  module: ModuleName;
+  signature: string;
+  instructions?: string;
+  /** The module's input fields. */
+  input: Fields;
+  /** ReAct: the tools the model may call. */
+  tools?: ToolInfo[];
+  /** ReAct / CodeAct: the steps so far. */
+  trajectory?: Step[];
+  /** ReAct / CodeAct: 1-based iteration. */
+  iteration?: number;
+}
+
+/**
+ * What `llm` returns: the output fields, plus usage/model if no wrapped client recorded them.
+ * - Predict: any fields. ChainOfThought: `reasoning` plus the output fields.
+ * - ReAct: `thought`, `action` (a tool name, or `finish`) and `action_input`; on `finish`, the
+ *   other fields are the module's output.
+ * - CodeAct: `thought` and `code`, or `finish: true` (or `action: 'finish'`) with the output fields.
+ */
+export interface LMResponse {
+  output: Fields;
+  usage?: Usage;
+  model?: string;
+  provider?: string;
+}
+
+export type LM = (request: LMRequest) => Promise<LMResponse> | LMResponse;
+
+export interface ModuleOptions {
+  llm: LM;
+  instructions?: string;
+}
+
+export interface ReActOptions extends ModuleOptions {
+  tools: Tool[];
+  /** Default 5. */
+  maxIterations?: number;
+}
+
+export interface CodeActOptions extends ModuleOptions {
+  /** Runs the code the model wrote (a sandbox of yours: the SDK never evaluates code). */
+  execute(code: string): unknown;
+  /** Default 5. */
+  maxIterations?: number;
+}
+
+export interface AgentResult {
+  /** The output fields of the finishing step (empty if the loop ran out). */
+  output: Fields;
+  trajectory: Step[];
+  iterations: number;
+  /** False when `maxIterations` ran out before `finish`. */
+  finished: boolean;
+}
+
+export type Module<O = Fields> = (input: Fields) => Promise<O>;
+
+const CONTROL = new Set(['thought', 'action', 'action_input', 'actionInput', 'code', 'finish']);
+
+function stripControl(output: Fields): Fields {
+  const out: Fields = {};
+  for (const k of Object.keys(output)) if (!CONTROL.has(k)) out[k] = output[k];
+  return out;
+}
+
+function messageOf(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+/** One LLM call as an `llm.generate` generation that a wrapped client call inside can adopt. */
+async function callLM(llm: LM, request: LMRequest): Promise<Fields> {
+  return runGeneration(
+    SPAN_NAMES.llmGenerate,
+    { input: request, module: request.module, signature: request.signature },
+    async (g: GenerationHandle) => {
+      const res = await llm(request);
+      if (res?.model) g.setModel(res.model);
+      if (res?.provider) g.setProvider(res.provider);
+      if (res?.usage) g.setUsage(res.usage);
+      const output = res && typeof res.output === 'object' && res.output !== null ? res.output : {};
+      if (!(g instanceof SpanImpl) || !g.hasOutput) g.setOutput(output);
+      return output;
+    },
+    true,
+  );
+}
+
+/** `Predict`: one LLM call. */
+export function predict(signature: string, options: ModuleOptions): Module {
+  return (input: Fields) =>
+    span('Predict.forward', { type: 'span', module: 'Predict', signature, input }, async (s: SpanHandle) => {
+      const output = await callLM(options.llm, { module: 'Predict', signature, instructions: options.instructions, input });
+      s.setOutput(output);
+      return output;
+    });
+}
+
+/** `ChainOfThought`: one LLM call that also returns `reasoning`. */
+export function chainOfThought(signature: string, options: ModuleOptions): Module {
+  return (input: Fields) =>
+    span('ChainOfThought.forward', { type: 'chain', module: 'ChainOfThought', signature, input }, async (s: SpanHandle) => {
+      const output = await callLM(options.llm, { module: 'ChainOfThought', signature, instructions: options.instructions, input });
+      const reasoning = typeof output.reasoning === 'string' ? output.reasoning : '';
+      s.event(EVENT_NAMES.reasoningComplete, {
+        'dspy.signature': signature,
+        'cot.reasoning': reasoning,
+        'cot.reasoning_length': reasoning.length,
+        'cot.reasoning_steps': reasoning ? reasoning.split(/\n+/).filter((l) => l.trim()).length : 0,
+      });
+      s.setOutput(output);
+      return output;
+    });
+}
+
+/** `ReAct`: think → act (a tool) → observe, until the model answers `finish` or `maxIterations`. */
+export function react(signature: string, options: ReActOptions): Module<AgentResult> {
+  const max = Math.max(1, Math.floor(options.maxIterations ?? 5));
+  const tools = new Map(options.tools.map((t) => [t.name, t] as const));
+  const toolInfos: ToolInfo[] = options.tools.map((t) => (t.description !== undefined ? { name: t.name, description: t.description } : { name: t.name }));
+  return (input: Fields) =>
+    span('ReAct.forward', { type: 'agent', module: 'ReAct', signature, input }, async (root: SpanHandle) => {
+      const trajectory: Step[] = [];
+      for (let iteration = 1; iteration <= max; iteration++) {
+        const done = await span(
+          SPAN_NAMES.reactIteration,
+          { type: 'agent', attributes: { 'react.iteration': iteration, 'react.max_iterations': max } },
+          async (it: SpanHandle) => {
+            const out = await callLM(options.llm, {
+              module: 'ReAct',
+              signature,
+              instructions: options.instructions,
+              input,
+              tools: toolInfos,
+              trajectory: trajectory.slice(),
+              iteration,
+            });
+            const thought = typeof out.thought === 'string' ? out.thought : undefined;
+            const action = typeof out.action === 'string' ? out.action : 'finish';
+            const actionInput = out.action_input ?? out.actionInput;
+            if (action === 'finish') {
+              const step: Step = { iteration, thought, action };
+              trajectory.push(step);
+              it.event(EVENT_NAMES.reactIterationComplete, { iteration, thought, action, finished: true });
+              it.setOutput(step);
+              return stripControl(out);
+            }
+            const observation = await span(
+              SPAN_NAMES.reactToolCall,
+              { type: 'tool', input: actionInput, attributes: { 'tool.name': action, 'tool.input': actionInput, 'react.iteration': iteration } },
+              async (t: SpanHandle) => {
+                const tool = tools.get(action);
+                if (!tool) {
+                  t.setLevel('WARNING');
+                  t.setOutput(`Unknown tool: ${action}`);
+                  return `Unknown tool: ${action}`;
+                }
+                try {
+                  const result: unknown = await tool.run(actionInput);
+                  t.setOutput(result);
+                  return result;
+                } catch (e) {
+                  t.recordError(e);
+                  return `Error: ${messageOf(e)}`;
+                }
+              },
+            );
+            const step: Step = { iteration, thought, action, actionInput, observation };
+            trajectory.push(step);
+            it.event(EVENT_NAMES.reactIterationComplete, { iteration, thought, action, tool_input: actionInput, observation });
+            it.setOutput(step);
+            return undefined;
+          },
+        );
+        if (done) {
+          const result: AgentResult = { output: done, trajectory, iterations: iteration, finished: true };
+          root.setOutput(done);
+          return result;
+        }
+      }
+      root.event(EVENT_NAMES.reactMaxIterations, { 'react.max_iterations': max, iterations: max });
+      root.setLevel('WARNING');
+      return { output: {}, trajectory, iterations: max, finished: false };
+    });
+}
+
+/** `CodeAct`: the model writes code, your `execute` runs it, the result feeds the next step. */
+export function codeAct(signature: string, options: CodeActOptions): Module<AgentResult> {
+  const max = Math.max(1, Math.floor(options.maxIterations ?? 5));
+  return (input: Fields) =>
+    span('CodeAct.forward', { type: 'agent', module: 'CodeAct', signature, input }, async (root: SpanHandle) => {
+      const trajectory: Step[] = [];
+      for (let iteration = 1; iteration <= max; iteration++) {
+        const out = await callLM(options.llm, { module: 'CodeAct', signature, instructions: options.instructions, input, trajectory: trajectory.slice(), iteration });
+        const thought = typeof out.thought === 'string' ? out.thought : undefined;
+        if (out.finish === true || out.action === 'finish' || typeof out.code !== 'string') {
+          trajectory.push({ iteration, thought, action: 'finish' });
+          root.event(EVENT_NAMES.codeactIterationComplete, { iteration, thought, finished: true });
+          const output = stripControl(out);
+          root.setOutput(output);
+          return { output, trajectory, iterations: iteration, finished: true };
+        }
+        const code = out.code;
+        const result = await span(
+          SPAN_NAMES.codeactExecution,
+          { type: 'tool', input: code, attributes: { 'codeact.iteration': iteration } },
+          async (s: SpanHandle): Promise<{ observation?: unknown; error?: string }> => {
+            try {
+              const observation: unknown = await options.execute(code);
+              s.setOutput(observation);
+              return { observation };
+            } catch (e) {
+              s.recordError(e);
+              return { error: messageOf(e) };
+            }
+          },
+        );
+        trajectory.push({ iteration, thought, code, ...result });
+        root.event(EVENT_NAMES.codeactIterationComplete, { iteration, thought, code, execution_result: result.observation, error: result.error });
+      }
+      root.setLevel('WARNING');
+      return { output: {}, trajectory, iterations: max, finished: false };
+    });
+}

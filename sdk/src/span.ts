@@ -1,0 +1,571 @@
+/**
+ * Spans and generations: a handle collects attributes while the step runs; `end()` builds the
+ * NDJSON line ONCE by string concatenation (no intermediate record object, no zod) and hands it
+ * to the transport.
+ */
+import {
+  ATTR,
+  EVENT_NAMES,
+  OBSERVATION_TYPES,
+  costUsd,
+  newSpanId,
+  newTraceId,
+  nowUnixNano,
+  type AttributeValue,
+  type Level,
+  type ObservationType,
+} from '@dspy-o11y/proto';
+import { dispatch, handlersFor, type EventContext } from './events.js';
+import { attributeMembers, toAttributeValue, toAttributes, toJson, validKey } from './json.js';
+import { cfg, send } from './state.js';
+
+/** Token counts of one LLM call. `input` counts all input tokens, cached ones included. */
+export interface Usage {
+  input?: number;
+  output?: number;
+  /** Defaults to input + output. */
+  total?: number;
+  /** Input tokens read from the provider's prompt cache (part of `input`). */
+  cacheRead?: number;
+  /** Input tokens written to the provider's prompt cache (part of `input`). */
+  cacheWrite?: number;
+}
+
+/** A running step. Every method is safe to call at any time and never throws, except as noted. */
+export interface SpanHandle {
+  readonly traceId: string;
+  readonly spanId: string;
+  readonly name: string;
+  readonly ended: boolean;
+  /** Captured as JSON (capped; cycles and huge values are truncated with a marker). */
+  setInput(value: unknown): this;
+  setOutput(value: unknown): this;
+  /** Objects are JSON-encoded; null/undefined are ignored. */
+  setAttribute(key: string, value: unknown): this;
+  setAttributes(attributes: Readonly<Record<string, unknown>>): this;
+  setLevel(level: Level): this;
+  setStatus(code: 'ok' | 'error', message?: string): this;
+  /**
+   * A point event inside this span; also notifies subscribers, and rethrows a subscriber's error
+   * (the deliberate exception to "never throws").
+   */
+  event(name: string, attributes?: Readonly<Record<string, unknown>>): this;
+  /** Error status, message, `error.type`, level ERROR, an `exception` event. */
+  recordError(error: unknown): this;
+  /** Finish (idempotent). A generation notifies `llm.generate` subscribers here: their error is rethrown. */
+  end(): void;
+}
+
+/** A call to an LLM (observation type `generation`). */
+export interface GenerationHandle extends SpanHandle {
+  /** The requested model (`gen_ai.request.model`). */
+  setModel(model: string): this;
+  /** The model that answered (`gen_ai.response.model`), when it differs in name, e.g. a dated snapshot. */
+  setResponseModel(model: string): this;
+  setProvider(provider: string): this;
+  /** temperature, maxTokens/max_tokens, topP/top_p → `gen_ai.request.*`; other keys as `gen_ai.request.<key>`. */
+  setParameters(parameters: Readonly<Record<string, unknown>>): this;
+  /** Replaces the usage so far. Cost is computed at `end()` from the price table unless set with `setCost`. */
+  setUsage(usage: Usage): this;
+  setCost(usd: number): this;
+  /** First token received (default: now); unix-ns string or epoch milliseconds. */
+  setCompletionStart(time?: string | number): this;
+  setFinishReasons(reasons: readonly string[]): this;
+}
+
+const TYPES = new Set<string>(OBSERVATION_TYPES);
+const MAX_EVENTS_PER_SPAN = 128;
+const MAX_ERROR_MESSAGE = 2048;
+const MAX_STACK = 8192;
+/** The daemon's default --max-record-bytes is 1 MiB; stay clear of it. */
+const MAX_RECORD_BYTES = 1024 * 1024 - 4096;
+
+/** Trace-level fields, pre-serialized once per trace as JSON object members (no braces). */
+export interface TraceInfo {
+  members: string;
+  fields: TraceFields;
+}
+
+export interface TraceFields {
+  name?: string;
+  userId?: string;
+  sessionId?: string;
+  tags?: readonly string[];
+  metadata?: Readonly<Record<string, unknown>>;
+}
+
+export const EMPTY_TRACE: TraceInfo = { members: '', fields: {} };
+
+export function traceInfo(fields: TraceFields): TraceInfo {
+  const a: Record<string, AttributeValue> = {};
+  const max = cfg().maxValueLength;
+  if (fields.name) a[ATTR.traceName] = String(fields.name);
+  if (fields.userId !== undefined && fields.userId !== null && fields.userId !== '') a[ATTR.userId] = String(fields.userId);
+  if (fields.sessionId !== undefined && fields.sessionId !== null && fields.sessionId !== '') a[ATTR.sessionId] = String(fields.sessionId);
+  if (Array.isArray(fields.tags)) a[ATTR.traceTags] = fields.tags.map(String);
+  if (fields.metadata && typeof fields.metadata === 'object') {
+    for (const k of Object.keys(fields.metadata)) {
+      const key = ATTR.traceMetadataPrefix + k;
+      if (!validKey(key)) continue;
+      const v = toAttributeValue(fields.metadata[k], max);
+      if (v !== undefined) a[key] = v;
+    }
+  }
+  return { members: attributeMembers(a), fields };
+}
+
+/** What the active context holds: a span, or a trace scope opened by `withTrace`. */
+export interface Scope {
+  readonly traceId: string;
+  /** The parent for new spans (undefined: they are roots). */
+  readonly spanId: string | undefined;
+  readonly trace: TraceInfo;
+}
+
+export class TraceScope implements Scope {
+  constructor(
+    readonly traceId: string,
+    readonly spanId: string | undefined,
+    public trace: TraceInfo,
+  ) {}
+}
+
+/** Per-call state of a wrapped LLM client call (attempts, for `llm.retry` events). */
+export interface LlmCallState {
+  attempts: number;
+  lastStatus: number | undefined;
+  lastError: string | undefined;
+}
+
+const q = JSON.stringify;
+
+function errorMessage(e: unknown): string {
+  try {
+    if (e instanceof Error) return e.message || e.name;
+    if (typeof e === 'string') return e;
+    return toJson(e, 512) ?? String(e);
+  } catch {
+    return 'unknown error';
+  }
+}
+
+function errorType(e: unknown): string {
+  try {
+    if (e instanceof Error) return e.constructor?.name && e.constructor.name !== 'Error' ? e.constructor.name : e.name;
+    return typeof e;
+  } catch {
+    return 'unknown';
+  }
+}
+
+export class SpanImpl implements GenerationHandle, Scope {
+  readonly traceId: string;
+  readonly spanId: string;
+  readonly parentSpanId: string | undefined;
+  readonly trace: TraceInfo;
+  readonly name: string;
+  ended = false;
+  /** Module helpers open generations that a wrapped client call inside them fills in. */
+  adoptable = false;
+  llmCall: LlmCallState | undefined = undefined;
+  private readonly type: string;
+  private readonly start: string;
+  private readonly generation: boolean;
+  private attrs: Record<string, AttributeValue> | undefined = undefined;
+  private input: string | undefined = undefined;
+  private output: string | undefined = undefined;
+  private events: string | undefined = undefined;
+  private eventCount = 0;
+  private status: string | undefined = undefined;
+  private usage: Usage | undefined = undefined;
+  private costSet = false;
+
+  constructor(name: string, type: string | undefined, parent: Scope | undefined, generation: boolean) {
+    this.name = typeof name === 'string' && name.length > 0 ? name : 'span';
+    this.type = type !== undefined && TYPES.has(type) ? type : generation ? 'generation' : 'span';
+    this.generation = generation;
+    if (parent) {
+      this.traceId = parent.traceId;
+      this.parentSpanId = parent.spanId;
+      this.trace = parent.trace;
+    } else {
+      this.traceId = newTraceId();
+      this.parentSpanId = undefined;
+      this.trace = EMPTY_TRACE;
+    }
+    this.spanId = newSpanId();
+    this.start = nowUnixNano();
+  }
+
+  get isGeneration(): boolean {
+    return this.generation;
+  }
+  get hasOutput(): boolean {
+    return this.output !== undefined;
+  }
+
+  private set(key: string, value: AttributeValue): void {
+    (this.attrs ??= {})[key] = value;
+  }
+
+  private capture(value: unknown, kind: 'input' | 'output'): string | undefined {
+    const c = cfg();
+    if (!c.captureIO) return undefined;
+    let v = value;
+    if (c.mask) {
+      try {
+        v = c.mask(value, kind);
+      } catch {
+        return '"[mask threw]"';
+      }
+    }
+    return toJson(v, c.maxValueLength);
+  }
+
+  setInput(value: unknown): this {
+    if (!this.ended) this.input = this.capture(value, 'input');
+    return this;
+  }
+
+  setOutput(value: unknown): this {
+    if (!this.ended) this.output = this.capture(value, 'output');
+    return this;
+  }
+
+  setAttribute(key: string, value: unknown): this {
+    if (this.ended || !validKey(key)) return this;
+    if (key === ATTR.input) return this.setInput(value);
+    if (key === ATTR.output) return this.setOutput(value);
+    try {
+      const v = toAttributeValue(value, cfg().maxValueLength);
+      if (v !== undefined) this.set(key, v);
+    } catch {
+      /* never throw */
+    }
+    return this;
+  }
+
+  setAttributes(attributes: Readonly<Record<string, unknown>>): this {
+    if (!attributes || typeof attributes !== 'object') return this;
+    for (const k of Object.keys(attributes)) this.setAttribute(k, attributes[k]);
+    return this;
+  }
+
+  setLevel(level: Level): this {
+    if (typeof level === 'string') this.setAttribute(ATTR.level, level);
+    return this;
+  }
+
+  setStatus(code: 'ok' | 'error', message?: string): this {
+    if (this.ended) return this;
+    if (code === 'error') this.status = message ? `{"code":"error","message":${q(String(message).slice(0, MAX_ERROR_MESSAGE))}}` : '{"code":"error"}';
+    else if (code === 'ok') this.status = '{"code":"ok"}';
+    return this;
+  }
+
+  private addEvent(name: string, attributes: Readonly<Record<string, unknown>> | undefined): void {
+    if (this.ended || this.eventCount >= MAX_EVENTS_PER_SPAN) return;
+    try {
+      const a = toAttributes(attributes, cfg().maxValueLength);
+      const ev = `{"name":${q(name || 'event')},"timeUnixNano":"${nowUnixNano()}"${a ? `,"attributes":${q(a)}` : ''}}`;
+      this.events = this.events === undefined ? ev : `${this.events},${ev}`;
+      this.eventCount++;
+    } catch {
+      /* never throw */
+    }
+  }
+
+  event(name: string, attributes?: Readonly<Record<string, unknown>>): this {
+    this.addEvent(name, attributes);
+    const hs = handlersFor(name);
+    if (hs.length > 0) dispatch(hs, name, attributes ?? {}, { traceId: this.traceId, spanId: this.spanId });
+    return this;
+  }
+
+  recordError(error: unknown): this {
+    if (this.ended) return this;
+    try {
+      const message = errorMessage(error).slice(0, MAX_ERROR_MESSAGE);
+      const type = errorType(error);
+      this.status = `{"code":"error","message":${q(message)}}`;
+      this.set(ATTR.level, 'ERROR');
+      this.set('error.type', type);
+      const status = (error as { status?: unknown } | null)?.status;
+      if (typeof status === 'number' && Number.isFinite(status)) this.set('http.response.status_code', status);
+      const stack = error instanceof Error && typeof error.stack === 'string' ? error.stack.slice(0, MAX_STACK) : undefined;
+      this.addEvent('exception', { 'exception.type': type, 'exception.message': message, 'exception.stacktrace': stack });
+    } catch {
+      /* never throw */
+    }
+    return this;
+  }
+
+  // --- generation ---
+
+  setModel(model: string): this {
+    if (typeof model === 'string' && model) this.setAttribute(ATTR.requestModel, model);
+    return this;
+  }
+
+  setResponseModel(model: string): this {
+    if (typeof model === 'string' && model) this.setAttribute(ATTR.responseModel, model);
+    return this;
+  }
+
+  setProvider(provider: string): this {
+    if (typeof provider === 'string' && provider) this.setAttribute(ATTR.providerName, provider);
+    return this;
+  }
+
+  setParameters(parameters: Readonly<Record<string, unknown>>): this {
+    if (!parameters || typeof parameters !== 'object') return this;
+    for (const k of Object.keys(parameters)) {
+      const v = parameters[k];
+      if (v === undefined || v === null) continue;
+      switch (k) {
+        case 'temperature':
+          this.setAttribute(ATTR.requestTemperature, v);
+          break;
+        case 'maxTokens':
+        case 'max_tokens':
+        case 'max_completion_tokens':
+        case 'max_output_tokens':
+          this.setAttribute(ATTR.requestMaxTokens, v);
+          break;
+        case 'topP':
+        case 'top_p':
+          this.setAttribute(ATTR.requestTopP, v);
+          break;
+        default:
+          this.setAttribute(`gen_ai.request.${k}`, v);
+      }
+    }
+    return this;
+  }
+
+  setUsage(usage: Usage): this {
+    if (this.ended || !usage || typeof usage !== 'object') return this;
+    const n = (x: unknown): number | undefined => (typeof x === 'number' && Number.isFinite(x) && x >= 0 ? Math.round(x) : undefined);
+    const u: Usage = { input: n(usage.input), output: n(usage.output), total: n(usage.total), cacheRead: n(usage.cacheRead), cacheWrite: n(usage.cacheWrite) };
+    if (u.total === undefined && (u.input !== undefined || u.output !== undefined)) u.total = (u.input ?? 0) + (u.output ?? 0);
+    this.usage = u;
+    const put = (key: string, v: number | undefined): void => {
+      if (v !== undefined) this.set(key, v);
+      else if (this.attrs) delete this.attrs[key];
+    };
+    put(ATTR.usageInputTokens, u.input);
+    put(ATTR.usageOutputTokens, u.output);
+    put(ATTR.usageTotalTokens, u.total);
+    put('gen_ai.usage.cache_read.input_tokens', u.cacheRead);
+    put('gen_ai.usage.cache_creation.input_tokens', u.cacheWrite);
+    return this;
+  }
+
+  setCost(usd: number): this {
+    if (!this.ended && typeof usd === 'number' && Number.isFinite(usd) && usd >= 0) {
+      this.set(ATTR.usageCost, usd);
+      this.costSet = true;
+    }
+    return this;
+  }
+
+  setCompletionStart(time?: string | number): this {
+    if (this.ended) return this;
+    let ns: string | undefined;
+    if (time === undefined) ns = nowUnixNano();
+    else if (typeof time === 'string' && /^[1-9][0-9]{0,18}$/.test(time)) ns = time;
+    else if (typeof time === 'number' && Number.isFinite(time) && time > 0) ns = `${Math.round(time)}000000`;
+    if (ns) this.set(ATTR.completionStartTime, ns);
+    return this;
+  }
+
+  setFinishReasons(reasons: readonly string[]): this {
+    if (Array.isArray(reasons)) this.setAttribute(ATTR.responseFinishReasons, reasons.filter((r) => typeof r === 'string'));
+    return this;
+  }
+
+  /** Error status from `error`, then `end()`, never throwing (the app's error wins). */
+  fail(error: unknown): void {
+    this.recordError(error);
+    try {
+      this.end();
+    } catch {
+      /* a subscriber's error must not replace the app's */
+    }
+  }
+
+  end(): void {
+    if (this.ended) return;
+    let notify = false;
+    try {
+      if (this.generation) notify = this.finishGeneration();
+      const line = this.line(nowUnixNano());
+      this.ended = true;
+      if (line !== undefined) send(line);
+    } catch {
+      this.ended = true;
+    }
+    if (notify) {
+      const hs = handlersFor(EVENT_NAMES.llmGenerate);
+      if (hs.length > 0) dispatch(hs, EVENT_NAMES.llmGenerate, { ...this.attrs }, { traceId: this.traceId, spanId: this.spanId } satisfies EventContext);
+    }
+  }
+
+  /** Adds the cost; returns whether subscribers should hear about this generation. */
+  private finishGeneration(): boolean {
+    const a = this.attrs;
+    if (this.usage && !this.costSet && a) {
+      const model = a[ATTR.responseModel] ?? a[ATTR.requestModel];
+      if (typeof model === 'string') {
+        let c: number | undefined;
+        try {
+          c = costUsd(model, this.usage, cfg().prices);
+        } catch {
+          c = undefined;
+        }
+        if (c !== undefined) a[ATTR.usageCost] = c;
+      }
+    }
+    return true;
+  }
+
+  /** The span record as one NDJSON line (with its newline), or undefined if it cannot be sent. */
+  private line(end: string): string | undefined {
+    let s = `{"v":1,"type":"span","traceId":"${this.traceId}","spanId":"${this.spanId}"`;
+    if (this.parentSpanId !== undefined) s += `,"parentSpanId":"${this.parentSpanId}"`;
+    s += `,"name":${q(this.name)},"startTimeUnixNano":"${this.start}","endTimeUnixNano":"${end}"`;
+    if (this.status !== undefined) s += `,"status":${this.status}`;
+    const head = s;
+    s += `,"attributes":{"dspy.observation.type":"${this.type}"`;
+    if (this.trace.members) s += `,${this.trace.members}`;
+    const tail = this.attrs ? attributeMembers(this.attrs) : '';
+    const io = (this.input !== undefined ? `,"dspy.input":${q(this.input)}` : '') + (this.output !== undefined ? `,"dspy.output":${q(this.output)}` : '');
+    const evs = this.events !== undefined ? `,"events":[${this.events}]` : '';
+    const line = `${s}${io}${tail ? `,${tail}` : ''}}${evs}}\n`;
+    // Cheap length test first: 1 char is at most 3 UTF-8 bytes.
+    if (line.length * 3 <= MAX_RECORD_BYTES || Buffer.byteLength(line) <= MAX_RECORD_BYTES) return line;
+    // Too big for the daemon: keep the span, drop its input/output and events.
+    const slim = `${s},"dspy.truncated":true${tail ? `,${tail}` : ''}}}\n`;
+    if (Buffer.byteLength(slim) <= MAX_RECORD_BYTES) return slim;
+    return `${head},"attributes":{"dspy.observation.type":"${this.type}","dspy.truncated":true}}\n`;
+  }
+}
+
+const NOOP_ID = '';
+
+/**
+ * What `span`/`generation` hand out when telemetry is off: does nothing, except that events (and
+ * a generation's usage, see {@link LiteGeneration}) still reach subscribers, so a token budget
+ * keeps working with telemetry disabled.
+ */
+export class NoopSpan implements GenerationHandle {
+  readonly traceId = NOOP_ID;
+  readonly spanId = NOOP_ID;
+  readonly name: string = '';
+  get ended(): boolean {
+    return false;
+  }
+  setInput(): this {
+    return this;
+  }
+  setOutput(): this {
+    return this;
+  }
+  setAttribute(): this {
+    return this;
+  }
+  setAttributes(): this {
+    return this;
+  }
+  setLevel(): this {
+    return this;
+  }
+  setStatus(): this {
+    return this;
+  }
+  event(name: string, attributes?: Readonly<Record<string, unknown>>): this {
+    const hs = handlersFor(name);
+    if (hs.length > 0) dispatch(hs, name, attributes ?? {}, { traceId: undefined, spanId: undefined });
+    return this;
+  }
+  recordError(): this {
+    return this;
+  }
+  end(): void {}
+  setModel(_model?: string): this {
+    return this;
+  }
+  setResponseModel(_model?: string): this {
+    return this;
+  }
+  setProvider(_provider?: string): this {
+    return this;
+  }
+  setParameters(): this {
+    return this;
+  }
+  setUsage(_usage?: Usage): this {
+    return this;
+  }
+  setCost(): this {
+    return this;
+  }
+  setCompletionStart(): this {
+    return this;
+  }
+  setFinishReasons(): this {
+    return this;
+  }
+}
+
+export const NOOP_SPAN = new NoopSpan();
+
+/** A disabled-mode generation that only keeps what `llm.generate` subscribers are told. */
+export class LiteGeneration extends NoopSpan {
+  private a: Record<string, unknown> = {};
+  private done = false;
+  private usage: Usage | undefined;
+  override get ended(): boolean {
+    return this.done;
+  }
+  override setModel(model?: string): this {
+    if (typeof model === 'string') this.a[ATTR.requestModel] = model;
+    return this;
+  }
+  override setResponseModel(model?: string): this {
+    if (typeof model === 'string') this.a[ATTR.responseModel] = model;
+    return this;
+  }
+  override setProvider(provider?: string): this {
+    if (typeof provider === 'string') this.a[ATTR.providerName] = provider;
+    return this;
+  }
+  override setUsage(usage?: Usage): this {
+    if (!usage || typeof usage !== 'object') return this;
+    this.usage = usage;
+    const total = usage.total ?? (usage.input !== undefined || usage.output !== undefined ? (usage.input ?? 0) + (usage.output ?? 0) : undefined);
+    this.a[ATTR.usageInputTokens] = usage.input;
+    this.a[ATTR.usageOutputTokens] = usage.output;
+    this.a[ATTR.usageTotalTokens] = total;
+    return this;
+  }
+  override end(): void {
+    if (this.done) return;
+    this.done = true;
+    const model = this.a[ATTR.responseModel] ?? this.a[ATTR.requestModel];
+    if (this.usage && typeof model === 'string') {
+      try {
+        const c = costUsd(model, this.usage, cfg().prices);
+        if (c !== undefined) this.a[ATTR.usageCost] = c;
+      } catch {
+        /* never throw */
+      }
+    }
+    const hs = handlersFor(EVENT_NAMES.llmGenerate);
+    if (hs.length > 0) dispatch(hs, EVENT_NAMES.llmGenerate, this.a, { traceId: undefined, spanId: undefined });
+  }
+}
+
+export function isObservationType(t: unknown): t is ObservationType {
+  return typeof t === 'string' && TYPES.has(t);
+}

@@ -1,0 +1,164 @@
+/**
+ * Process-wide SDK state: the resolved configuration and the transport, created lazily on first
+ * use so that importing the SDK costs nothing and the environment is read when it is used.
+ */
+import { type ConfigureOptions, type ResolvedConfig, debug, helloLine, resolveConfig } from './config.js';
+import { type Transport, counters, createTransport } from './transport/index.js';
+
+let options: ConfigureOptions = {};
+let config: ResolvedConfig | undefined;
+let transport: Transport | undefined;
+let transportKey = '';
+/** After `shutdown()`: records are discarded until `configure()` is called again. */
+let stopped = false;
+/** The endpoint is unusable (logged with DSPY_O11Y_DEBUG=1): records are discarded. */
+let unusable = false;
+
+/** The resolved configuration (read from the environment on first use). */
+export function cfg(): ResolvedConfig {
+  return config ?? init();
+}
+
+function init(): ResolvedConfig {
+  let c: ResolvedConfig;
+  try {
+    c = resolveConfig(options);
+  } catch (e) {
+    debug(`bad configuration (${(e as Error).message}); telemetry is off`);
+    c = { ...resolveConfig({}), disabled: true };
+  }
+  config = c;
+  return c;
+}
+
+/** Whether telemetry is off (`DSPY_O11Y_DISABLED=1` or `configure({ disabled: true })`). */
+export function isDisabled(): boolean {
+  return (config ?? init()).disabled;
+}
+
+function keyOf(c: ResolvedConfig): string {
+  return JSON.stringify([c.endpoint, c.ingestToken ?? '', c.maxBufferRecords, c.maxBufferBytes, c.maxBatchBytes ?? 0, c.resource]);
+}
+
+function currentTransport(): Transport | undefined {
+  if (transport || stopped || unusable) return transport;
+  const c = cfg();
+  if (c.disabled) return undefined;
+  transport = createTransport(c.endpoint, {
+    hello: helloLine(c.resource),
+    maxBufferRecords: c.maxBufferRecords,
+    maxBufferBytes: c.maxBufferBytes,
+    maxBatchBytes: c.maxBatchBytes,
+    ingestToken: c.ingestToken,
+  });
+  transportKey = keyOf(c);
+  if (!transport) unusable = true;
+  return transport;
+}
+
+/** Hand one finished NDJSON line to the transport. Never throws. */
+export function send(line: string): void {
+  const t = transport ?? currentTransport();
+  if (t) t.send(line);
+  else if (!cfg().disabled) {
+    const reason = stopped ? 'shutdown' : 'invalid_endpoint';
+    counters.dropped++;
+    counters.droppedByReason[reason] = (counters.droppedByReason[reason] ?? 0) + 1;
+  }
+}
+
+/**
+ * Configure the SDK (optional: everything has an environment variable or a default). Options
+ * merge with those of earlier calls. Changing the endpoint, token, buffer bounds or resource
+ * switches to a new transport; the old one is flushed and closed in the background.
+ */
+export function configure(opts: ConfigureOptions = {}): void {
+  try {
+    options = { ...options, ...opts };
+    const c = resolveConfig(options);
+    config = c;
+    stopped = false;
+    unusable = false;
+    if (transport && (c.disabled || keyOf(c) !== transportKey)) {
+      const old = transport;
+      transport = undefined;
+      void old.flush(c.flushTimeoutMs).then(() => old.close());
+    }
+  } catch (e) {
+    debug(`configure() failed: ${(e as Error).message}`);
+  }
+}
+
+/** Resolves once buffered records are written (true) or after `timeoutMs` (false). Never rejects. */
+export function flush(timeoutMs?: number): Promise<boolean> {
+  try {
+    const t = transport;
+    if (!t) return Promise.resolve(true);
+    return t.flush(timeoutMs ?? cfg().flushTimeoutMs);
+  } catch {
+    return Promise.resolve(false);
+  }
+}
+
+/**
+ * Flush (within `timeoutMs`), then close the connection. Records produced afterwards are
+ * discarded (counted as dropped, reason `shutdown`) until `configure()` is called again.
+ * Never rejects.
+ */
+export async function shutdown(timeoutMs?: number): Promise<boolean> {
+  const t = transport;
+  stopped = true;
+  transport = undefined;
+  if (!t) return true;
+  let ok = false;
+  try {
+    ok = await t.flush(timeoutMs ?? cfg().flushTimeoutMs);
+  } catch {
+    ok = false;
+  }
+  try {
+    t.close();
+  } catch {
+    /* never throw */
+  }
+  return ok;
+}
+
+export interface SdkStats {
+  /** Records produced (spans, events) and handed to the transport. */
+  enqueued: number;
+  /** Records written to the daemon. */
+  sent: number;
+  /** Records lost, total and by reason (`buffer_full`, `connection_lost`, `write_timeout`, `http_<status>`, `record_too_large`, `shutdown`). */
+  dropped: number;
+  droppedByReason: Record<string, number>;
+  /** Records the daemon rejected as invalid (HTTP transport only: the Unix socket has no answers). */
+  rejected: number;
+  /** Records waiting in the buffer, and their size in characters. */
+  buffered: number;
+  bufferedBytes: number;
+  /** Records in the write or request in progress. */
+  inFlight: number;
+  /** Whether the transport currently has a working connection. */
+  connected: boolean;
+  connects: number;
+  failures: number;
+}
+
+/** Counters of the SDK's own delivery (process-wide, cumulative). */
+export function sdkStats(): SdkStats {
+  const t = transport;
+  return {
+    enqueued: counters.enqueued,
+    sent: counters.sent,
+    dropped: counters.dropped,
+    droppedByReason: { ...counters.droppedByReason },
+    rejected: counters.rejected,
+    buffered: t?.buffered ?? 0,
+    bufferedBytes: t?.bufferedChars ?? 0,
+    inFlight: t?.inFlightRecords ?? 0,
+    connected: t?.connected ?? false,
+    connects: counters.connects,
+    failures: counters.failures,
+  };
+}

@@ -1,0 +1,267 @@
+/**
+ * What the Unix-socket and HTTP transports share: the bounded drop-oldest buffer, drop accounting
+ * and its `stats` report to the daemon, reconnect backoff, `flush()` waiters and the final flush
+ * at `beforeExit`.
+ *
+ * Rules: `send()` never blocks, never awaits and never throws; no timer, socket or immediate
+ * keeps the process alive, except the timer of an explicit `flush()` the app is awaiting.
+ */
+import { Ring } from './ring.js';
+
+export interface TransportOptions {
+  hello: string;
+  maxBufferRecords: number;
+  maxBufferBytes: number;
+  maxBatchBytes?: number | undefined;
+  ingestToken?: string | undefined;
+  /** Write/request stall after which the connection is dropped (ms). */
+  writeTimeoutMs?: number;
+}
+
+/** Process-wide counters, kept across transports (`configure()` may replace the transport). */
+export interface Counters {
+  /** Records handed to a transport. */
+  enqueued: number;
+  /** Records written to the daemon's socket / accepted in a 2xx HTTP answer. */
+  sent: number;
+  /** Records lost, total (= sum of `droppedByReason`). */
+  dropped: number;
+  droppedByReason: Record<string, number>;
+  /** Records the daemon answered as rejected (HTTP only). */
+  rejected: number;
+  /** Successful connections (Unix socket). */
+  connects: number;
+  /** Failed connection attempts and failed HTTP requests. */
+  failures: number;
+}
+
+export const counters: Counters = { enqueued: 0, sent: 0, dropped: 0, droppedByReason: {}, rejected: 0, connects: 0, failures: 0 };
+
+const MIN_BACKOFF_MS = 100;
+const MAX_BACKOFF_MS = 5000;
+
+interface Waiter {
+  resolve: (ok: boolean) => void;
+  timer: NodeJS.Timeout;
+}
+
+export abstract class Transport {
+  protected readonly ring: Ring;
+  /** Drops not yet reported to the daemon in a `stats` record, by reason. */
+  private unreported = new Map<string, number>();
+  /** Records in the write/request in progress (0: none). */
+  protected inFlight = 0;
+  protected closed = false;
+  /** Set while flushing at `beforeExit`: the process stays up just long enough for it. */
+  protected exiting = false;
+  private waiters: Waiter[] = [];
+  private backoffMs = 0;
+  private nextAttemptAt = 0;
+  protected retryTimer: NodeJS.Timeout | undefined;
+  private scheduled = false;
+  private lastExitMark = '';
+  private readonly onBeforeExit = (): void => {
+    try {
+      this.exitFlush();
+    } catch {
+      /* never throw from a process event */
+    }
+  };
+
+  constructor(protected readonly opts: TransportOptions) {
+    this.ring = new Ring(opts.maxBufferRecords, opts.maxBufferBytes);
+    process.on('beforeExit', this.onBeforeExit);
+  }
+
+  /** Queue one NDJSON line (with its newline). Never throws, never blocks. */
+  send(line: string): void {
+    if (this.closed) {
+      this.drop('shutdown', 1);
+      return;
+    }
+    counters.enqueued++;
+    const dropped = this.ring.push(line);
+    if (dropped) this.drop('buffer_full', dropped);
+    this.kick();
+  }
+
+  get buffered(): number {
+    return this.ring.size;
+  }
+  get bufferedChars(): number {
+    return this.ring.chars;
+  }
+  get inFlightRecords(): number {
+    return this.inFlight;
+  }
+  abstract get connected(): boolean;
+
+  protected drop(reason: string, n: number): void {
+    if (n <= 0) return;
+    counters.dropped += n;
+    counters.droppedByReason[reason] = (counters.droppedByReason[reason] ?? 0) + n;
+    if (reason !== 'shutdown') this.unreported.set(reason, (this.unreported.get(reason) ?? 0) + n);
+  }
+
+  /** `stats` lines for the drops not yet reported, and what to acknowledge once they are sent. */
+  protected takeStats(): { text: string; snapshot: Map<string, number> | undefined } {
+    if (this.unreported.size === 0) return { text: '', snapshot: undefined };
+    let text = '';
+    const snapshot = new Map(this.unreported);
+    for (const [reason, n] of snapshot) text += `{"v":1,"type":"stats","droppedRecords":${n},"reason":${JSON.stringify(reason)}}\n`;
+    return { text, snapshot };
+  }
+
+  protected ackStats(snapshot: Map<string, number> | undefined): void {
+    if (!snapshot) return;
+    for (const [reason, n] of snapshot) {
+      const left = (this.unreported.get(reason) ?? 0) - n;
+      if (left > 0) this.unreported.set(reason, left);
+      else this.unreported.delete(reason);
+    }
+  }
+
+  protected get hasUnreported(): boolean {
+    return this.unreported.size > 0;
+  }
+
+  /** Run `tick()` on the next turn of the event loop (coalescing every record of this turn). */
+  protected schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    const im = setImmediate(() => {
+      this.scheduled = false;
+      try {
+        this.tick();
+      } catch {
+        /* never throw */
+      }
+    });
+    if (!this.exiting) im.unref();
+  }
+
+  /** Something to send: write now-ish, or (re)connect. */
+  protected abstract kick(): void;
+  /** Write one batch if possible. */
+  protected abstract tick(): void;
+  /** Flush requested: skip any backoff wait. */
+  protected abstract urgent(): void;
+  /** Release sockets. */
+  protected abstract release(): void;
+
+  /** Whether an attempt may start now; if not, a retry is scheduled. */
+  protected mayAttempt(): boolean {
+    if (this.retryTimer) return false;
+    const wait = this.nextAttemptAt - Date.now();
+    if (wait <= 0) return true;
+    this.armRetry(wait);
+    return false;
+  }
+
+  /** After a failure: back off (100 ms doubling to 5 s, equal jitter). */
+  protected failed(): void {
+    counters.failures++;
+    this.backoffMs = this.backoffMs ? Math.min(this.backoffMs * 2, MAX_BACKOFF_MS) : MIN_BACKOFF_MS;
+    const delay = this.backoffMs / 2 + Math.random() * (this.backoffMs / 2);
+    this.nextAttemptAt = Date.now() + delay;
+    this.resolveWaiters(false);
+    if (this.ring.size > 0 || this.hasUnreported) this.armRetry(delay);
+  }
+
+  /** After a success: the next failure starts from the smallest backoff again. */
+  protected succeeded(): void {
+    this.backoffMs = 0;
+    this.nextAttemptAt = 0;
+  }
+
+  /** A connection that worked went away: reconnect soon, not immediately. */
+  protected lost(): void {
+    this.backoffMs = 0;
+    this.failedSoft();
+  }
+
+  private failedSoft(): void {
+    this.backoffMs = this.backoffMs || MIN_BACKOFF_MS;
+    const delay = this.backoffMs / 2 + Math.random() * (this.backoffMs / 2);
+    this.nextAttemptAt = Date.now() + delay;
+    if (this.ring.size > 0 || this.hasUnreported) this.armRetry(delay);
+  }
+
+  private armRetry(delay: number): void {
+    if (this.retryTimer || this.closed) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      try {
+        this.kick();
+      } catch {
+        /* never throw */
+      }
+    }, Math.max(0, delay));
+    this.retryTimer.unref();
+  }
+
+  protected clearRetry(): void {
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    this.nextAttemptAt = 0;
+  }
+
+  /** Everything written: resolve the flush waiters. */
+  protected settle(): void {
+    if (this.ring.size === 0 && this.inFlight === 0) this.resolveWaiters(true);
+  }
+
+  private resolveWaiters(ok: boolean): void {
+    if (this.waiters.length === 0) return;
+    const ws = this.waiters;
+    this.waiters = [];
+    for (const w of ws) {
+      clearTimeout(w.timer);
+      w.resolve(ok);
+    }
+  }
+
+  /** Resolves true once everything buffered is written, false on timeout or failure. Never rejects. */
+  flush(timeoutMs: number): Promise<boolean> {
+    if (this.ring.size === 0 && this.inFlight === 0) return Promise.resolve(true);
+    if (this.closed) return Promise.resolve(false);
+    return new Promise<boolean>((resolve) => {
+      const w: Waiter = {
+        resolve,
+        // Deliberately ref'd: the app is awaiting this promise.
+        timer: setTimeout(() => {
+          this.waiters = this.waiters.filter((x) => x !== w);
+          resolve(false);
+        }, timeoutMs),
+      };
+      this.waiters.push(w);
+      try {
+        this.urgent();
+      } catch {
+        /* never throw */
+      }
+    });
+  }
+
+  /** At `beforeExit`: one more attempt to deliver what is buffered, if it can make progress. */
+  private exitFlush(): void {
+    if (this.closed || (this.ring.size === 0 && this.inFlight === 0 && !this.hasUnreported)) return;
+    const mark = `${counters.sent}/${counters.enqueued}/${counters.dropped}`;
+    if (mark === this.lastExitMark) return; // no progress since the last attempt: let the process exit
+    this.lastExitMark = mark;
+    this.exiting = true;
+    this.clearRetry();
+    this.urgent();
+  }
+
+  /** Stop: count what is left as dropped, release sockets and timers. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    process.removeListener('beforeExit', this.onBeforeExit);
+    this.clearRetry();
+    this.drop('shutdown', this.ring.clear());
+    this.release();
+    this.resolveWaiters(this.inFlight === 0);
+  }
+}

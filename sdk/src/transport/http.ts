@@ -1,0 +1,161 @@
+/**
+ * `http://host:port`: batched `POST /v1/ingest` of NDJSON, one request in flight, through a
+ * keep-alive agent with one socket (node:http: no dependency, and with one request at a time
+ * undici's pipelining would buy nothing). Each body starts with `hello` (the daemon scopes a
+ * resource to a body) and any unreported drops as `stats`. Network errors, 408, 429 and 5xx put
+ * the batch back at the front of the ring and back off; 413 halves the batch size; other 4xx
+ * drop the batch (counted). Sockets are unref'd except while flushing at exit.
+ */
+import http from 'node:http';
+import https from 'node:https';
+import type { Socket } from 'node:net';
+import { debug } from '../config.js';
+import { Transport, counters, type TransportOptions } from './base.js';
+
+const MIN_BATCH = 16 * 1024;
+const MAX_ANSWER = 64 * 1024;
+
+export class HttpTransport extends Transport {
+  private readonly agent: http.Agent;
+  private readonly mod: typeof http | typeof https;
+  private readonly target: { hostname: string; port: string; path: string };
+  private maxBatch: number;
+  private readonly timeoutMs: number;
+  private busy = false;
+  private req: http.ClientRequest | undefined;
+  private reqSocket: Socket | undefined;
+  private ok = false;
+
+  constructor(url: URL, opts: TransportOptions) {
+    super(opts);
+    this.mod = url.protocol === 'https:' ? https : http;
+    this.agent = new this.mod.Agent({ keepAlive: true, maxSockets: 1 });
+    const base = url.pathname.replace(/\/+$/, '');
+    this.target = { hostname: url.hostname.replace(/^\[|\]$/g, ''), port: url.port, path: `${base}/v1/ingest` };
+    this.maxBatch = opts.maxBatchBytes ?? 512 * 1024;
+    this.timeoutMs = opts.writeTimeoutMs ?? 10_000;
+  }
+
+  get connected(): boolean {
+    return this.ok;
+  }
+
+  protected kick(): void {
+    if (!this.busy && this.mayAttempt()) this.schedule();
+  }
+
+  protected urgent(): void {
+    if (this.busy) {
+      // Waiting for the answer on an unref'd socket: hold the process for it while exiting.
+      if (this.exiting) {
+        this.reqSocket?.ref();
+        this.req?.setTimeout(1000);
+      }
+      return;
+    }
+    this.clearRetry();
+    if (this.exiting) this.tick();
+    else this.schedule();
+  }
+
+  protected tick(): void {
+    if (this.busy || this.closed) return;
+    const stats = this.takeStats();
+    const lines: string[] = [];
+    const body = this.opts.hello + stats.text + this.ring.take(this.maxBatch, lines);
+    if (lines.length === 0 && !stats.text) {
+      this.settle();
+      return;
+    }
+    this.busy = true;
+    this.inFlight = lines.length;
+    let done = false;
+    const finish = (status: number, answer: string, error?: string): void => {
+      if (done) return;
+      done = true;
+      this.busy = false;
+      this.req = undefined;
+      this.reqSocket = undefined;
+      this.inFlight = 0;
+      this.onAnswer(status, answer, error, lines, stats.snapshot);
+    };
+    const headers: http.OutgoingHttpHeaders = {
+      'content-type': 'application/x-ndjson',
+      'content-length': Buffer.byteLength(body),
+    };
+    if (this.opts.ingestToken) headers.authorization = `Bearer ${this.opts.ingestToken}`;
+    let req: http.ClientRequest;
+    try {
+      req = this.mod.request({ ...this.target, method: 'POST', agent: this.agent, headers });
+    } catch (e) {
+      finish(0, '', (e as Error).message);
+      return;
+    }
+    this.req = req;
+    req.on('socket', (s: Socket) => {
+      this.reqSocket = s;
+      if (!this.exiting) s.unref();
+      else s.ref();
+    });
+    req.setTimeout(this.exiting ? 1000 : this.timeoutMs, () => req.destroy(new Error('request timed out')));
+    req.on('error', (e) => finish(0, '', e.message));
+    req.on('response', (res) => {
+      let answer = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => {
+        if (answer.length < MAX_ANSWER) answer += c;
+      });
+      res.on('end', () => finish(res.statusCode ?? 0, answer));
+      res.on('error', (e) => finish(0, '', e.message));
+    });
+    req.end(body);
+  }
+
+  private onAnswer(status: number, answer: string, error: string | undefined, lines: string[], snapshot: Map<string, number> | undefined): void {
+    if (status >= 200 && status < 300) {
+      this.ok = true;
+      counters.sent += lines.length;
+      this.ackStats(snapshot);
+      try {
+        const parsed = JSON.parse(answer) as { rejected?: unknown };
+        if (typeof parsed.rejected === 'number' && parsed.rejected > 0) counters.rejected += parsed.rejected;
+      } catch {
+        /* answer is informational */
+      }
+      this.succeeded();
+      if (this.ring.size > 0 || this.hasUnreported) {
+        if (this.exiting) this.tick();
+        else this.schedule();
+      } else this.settle();
+      return;
+    }
+    this.ok = false;
+    if (this.closed) {
+      this.drop('shutdown', lines.length);
+      return;
+    }
+    if (status === 413 && lines.length > 1) {
+      this.maxBatch = Math.max(MIN_BATCH, Math.floor(this.maxBatch / 2));
+      this.drop('buffer_full', this.ring.unshiftAll(lines));
+      this.schedule();
+      return;
+    }
+    if (status === 0 || status === 408 || status === 429 || status >= 500) {
+      debug(`ingest request failed (${error ?? `HTTP ${status}`}); retrying with backoff`);
+      this.drop('buffer_full', this.ring.unshiftAll(lines));
+      this.failed();
+      return;
+    }
+    // A permanent refusal (400, 401, 403, 413 for a single record, …): retrying cannot help.
+    debug(`ingest refused with HTTP ${status}: ${answer.slice(0, 200)}`);
+    this.drop(status === 413 ? 'record_too_large' : `http_${status}`, lines.length);
+    counters.failures++;
+    if (this.ring.size > 0) this.schedule();
+    else this.settle();
+  }
+
+  protected release(): void {
+    this.req?.destroy();
+    this.agent.destroy();
+  }
+}

@@ -1,0 +1,206 @@
+/**
+ * `unix:///path`: one persistent, unref'd socket to the daemon. Records of one event-loop turn
+ * are coalesced into ONE write on the next turn (setImmediate); at most one write is in flight,
+ * so while the daemon is slow the records wait in the bounded ring (dropping the oldest) rather
+ * than in an unbounded socket buffer. Every connection starts with `hello`; drops not yet
+ * reported go out as `stats` records in front of the next batch.
+ */
+import net from 'node:net';
+import { Transport, counters, type TransportOptions } from './base.js';
+
+const WRITE_WATCH_MS = 250;
+const WRITE_WRAPS = new Set(['SimpleWriteWrap', 'WriteWrap', 'ShutdownWrap']);
+
+/**
+ * True when the only things keeping the event loop alive are pending socket writes, i.e. the app
+ * is done and would exit but for a write the daemon is not reading.
+ */
+function onlyWritesKeepProcessAlive(): boolean {
+  const info = (process as { getActiveResourcesInfo?: () => string[] }).getActiveResourcesInfo;
+  if (typeof info !== 'function') return false;
+  const resources = info.call(process);
+  return resources.length > 0 && resources.every((r) => WRITE_WRAPS.has(r));
+}
+
+type State = 'idle' | 'connecting' | 'connected';
+
+export class UnixTransport extends Transport {
+  private socket: net.Socket | undefined;
+  private state: State = 'idle';
+  private needHello = false;
+  private writeId = 0;
+  private inFlightId = 0;
+  private inFlightSince = 0;
+  private inFlightStats: Map<string, number> | undefined;
+  private watchdog: NodeJS.Timeout | undefined;
+  private readonly maxBatch: number;
+  private readonly writeTimeoutMs: number;
+
+  constructor(
+    private readonly path: string,
+    opts: TransportOptions,
+  ) {
+    super(opts);
+    this.maxBatch = opts.maxBatchBytes ?? 1024 * 1024;
+    this.writeTimeoutMs = opts.writeTimeoutMs ?? 10_000;
+  }
+
+  get connected(): boolean {
+    return this.state === 'connected';
+  }
+
+  protected kick(): void {
+    if (this.state === 'connected') {
+      if (this.inFlightId === 0) this.schedule();
+    } else if (this.state === 'idle' && this.mayAttempt()) this.connect();
+  }
+
+  protected urgent(): void {
+    if (this.state === 'idle') {
+      this.clearRetry();
+      this.connect();
+    } else if (this.state === 'connected' && this.inFlightId === 0) {
+      if (this.exiting) this.tick();
+      else this.schedule();
+    }
+  }
+
+  private connect(): void {
+    if (this.closed) return;
+    this.state = 'connecting';
+    let socket: net.Socket;
+    try {
+      socket = net.createConnection({ path: this.path });
+    } catch {
+      this.state = 'idle';
+      this.failed();
+      return;
+    }
+    this.socket = socket;
+    if (!this.exiting) socket.unref();
+    socket.on('connect', () => {
+      if (this.socket !== socket) return;
+      this.state = 'connected';
+      counters.connects++;
+      this.succeeded();
+      this.needHello = true;
+      // Read (and discard) so the daemon closing the connection is noticed at once.
+      socket.resume();
+      if (this.exiting) this.tick();
+      else this.schedule();
+    });
+    socket.on('error', () => {
+      /* 'close' follows */
+    });
+    socket.on('close', () => this.onClose(socket));
+  }
+
+  private onClose(socket: net.Socket): void {
+    if (this.socket !== socket) return;
+    this.socket = undefined;
+    const wasConnected = this.state === 'connected';
+    this.state = 'idle';
+    this.abortInFlight('connection_lost');
+    this.stopWatchdog();
+    if (this.closed) return;
+    if (wasConnected) this.lost();
+    else this.failed();
+  }
+
+  protected tick(): void {
+    const socket = this.socket;
+    if (this.state !== 'connected' || this.inFlightId !== 0 || !socket) return;
+    let prefix = '';
+    const hello = this.needHello;
+    if (hello) prefix = this.opts.hello;
+    const stats = this.takeStats();
+    prefix += stats.text;
+    const before = this.ring.size;
+    const lines = before > 0 ? this.ring.take(this.maxBatch) : '';
+    const n = before - this.ring.size;
+    if (!prefix && n === 0) {
+      this.settle();
+      return;
+    }
+    const id = ++this.writeId;
+    this.inFlightId = id;
+    this.inFlight = n;
+    this.inFlightSince = Date.now();
+    this.inFlightStats = stats.snapshot;
+    this.needHello = false;
+    try {
+      socket.write(prefix + lines, (err) => this.onWritten(id, err ?? undefined));
+    } catch {
+      this.abortInFlight('connection_lost');
+      socket.destroy();
+      return;
+    }
+    this.armWatchdog();
+  }
+
+  private onWritten(id: number, err: Error | undefined): void {
+    if (id !== this.inFlightId) return;
+    if (err) {
+      this.abortInFlight('connection_lost');
+      this.socket?.destroy();
+      return;
+    }
+    counters.sent += this.inFlight;
+    this.ackStats(this.inFlightStats);
+    this.inFlightId = 0;
+    this.inFlight = 0;
+    this.inFlightStats = undefined;
+    if (this.ring.size > 0 || this.hasUnreported) {
+      if (this.exiting) this.tick();
+      else this.schedule();
+    } else this.settle();
+  }
+
+  private abortInFlight(reason: string): void {
+    if (this.inFlightId === 0) return;
+    this.inFlightId = 0;
+    this.drop(reason, this.inFlight);
+    this.inFlight = 0;
+    this.inFlightStats = undefined;
+  }
+
+  private armWatchdog(): void {
+    if (this.watchdog) return;
+    this.watchdog = setInterval(() => this.checkStall(), WRITE_WATCH_MS);
+    this.watchdog.unref();
+  }
+
+  private stopWatchdog(): void {
+    if (this.watchdog) clearInterval(this.watchdog);
+    this.watchdog = undefined;
+  }
+
+  /**
+   * A write the daemon does not read holds the event loop open (libuv counts the write request),
+   * which would keep an app that is done from exiting. Give up on it when the app is otherwise
+   * idle, or after `writeTimeoutMs` in any case.
+   */
+  private checkStall(): void {
+    if (this.inFlightId === 0) {
+      this.stopWatchdog();
+      return;
+    }
+    const age = Date.now() - this.inFlightSince;
+    if (age >= this.writeTimeoutMs || (age >= WRITE_WATCH_MS && onlyWritesKeepProcessAlive())) {
+      this.abortInFlight('write_timeout');
+      this.socket?.destroy();
+    }
+  }
+
+  protected release(): void {
+    this.stopWatchdog();
+    const s = this.socket;
+    this.socket = undefined;
+    this.state = 'idle';
+    if (s) {
+      if (this.inFlightId !== 0) s.destroy();
+      else s.end();
+      s.unref();
+    }
+  }
+}

@@ -1,0 +1,117 @@
+/**
+ * `wrapAnthropic(client)`: traces `messages.create` of the official `@anthropic-ai/sdk` client
+ * (and `messages.stream`, which is built on it), streamed or not.
+ */
+import type { GenerationHandle, Usage } from '../span.js';
+import { appendCapped, isObj, num, patchFetch, patchMethod, pick, str, type Adapter, type Obj, type StreamObserver, type WrapOptions } from './common.js';
+
+const PARAMS = ['max_tokens', 'temperature', 'top_p', 'top_k'] as const;
+
+/** Anthropic's `input_tokens` excludes cache reads and writes; OpenTelemetry's input includes them. */
+function usageOf(u: Obj, prev?: Usage): Usage {
+  const cacheRead = num(u.cache_read_input_tokens) ?? prev?.cacheRead;
+  const cacheWrite = num(u.cache_creation_input_tokens) ?? prev?.cacheWrite;
+  const uncached = num(u.input_tokens);
+  const input = uncached !== undefined ? uncached + (cacheRead ?? 0) + (cacheWrite ?? 0) : prev?.input;
+  return { input, output: num(u.output_tokens) ?? prev?.output, cacheRead, cacheWrite };
+}
+
+function adapter(options: WrapOptions): Adapter {
+  return {
+    provider: options.provider ?? 'anthropic',
+    request(g: GenerationHandle, body: Obj): void {
+      const model = str(body.model);
+      if (model) g.setModel(model);
+      g.setParameters(pick(body, PARAMS));
+      g.setInput(body.system !== undefined ? [{ role: 'system', content: body.system }, ...(Array.isArray(body.messages) ? body.messages : [])] : body.messages);
+    },
+    response(g: GenerationHandle, data: unknown): void {
+      if (!isObj(data)) return;
+      const model = str(data.model);
+      if (model) g.setResponseModel(model);
+      if (isObj(data.usage)) g.setUsage(usageOf(data.usage));
+      g.setOutput({ role: 'assistant', content: data.content });
+      if (str(data.stop_reason)) g.setFinishReasons([data.stop_reason as string]);
+    },
+    stream(g: GenerationHandle): StreamObserver {
+      let model: string | undefined;
+      let usage: Usage | undefined;
+      let stop: string | undefined;
+      let first = true;
+      const blocks: Obj[] = [];
+      return {
+        item(ev: unknown): boolean {
+          if (!isObj(ev)) return false;
+          switch (ev.type) {
+            case 'message_start': {
+              const m = isObj(ev.message) ? ev.message : undefined;
+              model = str(m?.model) ?? model;
+              if (m && isObj(m.usage)) usage = usageOf(m.usage, usage);
+              break;
+            }
+            case 'content_block_start': {
+              const i = num(ev.index) ?? blocks.length;
+              const b = isObj(ev.content_block) ? ev.content_block : {};
+              blocks[i] = b.type === 'tool_use' ? { type: 'tool_use', id: b.id, name: b.name, input: '' } : { type: str(b.type) ?? 'text', text: '' };
+              break;
+            }
+            case 'content_block_delta': {
+              if (first) {
+                first = false;
+                g.setCompletionStart();
+              }
+              const i = num(ev.index) ?? 0;
+              const d = isObj(ev.delta) ? ev.delta : {};
+              const b = (blocks[i] ??= { type: 'text', text: '' });
+              if (d.type === 'text_delta') b.text = appendCapped(String(b.text ?? ''), d.text);
+              else if (d.type === 'input_json_delta') b.input = appendCapped(String(b.input ?? ''), d.partial_json);
+              else if (d.type === 'thinking_delta') b.thinking = appendCapped(String(b.thinking ?? ''), d.thinking);
+              break;
+            }
+            case 'message_delta': {
+              const d = isObj(ev.delta) ? ev.delta : {};
+              stop = str(d.stop_reason) ?? stop;
+              if (isObj(ev.usage)) usage = usageOf(ev.usage, usage);
+              break;
+            }
+            default:
+              break;
+          }
+          return false;
+        },
+        finish(): void {
+          if (model) g.setResponseModel(model);
+          if (usage) g.setUsage(usage);
+          for (const b of blocks) {
+            if (b && b.type === 'tool_use' && typeof b.input === 'string') {
+              try {
+                b.input = b.input ? (JSON.parse(b.input) as unknown) : {};
+              } catch {
+                /* keep the partial JSON text */
+              }
+            }
+          }
+          g.setOutput({ role: 'assistant', content: blocks.filter(Boolean) });
+          if (stop) g.setFinishReasons([stop]);
+        },
+      };
+    },
+  };
+}
+
+/**
+ * Traces the `@anthropic-ai/sdk` client's `messages.create` (patched in place; idempotent) and
+ * returns the same client; what the app receives is unchanged.
+ */
+export function wrapAnthropic<T extends object>(client: T, options: WrapOptions = {}): T {
+  try {
+    const c = client as Obj;
+    patchMethod(c.messages, 'create', adapter(options), options);
+    const beta = isObj(c.beta) ? c.beta : undefined;
+    patchMethod(beta?.messages, 'create', adapter(options), options);
+    patchFetch(c);
+  } catch {
+    /* never throw */
+  }
+  return client;
+}

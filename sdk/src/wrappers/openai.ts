@@ -1,0 +1,192 @@
+/**
+ * `wrapOpenAI(client)`: traces `chat.completions.create` and `responses.create` of the official
+ * `openai` client (and the helpers built on them, e.g. `chat.completions.parse`/`stream`),
+ * streamed or not, as `llm.generate` generations with model, provider, parameters, usage, cost,
+ * time to first token, retries and errors. The client is patched in place and returned.
+ */
+import type { GenerationHandle, Usage } from '../span.js';
+import { appendCapped, isObj, num, patchFetch, patchMethod, pick, str, type Adapter, type Obj, type StreamObserver, type WrapOptions } from './common.js';
+
+export type { WrapOptions } from './common.js';
+
+const CHAT_PARAMS = ['temperature', 'max_tokens', 'max_completion_tokens', 'top_p', 'frequency_penalty', 'presence_penalty', 'seed', 'n', 'reasoning_effort'] as const;
+const RESPONSES_PARAMS = ['temperature', 'max_output_tokens', 'top_p'] as const;
+
+function chatUsage(u: unknown): Usage | undefined {
+  if (!isObj(u)) return undefined;
+  const details = isObj(u.prompt_tokens_details) ? u.prompt_tokens_details : undefined;
+  return { input: num(u.prompt_tokens), output: num(u.completion_tokens), total: num(u.total_tokens), cacheRead: num(details?.cached_tokens) };
+}
+
+function responsesUsage(u: unknown): Usage | undefined {
+  if (!isObj(u)) return undefined;
+  const details = isObj(u.input_tokens_details) ? u.input_tokens_details : undefined;
+  return { input: num(u.input_tokens), output: num(u.output_tokens), total: num(u.total_tokens), cacheRead: num(details?.cached_tokens) };
+}
+
+interface ToolCallAcc {
+  id?: string;
+  type: string;
+  function: { name: string; arguments: string };
+}
+
+function chatAdapter(options: WrapOptions): Adapter {
+  const includeUsage = options.includeUsage ?? true;
+  return {
+    provider: options.provider ?? 'openai',
+    prepare(body: Obj): Obj {
+      if (!includeUsage || body.stream !== true) return body;
+      const so = isObj(body.stream_options) ? body.stream_options : undefined;
+      if (so && so.include_usage !== undefined) return body;
+      return { ...body, stream_options: { ...so, include_usage: true } };
+    },
+    request(g: GenerationHandle, body: Obj): void {
+      const model = str(body.model);
+      if (model) g.setModel(model);
+      g.setParameters(pick(body, CHAT_PARAMS));
+      g.setInput(body.messages);
+    },
+    response(g: GenerationHandle, data: unknown): void {
+      if (!isObj(data)) return;
+      const model = str(data.model);
+      if (model) g.setResponseModel(model);
+      const usage = chatUsage(data.usage);
+      if (usage) g.setUsage(usage);
+      const choices = Array.isArray(data.choices) ? (data.choices as unknown[]).filter(isObj) : [];
+      const messages = choices.map((c) => c.message);
+      g.setOutput(messages.length === 1 ? messages[0] : messages);
+      g.setFinishReasons(choices.map((c) => c.finish_reason).filter((r): r is string => typeof r === 'string'));
+    },
+    stream(g: GenerationHandle, body: Obj, sent: Obj): StreamObserver {
+      const injected = sent !== body;
+      const texts: string[] = [];
+      const tools: ToolCallAcc[][] = [];
+      const finish: string[] = [];
+      let model: string | undefined;
+      let usage: Usage | undefined;
+      let first = true;
+      return {
+        item(chunk: unknown): boolean {
+          if (!isObj(chunk)) return false;
+          model = str(chunk.model) ?? model;
+          if (isObj(chunk.usage)) usage = chatUsage(chunk.usage);
+          const choices = Array.isArray(chunk.choices) ? (chunk.choices as unknown[]) : undefined;
+          if (choices) {
+            for (const c of choices) {
+              if (!isObj(c)) continue;
+              const i = num(c.index) ?? 0;
+              const d = isObj(c.delta) ? c.delta : undefined;
+              if (d) {
+                if (first && (typeof d.content === 'string' || Array.isArray(d.tool_calls) || typeof d.refusal === 'string')) {
+                  first = false;
+                  g.setCompletionStart();
+                }
+                if (typeof d.content === 'string') texts[i] = appendCapped(texts[i] ?? '', d.content);
+                if (Array.isArray(d.tool_calls)) {
+                  const acc = (tools[i] ??= []);
+                  for (const tc of d.tool_calls as unknown[]) {
+                    if (!isObj(tc)) continue;
+                    const k = num(tc.index) ?? 0;
+                    const t = (acc[k] ??= { type: 'function', function: { name: '', arguments: '' } });
+                    if (str(tc.id)) t.id = tc.id as string;
+                    const f = isObj(tc.function) ? tc.function : undefined;
+                    if (f) {
+                      t.function.name = appendCapped(t.function.name, f.name);
+                      t.function.arguments = appendCapped(t.function.arguments, f.arguments);
+                    }
+                  }
+                }
+              }
+              if (typeof c.finish_reason === 'string') finish[i] = c.finish_reason;
+            }
+          }
+          if (injected && 'usage' in chunk) {
+            // The app did not ask for usage: hide the usage-only chunk and the `usage` key.
+            if (choices && choices.length === 0 && isObj(chunk.usage)) return true;
+            delete chunk.usage;
+          }
+          return false;
+        },
+        finish(): void {
+          if (model) g.setResponseModel(model);
+          if (usage) g.setUsage(usage);
+          const n = Math.max(texts.length, tools.length, finish.length, 1);
+          const messages: Obj[] = [];
+          for (let i = 0; i < n; i++) {
+            const m: Obj = { role: 'assistant', content: texts[i] ?? null };
+            if (tools[i]?.length) m.tool_calls = tools[i]?.filter(Boolean);
+            messages.push(m);
+          }
+          g.setOutput(messages.length === 1 ? messages[0] : messages);
+          g.setFinishReasons(finish.filter((r) => typeof r === 'string'));
+        },
+      };
+    },
+  };
+}
+
+function responsesAdapter(options: WrapOptions): Adapter {
+  const fromResponse = (g: GenerationHandle, r: Obj): void => {
+    const model = str(r.model);
+    if (model) g.setResponseModel(model);
+    const usage = responsesUsage(r.usage);
+    if (usage) g.setUsage(usage);
+    g.setOutput(typeof r.output_text === 'string' ? r.output_text : r.output);
+    if (str(r.status)) g.setFinishReasons([r.status as string]);
+  };
+  return {
+    provider: options.provider ?? 'openai',
+    request(g: GenerationHandle, body: Obj): void {
+      const model = str(body.model);
+      if (model) g.setModel(model);
+      g.setParameters(pick(body, RESPONSES_PARAMS));
+      g.setInput(body.instructions !== undefined ? { instructions: body.instructions, input: body.input } : body.input);
+    },
+    response(g: GenerationHandle, data: unknown): void {
+      if (isObj(data)) fromResponse(g, data);
+    },
+    stream(g: GenerationHandle): StreamObserver {
+      let text = '';
+      let final: Obj | undefined;
+      let first = true;
+      return {
+        item(ev: unknown): boolean {
+          if (!isObj(ev)) return false;
+          if (ev.type === 'response.output_text.delta') {
+            if (first) {
+              first = false;
+              g.setCompletionStart();
+            }
+            text = appendCapped(text, ev.delta);
+          } else if ((ev.type === 'response.completed' || ev.type === 'response.incomplete' || ev.type === 'response.failed') && isObj(ev.response)) {
+            final = ev.response;
+          }
+          return false;
+        },
+        finish(): void {
+          if (final) fromResponse(g, final);
+          else if (text) g.setOutput(text);
+        },
+      };
+    },
+  };
+}
+
+/**
+ * Traces the `openai` client's `chat.completions.create` and `responses.create` (patched in place;
+ * idempotent) and returns the same client. What the app receives is unchanged: the same
+ * `APIPromise`, the same `Stream` objects and chunks (minus the usage-only chunk that the wrapper
+ * itself asked for), the same errors.
+ */
+export function wrapOpenAI<T extends object>(client: T, options: WrapOptions = {}): T {
+  try {
+    const c = client as Obj;
+    const chat = isObj(c.chat) ? c.chat : undefined;
+    patchMethod(chat?.completions, 'create', chatAdapter(options), options);
+    patchMethod(c.responses, 'create', responsesAdapter(options), options);
+    patchFetch(c);
+  } catch {
+    /* never throw: an unrecognised client is returned as it is */
+  }
+  return client;
+}

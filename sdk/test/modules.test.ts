@@ -1,0 +1,191 @@
+import { after, before, beforeEach, test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { SpanRecord } from '@dspy-o11y/proto';
+import { BudgetExceededError, TokenBudget, chainOfThought, codeAct, configure, flush, predict, react, subscribe, withTrace, type LM, type LMRequest } from '../src/index.js';
+import { UnixReceiver, assertTreeComplete } from './support/receiver.js';
+
+let r: UnixReceiver;
+before(async () => {
+  r = await UnixReceiver.create();
+  configure({ endpoint: r.endpoint });
+});
+after(async () => {
+  await flush();
+  await r.dispose();
+});
+beforeEach(async () => {
+  await flush();
+  r.reset();
+});
+
+const attr = (s: SpanRecord, k: string): unknown => s.attributes?.[k];
+const children = (parent: SpanRecord): SpanRecord[] => r.spans().filter((s) => s.parentSpanId === parent.spanId);
+
+/** A deterministic ReAct "model": look up the weather, then answer. */
+function weatherLLM(calls: LMRequest[]): LM {
+  return (req) => {
+    calls.push(req);
+    const usage = { input: 100, output: 20 };
+    if (req.iteration === 1) return { output: { thought: 'I need the weather', action: 'weather', action_input: { city: 'Paris' } }, usage, model: 'gpt-4o-mini', provider: 'openai' };
+    if (req.iteration === 2) return { output: { thought: 'Try a tool that does not exist', action: 'teleport', action_input: {} }, usage, model: 'gpt-4o-mini' };
+    if (req.iteration === 3) return { output: { thought: 'And one that fails', action: 'flaky', action_input: 'x' }, usage, model: 'gpt-4o-mini' };
+    return { output: { thought: 'Done', action: 'finish', answer: 'Sunny, 21°C' }, usage, model: 'gpt-4o-mini' };
+  };
+}
+
+const tools = [
+  { name: 'weather', description: 'Weather for a city', run: async (input: unknown) => ({ city: (input as { city: string }).city, forecast: 'sunny', celsius: 21 }) },
+  {
+    name: 'flaky',
+    run: () => {
+      throw new Error('tool exploded');
+    },
+  },
+];
+
+test('ReAct: DSPy.rb span tree, types, names and events, with a deterministic fake LLM', async () => {
+  const calls: LMRequest[] = [];
+  const events: string[] = [];
+  const off = subscribe('react.*', (name, attrs) => events.push(`${name}:${String(attrs.iteration ?? attrs['react.max_iterations'])}`));
+  const agent = react('QuestionToAnswer', { llm: weatherLLM(calls), tools, maxIterations: 6 });
+  const result = await withTrace({ name: 'weather', userId: 'u1' }, () => agent({ question: 'Weather in Paris?' }));
+  off();
+  assert.deepEqual(result.output, { answer: 'Sunny, 21°C' });
+  assert.equal(result.finished, true);
+  assert.equal(result.iterations, 4);
+  assert.deepEqual(
+    result.trajectory.map((s) => [s.action, s.observation ?? null]),
+    [
+      ['weather', { city: 'Paris', forecast: 'sunny', celsius: 21 }],
+      ['teleport', 'Unknown tool: teleport'],
+      ['flaky', 'Error: tool exploded'],
+      ['finish', null],
+    ],
+  );
+  assert.equal(calls[1]?.trajectory?.length, 1, 'the LLM sees the trajectory so far');
+  assert.deepEqual(calls[0]?.tools, [{ name: 'weather', description: 'Weather for a city' }, { name: 'flaky' }]);
+  assert.deepEqual(events, ['react.iteration_complete:1', 'react.iteration_complete:2', 'react.iteration_complete:3', 'react.iteration_complete:4']);
+
+  await flush();
+  await r.waitForSpans(1 + 4 + 4 + 3);
+  const spans = r.spans();
+  assertTreeComplete(spans);
+  assert.deepEqual(r.invalid, []);
+  const root = r.span('ReAct.forward');
+  assert.equal(root.parentSpanId, undefined);
+  assert.equal(attr(root, 'dspy.observation.type'), 'agent');
+  assert.equal(attr(root, 'dspy.module'), 'ReAct');
+  assert.equal(attr(root, 'dspy.signature'), 'QuestionToAnswer');
+  assert.equal(attr(root, 'dspy.trace.name'), 'weather');
+  assert.deepEqual(JSON.parse(attr(root, 'dspy.input') as string), { question: 'Weather in Paris?' });
+  assert.deepEqual(JSON.parse(attr(root, 'dspy.output') as string), { answer: 'Sunny, 21°C' });
+  const iterations = children(root);
+  assert.deepEqual(iterations.map((s) => s.name), ['react.iteration', 'react.iteration', 'react.iteration', 'react.iteration']);
+  for (const [i, it] of iterations.sort((a, b) => Number(attr(a, 'react.iteration')) - Number(attr(b, 'react.iteration'))).entries()) {
+    assert.equal(attr(it, 'dspy.observation.type'), 'agent');
+    assert.equal(attr(it, 'react.iteration'), i + 1);
+    const kids = children(it);
+    const gen = kids.find((s) => s.name === 'llm.generate') as SpanRecord;
+    assert.equal(attr(gen, 'dspy.observation.type'), 'generation');
+    assert.equal(attr(gen, 'gen_ai.request.model'), 'gpt-4o-mini');
+    assert.equal(attr(gen, 'gen_ai.usage.total_tokens'), 120);
+    assert.equal(typeof attr(gen, 'gen_ai.usage.cost'), 'number');
+    const tool = kids.find((s) => s.name === 'react.tool_call');
+    if (i < 3) {
+      assert.equal(attr(tool as SpanRecord, 'dspy.observation.type'), 'tool');
+      assert.ok(BigInt(gen.endTimeUnixNano) <= BigInt((tool as SpanRecord).startTimeUnixNano), 'think, then act');
+    } else assert.equal(tool, undefined, 'finish: no tool call');
+    assert.equal(it.events?.filter((e) => e.name === 'react.iteration_complete').length, 1);
+  }
+  const toolSpans = spans.filter((s) => s.name === 'react.tool_call');
+  assert.deepEqual(toolSpans.map((s) => attr(s, 'tool.name')), ['weather', 'teleport', 'flaky']);
+  assert.equal(toolSpans[0]?.attributes?.['tool.input'], '{"city":"Paris"}');
+  assert.equal(toolSpans[1]?.attributes?.['dspy.level'], 'WARNING');
+  assert.deepEqual(toolSpans[2]?.status, { code: 'error', message: 'tool exploded' });
+  assert.equal(root.status, undefined, 'a failing tool does not fail the run');
+});
+
+test('ReAct that runs out of iterations emits react.max_iterations', async () => {
+  const agent = react('Loop', { llm: () => ({ output: { thought: 't', action: 'weather', action_input: { city: 'X' } } }), tools, maxIterations: 2 });
+  const result = await agent({ q: 1 });
+  assert.equal(result.finished, false);
+  assert.equal(result.iterations, 2);
+  await flush();
+  await r.waitForSpans(1 + 2 * 3);
+  assert.ok(r.span('ReAct.forward').events?.some((e) => e.name === 'react.max_iterations'));
+  assert.equal(attr(r.span('ReAct.forward'), 'dspy.level'), 'WARNING');
+});
+
+test('a TokenBudget subscriber stops a ReAct run mid-way', async () => {
+  const calls: LMRequest[] = [];
+  const budget = new TokenBudget(250).start();
+  const agent = react('QuestionToAnswer', { llm: weatherLLM(calls), tools, maxIterations: 6 });
+  try {
+    await assert.rejects(agent({ question: 'Weather in Paris?' }), (e) => e instanceof BudgetExceededError && e.used === 360);
+  } finally {
+    budget.stop();
+  }
+  assert.equal(calls.length, 3, 'the third LLM call crossed the budget; no fourth call');
+  await flush();
+  await r.waitFor(() => r.spans().some((s) => s.name === 'ReAct.forward'));
+  const root = r.span('ReAct.forward');
+  assert.equal(root.status?.code, 'error');
+  assert.match(String(root.status?.message), /token budget exceeded/);
+  const gens = r.spans().filter((s) => s.name === 'llm.generate');
+  assert.equal(gens.length, 3, 'every LLM call, the last one included, is recorded');
+  assert.equal(r.spans().filter((s) => s.name === 'react.tool_call').length, 2, 'the run stopped before acting on the third answer');
+});
+
+test('ChainOfThought: chain span with chain_of_thought.reasoning_complete; Predict: span', async () => {
+  const cot = chainOfThought('MathQA', { llm: () => ({ output: { reasoning: 'Two plus two.\nIs four.', answer: '4' }, usage: { input: 10, output: 5 }, model: 'claude-haiku-4-5' }) });
+  const reasoning: unknown[] = [];
+  const off = subscribe('chain_of_thought.*', (_n, a) => reasoning.push(a['cot.reasoning_steps']));
+  assert.deepEqual(await cot({ question: '2+2?' }), { reasoning: 'Two plus two.\nIs four.', answer: '4' });
+  off();
+  assert.deepEqual(reasoning, [2]);
+  const p = predict('Classify', { llm: async () => ({ output: { label: 'spam' } }) });
+  assert.deepEqual(await p({ text: 'buy now' }), { label: 'spam' });
+  await flush();
+  await r.waitForSpans(4);
+  const c = r.span('ChainOfThought.forward');
+  assert.equal(attr(c, 'dspy.observation.type'), 'chain');
+  assert.equal(attr(c, 'dspy.module'), 'ChainOfThought');
+  const ev = c.events?.find((e) => e.name === 'chain_of_thought.reasoning_complete');
+  assert.equal(ev?.attributes?.['dspy.signature'], 'MathQA');
+  assert.equal(ev?.attributes?.['cot.reasoning_length'], 'Two plus two.\nIs four.'.length);
+  const cg = children(c)[0] as SpanRecord;
+  assert.equal(cg.name, 'llm.generate');
+  assert.equal(attr(cg, 'gen_ai.request.model'), 'claude-haiku-4-5');
+  const pr = r.span('Predict.forward');
+  assert.equal(attr(pr, 'dspy.observation.type'), 'span');
+  assert.equal(children(pr)[0]?.name, 'llm.generate');
+});
+
+test('CodeAct: agent span with codeact.code_execution and codeact.iteration_complete', async () => {
+  const agent = codeAct('Compute', {
+    llm: (req) =>
+      req.iteration === 1
+        ? { output: { thought: 'compute', code: '6 * 7' } }
+        : req.iteration === 2
+          ? { output: { thought: 'break', code: 'throw' } }
+          : { output: { finish: true, answer: req.trajectory?.[0]?.observation } },
+    execute: (code) => {
+      if (code === 'throw') throw new Error('syntax error');
+      return 42;
+    },
+  });
+  const result = await agent({ task: '6*7' });
+  assert.deepEqual(result.output, { answer: 42 });
+  assert.equal(result.trajectory[1]?.error, 'syntax error');
+  await flush();
+  await r.waitForSpans(1 + 3 + 2);
+  const root = r.span('CodeAct.forward');
+  assert.equal(attr(root, 'dspy.observation.type'), 'agent');
+  const execs = children(root).filter((s) => s.name === 'codeact.code_execution');
+  assert.equal(execs.length, 2);
+  assert.equal(attr(execs[0] as SpanRecord, 'dspy.input'), '"6 * 7"');
+  assert.equal(attr(execs[0] as SpanRecord, 'dspy.output'), '42');
+  assert.equal(execs[1]?.status?.code, 'error');
+  assert.equal(children(root).filter((s) => s.name === 'llm.generate').length, 3);
+  assert.equal(root.events?.filter((e) => e.name === 'codeact.iteration_complete').length, 3);
+});

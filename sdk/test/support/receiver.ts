@@ -1,0 +1,236 @@
+/**
+ * A stand-in for the daemon in tests: a Unix-socket (or HTTP) server that splits NDJSON and
+ * validates EVERY line with the wire protocol's `parseLine`. Tests assert on what arrived.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseLine, type EventRecord, type HelloRecord, type SpanRecord, type StatsRecord, type WireRecord } from '@dspy-o11y/proto';
+
+export interface Invalid {
+  line: string;
+  message: string;
+}
+
+export function tempDir(): string {
+  return mkdtempSync(join(tmpdir(), 'dspy-o11y-sdk-'));
+}
+
+export abstract class Receiver {
+  records: WireRecord[] = [];
+  invalid: Invalid[] = [];
+  /** Incomplete trailing data seen at a connection's end (a cut record). */
+  partials = 0;
+  connections = 0;
+
+  abstract readonly endpoint: string;
+  abstract close(): Promise<void>;
+
+  protected accept(line: string): void {
+    if (!line) return;
+    const r = parseLine(line);
+    if (r.ok) this.records.push(r.record);
+    else this.invalid.push({ line: line.slice(0, 500), message: `${r.reason}: ${r.message}` });
+  }
+
+  spans(): SpanRecord[] {
+    return this.records.filter((r): r is SpanRecord => r.type === 'span');
+  }
+  events(): EventRecord[] {
+    return this.records.filter((r): r is EventRecord => r.type === 'event');
+  }
+  hellos(): HelloRecord[] {
+    return this.records.filter((r): r is HelloRecord => r.type === 'hello');
+  }
+  stats(): StatsRecord[] {
+    return this.records.filter((r): r is StatsRecord => r.type === 'stats');
+  }
+  span(name: string): SpanRecord {
+    const s = this.spans().find((x) => x.name === name);
+    if (!s) throw new Error(`no span named ${name}; have ${this.spans().map((x) => x.name).join(', ')}`);
+    return s;
+  }
+
+  /** Polls `pred` until true; rejects after `timeoutMs` with a description of what arrived. */
+  async waitFor(pred: () => boolean, timeoutMs = 5000, what = 'condition'): Promise<void> {
+    const until = Date.now() + timeoutMs;
+    while (!pred()) {
+      if (Date.now() > until) {
+        throw new Error(`timed out waiting for ${what}: ${this.records.length} records (${this.spans().length} spans), ${this.invalid.length} invalid`);
+      }
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+
+  waitForSpans(n: number, timeoutMs = 5000): Promise<void> {
+    return this.waitFor(() => this.spans().length >= n, timeoutMs, `${n} spans`);
+  }
+
+  reset(): void {
+    this.records = [];
+    this.invalid = [];
+  }
+}
+
+export class UnixReceiver extends Receiver {
+  private server: net.Server | undefined;
+  private readonly sockets = new Set<net.Socket>();
+  private paused = false;
+  readonly dir: string;
+  readonly path: string;
+
+  private constructor(dir?: string) {
+    super();
+    this.dir = dir ?? tempDir();
+    this.path = join(this.dir, 'd.sock');
+  }
+
+  get endpoint(): string {
+    return `unix://${this.path}`;
+  }
+
+  /** A receiver listening at a fresh path (or, with `listen: false`, only the path). */
+  static async create(opts: { listen?: boolean } = {}): Promise<UnixReceiver> {
+    const r = new UnixReceiver();
+    if (opts.listen !== false) await r.listen();
+    return r;
+  }
+
+  listen(): Promise<void> {
+    rmSync(this.path, { force: true });
+    const server = net.createServer((sock) => {
+      this.connections++;
+      this.sockets.add(sock);
+      sock.setEncoding('utf8');
+      let buf = '';
+      sock.on('data', (chunk: string) => {
+        buf += chunk;
+        let nl: number;
+        while ((nl = buf.indexOf('\n')) >= 0) {
+          this.accept(buf.slice(0, nl));
+          buf = buf.slice(nl + 1);
+        }
+      });
+      sock.on('close', () => {
+        if (buf.length > 0) this.partials++;
+        this.sockets.delete(sock);
+      });
+      sock.on('error', () => undefined);
+      if (this.paused) sock.pause();
+    });
+    this.server = server;
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.path, () => resolve());
+    });
+  }
+
+  /** Accept, but stop reading: the SDK's writes back up. */
+  stopReading(): void {
+    this.paused = true;
+    for (const s of this.sockets) s.pause();
+  }
+
+  resumeReading(): void {
+    this.paused = false;
+    for (const s of this.sockets) s.resume();
+  }
+
+  get openConnections(): number {
+    return this.sockets.size;
+  }
+
+  /** Kill: drop every connection and stop listening (the path can be listened on again). */
+  async close(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    for (const s of this.sockets) s.destroy();
+    this.sockets.clear();
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+    rmSync(this.path, { force: true });
+  }
+
+  async dispose(): Promise<void> {
+    await this.close();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+export interface HttpRequestSeen {
+  path: string;
+  contentType: string | undefined;
+  authorization: string | undefined;
+  lines: number;
+  status: number;
+}
+
+export class HttpReceiver extends Receiver {
+  readonly requests: HttpRequestSeen[] = [];
+  /** Answer with this status instead of 202 (e.g. 500 to test retries), for the next `failNext` requests. */
+  failStatus = 500;
+  failNext = 0;
+  private sockets = new Set<net.Socket>();
+
+  private constructor(
+    private readonly server: http.Server,
+    readonly port: number,
+  ) {
+    super();
+  }
+
+  get endpoint(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  static async create(): Promise<HttpReceiver> {
+    let self: HttpReceiver | undefined;
+    const server = http.createServer((req, res) => {
+      let body = '';
+      req.setEncoding('utf8');
+      req.on('data', (c: string) => (body += c));
+      req.on('end', () => {
+        const me = self as HttpReceiver;
+        const lines = body.split('\n').filter(Boolean);
+        let status = 202;
+        if (me.failNext > 0) {
+          me.failNext--;
+          status = me.failStatus;
+        }
+        me.requests.push({ path: req.url ?? '', contentType: req.headers['content-type'], authorization: req.headers.authorization, lines: lines.length, status });
+        if (status !== 202) {
+          res.writeHead(status, { 'content-type': 'application/json' }).end('{"message":"test failure"}');
+          return;
+        }
+        const before = me.invalid.length;
+        for (const l of lines) me.accept(l);
+        const rejected = me.invalid.length - before;
+        res.writeHead(202, { 'content-type': 'application/json' }).end(JSON.stringify({ accepted: lines.length - rejected, rejected, errors: [] }));
+      });
+    });
+    server.on('connection', (s) => {
+      self?.sockets.add(s);
+      s.on('close', () => self?.sockets.delete(s));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+    const addr = server.address() as net.AddressInfo;
+    self = new HttpReceiver(server, addr.port);
+    return self;
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+}
+
+/** Every span's parent exists in `spans` (or it is a root). */
+export function assertTreeComplete(spans: SpanRecord[]): void {
+  const ids = new Set(spans.map((s) => s.spanId));
+  for (const s of spans) {
+    if (s.parentSpanId !== undefined && !ids.has(s.parentSpanId)) throw new Error(`span ${s.name} has a missing parent ${s.parentSpanId}`);
+  }
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

@@ -1,0 +1,373 @@
+import { after, before, beforeEach, test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { SpanRecord } from '@dspy-o11y/proto';
+import {
+  configure,
+  event,
+  extractTraceparent,
+  flush,
+  generation,
+  getActiveSpan,
+  injectTraceparent,
+  span,
+  startGeneration,
+  startSpan,
+  withActiveSpan,
+  withTrace,
+} from '../src/index.js';
+import { TRUNCATION_MARKER } from '../src/json.js';
+import { UnixReceiver, assertTreeComplete, sleep } from './support/receiver.js';
+
+let r: UnixReceiver;
+
+before(async () => {
+  r = await UnixReceiver.create();
+  configure({ endpoint: r.endpoint, serviceName: 'tracing-test' });
+});
+after(async () => {
+  await flush();
+  await r.dispose();
+});
+beforeEach(async () => {
+  await flush();
+  r.reset();
+});
+
+async function collect(n: number): Promise<SpanRecord[]> {
+  assert.equal(await flush(), true);
+  await r.waitForSpans(n);
+  assert.deepEqual(r.invalid, []);
+  return r.spans();
+}
+
+const attr = (s: SpanRecord, k: string): unknown => s.attributes?.[k];
+
+test('nested spans form a tree: W3C ids, parent ids, ns times, types, JSON input/output', async () => {
+  const out = await span('ChainOfThought.forward', { type: 'chain', input: { question: 'why?' }, module: 'ChainOfThought', signature: 'QA' }, async (s) => {
+    const g = await generation('llm.generate', { model: 'gpt-4o-mini', provider: 'openai', input: [{ role: 'user', content: 'why?' }] }, async (g) => {
+      await sleep(2);
+      g.setUsage({ input: 100, output: 20 });
+      g.setOutput('because');
+      return 'because';
+    });
+    span('post', () => 1);
+    s.setOutput({ answer: g });
+    return g;
+  });
+  assert.equal(out, 'because');
+  const spans = await collect(3);
+  const root = r.span('ChainOfThought.forward');
+  const gen = r.span('llm.generate');
+  const post = r.span('post');
+  assert.match(root.traceId, /^[0-9a-f]{32}$/);
+  assert.match(root.spanId, /^[0-9a-f]{16}$/);
+  assert.equal(root.parentSpanId, undefined);
+  assert.equal(gen.parentSpanId, root.spanId);
+  assert.equal(post.parentSpanId, root.spanId);
+  for (const s of spans) assert.equal(s.traceId, root.traceId);
+  assert.ok(BigInt(root.endTimeUnixNano) >= BigInt(gen.endTimeUnixNano));
+  assert.ok(BigInt(gen.endTimeUnixNano) - BigInt(gen.startTimeUnixNano) >= 1_000_000n, 'ns timestamps');
+  assert.equal(attr(root, 'dspy.observation.type'), 'chain');
+  assert.equal(attr(root, 'dspy.module'), 'ChainOfThought');
+  assert.equal(attr(root, 'dspy.signature'), 'QA');
+  assert.deepEqual(JSON.parse(attr(root, 'dspy.input') as string), { question: 'why?' });
+  assert.deepEqual(JSON.parse(attr(root, 'dspy.output') as string), { answer: 'because' });
+  assert.equal(attr(gen, 'dspy.observation.type'), 'generation');
+  assert.equal(attr(gen, 'gen_ai.request.model'), 'gpt-4o-mini');
+  assert.equal(attr(gen, 'gen_ai.provider.name'), 'openai');
+  assert.equal(attr(gen, 'gen_ai.usage.input_tokens'), 100);
+  assert.equal(attr(gen, 'gen_ai.usage.output_tokens'), 20);
+  assert.equal(attr(gen, 'gen_ai.usage.total_tokens'), 120);
+  // gpt-4o-mini: $0.15 / $0.60 per million tokens
+  assert.equal(attr(gen, 'gen_ai.usage.cost'), (100 * 0.15 + 20 * 0.6) / 1e6);
+  assert.equal(attr(post, 'dspy.observation.type'), 'span');
+});
+
+test('100 concurrent requests each get their own trace tree, never mixed', async () => {
+  const N = 100;
+  const request = (i: number) =>
+    withTrace({ name: `req-${i}`, userId: `user-${i}`, sessionId: `s-${i % 7}`, metadata: { req: i } }, () =>
+      span('handler', { input: { i } }, async () => {
+        await sleep(Math.random() * 5);
+        const parts = await Promise.all(
+          [0, 1, 2].map((k) =>
+            span(`step-${k}`, async () => {
+              await sleep(Math.random() * 5);
+              return generation('llm.generate', { model: 'gpt-4o-mini' }, async (g) => {
+                await sleep(Math.random() * 3);
+                g.setUsage({ input: i, output: k });
+                return `${i}:${k}`;
+              });
+            }),
+          ),
+        );
+        event('request.done', { i });
+        return parts;
+      }),
+    );
+  const results = await Promise.all(Array.from({ length: N }, (_, i) => request(i)));
+  results.forEach((parts, i) => assert.deepEqual(parts, [`${i}:0`, `${i}:1`, `${i}:2`]));
+  const spans = await collect(N * 7);
+  await r.waitFor(() => r.events().length >= N);
+  assert.equal(spans.length, N * 7);
+  assertTreeComplete(spans);
+  const byTrace = new Map<string, SpanRecord[]>();
+  for (const s of spans) byTrace.set(s.traceId, [...(byTrace.get(s.traceId) ?? []), s]);
+  assert.equal(byTrace.size, N);
+  const ids = new Map(spans.map((s) => [s.spanId, s]));
+  for (const [traceId, list] of byTrace) {
+    assert.equal(list.length, 7);
+    const req = attr(list[0] as SpanRecord, 'dspy.trace.metadata.req');
+    for (const s of list) {
+      assert.equal(attr(s, 'dspy.trace.metadata.req'), req, 'one request per trace');
+      assert.equal(attr(s, 'dspy.trace.name'), `req-${req}`);
+      assert.equal(attr(s, 'user.id'), `user-${req}`);
+      if (s.parentSpanId) assert.equal(ids.get(s.parentSpanId)?.traceId, traceId);
+    }
+    const root = list.find((s) => s.parentSpanId === undefined) as SpanRecord;
+    assert.equal(root.name, 'handler');
+    assert.deepEqual(JSON.parse(attr(root, 'dspy.input') as string), { i: req });
+    for (const g of list.filter((s) => s.name === 'llm.generate')) assert.equal(attr(g, 'gen_ai.usage.input_tokens'), req);
+  }
+  for (const e of r.events()) {
+    const s = ids.get(e.parentSpanId as string) as SpanRecord;
+    assert.equal(s.name, 'handler');
+    assert.equal(e.traceId, s.traceId);
+    assert.equal(e.attributes?.i, attr(s, 'dspy.trace.metadata.req'));
+  }
+});
+
+test('a throwing callback: error status and message, the same error rethrown (sync and async)', async () => {
+  class MyError extends Error {
+    code = 42;
+  }
+  const e1 = new MyError('boom');
+  assert.throws(
+    () =>
+      span('sync-fail', () => {
+        throw e1;
+      }),
+    (e) => e === e1,
+  );
+  const e2 = new TypeError('async boom');
+  await assert.rejects(
+    span('outer', () =>
+      span('async-fail', async () => {
+        await sleep(1);
+        throw e2;
+      }),
+    ),
+    (e) => e === e2,
+  );
+  const thrown = { not: 'an error' };
+  await assert.rejects(
+    generation('gen-fail', async () => {
+      throw thrown;
+    }),
+    (e) => e === thrown,
+  );
+  await collect(4);
+  const s1 = r.span('sync-fail');
+  assert.deepEqual(s1.status, { code: 'error', message: 'boom' });
+  assert.equal(attr(s1, 'dspy.level'), 'ERROR');
+  assert.equal(attr(s1, 'error.type'), 'MyError');
+  const ex = s1.events?.find((e) => e.name === 'exception');
+  assert.equal(ex?.attributes?.['exception.message'], 'boom');
+  assert.match(String(ex?.attributes?.['exception.stacktrace']), /boom/);
+  assert.deepEqual(r.span('async-fail').status, { code: 'error', message: 'async boom' });
+  assert.equal(r.span('outer').status?.code, 'error');
+  assert.deepEqual(r.span('gen-fail').status, { code: 'error', message: '{"not":"an error"}' });
+});
+
+test('cyclic, huge and odd values are captured truncated with a marker, never a crash', async () => {
+  const cyclic: Record<string, unknown> = { name: 'loop', n: 1n };
+  cyclic.self = cyclic;
+  cyclic.list = [cyclic, { deeper: cyclic }];
+  const huge = { text: 'x'.repeat(5_000_000), more: Array.from({ length: 100_000 }, (_, i) => ({ i })) };
+  const odd = { f: () => 1, s: Symbol('s'), u: undefined, nan: NaN, inf: -Infinity, d: new Date(0), buf: Buffer.alloc(1_000_000), m: new Map([['k', 1]]), set: new Set([1, 2]) };
+  const bad = {
+    get boom(): never {
+      throw new Error('getter');
+    },
+    toJSON() {
+      throw new Error('toJSON');
+    },
+  };
+  const res = span('values', { input: cyclic }, (s) => {
+    s.setOutput(huge);
+    s.setAttribute('odd', odd);
+    s.setAttribute('bad', bad);
+    s.setAttribute('hugeString', 'y'.repeat(100_000));
+    s.setAttribute('nanNumber', NaN);
+    s.setAttribute('mixedArray', [1, 'a']);
+    s.setAttribute('strings', ['a', 'b']);
+    s.setAttribute('nothing', null);
+    s.setAttribute('', 'empty key');
+    s.setAttribute('k'.repeat(300), 'long key');
+    return 'ok';
+  });
+  assert.equal(res, 'ok');
+  await collect(1);
+  const s = r.span('values');
+  const input = attr(s, 'dspy.input') as string;
+  assert.match(input, /\[Circular\]/);
+  assert.deepEqual(JSON.parse(input), { name: 'loop', n: '1', self: '[Circular]', list: ['[Circular]', { deeper: '[Circular]' }] });
+  const output = attr(s, 'dspy.output') as string;
+  assert.ok(output.length <= 32 * 1024 + TRUNCATION_MARKER.length, `output capped (${output.length})`);
+  assert.ok(output.endsWith(TRUNCATION_MARKER));
+  assert.deepEqual(JSON.parse(attr(s, 'odd') as string), {
+    nan: null,
+    inf: null,
+    d: '1970-01-01T00:00:00.000Z',
+    buf: '[Buffer 1000000 bytes]',
+    m: { k: 1 },
+    set: [1, 2],
+  });
+  assert.match(attr(s, 'bad') as string, /toJSON threw/);
+  assert.ok((attr(s, 'hugeString') as string).endsWith(TRUNCATION_MARKER));
+  assert.equal(attr(s, 'nanNumber'), 'NaN');
+  assert.equal(attr(s, 'mixedArray'), '[1,"a"]');
+  assert.deepEqual(attr(s, 'strings'), ['a', 'b']);
+  assert.equal(attr(s, 'nothing'), undefined);
+  assert.equal(Object.keys(s.attributes ?? {}).some((k) => k.length > 256 || k === ''), false);
+});
+
+test('the value cap is configurable, and inputs can be masked or not captured', async () => {
+  configure({ maxValueLength: 10, mask: (v, kind) => (kind === 'input' ? '[redacted]' : v) });
+  span('capped', { input: 'secret' }, (s) => s.setOutput('0123456789abcdef'));
+  configure({ captureIO: false, mask: undefined });
+  span('uncaptured', { input: 'secret' }, (s) => s.setOutput('out'));
+  configure({ maxValueLength: 32 * 1024, captureIO: true });
+  await collect(2);
+  assert.equal(attr(r.span('capped'), 'dspy.input'), '"[redacted]"');
+  assert.equal(attr(r.span('capped'), 'dspy.output'), `"0123456789${TRUNCATION_MARKER}"`);
+  assert.equal(attr(r.span('uncaptured'), 'dspy.input'), undefined);
+  assert.equal(attr(r.span('uncaptured'), 'dspy.output'), undefined);
+});
+
+test('traceparent: inject in one service, extract in the next, the trace continues', async () => {
+  const headers: Record<string, string> = {};
+  let callerSpanId = '';
+  let callerTraceId = '';
+  span('caller', (s) => {
+    callerSpanId = s.spanId;
+    callerTraceId = s.traceId;
+    const value = injectTraceparent(headers);
+    assert.equal(value, `00-${s.traceId}-${s.spanId}-01`);
+    const h = new Headers();
+    injectTraceparent(h);
+    assert.equal(h.get('traceparent'), value);
+  });
+  assert.equal(injectTraceparent({}), undefined, 'no active span: nothing to inject');
+  // "another service": extract from incoming headers (Node lower-cases them).
+  const ctx = extractTraceparent({ traceparent: headers.traceparent });
+  assert.deepEqual(ctx, { traceId: callerTraceId, spanId: callerSpanId, sampled: true });
+  await withTrace({ traceparent: ctx, name: 'downstream' }, () => span('callee', () => span('callee.child', () => 1)));
+  span('by-parent', { parent: ctx }, () => 1);
+  await collect(4);
+  const callee = r.span('callee');
+  assert.equal(callee.traceId, callerTraceId);
+  assert.equal(callee.parentSpanId, callerSpanId);
+  assert.equal(attr(callee, 'dspy.trace.name'), 'downstream');
+  assert.equal(r.span('callee.child').parentSpanId, callee.spanId);
+  assert.equal(r.span('by-parent').parentSpanId, callerSpanId);
+  // malformed or invalid headers are ignored
+  for (const bad of ['', 'garbage', `00-${'0'.repeat(32)}-${callerSpanId}-01`, `ff-${callerTraceId}-${callerSpanId}-01`, `00-${callerTraceId}-${callerSpanId}-01-extra`]) {
+    assert.equal(extractTraceparent(bad), undefined, bad);
+  }
+  assert.equal(extractTraceparent(new Headers({ traceparent: headers.traceparent as string }))?.spanId, callerSpanId);
+});
+
+test('trace-level fields go on every span of the trace; nested withTrace merges; update() applies later', async () => {
+  await withTrace({ name: 'order', userId: 'u1', sessionId: 's1', tags: ['beta'], metadata: { plan: 'pro', nested: { a: 1 } } }, async (t) => {
+    assert.match(t.traceId, /^[0-9a-f]{32}$/);
+    await span('a', async () => {
+      await withTrace({ tags: ['inner'], metadata: { extra: true } }, () => span('b', () => 1));
+    });
+    t.update({ userId: 'u2' });
+    span('c', () => 1);
+  });
+  await collect(3);
+  const [a, b, c] = [r.span('a'), r.span('b'), r.span('c')];
+  assert.equal(b.traceId, a.traceId);
+  assert.equal(b.parentSpanId, a.spanId, 'a nested withTrace keeps the active parent');
+  for (const s of [a, b, c]) {
+    assert.equal(attr(s, 'dspy.trace.name'), 'order');
+    assert.equal(attr(s, 'session.id'), 's1');
+    assert.equal(attr(s, 'dspy.trace.metadata.plan'), 'pro');
+    assert.equal(attr(s, 'dspy.trace.metadata.nested'), '{"a":1}');
+  }
+  assert.equal(attr(a, 'user.id'), 'u1');
+  assert.deepEqual(attr(a, 'dspy.trace.tags'), ['beta']);
+  assert.deepEqual(attr(b, 'dspy.trace.tags'), ['beta', 'inner']);
+  assert.equal(attr(b, 'dspy.trace.metadata.extra'), true);
+  assert.equal(attr(a, 'dspy.trace.metadata.extra'), undefined);
+  assert.equal(attr(c, 'user.id'), 'u2');
+});
+
+test('imperative startSpan/startGeneration with end(), withActiveSpan, getActiveSpan', async () => {
+  assert.equal(getActiveSpan(), undefined);
+  const s = startSpan('ChainOfThought.forward', { type: 'chain', input: 'q' });
+  assert.equal(getActiveSpan(), undefined, 'startSpan does not activate');
+  const g = startGeneration('llm.generate', { model: 'claude-sonnet-4-5-20250929', provider: 'anthropic', parent: s, parameters: { temperature: 0.2, maxTokens: 100, topP: 0.9, seed: 7 }, prompt: { name: 'qa', version: 3 } });
+  g.setCompletionStart();
+  g.setUsage({ input: 1000, output: 100, cacheRead: 400 });
+  g.setResponseModel('claude-sonnet-4-5-20250929');
+  g.setFinishReasons(['end_turn']);
+  g.setOutput('…');
+  g.end();
+  g.end(); // idempotent
+  withActiveSpan(s, () => {
+    assert.equal(getActiveSpan()?.spanId, s.spanId);
+    span('inside', () => 1);
+  });
+  s.event('chain_of_thought.reasoning_complete', { reasoning: 'r' });
+  s.end();
+  s.setOutput('ignored after end');
+  await collect(3);
+  const gs = r.span('llm.generate');
+  const ss = r.span('ChainOfThought.forward');
+  assert.equal(gs.parentSpanId, ss.spanId);
+  assert.equal(r.span('inside').parentSpanId, ss.spanId);
+  assert.equal(attr(gs, 'gen_ai.request.temperature'), 0.2);
+  assert.equal(attr(gs, 'gen_ai.request.max_tokens'), 100);
+  assert.equal(attr(gs, 'gen_ai.request.top_p'), 0.9);
+  assert.equal(attr(gs, 'gen_ai.request.seed'), 7);
+  assert.equal(attr(gs, 'dspy.prompt.name'), 'qa');
+  assert.equal(attr(gs, 'dspy.prompt.version'), 3);
+  assert.deepEqual(attr(gs, 'gen_ai.response.finish_reasons'), ['end_turn']);
+  assert.match(String(attr(gs, 'dspy.completion_start_time')), /^\d{19}$/);
+  assert.equal(attr(gs, 'gen_ai.usage.cache_read.input_tokens'), 400);
+  // sonnet 4.5: $3 in, $0.30 cached in, $15 out per million
+  assert.equal(attr(gs, 'gen_ai.usage.cost'), Math.round(((600 * 3 + 400 * 0.3 + 100 * 15) / 1e6) * 1e10) / 1e10);
+  assert.equal(ss.events?.[0]?.name, 'chain_of_thought.reasoning_complete');
+  assert.equal(attr(ss, 'dspy.output'), undefined);
+});
+
+test('event() records an event record under the active span (or its own trace)', async () => {
+  await span('parent', () => event('custom.point', { a: 1, obj: { b: 2 } }));
+  event('orphan');
+  await flush();
+  await r.waitFor(() => r.events().length >= 2);
+  const [e1, e2] = r.events();
+  assert.equal(e1?.name, 'custom.point');
+  assert.equal(e1?.parentSpanId, r.span('parent').spanId);
+  assert.deepEqual(e1?.attributes, { a: 1, obj: '{"b":2}' });
+  assert.equal(e2?.name, 'orphan');
+  assert.match(String(e2?.traceId), /^[0-9a-f]{32}$/);
+  assert.equal(e2?.parentSpanId, undefined);
+});
+
+test('configured prices override and extend the table', async () => {
+  configure({ prices: { 'my-model': { input: 1, output: 2 }, 'gpt-4o-mini': { input: 10, output: 10 } } });
+  generation('llm.generate', { model: 'my-model-2025-01-01' }, (g) => g.setUsage({ input: 1_000_000, output: 1_000_000 }));
+  generation('override', { model: 'gpt-4o-mini' }, (g) => g.setUsage({ input: 1_000_000, output: 0 }));
+  generation('unknown', { model: 'who-knows' }, (g) => g.setUsage({ input: 5 }));
+  generation('explicit', { model: 'gpt-4o' }, (g) => g.setUsage({ input: 5 }).setCost(0.5));
+  configure({ prices: undefined });
+  await collect(4);
+  assert.equal(attr(r.span('llm.generate'), 'gen_ai.usage.cost'), 3);
+  assert.equal(attr(r.span('override'), 'gen_ai.usage.cost'), 10);
+  assert.equal(attr(r.span('unknown'), 'gen_ai.usage.cost'), undefined);
+  assert.equal(attr(r.span('explicit'), 'gen_ai.usage.cost'), 0.5);
+});
