@@ -2,6 +2,7 @@
  * Runs the real `dspy-o11yd` CLI as a child process for end-to-end tests, and the small
  * clients the tests use to talk to it (Unix socket, HTTP).
  */
+import { after } from 'node:test';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -10,6 +11,15 @@ import { connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
 
 export const CLI = fileURLToPath(new URL('../../src/cli.js', import.meta.url));
+
+// A failed assertion must not leave a daemon running (and the test file waiting on it forever):
+// whatever a test file started is killed after its last test.
+const children = new Set<ChildProcess>();
+after(() => children.forEach((c) => c.kill('SIGKILL')));
+function detach(child: ChildProcess): void {
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+}
 
 export interface LogLine {
   level: number;
@@ -72,7 +82,7 @@ export class DaemonProcess {
     const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
     for (const line of text.split('\n')) {
       if (!line.startsWith(name)) continue;
-      const m = /^([a-z_]+)(?:\{([^}]*)\})? (\S+)$/.exec(line);
+      const m = /^([a-zA-Z0-9_:]+)(?:\{([^}]*)\})? (\S+)$/.exec(line);
       if (!m || m[1] !== name) continue;
       const have = (m[2] ?? '').split(',').filter(Boolean);
       if (want.every((w) => have.includes(w)) && have.length === want.length) return Number(m[3]);
@@ -121,6 +131,7 @@ export async function startDaemonProcess(args: string[], env: Record<string, str
     env: { PATH: process.env.PATH, ...env } as NodeJS.ProcessEnv,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  detach(child);
   const daemon = new DaemonProcess(child, socketPath);
   const startup = daemon.waitForLog((l) => typeof l.msg === 'string' && l.msg.includes('listening on'));
   const result = await Promise.race([startup, daemon.exited.then((e) => e)]);

@@ -1,0 +1,112 @@
+/** The CLI contract: bad config is one clear line and exit 2; start/status/tail/check behave. */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { startFakeLangfuse } from './support/fake-langfuse.js';
+import { postIngest, runCli, sendOverSocket, startDaemonProcess, tempDir } from './support/daemon-process.js';
+
+const span = (id: string, name = 'cli') =>
+  JSON.stringify({ v: 1, type: 'span', traceId: 'b'.repeat(32), spanId: id, name, startTimeUnixNano: '1732700000000000000', endTimeUnixNano: '1732700000000000005' });
+
+describe('cli', () => {
+  test('bad configuration: one line naming the flag, exit code 2', async () => {
+    const cases: [string[], Record<string, string>, RegExp][] = [
+      [['start', '--queue-max-spans', 'lots'], {}, /--queue-max-spans/],
+      [['start', '--exporter', 'kafka'], {}, /--exporter/],
+      [['start', '--http', '0.0.0.0:4318'], {}, /--ingest-token/],
+      [['start', '--http', 'nonsense'], {}, /--http/],
+      [['start'], { DSPY_O11YD_FLUSH_INTERVAL: '-5' }, /--flush-interval \(from DSPY_O11YD_FLUSH_INTERVAL\)/],
+      [['start', '--exporter', 'langfuse'], {}, /LANGFUSE_PUBLIC_KEY/],
+      [['start', '--no-such-flag'], {}, /unknown option/],
+    ];
+    for (const [args, env, pattern] of cases) {
+      const r = await runCli(args, env);
+      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+      const lines = r.stderr.trim().split('\n');
+      assert.equal(lines.length, 1, `one line for ${args.join(' ')}: ${r.stderr}`);
+      assert.match(lines[0]!, pattern);
+    }
+  });
+
+  test('a stale socket file is replaced; a live daemon on it is a clear error', async () => {
+    const tmp = tempDir();
+    const socket = join(tmp.dir, 'd.sock');
+    // A socket file whose server died without removing it (killed: no cleanup ran).
+    const { spawnSync } = await import('node:child_process');
+    spawnSync(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(socket)}, () => process.kill(process.pid, 'SIGKILL'))`]);
+    assert.ok(existsSync(socket), 'the stale socket file is there');
+    const d = await startDaemonProcess(['--socket', socket, '--http', ''], {}, socket);
+    await sendOverSocket(socket, [span('b000000000000001')]);
+    const second = await runCli(['start', '--socket', socket, '--http', '']);
+    assert.equal(second.code, 1);
+    assert.match(second.stderr, /already listening on/);
+    assert.equal((await d.stop()).code, 0);
+    tmp.cleanup();
+  });
+
+  test('console exporter by default without keys, with a warning; stdout carries OTLP JSON', async () => {
+    const tmp = tempDir();
+    const socket = join(tmp.dir, 'd.sock');
+    const d = await startDaemonProcess(['--socket', socket, '--http', '127.0.0.1:0', '--flush-interval', '10'], {}, socket);
+    await d.waitForLog((l) => l.level === 40 && /LANGFUSE_PUBLIC_KEY/.test(l.msg));
+    assert.ok(d.logs.some((l) => /exporting to console/.test(l.msg)), 'startup line names the exporter');
+    await sendOverSocket(socket, [span('b000000000000002', 'to-console')]);
+    await d.eventually(() => assert.match(d.stdout, /to-console/));
+    const line = JSON.parse(d.stdout.trim().split('\n')[0]!) as { resourceSpans: { scopeSpans: { spans: { name: string; startTimeUnixNano: string }[] }[] }[] };
+    assert.equal(line.resourceSpans[0]!.scopeSpans[0]!.spans[0]!.name, 'to-console');
+    await d.stop();
+    tmp.cleanup();
+  });
+
+  test('file exporter appends OTLP JSON lines; status and tail talk to the running daemon', async () => {
+    const tmp = tempDir();
+    const socket = join(tmp.dir, 'd.sock');
+    const file = join(tmp.dir, 'spans.jsonl');
+    const d = await startDaemonProcess(['--socket', socket, '--http', '127.0.0.1:0', '--exporter', 'file', '--file', file, '--flush-interval', '10'], {}, socket);
+    const host = d.httpUrl.replace('http://', '');
+    const { spawn } = await import('node:child_process');
+    const { CLI } = await import('./support/daemon-process.js');
+    const tail = spawn(process.execPath, [CLI, 'tail', '--http', host], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let tailed = '';
+    tail.stdout.setEncoding('utf8').on('data', (c: string) => (tailed += c));
+    await new Promise((r) => setTimeout(r, 500));
+    await sendOverSocket(socket, [span('b000000000000003', 'to-file')]);
+    await d.eventually(() => assert.match(readFileSync(file, 'utf8'), /to-file/));
+    await d.eventually(() => assert.match(tailed, /"spanId":"b000000000000003"/));
+    tail.kill();
+    const status = await runCli(['status', '--http', host]);
+    assert.equal(status.code, 0);
+    const parsed = JSON.parse(status.stdout) as { exporter: { kind: string }; spans: { exported: number } };
+    assert.equal(parsed.exporter.kind, 'file');
+    assert.equal(parsed.spans.exported, 1);
+    await d.stop();
+    const down = await runCli(['status', '--http', host]);
+    assert.equal(down.code, 1);
+    assert.match(down.stderr, /no daemon answers/);
+    tmp.cleanup();
+  });
+
+  test('check tries the Langfuse credentials', async () => {
+    const fake = await startFakeLangfuse({ publicKey: 'pk-check', secretKey: 'sk-check' });
+    const good = await runCli(['check'], { LANGFUSE_PUBLIC_KEY: 'pk-check', LANGFUSE_SECRET_KEY: 'sk-check', LANGFUSE_HOST: fake.url });
+    assert.equal(good.code, 0, good.stdout + good.stderr);
+    assert.match(good.stdout, /^ok/);
+    const bad = await runCli(['check'], { LANGFUSE_PUBLIC_KEY: 'pk-check', LANGFUSE_SECRET_KEY: 'sk-nope', LANGFUSE_HOST: fake.url });
+    assert.equal(bad.code, 1);
+    assert.match(bad.stdout, /401/);
+    assert.ok(!bad.stdout.includes('sk-nope'));
+    await fake.close();
+  });
+
+  test('--ingest-token guards HTTP ingest', async () => {
+    const d = await startDaemonProcess(['--socket', '', '--http', '127.0.0.1:0', '--ingest-token', 'tok-123', '--exporter', 'console'], {});
+    const denied = await fetch(`${d.httpUrl}/v1/ingest`, { method: 'POST', headers: { 'content-type': 'application/x-ndjson' }, body: span('b000000000000004') });
+    assert.equal(denied.status, 401);
+    const allowed = await postIngest(d.httpUrl, span('b000000000000005'), 'application/x-ndjson', { authorization: 'Bearer tok-123' });
+    assert.equal(allowed.status, 202);
+    assert.equal((await fetch(`${d.httpUrl}/healthz`)).status, 200, 'ops endpoints stay open');
+    assert.ok(!d.stderr.includes('tok-123'));
+    await d.stop();
+  });
+});

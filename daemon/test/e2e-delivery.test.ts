@@ -1,0 +1,189 @@
+/**
+ * End to end through the real CLI: records over the Unix socket and HTTP reach a fake Langfuse
+ * that decodes the OTLP bodies, with ids, parents, names, nanosecond times, attributes, events
+ * and the `hello` resource intact; bad records are counted and cost nothing else.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { existsSync, statSync } from 'node:fs';
+import { invalidVectors, parseLine, validVectorLines, type SpanRecord } from '@dspy-o11y/proto';
+import { startFakeLangfuse, type FakeLangfuse } from './support/fake-langfuse.js';
+import { postIngest, sendOverSocket, startDaemonProcess, tempDir, type DaemonProcess } from './support/daemon-process.js';
+
+const KEYS = { LANGFUSE_PUBLIC_KEY: 'pk-lf-test', LANGFUSE_SECRET_KEY: 'sk-lf-very-secret-value' };
+
+describe('delivery over socket and HTTP', () => {
+  let fake: FakeLangfuse;
+  let daemon: DaemonProcess;
+  const tmp = tempDir();
+  const socket = join(tmp.dir, 'd.sock');
+
+  before(async () => {
+    fake = await startFakeLangfuse({ publicKey: KEYS.LANGFUSE_PUBLIC_KEY, secretKey: KEYS.LANGFUSE_SECRET_KEY });
+    daemon = await startDaemonProcess(['--socket', socket, '--http', '127.0.0.1:0', '--flush-interval', '50'], { ...KEYS, LANGFUSE_HOST: fake.url, DSPY_O11YD_LOG_LEVEL: 'debug' }, socket);
+  });
+  after(async () => {
+    await daemon.stop();
+    await fake.close();
+    tmp.cleanup();
+  });
+
+  test('the socket is created with mode 0660', () => {
+    assert.equal(statSync(socket).mode & 0o777, 0o660);
+  });
+
+  test('every valid vector sent over the socket arrives with exact ids, times, names and attributes', async () => {
+    const lines = validVectorLines();
+    await sendOverSocket(socket, lines);
+    const records = lines.map((l) => parseLine(l)).flatMap((r) => (r.ok ? [r.record] : []));
+    const spans = records.filter((r): r is SpanRecord => r.type === 'span');
+    await fake.waitForSpans(spans.length, 10_000);
+    for (const s of spans) {
+      const got = fake.spans.find((x) => x.spanId === s.spanId);
+      assert.ok(got, `span ${s.name} arrived`);
+      assert.equal(got.traceId, s.traceId);
+      assert.equal(got.parentSpanId, s.parentSpanId);
+      assert.equal(got.name, s.name);
+      assert.equal(got.startTimeUnixNano, s.startTimeUnixNano, 'start time to the nanosecond');
+      assert.equal(got.endTimeUnixNano, s.endTimeUnixNano, 'end time to the nanosecond');
+      // The hello before them set the resource.
+      assert.equal(got.resource['service.name'], 'coffee-shop');
+      assert.equal(got.resource['service.version'], '1.4.2');
+      assert.equal(got.scope.name, 'dspy-o11y');
+    }
+    const gen = fake.spans.find((x) => x.spanId === '1111111111111111')!;
+    assert.equal(gen.attributes['langfuse.observation.type'], 'generation');
+    assert.equal(gen.attributes['langfuse.observation.model.name'], 'gpt-4o-mini-2024-07-18');
+    assert.deepEqual(JSON.parse(String(gen.attributes['langfuse.observation.usage_details'])), { input: 120, output: 30, total: 150 });
+    assert.equal(gen.attributes['langfuse.observation.status_message'], '429 from provider');
+    assert.equal(gen.attributes['langfuse.environment'], 'production');
+    assert.equal(gen.attributes['langfuse.release'], '1.4.2');
+    assert.equal(gen.status.code, 2);
+    // Span events came along as child event observations with their time.
+    const retry = fake.spans.find((x) => x.parentSpanId === '1111111111111111' && x.name === 'llm.retry');
+    assert.ok(retry, 'the llm.retry span event became an observation');
+    assert.equal(retry.startTimeUnixNano, '1732700000150000000');
+    assert.equal(retry.attributes['langfuse.observation.type'], 'event');
+    // Standalone events became zero-length event observations.
+    const standalone = fake.spans.find((x) => x.name === 'react.iteration_complete')!;
+    assert.equal(standalone.parentSpanId, 'b7ad6b7169203331');
+    assert.equal(standalone.startTimeUnixNano, '1732700000499999999');
+    assert.equal(standalone.endTimeUnixNano, '1732700000499999999');
+    assert.equal(fake.spans.find((x) => x.spanId === '3333333333333333')?.name, 'chain_of_thought.reasoning_complete');
+    // Trace-level fields from the root are on every span of the trace.
+    for (const s of fake.spans.filter((x) => x.traceId === '4bf92f3577b34da6a3ce929d0e0e4736')) {
+      assert.equal(s.attributes['langfuse.trace.name'], 'coffee-order', `trace name on ${s.name}`);
+      assert.equal(s.attributes['langfuse.user.id'], 'u-1', `user on ${s.name}`);
+    }
+    assert.equal(await daemon.metric('dspy_o11yd_spans_dropped_total', { reason: 'client_buffer' }), 120);
+  });
+
+  test('every invalid vector is counted with its reason, and the valid records around it arrive', async () => {
+    const invalid = invalidVectors();
+    const before = fake.spans.length;
+    const lines: string[] = [];
+    const ids: string[] = [];
+    invalid.forEach((v, i) => {
+      const spanId = (0x7000 + i).toString(16).padStart(16, '0');
+      ids.push(spanId);
+      lines.push(JSON.stringify({ v: 1, type: 'span', traceId: 'c'.repeat(32), spanId, name: `between-${i}`, startTimeUnixNano: '1732700000000000000', endTimeUnixNano: '1732700000000000001' }));
+      lines.push(v.line);
+    });
+    await sendOverSocket(socket, lines);
+    await fake.waitForSpans(before + ids.length, 10_000);
+    for (const id of ids) assert.ok(fake.spans.some((s) => s.spanId === id), `valid span ${id} arrived`);
+    const expected = new Map<string, number>();
+    for (const v of invalid) expected.set(v.reason, (expected.get(v.reason) ?? 0) + 1);
+    for (const [reason, n] of expected) {
+      assert.equal(await daemon.metric('dspy_o11yd_records_invalid_total', { transport: 'uds', reason }), n, `invalid ${reason}`);
+    }
+  });
+
+  test('a line over --max-record-bytes is rejected without costing the next record', async () => {
+    const huge = JSON.stringify({ v: 1, type: 'span', traceId: 'd'.repeat(32), spanId: 'dddddddddddddd01', name: 'x'.repeat(2 * 1024 * 1024), startTimeUnixNano: '1', endTimeUnixNano: '1' });
+    const ok = JSON.stringify({ v: 1, type: 'span', traceId: 'd'.repeat(32), spanId: 'dddddddddddddd02', name: 'after-huge', startTimeUnixNano: '1732700000000000000', endTimeUnixNano: '1732700000000000000' });
+    await sendOverSocket(socket, [huge, ok]);
+    await daemon.eventually(() => assert.ok(fake.spans.some((s) => s.spanId === 'dddddddddddddd02')));
+    assert.equal(await daemon.metric('dspy_o11yd_records_invalid_total', { transport: 'uds', reason: 'too_large' }), 1);
+  });
+
+  test('HTTP /v1/ingest takes NDJSON and JSON, answers 202 with counts and the first errors', async () => {
+    const hello = JSON.stringify({ v: 1, type: 'hello', resource: { 'service.name': 'over-http' } });
+    const spanLine = (id: string) => JSON.stringify({ v: 1, type: 'span', traceId: 'e'.repeat(32), spanId: id, name: `http-${id}`, startTimeUnixNano: '1732700000000000007', endTimeUnixNano: '1732700000000000009', attributes: { 'dspy.observation.type': 'tool', n: 3 } });
+    const nd = await postIngest(daemon.httpUrl, [hello, spanLine('eeeeeeeeeeee0001'), '{broken', spanLine('eeeeeeeeeeee0002')].join('\n'));
+    assert.equal(nd.status, 202);
+    assert.deepEqual({ accepted: nd.body.accepted, rejected: nd.body.rejected }, { accepted: 3, rejected: 1 });
+    assert.equal(nd.body.errors[0]!.index, 2);
+    assert.match(nd.body.errors[0]!.message, /invalid_json/);
+
+    const json = await postIngest(daemon.httpUrl, JSON.stringify([JSON.parse(hello), JSON.parse(spanLine('eeeeeeeeeeee0003')), { v: 1, type: 'nope' }]), 'application/json');
+    assert.equal(json.status, 202);
+    assert.deepEqual(json.body, { accepted: 2, rejected: 1, errors: [{ index: 2, message: json.body.errors[0]!.message }] });
+    const single = await postIngest(daemon.httpUrl, spanLine('eeeeeeeeeeee0004'), 'application/json');
+    assert.equal(single.body.accepted, 1);
+
+    await daemon.eventually(() => {
+      for (const id of ['eeeeeeeeeeee0001', 'eeeeeeeeeeee0002', 'eeeeeeeeeeee0003', 'eeeeeeeeeeee0004']) {
+        const s = fake.spans.find((x) => x.spanId === id);
+        assert.ok(s, `${id} arrived`);
+        assert.equal(s.startTimeUnixNano, '1732700000000000007');
+        assert.equal(s.attributes['langfuse.observation.type'], 'tool');
+        assert.equal(s.attributeTypes?.n, 'int');
+      }
+    });
+    assert.equal(fake.spans.find((x) => x.spanId === 'eeeeeeeeeeee0001')!.resource['service.name'], 'over-http');
+    assert.equal(fake.spans.find((x) => x.spanId === 'eeeeeeeeeeee0004')!.resource['service.name'], undefined, 'a hello lasts for its own body only');
+    assert.equal(await daemon.metric('dspy_o11yd_records_received_total', { transport: 'http', type: 'span' }), 4);
+    const bad = await fetch(`${daemon.httpUrl}/v1/ingest`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'x' });
+    assert.equal(bad.status, 415);
+  });
+
+  test('many concurrent socket connections each keep their own resource', async () => {
+    const before = fake.spans.length;
+    await Promise.all(
+      Array.from({ length: 20 }, (_, c) =>
+        sendOverSocket(socket, [
+          JSON.stringify({ v: 1, type: 'hello', resource: { 'service.name': `svc-${c}` } }),
+          ...Array.from({ length: 50 }, (_, i) => JSON.stringify({ v: 1, type: 'span', traceId: (c + 1).toString(16).padStart(32, 'f'), spanId: (c * 1000 + i + 1).toString(16).padStart(16, 'a'), name: `c${c}`, startTimeUnixNano: '1732700000000000000', endTimeUnixNano: '1732700000000000000' })),
+        ]),
+      ),
+    );
+    await fake.waitForSpans(before + 1000, 10_000);
+    for (const s of fake.spans.slice(before)) assert.equal(s.resource['service.name'], `svc-${s.name.slice(1)}`);
+  });
+
+  test('/healthz, /readyz, /v1/status and the invariant received = exported + dropped + queued + in flight', async () => {
+    assert.equal((await fetch(`${daemon.httpUrl}/healthz`)).status, 200);
+    assert.equal((await fetch(`${daemon.httpUrl}/readyz`)).status, 200);
+    await daemon.eventually(async () => {
+      const s = await daemon.status();
+      assert.equal(s.spans.queued + s.spans.inFlight, 0);
+    });
+    const s = await daemon.status();
+    const droppedInDaemon = Object.entries(s.spans.dropped).reduce((t, [r, n]) => (r === 'client_buffer' ? t : t + n), 0);
+    assert.equal(s.spans.received, s.spans.exported + droppedInDaemon + s.spans.queued + s.spans.inFlight);
+    // Plus 2: the generation vector's two span events arrive as observations of their own.
+    assert.equal(s.spans.exported + 2, fake.spans.length);
+    assert.equal(s.exporter.kind, 'langfuse');
+    assert.equal(s.exporter.destination, `${fake.url}/api/public/otel/v1/traces`);
+    assert.equal(fake.maxInFlight, 1, 'never more than one export request in flight');
+  });
+
+  test('the secret key never appears in logs, status or metrics', async () => {
+    const status = JSON.stringify(await daemon.status());
+    const metrics = await daemon.metrics();
+    for (const text of [daemon.stderr, daemon.stdout, status, metrics]) {
+      assert.ok(!text.includes(KEYS.LANGFUSE_SECRET_KEY));
+      assert.ok(!text.includes(Buffer.from(`${KEYS.LANGFUSE_PUBLIC_KEY}:${KEYS.LANGFUSE_SECRET_KEY}`).toString('base64')));
+    }
+    for (const req of fake.requests) assert.equal(req.headers.authorization, `Basic ${Buffer.from(`${KEYS.LANGFUSE_PUBLIC_KEY}:${KEYS.LANGFUSE_SECRET_KEY}`).toString('base64')}`);
+    assert.ok(fake.requests.every((r) => r.contentType === 'application/x-protobuf' && r.contentEncoding === 'gzip'));
+  });
+
+  test('SIGTERM removes the socket file and exits 0', async () => {
+    const exit = await daemon.stop('SIGTERM');
+    assert.equal(exit.code, 0);
+    assert.equal(existsSync(socket), false);
+  });
+});

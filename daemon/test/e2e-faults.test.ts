@@ -1,0 +1,170 @@
+/**
+ * The backend misbehaves; the daemon must deliver everything it could keep once the backend
+ * recovers, drop exactly the oldest when it must, and stay within its bounds.
+ */
+import { after, afterEach, beforeEach, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { readdirSync } from 'node:fs';
+import { startFakeLangfuse, type FakeLangfuse } from './support/fake-langfuse.js';
+import { sendOverSocket, startDaemonProcess, tempDir, type DaemonProcess } from './support/daemon-process.js';
+
+const KEYS = { LANGFUSE_PUBLIC_KEY: 'pk-lf-faults', LANGFUSE_SECRET_KEY: 'sk-lf-faults' };
+const TRACE = '9'.repeat(32);
+
+const spanLine = (i: number) =>
+  JSON.stringify({ v: 1, type: 'span', traceId: TRACE, spanId: (i + 1).toString(16).padStart(16, '0'), name: `s${i}`, startTimeUnixNano: '1732700000000000000', endTimeUnixNano: '1732700000000000001', attributes: { i } });
+const lines = (from: number, to: number) => Array.from({ length: to - from }, (_, k) => spanLine(from + k));
+
+describe('faults', () => {
+  let fake: FakeLangfuse;
+  let daemon: DaemonProcess | undefined;
+  let tmp: ReturnType<typeof tempDir>;
+  let socket: string;
+
+  const start = (args: string[] = [], env: Record<string, string> = {}) =>
+    startDaemonProcess(['--socket', socket, '--http', '127.0.0.1:0', ...args], { ...KEYS, LANGFUSE_HOST: fake.url, ...env }, socket).then((d) => (daemon = d));
+
+  const invariant = async (d: DaemonProcess) => {
+    const s = await d.status();
+    const dropped = Object.entries(s.spans.dropped).reduce((t, [r, n]) => (r === 'client_buffer' ? t : t + n), 0);
+    assert.equal(s.spans.received, s.spans.exported + dropped + s.spans.queued + s.spans.inFlight, JSON.stringify(s.spans));
+    return s;
+  };
+  const uniqueIds = () => new Set(fake.spans.map((s) => s.spanId));
+
+  beforeEach(async () => {
+    tmp = tempDir();
+    socket = join(tmp.dir, 'd.sock');
+    fake = await startFakeLangfuse({ publicKey: KEYS.LANGFUSE_PUBLIC_KEY, secretKey: KEYS.LANGFUSE_SECRET_KEY });
+  });
+  afterEach(async () => {
+    await daemon?.stop('SIGKILL');
+    daemon = undefined;
+    await fake.close();
+    tmp.cleanup();
+  });
+  after(() => undefined);
+
+  test('500s, then recovery: everything delivered once, retries counted', async () => {
+    fake.fail({ status: 500 }, 3);
+    const d = await start(['--flush-interval', '20']);
+    await sendOverSocket(socket, lines(0, 300));
+    await fake.waitForSpans(300, 15_000);
+    assert.equal(uniqueIds().size, 300);
+    assert.equal(fake.spans.length, 300, 'no duplicates');
+    assert.ok((await d.metric('dspy_o11yd_export_retries_total')) >= 3);
+    assert.equal(await d.metric('dspy_o11yd_export_requests_total', { outcome: 'retryable' }), 3);
+    await invariant(d);
+  });
+
+  test('429 with Retry-After is honoured before the retry', async () => {
+    fake.fail({ status: 429, retryAfterSeconds: 1 }, 1);
+    const d = await start(['--flush-interval', '20']);
+    await sendOverSocket(socket, lines(0, 10));
+    await fake.waitForSpans(10, 15_000);
+    const [first, second] = fake.requests;
+    assert.equal(first!.status, 429);
+    assert.ok(second!.receivedAt - first!.receivedAt >= 950, `retried after ${second!.receivedAt - first!.receivedAt} ms`);
+    await invariant(d);
+  });
+
+  test('a hanging backend hits the export timeout, and the batch is delivered after recovery', async () => {
+    fake.fail({ hang: true }, 2);
+    const d = await start(['--flush-interval', '20', '--export-timeout', '300']);
+    await sendOverSocket(socket, lines(0, 50));
+    await fake.waitForSpans(50, 15_000);
+    assert.equal(fake.spans.length, 50);
+    const s = await invariant(d);
+    assert.match(s.exporter.lastError ?? '', /timed out/);
+  });
+
+  test('a reset connection is retried', async () => {
+    fake.fail({ reset: true }, 2);
+    const d = await start(['--flush-interval', '20']);
+    await sendOverSocket(socket, lines(0, 40));
+    await fake.waitForSpans(40, 15_000);
+    assert.equal(fake.spans.length, 40);
+    await invariant(d);
+  });
+
+  test('413 splits the batch until it fits', async () => {
+    fake.mode({ tooLargeAboveSpans: 60 });
+    const d = await start(['--flush-interval', '2000', '--batch-max-spans', '256']);
+    await sendOverSocket(socket, lines(0, 256));
+    await fake.waitForSpans(256, 15_000);
+    assert.equal(uniqueIds().size, 256);
+    assert.ok(fake.requests.filter((r) => r.status === 413).length >= 2);
+    await invariant(d);
+  });
+
+  test('401 is permanent: batch dropped as rejected, logged once, /readyz 503 with the reason', async () => {
+    const d = await start(['--flush-interval', '20'], { LANGFUSE_SECRET_KEY: 'sk-wrong' });
+    await sendOverSocket(socket, lines(0, 10));
+    await d.eventually(async () => assert.equal(await d.metric('dspy_o11yd_spans_dropped_total', { reason: 'rejected' }), 10));
+    await sendOverSocket(socket, lines(10, 20));
+    await d.eventually(async () => assert.equal(await d.metric('dspy_o11yd_spans_dropped_total', { reason: 'rejected' }), 20));
+    const ready = await fetch(`${d.httpUrl}/readyz`);
+    assert.equal(ready.status, 503);
+    assert.match(((await ready.json()) as { reason: string }).reason, /401/);
+    assert.equal(d.logs.filter((l) => /refused/.test(l.msg)).length, 1, 'logged once');
+    assert.ok(!d.stderr.includes('sk-wrong'));
+    await invariant(d);
+  });
+
+  test('a flood against a dead backend stays bounded and drops exactly the oldest', async () => {
+    fake.mode({ status: 503 });
+    // First batch (spans 0..99) is taken and held for retry; the queue keeps the newest 1000.
+    const d = await start(['--queue-max-spans', '1000', '--batch-max-spans', '100', '--flush-interval', '60000', '--max-retries', '1000']);
+    await sendOverSocket(socket, lines(0, 100));
+    await d.eventually(async () => assert.equal((await d.status()).spans.inFlight, 100));
+    await sendOverSocket(socket, lines(100, 20_000));
+    await d.eventually(async () => assert.equal((await d.status()).spans.received, 20_000));
+    const s = await invariant(d);
+    assert.equal(s.queue.spans, 1000);
+    assert.equal(s.spans.dropped.queue_overflow, 20_000 - 100 - 1000);
+    assert.ok(s.queue.bytes <= s.queue.maxBytes);
+    fake.mode(null);
+    await fake.waitForSpans(1100, 20_000);
+    const got = [...uniqueIds()].map((id) => parseInt(id, 16) - 1).sort((a, b) => a - b);
+    const expected = [...Array.from({ length: 100 }, (_, i) => i), ...Array.from({ length: 1000 }, (_, i) => 19_000 + i)];
+    assert.deepEqual(got, expected);
+    await invariant(d);
+  });
+
+  test('SIGTERM flushes what is queued, then exits 0', async () => {
+    const d = await start(['--flush-interval', '600000', '--batch-max-spans', '5000']);
+    await sendOverSocket(socket, lines(0, 500));
+    await d.eventually(async () => assert.equal((await d.status()).spans.queued, 500));
+    assert.equal(fake.spans.length, 0);
+    const exit = await d.stop('SIGTERM');
+    assert.equal(exit.code, 0);
+    assert.equal(fake.spans.length, 500);
+  });
+
+  test('with --spool-dir, what the shutdown timeout could not deliver is kept and sent by the next run', async () => {
+    const spool = join(tmp.dir, 'spool');
+    fake.mode({ status: 503 });
+    const d = await start(['--flush-interval', '20', '--shutdown-timeout', '300', '--spool-dir', spool]);
+    await sendOverSocket(socket, [JSON.stringify({ v: 1, type: 'hello', resource: { 'service.name': 'spooled' } }), ...lines(0, 200)]);
+    await d.eventually(async () => assert.equal((await d.status()).spans.received, 200));
+    assert.equal((await d.stop('SIGTERM')).code, 0);
+    assert.equal(readdirSync(spool).length, 1);
+    fake.mode(null);
+    const d2 = await start(['--flush-interval', '20', '--spool-dir', spool]);
+    await fake.waitForSpans(200, 15_000);
+    assert.equal(uniqueIds().size, 200);
+    assert.ok(fake.spans.every((s) => s.resource['service.name'] === 'spooled'));
+    assert.equal(readdirSync(spool).length, 0);
+    await invariant(d2);
+  });
+
+  test('never more than one export request in flight, even with a backlog and a slow backend', async () => {
+    fake.mode({ delayMs: 30 });
+    await start(['--flush-interval', '5', '--batch-max-spans', '50']);
+    await Promise.all([sendOverSocket(socket, lines(0, 1000)), sendOverSocket(socket, lines(1000, 2000))]);
+    await fake.waitForSpans(2000, 20_000);
+    assert.ok(fake.requests.length >= 40);
+    assert.equal(fake.maxInFlight, 1);
+  });
+});
