@@ -1,0 +1,39 @@
+/** Start the real `dspy-o11yd` CLI as a child process (demo, benchmarks) and wait for its socket. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { statSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+export const DAEMON_CLI = fileURLToPath(new URL('../../../daemon/dist/src/cli.js', import.meta.url));
+
+export interface DaemonChild {
+  child: ChildProcess;
+  socket: string;
+  stderr(): string;
+  stop(): Promise<number | null>;
+}
+
+export async function runDaemon(socket: string, args: string[], env: NodeJS.ProcessEnv): Promise<DaemonChild> {
+  const child = spawn(process.execPath, [DAEMON_CLI, 'start', '--socket', socket, ...args], { env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  child.stderr!.setEncoding('utf8').on('data', (c: string) => (err = (err + c).slice(-50_000)));
+  child.stdout!.resume();
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  for (let i = 0; ; i++) {
+    try {
+      if (statSync(socket).isSocket()) break;
+    } catch {
+      /* not yet */
+    }
+    if (child.exitCode !== null || i > 400) throw new Error(`dspy-o11yd did not start:\n${err}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  return {
+    child,
+    socket,
+    stderr: () => err,
+    stop: () => {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      return exited;
+    },
+  };
+}
