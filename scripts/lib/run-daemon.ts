@@ -8,6 +8,8 @@ export const DAEMON_CLI = fileURLToPath(new URL('../../../daemon/dist/src/cli.js
 export interface DaemonChild {
   child: ChildProcess;
   socket: string;
+  /** `http://127.0.0.1:port` when the daemon listens on HTTP (read from its startup line). */
+  httpUrl: string | undefined;
   stderr(): string;
   stop(): Promise<number | null>;
 }
@@ -27,9 +29,17 @@ export async function runDaemon(socket: string, args: string[], env: NodeJS.Proc
     if (child.exitCode !== null || i > 400) throw new Error(`dspy-o11yd did not start:\n${err}`);
     await new Promise((r) => setTimeout(r, 25));
   }
+  let httpUrl: string | undefined;
+  if (args.includes('--http') && args[args.indexOf('--http') + 1] !== '') {
+    for (let i = 0; i < 200 && !httpUrl; i++) {
+      httpUrl = /"http":"(http:\/\/[^"]+)"/.exec(err)?.[1];
+      if (!httpUrl) await new Promise((r) => setTimeout(r, 10));
+    }
+  }
   return {
     child,
     socket,
+    httpUrl,
     stderr: () => err,
     stop: () => {
       if (child.exitCode === null) child.kill('SIGTERM');
