@@ -61,6 +61,7 @@ export function send(line: string): void {
   const t = transport ?? currentTransport();
   if (t) t.send(line);
   else if (!cfg().disabled) {
+    counters.enqueued++;
     const reason = stopped ? 'shutdown' : 'invalid_endpoint';
     counters.dropped++;
     counters.droppedByReason[reason] = (counters.droppedByReason[reason] ?? 0) + 1;

@@ -68,18 +68,29 @@ export abstract class Transport {
     }
   };
 
+  /** At `exit` nothing more can be sent: count what is left, so `sdkStats()` read at exit adds up. */
+  private readonly onExit = (): void => {
+    const n = this.ring.size + this.inFlight;
+    if (n > 0) {
+      this.ring.clear();
+      this.inFlight = 0;
+      this.drop('exit', n);
+    }
+  };
+
   constructor(protected readonly opts: TransportOptions) {
     this.ring = new Ring(opts.maxBufferRecords, opts.maxBufferBytes);
     process.on('beforeExit', this.onBeforeExit);
+    process.on('exit', this.onExit);
   }
 
   /** Queue one NDJSON line (with its newline). Never throws, never blocks. */
   send(line: string): void {
+    counters.enqueued++;
     if (this.closed) {
       this.drop('shutdown', 1);
       return;
     }
-    counters.enqueued++;
     const dropped = this.ring.push(line);
     if (dropped) this.drop('buffer_full', dropped);
     this.kick();
@@ -100,7 +111,7 @@ export abstract class Transport {
     if (n <= 0) return;
     counters.dropped += n;
     counters.droppedByReason[reason] = (counters.droppedByReason[reason] ?? 0) + n;
-    if (reason !== 'shutdown') this.unreported.set(reason, (this.unreported.get(reason) ?? 0) + n);
+    if (reason !== 'shutdown' && reason !== 'exit') this.unreported.set(reason, (this.unreported.get(reason) ?? 0) + n);
   }
 
   /** `stats` lines for the drops not yet reported, and what to acknowledge once they are sent. */
@@ -246,8 +257,10 @@ export abstract class Transport {
   /** At `beforeExit`: one more attempt to deliver what is buffered, if it can make progress. */
   private exitFlush(): void {
     if (this.closed || (this.ring.size === 0 && this.inFlight === 0 && !this.hasUnreported)) return;
-    const mark = `${counters.sent}/${counters.enqueued}/${counters.dropped}`;
-    if (mark === this.lastExitMark) return; // no progress since the last attempt: let the process exit
+    // Retry only if the last attempt delivered something or the app produced more since: a daemon
+    // that is down or stuck gets one attempt, then the process is let go.
+    const mark = `${counters.sent}/${counters.enqueued}`;
+    if (mark === this.lastExitMark) return;
     this.lastExitMark = mark;
     this.exiting = true;
     this.clearRetry();
@@ -259,6 +272,7 @@ export abstract class Transport {
     if (this.closed) return;
     this.closed = true;
     process.removeListener('beforeExit', this.onBeforeExit);
+    process.removeListener('exit', this.onExit);
     this.clearRetry();
     this.drop('shutdown', this.ring.clear());
     this.release();

@@ -11,15 +11,33 @@ import { Transport, counters, type TransportOptions } from './base.js';
 const WRITE_WATCH_MS = 250;
 const WRITE_WRAPS = new Set(['SimpleWriteWrap', 'WriteWrap', 'ShutdownWrap']);
 
+const isStdio = (h: unknown): boolean => {
+  const fd = (h as { fd?: unknown } | null)?.fd;
+  return fd === 0 || fd === 1 || fd === 2;
+};
+
 /**
- * True when the only things keeping the event loop alive are pending socket writes, i.e. the app
- * is done and would exit but for a write the daemon is not reading.
+ * True when nothing but pending socket writes (ours: our socket itself is unref'd) and the
+ * process's stdio keeps the event loop alive, i.e. the app is done and would exit but for a write
+ * the daemon is not reading. Any timer, immediate, request or other handle means "still busy".
  */
 function onlyWritesKeepProcessAlive(): boolean {
-  const info = (process as { getActiveResourcesInfo?: () => string[] }).getActiveResourcesInfo;
-  if (typeof info !== 'function') return false;
-  const resources = info.call(process);
-  return resources.length > 0 && resources.every((r) => WRITE_WRAPS.has(r));
+  const p = process as { getActiveResourcesInfo?: () => string[]; _getActiveHandles?: () => unknown[] };
+  if (typeof p.getActiveResourcesInfo !== 'function') return false;
+  let handles = 0;
+  for (const r of p.getActiveResourcesInfo()) {
+    if (WRITE_WRAPS.has(r)) continue;
+    if (r === 'PipeWrap' || r === 'TTYWrap') {
+      handles++;
+      continue;
+    }
+    return false;
+  }
+  if (handles === 0) return true;
+  // Pipes and TTYs listed: fine if they are only stdin/stdout/stderr (listed even when idle).
+  if (typeof p._getActiveHandles !== 'function') return false;
+  const list = p._getActiveHandles();
+  return Array.isArray(list) && list.every(isStdio);
 }
 
 type State = 'idle' | 'connecting' | 'connected';
@@ -77,7 +95,10 @@ export class UnixTransport extends Transport {
       return;
     }
     this.socket = socket;
-    if (!this.exiting) socket.unref();
+    // Always unref'd, even while flushing at exit: the pending connect and write requests keep
+    // the process up exactly as long as they are in progress, and the stall check below relies on
+    // our socket never holding the event loop by itself.
+    socket.unref();
     socket.on('connect', () => {
       if (this.socket !== socket) return;
       this.state = 'connected';

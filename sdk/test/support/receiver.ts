@@ -184,7 +184,7 @@ export class HttpReceiver extends Receiver {
     return `http://127.0.0.1:${this.port}`;
   }
 
-  static async create(): Promise<HttpReceiver> {
+  static async create(port = 0): Promise<HttpReceiver> {
     let self: HttpReceiver | undefined;
     const server = http.createServer((req, res) => {
       let body = '';
@@ -213,7 +213,7 @@ export class HttpReceiver extends Receiver {
       self?.sockets.add(s);
       s.on('close', () => self?.sockets.delete(s));
     });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+    await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', () => resolve()));
     const addr = server.address() as net.AddressInfo;
     self = new HttpReceiver(server, addr.port);
     return self;
@@ -234,3 +234,13 @@ export function assertTreeComplete(spans: SpanRecord[]): void {
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** `p`, or `fallback` if `p` has not settled after `ms` (a liveness bound); the timer never lingers. */
+export async function within<T, F>(p: Promise<T>, ms: number, fallback: F): Promise<T | F> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p, new Promise<F>((resolve) => (timer = setTimeout(() => resolve(fallback), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,116 @@
+import { after, before, beforeEach, test } from 'node:test';
+import assert from 'node:assert/strict';
+import Anthropic from '@anthropic-ai/sdk';
+import type { SpanRecord } from '@dspy-o11y/proto';
+import { configure, flush, span, wrapAnthropic } from '../src/index.js';
+import { FakeProvider, anthropicMessage, anthropicStream } from './support/fake-provider.js';
+import { UnixReceiver } from './support/receiver.js';
+
+let r: UnixReceiver;
+let provider: FakeProvider;
+let client: Anthropic;
+const PATH = '/v1/messages';
+
+before(async () => {
+  r = await UnixReceiver.create();
+  configure({ endpoint: r.endpoint });
+  provider = await FakeProvider.start();
+  client = wrapAnthropic(new Anthropic({ apiKey: 'sk-ant-test', baseURL: provider.url, maxRetries: 2 }));
+});
+after(async () => {
+  await flush();
+  await r.dispose();
+  await provider.close();
+});
+beforeEach(async () => {
+  await flush();
+  r.reset();
+  provider.seen.length = 0;
+});
+
+const attr = (s: SpanRecord, k: string): unknown => s.attributes?.[k];
+
+async function generations(n: number): Promise<SpanRecord[]> {
+  assert.equal(await flush(), true);
+  await r.waitFor(() => r.spans().filter((s) => s.name === 'llm.generate').length >= n, 5000, `${n} generations`);
+  assert.deepEqual(r.invalid, []);
+  return r.spans().filter((s) => s.name === 'llm.generate');
+}
+
+test('messages.create (non-streaming): same Message; generation with model, usage incl. cache, cost', async () => {
+  provider.script(PATH, { status: 200, json: anthropicMessage('Bonjour', { input: 600, output: 100, cacheRead: 400 }), headers: { 'request-id': 'req_a1' } });
+  const msg = await span('handler', () =>
+    client.messages.create({ model: 'claude-sonnet-4-5', max_tokens: 256, system: 'Be terse', messages: [{ role: 'user', content: 'Hello' }] }),
+  );
+  assert.equal(msg.content[0]?.type === 'text' ? msg.content[0].text : '', 'Bonjour');
+  assert.equal(msg._request_id, 'req_a1');
+  const [gen] = (await generations(1)) as [SpanRecord];
+  assert.equal(gen.parentSpanId, r.span('handler').spanId);
+  assert.equal(attr(gen, 'gen_ai.provider.name'), 'anthropic');
+  assert.equal(attr(gen, 'gen_ai.request.model'), 'claude-sonnet-4-5');
+  assert.equal(attr(gen, 'gen_ai.response.model'), 'claude-sonnet-4-5-20250929');
+  assert.equal(attr(gen, 'gen_ai.request.max_tokens'), 256);
+  assert.equal(attr(gen, 'gen_ai.usage.input_tokens'), 1000, 'input includes cache reads (OpenTelemetry semantics)');
+  assert.equal(attr(gen, 'gen_ai.usage.cache_read.input_tokens'), 400);
+  assert.equal(attr(gen, 'gen_ai.usage.output_tokens'), 100);
+  assert.equal(attr(gen, 'gen_ai.usage.cost'), Math.round(((600 * 3 + 400 * 0.3 + 100 * 15) / 1e6) * 1e10) / 1e10);
+  assert.deepEqual(JSON.parse(attr(gen, 'dspy.input') as string), [
+    { role: 'system', content: 'Be terse' },
+    { role: 'user', content: 'Hello' },
+  ]);
+  assert.deepEqual(attr(gen, 'gen_ai.response.finish_reasons'), ['end_turn']);
+});
+
+test('messages.create streaming: same Stream and events; usage, time to first token, output', async () => {
+  provider.script(PATH, anthropicStream(['Bon', 'jour'], { input: 20, output: 7, model: 'claude-haiku-4-5-20251001' }));
+  const stream = await client.messages.create({ model: 'claude-haiku-4-5', max_tokens: 64, messages: [{ role: 'user', content: 'Hello' }], stream: true });
+  assert.equal(stream.constructor.name, 'Stream');
+  const types: string[] = [];
+  let text = '';
+  for await (const ev of stream) {
+    types.push(ev.type);
+    if (ev.type === 'content_block_delta' && ev.delta.type === 'text_delta') text += ev.delta.text;
+  }
+  assert.equal(text, 'Bonjour');
+  assert.deepEqual(types, ['message_start', 'content_block_start', 'content_block_delta', 'content_block_delta', 'content_block_stop', 'message_delta', 'message_stop']);
+  const [gen] = (await generations(1)) as [SpanRecord];
+  assert.equal(attr(gen, 'gen_ai.usage.input_tokens'), 20);
+  assert.equal(attr(gen, 'gen_ai.usage.output_tokens'), 7);
+  assert.equal(attr(gen, 'gen_ai.usage.cost'), (20 * 1 + 7 * 5) / 1e6);
+  assert.match(String(attr(gen, 'dspy.completion_start_time')), /^\d{19}$/);
+  assert.deepEqual(JSON.parse(attr(gen, 'dspy.output') as string), { role: 'assistant', content: [{ type: 'text', text: 'Bonjour' }] });
+});
+
+test('messages.stream() helper goes through the traced create', async () => {
+  provider.script(PATH, anthropicStream(['Hi']));
+  const final = await client.messages.stream({ model: 'claude-haiku-4-5', max_tokens: 64, messages: [{ role: 'user', content: 'Hello' }] }).finalMessage();
+  assert.equal(final.content[0]?.type === 'text' ? final.content[0].text : '', 'Hi');
+  const [gen] = (await generations(1)) as [SpanRecord];
+  assert.equal(attr(gen, 'gen_ai.usage.output_tokens'), 7);
+});
+
+test('a 400: Anthropic\'s own error, unchanged; generation in error', async () => {
+  provider.script(PATH, { status: 400, json: { type: 'error', error: { type: 'invalid_request_error', message: 'max_tokens: required' } } });
+  await assert.rejects(
+    client.messages.create({ model: 'claude-haiku-4-5', max_tokens: 1, messages: [{ role: 'user', content: 'x' }] }),
+    (e) => e instanceof Anthropic.BadRequestError && e.status === 400,
+  );
+  assert.equal(provider.seen.length, 1);
+  const [gen] = (await generations(1)) as [SpanRecord];
+  assert.equal(gen.status?.code, 'error');
+  assert.match(String(gen.status?.message), /max_tokens: required/);
+});
+
+test('a retry: 529 overloaded then 200 → one generation, one llm.retry event', async () => {
+  provider.script(
+    PATH,
+    { status: 529, json: { type: 'error', error: { type: 'overloaded_error', message: 'Overloaded' } }, headers: { 'retry-after-ms': '1' } },
+    { status: 200, json: anthropicMessage('ok') },
+  );
+  const msg = await client.messages.create({ model: 'claude-haiku-4-5', max_tokens: 16, messages: [{ role: 'user', content: 'x' }] });
+  assert.equal(msg.stop_reason, 'end_turn');
+  assert.equal(provider.seen.length, 2);
+  const [gen] = (await generations(1)) as [SpanRecord];
+  assert.equal(gen.status, undefined);
+  assert.deepEqual(gen.events?.find((e) => e.name === 'llm.retry')?.attributes, { attempt: 2, 'http.response.status_code': 529 });
+});

@@ -1,0 +1,238 @@
+import { after, before, beforeEach, test } from 'node:test';
+import assert from 'node:assert/strict';
+import OpenAI from 'openai';
+import type { SpanRecord } from '@dspy-o11y/proto';
+import { configure, flush, predict, span, subscribe, wrapOpenAI } from '../src/index.js';
+import { FakeProvider, chatCompletion, chatStream } from './support/fake-provider.js';
+import { UnixReceiver } from './support/receiver.js';
+
+let r: UnixReceiver;
+let provider: FakeProvider;
+let client: OpenAI;
+const PATH = '/v1/chat/completions';
+
+before(async () => {
+  r = await UnixReceiver.create();
+  configure({ endpoint: r.endpoint });
+  provider = await FakeProvider.start();
+  client = wrapOpenAI(new OpenAI({ apiKey: 'sk-test', baseURL: `${provider.url}/v1`, maxRetries: 2 }));
+});
+after(async () => {
+  await flush();
+  await r.dispose();
+  await provider.close();
+});
+beforeEach(async () => {
+  await flush();
+  r.reset();
+  provider.seen.length = 0;
+});
+
+const attr = (s: SpanRecord, k: string): unknown => s.attributes?.[k];
+
+async function generations(n: number): Promise<SpanRecord[]> {
+  assert.equal(await flush(), true);
+  await r.waitFor(() => r.spans().filter((s) => s.name === 'llm.generate').length >= n, 5000, `${n} generations`);
+  assert.deepEqual(r.invalid, []);
+  return r.spans().filter((s) => s.name === 'llm.generate');
+}
+
+test('wrapOpenAI returns the same client; wrapping twice is harmless', () => {
+  const c = new OpenAI({ apiKey: 'x', baseURL: provider.url });
+  const create = c.chat.completions.create;
+  assert.equal(wrapOpenAI(c), c);
+  const wrapped = c.chat.completions.create;
+  assert.notEqual(wrapped, create);
+  wrapOpenAI(c);
+  assert.equal(c.chat.completions.create, wrapped);
+});
+
+test('chat.completions.create (non-streaming): same result and APIPromise; generation with model, usage, cost', async () => {
+  provider.script(PATH, { status: 200, json: chatCompletion('Hello!', { prompt: 1000, completion: 200, cached: 400 }), headers: { 'x-request-id': 'req_123' } });
+  const result = await span('handler', () =>
+    client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hi' }], temperature: 0.3, max_tokens: 50 }),
+  );
+  assert.equal(result.choices[0]?.message.content, 'Hello!');
+  assert.equal(result._request_id, 'req_123', 'the client\'s own properties survive');
+  assert.deepEqual(Object.keys(result).sort(), ['choices', 'created', 'id', 'model', 'object', 'usage']);
+
+  provider.script(PATH, { status: 200, json: chatCompletion('Again'), headers: { 'x-request-id': 'req_456' } });
+  const p = client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hi' }] });
+  assert.equal(typeof p.withResponse, 'function', 'still an APIPromise');
+  const { data, response, request_id } = await p.withResponse();
+  assert.equal(data.choices[0]?.message.content, 'Again');
+  assert.equal(response.status, 200);
+  assert.equal(request_id, 'req_456');
+
+  const [g] = await generations(2);
+  const gen = g as SpanRecord;
+  assert.equal(gen.parentSpanId, r.span('handler').spanId);
+  assert.equal(attr(gen, 'dspy.observation.type'), 'generation');
+  assert.equal(attr(gen, 'gen_ai.provider.name'), 'openai');
+  assert.equal(attr(gen, 'gen_ai.operation.name'), 'chat');
+  assert.equal(attr(gen, 'gen_ai.request.model'), 'gpt-4o-mini');
+  assert.equal(attr(gen, 'gen_ai.response.model'), 'gpt-4o-mini-2024-07-18');
+  assert.equal(attr(gen, 'gen_ai.request.temperature'), 0.3);
+  assert.equal(attr(gen, 'gen_ai.request.max_tokens'), 50);
+  assert.equal(attr(gen, 'gen_ai.usage.input_tokens'), 1000);
+  assert.equal(attr(gen, 'gen_ai.usage.output_tokens'), 200);
+  assert.equal(attr(gen, 'gen_ai.usage.total_tokens'), 1200);
+  assert.equal(attr(gen, 'gen_ai.usage.cache_read.input_tokens'), 400);
+  assert.equal(attr(gen, 'gen_ai.usage.cost'), Math.round(((600 * 0.15 + 400 * 0.075 + 200 * 0.6) / 1e6) * 1e10) / 1e10);
+  assert.deepEqual(JSON.parse(attr(gen, 'dspy.input') as string), [{ role: 'user', content: 'Hi' }]);
+  assert.equal(JSON.parse(attr(gen, 'dspy.output') as string).content, 'Hello!');
+  assert.deepEqual(attr(gen, 'gen_ai.response.finish_reasons'), ['stop']);
+  assert.equal(gen.status, undefined);
+});
+
+test('streaming: same Stream object and chunks; usage requested for us and its chunk hidden; time to first token', async () => {
+  provider.script(PATH, chatStream(['Hel', 'lo', ' there'], { prompt: 12, completion: 3 }));
+  const stream = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hi' }], stream: true });
+  assert.equal(stream.constructor.name, 'Stream');
+  assert.equal(typeof stream.tee, 'function');
+  assert.ok(stream.controller instanceof AbortController);
+  const chunks: OpenAI.Chat.Completions.ChatCompletionChunk[] = [];
+  for await (const c of stream) chunks.push(c);
+  assert.equal(chunks.map((c) => c.choices[0]?.delta.content ?? '').join(''), 'Hello there');
+  assert.equal(chunks.length, 5, 'role chunk, 3 content chunks, finish chunk: no usage-only chunk');
+  assert.ok(chunks.every((c) => !('usage' in c)), 'no usage key the app did not ask for');
+  assert.deepEqual(provider.seen[0]?.body.stream_options, { include_usage: true }, 'the wrapper asked for usage');
+
+  const [gen] = (await generations(1)) as [SpanRecord];
+  assert.equal(attr(gen, 'gen_ai.usage.input_tokens'), 12);
+  assert.equal(attr(gen, 'gen_ai.usage.output_tokens'), 3);
+  assert.equal(typeof attr(gen, 'gen_ai.usage.cost'), 'number');
+  assert.equal(attr(gen, 'gen_ai.response.model'), 'gpt-4o-mini-2024-07-18');
+  assert.deepEqual(JSON.parse(attr(gen, 'dspy.output') as string), { role: 'assistant', content: 'Hello there' });
+  const ttft = BigInt(attr(gen, 'dspy.completion_start_time') as string);
+  assert.ok(ttft >= BigInt(gen.startTimeUnixNano) && ttft <= BigInt(gen.endTimeUnixNano));
+});
+
+test('streaming with include_usage asked by the app: the usage chunk is the app\'s; tee() still works', async () => {
+  provider.script(PATH, chatStream(['a', 'b'], { prompt: 7, completion: 2 }));
+  const stream = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hi' }], stream: true, stream_options: { include_usage: true } });
+  const [left, right] = stream.tee();
+  const seenLeft: unknown[] = [];
+  for await (const c of left) seenLeft.push(c);
+  const seenRight: unknown[] = [];
+  for await (const c of right) seenRight.push(c);
+  assert.equal(seenLeft.length, 5);
+  assert.deepEqual(seenLeft, seenRight);
+  assert.deepEqual((seenLeft.at(-1) as { usage: unknown }).usage, { prompt_tokens: 7, completion_tokens: 2, total_tokens: 9 });
+  const [gen] = (await generations(1)) as [SpanRecord];
+  assert.equal(attr(gen, 'gen_ai.usage.total_tokens'), 9);
+});
+
+test('an app that breaks out of a stream early: the generation ends, marked cancelled', async () => {
+  provider.script(PATH, chatStream(['one', 'two', 'three']));
+  const stream = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hi' }], stream: true });
+  for await (const c of stream) {
+    if (c.choices[0]?.delta.content === 'one') break;
+  }
+  const [gen] = (await generations(1)) as [SpanRecord];
+  assert.equal(attr(gen, 'dspy.stream.cancelled'), true);
+  assert.equal(JSON.parse(attr(gen, 'dspy.output') as string).content, 'one');
+});
+
+test('a 400: the client\'s own error class, unchanged; the generation has error status', async () => {
+  provider.script(PATH, { status: 400, json: { error: { message: 'bad model', type: 'invalid_request_error', code: 'model_not_found' } } });
+  let caught: unknown;
+  try {
+    await client.chat.completions.create({ model: 'nope', messages: [{ role: 'user', content: 'Hi' }] });
+  } catch (e) {
+    caught = e;
+  }
+  assert.ok(caught instanceof OpenAI.BadRequestError);
+  assert.equal((caught as InstanceType<typeof OpenAI.BadRequestError>).status, 400);
+  assert.equal(provider.seen.length, 1, 'a 400 is not retried');
+  const [gen] = (await generations(1)) as [SpanRecord];
+  assert.equal(gen.status?.code, 'error');
+  assert.match(String(gen.status?.message), /bad model/);
+  assert.equal(attr(gen, 'http.response.status_code'), 400);
+  assert.equal(attr(gen, 'error.type'), 'BadRequestError');
+});
+
+test('a retry: 500 then 200 within maxRetries gives one generation with an llm.retry event', async () => {
+  provider.script(
+    PATH,
+    { status: 500, json: { error: { message: 'overloaded' } }, headers: { 'retry-after-ms': '1' } },
+    { status: 200, json: chatCompletion('after retry') },
+  );
+  const retries: unknown[] = [];
+  const off = subscribe('llm.retry', (_n, a) => retries.push(a.attempt));
+  const res = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hi' }] });
+  off();
+  assert.equal(res.choices[0]?.message.content, 'after retry');
+  assert.equal(provider.seen.length, 2);
+  assert.deepEqual(retries, [2]);
+  const gens = await generations(1);
+  assert.equal(gens.length, 1);
+  const gen = gens[0] as SpanRecord;
+  assert.equal(gen.status, undefined);
+  const retry = gen.events?.find((e) => e.name === 'llm.retry');
+  assert.deepEqual(retry?.attributes, { attempt: 2, 'http.response.status_code': 500 });
+});
+
+test('retries exhausted: the final error, every attempt counted', async () => {
+  const fail = { status: 503, json: { error: { message: 'down' } }, headers: { 'retry-after-ms': '1' } };
+  provider.script(PATH, fail, fail, fail);
+  await assert.rejects(client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hi' }] }), OpenAI.InternalServerError);
+  assert.equal(provider.seen.length, 3);
+  const [gen] = (await generations(1)) as [SpanRecord];
+  assert.equal(gen.status?.code, 'error');
+  assert.equal(gen.events?.filter((e) => e.name === 'llm.retry').length, 2);
+});
+
+test('responses.create is traced too (non-streaming and streaming)', async () => {
+  provider.script('/v1/responses', {
+    status: 200,
+    json: {
+      id: 'resp_1',
+      object: 'response',
+      created_at: 1,
+      model: 'gpt-4.1-2025-04-14',
+      status: 'completed',
+      output: [{ type: 'message', id: 'm1', role: 'assistant', status: 'completed', content: [{ type: 'output_text', text: 'Hi!', annotations: [] }] }],
+      usage: { input_tokens: 50, output_tokens: 10, total_tokens: 60, input_tokens_details: { cached_tokens: 0 }, output_tokens_details: { reasoning_tokens: 0 } },
+    },
+  });
+  const res = await client.responses.create({ model: 'gpt-4.1', input: 'Hello', instructions: 'Be brief' });
+  assert.equal(res.output_text, 'Hi!');
+  const done = { id: 'resp_2', object: 'response', created_at: 1, model: 'gpt-4.1-2025-04-14', status: 'completed', output: [], usage: { input_tokens: 5, output_tokens: 2, total_tokens: 7 } };
+  provider.script('/v1/responses', {
+    sse: [
+      { event: 'response.created', data: { type: 'response.created', sequence_number: 0, response: { ...done, status: 'in_progress' } } },
+      { event: 'response.output_text.delta', data: { type: 'response.output_text.delta', sequence_number: 1, item_id: 'm', output_index: 0, content_index: 0, delta: 'Yo' } },
+      { event: 'response.completed', data: { type: 'response.completed', sequence_number: 2, response: done } },
+    ],
+  });
+  const stream = await client.responses.create({ model: 'gpt-4.1', input: 'Hello', stream: true });
+  let n = 0;
+  for await (const _ of stream) n++;
+  assert.equal(n, 3);
+  const gens = await generations(2);
+  assert.equal(attr(gens[0] as SpanRecord, 'gen_ai.usage.total_tokens'), 60);
+  assert.equal(attr(gens[0] as SpanRecord, 'gen_ai.usage.cost'), (50 * 2 + 10 * 8) / 1e6);
+  assert.equal(attr(gens[0] as SpanRecord, 'dspy.output'), '"Hi!"');
+  assert.deepEqual(JSON.parse(attr(gens[0] as SpanRecord, 'dspy.input') as string), { instructions: 'Be brief', input: 'Hello' });
+  assert.equal(attr(gens[1] as SpanRecord, 'gen_ai.usage.total_tokens'), 7);
+  assert.match(String(attr(gens[1] as SpanRecord, 'dspy.completion_start_time')), /^\d{19}$/);
+});
+
+test('inside a module, a wrapped client call fills in the module\'s llm.generate (no nested generation)', async () => {
+  provider.script(PATH, { status: 200, json: chatCompletion('{"label":"spam"}', { prompt: 30, completion: 4 }) });
+  const classify = predict('Classify', {
+    llm: async (req) => {
+      const res = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: JSON.stringify(req.input) }] });
+      return { output: JSON.parse(res.choices[0]?.message.content ?? '{}') as Record<string, unknown> };
+    },
+  });
+  assert.deepEqual(await classify({ text: 'buy now' }), { label: 'spam' });
+  const gens = await generations(1);
+  assert.equal(gens.length, 1);
+  const gen = gens[0] as SpanRecord;
+  assert.equal(gen.parentSpanId, r.span('Predict.forward').spanId);
+  assert.equal(attr(gen, 'gen_ai.request.model'), 'gpt-4o-mini');
+  assert.equal(attr(gen, 'gen_ai.usage.total_tokens'), 34);
+  assert.equal(attr(gen, 'dspy.module'), 'Predict');
+});

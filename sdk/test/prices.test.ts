@@ -1,0 +1,53 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { MODEL_PRICES, PRICES_AS_OF, costUsd, normalizeModelName, resolveModelPrice } from '@dspy-o11y/proto';
+
+test('the price table is dated and covers current OpenAI, Anthropic and Google models', () => {
+  assert.match(PRICES_AS_OF, /^\d{4}-\d{2}-\d{2}$/);
+  for (const m of ['gpt-5', 'gpt-5-mini', 'gpt-4.1', 'gpt-4o-mini', 'o4-mini', 'claude-sonnet-4-5', 'claude-haiku-4-5', 'claude-opus-4-1', 'gemini-2.5-pro', 'gemini-2.5-flash']) {
+    const p = MODEL_PRICES[m];
+    assert.ok(p && p.input > 0 && p.output > 0, m);
+  }
+});
+
+test('dated snapshots, provider prefixes and cloud spellings resolve to their model', () => {
+  const same = (a: string, b: string) => assert.deepEqual(resolveModelPrice(a), MODEL_PRICES[b], `${a} → ${b}`);
+  same('gpt-4o-mini-2024-07-18', 'gpt-4o-mini');
+  same('gpt-4o-2024-08-06', 'gpt-4o');
+  same('GPT-4o-Mini', 'gpt-4o-mini');
+  same('openai/gpt-4.1-mini-2025-04-14', 'gpt-4.1-mini');
+  same('o3-mini-2025-01-31', 'o3-mini');
+  same('claude-sonnet-4-5-20250929', 'claude-sonnet-4-5');
+  same('claude-3-5-sonnet-20241022', 'claude-3-5-sonnet');
+  same('claude-3-5-sonnet-v2@20241022', 'claude-3-5-sonnet');
+  same('us.anthropic.claude-sonnet-4-5-20250929-v1:0', 'claude-sonnet-4-5');
+  same('claude-3.7-sonnet-latest', 'claude-3-7-sonnet');
+  same('models/gemini-2.5-flash', 'gemini-2.5-flash');
+  same('gemini-2.5-flash-preview-05-20', 'gemini-2.5-flash');
+  same('gemini-2.0-flash-001', 'gemini-2.0-flash');
+  same('gpt-4-0613', 'gpt-4');
+  // an exact entry wins over the family
+  assert.deepEqual(resolveModelPrice('gpt-4o-2024-05-13'), MODEL_PRICES['gpt-4o-2024-05-13']);
+  assert.equal(normalizeModelName('gpt-4o-mini-2024-07-18'), 'gpt-4o-mini');
+});
+
+test('a prefix never crosses a priced qualifier or a non-boundary', () => {
+  assert.equal(resolveModelPrice('gpt-5.1-mini'), undefined, 'not priced as gpt-5.1');
+  assert.equal(resolveModelPrice('gpt-4o-mini-audio-preview'), undefined);
+  assert.notDeepEqual(resolveModelPrice('gpt-4o'), MODEL_PRICES['gpt-4']);
+  assert.equal(resolveModelPrice('gpt-4x'), undefined);
+  assert.equal(resolveModelPrice('llama-3-70b'), undefined);
+  assert.equal(resolveModelPrice(''), undefined);
+});
+
+test('costUsd: uncached, cached and cache-write input, output; overrides; unknown models', () => {
+  assert.equal(costUsd('gpt-4o-mini', { input: 1_000_000, output: 1_000_000 }), 0.75);
+  assert.equal(costUsd('gpt-4o-mini', { input: 1_000_000, output: 0, cacheRead: 500_000 }), 0.1125);
+  // Anthropic: cache writes at 1.25x, reads at 0.1x
+  assert.equal(costUsd('claude-sonnet-4-5', { input: 3_000_000, output: 0, cacheRead: 1_000_000, cacheWrite: 1_000_000 }), 3 + 0.3 + 3.75);
+  assert.equal(costUsd('mystery', { input: 10, output: 10 }), undefined);
+  assert.equal(costUsd('gpt-4o-mini', {}), undefined);
+  assert.equal(costUsd('mystery-2025-01-01', { input: 1_000_000 }, { mystery: { input: 2, output: 4 } }), 2);
+  assert.equal(costUsd('gpt-4o-mini', { input: 1_000_000 }, { 'gpt-4o-mini': { input: 9, output: 9 } }), 9, 'overrides win');
+  assert.equal(costUsd('gpt-4o-mini', { input: -5, output: NaN }), 0);
+});

@@ -1,0 +1,42 @@
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import type { SdkStats } from '../../src/index.js';
+
+export interface ChildRun {
+  /** null when the child had to be killed (it did not exit by itself). */
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  report: { result: { sum: number; gen: string; budget: string }; stats: SdkStats } | undefined;
+}
+
+const APP = fileURLToPath(new URL('../fixtures/app.js', import.meta.url));
+
+/** Runs the fixture app; kills it after `killAfterMs` (a liveness bound, not a speed test). */
+export function runApp(env: Record<string, string>, killAfterMs = 20_000): Promise<ChildRun> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [APP], {
+      env: { ...process.env, DSPY_O11Y_FIXTURE: '1', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
+    child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+    let killed = false;
+    const timer = setTimeout(() => {
+      killed = true;
+      child.kill('SIGKILL');
+    }, killAfterMs);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      let report: ChildRun['report'];
+      try {
+        report = JSON.parse(stdout.trim().split('\n').at(-1) ?? '') as ChildRun['report'];
+      } catch {
+        report = undefined;
+      }
+      resolve({ code: killed ? null : code, stdout, stderr, report });
+    });
+  });
+}

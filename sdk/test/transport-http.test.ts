@@ -1,0 +1,97 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { configure, flush, sdkStats, span } from '../src/index.js';
+import { HttpReceiver } from './support/receiver.js';
+
+test('http://: batched NDJSON POSTs to /v1/ingest with the bearer token; hello first in every body', async () => {
+  const r = await HttpReceiver.create();
+  configure({ endpoint: r.endpoint, ingestToken: 'tok-123', serviceName: 'http-app' });
+  for (let i = 0; i < 500; i++) span(`s${i}`, { input: { i } }, () => i);
+  assert.equal(await flush(), true);
+  await r.waitForSpans(500);
+  assert.equal(r.requests.length, 1, 'one turn of records → one request');
+  assert.deepEqual(r.requests[0], { path: '/v1/ingest', contentType: 'application/x-ndjson', authorization: 'Bearer tok-123', lines: 501, status: 202 });
+  assert.equal(r.records[0]?.type, 'hello');
+  assert.equal(r.hellos()[0]?.resource?.['service.name'], 'http-app');
+  for (let i = 0; i < 3; i++) {
+    span(`later${i}`, () => i);
+    assert.equal(await flush(), true);
+  }
+  assert.equal(r.requests.length, 4);
+  assert.equal(r.hellos().length, 4, 'a hello in each body');
+  assert.deepEqual(r.invalid, []);
+  await r.close();
+});
+
+test('the token can come from DSPY_O11Y_INGEST_TOKEN', async () => {
+  const r = await HttpReceiver.create();
+  process.env.DSPY_O11Y_INGEST_TOKEN = 'from-env';
+  try {
+    configure({ endpoint: r.endpoint, ingestToken: undefined });
+    span('x', () => 1);
+    assert.equal(await flush(), true);
+  } finally {
+    delete process.env.DSPY_O11Y_INGEST_TOKEN;
+  }
+  assert.equal(r.requests[0]?.authorization, 'Bearer from-env');
+  await r.close();
+});
+
+test('5xx answers are retried with backoff; every record arrives exactly once', async () => {
+  const r = await HttpReceiver.create();
+  configure({ endpoint: r.endpoint });
+  await flush();
+  r.failNext = 2;
+  r.failStatus = 503;
+  for (let i = 0; i < 100; i++) span(`s${i}`, () => i);
+  await r.waitForSpans(100, 5000);
+  assert.deepEqual(
+    r.requests.map((q) => q.status),
+    [503, 503, 202],
+  );
+  const ids = new Set(r.spans().map((s) => s.spanId));
+  assert.equal(ids.size, 100);
+  assert.equal(r.spans().length, 100);
+  await r.close();
+});
+
+test('a permanent refusal (400) drops that batch, counted; later records still go', async () => {
+  const r = await HttpReceiver.create();
+  configure({ endpoint: r.endpoint });
+  await flush();
+  const before = sdkStats();
+  r.failNext = 1;
+  r.failStatus = 400;
+  for (let i = 0; i < 10; i++) span(`refused${i}`, () => i);
+  assert.equal(await flush(), true);
+  span('after', () => 1);
+  assert.equal(await flush(), true);
+  await r.waitForSpans(1);
+  assert.deepEqual(r.spans().map((s) => s.name), ['after']);
+  assert.equal((sdkStats().droppedByReason.http_400 ?? 0) - (before.droppedByReason.http_400 ?? 0), 10);
+  await r.waitFor(() => r.stats().length > 0);
+  assert.deepEqual(r.stats(), [{ v: 1, type: 'stats', droppedRecords: 10, reason: 'http_400' }]);
+  await r.close();
+});
+
+test('daemon down: records buffer up to the bound, the rest are dropped and reported when it is back', async () => {
+  const first = await HttpReceiver.create();
+  const port = first.port;
+  configure({ endpoint: first.endpoint, maxBufferRecords: 10 });
+  span('up', () => 1);
+  assert.equal(await flush(), true);
+  await first.close();
+  const before = sdkStats();
+  for (let i = 0; i < 30; i++) span(`down${i}`, () => i);
+  assert.equal(await flush(1000), false, 'nothing can be delivered');
+  assert.equal((sdkStats().droppedByReason.buffer_full ?? 0) - (before.droppedByReason.buffer_full ?? 0), 20);
+  const back = await HttpReceiver.create(port);
+  await back.waitForSpans(10, 8000);
+  await back.waitFor(() => back.stats().length > 0);
+  assert.deepEqual(
+    back.spans().map((s) => s.name),
+    Array.from({ length: 10 }, (_, i) => `down${20 + i}`),
+  );
+  assert.deepEqual(back.stats(), [{ v: 1, type: 'stats', droppedRecords: 20, reason: 'buffer_full' }]);
+  await back.close();
+});

@@ -1,0 +1,234 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { join } from 'node:path';
+import { configure, flush, sdkStats, span } from '../src/index.js';
+import { runApp } from './support/child.js';
+import { UnixReceiver, sleep, tempDir, within } from './support/receiver.js';
+
+const delta = (before: ReturnType<typeof sdkStats>) => {
+  const now = sdkStats();
+  return {
+    enqueued: now.enqueued - before.enqueued,
+    sent: now.sent - before.sent,
+    dropped: now.dropped - before.dropped,
+    bufferFull: (now.droppedByReason.buffer_full ?? 0) - (before.droppedByReason.buffer_full ?? 0),
+    now,
+  };
+};
+
+/** Every record enqueued is sent, dropped, buffered or in flight. */
+function assertConservation(): void {
+  const s = sdkStats();
+  assert.equal(s.enqueued, s.sent + s.dropped + s.buffered + s.inFlight, JSON.stringify(s));
+}
+
+async function settleTransport(): Promise<void> {
+  await flush();
+  await sleep(20);
+}
+
+test('records of one event-loop turn go out in ONE socket write; hello first on the connection', async () => {
+  const r = await UnixReceiver.create();
+  configure({ endpoint: r.endpoint, serviceName: 'coalesce', resource: { 'service.version': '1.2.3' } });
+  span('warm-up', () => 1);
+  assert.equal(await flush(), true);
+  await r.waitForSpans(1);
+  assert.equal(r.records[0]?.type, 'hello', 'hello is the first record on a connection');
+  assert.deepEqual(r.hellos()[0]?.resource, { 'service.name': 'coalesce', 'service.version': '1.2.3' });
+  assert.equal(r.hellos()[0]?.sdk?.name, 'dspy-o11y');
+
+  const write = net.Socket.prototype.write;
+  let writes = 0;
+  net.Socket.prototype.write = function (this: net.Socket, ...args: Parameters<typeof write>) {
+    writes++;
+    return write.apply(this, args);
+  } as typeof write;
+  try {
+    for (let i = 0; i < 1000; i++) span(`s${i}`, { input: { i } }, () => i);
+    assert.equal(writes, 0, 'nothing is written synchronously on the hot path');
+    assert.equal(await flush(), true);
+  } finally {
+    net.Socket.prototype.write = write;
+  }
+  assert.equal(writes, 1, '1000 spans in one turn → one write');
+  await r.waitForSpans(1001);
+  assert.deepEqual(r.invalid, []);
+  assert.equal(r.connections, 1, 'one persistent socket');
+  assertConservation();
+  await r.dispose();
+});
+
+test('flush(): true once written; false when the daemon is absent or not reading; never rejects', async () => {
+  assert.equal(await flush(), true, 'nothing buffered');
+  const dir = tempDir();
+  configure({ endpoint: `unix://${join(dir, 'absent.sock')}` });
+  span('lost', () => 1);
+  const absent = await within(flush(60_000), 10_000, 'hung');
+  assert.equal(absent, false, 'a failed connection attempt resolves flush at once, with false');
+
+  const r = await UnixReceiver.create();
+  configure({ endpoint: r.endpoint, maxBufferRecords: 100_000, maxBufferBytes: 64 * 1024 * 1024 });
+  span('first', () => 1);
+  assert.equal(await flush(), true);
+  await r.waitForSpans(1);
+  r.stopReading();
+  const big = 'z'.repeat(32 * 1024);
+  for (let i = 0; i < 400; i++) span(`big${i}`, { input: big }, () => i); // ~13 MB: more than the socket buffers hold
+  assert.equal(await flush(300), false, 'timed out: the daemon is not reading');
+  r.resumeReading();
+  assert.equal(await flush(10_000), true);
+  await r.waitForSpans(401, 10_000);
+  assert.deepEqual(r.invalid, []);
+  await r.dispose();
+});
+
+test('a daemon that starts late gets everything buffered meanwhile (nothing dropped under the bound)', async () => {
+  const r = await UnixReceiver.create({ listen: false });
+  configure({ endpoint: r.endpoint, maxBufferRecords: 1000 });
+  await settleTransport();
+  const before = sdkStats();
+  for (let i = 0; i < 50; i++) span(`early${i}`, () => i);
+  await sleep(150); // connection attempts fail meanwhile
+  assert.equal(sdkStats().connected, false);
+  await r.listen();
+  assert.equal(await flush(5000), true);
+  await r.waitForSpans(50);
+  const d = delta(before);
+  assert.equal(d.dropped, 0);
+  assert.equal(d.sent, 50);
+  assert.equal(r.records[0]?.type, 'hello');
+  assert.deepEqual(
+    r.spans().map((s) => s.name),
+    Array.from({ length: 50 }, (_, i) => `early${i}`),
+  );
+  await r.dispose();
+});
+
+test('daemon killed and restarted mid-run: buffered records arrive, drops are exact and reported in a stats record', async () => {
+  const r = await UnixReceiver.create();
+  configure({ endpoint: r.endpoint, maxBufferRecords: 100 });
+  for (let i = 0; i < 10; i++) span(`before${i}`, () => i);
+  assert.equal(await flush(), true);
+  await r.waitForSpans(10);
+
+  await r.close(); // kill: connections dropped, socket file gone
+  await r.waitFor(() => !sdkStats().connected, 2000, 'the SDK to notice');
+  const before = sdkStats();
+  for (let i = 0; i < 300; i++) {
+    span(`down${i}`, () => i);
+    if (i % 50 === 0) await sleep(5); // a run that goes on while the daemon is away
+  }
+  const d = delta(before);
+  assert.equal(d.enqueued, 300);
+  assert.equal(d.bufferFull, 200, 'exactly the records beyond the bound of 100 were dropped');
+  assert.equal(d.now.buffered, 100);
+
+  r.reset();
+  await r.listen(); // restarted
+  assert.equal(await flush(5000), true);
+  await r.waitForSpans(100);
+  await r.waitFor(() => r.stats().length > 0, 2000, 'stats record');
+  assert.equal(r.records[0]?.type, 'hello', 'a hello first on the new connection');
+  assert.deepEqual(r.stats(), [{ v: 1, type: 'stats', droppedRecords: 200, reason: 'buffer_full' }]);
+  assert.deepEqual(
+    r.spans().map((s) => s.name),
+    Array.from({ length: 100 }, (_, i) => `down${200 + i}`),
+    'the OLDEST records were dropped, the newest 100 delivered in order',
+  );
+  assertConservation();
+  await r.dispose();
+});
+
+test('a daemon that accepts but stops reading: the app keeps running, the buffer stays bounded, drops are counted', async () => {
+  const r = await UnixReceiver.create();
+  configure({ endpoint: r.endpoint, maxBufferRecords: 200 });
+  span('connect', () => 1);
+  assert.equal(await flush(), true);
+  await r.waitForSpans(1);
+  await settleTransport();
+  r.reset();
+  r.stopReading();
+  const before = sdkStats();
+  let ticks = 0;
+  const heartbeat = setInterval(() => ticks++, 1);
+  const input = 'p'.repeat(10 * 1024);
+  let maxBuffered = 0;
+  let sum = 0;
+  for (let t = 0; t < 40; t++) {
+    for (let i = 0; i < 100; i++) sum += span(`s${t * 100 + i}`, { input }, () => 1);
+    maxBuffered = Math.max(maxBuffered, sdkStats().buffered);
+    await sleep(2);
+  }
+  clearInterval(heartbeat);
+  assert.equal(sum, 4000, 'the app did all its work');
+  assert.ok(ticks > 0, 'the event loop kept turning');
+  const d = delta(before);
+  assert.equal(d.enqueued, 4000);
+  assert.ok(maxBuffered <= 200, `buffer bounded (${maxBuffered})`);
+  assert.ok(d.bufferFull > 0, 'drops counted');
+  assertConservation();
+
+  r.resumeReading();
+  assert.equal(await flush(10_000), true);
+  const sent = sdkStats().sent - before.sent;
+  await r.waitFor(() => r.spans().length >= sent, 10_000, `${sent} spans`);
+  await r.waitFor(() => r.stats().reduce((n, s) => n + s.droppedRecords, 0) >= d.bufferFull, 5000, 'stats');
+  assert.equal(r.spans().length, sent, 'every record counted as sent arrived');
+  assert.equal(sent + (sdkStats().dropped - before.dropped), 4000, 'sent + dropped = produced');
+  assert.equal(
+    r.stats().reduce((n, s) => n + s.droppedRecords, 0),
+    sdkStats().dropped - before.dropped,
+    'the daemon is told exactly how many were dropped',
+  );
+  assert.deepEqual(r.invalid, []);
+  await r.dispose();
+});
+
+test('no daemon at all: the app runs, drops are exact, and the process exits by itself with telemetry pending', async () => {
+  const dir = tempDir();
+  const run = await runApp({ DSPY_O11Y_ENDPOINT: `unix://${join(dir, 'nobody.sock')}`, FIXTURE_SPANS: '250', FIXTURE_MAX_BUFFER: '100' });
+  assert.notEqual(run.code, null, 'the process exited by itself');
+  assert.equal(run.code, 0, run.stderr);
+  assert.deepEqual(run.report?.result, { sum: (249 * 250) / 2, gen: 'generated', budget: 'not tested' });
+  const s = run.report?.stats;
+  // 250 spans + 1 generation + 1 event, with room for 100
+  assert.equal(s?.enqueued, 252);
+  assert.equal(s?.sent, 0);
+  assert.equal(s?.droppedByReason.buffer_full, 152);
+  assert.equal(s?.droppedByReason.exit, 100, 'what was still buffered at exit');
+});
+
+test('at exit, pending records are delivered without any flush() call', async () => {
+  const r = await UnixReceiver.create();
+  const run = await runApp({ DSPY_O11Y_ENDPOINT: r.endpoint, FIXTURE_SPANS: '500' });
+  assert.equal(run.code, 0, run.stderr);
+  await r.waitFor(() => r.spans().length >= 501 && r.events().length >= 1, 5000, 'all records');
+  assert.equal(run.report?.stats.sent, 502);
+  assert.equal(run.report?.stats.dropped, 0);
+  assert.deepEqual(r.invalid, []);
+  await r.dispose();
+});
+
+test('a daemon that stops reading never keeps a finished app alive', async () => {
+  const r = await UnixReceiver.create();
+  r.stopReading();
+  const run = await runApp({ DSPY_O11Y_ENDPOINT: r.endpoint, FIXTURE_SPANS: '400', FIXTURE_INPUT_BYTES: String(32 * 1024) });
+  assert.notEqual(run.code, null, 'the process exited by itself');
+  assert.equal(run.code, 0, run.stderr);
+  const s = run.report?.stats;
+  assert.ok(s && (s.droppedByReason.write_timeout ?? 0) > 0, `the stuck write was abandoned: ${JSON.stringify(s)}`);
+  assert.equal(s?.enqueued, (s?.sent ?? 0) + (s?.dropped ?? 0));
+  await r.dispose();
+});
+
+test('DSPY_O11Y_DISABLED=1: callbacks run and return, nothing is sent, subscribers (budgets) still work', async () => {
+  const r = await UnixReceiver.create();
+  const run = await runApp({ DSPY_O11Y_ENDPOINT: r.endpoint, DSPY_O11Y_DISABLED: '1', FIXTURE_SPANS: '100', FIXTURE_BUDGET: '500' });
+  assert.equal(run.code, 0, run.stderr);
+  assert.deepEqual(run.report?.result, { sum: 4950, gen: 'generated', budget: 'thrown' });
+  assert.equal(run.report?.stats.enqueued, 0);
+  await sleep(100);
+  assert.equal(r.connections, 0, 'not even a connection');
+  await r.dispose();
+});
