@@ -119,8 +119,13 @@ function newGeneration(name: string, opts: GenerationOptions | undefined): SpanI
   return g;
 }
 
-function isThenable(v: unknown): v is PromiseLike<unknown> {
-  return v !== null && (typeof v === 'object' || typeof v === 'function') && typeof (v as { then?: unknown }).then === 'function';
+/**
+ * Only real promises are awaited: calling `.then` on a lazy thenable (a query builder, say) would
+ * run it early and hand back a different object, which is not ours to do. A callback returning
+ * one is timed like a synchronous callback.
+ */
+function isThenable(v: unknown): v is Promise<unknown> {
+  return v instanceof Promise;
 }
 
 /** Runs `fn` with `s` active; ends `s` when `fn` returns or settles; errors pass through unchanged. */

@@ -179,6 +179,7 @@ export class SpanImpl implements GenerationHandle, Scope {
   private status: string | undefined = undefined;
   private usage: Usage | undefined = undefined;
   private costSet = false;
+  private lastError: unknown = undefined;
 
   constructor(name: string, type: string | undefined, parent: Scope | undefined, generation: boolean) {
     this.name = typeof name === 'string' && name.length > 0 ? name : 'span';
@@ -283,7 +284,8 @@ export class SpanImpl implements GenerationHandle, Scope {
   }
 
   recordError(error: unknown): this {
-    if (this.ended) return this;
+    if (this.ended || (error !== undefined && error === this.lastError)) return this;
+    this.lastError = error;
     try {
       const message = errorMessage(error).slice(0, MAX_ERROR_MESSAGE);
       const type = errorType(error);

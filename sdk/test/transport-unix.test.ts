@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { join } from 'node:path';
-import { configure, flush, sdkStats, span } from '../src/index.js';
+import { configure, flush, sdkStats, shutdown, span } from '../src/index.js';
 import { runApp } from './support/child.js';
 import { UnixReceiver, sleep, tempDir, within } from './support/receiver.js';
 
@@ -199,11 +199,17 @@ test('no daemon at all: the app runs, drops are exact, and the process exits by 
   assert.equal(s?.droppedByReason.exit, 100, 'what was still buffered at exit');
 });
 
-test('at exit, pending records are delivered without any flush() call', async () => {
+test('at exit, pending records are delivered without any flush() call; resource from OTEL_* env', async () => {
   const r = await UnixReceiver.create();
-  const run = await runApp({ DSPY_O11Y_ENDPOINT: r.endpoint, FIXTURE_SPANS: '500' });
+  const run = await runApp({
+    DSPY_O11Y_ENDPOINT: r.endpoint,
+    FIXTURE_SPANS: '500',
+    OTEL_SERVICE_NAME: 'svc-from-env',
+    OTEL_RESOURCE_ATTRIBUTES: 'service.name=loses-to-OTEL_SERVICE_NAME,deployment.environment.name=staging,team=a%20b,broken',
+  });
   assert.equal(run.code, 0, run.stderr);
   await r.waitFor(() => r.spans().length >= 501 && r.events().length >= 1, 5000, 'all records');
+  assert.deepEqual(r.hellos()[0]?.resource, { 'service.name': 'svc-from-env', 'deployment.environment.name': 'staging', team: 'a b' });
   assert.equal(run.report?.stats.sent, 502);
   assert.equal(run.report?.stats.dropped, 0);
   assert.deepEqual(r.invalid, []);
@@ -230,5 +236,25 @@ test('DSPY_O11Y_DISABLED=1: callbacks run and return, nothing is sent, subscribe
   assert.equal(run.report?.stats.enqueued, 0);
   await sleep(100);
   assert.equal(r.connections, 0, 'not even a connection');
+  await r.dispose();
+});
+
+test('shutdown(): flushes, closes the connection; later records are dropped (counted) until configure()', async () => {
+  const r = await UnixReceiver.create();
+  configure({ endpoint: r.endpoint });
+  for (let i = 0; i < 20; i++) span(`s${i}`, () => i);
+  assert.equal(await shutdown(), true);
+  await r.waitForSpans(20);
+  await r.waitFor(() => r.openConnections === 0, 2000, 'connection closed');
+  const before = sdkStats();
+  assert.equal(span('after-shutdown', () => 'still runs'), 'still runs');
+  assert.equal((sdkStats().droppedByReason.shutdown ?? 0) - (before.droppedByReason.shutdown ?? 0), 1);
+  assert.equal(await shutdown(), true, 'idempotent');
+  configure({ endpoint: r.endpoint });
+  span('reconfigured', () => 1);
+  assert.equal(await flush(), true);
+  await r.waitForSpans(21);
+  assert.equal(r.spans().at(-1)?.name, 'reconfigured');
+  assertConservation();
   await r.dispose();
 });

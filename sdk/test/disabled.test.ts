@@ -1,0 +1,69 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import OpenAI from 'openai';
+import { configure, event, flush, generation, getActiveSpan, isDisabled, sdkStats, span, startGeneration, startSpan, subscribe, withTrace, wrapOpenAI } from '../src/index.js';
+import { runApp } from './support/child.js';
+import { FakeProvider, chatCompletion } from './support/fake-provider.js';
+import { UnixReceiver, sleep } from './support/receiver.js';
+
+test('configure({ disabled: true }): every call is a no-op around the callback, which runs and returns', async () => {
+  const r = await UnixReceiver.create();
+  configure({ endpoint: r.endpoint, disabled: true });
+  assert.equal(isDisabled(), true);
+  const before = sdkStats();
+  assert.equal(span('a', () => 41) + 1, 42);
+  assert.equal(await span('b', { input: 'x' }, async () => 'async'), 'async');
+  assert.equal(await withTrace({ name: 't' }, async () => span('c', () => getActiveSpan())), undefined);
+  const err = new Error('still thrown');
+  assert.throws(() => span('d', () => { throw err; }), (e) => e === err);
+  assert.equal(generation('g', { model: 'gpt-4o-mini' }, (g) => g.setUsage({ input: 1 }) && 'gen'), 'gen');
+  const s = startSpan('e').setInput(1).setAttribute('k', 'v');
+  s.end();
+  startGeneration('f').setUsage({ input: 1 }).end();
+  // subscribers are the app's own logic (budgets): they keep working
+  const seen: string[] = [];
+  const off = subscribe('*', (name, a) => seen.push(`${name}:${String(a['gen_ai.usage.input_tokens'] ?? a.n ?? '')}`));
+  event('custom', { n: 1 });
+  generation('g2', { model: 'gpt-4o-mini' }, (g) => g.setUsage({ input: 7 }));
+  off();
+  assert.deepEqual(seen, ['custom:1', 'llm.generate:7']);
+
+  const provider = await FakeProvider.start();
+  provider.script('/v1/chat/completions', { status: 200, json: chatCompletion('hi') });
+  const client = wrapOpenAI(new OpenAI({ apiKey: 'x', baseURL: `${provider.url}/v1` }));
+  const res = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'x' }] });
+  assert.equal(res.choices[0]?.message.content, 'hi');
+  await provider.close();
+
+  assert.equal(await flush(), true);
+  await sleep(50);
+  assert.equal(sdkStats().enqueued, before.enqueued, 'nothing produced');
+  assert.equal(r.connections, 0, 'no connection made');
+
+  configure({ disabled: false });
+  span('back-on', () => 1);
+  assert.equal(await flush(), true);
+  await r.waitForSpans(1);
+  assert.deepEqual(r.spans().map((x) => x.name), ['back-on']);
+  await r.dispose();
+});
+
+test('an HTTP daemon that never answers, or is absent, never keeps a finished app alive', async () => {
+  const sockets = new Set<import('node:net').Socket>();
+  const silent = http.createServer(() => undefined); // accepts requests, never answers
+  silent.on('connection', (c) => sockets.add(c));
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', () => resolve()));
+  const port = (silent.address() as AddressInfo).port;
+  const hung = await runApp({ DSPY_O11Y_ENDPOINT: `http://127.0.0.1:${port}`, FIXTURE_SPANS: '50' });
+  assert.notEqual(hung.code, null, 'exited by itself');
+  assert.equal(hung.code, 0, hung.stderr);
+  assert.equal(hung.report?.result.sum, 1225);
+  for (const c of sockets) c.destroy();
+  await new Promise<void>((resolve) => silent.close(() => resolve()));
+  const absent = await runApp({ DSPY_O11Y_ENDPOINT: `http://127.0.0.1:${port}`, FIXTURE_SPANS: '50' });
+  assert.equal(absent.code, 0, absent.stderr);
+  const s = absent.report?.stats;
+  assert.equal(s?.enqueued, (s?.sent ?? 0) + (s?.dropped ?? 0));
+});
