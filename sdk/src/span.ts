@@ -168,7 +168,7 @@ export class SpanImpl implements GenerationHandle, Scope {
   /** Module helpers open generations that a wrapped client call inside them fills in. */
   adoptable = false;
   llmCall: LlmCallState | undefined = undefined;
-  private readonly type: string;
+  private type: string;
   private readonly start: string;
   private readonly generation: boolean;
   private attrs: Record<string, AttributeValue> | undefined = undefined;
@@ -237,6 +237,10 @@ export class SpanImpl implements GenerationHandle, Scope {
     if (this.ended || !validKey(key)) return this;
     if (key === ATTR.input) return this.setInput(value);
     if (key === ATTR.output) return this.setOutput(value);
+    if (key === ATTR.observationType) {
+      if (typeof value === 'string' && TYPES.has(value)) this.type = value;
+      return this;
+    }
     try {
       const v = toAttributeValue(value, cfg().maxValueLength);
       if (v !== undefined) this.set(key, v);

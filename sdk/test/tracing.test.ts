@@ -50,7 +50,7 @@ test('nested spans form a tree: W3C ids, parent ids, ns times, types, JSON input
       g.setOutput('because');
       return 'because';
     });
-    span('post', () => 1);
+    span('post', (p) => p.setAttribute('dspy.observation.type', 'retriever').setAttribute('dspy.observation.type', 'bogus'));
     s.setOutput({ answer: g });
     return g;
   });
@@ -80,7 +80,7 @@ test('nested spans form a tree: W3C ids, parent ids, ns times, types, JSON input
   assert.equal(attr(gen, 'gen_ai.usage.total_tokens'), 120);
   // gpt-4o-mini: $0.15 / $0.60 per million tokens
   assert.equal(attr(gen, 'gen_ai.usage.cost'), (100 * 0.15 + 20 * 0.6) / 1e6);
-  assert.equal(attr(post, 'dspy.observation.type'), 'span');
+  assert.equal(attr(post, 'dspy.observation.type'), 'retriever', 'settable, validated, never a duplicate key');
 });
 
 test('100 concurrent requests each get their own trace tree, never mixed', async () => {
