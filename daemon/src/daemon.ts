@@ -11,6 +11,7 @@ import { createExporter } from './export/create-exporter.js';
 import { ExportLoop } from './export/export-loop.js';
 import type { SpanExporter } from './export/types.js';
 import { registerIngestRoutes } from './ingest/http.js';
+import { registerOtlpRoutes } from './ingest/otlp-http.js';
 import { LineSplitter } from './ingest/line-splitter.js';
 import { RecordSink } from './ingest/record-sink.js';
 import { listenSocket, type SocketReceiver } from './ingest/socket.js';
@@ -150,7 +151,8 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
 }
 
 function buildHttp(config: DaemonConfig, sink: RecordSink, ops: Parameters<typeof registerOpsRoutes>[1]): FastifyInstance {
-  const app = Fastify({ logger: false, bodyLimit: Math.max(32 * 1024 * 1024, config.maxRecordBytes * 4), forceCloseConnections: true });
+  const bodyLimit = Math.max(32 * 1024 * 1024, config.maxRecordBytes * 4);
+  const app = Fastify({ logger: false, bodyLimit, forceCloseConnections: true });
   app.removeAllContentTypeParsers();
   // Bodies stay raw: each route frames and validates them itself (NDJSON lines, OTLP protobuf).
   app.addContentTypeParser(['application/json', 'application/x-ndjson', 'application/x-protobuf'], { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
@@ -165,6 +167,7 @@ function buildHttp(config: DaemonConfig, sink: RecordSink, ops: Parameters<typeo
     });
   }
   registerIngestRoutes(app, sink, config.maxRecordBytes);
+  registerOtlpRoutes(app, sink, { maxBodyBytes: bodyLimit, normalizeDialects: config.exporter === 'langfuse' });
   registerOpsRoutes(app, ops);
   return app;
 }

@@ -1,0 +1,146 @@
+/**
+ * OTLP/HTTP trace ingest: `POST /v1/traces`, as the OTLP specification (protocol/otlp.md,
+ * "OTLP/HTTP") asks of a server, so any OpenTelemetry SDK's default exporter can send here.
+ *
+ * - Bodies: binary protobuf (`application/x-protobuf`) or OTLP/JSON (`application/json`), raw
+ *   or `content-encoding: gzip`; anything else is 415 (unsupported media type or content coding).
+ * - Each ResourceSpans's resource becomes one daemon Resource shared by its spans; each span is
+ *   converted (otlp-convert.ts), normalized from the GenAI / OpenInference dialects when
+ *   exporting to Langfuse (otlp-dialects.ts) and validated by the record sink with the proto
+ *   schema (transport label `otlp`; invalid spans counted by reason and dropped).
+ * - Answers (in the request's encoding): 200 with an ExportTraceServiceResponse, empty when every
+ *   span was accepted, else with `partialSuccess {rejectedSpans, errorMessage}`; 400 with a
+ *   google.rpc.Status when the body cannot be decoded (nothing of it is accepted); 413 when it
+ *   inflates beyond the body limit. `--ingest-token` is enforced by the server's onRequest hook.
+ */
+import { promisify } from 'node:util';
+import { gunzip as gunzipCallback, type InputType, type ZlibOptions } from 'node:zlib';
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { DecodedTraceRequest, OtlpEncoding } from '../otlp/decode.js';
+import type { RecordSink } from './record-sink.js';
+
+// The decoder (protobufjs) and converter are loaded on demand: `cli.ts` imports the daemon for
+// every command, and `status` / `tail` should not pay ~50-90 ms for a protobuf parser. The daemon
+// starts loading them in the background when it registers the route.
+type OtlpModules = [typeof import('../otlp/decode.js'), typeof import('./otlp-convert.js')];
+let modules: Promise<OtlpModules> | undefined;
+const loadModules = (): Promise<OtlpModules> => (modules ??= Promise.all([import('../otlp/decode.js'), import('./otlp-convert.js')]));
+
+const gunzip = promisify<InputType, ZlibOptions, Buffer>(gunzipCallback);
+
+export const OTLP_TRACES_PATH = '/v1/traces';
+const PROTOBUF = 'application/x-protobuf';
+const JSON_TYPE = 'application/json';
+/** google.rpc.Code INVALID_ARGUMENT, the code of an undecodable request. */
+const INVALID_ARGUMENT = 3;
+/** Rejected spans described in `partialSuccess.errorMessage`, at most. */
+const MAX_LISTED_REJECTIONS = 5;
+
+export interface OtlpRouteOptions {
+  /** Largest body accepted after gunzip (the server's bodyLimit bounds the compressed size). */
+  readonly maxBodyBytes: number;
+  /** Rewrite GenAI / OpenInference attributes into the neutral vocabulary (Langfuse exporter). */
+  readonly normalizeDialects: boolean;
+}
+
+/** Protobuf base-128 varint of a non-negative integer (≤ 2^53). */
+function varint(out: number[], n: number): void {
+  while (n > 127) {
+    out.push((n % 128) | 128);
+    n = Math.floor(n / 128);
+  }
+  out.push(n);
+}
+
+/** A length-delimited field (wire type 2) holding `bytes`. */
+function lengthDelimited(out: number[], field: number, bytes: ArrayLike<number>): void {
+  varint(out, (field << 3) | 2);
+  varint(out, bytes.length);
+  for (let i = 0; i < bytes.length; i++) out.push(bytes[i]!);
+}
+
+/** ExportTraceServiceResponse { ExportTracePartialSuccess partial_success = 1 } in protobuf. */
+export function encodeExportResponse(rejectedSpans: number, errorMessage: string): Uint8Array {
+  if (rejectedSpans === 0 && errorMessage === '') return new Uint8Array(0);
+  // ExportTracePartialSuccess { int64 rejected_spans = 1; string error_message = 2 }
+  const partial: number[] = [];
+  if (rejectedSpans !== 0) {
+    varint(partial, (1 << 3) | 0);
+    varint(partial, rejectedSpans);
+  }
+  if (errorMessage !== '') lengthDelimited(partial, 2, Buffer.from(errorMessage, 'utf8'));
+  const out: number[] = [];
+  lengthDelimited(out, 1, partial);
+  return Uint8Array.from(out);
+}
+
+/** google.rpc.Status { int32 code = 1; string message = 2 } in protobuf (code ≥ 0). */
+export function encodeStatus(code: number, message: string): Uint8Array {
+  const out: number[] = [];
+  varint(out, (1 << 3) | 0);
+  varint(out, code);
+  lengthDelimited(out, 2, Buffer.from(message, 'utf8'));
+  return Uint8Array.from(out);
+}
+
+function sendStatus(reply: FastifyReply, httpStatus: number, encoding: OtlpEncoding | undefined, message: string): FastifyReply {
+  reply.code(httpStatus);
+  if (encoding === 'protobuf') return reply.type(PROTOBUF).send(Buffer.from(encodeStatus(INVALID_ARGUMENT, message)));
+  return reply.type(JSON_TYPE).send({ code: INVALID_ARGUMENT, message });
+}
+
+export function registerOtlpRoutes(app: FastifyInstance, sink: RecordSink, options: OtlpRouteOptions): void {
+  loadModules().catch(() => {}); // warm up; a failure shows on the first request
+  app.post(OTLP_TRACES_PATH, async (request, reply) => {
+    const [{ countSpans, decodeTraceRequest, encodingOfContentType }, { toResource, toSpanRecord }] = await loadModules();
+    const contentType = request.headers['content-type'];
+    const encoding = encodingOfContentType(contentType);
+    if (!encoding) {
+      return sendStatus(reply, 415, undefined, `content-type must be ${PROTOBUF} or ${JSON_TYPE}, got ${contentType ?? 'none'}`);
+    }
+    let body: Buffer = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
+    const contentEncoding = String(request.headers['content-encoding'] ?? '').trim().toLowerCase();
+    if (contentEncoding === 'gzip') {
+      try {
+        body = await gunzip(body, { maxOutputLength: options.maxBodyBytes });
+      } catch (err) {
+        if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') {
+          return sendStatus(reply, 413, encoding, `body inflates beyond ${options.maxBodyBytes} bytes`);
+        }
+        return sendStatus(reply, 400, encoding, `invalid gzip body: ${(err as Error).message}`);
+      }
+    } else if (contentEncoding !== '' && contentEncoding !== 'identity') {
+      return sendStatus(reply, 415, encoding, `content-encoding must be gzip or none, got ${contentEncoding}`);
+    }
+
+    let decoded: DecodedTraceRequest;
+    try {
+      decoded = decodeTraceRequest(body, encoding);
+    } catch (err) {
+      return sendStatus(reply, 400, encoding, `invalid OTLP trace export: ${(err as Error).message}`);
+    }
+
+    // Queue bytes: each span gets its share of the (inflated) body.
+    const total = countSpans(decoded);
+    const share = total > 0 ? Math.ceil(body.length / total) : 0;
+    let rejected = 0;
+    const reasons: string[] = [];
+    for (const rs of decoded.resourceSpans) {
+      const session = sink.session('otlp', toResource(rs.resource));
+      for (const ss of rs.scopeSpans) {
+        for (const span of ss.spans) {
+          const rejection = sink.acceptValue(session, toSpanRecord(span, options), share);
+          if (!rejection) continue;
+          rejected++;
+          if (reasons.length < MAX_LISTED_REJECTIONS) reasons.push(`span ${span.spanId}: ${rejection.reason}: ${rejection.message}`);
+        }
+      }
+    }
+    const errorMessage = rejected === 0 ? '' : `${rejected} of ${total} spans rejected: ${reasons.join('; ')}${rejected > reasons.length ? '; …' : ''}`;
+
+    reply.code(200);
+    if (encoding === 'protobuf') return reply.type(PROTOBUF).send(Buffer.from(encodeExportResponse(rejected, errorMessage)));
+    // proto3 JSON mapping: int64 as a decimal string.
+    return reply.type(JSON_TYPE).send(rejected === 0 ? {} : { partialSuccess: { rejectedSpans: String(rejected), errorMessage } });
+  });
+}

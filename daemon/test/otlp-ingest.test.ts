@@ -1,0 +1,460 @@
+/**
+ * OTLP/HTTP ingest (`POST /v1/traces`): the real OpenTelemetry JS exporters (OTLP/JSON from
+ * `@opentelemetry/exporter-trace-otlp-http`, protobuf from `@opentelemetry/exporter-trace-otlp-proto`)
+ * send through a real daemon child process to the fake Langfuse; ids, parents, nanosecond times,
+ * attributes, events, status and resource arrive intact, GenAI and OpenInference LLM spans become
+ * Langfuse generations with model and usage, `langfuse.*` spans pass unchanged. Then the
+ * protocol's answers (partial success, 400, 413, 415, 401) and the conversion / dialect units.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { gzipSync } from 'node:zlib';
+import protobuf from 'protobufjs';
+import { context, trace, SpanStatusCode, type Tracer } from '@opentelemetry/api';
+import { OTLPTraceExporter as OTLPJsonTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
+import { OTLPTraceExporter as OTLPProtoTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
+import { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import { BasicTracerProvider, BatchSpanProcessor, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { toSpanRecord, toWireAttributes, toWireValue } from '../src/ingest/otlp-convert.js';
+import { normalizeDialects } from '../src/ingest/otlp-dialects.js';
+import { encodeExportResponse } from '../src/ingest/otlp-http.js';
+import { exportTraceServiceRequestType, type AnyValue, type DecodedSpan } from '../src/otlp/decode.js';
+import { startFakeLangfuse, type FakeLangfuse, type RecordedSpan } from './support/fake-langfuse.js';
+import { startDaemonProcess, type DaemonProcess } from './support/daemon-process.js';
+
+const KEYS = { LANGFUSE_PUBLIC_KEY: 'pk-lf-otlp', LANGFUSE_SECRET_KEY: 'sk-lf-otlp-secret' };
+const T0 = 1732700000;
+
+function provider(url: string, kind: 'json' | 'proto', batch: boolean, resource: Record<string, string>, headers?: Record<string, string>): BasicTracerProvider {
+  const exporter = kind === 'json' ? new OTLPJsonTraceExporter({ url, headers }) : new OTLPProtoTraceExporter({ url, headers });
+  const processor = batch ? new BatchSpanProcessor(exporter, { scheduledDelayMillis: 20 }) : new SimpleSpanProcessor(exporter);
+  return new BasicTracerProvider({ resource: resourceFromAttributes(resource), spanProcessors: [processor] });
+}
+
+/** One finished span with the given attributes, as a child of `parent` when given. */
+function finished(tracer: Tracer, name: string, attributes: Record<string, string | number | boolean | string[]>, startNs: number, parent?: ReturnType<Tracer['startSpan']>) {
+  const ctx = parent ? trace.setSpan(context.active(), parent) : context.active();
+  const span = tracer.startSpan(name, { startTime: [T0, startNs], attributes }, ctx);
+  span.end([T0, startNs + 1000]);
+  return span;
+}
+
+/** google.rpc.Status, to read the 400 answers to protobuf requests. */
+const RpcStatus = protobuf.parse('syntax = "proto3"; package google.rpc; message Status { int32 code = 1; string message = 2; }').root.lookupType('google.rpc.Status');
+const readStatus = (bytes: Uint8Array) => RpcStatus.toObject(RpcStatus.decode(bytes)) as { code: number; message: string };
+
+const usageOf = (s: RecordedSpan) => JSON.parse(String(s.attributes['langfuse.observation.usage_details'])) as Record<string, number>;
+
+describe('OTLP/HTTP ingest through the real CLI', () => {
+  let fake: FakeLangfuse;
+  let daemon: DaemonProcess;
+  let tracesUrl: string;
+
+  before(async () => {
+    fake = await startFakeLangfuse({ publicKey: KEYS.LANGFUSE_PUBLIC_KEY, secretKey: KEYS.LANGFUSE_SECRET_KEY });
+    daemon = await startDaemonProcess(['--socket', '', '--http', '127.0.0.1:0', '--flush-interval', '50'], { ...KEYS, LANGFUSE_HOST: fake.url });
+    tracesUrl = `${daemon.httpUrl}/v1/traces`;
+  });
+  after(async () => {
+    await daemon.stop();
+    await fake.close();
+  });
+
+  test('the official OTLP/JSON exporter: ids, parents, ns times, attributes, events, status and resource arrive', async () => {
+    const p = provider(tracesUrl, 'json', false, { 'service.name': 'otel-json-app', 'service.version': '2.0.1', 'deployment.environment.name': 'Staging' });
+    const tracer = p.getTracer('some-instrumentation', '0.9.0');
+    const root = tracer.startSpan('checkout', { startTime: [T0, 123456789], attributes: { 'user.id': 'u-42' } });
+    const child = tracer.startSpan(
+      'db.query',
+      { startTime: [T0, 200000001], attributes: { s: 'text', i: 42, d: 0.5, b: true, ss: ['a', 'b'], ns: [1, 2.5], bs: [true, false] } },
+      trace.setSpan(context.active(), root),
+    );
+    child.addEvent('db.retry', { attempt: 2 }, [T0, 250000000]);
+    child.setStatus({ code: SpanStatusCode.ERROR, message: 'deadlock' });
+    child.end([T0, 300000009]);
+    root.setStatus({ code: SpanStatusCode.OK });
+    root.end([T0 + 1, 7]);
+    await p.forceFlush();
+
+    const rootId = root.spanContext().spanId;
+    const childId = child.spanContext().spanId;
+    await daemon.eventually(() => assert.ok(fake.span(rootId) && fake.span(childId) && fake.spans.some((s) => s.parentSpanId === childId)));
+    const r = fake.span(rootId)!;
+    const c = fake.span(childId)!;
+    assert.equal(r.traceId, root.spanContext().traceId);
+    assert.equal(c.traceId, r.traceId);
+    assert.equal(r.parentSpanId, undefined);
+    assert.equal(c.parentSpanId, rootId);
+    assert.equal(r.startTimeUnixNano, '1732700000123456789');
+    assert.equal(r.endTimeUnixNano, '1732700001000000007');
+    assert.equal(c.startTimeUnixNano, '1732700000200000001');
+    assert.equal(c.endTimeUnixNano, '1732700000300000009');
+    assert.deepEqual(
+      { s: c.attributes.s, i: c.attributes.i, d: c.attributes.d, b: c.attributes.b, ss: c.attributes.ss, ns: c.attributes.ns, bs: c.attributes.bs },
+      { s: 'text', i: 42, d: 0.5, b: true, ss: ['a', 'b'], ns: [1, 2.5], bs: [true, false] },
+    );
+    assert.equal(c.attributeTypes.i, 'int');
+    assert.equal(c.attributeTypes.d, 'double');
+    assert.equal(c.status.code, 2);
+    assert.equal(c.attributes['langfuse.observation.status_message'], 'deadlock');
+    assert.equal(c.attributes['langfuse.observation.level'], 'ERROR');
+    assert.equal(r.status.code, 1);
+    // The resource is kept, and Langfuse's release / environment come from it.
+    assert.equal(r.resource['service.name'], 'otel-json-app');
+    assert.equal(r.resource['service.version'], '2.0.1');
+    assert.equal(r.attributes['langfuse.release'], '2.0.1');
+    assert.equal(c.attributes['langfuse.environment'], 'staging');
+    assert.equal(c.attributes['langfuse.user.id'], 'u-42', 'trace-level attributes reach every span of the trace');
+    assert.equal(r.scope.name, 'dspy-o11y');
+    // The span event became a child event observation at its time.
+    const ev = fake.spans.find((s) => s.parentSpanId === childId)!;
+    assert.equal(ev.name, 'db.retry');
+    assert.equal(ev.startTimeUnixNano, '1732700000250000000');
+    assert.equal(ev.attributes['langfuse.observation.type'], 'event');
+    assert.equal(ev.attributes['langfuse.observation.metadata.attempt'], 2);
+    await p.shutdown();
+  });
+
+  test('the official protobuf exporter: GenAI and OpenInference LLM spans arrive as generations with model and usage', async () => {
+    const p = provider(tracesUrl, 'proto', true, { 'service.name': 'otel-proto-app' });
+    const tracer = p.getTracer('llm-instrumentation');
+    const root = finished(tracer, 'agent.run', { 'gen_ai.operation.name': 'invoke_agent' }, 1);
+    const genaiOld = finished(
+      tracer,
+      'chat gpt-4o-mini',
+      {
+        'gen_ai.operation.name': 'chat',
+        'gen_ai.system': 'openai',
+        'gen_ai.request.model': 'gpt-4o-mini',
+        'gen_ai.response.model': 'gpt-4o-mini-2024-07-18',
+        'gen_ai.usage.prompt_tokens': 120,
+        'gen_ai.usage.completion_tokens': 30,
+        'gen_ai.request.temperature': 0.2,
+      },
+      10,
+      root,
+    );
+    const genaiNew = finished(
+      tracer,
+      'text_completion',
+      {
+        'gen_ai.operation.name': 'text_completion',
+        'gen_ai.provider.name': 'anthropic',
+        'gen_ai.request.model': 'claude-3-5-haiku',
+        'gen_ai.usage.input_tokens': 11,
+        'gen_ai.usage.output_tokens': 5,
+        'gen_ai.input.messages': '[{"role":"user","parts":[{"type":"text","content":"hi"}]}]',
+      },
+      20,
+      root,
+    );
+    const oi = finished(
+      tracer,
+      'ChatCompletion',
+      {
+        'openinference.span.kind': 'LLM',
+        'llm.model_name': 'gpt-4.1',
+        'llm.provider': 'openai',
+        'llm.token_count.prompt': 50,
+        'llm.token_count.completion': 7,
+        'llm.token_count.total': 57,
+        'llm.invocation_parameters': '{"temperature":0,"max_tokens":256}',
+        'input.value': 'What is 2+2?',
+        'output.value': '{"answer":4}',
+        'output.mime_type': 'application/json',
+      },
+      30,
+      root,
+    );
+    const oiChain = finished(tracer, 'RetrievalQA', { 'openinference.span.kind': 'CHAIN', 'input.value': 'q' }, 40, root);
+    const langfuseAttrs = { 'langfuse.observation.type': 'generation', 'langfuse.observation.model.name': 'own-model', 'gen_ai.usage.prompt_tokens': 3, 'llm.model_name': 'untouched' };
+    const lf = finished(tracer, 'langfuse-native', langfuseAttrs, 50, root);
+    await p.forceFlush();
+
+    const ids = [root, genaiOld, genaiNew, oi, oiChain, lf].map((s) => s.spanContext().spanId);
+    await daemon.eventually(() => assert.ok(ids.every((id) => fake.span(id))));
+
+    const a = fake.span(ids[1]!)!;
+    assert.equal(a.parentSpanId, ids[0]);
+    assert.equal(a.attributes['langfuse.observation.type'], 'generation');
+    assert.equal(a.attributes['langfuse.observation.model.name'], 'gpt-4o-mini-2024-07-18');
+    assert.deepEqual(usageOf(a), { input: 120, output: 30 });
+    assert.ok(Object.values(usageOf(a)).every(Number.isInteger));
+    assert.deepEqual(JSON.parse(String(a.attributes['langfuse.observation.model.parameters'])), { temperature: 0.2 });
+    assert.equal(a.attributes['gen_ai.provider.name'], 'openai');
+    assert.equal(a.attributes['gen_ai.usage.prompt_tokens'], undefined, 'moved, not duplicated in metadata');
+    assert.equal(a.attributes['gen_ai.system'], undefined);
+
+    const b = fake.span(ids[2]!)!;
+    assert.equal(b.attributes['langfuse.observation.type'], 'generation');
+    assert.equal(b.attributes['langfuse.observation.model.name'], 'claude-3-5-haiku');
+    assert.deepEqual(usageOf(b), { input: 11, output: 5 });
+    assert.equal(b.attributes['langfuse.observation.input'], '[{"role":"user","parts":[{"type":"text","content":"hi"}]}]');
+
+    const o = fake.span(ids[3]!)!;
+    assert.equal(o.attributes['langfuse.observation.type'], 'generation');
+    assert.equal(o.attributes['langfuse.observation.model.name'], 'gpt-4.1');
+    assert.deepEqual(usageOf(o), { input: 50, output: 7, total: 57 });
+    assert.ok(Object.values(usageOf(o)).every(Number.isInteger));
+    assert.deepEqual(JSON.parse(String(o.attributes['langfuse.observation.model.parameters'])), { temperature: 0, max_tokens: 256 });
+    assert.equal(o.attributes['langfuse.observation.input'], '"What is 2+2?"', 'text/plain input becomes a JSON string');
+    assert.equal(o.attributes['langfuse.observation.output'], '{"answer":4}', 'application/json output stays as is');
+    assert.equal(o.attributes['input.value'], undefined);
+
+    assert.equal(fake.span(ids[4]!)!.attributes['langfuse.observation.type'], 'chain');
+    assert.equal(fake.span(ids[0]!)!.attributes['langfuse.observation.type'], 'agent');
+
+    // A span that already speaks Langfuse's dialect passes exactly as it was sent.
+    assert.deepEqual(fake.span(ids[5]!)!.attributes, langfuseAttrs);
+    assert.equal(fake.span(ids[5]!)!.resource['service.name'], 'otel-proto-app');
+    await p.shutdown();
+  });
+
+  test('a gzip OTLP/JSON body is accepted; the answer is an empty ExportTraceServiceResponse', async () => {
+    const traceId = '5b8efff798038103d269b633813fc60c';
+    const body = {
+      resourceSpans: [
+        {
+          resource: { attributes: [{ key: 'service.name', value: { stringValue: 'gz' } }] },
+          scopeSpans: [
+            {
+              scope: { name: 'raw' },
+              spans: [
+                // An all-zero parent id means "no parent" (some clients send it for roots).
+                { traceId, spanId: 'eee19b7ec3c1b174', parentSpanId: '0000000000000000', name: 'gz-root', startTimeUnixNano: '1732700000000000001', endTimeUnixNano: '1732700000000000002', kind: 1 },
+              ],
+            },
+          ],
+        },
+      ],
+    };
+    const res = await fetch(tracesUrl, { method: 'POST', headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' }, body: gzipSync(JSON.stringify(body)) });
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('content-type') ?? '', /^application\/json/);
+    assert.deepEqual(await res.json(), {});
+    await daemon.eventually(() => assert.ok(fake.span('eee19b7ec3c1b174')));
+    assert.equal(fake.span('eee19b7ec3c1b174')!.parentSpanId, undefined);
+    assert.equal(fake.span('eee19b7ec3c1b174')!.resource['service.name'], 'gz');
+  });
+
+  test('invalid spans are rejected one by one: partialSuccess in protobuf and JSON, the rest delivered, each counted', async () => {
+    const type = exportTraceServiceRequestType();
+    const hex = (h: string) => Buffer.from(h, 'hex');
+    const span = (traceId: string, spanId: string, name: string) => ({
+      traceId: hex(traceId),
+      spanId: hex(spanId),
+      name,
+      startTimeUnixNano: '1732700000000000010',
+      endTimeUnixNano: '1732700000000000020',
+    });
+    const pb = type
+      .encode(
+        type.fromObject({
+          resourceSpans: [
+            {
+              resource: { attributes: [{ key: 'service.name', value: { stringValue: 'partial' } }] },
+              scopeSpans: [{ spans: [span('0'.repeat(32), 'aaaa00000000000a', 'zero-trace'), span('6'.repeat(32), 'aaaa00000000000b', 'fine')] }],
+            },
+          ],
+        }),
+      )
+      .finish();
+    const res = await fetch(tracesUrl, { method: 'POST', headers: { 'content-type': 'application/x-protobuf' }, body: pb });
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get('content-type'), 'application/x-protobuf');
+    const answer = ProtobufTraceSerializer.deserializeResponse(new Uint8Array(await res.arrayBuffer()));
+    assert.equal(Number(answer.partialSuccess?.rejectedSpans), 1);
+    assert.match(answer.partialSuccess?.errorMessage ?? '', /1 of 2 spans rejected: span aaaa00000000000a: invalid_trace_id/);
+
+    const json = {
+      resourceSpans: [
+        {
+          scopeSpans: [
+            {
+              spans: [
+                { traceId: '7'.repeat(32), spanId: '0'.repeat(16), name: 'zero-span', startTimeUnixNano: '1', endTimeUnixNano: '2' },
+                { traceId: '7'.repeat(32), spanId: 'aaaa00000000000c', name: 'backwards', startTimeUnixNano: '5', endTimeUnixNano: '4' },
+                { traceId: '7'.repeat(32), spanId: 'aaaa00000000000d', name: 'ok', startTimeUnixNano: '5', endTimeUnixNano: '6' },
+              ],
+            },
+          ],
+        },
+      ],
+    };
+    const jres = await fetch(tracesUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(json) });
+    assert.equal(jres.status, 200);
+    const janswer = (await jres.json()) as { partialSuccess: { rejectedSpans: string; errorMessage: string } };
+    assert.equal(janswer.partialSuccess.rejectedSpans, '2');
+    assert.match(janswer.partialSuccess.errorMessage, /invalid_span_id/);
+    assert.match(janswer.partialSuccess.errorMessage, /invalid_end_time_unix_nano/);
+
+    await daemon.eventually(() => assert.ok(fake.span('aaaa00000000000b') && fake.span('aaaa00000000000d')));
+    assert.equal(fake.span('aaaa00000000000b')!.resource['service.name'], 'partial');
+    assert.equal(await daemon.metric('dspy_o11yd_records_invalid_total', { transport: 'otlp', reason: 'invalid_trace_id' }), 1);
+    assert.equal(await daemon.metric('dspy_o11yd_records_invalid_total', { transport: 'otlp', reason: 'invalid_span_id' }), 1);
+    assert.equal(await daemon.metric('dspy_o11yd_records_invalid_total', { transport: 'otlp', reason: 'invalid_end_time_unix_nano' }), 1);
+    assert.ok((await daemon.metric('dspy_o11yd_records_received_total', { transport: 'otlp', type: 'span' })) >= 10);
+  });
+
+  test('an undecodable body is 400 with a Status in the request encoding; nothing of it is accepted', async () => {
+    const before = await daemon.metric('dspy_o11yd_records_received_total', { transport: 'otlp', type: 'span' });
+    const garbage = await fetch(tracesUrl, { method: 'POST', headers: { 'content-type': 'application/x-protobuf' }, body: new Uint8Array([0x0a, 0xff, 0xff, 0xff, 0x0f]) });
+    assert.equal(garbage.status, 400);
+    assert.equal(garbage.headers.get('content-type'), 'application/x-protobuf');
+    const status = readStatus(new Uint8Array(await garbage.arrayBuffer()));
+    assert.equal(status.code, 3);
+    assert.match(status.message, /^invalid OTLP trace export: malformed OTLP protobuf/);
+
+    const notJson = await fetch(tracesUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"resourceSpans": [' });
+    assert.equal(notJson.status, 400);
+    assert.equal(((await notJson.json()) as { code: number }).code, 3);
+
+    // A span id of the wrong length makes the whole request invalid (as in the Collector and Langfuse).
+    const badId = { resourceSpans: [{ scopeSpans: [{ spans: [{ traceId: '8'.repeat(32), spanId: 'abc', name: 'x', startTimeUnixNano: '1', endTimeUnixNano: '1' }] }] }] };
+    const bad = await fetch(tracesUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(badId) });
+    assert.equal(bad.status, 400);
+    assert.match(((await bad.json()) as { message: string }).message, /spanId/);
+
+    const badGzip = await fetch(tracesUrl, { method: 'POST', headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' }, body: 'not gzip' });
+    assert.equal(badGzip.status, 400);
+    assert.equal(await daemon.metric('dspy_o11yd_records_received_total', { transport: 'otlp', type: 'span' }), before);
+  });
+
+  test('other content types and content encodings are 415', async () => {
+    const text = await fetch(tracesUrl, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'x' });
+    assert.equal(text.status, 415);
+    const ndjson = await fetch(tracesUrl, { method: 'POST', headers: { 'content-type': 'application/x-ndjson' }, body: '{}' });
+    assert.equal(ndjson.status, 415);
+    const br = await fetch(tracesUrl, { method: 'POST', headers: { 'content-type': 'application/json', 'content-encoding': 'br' }, body: '{}' });
+    assert.equal(br.status, 415);
+  });
+});
+
+describe('OTLP/HTTP ingest with --ingest-token', () => {
+  let fake: FakeLangfuse;
+  let daemon: DaemonProcess;
+  const token = 'otlp-ingest-token-1234';
+
+  before(async () => {
+    fake = await startFakeLangfuse({ publicKey: KEYS.LANGFUSE_PUBLIC_KEY, secretKey: KEYS.LANGFUSE_SECRET_KEY });
+    daemon = await startDaemonProcess(['--socket', '', '--http', '127.0.0.1:0', '--flush-interval', '50', '--ingest-token', token], { ...KEYS, LANGFUSE_HOST: fake.url });
+  });
+  after(async () => {
+    await daemon.stop();
+    await fake.close();
+  });
+
+  test('a request without the bearer token is 401; an exporter sending it delivers', async () => {
+    const denied = await fetch(`${daemon.httpUrl}/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    assert.equal(denied.status, 401);
+    const p = provider(`${daemon.httpUrl}/v1/traces`, 'json', false, { 'service.name': 'with-token' }, { authorization: `Bearer ${token}` });
+    const s = finished(p.getTracer('t'), 'authorized', { k: 'v' }, 5);
+    await p.forceFlush();
+    await daemon.eventually(() => assert.ok(fake.span(s.spanContext().spanId)));
+    await p.shutdown();
+  });
+});
+
+describe('OTLP conversion units', () => {
+  const v = (value: AnyValue) => toWireValue(value);
+
+  test('attribute values become the wire types; structured ones JSON strings', () => {
+    assert.equal(v({ type: 'int', value: 2n ** 60n }), '1152921504606846976');
+    assert.equal(v({ type: 'int', value: -7 }), -7);
+    assert.equal(v({ type: 'double', value: Number.NaN }), 'NaN');
+    assert.equal(v({ type: 'double', value: Number.POSITIVE_INFINITY }), 'Infinity');
+    assert.equal(v({ type: 'bytes', value: new Uint8Array([0, 1, 255]) }), 'AAH/');
+    assert.equal(v({ type: 'empty' }), undefined);
+    assert.equal(
+      v({ type: 'kvlist', values: [{ key: 'a', value: { type: 'int', value: 1 } }, { key: 'b', value: { type: 'array', values: [{ type: 'string', value: 'x' }] } }] }),
+      '{"a":1,"b":["x"]}',
+    );
+    assert.deepEqual(v({ type: 'array', values: [] }), []);
+    assert.deepEqual(v({ type: 'array', values: [{ type: 'int', value: 1 }, { type: 'double', value: 2.5 }] }), [1, 2.5]);
+    assert.equal(v({ type: 'array', values: [{ type: 'string', value: 'a' }, { type: 'int', value: 1 }] }), '["a",1]', 'mixed');
+    assert.equal(v({ type: 'array', values: [{ type: 'array', values: [{ type: 'bool', value: true }] }] }), '[[true]]', 'nested');
+    assert.equal(v({ type: 'array', values: [{ type: 'int', value: 1 }, { type: 'int', value: 2n ** 62n }] }), '[1,"4611686018427387904"]', 'big ints stay exact');
+    assert.deepEqual(toWireAttributes([{ key: 'k', value: { type: 'string', value: 'first' } }, { key: 'k', value: { type: 'string', value: 'last' } }, { key: 'e', value: { type: 'empty' } }]), { k: 'last' });
+  });
+
+  test('a decoded span becomes a span record: status codes, events, zero parent', () => {
+    const base: DecodedSpan = {
+      traceId: 'a'.repeat(32), spanId: 'b'.repeat(16), parentSpanId: '0000000000000000', flags: 0, name: 'n', kind: 1,
+      startTimeUnixNano: '10', endTimeUnixNano: '20', attributes: [], droppedAttributesCount: 0,
+      events: [{ name: 'e', timeUnixNano: '15', attributes: [{ key: 'x', value: { type: 'bool', value: false } }], droppedAttributesCount: 0 }],
+      droppedEventsCount: 0, links: [], droppedLinksCount: 0, status: { code: 0 },
+    };
+    const r = toSpanRecord(base, { normalizeDialects: true });
+    assert.deepEqual(r, { v: 1, type: 'span', traceId: 'a'.repeat(32), spanId: 'b'.repeat(16), name: 'n', startTimeUnixNano: '10', endTimeUnixNano: '20', events: [{ name: 'e', timeUnixNano: '15', attributes: { x: false } }] });
+    assert.deepEqual(toSpanRecord({ ...base, status: { code: 1 } }, { normalizeDialects: true }).status, { code: 'ok' });
+    assert.deepEqual(toSpanRecord({ ...base, status: { code: 2, message: 'm' } }, { normalizeDialects: true }).status, { code: 'error', message: 'm' });
+    assert.equal(toSpanRecord({ ...base, parentSpanId: 'c'.repeat(16) }, { normalizeDialects: true }).parentSpanId, 'c'.repeat(16));
+    // Without normalization (exporters other than Langfuse) attributes stay as sent.
+    const gen = [{ key: 'gen_ai.system', value: { type: 'string', value: 'openai' } }] as const;
+    assert.deepEqual(toSpanRecord({ ...base, attributes: gen }, { normalizeDialects: false }).attributes, { 'gen_ai.system': 'openai' });
+    assert.deepEqual(toSpanRecord({ ...base, attributes: gen }, { normalizeDialects: true }).attributes, { 'gen_ai.provider.name': 'openai' });
+  });
+
+  test('partialSuccess is encoded so the OpenTelemetry deserializer reads it', () => {
+    assert.equal(encodeExportResponse(0, '').length, 0);
+    const back = ProtobufTraceSerializer.deserializeResponse(encodeExportResponse(300, 'three hundred'));
+    assert.deepEqual({ rejected: Number(back.partialSuccess?.rejectedSpans), message: back.partialSuccess?.errorMessage }, { rejected: 300, message: 'three hundred' });
+  });
+});
+
+describe('dialect normalization', () => {
+  test('GenAI (current and deprecated keys) → neutral vocabulary', () => {
+    assert.deepEqual(
+      normalizeDialects({
+        'gen_ai.operation.name': 'chat', 'gen_ai.system': 'openai', 'gen_ai.request.model': 'm',
+        'gen_ai.usage.prompt_tokens': 3, 'gen_ai.usage.completion_tokens': 4,
+        'gen_ai.input.messages': '[1]', 'gen_ai.output.messages': '[2]',
+      }),
+      {
+        'gen_ai.operation.name': 'chat', 'gen_ai.provider.name': 'openai', 'gen_ai.request.model': 'm',
+        'gen_ai.usage.input_tokens': 3, 'gen_ai.usage.output_tokens': 4, 'dspy.input': '[1]', 'dspy.output': '[2]',
+        'dspy.observation.type': 'generation',
+      },
+    );
+    assert.equal(normalizeDialects({ 'gen_ai.operation.name': 'embeddings' })['dspy.observation.type'], 'embedding');
+    assert.equal(normalizeDialects({ 'gen_ai.operation.name': 'execute_tool' })['dspy.observation.type'], 'tool');
+    assert.equal(normalizeDialects({ 'gen_ai.response.model': 'm' })['dspy.observation.type'], 'generation', 'a model makes a generation');
+    assert.deepEqual(normalizeDialects({ 'gen_ai.prompt': 'p', 'gen_ai.completion': 'c' }), { 'dspy.input': 'p', 'dspy.output': 'c' });
+  });
+
+  test('OpenInference → neutral vocabulary', () => {
+    assert.deepEqual(
+      normalizeDialects({
+        'openinference.span.kind': 'LLM', 'llm.model_name': 'm', 'llm.system': 'anthropic',
+        'llm.token_count.prompt': 1, 'llm.token_count.completion': 2, 'llm.token_count.total': 3,
+        'llm.invocation_parameters': '{"top_p":0.9,"max_completion_tokens":10,"stream":true}',
+        'input.value': '{"q":1}', 'input.mime_type': 'application/json', 'output.value': 'plain', 'tag.tags': ['a', 'b'],
+      }),
+      {
+        'openinference.span.kind': 'LLM', 'gen_ai.request.model': 'm', 'gen_ai.provider.name': 'anthropic',
+        'gen_ai.usage.input_tokens': 1, 'gen_ai.usage.output_tokens': 2, 'gen_ai.usage.total_tokens': 3,
+        'llm.invocation_parameters': '{"top_p":0.9,"max_completion_tokens":10,"stream":true}',
+        'gen_ai.request.top_p': 0.9, 'gen_ai.request.max_tokens': 10,
+        'dspy.input': '{"q":1}', 'dspy.output': '"plain"', 'dspy.trace.tags': ['a', 'b'], 'dspy.observation.type': 'generation',
+      },
+    );
+    assert.equal(normalizeDialects({ 'openinference.span.kind': 'EMBEDDING', 'embedding.model_name': 'e' })['dspy.observation.type'], 'embedding');
+    assert.equal(normalizeDialects({ 'openinference.span.kind': 'EMBEDDING', 'embedding.model_name': 'e' })['gen_ai.request.model'], 'e');
+    assert.equal(normalizeDialects({ 'openinference.span.kind': 'retriever' })['dspy.observation.type'], 'retriever');
+    // OpenInference's kind wins over GenAI's operation, as in Langfuse.
+    assert.equal(normalizeDialects({ 'openinference.span.kind': 'TOOL', 'gen_ai.operation.name': 'chat' })['dspy.observation.type'], 'tool');
+    // An unknown kind falls through to the next rule.
+    assert.equal(normalizeDialects({ 'openinference.span.kind': 'RERANKER', 'llm.model_name': 'r' })['dspy.observation.type'], 'generation');
+  });
+
+  test('neutral keys win and nothing is overwritten; langfuse.* spans and other spans are untouched', () => {
+    assert.deepEqual(normalizeDialects({ 'gen_ai.usage.input_tokens': 9, 'gen_ai.usage.prompt_tokens': 3, 'dspy.observation.type': 'span' }), {
+      'gen_ai.usage.input_tokens': 9, 'gen_ai.usage.prompt_tokens': 3, 'dspy.observation.type': 'span',
+    });
+    const lf = { 'langfuse.observation.type': 'span', 'gen_ai.system': 'openai', 'input.value': 'x' };
+    assert.deepEqual(normalizeDialects({ ...lf }), lf);
+    const plain = { 'http.method': 'GET', 'db.system': 'postgresql' };
+    assert.deepEqual(normalizeDialects({ ...plain }), plain);
+  });
+});
