@@ -9,6 +9,7 @@ import type { Logger } from './log.js';
 import { Batcher } from './batch/batcher.js';
 import { createExporter } from './export/create-exporter.js';
 import { ExportLoop } from './export/export-loop.js';
+import { createScoreSink } from './export/scores.js';
 import type { SpanExporter } from './export/types.js';
 import { registerIngestRoutes } from './ingest/http.js';
 import { registerOtlpRoutes } from './ingest/otlp-http.js';
@@ -51,7 +52,8 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
       lastOverflowLog = now;
     }
   });
-  const sink = new RecordSink(queue, stats, log, { sampleRatio: config.sampleRatio });
+  const scores = createScoreSink(config, stats, log);
+  const sink = new RecordSink(queue, stats, log, { sampleRatio: config.sampleRatio, onScore: (score, session) => scores.submit(score, session.resource) });
   const batcher = new Batcher(queue, { maxSpans: config.batch.maxSpans, maxBytes: config.batch.maxBytes, flushIntervalMs: config.batch.flushIntervalMs });
   const exporter = createExporter(config, (reason) => stats.repairs.add([reason]));
   let exportLoop: ExportLoop | undefined;
@@ -101,6 +103,15 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
         invalid: Object.fromEntries([...stats.recordsInvalid.entries()].map(([l, v]) => [`${l.transport}/${l.reason}`, v])),
       },
       export: { requests: Object.fromEntries([...stats.exportRequests.entries()].map(([l, v]) => [l.outcome, v])), retries: stats.exportRetries },
+      scores: {
+        received: stats.scoresReceived,
+        exported: stats.scoresExported,
+        dropped: { ...stats.scoresDropped },
+        queued: scores.queued,
+        inFlight: scores.inFlight,
+        state: scores.state,
+        lastError: scores.lastError,
+      },
     };
   };
 
@@ -130,7 +141,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
   const stop = () =>
     (stopping ??= (async () => {
       await Promise.all([socket?.close(), app?.close()]);
-      const left = await loop.stop(config.shutdownTimeoutMs, () => queue.drain());
+      const [left] = await Promise.all([loop.stop(config.shutdownTimeoutMs, () => queue.drain()), scores.stop(config.shutdownTimeoutMs)]);
       if (left.length && config.spoolDir) {
         try {
           const file = await writeSpool(config.spoolDir, left);

@@ -5,7 +5,7 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Stats } from './stats.js';
-import { DROP_REASONS } from './stats.js';
+import { DROP_REASONS, SCORE_DROP_REASONS } from './stats.js';
 
 export interface QueueGauges {
   readonly spans: number;
@@ -44,6 +44,9 @@ export function createMetrics(stats: Stats, queue: () => QueueGauges): Metrics {
   fromCounts('spans_dropped_total', 'Spans dropped, by reason', ['reason'], () => DROP_REASONS.map((reason) => [{ reason }, stats.dropped[reason]] as [Record<'reason', string>, number]));
   fromCounts('export_requests_total', 'Export requests, by outcome', ['outcome'], () => stats.exportRequests.entries());
   fromCounts('export_retries_total', 'Export retries (a batch sent again)', [], () => [[{}, stats.exportRetries]]);
+  fromCounts('scores_received_total', 'Score records received (valid ones)', [], () => [[{}, stats.scoresReceived]]);
+  fromCounts('scores_exported_total', 'Scores delivered to the backend', [], () => [[{}, stats.scoresExported]]);
+  fromCounts('scores_dropped_total', 'Scores dropped, by reason', ['reason'], () => SCORE_DROP_REASONS.map((reason) => [{ reason }, stats.scoresDropped[reason]] as [Record<'reason', string>, number]));
   fromCounts('langfuse_repairs_total', 'Span values Langfuse would silently drop, repaired or removed before export', ['reason'], () => stats.repairs.entries());
 
   const gauge = (name: string, help: string, read: () => number) =>

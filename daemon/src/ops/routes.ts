@@ -15,6 +15,8 @@ export interface DaemonStatus {
   spans: { received: number; exported: number; dropped: Record<string, number>; queued: number; inFlight: number };
   records: { received: Record<string, number>; invalid: Record<string, number> };
   export: { requests: Record<string, number>; retries: number };
+  /** Scores sent to Langfuse's REST API (export/scores.ts): received = exported + dropped + queued + inFlight. */
+  scores: { received: number; exported: number; dropped: Record<string, number>; queued: number; inFlight: number; state: string; lastError?: string };
 }
 
 export interface OpsHooks {

@@ -9,6 +9,10 @@ export type ExportOutcomeLabel = 'delivered' | 'retryable' | 'too_large' | 'refu
 
 export const DROP_REASONS: readonly DropReason[] = ['queue_overflow', 'retries_exhausted', 'rejected', 'shutdown', 'client_buffer', 'sampled'];
 
+/** Why a score was not delivered (export/scores.ts). */
+export type ScoreDropReason = 'queue_overflow' | 'retries_exhausted' | 'rejected' | 'invalid' | 'unsupported_exporter' | 'sampled' | 'shutdown';
+export const SCORE_DROP_REASONS: readonly ScoreDropReason[] = ['queue_overflow', 'retries_exhausted', 'rejected', 'invalid', 'unsupported_exporter', 'sampled', 'shutdown'];
+
 /** A counter keyed by a tuple of label values. */
 export class LabeledCounts<L extends string> {
   readonly values = new Map<string, number>();
@@ -46,6 +50,12 @@ export class Stats {
   spansReceived = 0;
   spansExported = 0;
   exportRetries = 0;
+  /** Scores: received = exported + dropped (all reasons) + queued + in flight. */
+  scoresReceived = 0;
+  scoresExported = 0;
+  readonly scoresDropped: Record<ScoreDropReason, number> = {
+    queue_overflow: 0, retries_exhausted: 0, rejected: 0, invalid: 0, unsupported_exporter: 0, sampled: 0, shutdown: 0,
+  };
 
   drop(reason: DropReason, n: number): void {
     this.dropped[reason] += n;

@@ -118,6 +118,7 @@ export interface DaemonStatusJson {
   spans: { received: number; exported: number; dropped: Record<string, number>; queued: number; inFlight: number };
   records: { received: Record<string, number>; invalid: Record<string, number> };
   export: { requests: Record<string, number>; retries: number };
+  scores: { received: number; exported: number; dropped: Record<string, number>; queued: number; inFlight: number; state: string; lastError?: string };
 }
 
 export function tempDir(prefix = 'dspy-o11yd-test-'): { dir: string; cleanup: () => void } {

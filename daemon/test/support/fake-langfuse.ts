@@ -7,7 +7,9 @@
  * with the daemon's OTLP decoder, the whole batch refused (400) when a span lacks ids or cannot
  * be read, 200 with a JSON body otherwise. Stricter than Langfuse on one point: a JSON body with
  * snake_case OTLP field names is a 400 here (Langfuse silently reads it as empty; a test should
- * fail loudly). `POST /api/public/scores` stores the JSON body and answers 200 `{id}`.
+ * fail loudly). `POST /api/public/scores` stores the JSON body and answers 200 `{id}`; like
+ * Langfuse it upserts by id (a score sent again with the same id replaces the stored one), and
+ * every attempt is kept in `scoreRequests`, faults (`failScores`) included.
  *
  * Everything is recorded: requests (headers, content type/encoding, sizes, span count, status),
  * every span of every accepted batch, flattened, with its attributes' OTLP types, and the most
@@ -131,6 +133,15 @@ export interface RecordedScore {
   readonly receivedAt: number;
 }
 
+/** One `POST /api/public/scores` attempt, whatever it was answered. */
+export interface RecordedScoreRequest {
+  readonly headers: IncomingHttpHeaders;
+  /** The parsed JSON body (undefined when unreadable). */
+  readonly body: unknown;
+  readonly status: number;
+  readonly fault: Fault | undefined;
+}
+
 interface Waiter {
   readonly check: () => boolean;
   readonly resolve: () => void;
@@ -151,7 +162,9 @@ export class FakeLangfuse {
   readonly secretKey: string;
   readonly requests: RecordedRequest[] = [];
   readonly spans: RecordedSpan[] = [];
+  /** Stored scores, one per id (upserted like Langfuse). */
   readonly scores: RecordedScore[] = [];
+  readonly scoreRequests: RecordedScoreRequest[] = [];
   /** Export requests being handled right now / the most at once since start or `reset()`. */
   inFlight = 0;
   maxInFlight = 0;
@@ -161,6 +174,7 @@ export class FakeLangfuse {
   private readonly server: Server;
   private readonly sockets = new Set<Socket>();
   private readonly faults: Fault[] = [];
+  private readonly scoreFaults: Fault[] = [];
   private sticky: Fault | null = null;
   private readonly waiters = new Set<Waiter>();
   private readonly maxBodyBytes: number;
@@ -220,9 +234,20 @@ export class FakeLangfuse {
     this.sticky = fault;
   }
 
+  /** Answer each of the next `times` score requests with `fault.status` (and `Retry-After`), before auth. */
+  failScores(fault: Fault, times = 1): void {
+    for (let i = 0; i < times; i++) this.scoreFaults.push(fault);
+  }
+
+  /** Resolves with the stored scores once at least `n` are stored; rejects after `timeoutMs`. */
+  waitForScores(n: number, timeoutMs = 5_000): Promise<RecordedScore[]> {
+    return this.waitFor(() => this.scores.length >= n, timeoutMs, () => `${n} scores (got ${this.scores.length})`).then(() => this.scores);
+  }
+
   /** Drop queued one-shot faults and the sticky mode. */
   clearFaults(): void {
     this.faults.length = 0;
+    this.scoreFaults.length = 0;
     this.sticky = null;
   }
 
@@ -277,6 +302,7 @@ export class FakeLangfuse {
     this.requests.length = 0;
     this.spans.length = 0;
     this.scores.length = 0;
+    this.scoreRequests.length = 0;
     this.maxInFlight = this.inFlight;
   }
 
@@ -466,31 +492,44 @@ export class FakeLangfuse {
   }
 
   private async score(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    if (!this.authorized(req)) {
-      json(res, 401, { message: 'Invalid credentials. Confirm that you have used the correct host and keys.' });
-      return;
-    }
     const raw = await this.readBody(req);
-    if (raw === undefined) {
-      json(res, 413, { message: 'Request Entity Too Large' });
-      return;
-    }
     let body: unknown;
     try {
-      body = JSON.parse(raw.toString('utf8'));
+      body = raw === undefined ? undefined : JSON.parse(raw.toString('utf8'));
     } catch {
-      json(res, 400, { message: 'Invalid JSON' });
+      body = undefined;
+    }
+    const answer = (status: number, payload: unknown, fault?: Fault, headers: Record<string, string> = {}) => {
+      this.scoreRequests.push({ headers: { ...req.headers }, body, status, fault });
+      json(res, status, payload, headers);
+      this.notify();
+    };
+    const fault = this.scoreFaults.shift();
+    if (fault?.status !== undefined) {
+      const headers: Record<string, string> = { ...fault.headers };
+      if (fault.retryAfterSeconds !== undefined) headers['retry-after'] = String(fault.retryAfterSeconds);
+      answer(fault.status, { message: `fake-langfuse: injected ${fault.status}` }, fault, headers);
+      return;
+    }
+    if (!this.authorized(req)) {
+      answer(401, { message: 'Invalid credentials. Confirm that you have used the correct host and keys.' });
+      return;
+    }
+    if (raw === undefined) {
+      answer(413, { message: 'Request Entity Too Large' });
       return;
     }
     if (typeof body !== 'object' || body === null || Array.isArray(body)) {
-      json(res, 400, { message: 'A score must be a JSON object' });
+      answer(400, { message: 'A score must be a JSON object' });
       return;
     }
     const given = (body as { id?: unknown }).id;
     const id = typeof given === 'string' && given !== '' ? given : randomUUID();
+    // Langfuse upserts by id: the same id twice is one score.
+    const existing = this.scores.findIndex((s) => s.id === id);
+    if (existing >= 0) this.scores.splice(existing, 1);
     this.scores.push({ id, body, receivedAt: Date.now() });
-    json(res, 200, { id });
-    this.notify();
+    answer(200, { id });
   }
 }
 

@@ -1,0 +1,356 @@
+/**
+ * Scores (wire record `score`, proto/SCORES.md) → Langfuse's REST API, `POST {host}/api/public/scores`.
+ *
+ * Scores do not travel with spans: Langfuse's OTLP endpoint has no score, so they go to the
+ * public scores API with the same Basic auth. That API takes ONE score per request, so the
+ * sender posts them one at a time, with exactly one request in flight (like the span export
+ * loop: a backend that slows down is never hit harder). Its own bounded queue drops the oldest
+ * score when full, and never blocks ingest.
+ *
+ * Retries follow the span exporter's rules and backoff module: network errors, timeouts, 408,
+ * 429 and 5xx are retried with exponential backoff and full jitter, honouring `Retry-After`;
+ * other 4xx (and 413) are permanent: the score is dropped and the answer logged once per status.
+ * Every score carries an id (the record's, else one derived from its content), and Langfuse
+ * upserts by id: a retry after a lost answer, or the same record sent twice, never duplicates.
+ *
+ * For exporters other than `langfuse`, scores are counted and dropped (`unsupported_exporter`),
+ * with one warning. Counters (ops/stats.ts): received = exported + dropped + queued + in flight.
+ */
+import { createHash } from 'node:crypto';
+import { Pool, type Dispatcher } from 'undici';
+import { keepTrace, RESOURCE, type ScoreRecord } from '@dspy-o11y/proto';
+import type { DaemonConfig } from '../config.js';
+import type { Logger } from '../log.js';
+import type { Resource } from '../model.js';
+import type { ScoreDropReason, Stats } from '../ops/stats.js';
+import { BoundedQueue } from '../queue/bounded-queue.js';
+import { VERSION } from '../version.js';
+import { DEFAULT_BACKOFF, backoffDelay, sleep, type BackoffPolicy } from './backoff.js';
+import { MAX_ERROR_BODY_BYTES, outcomeForStatus } from './http-exporter.js';
+import { sanitizeEnvironment } from './langfuse-map.js';
+import type { ExportOutcome } from './types.js';
+
+export const LANGFUSE_SCORES_PATH = '/api/public/scores';
+/** Scores waiting to be sent, at most; beyond it the oldest is dropped. */
+export const DEFAULT_MAX_QUEUED_SCORES = 10_000;
+
+export type ScoreDataType = 'NUMERIC' | 'CATEGORICAL' | 'BOOLEAN';
+
+/** The body of `POST /api/public/scores` (Langfuse's CreateScoreRequest, the fields we fill). */
+export interface LangfuseScoreBody {
+  id: string;
+  traceId?: string;
+  observationId?: string;
+  sessionId?: string;
+  name: string;
+  /** A number for NUMERIC and BOOLEAN (0 or 1), a string for CATEGORICAL. */
+  value: number | string;
+  dataType?: ScoreDataType;
+  comment?: string;
+  /** ISO 8601, from `timeUnixNano` (millisecond precision). */
+  timestamp?: string;
+  /** From the sender's resource `deployment.environment.name`, sanitized like the spans'. */
+  environment?: string;
+}
+
+export type ScoreConversion = { ok: true; body: LangfuseScoreBody } | { ok: false; message: string };
+
+/**
+ * A stable id for a score without one: a UUID (version 8, RFC 9562 "custom") made of the SHA-256
+ * of the score's content. The same record always gets the same id, so Langfuse's upsert by id
+ * makes resends harmless; two scores differing in anything (e.g. their timestamp) differ in id.
+ */
+export function scoreId(score: ScoreRecord): string {
+  const content = JSON.stringify([
+    score.traceId ?? null, score.observationId ?? null, score.sessionId ?? null, score.name, score.value,
+    score.dataType ?? null, score.comment ?? null, score.timeUnixNano ?? null,
+  ]);
+  const h = createHash('sha256').update(content).digest('hex');
+  const variant = ((parseInt(h[16]!, 16) & 0x3) | 0x8).toString(16);
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-8${h.slice(13, 16)}-${variant}${h.slice(17, 20)}-${h.slice(20, 32)}`;
+}
+
+function nsToIso(ns: string): string {
+  return new Date(Number(BigInt(ns) / 1_000_000n)).toISOString();
+}
+
+/** The value and data type Langfuse accepts for the record's, or why there are none. */
+function scoreValue(value: ScoreRecord['value'], dataType: ScoreDataType | undefined): { value: number | string; dataType?: ScoreDataType } | string {
+  if (typeof value === 'boolean') {
+    if (dataType !== undefined && dataType !== 'BOOLEAN') return `a boolean value needs dataType BOOLEAN, not ${dataType}`;
+    return { value: value ? 1 : 0, dataType: 'BOOLEAN' };
+  }
+  if (typeof value === 'number') {
+    if (dataType === 'CATEGORICAL') return 'a CATEGORICAL score needs a string value';
+    if (dataType === 'BOOLEAN' && value !== 0 && value !== 1) return 'a BOOLEAN score needs true/false (or 0/1)';
+    return dataType ? { value, dataType } : { value };
+  }
+  if (dataType !== undefined && dataType !== 'CATEGORICAL') return `a string value needs dataType CATEGORICAL, not ${dataType}`;
+  return dataType ? { value, dataType } : { value };
+}
+
+/** A validated score record → the Langfuse body, or why Langfuse would refuse it. */
+export function toLangfuseScore(score: ScoreRecord, resource: Resource): ScoreConversion {
+  if (!score.traceId && !score.sessionId) return { ok: false, message: 'a score needs a traceId or a sessionId' };
+  if (score.observationId && !score.traceId) return { ok: false, message: 'an observationId needs the traceId of its trace' };
+  const v = scoreValue(score.value, score.dataType);
+  if (typeof v === 'string') return { ok: false, message: v };
+  const body: LangfuseScoreBody = { id: score.id ?? scoreId(score), name: score.name, value: v.value };
+  if (score.traceId) body.traceId = score.traceId;
+  if (score.observationId) body.observationId = score.observationId;
+  if (score.sessionId) body.sessionId = score.sessionId;
+  if (v.dataType) body.dataType = v.dataType;
+  if (score.comment !== undefined) body.comment = score.comment;
+  if (score.timeUnixNano) body.timestamp = nsToIso(score.timeUnixNano);
+  const env = resource.attributes[RESOURCE.environment];
+  if (typeof env === 'string') {
+    const e = sanitizeEnvironment(env);
+    if (e !== '') body.environment = e;
+  }
+  return { ok: true, body };
+}
+
+/** Where RecordSink's `onScore` hands valid score records. */
+export interface ScoreSink {
+  submit(score: ScoreRecord, resource: Resource): void;
+  /** Scores waiting in the queue / in the request in flight (or waiting to be retried). */
+  readonly queued: number;
+  readonly inFlight: number;
+  readonly state: string;
+  readonly lastError: string | undefined;
+  /** Send what is queued within `timeoutMs`, then drop the rest (`shutdown`) and close. */
+  stop(timeoutMs: number): Promise<void>;
+}
+
+export interface ScoreSenderOptions {
+  /** Langfuse base URL (a path prefix is kept). */
+  readonly host: string;
+  readonly publicKey: string;
+  readonly secretKey: string;
+  readonly sdkVersion: string;
+  /** Per request; then the request is abandoned and retried. */
+  readonly requestTimeoutMs: number;
+  readonly maxRetries: number;
+  readonly maxQueued?: number;
+  readonly backoff?: BackoffPolicy;
+  /** The daemon's `--sample-ratio`: a score of a trace that is sampled out is dropped too. */
+  readonly sampleRatio?: number;
+}
+
+interface PendingScore {
+  readonly id: string;
+  readonly json: string;
+}
+
+type SenderState = 'idle' | 'sending' | 'backoff' | 'stopped';
+
+/** Read at most `limit` bytes of an error answer (one log line), discarding the rest. */
+async function readLimited(body: Dispatcher.ResponseData['body'], limit: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    const buf = chunk as Buffer;
+    chunks.push(buf.subarray(0, Math.max(0, limit - size)));
+    size += buf.length;
+    if (size >= limit) break;
+  }
+  const text = Buffer.concat(chunks).toString('utf8');
+  return size > limit ? `${text}…` : text;
+}
+
+function networkReason(err: unknown, signal: AbortSignal): string {
+  if (signal.aborted) {
+    const r: unknown = signal.reason;
+    return r instanceof Error && r.name === 'TimeoutError' ? 'timeout' : 'aborted';
+  }
+  const e = err as { code?: unknown; message?: unknown };
+  const code = typeof e?.code === 'string' ? e.code : 'error';
+  return `network_${code}${typeof e?.message === 'string' && e.message ? `: ${e.message.slice(0, 200)}` : ''}`;
+}
+
+/** Sends scores to Langfuse one at a time, one request in flight, with retries. */
+export class ScoreSender implements ScoreSink {
+  state: SenderState = 'idle';
+  lastError: string | undefined;
+  inFlight = 0;
+
+  private readonly queue: BoundedQueue<PendingScore>;
+  private readonly pool: Pool;
+  private readonly path: string;
+  private readonly headers: Record<string, string>;
+  private readonly stopping = new AbortController();
+  private readonly loggedRefusals = new Set<number>();
+  private loggedInvalid = false;
+  private closing = false;
+  private active = false;
+  private running: Promise<void> | undefined;
+
+  constructor(
+    private readonly options: ScoreSenderOptions,
+    private readonly stats: Stats,
+    private readonly log: Logger,
+  ) {
+    const url = new URL(options.host);
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`Langfuse host must be http(s), got ${url.protocol}`);
+    this.path = `${url.pathname.replace(/\/+$/, '')}${LANGFUSE_SCORES_PATH}`;
+    // One connection: one request in flight, kept alive between scores.
+    this.pool = new Pool(url.origin, { connections: 1, pipelining: 1 });
+    this.headers = {
+      authorization: `Basic ${Buffer.from(`${options.publicKey}:${options.secretKey}`).toString('base64')}`,
+      'content-type': 'application/json',
+      'x-langfuse-sdk-name': 'dspy-o11yd',
+      'x-langfuse-sdk-version': options.sdkVersion,
+    };
+    this.queue = new BoundedQueue<PendingScore>(options.maxQueued ?? DEFAULT_MAX_QUEUED_SCORES, () => this.drop('queue_overflow'));
+  }
+
+  get queued(): number {
+    return this.queue.length;
+  }
+
+  submit(score: ScoreRecord, resource: Resource): void {
+    this.stats.scoresReceived++;
+    const ratio = this.options.sampleRatio ?? 1;
+    if (ratio < 1 && score.traceId && !keepTrace(score.traceId, ratio)) return this.drop('sampled');
+    const converted = toLangfuseScore(score, resource);
+    if (!converted.ok) {
+      // The first one is worth a warning; the metric counts the rest.
+      this.log[this.loggedInvalid ? 'debug' : 'warn']({ score: score.name, error: converted.message }, 'score Langfuse would refuse: dropped');
+      this.loggedInvalid = true;
+      return this.drop('invalid');
+    }
+    if (this.closing) return this.drop('shutdown');
+    this.queue.push({ id: converted.body.id, json: JSON.stringify(converted.body) });
+    if (!this.active) {
+      this.active = true;
+      this.running = this.run();
+    }
+  }
+
+  async stop(timeoutMs: number): Promise<void> {
+    this.closing = true;
+    const deadline = setTimeout(() => this.stopping.abort(), timeoutMs);
+    await this.running;
+    clearTimeout(deadline);
+    for (let n = this.queue.drain().length; n > 0; n--) this.drop('shutdown');
+    this.state = 'stopped';
+    await this.pool.close().catch(() => {});
+  }
+
+  private drop(reason: ScoreDropReason): void {
+    this.stats.scoresDropped[reason]++;
+  }
+
+  private async run(): Promise<void> {
+    try {
+      for (let item = this.queue.shift(); item; item = this.queue.shift()) {
+        this.inFlight = 1;
+        await this.deliver(item);
+        this.inFlight = 0;
+      }
+    } finally {
+      this.inFlight = 0;
+      this.active = false;
+      if (this.state !== 'stopped') this.state = 'idle';
+    }
+  }
+
+  private async deliver(item: PendingScore): Promise<void> {
+    for (let retry = 0; ; retry++) {
+      const outcome = await this.sendOnce(item);
+      if (outcome.kind === 'delivered') {
+        this.stats.scoresExported++;
+        this.lastError = undefined;
+        return;
+      }
+      if (outcome.kind !== 'retryable') {
+        // 413 included: one score that is too large will not shrink on a retry.
+        const status = outcome.kind === 'refused' ? outcome.status : 413;
+        this.lastError = `${status}${outcome.kind === 'refused' ? `: ${outcome.body}` : ''}`;
+        if (!this.loggedRefusals.has(status)) {
+          this.loggedRefusals.add(status);
+          this.log.error({ status, answer: outcome.kind === 'refused' ? outcome.body : undefined, id: item.id }, 'Langfuse refused a score; dropping it (permanent error)');
+        }
+        return this.drop('rejected');
+      }
+      this.lastError = outcome.reason;
+      if (this.stopping.signal.aborted) return this.drop('shutdown');
+      if (retry >= this.options.maxRetries) {
+        this.log.error({ id: item.id, reason: outcome.reason }, `giving up on a score after ${retry} retries`);
+        return this.drop('retries_exhausted');
+      }
+      const delay = backoffDelay(retry, outcome.retryAfterMs, this.options.backoff ?? DEFAULT_BACKOFF);
+      this.log.warn({ id: item.id, retry: retry + 1, delayMs: delay, reason: outcome.reason }, 'score export failed, will retry');
+      this.state = 'backoff';
+      await sleep(delay, this.stopping.signal);
+    }
+  }
+
+  private async sendOnce(item: PendingScore): Promise<ExportOutcome> {
+    if (this.stopping.signal.aborted) return { kind: 'retryable', reason: 'aborted' };
+    this.state = 'sending';
+    const signal = AbortSignal.any([AbortSignal.timeout(this.options.requestTimeoutMs), this.stopping.signal]);
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await this.pool.request({ method: 'POST', path: this.path, headers: this.headers, body: item.json, signal });
+    } catch (err) {
+      return { kind: 'retryable', reason: networkReason(err, signal) };
+    }
+    const status = res.statusCode;
+    const ok = status >= 200 && status < 300;
+    try {
+      if (ok) {
+        await res.body.dump({ limit: 64 * 1024, signal });
+        return { kind: 'delivered' };
+      }
+      return outcomeForStatus(status, res.headers, await readLimited(res.body, MAX_ERROR_BODY_BYTES));
+    } catch (err) {
+      // The status line arrived; only the body failed. A 2xx is delivered all the same.
+      return ok ? { kind: 'delivered' } : outcomeForStatus(status, res.headers, `(answer body unreadable: ${networkReason(err, signal)})`);
+    }
+  }
+}
+
+/** For exporters other than Langfuse: scores are counted and dropped, with one warning. */
+export class UnsupportedScoreSink implements ScoreSink {
+  readonly queued = 0;
+  readonly inFlight = 0;
+  readonly state = 'unsupported';
+  readonly lastError = undefined;
+  private warned = false;
+
+  constructor(
+    private readonly exporterKind: string,
+    private readonly stats: Stats,
+    private readonly log: Logger,
+  ) {}
+
+  submit(): void {
+    this.stats.scoresReceived++;
+    this.stats.scoresDropped.unsupported_exporter++;
+    if (!this.warned) {
+      this.warned = true;
+      this.log.warn({ exporter: this.exporterKind }, `scores are only exported to Langfuse; the ${this.exporterKind} exporter drops them (counted in dspy_o11yd_scores_dropped_total{reason="unsupported_exporter"})`);
+    }
+  }
+
+  async stop(): Promise<void> {}
+}
+
+/** The score sink the configuration implies: Langfuse's scores API, or counting and dropping. */
+export function createScoreSink(config: DaemonConfig, stats: Stats, log: Logger): ScoreSink {
+  if (config.exporter !== 'langfuse') return new UnsupportedScoreSink(config.exporter, stats, log);
+  return new ScoreSender(
+    {
+      host: config.langfuse.host,
+      publicKey: config.langfuse.publicKey!,
+      secretKey: config.langfuse.secretKey!,
+      sdkVersion: VERSION,
+      requestTimeoutMs: config.exportTimeoutMs,
+      maxRetries: config.maxRetries,
+      sampleRatio: config.sampleRatio,
+    },
+    stats,
+    log,
+  );
+}

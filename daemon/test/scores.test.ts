@@ -1,0 +1,237 @@
+/**
+ * Scores: `score` records over the Unix socket and HTTP reach the fake Langfuse's
+ * `POST /api/public/scores` with Langfuse's body and the Basic auth of the span exporter; a 5xx
+ * or 429 is retried with the same id (no duplicate), a 4xx is permanent; invalid score records
+ * are counted; other exporters count and drop scores. Units: ids, body conversion, the bounded
+ * queue and the sender's drop accounting.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import type { ScoreRecord } from '@dspy-o11y/proto';
+import { scoreId, ScoreSender, toLangfuseScore } from '../src/export/scores.js';
+import { createLogger } from '../src/log.js';
+import { Stats } from '../src/ops/stats.js';
+import { BoundedQueue } from '../src/queue/bounded-queue.js';
+import { startFakeLangfuse, type FakeLangfuse } from './support/fake-langfuse.js';
+import { postIngest, sendOverSocket, startDaemonProcess, tempDir, type DaemonProcess } from './support/daemon-process.js';
+
+const KEYS = { LANGFUSE_PUBLIC_KEY: 'pk-lf-scores', LANGFUSE_SECRET_KEY: 'sk-lf-scores-secret' };
+const TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
+const SPAN = '00f067aa0ba902b7';
+const score = (fields: Partial<ScoreRecord> & { name: string; value: ScoreRecord['value'] }): ScoreRecord => ({ v: 1, type: 'score', ...fields });
+const NO_RESOURCE = { attributes: {} };
+
+describe('scores through the real CLI to Langfuse', () => {
+  let fake: FakeLangfuse;
+  let daemon: DaemonProcess;
+  const tmp = tempDir();
+  const socket = join(tmp.dir, 'd.sock');
+
+  before(async () => {
+    fake = await startFakeLangfuse({ publicKey: KEYS.LANGFUSE_PUBLIC_KEY, secretKey: KEYS.LANGFUSE_SECRET_KEY });
+    daemon = await startDaemonProcess(['--socket', socket, '--http', '127.0.0.1:0', '--flush-interval', '50'], { ...KEYS, LANGFUSE_HOST: fake.url }, socket);
+  });
+  after(async () => {
+    await daemon.stop();
+    await fake.close();
+    tmp.cleanup();
+  });
+
+  test('a score over the socket arrives with the right body, auth and the hello environment', async () => {
+    const record = score({ traceId: TRACE, observationId: SPAN, name: 'helpfulness', value: 0.9, dataType: 'NUMERIC', comment: 'good answer', timeUnixNano: '1732700000123456789' });
+    await sendOverSocket(socket, [
+      JSON.stringify({ v: 1, type: 'hello', resource: { 'service.name': 'scorer', 'deployment.environment.name': 'Production' } }),
+      JSON.stringify(record),
+    ]);
+    const [stored] = await fake.waitForScores(1);
+    assert.deepEqual(stored!.body, {
+      id: scoreId(record),
+      traceId: TRACE,
+      observationId: SPAN,
+      name: 'helpfulness',
+      value: 0.9,
+      dataType: 'NUMERIC',
+      comment: 'good answer',
+      timestamp: '2024-11-27T09:33:20.123Z',
+      environment: 'production',
+    });
+    const request = fake.scoreRequests.at(-1)!;
+    assert.equal(request.status, 200);
+    assert.equal(request.headers.authorization, fake.authorization);
+    assert.match(String(request.headers['content-type']), /^application\/json/);
+    assert.equal(request.headers['x-langfuse-sdk-name'], 'dspy-o11yd');
+  });
+
+  test('scores over HTTP: boolean and categorical values, session scores, ids given or derived', async () => {
+    fake.reset();
+    const correct = score({ traceId: TRACE, name: 'correct', value: true });
+    const sentiment = score({ id: 'my-own-id', sessionId: 'session-1', name: 'sentiment', value: 'positive' });
+    const res = await postIngest(daemon.httpUrl, JSON.stringify([correct, sentiment]), 'application/json');
+    assert.deepEqual({ status: res.status, accepted: res.body.accepted }, { status: 202, accepted: 2 });
+    await fake.waitForScores(2);
+    const byName = new Map(fake.scores.map((s) => [(s.body as { name: string }).name, s.body]));
+    assert.deepEqual(byName.get('correct'), { id: scoreId(correct), traceId: TRACE, name: 'correct', value: 1, dataType: 'BOOLEAN' });
+    assert.deepEqual(byName.get('sentiment'), { id: 'my-own-id', sessionId: 'session-1', name: 'sentiment', value: 'positive' });
+    // Sent one score per request, never more than one in flight (one connection).
+    assert.equal(fake.scoreRequests.length, 2);
+  });
+
+  test('429 and 500 are retried with the same id: one score in Langfuse, no duplicate', async () => {
+    fake.reset();
+    fake.failScores({ status: 429, retryAfterSeconds: 0 });
+    fake.failScores({ status: 500 });
+    const record = score({ traceId: TRACE, name: 'retried', value: 3 });
+    const exportedBefore = await daemon.metric('dspy_o11yd_scores_exported_total');
+    await postIngest(daemon.httpUrl, JSON.stringify(record), 'application/json');
+    await fake.waitForScores(1);
+    assert.deepEqual(fake.scoreRequests.map((r) => r.status), [429, 500, 200]);
+    const ids = fake.scoreRequests.map((r) => (r.body as { id: string }).id);
+    assert.deepEqual(ids, [scoreId(record), scoreId(record), scoreId(record)]);
+    assert.equal(fake.scores.length, 1);
+    await daemon.eventually(async () => assert.equal(await daemon.metric('dspy_o11yd_scores_exported_total'), exportedBefore + 1));
+
+    // The same record sent again gets the same id: Langfuse upserts, still one score.
+    await postIngest(daemon.httpUrl, JSON.stringify(record), 'application/json');
+    await daemon.eventually(() => assert.equal(fake.scoreRequests.length, 4));
+    assert.equal(fake.scores.length, 1);
+  });
+
+  test('a 4xx answer is permanent: the score is dropped as rejected after one attempt', async () => {
+    fake.reset();
+    fake.failScores({ status: 400 });
+    await postIngest(daemon.httpUrl, JSON.stringify(score({ traceId: TRACE, name: 'refused', value: 1 })), 'application/json');
+    await daemon.eventually(async () => assert.equal(await daemon.metric('dspy_o11yd_scores_dropped_total', { reason: 'rejected' }), 1));
+    assert.equal(fake.scoreRequests.length, 1);
+    assert.equal(fake.scores.length, 0);
+  });
+
+  test('invalid score records are counted: by the schema (records_invalid_total) and by Langfuse rules (scores_dropped_total)', async () => {
+    fake.reset();
+    const res = await postIngest(
+      daemon.httpUrl,
+      JSON.stringify([
+        { v: 1, type: 'score', traceId: TRACE, value: 1 },
+        { v: 1, type: 'score', traceId: 'not-hex', name: 'n', value: 1 },
+        { v: 1, type: 'score', traceId: TRACE, name: 'n', value: { nested: true } },
+        { v: 1, type: 'score', name: 'no-target', value: 1 },
+        { v: 1, type: 'score', traceId: TRACE, name: 'mismatch', value: 'text', dataType: 'NUMERIC' },
+      ]),
+      'application/json',
+    );
+    assert.deepEqual({ accepted: res.body.accepted, rejected: res.body.rejected }, { accepted: 2, rejected: 3 });
+    assert.equal(await daemon.metric('dspy_o11yd_records_invalid_total', { transport: 'http', reason: 'invalid_name' }), 1);
+    assert.equal(await daemon.metric('dspy_o11yd_records_invalid_total', { transport: 'http', reason: 'invalid_trace_id' }), 1);
+    assert.equal(await daemon.metric('dspy_o11yd_records_invalid_total', { transport: 'http', reason: 'invalid_value' }), 1);
+    assert.equal(await daemon.metric('dspy_o11yd_scores_dropped_total', { reason: 'invalid' }), 2);
+    assert.equal(fake.scoreRequests.length, 0);
+  });
+
+  test('status and metrics balance: received = exported + dropped + queued + in flight', async () => {
+    await daemon.eventually(async () => {
+      const s = await daemon.status();
+      const dropped = Object.values(s.scores.dropped).reduce((a, b) => a + b, 0);
+      assert.equal(s.scores.received, s.scores.exported + dropped + s.scores.queued + s.scores.inFlight);
+      assert.equal(s.scores.received, 8);
+      assert.equal(s.scores.exported, 5);
+      assert.equal(s.scores.state, 'idle');
+      assert.equal(await daemon.metric('dspy_o11yd_scores_received_total'), 8);
+    });
+  });
+});
+
+describe('scores with an exporter other than Langfuse', () => {
+  let daemon: DaemonProcess;
+  const tmp = tempDir();
+
+  before(async () => {
+    daemon = await startDaemonProcess(['--socket', '', '--http', '127.0.0.1:0', '--exporter', 'file', '--file', join(tmp.dir, 'out.jsonl')]);
+  });
+  after(async () => {
+    await daemon.stop();
+    tmp.cleanup();
+  });
+
+  test('are counted and dropped as unsupported_exporter, with one warning', async () => {
+    const body = JSON.stringify([score({ traceId: TRACE, name: 'a', value: 1 }), score({ traceId: TRACE, name: 'b', value: 2 })]);
+    const res = await postIngest(daemon.httpUrl, body, 'application/json');
+    assert.equal(res.body.accepted, 2);
+    assert.equal(await daemon.metric('dspy_o11yd_scores_received_total'), 2);
+    assert.equal(await daemon.metric('dspy_o11yd_scores_dropped_total', { reason: 'unsupported_exporter' }), 2);
+    await daemon.waitForLog((l) => /scores are only exported to Langfuse/.test(l.msg));
+    assert.equal(daemon.logs.filter((l) => /scores are only exported to Langfuse/.test(l.msg)).length, 1);
+  });
+});
+
+describe('score units', () => {
+  test('derived ids are stable UUIDs that change with the content', () => {
+    const a = score({ traceId: TRACE, name: 'n', value: 1, timeUnixNano: '1732700000000000000' });
+    assert.equal(scoreId(a), scoreId({ ...a }));
+    assert.match(scoreId(a), /^[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    assert.notEqual(scoreId(a), scoreId({ ...a, timeUnixNano: '1732700000000000001' }));
+    assert.notEqual(scoreId(a), scoreId({ ...a, value: '1' }));
+  });
+
+  test('bodies follow Langfuse: BOOLEAN as 0/1, targets required, value types matching dataType', () => {
+    const ok = (r: ScoreRecord) => {
+      const c = toLangfuseScore(r, NO_RESOURCE);
+      assert.ok(c.ok, c.ok ? '' : c.message);
+      return c.body;
+    };
+    const fails = (r: ScoreRecord, pattern: RegExp) => {
+      const c = toLangfuseScore(r, NO_RESOURCE);
+      assert.ok(!c.ok && pattern.test(c.message), JSON.stringify(c));
+    };
+    assert.deepEqual(ok(score({ traceId: TRACE, name: 'b', value: false })), { id: ok(score({ traceId: TRACE, name: 'b', value: false })).id, traceId: TRACE, name: 'b', value: 0, dataType: 'BOOLEAN' });
+    assert.equal(ok(score({ traceId: TRACE, name: 'b', value: 1, dataType: 'BOOLEAN' })).value, 1);
+    assert.equal(ok(score({ traceId: TRACE, name: 'c', value: 'x', dataType: 'CATEGORICAL' })).dataType, 'CATEGORICAL');
+    assert.equal(ok(score({ sessionId: 's', name: 'n', value: 0.5 })).sessionId, 's');
+    fails(score({ name: 'n', value: 1 }), /traceId or a sessionId/);
+    fails(score({ sessionId: 's', observationId: SPAN, name: 'n', value: 1 }), /observationId needs/);
+    fails(score({ traceId: TRACE, name: 'n', value: 2, dataType: 'BOOLEAN' }), /BOOLEAN/);
+    fails(score({ traceId: TRACE, name: 'n', value: 2, dataType: 'CATEGORICAL' }), /CATEGORICAL/);
+    fails(score({ traceId: TRACE, name: 'n', value: true, dataType: 'NUMERIC' }), /BOOLEAN/);
+    const env = toLangfuseScore(score({ traceId: TRACE, name: 'n', value: 1 }), { attributes: { 'deployment.environment.name': 'EU Prod' } });
+    assert.ok(env.ok && env.body.environment === 'eu-prod');
+  });
+
+  test('the bounded queue drops the oldest', () => {
+    const dropped: number[] = [];
+    const q = new BoundedQueue<number>(3, (n) => dropped.push(n));
+    for (let i = 1; i <= 5; i++) q.push(i);
+    assert.deepEqual(dropped, [1, 2]);
+    assert.equal(q.length, 3);
+    assert.equal(q.shift(), 3);
+    assert.deepEqual(q.drain(), [4, 5]);
+    assert.equal(q.shift(), undefined);
+    for (let i = 0; i < 5000; i++) q.push(i);
+    for (let i = 4997; i < 5000; i++) assert.equal(q.shift(), i);
+  });
+
+  test('the sender keeps one score in flight, drops the oldest queued on overflow and accounts for every score', async () => {
+    const fake = await startFakeLangfuse();
+    const stats = new Stats();
+    const sender = new ScoreSender(
+      { host: fake.url, publicKey: fake.publicKey, secretKey: fake.secretKey, sdkVersion: 'test', requestTimeoutMs: 5_000, maxRetries: 0, maxQueued: 2 },
+      stats,
+      createLogger('silent'),
+    );
+    try {
+      fake.failScores({ status: 503 }, 5);
+      for (let i = 0; i < 5; i++) sender.submit(score({ traceId: TRACE, name: `s${i}`, value: i }), NO_RESOURCE);
+      // s0 is in flight, s1 and s2 were pushed out by s3 and s4.
+      assert.deepEqual({ queued: sender.queued, inFlight: sender.inFlight }, { queued: 2, inFlight: 1 });
+      assert.equal(stats.scoresDropped.queue_overflow, 2);
+      await sender.stop(5_000);
+      assert.deepEqual(fake.scoreRequests.map((r) => (r.body as { name: string }).name), ['s0', 's3', 's4']);
+      assert.equal(stats.scoresReceived, 5);
+      assert.equal(stats.scoresDropped.retries_exhausted, 3);
+      assert.equal(stats.scoresExported, 0);
+      // After stop, a score is counted as a shutdown drop, not sent.
+      sender.submit(score({ traceId: TRACE, name: 'late', value: 1 }), NO_RESOURCE);
+      assert.equal(stats.scoresDropped.shutdown, 1);
+    } finally {
+      await fake.close();
+    }
+  });
+});
