@@ -70,7 +70,12 @@ describe('cli', () => {
     const tail = spawn(process.execPath, [CLI, 'tail', '--http', host], { stdio: ['ignore', 'pipe', 'pipe'] });
     let tailed = '';
     tail.stdout.setEncoding('utf8').on('data', (c: string) => (tailed += c));
-    await new Promise((r) => setTimeout(r, 500));
+    // Wait until tail is connected (no fixed sleep: its start-up time depends on the machine's
+    // load): hello records show in the stream and make no spans.
+    await d.eventually(async () => {
+      await sendOverSocket(socket, [JSON.stringify({ v: 1, type: 'hello', resource: { 'service.name': 'tail-probe' } })]);
+      assert.match(tailed, /tail-probe/);
+    });
     await sendOverSocket(socket, [span('b000000000000003', 'to-file')]);
     await d.eventually(() => assert.match(readFileSync(file, 'utf8'), /to-file/));
     await d.eventually(() => assert.match(tailed, /"spanId":"b000000000000003"/));
