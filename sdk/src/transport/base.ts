@@ -58,7 +58,8 @@ export abstract class Transport {
   private backoffMs = 0;
   private nextAttemptAt = 0;
   protected retryTimer: NodeJS.Timeout | undefined;
-  private scheduled = false;
+  /** The pending `tick()` of `schedule()`, if any. */
+  private immediate: NodeJS.Immediate | undefined;
   private lastExitMark = '';
   private readonly onBeforeExit = (): void => {
     try {
@@ -138,17 +139,19 @@ export abstract class Transport {
 
   /** Run `tick()` on the next turn of the event loop (coalescing every record of this turn). */
   protected schedule(): void {
-    if (this.scheduled) return;
-    this.scheduled = true;
-    const im = setImmediate(() => {
-      this.scheduled = false;
+    if (this.immediate) return;
+    this.immediate = setImmediate(() => {
+      this.immediate = undefined;
       try {
         this.tick();
       } catch {
         /* never throw */
       }
     });
-    if (!this.exiting) im.unref();
+    // Unref'd, so telemetry never keeps the process up; but Node only runs an unref'd immediate
+    // when something else wakes the event loop, so while `flush()` or the exit flush waits on it,
+    // it is ref'd (else the write would wait for the next timer or I/O, up to the 250 ms watchdog).
+    if (!this.exiting && this.waiters.length === 0) this.immediate.unref();
   }
 
   /** Something to send: write now-ish, or (re)connect. */
@@ -246,6 +249,7 @@ export abstract class Transport {
         }, timeoutMs),
       };
       this.waiters.push(w);
+      this.immediate?.ref();
       try {
         this.urgent();
       } catch {
@@ -263,6 +267,7 @@ export abstract class Transport {
     if (mark === this.lastExitMark) return;
     this.lastExitMark = mark;
     this.exiting = true;
+    this.immediate?.ref();
     this.clearRetry();
     this.urgent();
   }
