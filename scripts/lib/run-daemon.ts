@@ -14,8 +14,9 @@ export interface DaemonChild {
   stop(): Promise<number | null>;
 }
 
-export async function runDaemon(socket: string, args: string[], env: NodeJS.ProcessEnv): Promise<DaemonChild> {
-  const child = spawn(process.execPath, [DAEMON_CLI, 'start', '--socket', socket, ...args], { env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+/** `nodeArgs`: flags for node itself, before the script (e.g. `--cpu-prof`, not allowed in NODE_OPTIONS). */
+export async function runDaemon(socket: string, args: string[], env: NodeJS.ProcessEnv, nodeArgs: string[] = []): Promise<DaemonChild> {
+  const child = spawn(process.execPath, [...nodeArgs, DAEMON_CLI, 'start', '--socket', socket, ...args], { env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
   child.stderr!.setEncoding('utf8').on('data', (c: string) => (err = (err + c).slice(-50_000)));
   child.stdout!.resume();
