@@ -13,13 +13,15 @@ import {
   NOOP_SPAN,
   SpanImpl,
   TraceScope,
+  sampleTrace,
   traceInfo,
   type GenerationHandle,
   type Scope,
   type SpanHandle,
   type TraceFields,
 } from './span.js';
-import { cfg, isDisabled, send } from './state.js';
+import { emitScore, type ScoreOptions } from './score.js';
+import { cfg, countSampledOut, isDisabled, send } from './state.js';
 import { formatTraceparent, parseTraceparent, type HeaderCarrier, type TraceContext } from './traceparent.js';
 
 const als = new AsyncLocalStorage<Scope>();
@@ -80,7 +82,10 @@ function parentScope(parent: SpanOptions['parent']): Scope | undefined {
   const p = parent as Partial<TraceContext>;
   if (validTraceId(p.traceId) && validSpanId(p.spanId)) {
     const active = als.getStore();
-    return new TraceScope(p.traceId, p.spanId, active && active.traceId === p.traceId ? active.trace : EMPTY_TRACE);
+    // A remote parent's `sampled` flag is not used: see sampleTrace().
+    return active && active.traceId === p.traceId
+      ? new TraceScope(p.traceId, p.spanId, active.trace, active.sampled)
+      : new TraceScope(p.traceId, p.spanId, EMPTY_TRACE, sampleTrace(p.traceId));
   }
   return als.getStore();
 }
@@ -293,7 +298,10 @@ export function withTrace<T>(options: TraceOptions, fn: (trace: TraceHandle) => 
     if (options.sessionId !== undefined) fields.sessionId = options.sessionId;
     if (options.tags !== undefined) fields.tags = [...(inherited.tags ?? []), ...options.tags];
     if (options.metadata !== undefined) fields.metadata = { ...inherited.metadata, ...options.metadata };
-    scope = new TraceScope(traceId, parentId, traceInfo(fields));
+    // A trace already active keeps its decision; a new one (or one continued from a remote
+    // `traceparent`, whose `sampled` flag is not used) is decided here: see sampleTrace().
+    const sampled = active && active.traceId === traceId ? active.sampled : sampleTrace(traceId);
+    scope = new TraceScope(traceId, parentId, traceInfo(fields), sampled);
   } catch {
     return fn(NOOP_TRACE);
   }
@@ -319,24 +327,71 @@ const NOOP_TRACE: TraceHandle = { traceId: '', update: () => undefined };
  */
 export function event(name: string, attributes?: Readonly<Record<string, unknown>>): void {
   const scope = isDisabled() ? undefined : als.getStore();
-  if (!isDisabled()) {
-    try {
-      const traceId = scope?.traceId ?? newTraceId();
-      const a = toAttributes(attributes, cfg().maxValueLength);
-      const own = attributeMembers(a);
-      const tm = scope?.trace.members ?? '';
-      const members = tm && own ? `${tm},${own}` : tm || own;
-      let s = `{"v":1,"type":"event","traceId":"${traceId}","spanId":"${newSpanId()}"`;
-      if (scope?.spanId) s += `,"parentSpanId":"${scope.spanId}"`;
-      s += `,"name":${JSON.stringify(name || 'event')},"timeUnixNano":"${nowUnixNano()}"`;
-      if (members) s += `,"attributes":{${members}}`;
-      send(`${s}}\n`);
-    } catch {
-      /* never throw */
-    }
-  }
+  if (!isDisabled()) sendEvent(name, attributes, scope);
   const hs = handlersFor(name);
   if (hs.length > 0) dispatch(hs, name, attributes ?? {}, { traceId: scope?.traceId, spanId: scope?.spanId });
+}
+
+/** The `event` record, unless its trace (the active one, else a new one of its own) is sampled out. */
+function sendEvent(name: string, attributes: Readonly<Record<string, unknown>> | undefined, scope: Scope | undefined): void {
+  try {
+    const traceId = scope?.traceId ?? newTraceId();
+    if (!(scope ? scope.sampled : sampleTrace(traceId))) {
+      countSampledOut();
+      return;
+    }
+    const a = toAttributes(attributes, cfg().maxValueLength);
+    const own = attributeMembers(a);
+    const tm = scope?.trace.members ?? '';
+    const members = tm && own ? `${tm},${own}` : tm || own;
+    let s = `{"v":1,"type":"event","traceId":"${traceId}","spanId":"${newSpanId()}"`;
+    if (scope?.spanId) s += `,"parentSpanId":"${scope.spanId}"`;
+    s += `,"name":${JSON.stringify(name || 'event')},"timeUnixNano":"${nowUnixNano()}"`;
+    if (members) s += `,"attributes":{${members}}`;
+    send(`${s}}\n`);
+  } catch {
+    /* never throw */
+  }
+}
+
+/**
+ * Records a score (an evaluation: a number, a category, a boolean) of a trace, one of its
+ * observations, or a session; the daemon sends it to Langfuse's scores API.
+ *
+ * Target: `traceId`/`observationId`/`sessionId` when given. With none of them, the active span
+ * (its trace, and the span itself as `observationId`), or inside `withTrace` but outside any
+ * span, the trace alone. An `observationId` alone is taken in the active trace; a `sessionId`
+ * alone scores the session (the active trace is not added). `dataType` defaults from the value:
+ * number → NUMERIC, boolean → BOOLEAN, string → CATEGORICAL.
+ *
+ * Never throws. A no-op when telemetry is off. A score with bad input, or with no trace or session
+ * to attach to, is dropped and counted (`sdkStats()`: `rejected`, and `dropped` by reason
+ * `invalid_score` / `score_without_target`), with a message under `DSPY_O11Y_DEBUG=1`. A score of a
+ * sampled-out trace is skipped (`sampledOut`).
+ */
+export function score(options: ScoreOptions): void {
+  if (isDisabled()) return;
+  try {
+    const o: Partial<ScoreOptions> = options && typeof options === 'object' ? options : {};
+    let traceId: unknown = o.traceId;
+    let observationId: unknown = o.observationId;
+    let sampled: boolean | undefined;
+    const none = (v: unknown): boolean => v === undefined || v === null || v === '';
+    if (none(traceId) && (!none(observationId) || none(o.sessionId))) {
+      const scope = als.getStore();
+      if (scope) {
+        traceId = scope.traceId;
+        sampled = scope.sampled;
+        if (none(observationId) && scope instanceof SpanImpl) observationId = scope.spanId;
+      }
+    }
+    emitScore(
+      { traceId, observationId, sessionId: o.sessionId, name: o.name, value: o.value, dataType: o.dataType, comment: o.comment, id: o.id },
+      sampled,
+    );
+  } catch {
+    /* never throw */
+  }
 }
 
 /**
@@ -347,7 +402,7 @@ export function injectTraceparent(carrier?: HeaderCarrier, from?: SpanHandle): s
   try {
     const s: Scope | undefined = from instanceof SpanImpl ? from : als.getStore();
     if (!s || !s.spanId) return undefined;
-    const value = formatTraceparent({ traceId: s.traceId, spanId: s.spanId });
+    const value = formatTraceparent({ traceId: s.traceId, spanId: s.spanId, sampled: s.sampled });
     if (carrier) {
       const setter = (carrier as { set?: unknown }).set;
       if (typeof setter === 'function') (carrier as { set(n: string, v: string): unknown }).set('traceparent', value);

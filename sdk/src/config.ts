@@ -47,6 +47,14 @@ export interface ConfigureOptions {
   captureIO?: boolean;
   /** Called on each captured input/output before it is serialized, e.g. to redact PII. */
   mask?: (value: unknown, kind: 'input' | 'output') => unknown;
+  /**
+   * Fraction of traces sent, 0 to 1 (env `DSPY_O11Y_SAMPLE_RATIO`; default 1, everything).
+   * Decided per trace by `keepTrace(traceId, ratio)`, the daemon's `--sample-ratio` rule: a trace
+   * is sent whole or not at all (its spans, generations, events and scores), callbacks and
+   * subscribers run either way, and skipped records are counted in `sdkStats().sampledOut`.
+   * An invalid value (not a number in [0, 1]) keeps the default, with a debug message.
+   */
+  sampleRatio?: number;
 }
 
 export interface ResolvedConfig {
@@ -61,10 +69,25 @@ export interface ResolvedConfig {
   prices: Record<string, ModelPrice> | undefined;
   captureIO: boolean;
   mask: ((value: unknown, kind: 'input' | 'output') => unknown) | undefined;
+  sampleRatio: number;
   resource: Record<string, AttributeValue>;
 }
 
 const truthy = (v: string | undefined): boolean => v !== undefined && /^(1|true|yes|on)$/i.test(v.trim());
+
+/** A ratio in [0, 1] from the option, else the environment, else 1 (an invalid one is ignored, with a debug message). */
+function ratio(opt: number | undefined, raw: string | undefined): number {
+  let v: unknown = opt;
+  let from = 'sampleRatio';
+  if (v === undefined && raw !== undefined && raw.trim() !== '') {
+    v = Number(raw.trim());
+    from = 'DSPY_O11Y_SAMPLE_RATIO';
+  }
+  if (v === undefined) return 1;
+  if (typeof v === 'number' && Number.isFinite(v) && v >= 0 && v <= 1) return v;
+  debug(`${from} must be a number from 0 to 1; sending every trace`);
+  return 1;
+}
 
 const posInt = (v: number | undefined, dflt: number): number =>
   typeof v === 'number' && Number.isFinite(v) && v > 0 ? Math.floor(v) : dflt;
@@ -107,6 +130,7 @@ export function resolveConfig(opts: ConfigureOptions, env: NodeJS.ProcessEnv = p
     prices: opts.prices,
     captureIO: opts.captureIO ?? true,
     mask: opts.mask,
+    sampleRatio: ratio(opts.sampleRatio, env.DSPY_O11Y_SAMPLE_RATIO),
     resource,
   };
 }

@@ -12,11 +12,13 @@ export {
   withTrace,
   event,
   injectTraceparent,
+  score,
   type SpanOptions,
   type GenerationOptions,
   type TraceOptions,
   type TraceHandle,
 } from './api.js';
+export type { ScoreOptions, SpanScoreOptions, ScoreValue, ScoreDataType } from './score.js';
 export { configure, flush, shutdown, sdkStats, isDisabled, type SdkStats } from './state.js';
 export type { ConfigureOptions } from './config.js';
 export { extractTraceparent, parseTraceparent, formatTraceparent, type TraceContext, type HeaderCarrier } from './traceparent.js';

@@ -8,6 +8,7 @@ import {
   EVENT_NAMES,
   OBSERVATION_TYPES,
   costUsd,
+  keepTrace,
   newSpanId,
   newTraceId,
   nowUnixNano,
@@ -17,7 +18,8 @@ import {
 } from '@dspy-o11y/proto';
 import { dispatch, handlersFor, type EventContext } from './events.js';
 import { attributeMembers, toAttributeValue, toAttributes, toJson, validKey } from './json.js';
-import { cfg, send } from './state.js';
+import { emitScore, type ScoreValue, type SpanScoreOptions } from './score.js';
+import { cfg, countSampledOut, send } from './state.js';
 
 /** Token counts of one LLM call. `input` counts all input tokens, cached ones included. */
 export interface Usage {
@@ -37,6 +39,11 @@ export interface SpanHandle {
   readonly spanId: string;
   readonly name: string;
   readonly ended: boolean;
+  /**
+   * Whether this span's trace is sent (`sampleRatio`; false when telemetry is off), e.g. to skip
+   * computing a score nobody will see.
+   */
+  readonly sampled: boolean;
   /** Captured as JSON (capped; cycles and huge values are truncated with a marker). */
   setInput(value: unknown): this;
   setOutput(value: unknown): this;
@@ -54,6 +61,11 @@ export interface SpanHandle {
   recordError(error: unknown): this;
   /** Finish (idempotent). A generation notifies `llm.generate` subscribers here: their error is rethrown. */
   end(): void;
+  /**
+   * Score this span (an observation of its trace), e.g. an evaluation of its output; also after
+   * it ended. See `score()`: never throws, bad input is counted and dropped.
+   */
+  score(name: string, value: ScoreValue, options?: SpanScoreOptions): this;
 }
 
 /** A call to an LLM (observation type `generation`). */
@@ -120,6 +132,20 @@ export interface Scope {
   /** The parent for new spans (undefined: they are roots). */
   readonly spanId: string | undefined;
   readonly trace: TraceInfo;
+  /** Whether the trace is sent (`sampleRatio`): decided when it starts, inherited by everything in it. */
+  readonly sampled: boolean;
+}
+
+/**
+ * The sampling decision for a trace starting here. It is `keepTrace(traceId, ratio)`, the rule of
+ * the daemon's `--sample-ratio` too, and nothing else: a trace continued from another service
+ * (`traceparent`) is decided again from its id, not from the remote `sampled` flag, so the same
+ * trace id gets the same answer in every service and in the daemon (with the same ratio), and a
+ * trace is kept or dropped whole.
+ */
+export function sampleTrace(traceId: string): boolean {
+  const ratio = cfg().sampleRatio;
+  return ratio >= 1 || keepTrace(traceId, ratio);
 }
 
 export class TraceScope implements Scope {
@@ -127,6 +153,7 @@ export class TraceScope implements Scope {
     readonly traceId: string,
     readonly spanId: string | undefined,
     public trace: TraceInfo,
+    readonly sampled: boolean,
   ) {}
 }
 
@@ -164,6 +191,12 @@ export class SpanImpl implements GenerationHandle, Scope {
   readonly parentSpanId: string | undefined;
   readonly trace: TraceInfo;
   readonly name: string;
+  /**
+   * False for a sampled-out trace: the span still has ids and a place in the context (children
+   * inherit the decision) and still notifies subscribers, but captures no input/output, records
+   * no events and sends nothing. A generation keeps its (few) attributes for its subscribers.
+   */
+  readonly sampled: boolean;
   ended = false;
   /** Module helpers open generations that a wrapped client call inside them fills in. */
   adoptable = false;
@@ -189,10 +222,12 @@ export class SpanImpl implements GenerationHandle, Scope {
       this.traceId = parent.traceId;
       this.parentSpanId = parent.spanId;
       this.trace = parent.trace;
+      this.sampled = parent.sampled;
     } else {
       this.traceId = newTraceId();
       this.parentSpanId = undefined;
       this.trace = EMPTY_TRACE;
+      this.sampled = sampleTrace(this.traceId);
     }
     this.spanId = newSpanId();
     this.start = nowUnixNano();
@@ -206,12 +241,13 @@ export class SpanImpl implements GenerationHandle, Scope {
   }
 
   private set(key: string, value: AttributeValue): void {
+    if (!this.sampled && !this.generation) return;
     (this.attrs ??= {})[key] = value;
   }
 
   private capture(value: unknown, kind: 'input' | 'output'): string | undefined {
     const c = cfg();
-    if (!c.captureIO) return undefined;
+    if (!c.captureIO || !this.sampled) return undefined;
     let v = value;
     if (c.mask) {
       try {
@@ -234,7 +270,7 @@ export class SpanImpl implements GenerationHandle, Scope {
   }
 
   setAttribute(key: string, value: unknown): this {
-    if (this.ended || !validKey(key)) return this;
+    if (this.ended || (!this.sampled && !this.generation) || !validKey(key)) return this;
     if (key === ATTR.input) return this.setInput(value);
     if (key === ATTR.output) return this.setOutput(value);
     if (key === ATTR.observationType) {
@@ -262,14 +298,14 @@ export class SpanImpl implements GenerationHandle, Scope {
   }
 
   setStatus(code: 'ok' | 'error', message?: string): this {
-    if (this.ended) return this;
+    if (this.ended || !this.sampled) return this;
     if (code === 'error') this.status = message ? `{"code":"error","message":${q(String(message).slice(0, MAX_ERROR_MESSAGE))}}` : '{"code":"error"}';
     else if (code === 'ok') this.status = '{"code":"ok"}';
     return this;
   }
 
   private addEvent(name: string, attributes: Readonly<Record<string, unknown>> | undefined): void {
-    if (this.ended || this.eventCount >= MAX_EVENTS_PER_SPAN) return;
+    if (this.ended || !this.sampled || this.eventCount >= MAX_EVENTS_PER_SPAN) return;
     try {
       const a = toAttributes(attributes, cfg().maxValueLength);
       const ev = `{"name":${q(name || 'event')},"timeUnixNano":"${nowUnixNano()}"${a ? `,"attributes":${q(a)}` : ''}}`;
@@ -290,6 +326,8 @@ export class SpanImpl implements GenerationHandle, Scope {
   recordError(error: unknown): this {
     if (this.ended || (error !== undefined && error === this.lastError)) return this;
     this.lastError = error;
+    // Sampled out: a generation keeps the error's attributes, for its subscribers.
+    if (!this.sampled && !this.generation) return this;
     try {
       const message = errorMessage(error).slice(0, MAX_ERROR_MESSAGE);
       const type = errorType(error);
@@ -390,6 +428,15 @@ export class SpanImpl implements GenerationHandle, Scope {
     return this;
   }
 
+  score(name: string, value: ScoreValue, options?: SpanScoreOptions): this {
+    const o = options && typeof options === 'object' ? options : {};
+    emitScore(
+      { traceId: this.traceId, observationId: this.spanId, sessionId: undefined, name, value, dataType: o.dataType, comment: o.comment, id: o.id },
+      this.sampled,
+    );
+    return this;
+  }
+
   /** Error status from `error`, then `end()`, never throwing (the app's error wins). */
   fail(error: unknown): void {
     this.recordError(error);
@@ -405,9 +452,14 @@ export class SpanImpl implements GenerationHandle, Scope {
     let notify = false;
     try {
       if (this.generation) notify = this.finishGeneration();
-      const line = this.line(nowUnixNano());
-      this.ended = true;
-      if (line !== undefined) send(line);
+      if (!this.sampled) {
+        this.ended = true;
+        countSampledOut();
+      } else {
+        const line = this.line(nowUnixNano());
+        this.ended = true;
+        if (line !== undefined) send(line);
+      }
     } catch {
       this.ended = true;
     }
@@ -468,6 +520,7 @@ export class NoopSpan implements GenerationHandle {
   readonly traceId = NOOP_ID;
   readonly spanId = NOOP_ID;
   readonly name: string = '';
+  readonly sampled = false;
   get ended(): boolean {
     return false;
   }
@@ -498,6 +551,9 @@ export class NoopSpan implements GenerationHandle {
     return this;
   }
   end(): void {}
+  score(): this {
+    return this;
+  }
   setModel(_model?: string): this {
     return this;
   }

@@ -68,6 +68,23 @@ export function send(line: string): void {
   }
 }
 
+/** A record of a sampled-out trace was skipped (not built, not enqueued). */
+export function countSampledOut(): void {
+  counters.sampledOut++;
+}
+
+/**
+ * A record the SDK refused to send (bad input): produced, then dropped with `reason`, and counted
+ * as rejected. Not reported to the daemon: nothing was lost on the way, the record was bad.
+ */
+export function countInvalid(reason: string): void {
+  if (cfg().disabled) return;
+  counters.enqueued++;
+  counters.dropped++;
+  counters.droppedByReason[reason] = (counters.droppedByReason[reason] ?? 0) + 1;
+  counters.rejected++;
+}
+
 /**
  * Configure the SDK (optional: everything has an environment variable or a default). Options
  * merge with those of earlier calls. Changing the endpoint, token, buffer bounds or resource
@@ -126,15 +143,24 @@ export async function shutdown(timeoutMs?: number): Promise<boolean> {
 }
 
 export interface SdkStats {
-  /** Records produced (spans, events) and handed to the transport. */
+  /** Records produced (spans, events, scores) and handed to the transport (or dropped before it). */
   enqueued: number;
   /** Records written to the daemon. */
   sent: number;
-  /** Records lost, total and by reason (`buffer_full`, `connection_lost`, `write_timeout`, `http_<status>`, `record_too_large`, `shutdown`). */
+  /**
+   * Records lost, total and by reason (`buffer_full`, `connection_lost`, `write_timeout`,
+   * `http_<status>`, `record_too_large`, `shutdown`, and for scores the SDK refused:
+   * `invalid_score`, `score_without_target`).
+   */
   dropped: number;
   droppedByReason: Record<string, number>;
-  /** Records the daemon rejected as invalid (HTTP transport only: the Unix socket has no answers). */
+  /**
+   * Records rejected as invalid: by the SDK before sending (a score with bad input or no target;
+   * also in `dropped`), or by the daemon (HTTP transport only: the Unix socket has no answers).
+   */
   rejected: number;
+  /** Records not sent because their trace is sampled out (`sampleRatio`); not in `enqueued`. */
+  sampledOut: number;
   /** Records waiting in the buffer, and their size in characters. */
   buffered: number;
   bufferedBytes: number;
@@ -155,6 +181,7 @@ export function sdkStats(): SdkStats {
     dropped: counters.dropped,
     droppedByReason: { ...counters.droppedByReason },
     rejected: counters.rejected,
+    sampledOut: counters.sampledOut,
     buffered: t?.buffered ?? 0,
     bufferedBytes: t?.bufferedChars ?? 0,
     inFlight: t?.inFlightRecords ?? 0,

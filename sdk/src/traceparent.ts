@@ -30,8 +30,12 @@ export function parseTraceparent(value: string | undefined | null): TraceContext
   return { traceId, spanId, sampled: (parseInt(flags, 16) & 1) === 1 };
 }
 
-export function formatTraceparent(ctx: { traceId: string; spanId: string }): string {
-  return `00-${ctx.traceId}-${ctx.spanId}-01`;
+/**
+ * `sampled: false` (a trace `sampleRatio` drops) writes trace flags `00`, so that other tracers
+ * honouring the flag drop it too; this SDK itself ignores the flag and decides by trace id.
+ */
+export function formatTraceparent(ctx: { traceId: string; spanId: string; sampled?: boolean }): string {
+  return `00-${ctx.traceId}-${ctx.spanId}-${ctx.sampled === false ? '00' : '01'}`;
 }
 
 /** The remote context in `carrier` (headers or a `traceparent` string), if any. */

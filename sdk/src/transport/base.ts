@@ -27,15 +27,17 @@ export interface Counters {
   /** Records lost, total (= sum of `droppedByReason`). */
   dropped: number;
   droppedByReason: Record<string, number>;
-  /** Records the daemon answered as rejected (HTTP only). */
+  /** Records rejected as invalid: by the daemon (HTTP answers), or by the SDK before sending (scores). */
   rejected: number;
   /** Successful connections (Unix socket). */
   connects: number;
   /** Failed connection attempts and failed HTTP requests. */
   failures: number;
+  /** Records not produced because their trace is sampled out (`sampleRatio`): never enqueued. */
+  sampledOut: number;
 }
 
-export const counters: Counters = { enqueued: 0, sent: 0, dropped: 0, droppedByReason: {}, rejected: 0, connects: 0, failures: 0 };
+export const counters: Counters = { enqueued: 0, sent: 0, dropped: 0, droppedByReason: {}, rejected: 0, connects: 0, failures: 0, sampledOut: 0 };
 
 const MIN_BACKOFF_MS = 100;
 const MAX_BACKOFF_MS = 5000;

@@ -7,7 +7,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseLine, type EventRecord, type HelloRecord, type SpanRecord, type StatsRecord, type WireRecord } from '@dspy-o11y/proto';
+import { parseLine, type EventRecord, type HelloRecord, type ScoreRecord, type SpanRecord, type StatsRecord, type WireRecord } from '@dspy-o11y/proto';
 
 export interface Invalid {
   line: string;
@@ -46,6 +46,9 @@ export abstract class Receiver {
   }
   stats(): StatsRecord[] {
     return this.records.filter((r): r is StatsRecord => r.type === 'stats');
+  }
+  scores(): ScoreRecord[] {
+    return this.records.filter((r): r is ScoreRecord => r.type === 'score');
   }
   span(name: string): SpanRecord {
     const s = this.spans().find((x) => x.name === name);
