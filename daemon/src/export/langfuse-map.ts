@@ -310,7 +310,9 @@ export class LangfuseMapper {
     if (inputTokens !== undefined) usage += `,"input":${inputTokens}`;
     const outputTokens = this.usage(src[ATTR.usageOutputTokens]);
     if (outputTokens !== undefined) usage += `,"output":${outputTokens}`;
-    const totalTokens = this.usage(src[ATTR.usageTotalTokens]);
+    // Langfuse shows `total` as the generation's token count; OpenTelemetry GenAI spans carry
+    // only input and output, so the total is their sum when the sender gave none.
+    const totalTokens = this.usage(src[ATTR.usageTotalTokens]) ?? (inputTokens !== undefined && outputTokens !== undefined ? inputTokens + outputTokens : undefined);
     if (totalTokens !== undefined) usage += `,"total":${totalTokens}`;
     if (usage) out[LF.usageDetails] = `{${usage.slice(1)}}`;
     const cost = this.cost(src[ATTR.usageCost]);
