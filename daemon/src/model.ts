@@ -1,8 +1,16 @@
 /**
  * What flows through the daemon after ingest: validated spans with the resource they came
  * with and their size, which the queue's byte bound counts.
+ *
+ * A queued span is kept as its JSON line — UTF-8 bytes in a slab outside the V8 heap
+ * (queue/line-store.ts) — not as the parsed record: the parsed object is dropped right after
+ * validation, and the export stage parses the lines again where it maps and encodes them (in a
+ * worker thread, export/prepare-worker.ts). For a record that came over the Unix socket or as an
+ * NDJSON body the line is the wire line itself (one memcpy from the chunk); other records (JSON
+ * bodies, OTLP, standalone events turned into spans) are serialized once with JSON.stringify.
  */
 import type { Attributes, SpanRecord } from '@dspy-o11y/proto';
+import { LineStore, type Slab } from './queue/line-store.js';
 
 /** One per `hello` (or per connection without one): spans share it, so exporters can group by identity. */
 export interface Resource {
@@ -10,10 +18,130 @@ export interface Resource {
   readonly sdk?: { name: string; version: string };
 }
 
-export interface QueuedSpan {
-  /** A span record; standalone events arrive here already as zero-length spans of type `event`. */
-  readonly span: SpanRecord;
-  readonly resource: Resource;
-  /** Bytes the record took on the wire: what `--queue-max-bytes` and `--batch-max-bytes` count. */
+/**
+ * Bytes a queued span costs besides its line's bytes: its slot in the queue's four columns
+ * (queue/span-queue.ts: two pointers and two int32, 24 bytes), counted twice because the ring's
+ * capacity is a power of two, up to twice the spans it holds.
+ */
+export const QUEUED_SPAN_OVERHEAD_BYTES = 48;
+
+const store = new LineStore();
+
+export class QueuedSpan {
+  /** Undefined once released (the span has left the daemon). */
+  private slab: Slab | undefined;
+  private readonly offset: number;
+  /** UTF-8 bytes of the line. */
+  readonly length: number;
+  /**
+   * What `--queue-max-bytes` and `--batch-max-bytes` count: the line's bytes plus the span's
+   * fixed overhead ({@link QUEUED_SPAN_OVERHEAD_BYTES}); the memory the queued span holds.
+   */
   readonly bytes: number;
+
+  private constructor(
+    slab: Slab | undefined,
+    offset: number,
+    length: number,
+    readonly resource: Resource,
+  ) {
+    this.slab = slab;
+    this.offset = offset;
+    this.length = length;
+    this.bytes = length + QUEUED_SPAN_OVERHEAD_BYTES;
+  }
+
+  /** A span from `buf[start, end)`: its validated wire line (the bytes are copied). */
+  static fromBytes(buf: Buffer, start: number, end: number, resource: Resource): QueuedSpan {
+    const length = end - start;
+    const { slab, offset } = store.alloc(length);
+    buf.copy(slab.buf, offset, start, end);
+    return new QueuedSpan(slab, offset, length, resource);
+  }
+
+  /** A span from its line as a string. */
+  static fromLine(line: string, resource: Resource): QueuedSpan {
+    const length = Buffer.byteLength(line, 'utf8');
+    const { slab, offset } = store.alloc(length);
+    slab.buf.write(line, offset, length, 'utf8');
+    return new QueuedSpan(slab, offset, length, resource);
+  }
+
+  /** For the queue: a span that owns `length` bytes at `offset` of `slab` (from {@link handOver}). */
+  static adopt(slab: Slab, offset: number, length: number, resource: Resource): QueuedSpan {
+    return new QueuedSpan(slab, offset, length, resource);
+  }
+
+  /** For the queue: release bytes it holds without a QueuedSpan (a dropped span). */
+  static releaseBytes(slab: Slab): void {
+    store.release(slab);
+  }
+
+  /**
+   * For the queue: give up the bytes (the caller now owns them, and must release or adopt them);
+   * this object is spent.
+   */
+  handOver(): { slab: Slab; offset: number } {
+    const slab = this.slab;
+    if (!slab) throw new Error('queued span handed over after release');
+    this.slab = undefined;
+    return { slab, offset: this.offset };
+  }
+
+  /** The span record as one JSON line (no newline). It may carry top-level fields the schema does not know: read it with {@link spanOf}. */
+  get line(): string {
+    return this.bytesOf().toString('utf8', this.offset, this.offset + this.length);
+  }
+
+  /** Copies the line's bytes to `target` at `at`. */
+  copyTo(target: Buffer, at: number): void {
+    this.bytesOf().copy(target, at, this.offset, this.offset + this.length);
+  }
+
+  /**
+   * The span has left the daemon (exported or dropped): its bytes may be reused. Idempotent;
+   * reading the line afterwards throws.
+   */
+  release(): void {
+    const slab = this.slab;
+    if (!slab) return;
+    this.slab = undefined;
+    store.release(slab);
+  }
+
+  private bytesOf(): Buffer {
+    if (!this.slab) throw new Error('queued span read after release');
+    return this.slab.buf;
+  }
+}
+
+/** A queued span from a validated record object (JSON bodies, OTLP ingest, events, tests). */
+export function queuedSpan(span: SpanRecord, resource: Resource): QueuedSpan {
+  return QueuedSpan.fromLine(JSON.stringify(span), resource);
+}
+
+/** Releases every span of a batch (see {@link QueuedSpan.release}). */
+export function releaseAll(batch: readonly QueuedSpan[]): void {
+  for (const q of batch) q.release();
+}
+
+/**
+ * The span record of a queued line, as the exporters read it. Attribute keys `__proto__` are
+ * removed, as the schema's parsing does (the validated record never has them).
+ */
+export function spanOf(q: QueuedSpan): SpanRecord {
+  return cleanSpan(JSON.parse(q.line) as SpanRecord);
+}
+
+/** Removes `__proto__` attribute keys (JSON.parse makes them own data properties; zod drops them). */
+export function cleanSpan(span: SpanRecord): SpanRecord {
+  const attrs = span.attributes;
+  if (attrs && Object.hasOwn(attrs, '__proto__')) delete (attrs as Record<string, unknown>)['__proto__'];
+  const events = span.events;
+  if (events) {
+    for (const e of events) {
+      if (e.attributes && Object.hasOwn(e.attributes, '__proto__')) delete (e.attributes as Record<string, unknown>)['__proto__'];
+    }
+  }
+  return span;
 }

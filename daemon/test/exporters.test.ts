@@ -24,7 +24,7 @@ import {
 } from '../src/export/http-exporter.js';
 import { encodeTraces } from '../src/export/otlp-encode.js';
 import type { ExportOutcome, SpanExporter } from '../src/export/types.js';
-import type { QueuedSpan, Resource } from '../src/model.js';
+import { queuedSpan, spanOf, type QueuedSpan, type Resource } from '../src/model.js';
 import { attributeTypes, decodeTraceRequestJson, flattenAttributes } from '../src/otlp/decode.js';
 import { startFakeLangfuse, type FakeLangfuse } from './support/fake-langfuse.js';
 
@@ -48,7 +48,7 @@ function queued(extra: Partial<SpanRecord> = {}, resource: Resource = RESOURCE):
     attributes: { 'dspy.observation.type': 'generation', 'gen_ai.usage.input_tokens': 12, 'gen_ai.request.temperature': 0.7 },
     ...extra,
   };
-  return { span, resource, bytes: 200 };
+  return queuedSpan(span, resource);
 }
 const batch = (count: number) => Array.from({ length: count }, () => queued());
 const signal = () => AbortSignal.timeout(5_000);
@@ -98,7 +98,7 @@ describe('langfuse exporter against the fake Langfuse', () => {
     assert.equal(req.spanCount, 50);
     assert.ok(req.bytes < req.decodedBytes, `gzip shrank the body (${req.bytes} < ${req.decodedBytes})`);
     assert.equal(fake.spans.length, 50);
-    const s = fake.span(b[0]!.span.spanId)!;
+    const s = fake.span(spanOf(b[0]!).spanId)!;
     assert.equal(s.scope.name, 'dspy-o11y');
     assert.equal(s.scope.version, '9.8.7');
     assert.equal(s.startTimeUnixNano, '1732700000123456789');
@@ -140,10 +140,10 @@ describe('langfuse exporter against the fake Langfuse', () => {
     });
     assert.equal((await send(exporter, [parent])).kind, 'delivered');
     assert.equal(fake.spans.length, 2);
-    const p = fake.span(parent.span.spanId)!;
+    const p = fake.span(spanOf(parent).spanId)!;
     assert.equal(p.attributes['langfuse.observation.prompt.version'], 3);
     assert.equal(p.attributeTypes['langfuse.observation.prompt.version'], 'int');
-    const ev = fake.spans.find((s) => s.parentSpanId === parent.span.spanId)!;
+    const ev = fake.spans.find((s) => s.parentSpanId === spanOf(parent).spanId)!;
     assert.equal(ev.attributes['langfuse.observation.type'], 'event');
     assert.equal(ev.startTimeUnixNano, '1732700000150000000');
     assert.deepEqual(repairs, ['prompt_version_coerced']);
@@ -264,7 +264,7 @@ describe('langfuse exporter against the fake Langfuse', () => {
     await send(exporter, [queued({ parentSpanId: undefined, attributes: { 'dspy.trace.name': 'remember-me' }, traceId: '7'.repeat(32) })]);
     const later = queued({ traceId: '7'.repeat(32), attributes: {} });
     await send(exporter, [later]);
-    assert.equal(fake.span(later.span.spanId)!.attributes['langfuse.trace.name'], 'remember-me');
+    assert.equal(fake.span(spanOf(later).spanId)!.attributes['langfuse.trace.name'], 'remember-me');
     assert.ok(exporter.mapper.rememberedTraces >= 1);
   });
 });
@@ -341,7 +341,7 @@ describe('file and console exporters', () => {
     assert.equal(lines.pop(), '', 'ends with a newline');
     assert.equal(lines.length, 2);
     const first = readBack(lines[0]!);
-    assert.deepEqual(first.map((x) => x.s.spanId), b1.map((q) => q.span.spanId));
+    assert.deepEqual(first.map((x) => x.s.spanId), b1.map((q) => spanOf(q).spanId));
     assert.equal(first[0]!.s.startTimeUnixNano, '1732700000123456789');
     assert.equal(first[0]!.scope.name, 'dspy-o11y');
     assert.equal(first[0]!.scope.version, '3.2.1');
@@ -381,7 +381,7 @@ describe('file and console exporters', () => {
     await e.close();
     const lines = Buffer.concat(chunks).toString('utf8').split('\n').filter(Boolean);
     assert.equal(lines.length, 2);
-    assert.deepEqual(readBack(lines[0]!).map((x) => x.s.spanId), b.map((q) => q.span.spanId));
+    assert.deepEqual(readBack(lines[0]!).map((x) => x.s.spanId), b.map((q) => spanOf(q).spanId));
     assert.equal(createConsoleExporter(process.stdout).destination, 'stdout');
   });
 });
@@ -478,7 +478,7 @@ describe('the fake Langfuse itself', () => {
 
   test('maxInFlight sees concurrent requests; waitForSpans resolves and times out', async () => {
     fake.mode({ delayMs: 100 });
-    const body = encodeTraces([queued()], { encoding: 'protobuf', scope: { name: 'dspy-o11y', version: '1' } });
+    const body = encodeTraces([{ span: spanOf(queued()), resource: RESOURCE }], { encoding: 'protobuf', scope: { name: 'dspy-o11y', version: '1' } });
     const waiting = fake.waitForSpans(3, 5_000);
     const answers = await Promise.all([0, 1, 2].map(() => post(body, { 'content-type': 'application/x-protobuf' })));
     for (const a of answers) {

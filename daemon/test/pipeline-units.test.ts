@@ -5,15 +5,18 @@ import { Batcher } from '../src/batch/batcher.js';
 import { LineSplitter } from '../src/ingest/line-splitter.js';
 import { backoffDelay } from '../src/export/backoff.js';
 import { resolveConfig, ConfigError } from '../src/config.js';
-import type { QueuedSpan } from '../src/model.js';
+import { QUEUED_SPAN_OVERHEAD_BYTES, QueuedSpan, spanOf } from '../src/model.js';
 import { keepTrace, newTraceId } from '@dspy-o11y/proto';
 
 const resource = { attributes: {} };
-const span = (i: number, bytes = 100): QueuedSpan => ({
-  span: { v: 1, type: 'span', traceId: 'a'.repeat(32), spanId: (i + 1).toString(16).padStart(16, '0'), name: `s${i}`, startTimeUnixNano: '1', endTimeUnixNano: '1' },
-  resource,
-  bytes,
-});
+/** Span `s<i>` whose queued size (`bytes`: line + fixed overhead) is `bytes`: the line is padded to fit. */
+const span = (i: number, bytes = 400): QueuedSpan => {
+  const record = { v: 1, type: 'span', traceId: 'a'.repeat(32), spanId: (i + 1).toString(16).padStart(16, '0'), name: `s${i}`, startTimeUnixNano: '1', endTimeUnixNano: '1', pad: '' };
+  record.pad = 'x'.repeat(bytes - QUEUED_SPAN_OVERHEAD_BYTES - JSON.stringify(record).length);
+  const q = QueuedSpan.fromLine(JSON.stringify(record), resource);
+  assert.equal(q.bytes, bytes);
+  return q;
+};
 
 test('queue drops exactly the oldest when the span bound is reached, and counts them', () => {
   let dropped = 0;
@@ -21,27 +24,27 @@ test('queue drops exactly the oldest when the span bound is reached, and counts 
   for (let i = 0; i < 1000; i++) q.push(span(i));
   assert.equal(q.spans, 100);
   assert.equal(dropped, 900);
-  const names = q.drain().map((s) => s.span.name);
+  const names = q.drain().map((s) => spanOf(s).name);
   assert.deepEqual(names, Array.from({ length: 100 }, (_, i) => `s${900 + i}`));
 });
 
 test('queue honours the byte bound, and a span larger than the bound is dropped alone', () => {
   let dropped = 0;
-  const q = new SpanQueue({ maxSpans: 1e6, maxBytes: 1000 }, (n) => (dropped += n));
-  for (let i = 0; i < 25; i++) q.push(span(i, 100));
+  const q = new SpanQueue({ maxSpans: 1e6, maxBytes: 4000 }, (n) => (dropped += n));
+  for (let i = 0; i < 25; i++) q.push(span(i, 400));
   assert.equal(q.spans, 10);
-  assert.equal(q.bytes, 1000);
-  q.push(span(99, 5000));
+  assert.equal(q.bytes, 4000);
+  q.push(span(99, 20_000));
   assert.equal(q.spans, 10, 'the oversized span did not evict the others');
   assert.equal(dropped, 16);
 });
 
 test('queue take respects spans and bytes limits, always taking at least one', () => {
   const q = new SpanQueue({ maxSpans: 1e6, maxBytes: 1e9 }, () => undefined);
-  for (let i = 0; i < 10; i++) q.push(span(i, 100));
+  for (let i = 0; i < 10; i++) q.push(span(i, 400));
   assert.equal(q.take(3, 1e9).length, 3);
-  assert.equal(q.take(100, 250).length, 2);
-  q.push(span(50, 10_000));
+  assert.equal(q.take(100, 1000).length, 2);
+  q.push(span(50, 40_000));
   assert.equal(q.take(100, 1).length, 1, 'one span above maxBytes still moves');
   assert.equal(q.spans, 5);
 });
@@ -52,9 +55,9 @@ test('queue keeps FIFO order across ring growth and wraparound', () => {
   let expected = 0;
   for (let round = 0; round < 20; round++) {
     for (let i = 0; i < 700; i++) q.push(span(next++));
-    for (const s of q.take(500, 1e9)) assert.equal(s.span.name, `s${expected++}`);
+    for (const s of q.take(500, 1e9)) assert.equal(spanOf(s).name, `s${expected++}`);
   }
-  for (const s of q.drain()) assert.equal(s.span.name, `s${expected++}`);
+  for (const s of q.drain()) assert.equal(spanOf(s).name, `s${expected++}`);
   assert.equal(expected, next);
 });
 

@@ -42,6 +42,11 @@ export class Batcher {
     }
   }
 
+  /** Return a batch taken by `next()` to the front of the queue (it becomes due at once). */
+  putBack(batch: readonly QueuedSpan[]): void {
+    this.queue.putBack(batch);
+  }
+
   /** Send what is queued now instead of waiting for the interval. */
   flush(): void {
     this.flushRequested = true;

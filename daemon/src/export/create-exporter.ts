@@ -14,9 +14,11 @@ export function createExporter(config: DaemonConfig, onRepair: (reason: string) 
         encoding: config.encoding,
         sdkVersion: VERSION,
         onRepair,
+        // Parse, map, encode and gzip off the main thread, which keeps ingesting meanwhile.
+        worker: true,
       });
     case 'otlp':
-      return createOtlpExporter({ endpoint: config.otlp.endpoint!, headers: parseOtlpHeaders(config.otlp.headers ?? ''), encoding: config.encoding });
+      return createOtlpExporter({ endpoint: config.otlp.endpoint!, headers: parseOtlpHeaders(config.otlp.headers ?? ''), encoding: config.encoding, worker: true });
     case 'file':
       return createFileExporter(config.file!);
     case 'console':

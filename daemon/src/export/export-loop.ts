@@ -2,12 +2,20 @@
  * The one delivery loop: takes due batches from the batcher and sends each through the
  * exporter with exactly one request in flight. Retries network errors, timeouts, 408/429/5xx
  * with backoff; splits a batch on 413; drops a batch the backend refuses (other 4xx).
+ *
+ * Pipelined one batch deep: while a batch's request is in flight (or waiting to retry), the
+ * next due batch is already taken from the queue and prepared (`SpanExporter.prepare`: mapped,
+ * encoded and compressed, in a worker thread for the HTTP exporters), so preparing overlaps the
+ * network wait instead of following it. A batch is prepared once; retries resend the same body.
+ * Both batches count as in flight (`inFlightSpans`) until delivered or dropped. While a batch
+ * waits to be retried (backend down), the next one stays in (or goes back to) the queue, where
+ * drop-oldest applies to it: holding it would shield those spans from overflow.
  */
 import type { Logger } from '../log.js';
-import type { QueuedSpan } from '../model.js';
+import { releaseAll, type QueuedSpan } from '../model.js';
 import type { Stats } from '../ops/stats.js';
 import type { Batcher } from '../batch/batcher.js';
-import type { ExportOutcome, SpanExporter } from './types.js';
+import type { ExportOutcome, PreparedBatch, SpanExporter } from './types.js';
 import { DEFAULT_BACKOFF, backoffDelay, sleep, type BackoffPolicy } from './backoff.js';
 import type { Histogram } from 'prom-client';
 
@@ -18,6 +26,28 @@ export interface ExportLoopOptions {
 }
 
 export type ExporterState = 'idle' | 'exporting' | 'backoff' | 'refused';
+
+/** A batch taken from the queue, with its preparation (already under way). */
+interface Job {
+  readonly batch: QueuedSpan[];
+  readonly prepared: Promise<PreparedBatch> | undefined;
+}
+/** `p`'s value, or undefined as soon as `signal` aborts (whichever comes first). */
+function unlessAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T | undefined> {
+  if (signal.aborted) return Promise.resolve(undefined);
+  return new Promise<T | undefined>((resolve, reject) => {
+    const onAbort = () => resolve(undefined);
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => (signal.removeEventListener('abort', onAbort), resolve(v)),
+      (e: unknown) => (signal.removeEventListener('abort', onAbort), reject(e)),
+    );
+  });
+}
+
+/** `take()` put the batch it got back into the queue (a retry is pending): take again later. */
+const PUT_BACK = Symbol('put back');
+type Taken = Job | typeof PUT_BACK | undefined;
 
 export class ExportLoop {
   /** Spans taken from the queue and not yet delivered or dropped (in a request, or waiting to retry). */
@@ -33,6 +63,10 @@ export class ExportLoop {
   /** Batches cut short by shutdown, handed back to the caller (spooled or counted as dropped). */
   private readonly unfinished: QueuedSpan[] = [];
   private running: Promise<void> | undefined;
+  /** The one outstanding `take()` (the batcher serves one waiter at a time). */
+  private nextJob: Promise<Taken> | undefined;
+  /** Set while the batch being delivered waits to be retried: the next batch stays queued. */
+  private holding = false;
 
   constructor(
     private readonly batcher: Batcher,
@@ -61,38 +95,84 @@ export class ExportLoop {
 
   private async run(): Promise<void> {
     for (;;) {
-      const batch = await this.batcher.next();
-      if (batch.length === 0) return;
+      const job = await (this.nextJob ?? this.take());
+      this.nextJob = undefined;
+      if (job === PUT_BACK) continue;
+      if (!job) return;
+      // Take (and start preparing) the following batch now, so it is ready when this one is done.
+      this.nextJob = this.take();
       if (this.stopping.signal.aborted) {
-        this.unfinished.push(...batch);
-        continue; // keep draining the batcher into `unfinished` until it is empty
+        // keep draining the batcher into `unfinished` until it is empty
+        this.unfinished.push(...job.batch);
+        this.inFlightSpans -= job.batch.length;
+        continue;
       }
-      this.inFlightSpans = batch.length;
-      await this.deliver(batch);
-      this.inFlightSpans = 0;
+      await this.deliver(job.batch, job.prepared);
+      this.holding = false;
       this.state = this.refusal ? 'refused' : 'idle';
     }
   }
 
-  private async deliver(batch: QueuedSpan[]): Promise<void> {
+  /** The next due batch (undefined once closed and empty), counted in flight, its preparation started. */
+  private async take(): Promise<Taken> {
+    const batch = await this.batcher.next();
+    if (batch.length === 0) return undefined;
+    if (this.holding) {
+      this.batcher.putBack(batch);
+      return PUT_BACK;
+    }
+    this.inFlightSpans += batch.length;
+    // Past the shutdown deadline batches only go to `unfinished`: no point preparing them.
+    return { batch, prepared: this.stopping.signal.aborted ? undefined : this.prepare(batch) };
+  }
+
+  /** The batch being delivered will be retried: return the next batch, if already taken, to the queue. */
+  private holdBack(): void {
+    this.holding = true;
+    const pending = this.nextJob;
+    if (!pending) return;
+    this.nextJob = pending.then((job) => {
+      if (!job || job === PUT_BACK) return job;
+      this.batcher.putBack(job.batch);
+      this.inFlightSpans -= job.batch.length;
+      return PUT_BACK;
+    });
+  }
+
+  private prepare(batch: readonly QueuedSpan[]): Promise<PreparedBatch> | undefined {
+    if (!this.exporter.prepare) return undefined;
+    try {
+      return this.exporter.prepare(batch).catch((err: unknown) => ({ error: `could not prepare the batch: ${(err as Error).message}` }));
+    } catch (err) {
+      return Promise.resolve({ error: `could not prepare the batch: ${(err as Error).message}` });
+    }
+  }
+
+  private async deliver(batch: QueuedSpan[], prepared: Promise<PreparedBatch> | undefined): Promise<void> {
     for (let retry = 0; ; retry++) {
-      const outcome = await this.sendOnce(batch);
+      const outcome = await this.sendOnce(batch, prepared);
       switch (outcome.kind) {
         case 'delivered':
+          releaseAll(batch);
           this.stats.spansExported += batch.length;
           this.inFlightSpans -= batch.length;
           this.lastSuccessAt = new Date();
           this.refusal = undefined;
           return;
-        case 'too_large':
+        case 'too_large': {
           if (batch.length === 1) {
             this.giveUp(batch, 'rejected', 'a single span is too large for the backend (413)');
             return;
           }
           this.log.warn({ spans: batch.length }, 'backend answered 413: splitting the batch in halves');
-          await this.deliver(batch.slice(0, batch.length >> 1));
-          await this.deliver(batch.slice(batch.length >> 1));
+          const first = batch.slice(0, batch.length >> 1);
+          const second = batch.slice(batch.length >> 1);
+          const preparedFirst = this.prepare(first);
+          const preparedSecond = this.prepare(second);
+          await this.deliver(first, preparedFirst);
+          await this.deliver(second, preparedSecond);
           return;
+        }
         case 'refused':
           this.onRefused(outcome);
           this.giveUp(batch, 'rejected', `backend refused the batch with ${outcome.status}`);
@@ -111,6 +191,7 @@ export class ExportLoop {
           const delay = backoffDelay(retry, outcome.retryAfterMs, this.options.backoff ?? DEFAULT_BACKOFF);
           this.log.warn({ spans: batch.length, retry: retry + 1, delayMs: delay, reason: outcome.reason }, 'export failed, will retry');
           this.state = 'backoff';
+          this.holdBack();
           this.stats.exportRetries++;
           await sleep(delay, this.stopping.signal);
         }
@@ -118,14 +199,21 @@ export class ExportLoop {
     }
   }
 
-  private async sendOnce(batch: QueuedSpan[]): Promise<ExportOutcome> {
+  private async sendOnce(batch: QueuedSpan[], preparing: Promise<PreparedBatch> | undefined): Promise<ExportOutcome> {
     this.state = 'exporting';
+    // Usually ready already (prepared while the previous request was in flight). Shutdown does
+    // not wait for it past its deadline.
+    let prepared: PreparedBatch | undefined;
+    if (preparing) {
+      prepared = await unlessAborted(preparing, this.stopping.signal);
+      if (!prepared) return { kind: 'retryable', reason: 'aborted' };
+    }
     const started = process.hrtime.bigint();
     const timeout = AbortSignal.timeout(this.options.exportTimeoutMs);
     const signal = AbortSignal.any([timeout, this.stopping.signal]);
     let outcome: ExportOutcome;
     try {
-      outcome = await this.exporter.send(batch, signal);
+      outcome = await this.exporter.send(batch, signal, prepared);
     } catch (err) {
       // Exporters should not throw; if one does, treat it like a network error rather than die.
       outcome = { kind: 'retryable', reason: `exporter error: ${(err as Error).message}` };
@@ -149,6 +237,7 @@ export class ExportLoop {
   }
 
   private giveUp(batch: QueuedSpan[], reason: 'rejected' | 'retries_exhausted', message: string): void {
+    releaseAll(batch);
     this.stats.drop(reason, batch.length);
     this.inFlightSpans -= batch.length;
     if (reason === 'retries_exhausted') this.log.error({ spans: batch.length }, message);

@@ -10,24 +10,20 @@
 import { once } from 'node:events';
 import { mkdir, open, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { promisify } from 'node:util';
-import { gzip as gzipCallback } from 'node:zlib';
 import { Pool, type Dispatcher } from 'undici';
-import type { QueuedSpan } from '../model.js';
+import { spanOf, type QueuedSpan } from '../model.js';
 import { VERSION } from '../version.js';
-import { LangfuseMapper, type RepairReason } from './langfuse-map.js';
+import type { LangfuseMapper, RepairReason } from './langfuse-map.js';
 import { encodeTraces, type EncodableSpan, type OtlpEncoding } from './otlp-encode.js';
-import type { ExportOutcome, ExporterKind, SpanExporter } from './types.js';
+import { LocalPreparer, WorkerPreparer, type BatchPreparer, type Compression, type PrepareOptions } from './prepare.js';
+import type { ExportOutcome, ExporterKind, PreparedBatch, SpanExporter } from './types.js';
 
-// Async zlib: compression runs on libuv's thread pool, not on the event loop.
-const gzip = promisify(gzipCallback);
+export type { Compression } from './prepare.js';
 
 /** Instrumentation scope name of everything the daemon exports (never `langfuse-sdk…`). */
 export const SCOPE_NAME = 'dspy-o11y';
 /** Refused answers are kept to this many bytes (one log line). */
 export const MAX_ERROR_BODY_BYTES = 1024;
-
-export type Compression = 'gzip' | 'none';
 
 export interface HttpExporterOptions {
   readonly kind: Extract<ExporterKind, 'langfuse' | 'otlp'>;
@@ -39,8 +35,13 @@ export interface HttpExporterOptions {
   readonly compression?: Compression;
   /** Instrumentation scope version; default the daemon's version. */
   readonly scopeVersion?: string;
-  /** Turns a batch into the spans to encode (e.g. the Langfuse mapping). Default: as is. */
-  readonly prepare?: (batch: readonly QueuedSpan[]) => readonly EncodableSpan[];
+  /** Apply the Langfuse mapping (DESIGN §6) before encoding. */
+  readonly langfuse?: { readonly maxTraces?: number; readonly onRepair?: (reason: RepairReason) => void };
+  /**
+   * Prepare batches (parse, map, encode, gzip) on a worker thread instead of the calling thread.
+   * The daemon does (create-exporter.ts); default false.
+   */
+  readonly worker?: boolean;
   /** Pool connections (keep-alive). The export loop keeps one request in flight; default 2. */
   readonly connections?: number;
 }
@@ -143,8 +144,7 @@ class HttpExporter implements SpanExporter {
   private readonly headers: Record<string, string>;
   private readonly encoding: OtlpEncoding;
   private readonly compression: Compression;
-  private readonly scope: { name: string; version: string };
-  private readonly prepare: ((batch: readonly QueuedSpan[]) => readonly EncodableSpan[]) | undefined;
+  readonly preparer: BatchPreparer;
   private closed = false;
 
   constructor(o: HttpExporterOptions) {
@@ -155,8 +155,14 @@ class HttpExporter implements SpanExporter {
     this.path = `${url.pathname}${url.search}`;
     this.encoding = o.encoding ?? 'protobuf';
     this.compression = o.compression ?? 'gzip';
-    this.scope = { name: SCOPE_NAME, version: o.scopeVersion ?? VERSION };
-    this.prepare = o.prepare;
+    const prepareOptions: PrepareOptions = {
+      encoding: this.encoding,
+      compression: this.compression,
+      scope: { name: SCOPE_NAME, version: o.scopeVersion ?? VERSION },
+      langfuse: o.langfuse ? { maxTraces: o.langfuse.maxTraces } : undefined,
+    };
+    const onRepair = o.langfuse?.onRepair;
+    this.preparer = o.worker ? new WorkerPreparer(prepareOptions, onRepair) : new LocalPreparer(prepareOptions, onRepair);
     const headers: Record<string, string> = {};
     for (const [k, v] of Object.entries(o.headers ?? {})) headers[k.toLowerCase()] = v;
     if ((url.username || url.password) && headers.authorization === undefined) {
@@ -175,18 +181,17 @@ class HttpExporter implements SpanExporter {
     });
   }
 
-  async send(batch: readonly QueuedSpan[], signal: AbortSignal): Promise<ExportOutcome> {
+  prepare(batch: readonly QueuedSpan[]): Promise<PreparedBatch> {
+    return this.preparer.prepare(batch);
+  }
+
+  async send(batch: readonly QueuedSpan[], signal: AbortSignal, prepared?: PreparedBatch): Promise<ExportOutcome> {
     if (this.closed) return { kind: 'retryable', reason: 'exporter_closed' };
     if (signal.aborted) return { kind: 'retryable', reason: abortReason(signal) };
-    let body: Uint8Array;
-    try {
-      const spans = this.prepare ? this.prepare(batch) : batch;
-      body = encodeTraces(spans, { encoding: this.encoding, scope: this.scope });
-      if (this.compression === 'gzip') body = await gzip(body);
-    } catch (err) {
-      // A bug, not a backend answer: retrying the same batch cannot help.
-      return { kind: 'refused', status: 0, body: `could not encode the batch: ${(err as Error).message}`.slice(0, MAX_ERROR_BODY_BYTES) };
-    }
+    prepared ??= await this.prepare(batch);
+    // A bug, not a backend answer: retrying the same batch cannot help.
+    if ('error' in prepared) return { kind: 'refused', status: 0, body: prepared.error.slice(0, MAX_ERROR_BODY_BYTES) };
+    const body = prepared.body;
     if (signal.aborted) return { kind: 'retryable', reason: abortReason(signal) };
 
     let res: Dispatcher.ResponseData;
@@ -214,6 +219,7 @@ class HttpExporter implements SpanExporter {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    await this.preparer.close();
     // Graceful first (lets a finishing request complete), bounded, then forceful.
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
@@ -246,19 +252,20 @@ export interface LangfuseExporterOptions {
   readonly compression?: Compression;
   /** Traces remembered for trace-level attributes across batches. Default 10,000. */
   readonly maxTraces?: number;
+  /** Prepare batches on a worker thread (see {@link HttpExporterOptions.worker}). Default false. */
+  readonly worker?: boolean;
 }
 
 export const LANGFUSE_TRACES_PATH = '/api/public/otel/v1/traces';
 
 export interface LangfuseExporter extends SpanExporter {
-  /** The mapping state (remembered traces), for status and tests. */
-  readonly mapper: LangfuseMapper;
+  /** The mapping state (remembered traces), for status and tests; it lives where batches are prepared. */
+  readonly mapper: Pick<LangfuseMapper, 'rememberedTraces'>;
 }
 
 /** OTLP/HTTP to Langfuse with the neutral → Langfuse mapping applied (DESIGN §6). */
 export function createLangfuseExporter(o: LangfuseExporterOptions): LangfuseExporter {
   const onRepair = o.onRepair;
-  const mapper = new LangfuseMapper({ onRepair: onRepair ? (r: RepairReason) => onRepair(r) : undefined, maxTraces: o.maxTraces });
   const exporter = new HttpExporter({
     kind: 'langfuse',
     url: `${o.host.replace(/\/+$/, '')}${LANGFUSE_TRACES_PATH}`,
@@ -271,9 +278,17 @@ export function createLangfuseExporter(o: LangfuseExporterOptions): LangfuseExpo
       'x-langfuse-sdk-name': 'dspy-o11yd',
       'x-langfuse-sdk-version': o.sdkVersion,
     },
-    prepare: (batch) => mapper.map(batch),
+    langfuse: { maxTraces: o.maxTraces, onRepair: onRepair ? (r: RepairReason) => onRepair(r) : undefined },
+    worker: o.worker,
   });
-  return Object.assign(exporter, { mapper });
+  const preparer = exporter.preparer;
+  return Object.assign(exporter, {
+    mapper: {
+      get rememberedTraces() {
+        return preparer.rememberedTraces;
+      },
+    },
+  });
 }
 
 export interface OtlpExporterOptions {
@@ -283,6 +298,8 @@ export interface OtlpExporterOptions {
   readonly encoding?: OtlpEncoding;
   readonly compression?: Compression;
   readonly scopeVersion?: string;
+  /** Prepare batches on a worker thread (see {@link HttpExporterOptions.worker}). Default false. */
+  readonly worker?: boolean;
 }
 
 /** Plain OTLP/HTTP: neutral attributes, span events stay span events. */
@@ -294,6 +311,7 @@ export function createOtlpExporter(o: OtlpExporterOptions): SpanExporter {
     encoding: o.encoding ?? 'protobuf',
     compression: o.compression ?? 'gzip',
     scopeVersion: o.scopeVersion,
+    worker: o.worker,
   });
 }
 
@@ -303,7 +321,8 @@ export function createOtlpExporter(o: OtlpExporterOptions): SpanExporter {
 const NEWLINE = Buffer.from('\n');
 
 function jsonLine(batch: readonly QueuedSpan[], scopeVersion: string): Buffer {
-  const body = encodeTraces(batch, { encoding: 'json', scope: { name: SCOPE_NAME, version: scopeVersion } });
+  const spans: EncodableSpan[] = batch.map((q) => ({ span: spanOf(q), resource: q.resource }));
+  const body = encodeTraces(spans, { encoding: 'json', scope: { name: SCOPE_NAME, version: scopeVersion } });
   return Buffer.concat([body, NEWLINE]);
 }
 

@@ -16,11 +16,25 @@ export type ExportOutcome =
 
 export type ExporterKind = 'langfuse' | 'otlp' | 'console' | 'file';
 
+/** A batch made ready to send (mapped, encoded, compressed), or why it could not be. */
+export type PreparedBatch = { readonly body: Uint8Array } | { readonly error: string };
+
 export interface SpanExporter {
   readonly kind: ExporterKind;
   /** Where spans go, for the startup line and `/v1/status`. Never contains a secret. */
   readonly destination: string;
-  /** Send one batch as one request. Must resolve (never reject) and must honour `signal` (the export timeout). */
-  send(batch: readonly QueuedSpan[], signal: AbortSignal): Promise<ExportOutcome>;
+  /**
+   * Optional: turn a batch into what `send` transmits, once per batch. The export loop calls it
+   * in batch order as soon as it takes a batch — while the previous batch's request is still in
+   * flight — and hands the result to every `send` of that batch (retries reuse it; the halves of
+   * a 413 split are prepared anew). Must resolve (never reject). No request is made here.
+   */
+  prepare?(batch: readonly QueuedSpan[]): Promise<PreparedBatch>;
+  /**
+   * Send one batch as one request. Must resolve (never reject) and must honour `signal` (the
+   * export timeout). `prepared` is what `prepare(batch)` gave; without it the exporter prepares
+   * the batch itself.
+   */
+  send(batch: readonly QueuedSpan[], signal: AbortSignal, prepared?: PreparedBatch): Promise<ExportOutcome>;
   close(): Promise<void>;
 }

@@ -6,7 +6,7 @@
  */
 import { ATTR, keepTrace, newSpanId, parseLine, validateRecord, type EventRecord, type ScoreRecord, type SpanRecord, type ValidationResult, type WireRecord } from '@dspy-o11y/proto';
 import type { Logger } from '../log.js';
-import type { QueuedSpan, Resource } from '../model.js';
+import { QueuedSpan, queuedSpan, type Resource } from '../model.js';
 import type { SpanQueue } from '../queue/span-queue.js';
 import type { Stats, Transport } from '../ops/stats.js';
 
@@ -43,7 +43,8 @@ export class RecordSink {
 
   /** One NDJSON line (bytes without the newline). Returns the rejection, if any. */
   acceptLine(session: IngestSession, buf: Buffer, start: number, end: number): Rejection | undefined {
-    return this.accept(session, parseLine(buf.toString('utf8', start, end)), end - start);
+    // A valid span line is queued as the wire bytes themselves (model.ts), not re-serialized.
+    return this.accept(session, parseLine(buf.toString('utf8', start, end)), end - start, buf, start);
   }
 
   /** One already-parsed value (JSON bodies), with its share of the body's bytes. */
@@ -60,10 +61,10 @@ export class RecordSink {
   /** Spans that come in already as spans (OTLP ingest, spool reload). */
   acceptSpan(session: IngestSession, span: SpanRecord, bytes: number, type: WireRecord['type'] = 'span'): void {
     this.stats.recordsReceived.add([session.transport, type]);
-    this.enqueue({ span, resource: session.resource, bytes });
+    this.enqueue(span, session.resource);
   }
 
-  private accept(session: IngestSession, result: ValidationResult, bytes: number): Rejection | undefined {
+  private accept(session: IngestSession, result: ValidationResult, bytes: number, wire?: Buffer, start = 0): Rejection | undefined {
     if (!result.ok) {
       this.stats.recordsInvalid.add([session.transport, result.reason]);
       this.log.debug({ transport: session.transport, reason: result.reason, error: result.message }, 'invalid record dropped');
@@ -77,10 +78,10 @@ export class RecordSink {
         session.resource = { attributes: record.resource ?? {}, sdk: record.sdk };
         break;
       case 'span':
-        this.enqueue({ span: record, resource: session.resource, bytes });
+        this.enqueue(record, session.resource, wire, start, start + bytes);
         break;
       case 'event':
-        this.enqueue({ span: eventAsSpan(record), resource: session.resource, bytes });
+        this.enqueue(eventAsSpan(record), session.resource);
         break;
       case 'stats':
         this.stats.drop('client_buffer', record.droppedRecords);
@@ -93,13 +94,14 @@ export class RecordSink {
     return undefined;
   }
 
-  private enqueue(item: QueuedSpan): void {
+  /** `wire[start, end)`: the span's wire line when it has one, else the record is serialized. */
+  private enqueue(span: SpanRecord, resource: Resource, wire?: Buffer, start = 0, end = 0): void {
     this.stats.spansReceived++;
-    if (this.options.sampleRatio < 1 && !keepTrace(item.span.traceId, this.options.sampleRatio)) {
+    if (this.options.sampleRatio < 1 && !keepTrace(span.traceId, this.options.sampleRatio)) {
       this.stats.drop('sampled', 1);
       return;
     }
-    this.queue.push(item);
+    this.queue.push(wire ? QueuedSpan.fromBytes(wire, start, end, resource) : queuedSpan(span, resource));
   }
 
   private tail(record: WireRecord): void {

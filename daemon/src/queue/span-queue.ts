@@ -4,9 +4,15 @@
  * reported to `onDrop`. Fresh telemetry is worth more than old (Fluent Bit's choice; the
  * OpenTelemetry SDK and Collector drop the newest instead).
  *
- * A growable ring buffer: O(1) push, drop-oldest and take, no array shifting.
+ * A growable ring buffer: O(1) push, drop-oldest and take, no array shifting. It stores each
+ * span's parts in columns (slab, offset, length, resource) rather than the QueuedSpan objects:
+ * a queue of a million spans is then four arrays, not a million small long-lived objects for the
+ * garbage collector to promote and trace (model.ts, queue/line-store.ts). `push` takes over the
+ * span's bytes; `take` hands out new QueuedSpans that own them. A dropped span's bytes are
+ * released here; taken spans are released by the export loop once delivered or dropped.
  */
-import type { QueuedSpan } from '../model.js';
+import { QUEUED_SPAN_OVERHEAD_BYTES, QueuedSpan, type Resource } from '../model.js';
+import type { Slab } from './line-store.js';
 
 export interface QueueBounds {
   maxSpans: number;
@@ -14,7 +20,11 @@ export interface QueueBounds {
 }
 
 export class SpanQueue {
-  private ring: (QueuedSpan | undefined)[] = new Array(1024);
+  private capacity = 1024;
+  private slabs: (Slab | undefined)[] = new Array(this.capacity);
+  private resources: (Resource | undefined)[] = new Array(this.capacity);
+  private offsets = new Int32Array(this.capacity);
+  private lengths = new Int32Array(this.capacity);
   private head = 0;
   private count = 0;
   private byteCount = 0;
@@ -35,23 +45,24 @@ export class SpanQueue {
     return this.byteCount;
   }
 
+  /** Queue a span (the queue takes over its bytes: `item` is spent). */
   push(item: QueuedSpan): void {
     if (item.bytes > this.bounds.maxBytes) {
       // Could never fit: keeping it would evict everything else.
+      item.release();
       this.onDrop(1, item.bytes);
       return;
     }
     let droppedSpans = 0;
     let droppedBytes = 0;
     while (this.count >= this.bounds.maxSpans || this.byteCount + item.bytes > this.bounds.maxBytes) {
-      const old = this.shift()!;
+      droppedBytes += this.dropOldest();
       droppedSpans++;
-      droppedBytes += old.bytes;
     }
     if (droppedSpans) this.onDrop(droppedSpans, droppedBytes);
     if (this.count === 0) this.pendingSince = Date.now();
-    if (this.count === this.ring.length) this.grow();
-    this.ring[(this.head + this.count) & (this.ring.length - 1)] = item;
+    if (this.count === this.capacity) this.grow();
+    this.store((this.head + this.count) & (this.capacity - 1), item);
     this.count++;
     this.byteCount += item.bytes;
     const w = this.waiter;
@@ -63,12 +74,39 @@ export class SpanQueue {
     const out: QueuedSpan[] = [];
     let bytes = 0;
     while (this.count > 0 && out.length < maxSpans) {
-      const next = this.ring[this.head]!;
-      if (out.length > 0 && bytes + next.bytes > maxBytes) break;
-      out.push(this.shift()!);
-      bytes += next.bytes;
+      const next = this.lengths[this.head] + QUEUED_SPAN_OVERHEAD_BYTES;
+      if (out.length > 0 && bytes + next > maxBytes) break;
+      out.push(this.shift());
+      bytes += next;
     }
     return out;
+  }
+
+  /**
+   * Put taken spans back at the front (they are older than anything queued), as if never taken.
+   * The bounds apply at once: over a bound, the oldest go first, these included.
+   */
+  putBack(items: readonly QueuedSpan[]): void {
+    if (items.length === 0) return;
+    while (this.capacity - this.count < items.length) this.grow();
+    const mask = this.capacity - 1;
+    for (let i = items.length - 1; i >= 0; i--) {
+      this.head = (this.head - 1) & mask;
+      this.store(this.head, items[i]);
+      this.byteCount += items[i].bytes;
+    }
+    this.count += items.length;
+    // They were due when taken: due again at once.
+    this.pendingSince = 0;
+    let droppedSpans = 0;
+    let droppedBytes = 0;
+    while (this.count > this.bounds.maxSpans || this.byteCount > this.bounds.maxBytes) {
+      droppedBytes += this.dropOldest();
+      droppedSpans++;
+    }
+    if (droppedSpans) this.onDrop(droppedSpans, droppedBytes);
+    const w = this.waiter;
+    if (w && (this.count >= w.spans || this.byteCount >= w.bytes)) this.wake();
   }
 
   /** Everything still queued, oldest first (for the spool at shutdown). */
@@ -92,20 +130,58 @@ export class SpanQueue {
     w?.resolve();
   }
 
-  private shift(): QueuedSpan | undefined {
-    if (this.count === 0) return undefined;
-    const item = this.ring[this.head];
-    this.ring[this.head] = undefined;
-    this.head = (this.head + 1) & (this.ring.length - 1);
+  private store(i: number, item: QueuedSpan): void {
+    const { slab, offset } = item.handOver();
+    this.slabs[i] = slab;
+    this.offsets[i] = offset;
+    this.lengths[i] = item.length;
+    this.resources[i] = item.resource;
+  }
+
+  /** Remove the front span and hand it out as a QueuedSpan that owns its bytes. */
+  private shift(): QueuedSpan {
+    const i = this.head;
+    const q = QueuedSpan.adopt(this.slabs[i]!, this.offsets[i], this.lengths[i], this.resources[i]!);
+    this.clear(i);
+    return q;
+  }
+
+  /** Drop the front span, releasing its bytes; returns the bytes it counted. */
+  private dropOldest(): number {
+    const i = this.head;
+    const bytes = this.lengths[i] + QUEUED_SPAN_OVERHEAD_BYTES;
+    QueuedSpan.releaseBytes(this.slabs[i]!);
+    this.clear(i);
+    return bytes;
+  }
+
+  private clear(i: number): void {
+    this.byteCount -= this.lengths[i] + QUEUED_SPAN_OVERHEAD_BYTES;
+    this.slabs[i] = undefined;
+    this.resources[i] = undefined;
+    this.head = (i + 1) & (this.capacity - 1);
     this.count--;
-    this.byteCount -= item!.bytes;
-    return item;
   }
 
   private grow(): void {
-    const next: (QueuedSpan | undefined)[] = new Array(this.ring.length * 2);
-    for (let i = 0; i < this.count; i++) next[i] = this.ring[(this.head + i) & (this.ring.length - 1)];
-    this.ring = next;
+    const capacity = this.capacity * 2;
+    const slabs: (Slab | undefined)[] = new Array(capacity);
+    const resources: (Resource | undefined)[] = new Array(capacity);
+    const offsets = new Int32Array(capacity);
+    const lengths = new Int32Array(capacity);
+    const mask = this.capacity - 1;
+    for (let k = 0; k < this.count; k++) {
+      const i = (this.head + k) & mask;
+      slabs[k] = this.slabs[i];
+      resources[k] = this.resources[i];
+      offsets[k] = this.offsets[i];
+      lengths[k] = this.lengths[i];
+    }
+    this.slabs = slabs;
+    this.resources = resources;
+    this.offsets = offsets;
+    this.lengths = lengths;
+    this.capacity = capacity;
     this.head = 0;
   }
 }

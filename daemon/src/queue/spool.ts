@@ -14,12 +14,12 @@ export async function writeSpool(dir: string, spans: readonly QueuedSpan[]): Pro
   await mkdir(dir, { recursive: true });
   const lines: string[] = [];
   let current: Resource | undefined;
-  for (const { span, resource } of spans) {
+  for (const { line, resource } of spans) {
     if (resource !== current) {
       current = resource;
       lines.push(JSON.stringify({ v: 1, type: 'hello', resource: resource.attributes, sdk: resource.sdk }));
     }
-    lines.push(JSON.stringify(span));
+    lines.push(line);
   }
   const name = `spool-${Date.now()}-${process.pid}`;
   // Write then rename: a crash mid-write never leaves a half file that looks complete.

@@ -1,0 +1,87 @@
+/**
+ * Per-stage cost of the daemon's span path, in µs per span, on the daemon benchmark's spans
+ * (scripts/lib/spans.ts), each stage run over many batches of distinct spans so that garbage
+ * collection is paid as in the daemon (CPU time of the process, so GC helper threads count):
+ *
+ *   main thread:   JSON.parse of a line · zod validation (validateRecord)
+ *   export worker: JSON.parse of the batch · Langfuse mapping · otlp-transformer encoding · gzip
+ *   whole worker step (export/prepare.ts `prepareInWorker`, what the worker does per batch)
+ *
+ *   npm run build && node scripts/dist/bench-stages.js [--spans 40000] [--batch 4096] [--rounds 5] [--gzip-level 1]
+ */
+import { gzipSync } from 'node:zlib';
+import { validateRecord, type SpanRecord } from '@dspy-o11y/proto';
+import type { Resource } from 'dspy-o11yd/dist/src/model.js';
+import { LangfuseMapper } from 'dspy-o11yd/dist/src/export/langfuse-map.js';
+import { encodeTraces, type EncodableSpan } from 'dspy-o11yd/dist/src/export/otlp-encode.js';
+import { BatchEncoder, prepareInWorker, type PrepareRequest } from 'dspy-o11yd/dist/src/export/prepare.js';
+import { benchSpanLines, BENCH_RESOURCE } from './lib/spans.js';
+
+const arg = (name: string, fallback: number) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? Number(process.argv[i + 1]) : fallback;
+};
+const SPANS = arg('spans', 40_000);
+const BATCH = arg('batch', 4096);
+const ROUNDS = arg('rounds', 5);
+const GZIP_LEVEL = arg('gzip-level', 1);
+
+const lines = benchSpanLines(SPANS);
+const batches: string[][] = [];
+for (let i = 0; i + BATCH <= lines.length; i += BATCH) batches.push(lines.slice(i, i + BATCH));
+const resource: Resource = { attributes: BENCH_RESOURCE };
+const scope = { name: 'dspy-o11y', version: '0.1.0' };
+
+/**
+ * Runs `fn` over every batch, ROUNDS times; prints the median CPU time (user + system, all of the
+ * process's threads: garbage collection included) per span, which a busy machine disturbs less
+ * than wall time.
+ */
+function stage<T>(name: string, input: (b: number) => T, fn: (x: T) => unknown): number {
+  const perRound: number[] = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    let us = 0;
+    let spans = 0;
+    for (let b = 0; b < batches.length; b++) {
+      const x = input(b);
+      const c0 = process.cpuUsage();
+      fn(x);
+      const c = process.cpuUsage(c0);
+      us += c.user + c.system;
+      spans += batches[b]!.length;
+    }
+    perRound.push(us / spans);
+  }
+  perRound.sort((a, b) => a - b);
+  const median = perRound[perRound.length >> 1]!;
+  console.log(`${name.padEnd(36)} ${median.toFixed(2).padStart(6)} µs/span   (min ${perRound[0]!.toFixed(2)})`);
+  return median;
+}
+
+console.log(`# stages: ${batches.length} batches of ${BATCH} spans (~${Math.round(lines.join('\n').length / lines.length)} bytes), ${ROUNDS} rounds, gzip level ${GZIP_LEVEL}, node ${process.version}`);
+
+console.log('main thread');
+stage('  JSON.parse (per line)', (b) => batches[b]!, (ls) => ls.map((l) => JSON.parse(l)));
+const parsedBatches = batches.map((ls) => ls.map((l) => JSON.parse(l) as unknown));
+stage('  validateRecord (zod)', (b) => parsedBatches[b]!, (ps) => ps.map((p) => validateRecord(p)));
+
+console.log('export worker');
+const joined = batches.map((ls) => `[${ls.join(',')}]`);
+stage('  JSON.parse (batch)', (b) => joined[b]!, (j) => JSON.parse(j));
+const mapper = new LangfuseMapper();
+const encodable = (b: number): EncodableSpan[] => (JSON.parse(joined[b]!) as SpanRecord[]).map((span) => ({ span, resource }));
+stage('  LangfuseMapper.map', encodable, (spans) => mapper.map(spans));
+const mapped = batches.map((_, b) => new LangfuseMapper().map(encodable(b)));
+stage('  encodeTraces (protobuf)', (b) => mapped[b]!, (spans) => encodeTraces(spans, { encoding: 'protobuf', scope }));
+const bodies = mapped.map((spans) => encodeTraces(spans, { encoding: 'protobuf', scope }));
+stage(`  gzip level ${GZIP_LEVEL}`, (b) => bodies[b]!, (body) => gzipSync(body, { level: GZIP_LEVEL }));
+const encoder = new BatchEncoder({ encoding: 'protobuf', compression: 'gzip', scope, langfuse: {} });
+const resources = new Map<number, Resource>([[1, resource]]);
+const repairs = new Map();
+let id = 0;
+const joinedBytes = joined.map((j) => Buffer.from(j));
+const request = (b: number): PrepareRequest => ({ id: ++id, json: joinedBytes[b]!, resourceIds: new Int32Array(batches[b]!.length).fill(1), defs: [], forget: [] });
+stage('  prepareInWorker (all of the above)', request, (m) => prepareInWorker(encoder, 'gzip', resources, m, repairs));
+const sizes = bodies.map((body) => [body.length, gzipSync(body, { level: GZIP_LEVEL }).length, gzipSync(body).length]);
+const per = (k: number) => (sizes.reduce((t, s) => t + s[k]!, 0) / (batches.length * BATCH)).toFixed(0);
+console.log(`body bytes/span: protobuf ${per(0)}, gzip level ${GZIP_LEVEL} ${per(1)}, gzip level 6 ${per(2)}`);
