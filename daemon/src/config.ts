@@ -67,7 +67,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'encoding', flag: '--encoding', env: ['DSPY_O11YD_ENCODING'], default: 'protobuf', help: 'protobuf | json' },
   { key: 'queueMaxSpans', flag: '--queue-max-spans', env: ['DSPY_O11YD_QUEUE_MAX_SPANS'], default: '200000', help: 'queue bound in spans; overflow drops the oldest' },
   { key: 'queueMaxBytes', flag: '--queue-max-bytes', env: ['DSPY_O11YD_QUEUE_MAX_BYTES'], default: String(256 * 1024 * 1024), help: 'queue bound in bytes of memory; overflow drops the oldest' },
-  { key: 'batchMaxSpans', flag: '--batch-max-spans', env: ['DSPY_O11YD_BATCH_MAX_SPANS'], default: '4096', help: 'spans per export request at most' },
+  { key: 'batchMaxSpans', flag: '--batch-max-spans', env: ['DSPY_O11YD_BATCH_MAX_SPANS'], default: '2048', help: 'spans per export request at most' },
   { key: 'batchMaxBytes', flag: '--batch-max-bytes', env: ['DSPY_O11YD_BATCH_MAX_BYTES'], default: String(4 * 1024 * 1024), help: 'record bytes per export request at most' },
   { key: 'flushInterval', flag: '--flush-interval', env: ['DSPY_O11YD_FLUSH_INTERVAL'], default: '1000', help: 'ms a span may wait for a fuller batch' },
   { key: 'exportTimeout', flag: '--export-timeout', env: ['DSPY_O11YD_EXPORT_TIMEOUT'], default: '10000', help: 'ms before an export request is abandoned (then retried)' },
