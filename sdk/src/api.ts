@@ -4,9 +4,10 @@
  * unchanged; with telemetry disabled every call is a cheap no-op around the callback.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { newSpanId, newTraceId, nowUnixNano, type Level, type ObservationType } from '@dspy-o11y/proto';
+import { nowUnixNano, type Level, type ObservationType } from '@dspy-o11y/proto';
 import { dispatch, handlersFor, hasSubscribers } from './events.js';
-import { attributeMembers, toAttributes } from './json.js';
+import { newSpanId, newTraceId } from './ids.js';
+import { memberList, quoteName, toAttributes } from './json.js';
 import {
   EMPTY_TRACE,
   LiteGeneration,
@@ -305,18 +306,25 @@ export function withTrace<T>(options: TraceOptions, fn: (trace: TraceHandle) => 
   } catch {
     return fn(NOOP_TRACE);
   }
-  const handle: TraceHandle = {
-    traceId: scope.traceId,
-    update(fields: TraceFields): void {
-      try {
-        const f = scope.trace.fields;
-        scope.trace = traceInfo({ ...f, ...fields, metadata: fields.metadata ? { ...f.metadata, ...fields.metadata } : f.metadata });
-      } catch {
-        /* never throw */
-      }
-    },
-  };
-  return als.run(scope, fn, handle);
+  return als.run(scope, fn, new TraceHandleImpl(scope));
+}
+
+/** A class rather than an object literal with a closure: one allocation per `withTrace`. */
+class TraceHandleImpl implements TraceHandle {
+  readonly traceId: string;
+  readonly #scope: TraceScope;
+  constructor(scope: TraceScope) {
+    this.traceId = scope.traceId;
+    this.#scope = scope;
+  }
+  update(fields: TraceFields): void {
+    try {
+      const f = this.#scope.trace.fields;
+      this.#scope.trace = traceInfo({ ...f, ...fields, metadata: fields.metadata ? { ...f.metadata, ...fields.metadata } : f.metadata });
+    } catch {
+      /* never throw */
+    }
+  }
 }
 
 const NOOP_TRACE: TraceHandle = { traceId: '', update: () => undefined };
@@ -341,13 +349,12 @@ function sendEvent(name: string, attributes: Readonly<Record<string, unknown>> |
       return;
     }
     const a = toAttributes(attributes, cfg().maxValueLength);
-    const own = attributeMembers(a);
-    const tm = scope?.trace.members ?? '';
-    const members = tm && own ? `${tm},${own}` : tm || own;
+    // Both lists are `,"k":v,…`: drop the first comma.
+    const members = (scope?.trace.members ?? '') + memberList(a);
     let s = `{"v":1,"type":"event","traceId":"${traceId}","spanId":"${newSpanId()}"`;
     if (scope?.spanId) s += `,"parentSpanId":"${scope.spanId}"`;
-    s += `,"name":${JSON.stringify(name || 'event')},"timeUnixNano":"${nowUnixNano()}"`;
-    if (members) s += `,"attributes":{${members}}`;
+    s += `,"name":${quoteName(name || 'event')},"timeUnixNano":"${nowUnixNano()}"`;
+    if (members) s += `,"attributes":{${members.slice(1)}}`;
     send(`${s}}\n`);
   } catch {
     /* never throw */

@@ -22,7 +22,7 @@ const MAX_DEPTH = 32;
 export function toJson(value: unknown, max: number): string | undefined {
   switch (typeof value) {
     case 'string':
-      return value.length > max ? JSON.stringify(value.slice(0, max) + TRUNCATION_MARKER) : JSON.stringify(value);
+      return value.length > max ? JSON.stringify(value.slice(0, max) + TRUNCATION_MARKER) : quote(value);
     case 'number':
       return Number.isFinite(value) ? String(value) : 'null';
     case 'boolean':
@@ -37,6 +37,20 @@ export function toJson(value: unknown, max: number): string | undefined {
       break;
   }
   if (value === null) return 'null';
+  // Plain data (what LLM messages are): the native serializer, which writes exactly what the
+  // writer below would, at a fraction of the cost.
+  let s: string | undefined;
+  try {
+    if (plainBudget(value as object, 0, max) >= 0) s = JSON.stringify(value);
+  } catch {
+    s = undefined; // a getter threw: the writer records it
+  }
+  if (s !== undefined && s.length <= max) return s;
+  return writeJson(value, max);
+}
+
+/** @internal `toJson` of an object by the writer alone (tests compare it with the native path). */
+export function writeJson(value: unknown, max: number): string | undefined {
   const w = new Writer(max);
   try {
     w.value(value, 0, undefined);
@@ -45,6 +59,125 @@ export function toJson(value: unknown, max: number): string | undefined {
     return w.out.slice(0, max) + TRUNCATION_MARKER;
   }
   return w.out;
+}
+
+const OBJECT_PROTO = Object.prototype;
+const ARRAY_PROTO = Array.prototype;
+const hasOwn = (o: object, k: string): boolean => Object.prototype.hasOwnProperty.call(o, k);
+
+/**
+ * Whether `JSON.stringify(o)` writes exactly what the writer does, and costs little: arrays and
+ * plain objects (prototype `Object.prototype` or null, no `toJSON`) less than MAX_DEPTH deep, of
+ * strings, finite or not numbers, booleans, null, undefined, functions and symbols (which both
+ * serializers skip or write as null alike). Not: BigInt (JSON.stringify throws), cycles (caught
+ * by the depth limit), Maps, Sets, Errors, Dates, typed arrays, class instances and anything
+ * with `toJSON`: the writer has its own rules for those. Returns what is left of `budget`, a
+ * lower bound of the output length, or -1 (not plain, or too long: the writer truncates). Values
+ * are read here and again by JSON.stringify, so an own getter of a plain object runs twice.
+ */
+function plainBudget(o: object, depth: number, budget: number): number {
+  if (depth >= MAX_DEPTH) return -1;
+  if (Array.isArray(o)) {
+    if (Object.getPrototypeOf(o) !== ARRAY_PROTO || 'toJSON' in o) return -1;
+    const n = o.length;
+    budget -= n + 1;
+    for (let i = 0; i < n && budget >= 0; i++) budget = plainItem(o[i] as unknown, depth, budget);
+    return budget;
+  }
+  const proto = Object.getPrototypeOf(o) as unknown;
+  if ((proto !== OBJECT_PROTO && proto !== null) || 'toJSON' in o) return -1;
+  budget -= 2;
+  for (const k in o) {
+    if (budget < 0) return -1;
+    if (!hasOwn(o, k)) continue;
+    budget = plainItem((o as Record<string, unknown>)[k], depth, budget - k.length - 4);
+  }
+  return budget;
+}
+
+function plainItem(v: unknown, depth: number, budget: number): number {
+  switch (typeof v) {
+    case 'string':
+      return budget - v.length - 2;
+    case 'object':
+      return v === null ? budget - 4 : plainBudget(v, depth + 1, budget);
+    case 'bigint':
+      return -1;
+    default:
+      return budget - 1;
+  }
+}
+
+// JSON strings without JSON.stringify's per-call cost where that is cheaper: short strings that
+// need no escaping are quoted as they are; names and keys chosen by code (span names, attribute
+// keys, models) are kept, quoted, in a small bounded cache.
+const SCAN_MAX = 64;
+
+/** `JSON.stringify(s)` for a string. */
+export function quote(s: string): string {
+  if (s.length > SCAN_MAX) return JSON.stringify(s);
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    // Control characters, `"`, `\`, and surrogates (a lone one is escaped by JSON.stringify).
+    if (c < 0x20 || c === 0x22 || c === 0x5c || (c >= 0xd800 && c <= 0xdfff)) return JSON.stringify(s);
+  }
+  return `"${s}"`;
+}
+
+const QUOTED_MAX = 2048;
+const quoted = new Map<string, string>();
+
+/** `JSON.stringify(s)` for a string that recurs (a name or key set by code), cached. */
+export function quoteName(s: string): string {
+  let q = quoted.get(s);
+  if (q === undefined) {
+    q = quote(s);
+    if (quoted.size < QUOTED_MAX && s.length <= SCAN_MAX) quoted.set(s, q);
+  }
+  return q;
+}
+
+const MEMBER_KEYS_MAX = 2048;
+const memberKeys = new Map<string, string>();
+
+/** `,"key":` for an attribute key, cached. */
+function memberKey(k: string): string {
+  let m = memberKeys.get(k);
+  if (m === undefined) {
+    m = `,${JSON.stringify(k)}:`;
+    if (memberKeys.size < MEMBER_KEYS_MAX) memberKeys.set(k, m);
+  }
+  return m;
+}
+
+/** JSON of an attribute value (what `JSON.stringify` writes for it). */
+export function attributeJson(v: AttributeValue): string {
+  switch (typeof v) {
+    case 'string':
+      return quote(v);
+    case 'number':
+      return Number.isFinite(v) ? `${v}` : 'null';
+    case 'boolean':
+      return v ? 'true' : 'false';
+    default:
+      return JSON.stringify(v);
+  }
+}
+
+/**
+ * `,"k":v,"k2":v2` — each member with a leading comma, '' if none — for splicing into a record
+ * being built as a string; the same members, in the same order, as `JSON.stringify(attrs)`.
+ */
+export function memberList(attrs: Record<string, AttributeValue> | undefined): string {
+  let s = '';
+  if (!attrs) return s;
+  for (const k in attrs) {
+    if (!hasOwn(attrs, k)) continue;
+    const v = attrs[k];
+    if (v === undefined) continue;
+    s += memberKey(k) + attributeJson(v);
+  }
+  return s;
 }
 
 function describe(e: unknown): string {
@@ -251,9 +384,3 @@ export function toAttributes(attrs: Readonly<Record<string, unknown>> | undefine
   return out;
 }
 
-/** `"k":v,"k2":v2` (no braces), or '' — for splicing into a record being built as a string. */
-export function attributeMembers(attrs: Record<string, AttributeValue> | undefined): string {
-  if (!attrs) return '';
-  const s = JSON.stringify(attrs);
-  return s.length > 2 ? s.slice(1, -1) : '';
-}

@@ -3,21 +3,11 @@
  * NDJSON line ONCE by string concatenation (no intermediate record object, no zod) and hands it
  * to the transport.
  */
-import {
-  ATTR,
-  EVENT_NAMES,
-  OBSERVATION_TYPES,
-  costUsd,
-  keepTrace,
-  newSpanId,
-  newTraceId,
-  nowUnixNano,
-  type AttributeValue,
-  type Level,
-  type ObservationType,
-} from '@dspy-o11y/proto';
+import { ATTR, EVENT_NAMES, OBSERVATION_TYPES, keepTrace, nowUnixNano, type AttributeValue, type Level, type ObservationType } from '@dspy-o11y/proto';
 import { dispatch, handlersFor, type EventContext } from './events.js';
-import { attributeMembers, toAttributeValue, toAttributes, toJson, validKey } from './json.js';
+import { newSpanId, newTraceId } from './ids.js';
+import { memberList, quote, quoteName, toAttributeValue, toAttributes, toJson, validKey } from './json.js';
+import { generationCost } from './cost.js';
 import { emitScore, type ScoreValue, type SpanScoreOptions } from './score.js';
 import { cfg, countSampledOut, send } from './state.js';
 
@@ -92,7 +82,7 @@ const MAX_STACK = 8192;
 /** The daemon's default --max-record-bytes is 1 MiB; stay clear of it. */
 const MAX_RECORD_BYTES = 1024 * 1024 - 4096;
 
-/** Trace-level fields, pre-serialized once per trace as JSON object members (no braces). */
+/** Trace-level fields, pre-serialized once per trace as JSON object members (`,"k":v,…`, or ''). */
 export interface TraceInfo {
   members: string;
   fields: TraceFields;
@@ -108,22 +98,29 @@ export interface TraceFields {
 
 export const EMPTY_TRACE: TraceInfo = { members: '', fields: {} };
 
+const TRACE_NAME_KEY = `,${JSON.stringify(ATTR.traceName)}:`;
+const USER_ID_KEY = `,${JSON.stringify(ATTR.userId)}:`;
+const SESSION_ID_KEY = `,${JSON.stringify(ATTR.sessionId)}:`;
+const TRACE_TAGS_KEY = `,${JSON.stringify(ATTR.traceTags)}:`;
+
 export function traceInfo(fields: TraceFields): TraceInfo {
-  const a: Record<string, AttributeValue> = {};
-  const max = cfg().maxValueLength;
-  if (fields.name) a[ATTR.traceName] = String(fields.name);
-  if (fields.userId !== undefined && fields.userId !== null && fields.userId !== '') a[ATTR.userId] = String(fields.userId);
-  if (fields.sessionId !== undefined && fields.sessionId !== null && fields.sessionId !== '') a[ATTR.sessionId] = String(fields.sessionId);
-  if (Array.isArray(fields.tags)) a[ATTR.traceTags] = fields.tags.map(String);
+  let m = '';
+  if (fields.name) m += TRACE_NAME_KEY + quoteName(String(fields.name));
+  if (fields.userId !== undefined && fields.userId !== null && fields.userId !== '') m += USER_ID_KEY + quote(String(fields.userId));
+  if (fields.sessionId !== undefined && fields.sessionId !== null && fields.sessionId !== '') m += SESSION_ID_KEY + quote(String(fields.sessionId));
+  if (Array.isArray(fields.tags)) m += TRACE_TAGS_KEY + JSON.stringify(fields.tags.map(String));
   if (fields.metadata && typeof fields.metadata === 'object') {
+    const a: Record<string, AttributeValue> = {};
+    const max = cfg().maxValueLength;
     for (const k of Object.keys(fields.metadata)) {
       const key = ATTR.traceMetadataPrefix + k;
       if (!validKey(key)) continue;
       const v = toAttributeValue(fields.metadata[k], max);
       if (v !== undefined) a[key] = v;
     }
+    m += memberList(a);
   }
-  return { members: attributeMembers(a), fields };
+  return { members: m, fields };
 }
 
 /** What the active context holds: a span, or a trace scope opened by `withTrace`. */
@@ -165,6 +162,9 @@ export interface LlmCallState {
 }
 
 const q = JSON.stringify;
+const CACHE_READ_TOKENS = 'gen_ai.usage.cache_read.input_tokens';
+const CACHE_WRITE_TOKENS = 'gen_ai.usage.cache_creation.input_tokens';
+const tokens = (x: unknown): number | undefined => (typeof x === 'number' && Number.isFinite(x) && x >= 0 ? Math.round(x) : undefined);
 
 function errorMessage(e: unknown): string {
   try {
@@ -389,20 +389,27 @@ export class SpanImpl implements GenerationHandle, Scope {
 
   setUsage(usage: Usage): this {
     if (this.ended || !usage || typeof usage !== 'object') return this;
-    const n = (x: unknown): number | undefined => (typeof x === 'number' && Number.isFinite(x) && x >= 0 ? Math.round(x) : undefined);
-    const u: Usage = { input: n(usage.input), output: n(usage.output), total: n(usage.total), cacheRead: n(usage.cacheRead), cacheWrite: n(usage.cacheWrite) };
+    const u: Usage = {
+      input: tokens(usage.input),
+      output: tokens(usage.output),
+      total: tokens(usage.total),
+      cacheRead: tokens(usage.cacheRead),
+      cacheWrite: tokens(usage.cacheWrite),
+    };
     if (u.total === undefined && (u.input !== undefined || u.output !== undefined)) u.total = (u.input ?? 0) + (u.output ?? 0);
     this.usage = u;
-    const put = (key: string, v: number | undefined): void => {
-      if (v !== undefined) this.set(key, v);
-      else if (this.attrs) delete this.attrs[key];
-    };
-    put(ATTR.usageInputTokens, u.input);
-    put(ATTR.usageOutputTokens, u.output);
-    put(ATTR.usageTotalTokens, u.total);
-    put('gen_ai.usage.cache_read.input_tokens', u.cacheRead);
-    put('gen_ai.usage.cache_creation.input_tokens', u.cacheWrite);
+    this.putCount(ATTR.usageInputTokens, u.input);
+    this.putCount(ATTR.usageOutputTokens, u.output);
+    this.putCount(ATTR.usageTotalTokens, u.total);
+    this.putCount(CACHE_READ_TOKENS, u.cacheRead);
+    this.putCount(CACHE_WRITE_TOKENS, u.cacheWrite);
     return this;
+  }
+
+  private putCount(key: string, v: number | undefined): void {
+    if (v !== undefined) this.set(key, v);
+    // Only an existing key is deleted: deleting makes the object slow for V8.
+    else if (this.attrs && key in this.attrs) delete this.attrs[key];
   }
 
   setCost(usd: number): this {
@@ -477,7 +484,7 @@ export class SpanImpl implements GenerationHandle, Scope {
       if (typeof model === 'string') {
         let c: number | undefined;
         try {
-          c = costUsd(model, this.usage, cfg().prices);
+          c = generationCost(model, this.usage, cfg());
         } catch {
           c = undefined;
         }
@@ -489,21 +496,21 @@ export class SpanImpl implements GenerationHandle, Scope {
 
   /** The span record as one NDJSON line (with its newline), or undefined if it cannot be sent. */
   private line(end: string): string | undefined {
-    let s = `{"v":1,"type":"span","traceId":"${this.traceId}","spanId":"${this.spanId}"`;
-    if (this.parentSpanId !== undefined) s += `,"parentSpanId":"${this.parentSpanId}"`;
-    s += `,"name":${q(this.name)},"startTimeUnixNano":"${this.start}","endTimeUnixNano":"${end}"`;
-    if (this.status !== undefined) s += `,"status":${this.status}`;
-    const head = s;
-    s += `,"attributes":{"dspy.observation.type":"${this.type}"`;
-    if (this.trace.members) s += `,${this.trace.members}`;
-    const tail = this.attrs ? attributeMembers(this.attrs) : '';
+    // Trace and attribute members come pre-quoted with their leading commas (no JSON.stringify of
+    // an attributes object, no slicing of its braces).
+    const head =
+      `{"v":1,"type":"span","traceId":"${this.traceId}","spanId":"${this.spanId}"` +
+      (this.parentSpanId !== undefined ? `,"parentSpanId":"${this.parentSpanId}"` : '') +
+      `,"name":${quoteName(this.name)},"startTimeUnixNano":"${this.start}","endTimeUnixNano":"${end}"` +
+      (this.status !== undefined ? `,"status":${this.status}` : '');
+    const s = `${head},"attributes":{"dspy.observation.type":"${this.type}"${this.trace.members}`;
+    const tail = this.attrs !== undefined ? memberList(this.attrs) : '';
     const io = (this.input !== undefined ? `,"dspy.input":${q(this.input)}` : '') + (this.output !== undefined ? `,"dspy.output":${q(this.output)}` : '');
-    const evs = this.events !== undefined ? `,"events":[${this.events}]` : '';
-    const line = `${s}${io}${tail ? `,${tail}` : ''}}${evs}}\n`;
+    const line = this.events !== undefined ? `${s}${io}${tail}},"events":[${this.events}]}\n` : `${s}${io}${tail}}}\n`;
     // Cheap length test first: 1 char is at most 3 UTF-8 bytes.
     if (line.length * 3 <= MAX_RECORD_BYTES || Buffer.byteLength(line) <= MAX_RECORD_BYTES) return line;
     // Too big for the daemon: keep the span, drop its input/output and events.
-    const slim = `${s},"dspy.truncated":true${tail ? `,${tail}` : ''}}}\n`;
+    const slim = `${s},"dspy.truncated":true${tail}}}\n`;
     if (Buffer.byteLength(slim) <= MAX_RECORD_BYTES) return slim;
     return `${head},"attributes":{"dspy.observation.type":"${this.type}","dspy.truncated":true}}\n`;
   }
@@ -617,7 +624,7 @@ export class LiteGeneration extends NoopSpan {
     const model = this.a[ATTR.responseModel] ?? this.a[ATTR.requestModel];
     if (this.usage && typeof model === 'string') {
       try {
-        const c = costUsd(model, this.usage, cfg().prices);
+        const c = generationCost(model, this.usage, cfg());
         if (c !== undefined) this.a[ATTR.usageCost] = c;
       } catch {
         /* never throw */
