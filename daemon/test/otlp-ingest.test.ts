@@ -179,7 +179,7 @@ describe('OTLP/HTTP ingest through the real CLI', () => {
     assert.equal(a.parentSpanId, ids[0]);
     assert.equal(a.attributes['langfuse.observation.type'], 'generation');
     assert.equal(a.attributes['langfuse.observation.model.name'], 'gpt-4o-mini-2024-07-18');
-    assert.deepEqual(usageOf(a), { input: 120, output: 30 });
+    assert.deepEqual(usageOf(a), { input: 120, output: 30, total: 150 });
     assert.ok(Object.values(usageOf(a)).every(Number.isInteger));
     assert.deepEqual(JSON.parse(String(a.attributes['langfuse.observation.model.parameters'])), { temperature: 0.2 });
     assert.equal(a.attributes['gen_ai.provider.name'], 'openai');
@@ -189,7 +189,7 @@ describe('OTLP/HTTP ingest through the real CLI', () => {
     const b = fake.span(ids[2]!)!;
     assert.equal(b.attributes['langfuse.observation.type'], 'generation');
     assert.equal(b.attributes['langfuse.observation.model.name'], 'claude-3-5-haiku');
-    assert.deepEqual(usageOf(b), { input: 11, output: 5 });
+    assert.deepEqual(usageOf(b), { input: 11, output: 5, total: 16 });
     assert.equal(b.attributes['langfuse.observation.input'], '[{"role":"user","parts":[{"type":"text","content":"hi"}]}]');
 
     const o = fake.span(ids[3]!)!;
