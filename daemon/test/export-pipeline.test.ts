@@ -43,12 +43,28 @@ const spans = (count: number, r: Resource = resource) => Array.from({ length: co
 describe('queued spans and their slabs', () => {
   test('a line round-trips through its slab, UTF-8 included, and the bytes count line + overhead', () => {
     const line = JSON.stringify(record({ name: 'café ☕ 😀' }));
-    const wire = Buffer.from(`xx${line}yy`);
-    const q = QueuedSpan.fromBytes(wire, 2, wire.length - 2, resource);
+    const q = QueuedSpan.fromLine(line, resource);
     assert.equal(q.line, line);
     assert.equal(spanOf(q).name, 'café ☕ 😀');
     assert.equal(q.length, Buffer.byteLength(line));
     assert.equal(QueuedSpan.fromLine(line, resource).line, line);
+  });
+
+  test('a wire line with invalid UTF-8 is queued as decoded (U+FFFD), not cut to its wire length', () => {
+    const wire = Buffer.concat([Buffer.from('{"name":"a'), Buffer.from([0xff, 0xfe]), Buffer.from('b"}')]);
+    const line = wire.toString('utf8');
+    const q = QueuedSpan.fromLine(line, resource);
+    assert.equal(q.line, line);
+    assert.deepEqual(JSON.parse(q.line), { name: 'a\ufffd\ufffdb' });
+  });
+
+  test('joinLines gives the batch as NDJSON (no trailing newline), across slabs and out of order', () => {
+    const qs = spans(600);
+    const lines = qs.map((q) => q.line);
+    assert.equal(QueuedSpan.joinLines(qs).toString(), lines.join('\n'));
+    const mixed = [qs[5]!, qs[6]!, qs[2]!, qs[599]!, qs[3]!];
+    assert.equal(QueuedSpan.joinLines(mixed).toString(), mixed.map((q) => q.line).join('\n'));
+    assert.equal(QueuedSpan.joinLines([]).length, 0);
   });
 
   test('release is idempotent; a released span cannot be read', () => {

@@ -67,6 +67,13 @@ export const REPAIR_REASONS: readonly RepairReason[] = [
   'level_invalid', 'tags_coerced', 'environment_sanitized',
 ];
 
+/** A batch being translated span by span (`LangfuseMapper.begin`). */
+export interface BatchMapping {
+  add(item: EncodableSpan): void;
+  /** The translated spans (one per input span, plus one per span event); call once. */
+  finish(): EncodableSpan[];
+}
+
 export interface LangfuseMapperOptions {
   /** Called once per repair. */
   readonly onRepair?: (reason: RepairReason) => void;
@@ -167,56 +174,72 @@ export class LangfuseMapper {
 
   /** Translate one batch. The output has one entry per input span plus one per span event. */
   map(batch: readonly EncodableSpan[]): EncodableSpan[] {
+    const mapping = this.begin();
+    for (const item of batch) mapping.add(item);
+    return mapping.finish();
+  }
+
+  /**
+   * Translate one batch span by span: `add` each span in order, then `finish` (as `map` does).
+   * Lets a caller drop each input span as soon as it is added (the export worker parses a batch
+   * line by line, so parsed records die young instead of living through the whole batch).
+   */
+  begin(): BatchMapping {
     const out: EncodableSpan[] = [];
-    // Index in `out` of each translated span and its trace, for the fill-in pass.
-    const translated: { index: number; traceId: string }[] = [];
+    // Index in `out` of each translated span and its trace id, for the fill-in pass.
+    const indexes: number[] = [];
+    const traceIds: string[] = [];
     const batchTraces = new Map<string, TraceAttrs>();
-
-    for (const item of batch) {
-      const span = item.span;
-      const attrs = span.attributes;
-      if (attrs && hasLangfuseAttributes(attrs)) {
-        // Another SDK's span (over OTLP) already speaks Langfuse: pass it unchanged.
-        out.push(item);
-        continue;
-      }
-      // Trace-level values of this span go to `t` as they are translated; a root span's win over its descendants'.
-      let t = batchTraces.get(span.traceId);
-      if (!t) batchTraces.set(span.traceId, (t = {}));
-      const mapped = this.translate(span, item.resource, t);
-      translated.push({ index: out.length, traceId: span.traceId });
-      out.push({ span: translatedSpan(span, mapped), resource: item.resource });
-      const events = span.events;
-      if (events && events.length > 0) {
-        for (let i = 0; i < events.length; i++) {
-          translated.push({ index: out.length, traceId: span.traceId });
-          out.push({ span: eventSpan(span, events[i], i), resource: item.resource });
+    return {
+      add: (item) => {
+        const span = item.span;
+        const attrs = span.attributes;
+        if (attrs && hasLangfuseAttributes(attrs)) {
+          // Another SDK's span (over OTLP) already speaks Langfuse: pass it unchanged.
+          out.push(item);
+          return;
         }
-      }
-    }
-
-    // Merge with what earlier batches taught us, remember the result, fill every span in.
-    for (const [traceId, fromBatch] of batchTraces) {
-      const known = this.traces.get(traceId);
-      let merged = fromBatch;
-      if (known) {
-        merged = { ...known, ...fromBatch };
-        this.traces.delete(traceId);
-      }
-      this.traces.set(traceId, merged);
-      batchTraces.set(traceId, merged);
-    }
-    while (this.traces.size > this.maxTraces) {
-      const oldest = this.traces.keys().next().value as string;
-      this.traces.delete(oldest);
-    }
-    for (const { index, traceId } of translated) {
-      const t = batchTraces.get(traceId);
-      if (!t) continue;
-      const attrs = out[index].span.attributes as Record<string, AttributeValue>;
-      for (const k in t) if (!(k in attrs)) attrs[k] = t[k];
-    }
-    return out;
+        // Trace-level values of this span go to `t` as they are translated; a root span's win over its descendants'.
+        let t = batchTraces.get(span.traceId);
+        if (!t) batchTraces.set(span.traceId, (t = {}));
+        const mapped = this.translate(span, item.resource, t);
+        indexes.push(out.length);
+        traceIds.push(span.traceId);
+        out.push({ span: translatedSpan(span, mapped), resource: item.resource });
+        const events = span.events;
+        if (events && events.length > 0) {
+          for (let i = 0; i < events.length; i++) {
+            indexes.push(out.length);
+            traceIds.push(span.traceId);
+            out.push({ span: eventSpan(span, events[i], i), resource: item.resource });
+          }
+        }
+      },
+      finish: () => {
+        // Merge with what earlier batches taught us, remember the result, fill every span in.
+        for (const [traceId, fromBatch] of batchTraces) {
+          const known = this.traces.get(traceId);
+          let merged = fromBatch;
+          if (known) {
+            merged = { ...known, ...fromBatch };
+            this.traces.delete(traceId);
+          }
+          this.traces.set(traceId, merged);
+          batchTraces.set(traceId, merged);
+        }
+        while (this.traces.size > this.maxTraces) {
+          const oldest = this.traces.keys().next().value as string;
+          this.traces.delete(oldest);
+        }
+        for (let i = 0; i < indexes.length; i++) {
+          const t = batchTraces.get(traceIds[i]);
+          if (!t) continue;
+          const attrs = out[indexes[i]].span.attributes as Record<string, AttributeValue>;
+          for (const k in t) if (!(k in attrs)) attrs[k] = t[k];
+        }
+        return out;
+      },
+    };
   }
 
   /**

@@ -12,7 +12,7 @@ import { Worker } from 'node:worker_threads';
 import { promisify } from 'node:util';
 import { gzip as gzipCallback, gzipSync } from 'node:zlib';
 import type { Attributes, SpanRecord } from '@dspy-o11y/proto';
-import { cleanSpan, spanOf, type QueuedSpan, type Resource } from '../model.js';
+import { QueuedSpan, cleanSpan, spanOf, type Resource } from '../model.js';
 import { LangfuseMapper, type RepairReason } from './langfuse-map.js';
 import { encodeTraces, type EncodableSpan, type OtlpEncoding } from './otlp-encode.js';
 import type { PreparedBatch } from './types.js';
@@ -49,7 +49,25 @@ export class BatchEncoder {
   }
 
   encode(spans: readonly EncodableSpan[]): Uint8Array {
-    return encodeTraces(this.mapper ? this.mapper.map(spans) : spans, { encoding: this.options.encoding, scope: this.options.scope });
+    return this.encodeEach(spans.length, (i) => spans[i]);
+  }
+
+  /**
+   * The same, with the spans produced one at a time by `spanAt(0…count-1)`: with the Langfuse
+   * mapping, each parsed span is garbage as soon as it is mapped, so a batch's parsed records die
+   * young instead of surviving (being copied by) the scavenges that run while it is encoded.
+   */
+  encodeEach(count: number, spanAt: (i: number) => EncodableSpan): Uint8Array {
+    let spans: EncodableSpan[];
+    if (this.mapper) {
+      const mapping = this.mapper.begin();
+      for (let i = 0; i < count; i++) mapping.add(spanAt(i));
+      spans = mapping.finish();
+    } else {
+      spans = new Array(count);
+      for (let i = 0; i < count; i++) spans[i] = spanAt(i);
+    }
+    return encodeTraces(spans, { encoding: this.options.encoding, scope: this.options.scope });
   }
 }
 
@@ -81,9 +99,7 @@ export class LocalPreparer implements BatchPreparer {
   prepare(batch: readonly QueuedSpan[]): Promise<PreparedBatch> {
     let body: Uint8Array;
     try {
-      const spans: EncodableSpan[] = new Array(batch.length);
-      for (let i = 0; i < batch.length; i++) spans[i] = { span: spanOf(batch[i]), resource: batch[i].resource };
-      body = this.encoder.encode(spans);
+      body = this.encoder.encodeEach(batch.length, (i) => ({ span: spanOf(batch[i]), resource: batch[i].resource }));
     } catch (err) {
       return Promise.resolve(failed(err));
     }
@@ -103,8 +119,8 @@ export class LocalPreparer implements BatchPreparer {
 /** Main → worker: one batch. */
 export interface PrepareRequest {
   readonly id: number;
-  /** The batch's lines as one JSON array, UTF-8: `[line,line,…]` (transferred, not copied). */
-  readonly json: Uint8Array;
+  /** The batch's lines, UTF-8, separated by newlines (transferred, not copied). */
+  readonly lines: Uint8Array;
   /** Resource id of each span. */
   readonly resourceIds: Int32Array;
   /** Resources the worker has not seen yet. */
@@ -133,14 +149,18 @@ export function prepareInWorker(
   for (const id of m.forget) resources.delete(id);
   for (const [id, attributes] of m.defs) resources.set(id, { attributes });
   try {
-    const records = JSON.parse(Buffer.from(m.json.buffer, m.json.byteOffset, m.json.byteLength).toString('utf8')) as SpanRecord[];
-    const spans: EncodableSpan[] = new Array(records.length);
-    for (let i = 0; i < records.length; i++) {
+    // Lines never contain a raw newline (NDJSON framing; JSON.stringify escapes them).
+    const text = Buffer.from(m.lines.buffer, m.lines.byteOffset, m.lines.byteLength).toString('utf8');
+    let start = 0;
+    let body = encoder.encodeEach(m.resourceIds.length, (i) => {
+      let end = text.indexOf('\n', start);
+      if (end === -1) end = text.length;
+      const span = cleanSpan(JSON.parse(text.slice(start, end)) as SpanRecord);
+      start = end + 1;
       const resource = resources.get(m.resourceIds[i]);
       if (!resource) throw new Error(`unknown resource ${m.resourceIds[i]}`);
-      spans[i] = { span: cleanSpan(records[i]), resource };
-    }
-    let body = encoder.encode(spans);
+      return { span, resource };
+    });
     if (compression === 'gzip') body = gzipSync(body, { level: GZIP_LEVEL });
     // Transfer, not copy: only a buffer the body owns whole (a pooled Buffer must not be detached).
     if (body.byteOffset !== 0 || body.byteLength !== body.buffer.byteLength) body = body.slice();
@@ -200,12 +220,8 @@ export class WorkerPreparer implements BatchPreparer {
     const worker = this.worker ?? this.start();
     const resourceIds = new Int32Array(batch.length);
     const defs: [number, Attributes][] = [];
-    let size = batch.length + 1; // brackets and commas
-    for (let i = 0; i < batch.length; i++) size += batch[i].length;
-    // The lines' bytes copied once into a buffer of its own, which is then transferred.
-    const json = Buffer.allocUnsafeSlow(size);
-    json[0] = 0x5b; // [
-    let pos = 1;
+    // The lines' bytes copied once into a buffer of their own, which is then transferred.
+    const lines = QueuedSpan.joinLines(batch);
     let lastResource: Resource | undefined;
     let lastId = 0;
     for (let i = 0; i < batch.length; i++) {
@@ -215,18 +231,14 @@ export class WorkerPreparer implements BatchPreparer {
         lastId = this.idOf(q.resource, defs);
       }
       resourceIds[i] = lastId;
-      if (i > 0) json[pos++] = 0x2c; // ,
-      q.copyTo(json, pos);
-      pos += q.length;
     }
-    json[pos] = 0x5d; // ]
     const id = this.nextId++;
-    const request: PrepareRequest = { id, json, resourceIds, defs, forget: this.forgotten };
+    const request: PrepareRequest = { id, lines, resourceIds, defs, forget: this.forgotten };
     this.forgotten = [];
     return new Promise<PreparedBatch>((resolve) => {
       if (this.pending.size === 0) worker.ref();
       this.pending.set(id, { batch, resolve });
-      worker.postMessage(request, [json.buffer, resourceIds.buffer]);
+      worker.postMessage(request, [lines.buffer as ArrayBuffer, resourceIds.buffer]);
     });
   }
 

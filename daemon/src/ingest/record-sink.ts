@@ -43,8 +43,9 @@ export class RecordSink {
 
   /** One NDJSON line (bytes without the newline). Returns the rejection, if any. */
   acceptLine(session: IngestSession, buf: Buffer, start: number, end: number): Rejection | undefined {
-    // A valid span line is queued as the wire bytes themselves (model.ts), not re-serialized.
-    return this.accept(session, parseLine(buf.toString('utf8', start, end)), end - start, buf, start);
+    const line = buf.toString('utf8', start, end);
+    // A valid span is queued as its wire line itself (model.ts), not re-serialized.
+    return this.accept(session, parseLine(line), end - start, line);
   }
 
   /** One already-parsed value (JSON bodies), with its share of the body's bytes. */
@@ -64,7 +65,7 @@ export class RecordSink {
     this.enqueue(span, session.resource);
   }
 
-  private accept(session: IngestSession, result: ValidationResult, bytes: number, wire?: Buffer, start = 0): Rejection | undefined {
+  private accept(session: IngestSession, result: ValidationResult, bytes: number, line?: string): Rejection | undefined {
     if (!result.ok) {
       this.stats.recordsInvalid.add([session.transport, result.reason]);
       this.log.debug({ transport: session.transport, reason: result.reason, error: result.message }, 'invalid record dropped');
@@ -78,7 +79,7 @@ export class RecordSink {
         session.resource = { attributes: record.resource ?? {}, sdk: record.sdk };
         break;
       case 'span':
-        this.enqueue(record, session.resource, wire, start, start + bytes);
+        this.enqueue(record, session.resource, line);
         break;
       case 'event':
         this.enqueue(eventAsSpan(record), session.resource);
@@ -94,14 +95,14 @@ export class RecordSink {
     return undefined;
   }
 
-  /** `wire[start, end)`: the span's wire line when it has one, else the record is serialized. */
-  private enqueue(span: SpanRecord, resource: Resource, wire?: Buffer, start = 0, end = 0): void {
+  /** `line`: the span's wire line when it has one, else the record is serialized. */
+  private enqueue(span: SpanRecord, resource: Resource, line?: string): void {
     this.stats.spansReceived++;
     if (this.options.sampleRatio < 1 && !keepTrace(span.traceId, this.options.sampleRatio)) {
       this.stats.drop('sampled', 1);
       return;
     }
-    this.queue.push(wire ? QueuedSpan.fromBytes(wire, start, end, resource) : queuedSpan(span, resource));
+    this.queue.push(line === undefined ? queuedSpan(span, resource) : QueuedSpan.fromLine(line, resource));
   }
 
   private tail(record: WireRecord): void {
