@@ -33,9 +33,18 @@ export interface ConfigureOptions {
   ingestToken?: string;
   /** Cap, in characters, of each captured input/output/attribute string (default 32768). */
   maxValueLength?: number;
-  /** Records buffered while the daemon is down or slow before the oldest are dropped (default 10000). */
+  /**
+   * Records buffered while the daemon is down or slow before the oldest are dropped (default
+   * 100000). With records of ~1 KB, `maxBufferBytes` is the bound that applies first.
+   */
   maxBufferRecords?: number;
-  /** Characters buffered before the oldest records are dropped (default 8 MiB). */
+  /**
+   * Characters buffered before the oldest records are dropped (default 64 MiB). Buffered records
+   * are flat strings, so this is about the memory they take (plus ~50 bytes per record); it is
+   * used only while the daemon is behind or unreachable. The default absorbs a burst of 100,000
+   * LLM spans emitted as fast as Node can while the daemon ingests at ~20,000/s (npm run bench:sdk):
+   * 10,000 records / 8 MiB lost a third of them.
+   */
   maxBufferBytes?: number;
   /** Largest single socket write / HTTP body, in characters (default 1 MiB / 512 KiB). */
   maxBatchBytes?: number;
@@ -123,8 +132,8 @@ export function resolveConfig(opts: ConfigureOptions, env: NodeJS.ProcessEnv = p
     disabled: opts.disabled ?? truthy(env.DSPY_O11Y_DISABLED),
     ingestToken: opts.ingestToken ?? (env.DSPY_O11Y_INGEST_TOKEN || undefined),
     maxValueLength: posInt(opts.maxValueLength, 32 * 1024),
-    maxBufferRecords: posInt(opts.maxBufferRecords, 10_000),
-    maxBufferBytes: posInt(opts.maxBufferBytes, 8 * 1024 * 1024),
+    maxBufferRecords: posInt(opts.maxBufferRecords, 100_000),
+    maxBufferBytes: posInt(opts.maxBufferBytes, 64 * 1024 * 1024),
     maxBatchBytes: opts.maxBatchBytes === undefined ? undefined : posInt(opts.maxBatchBytes, 1024 * 1024),
     flushTimeoutMs: posInt(opts.flushTimeoutMs, 2000),
     prices: opts.prices,
