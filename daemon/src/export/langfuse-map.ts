@@ -154,13 +154,19 @@ function nsToIso(ns: string): string | undefined {
   return Number.isNaN(d.getTime()) ? undefined : d.toISOString();
 }
 
-export class LangfuseMapper {
+export class LangfuseMapper implements BatchMapping {
   private readonly onRepair: (reason: RepairReason) => void;
   private readonly maxTraces: number;
   /** traceId → trace-level attributes; Map order is recency (re-inserted on use). */
   private readonly traces = new Map<string, TraceAttrs>();
   /** Per daemon Resource: the `langfuse.release` / `langfuse.environment` it implies. */
   private readonly resourceAttrs = new WeakMap<Resource, TraceAttrs>();
+  // The batch being mapped (begin/add/finish): the output, and the index in it and trace id of
+  // each translated span, for the fill-in pass.
+  private out: EncodableSpan[] = [];
+  private indexes: number[] = [];
+  private traceIds: string[] = [];
+  private batchTraces = new Map<string, TraceAttrs>();
 
   constructor(options: LangfuseMapperOptions = {}) {
     this.onRepair = options.onRepair ?? (() => {});
@@ -174,72 +180,80 @@ export class LangfuseMapper {
 
   /** Translate one batch. The output has one entry per input span plus one per span event. */
   map(batch: readonly EncodableSpan[]): EncodableSpan[] {
-    const mapping = this.begin();
-    for (const item of batch) mapping.add(item);
-    return mapping.finish();
+    this.begin();
+    for (let i = 0; i < batch.length; i++) this.add(batch[i]);
+    return this.finish();
   }
 
   /**
-   * Translate one batch span by span: `add` each span in order, then `finish` (as `map` does).
-   * Lets a caller drop each input span as soon as it is added (the export worker parses a batch
-   * line by line, so parsed records die young instead of living through the whole batch).
+   * Translate one batch span by span: `begin`, `add` each span in order, then `finish` (which is
+   * what `map` does). Lets a caller drop each input span as soon as it is added: the export worker
+   * parses a batch line by line, so parsed records die young instead of living through the whole
+   * batch. One batch at a time. (The batch state lives on the mapper rather than in an object per
+   * batch: optimized code that had captured a dead per-batch object was thrown away at every GC.)
    */
   begin(): BatchMapping {
-    const out: EncodableSpan[] = [];
-    // Index in `out` of each translated span and its trace id, for the fill-in pass.
-    const indexes: number[] = [];
-    const traceIds: string[] = [];
-    const batchTraces = new Map<string, TraceAttrs>();
-    return {
-      add: (item) => {
-        const span = item.span;
-        const attrs = span.attributes;
-        if (attrs && hasLangfuseAttributes(attrs)) {
-          // Another SDK's span (over OTLP) already speaks Langfuse: pass it unchanged.
-          out.push(item);
-          return;
-        }
-        // Trace-level values of this span go to `t` as they are translated; a root span's win over its descendants'.
-        let t = batchTraces.get(span.traceId);
-        if (!t) batchTraces.set(span.traceId, (t = {}));
-        const mapped = this.translate(span, item.resource, t);
-        indexes.push(out.length);
-        traceIds.push(span.traceId);
-        out.push({ span: translatedSpan(span, mapped), resource: item.resource });
-        const events = span.events;
-        if (events && events.length > 0) {
-          for (let i = 0; i < events.length; i++) {
-            indexes.push(out.length);
-            traceIds.push(span.traceId);
-            out.push({ span: eventSpan(span, events[i], i), resource: item.resource });
-          }
-        }
-      },
-      finish: () => {
-        // Merge with what earlier batches taught us, remember the result, fill every span in.
-        for (const [traceId, fromBatch] of batchTraces) {
-          const known = this.traces.get(traceId);
-          let merged = fromBatch;
-          if (known) {
-            merged = { ...known, ...fromBatch };
-            this.traces.delete(traceId);
-          }
-          this.traces.set(traceId, merged);
-          batchTraces.set(traceId, merged);
-        }
-        while (this.traces.size > this.maxTraces) {
-          const oldest = this.traces.keys().next().value as string;
-          this.traces.delete(oldest);
-        }
-        for (let i = 0; i < indexes.length; i++) {
-          const t = batchTraces.get(traceIds[i]);
-          if (!t) continue;
-          const attrs = out[indexes[i]].span.attributes as Record<string, AttributeValue>;
-          for (const k in t) if (!(k in attrs)) attrs[k] = t[k];
-        }
-        return out;
-      },
-    };
+    this.out = [];
+    this.indexes = [];
+    this.traceIds = [];
+    this.batchTraces = new Map();
+    return this;
+  }
+
+  add(item: EncodableSpan): void {
+    const out = this.out;
+    const span = item.span;
+    const attrs = span.attributes;
+    if (attrs && hasLangfuseAttributes(attrs)) {
+      // Another SDK's span (over OTLP) already speaks Langfuse: pass it unchanged.
+      out.push(item);
+      return;
+    }
+    // Trace-level values of this span go to `t` as they are translated; a root span's win over its descendants'.
+    let t = this.batchTraces.get(span.traceId);
+    if (!t) this.batchTraces.set(span.traceId, (t = {}));
+    const mapped = this.translate(span, item.resource, t);
+    this.indexes.push(out.length);
+    this.traceIds.push(span.traceId);
+    out.push({ span: translatedSpan(span, mapped), resource: item.resource });
+    const events = span.events;
+    if (events && events.length > 0) {
+      for (let i = 0; i < events.length; i++) {
+        this.indexes.push(out.length);
+        this.traceIds.push(span.traceId);
+        out.push({ span: eventSpan(span, events[i], i), resource: item.resource });
+      }
+    }
+  }
+
+  finish(): EncodableSpan[] {
+    const { out, indexes, traceIds, batchTraces } = this;
+    this.out = [];
+    this.indexes = [];
+    this.traceIds = [];
+    this.batchTraces = new Map();
+    // Merge with what earlier batches taught us, remember the result, fill every span in.
+    for (const [traceId, fromBatch] of batchTraces) {
+      const known = this.traces.get(traceId);
+      let merged = fromBatch;
+      if (known) {
+        merged = { ...known, ...fromBatch };
+        this.traces.delete(traceId);
+      }
+      this.traces.set(traceId, merged);
+      batchTraces.set(traceId, merged);
+    }
+    while (this.traces.size > this.maxTraces) {
+      const oldest = this.traces.keys().next().value as string;
+      this.traces.delete(oldest);
+    }
+    for (let i = 0; i < indexes.length; i++) {
+      const t = batchTraces.get(traceIds[i]);
+      if (!t) continue;
+      const attrs = out[indexes[i]].span.attributes as Record<string, AttributeValue>;
+      for (const k in t) if (!(k in attrs)) attrs[k] = t[k];
+    }
+    return out;
   }
 
   /**
