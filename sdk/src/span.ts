@@ -6,7 +6,7 @@
 import { ATTR, EVENT_NAMES, OBSERVATION_TYPES, keepTrace, nowUnixNano, type AttributeValue, type Level, type ObservationType } from '@dspy-o11y/proto';
 import { dispatch, handlersFor, type EventContext } from './events.js';
 import { newSpanId, newTraceId } from './ids.js';
-import { memberList, quote, quoteName, toAttributeValue, toAttributes, toJson, validKey } from './json.js';
+import { TRUNCATION_MARKER, memberList, quote, quoteName, toAttributeValue, toAttributes, toJson, validKey } from './json.js';
 import { generationCost } from './cost.js';
 import { emitScore, type ScoreValue, type SpanScoreOptions } from './score.js';
 import { cfg, countSampledOut, send } from './state.js';
@@ -162,8 +162,32 @@ export interface LlmCallState {
 }
 
 const q = JSON.stringify;
-const CACHE_READ_TOKENS = 'gen_ai.usage.cache_read.input_tokens';
-const CACHE_WRITE_TOKENS = 'gen_ai.usage.cache_creation.input_tokens';
+/** The attributes of `Usage` input, output, total, cacheRead, cacheWrite. */
+const USAGE_KEYS = [
+  ATTR.usageInputTokens,
+  ATTR.usageOutputTokens,
+  ATTR.usageTotalTokens,
+  'gen_ai.usage.cache_read.input_tokens',
+  'gen_ai.usage.cache_creation.input_tokens',
+] as const;
+
+/** The attribute of a model parameter (`setParameters`). */
+function parameterKey(k: string): string {
+  switch (k) {
+    case 'temperature':
+      return ATTR.requestTemperature;
+    case 'maxTokens':
+    case 'max_tokens':
+    case 'max_completion_tokens':
+    case 'max_output_tokens':
+      return ATTR.requestMaxTokens;
+    case 'topP':
+    case 'top_p':
+      return ATTR.requestTopP;
+    default:
+      return `gen_ai.request.${k}`;
+  }
+}
 const tokens = (x: unknown): number | undefined => (typeof x === 'number' && Number.isFinite(x) && x >= 0 ? Math.round(x) : undefined);
 
 function errorMessage(e: unknown): string {
@@ -347,42 +371,32 @@ export class SpanImpl implements GenerationHandle, Scope {
   // --- generation ---
 
   setModel(model: string): this {
-    if (typeof model === 'string' && model) this.setAttribute(ATTR.requestModel, model);
+    if (typeof model === 'string' && model) this.setText(ATTR.requestModel, model);
     return this;
   }
 
   setResponseModel(model: string): this {
-    if (typeof model === 'string' && model) this.setAttribute(ATTR.responseModel, model);
+    if (typeof model === 'string' && model) this.setText(ATTR.responseModel, model);
     return this;
   }
 
   setProvider(provider: string): this {
-    if (typeof provider === 'string' && provider) this.setAttribute(ATTR.providerName, provider);
+    if (typeof provider === 'string' && provider) this.setText(ATTR.providerName, provider);
     return this;
+  }
+
+  /** `setAttribute` for a string under a key of the SDK's (valid, none of the special keys): less code to inline. */
+  private setText(key: string, value: string): void {
+    if (this.ended) return;
+    const max = cfg().maxValueLength;
+    this.set(key, value.length > max ? value.slice(0, max) + TRUNCATION_MARKER : value);
   }
 
   setParameters(parameters: Readonly<Record<string, unknown>>): this {
     if (!parameters || typeof parameters !== 'object') return this;
     for (const k of Object.keys(parameters)) {
       const v = parameters[k];
-      if (v === undefined || v === null) continue;
-      switch (k) {
-        case 'temperature':
-          this.setAttribute(ATTR.requestTemperature, v);
-          break;
-        case 'maxTokens':
-        case 'max_tokens':
-        case 'max_completion_tokens':
-        case 'max_output_tokens':
-          this.setAttribute(ATTR.requestMaxTokens, v);
-          break;
-        case 'topP':
-        case 'top_p':
-          this.setAttribute(ATTR.requestTopP, v);
-          break;
-        default:
-          this.setAttribute(`gen_ai.request.${k}`, v);
-      }
+      if (v !== undefined && v !== null) this.setAttribute(parameterKey(k), v);
     }
     return this;
   }
@@ -398,18 +412,16 @@ export class SpanImpl implements GenerationHandle, Scope {
     };
     if (u.total === undefined && (u.input !== undefined || u.output !== undefined)) u.total = (u.input ?? 0) + (u.output ?? 0);
     this.usage = u;
-    this.putCount(ATTR.usageInputTokens, u.input);
-    this.putCount(ATTR.usageOutputTokens, u.output);
-    this.putCount(ATTR.usageTotalTokens, u.total);
-    this.putCount(CACHE_READ_TOKENS, u.cacheRead);
-    this.putCount(CACHE_WRITE_TOKENS, u.cacheWrite);
+    // One call site in a loop rather than five: a fifth of the code for TurboFan to compile.
+    const counts = [u.input, u.output, u.total, u.cacheRead, u.cacheWrite];
+    for (let i = 0; i < USAGE_KEYS.length; i++) {
+      const v = counts[i];
+      const key = USAGE_KEYS[i] as string;
+      if (v !== undefined) this.set(key, v);
+      // Only an existing key is deleted: deleting makes the object slow for V8.
+      else if (this.attrs && key in this.attrs) delete this.attrs[key];
+    }
     return this;
-  }
-
-  private putCount(key: string, v: number | undefined): void {
-    if (v !== undefined) this.set(key, v);
-    // Only an existing key is deleted: deleting makes the object slow for V8.
-    else if (this.attrs && key in this.attrs) delete this.attrs[key];
   }
 
   setCost(usd: number): this {
