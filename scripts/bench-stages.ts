@@ -7,7 +7,7 @@
  *   export worker: JSON.parse of the batch · Langfuse mapping · otlp-transformer encoding · gzip
  *   whole worker step (export/prepare.ts `prepareInWorker`, what the worker does per batch)
  *
- *   npm run build && node scripts/dist/bench-stages.js [--spans 40000] [--batch 4096] [--rounds 5] [--gzip-level 1]
+ *   npm run build && node scripts/dist/bench-stages.js [--spans 40000] [--batch 2048] [--rounds 5] [--gzip-level 1]
  */
 import { gzipSync } from 'node:zlib';
 import { validateRecord, type SpanRecord } from '@dspy-o11y/proto';
@@ -22,7 +22,7 @@ const arg = (name: string, fallback: number) => {
   return i > 0 ? Number(process.argv[i + 1]) : fallback;
 };
 const SPANS = arg('spans', 40_000);
-const BATCH = arg('batch', 4096);
+const BATCH = arg('batch', 2048);
 const ROUNDS = arg('rounds', 5);
 const GZIP_LEVEL = arg('gzip-level', 1);
 
@@ -60,14 +60,24 @@ function stage<T>(name: string, input: (b: number) => T, fn: (x: T) => unknown):
 
 console.log(`# stages: ${batches.length} batches of ${BATCH} spans (~${Math.round(lines.join('\n').length / lines.length)} bytes), ${ROUNDS} rounds, gzip level ${GZIP_LEVEL}, node ${process.version}`);
 
+// Each stage's inputs are built just before it and dropped after it, so that one stage's data
+// does not sit in the heap (and in every GC) while the next is measured.
 console.log('main thread');
 stage('  JSON.parse (per line)', (b) => batches[b]!, (ls) => ls.map((l) => JSON.parse(l)));
-const parsedBatches = batches.map((ls) => ls.map((l) => JSON.parse(l) as unknown));
-stage('  validateRecord (zod)', (b) => parsedBatches[b]!, (ps) => ps.map((p) => validateRecord(p)));
+let parsed: unknown[][] | undefined = batches.map((ls) => ls.map((l) => JSON.parse(l) as unknown));
+stage('  validateRecord (zod)', (b) => parsed![b]!, (ps) => ps.map((p) => validateRecord(p)));
+parsed = undefined;
 
 console.log('export worker');
+const encoder = new BatchEncoder({ encoding: 'protobuf', compression: 'gzip', scope, langfuse: {} });
+const resources = new Map<number, Resource>([[1, resource]]);
+const repairs = new Map();
+let id = 0;
+const ndjson = batches.map((ls) => Buffer.from(ls.join('\n')));
+const request = (b: number): PrepareRequest => ({ id: ++id, lines: ndjson[b]!, resourceIds: new Int32Array(batches[b]!.length).fill(1), defs: [], forget: [] });
+stage('  prepareInWorker (all of the below)', request, (m) => prepareInWorker(encoder, 'gzip', resources, m, repairs));
 const joined = batches.map((ls) => `[${ls.join(',')}]`);
-stage('  JSON.parse (batch)', (b) => joined[b]!, (j) => JSON.parse(j));
+stage('  JSON.parse (the batch as one array)', (b) => joined[b]!, (j) => JSON.parse(j));
 const mapper = new LangfuseMapper();
 const encodable = (b: number): EncodableSpan[] => (JSON.parse(joined[b]!) as SpanRecord[]).map((span) => ({ span, resource }));
 stage('  LangfuseMapper.map', encodable, (spans) => mapper.map(spans));
@@ -75,13 +85,6 @@ const mapped = batches.map((_, b) => new LangfuseMapper().map(encodable(b)));
 stage('  encodeTraces (protobuf)', (b) => mapped[b]!, (spans) => encodeTraces(spans, { encoding: 'protobuf', scope }));
 const bodies = mapped.map((spans) => encodeTraces(spans, { encoding: 'protobuf', scope }));
 stage(`  gzip level ${GZIP_LEVEL}`, (b) => bodies[b]!, (body) => gzipSync(body, { level: GZIP_LEVEL }));
-const encoder = new BatchEncoder({ encoding: 'protobuf', compression: 'gzip', scope, langfuse: {} });
-const resources = new Map<number, Resource>([[1, resource]]);
-const repairs = new Map();
-let id = 0;
-const joinedBytes = joined.map((j) => Buffer.from(j));
-const request = (b: number): PrepareRequest => ({ id: ++id, json: joinedBytes[b]!, resourceIds: new Int32Array(batches[b]!.length).fill(1), defs: [], forget: [] });
-stage('  prepareInWorker (all of the above)', request, (m) => prepareInWorker(encoder, 'gzip', resources, m, repairs));
 const sizes = bodies.map((body) => [body.length, gzipSync(body, { level: GZIP_LEVEL }).length, gzipSync(body).length]);
 const per = (k: number) => (sizes.reduce((t, s) => t + s[k]!, 0) / (batches.length * BATCH)).toFixed(0);
 console.log(`body bytes/span: protobuf ${per(0)}, gzip level ${GZIP_LEVEL} ${per(1)}, gzip level 6 ${per(2)}`);
