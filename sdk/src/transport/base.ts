@@ -22,6 +22,9 @@ function flat(s: string): string {
   return s.charCodeAt(0) === -1 ? '' : s;
 }
 
+/** Records waiting beyond which new ones are flattened even with no write in progress. */
+const BACKLOG = 1024;
+
 export interface TransportOptions {
   hello: string;
   maxBufferRecords: number;
@@ -108,7 +111,9 @@ export abstract class Transport {
       this.drop('shutdown', 1);
       return;
     }
-    const dropped = this.ring.push(flat(line));
+    // A record that will wait (a write in progress, no connection, a backlog) is flattened now;
+    // one that goes out on the next turn is left to the write, which flattens the whole batch anyway.
+    const dropped = this.ring.push(this.inFlight > 0 || this.ring.size >= BACKLOG || !this.connected ? flat(line) : line);
     if (dropped) this.drop('buffer_full', dropped);
     this.kick();
   }
