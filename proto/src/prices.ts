@@ -211,7 +211,11 @@ const finite = (n: number | undefined): number => (typeof n === 'number' && Numb
  */
 export function costUsd(model: string, usage: TokenUsage, overrides?: PriceTable): number | undefined {
   const price = resolveModelPrice(model, overrides);
-  if (!price) return undefined;
+  return price ? costAtPrice(price, usage) : undefined;
+}
+
+/** The arithmetic of `costUsd` for an already resolved price (the SDK caches prices per model). */
+export function costAtPrice(price: ModelPrice, usage: TokenUsage): number | undefined {
   const input = finite(usage.input);
   const output = finite(usage.output);
   if (usage.input === undefined && usage.output === undefined) return undefined;
