@@ -302,6 +302,15 @@ export interface OtlpExporterOptions {
   readonly worker?: boolean;
 }
 
+/** The batch as one OTLP/JSON line, or the `refused` outcome when it cannot be encoded (a bug: retrying cannot help). */
+function encodeLine(batch: readonly QueuedSpan[], scopeVersion: string): Buffer | ExportOutcome {
+  try {
+    return jsonLine(batch, scopeVersion);
+  } catch (err) {
+    return { kind: 'refused', status: 0, body: `could not encode the batch: ${(err as Error).message}` };
+  }
+}
+
 /** Plain OTLP/HTTP: neutral attributes, span events stay span events. */
 export function createOtlpExporter(o: OtlpExporterOptions): SpanExporter {
   return new HttpExporter({
@@ -336,12 +345,8 @@ class StreamExporter implements SpanExporter {
 
   async send(batch: readonly QueuedSpan[], signal: AbortSignal): Promise<ExportOutcome> {
     if (signal.aborted) return { kind: 'retryable', reason: abortReason(signal) };
-    let line: Buffer;
-    try {
-      line = jsonLine(batch, this.scopeVersion);
-    } catch (err) {
-      return { kind: 'refused', status: 0, body: `could not encode the batch: ${(err as Error).message}` };
-    }
+    const line = encodeLine(batch, this.scopeVersion);
+    if (!Buffer.isBuffer(line)) return line;
     try {
       if (!this.stream.write(line)) await once(this.stream, 'drain', { signal });
       return { kind: 'delivered' };
@@ -389,12 +394,8 @@ class FileExporter implements SpanExporter {
   async send(batch: readonly QueuedSpan[], signal: AbortSignal): Promise<ExportOutcome> {
     if (this.closed) return { kind: 'retryable', reason: 'exporter_closed' };
     if (signal.aborted) return { kind: 'retryable', reason: abortReason(signal) };
-    let line: Buffer;
-    try {
-      line = jsonLine(batch, this.scopeVersion);
-    } catch (err) {
-      return { kind: 'refused', status: 0, body: `could not encode the batch: ${(err as Error).message}` };
-    }
+    const line = encodeLine(batch, this.scopeVersion);
+    if (!Buffer.isBuffer(line)) return line;
     try {
       const fh = await this.file();
       // One write of the whole line to a file opened with O_APPEND: lines never interleave.
