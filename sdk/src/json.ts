@@ -278,17 +278,23 @@ class Writer {
     this.put(']');
   }
 
+  /** `"key":value` (after a comma unless first); a value that writes nothing takes its key back out. */
+  private member(key: string, item: unknown, depth: number, first: boolean): boolean {
+    const mark = this.out.length;
+    this.put(first ? '' : ',');
+    this.str(key);
+    this.put(':');
+    if (this.value(item, depth + 1, key)) return true;
+    this.out = this.out.slice(0, mark);
+    return false;
+  }
+
   private entries(it: Iterable<[unknown, unknown]>, depth: number): void {
     this.put('{');
     let first = true;
     for (const [k, item] of it) {
       const key = typeof k === 'string' ? k : String(k);
-      const mark = this.out.length;
-      this.put(first ? '' : ',');
-      this.str(key);
-      this.put(':');
-      if (this.value(item, depth + 1, key)) first = false;
-      else this.out = this.out.slice(0, mark);
+      if (this.member(key, item, depth, first)) first = false;
     }
     this.put('}');
   }
@@ -304,12 +310,7 @@ class Writer {
       } catch (e) {
         item = `[getter threw: ${describe(e)}]`;
       }
-      const mark = this.out.length;
-      this.put(first ? '' : ',');
-      this.str(key);
-      this.put(':');
-      if (this.value(item, depth + 1, key)) first = false;
-      else this.out = this.out.slice(0, mark);
+      if (this.member(key, item, depth, first)) first = false;
     }
     this.put('}');
   }
