@@ -1,22 +1,11 @@
-import { after, before, beforeEach, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { BudgetExceededError, TokenBudget, configure, event, flush, generation, span, startGeneration, subscribe, withTrace } from '../src/index.js';
 import { patternToRegExp } from '../src/events.js';
-import { UnixReceiver } from './support/receiver.js';
+import { UnixReceiver, useReceiver } from './support/receiver.js';
 
 let r: UnixReceiver;
-before(async () => {
-  r = await UnixReceiver.create();
-  configure({ endpoint: r.endpoint });
-});
-after(async () => {
-  await flush();
-  await r.dispose();
-});
-beforeEach(async () => {
-  await flush();
-  r.reset();
-});
+useReceiver({}, (x) => (r = x));
 
 test('patterns: * matches any run of characters, anchored', () => {
   const m = (p: string, n: string) => patternToRegExp(p).test(n);

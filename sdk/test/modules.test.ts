@@ -1,22 +1,11 @@
-import { after, before, beforeEach, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { SpanRecord } from '@dspy-o11y/proto';
 import { BudgetExceededError, TokenBudget, chainOfThought, codeAct, configure, flush, predict, react, subscribe, withTrace, type LM, type LMRequest } from '../src/index.js';
-import { UnixReceiver, assertTreeComplete } from './support/receiver.js';
+import { UnixReceiver, useReceiver, assertTreeComplete } from './support/receiver.js';
 
 let r: UnixReceiver;
-before(async () => {
-  r = await UnixReceiver.create();
-  configure({ endpoint: r.endpoint });
-});
-after(async () => {
-  await flush();
-  await r.dispose();
-});
-beforeEach(async () => {
-  await flush();
-  r.reset();
-});
+useReceiver({}, (x) => (r = x));
 
 const attr = (s: SpanRecord, k: string): unknown => s.attributes?.[k];
 const children = (parent: SpanRecord): SpanRecord[] => r.spans().filter((s) => s.parentSpanId === parent.spanId);

@@ -1,24 +1,13 @@
-import { after, before, beforeEach, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { newSpanId, newTraceId, parseLine, type ScoreRecord } from '@dspy-o11y/proto';
 import { configure, flush, score, sdkStats, span, startSpan, withTrace, type ScoreOptions } from '../src/index.js';
-import { UnixReceiver } from './support/receiver.js';
+import { UnixReceiver, useReceiver } from './support/receiver.js';
 
 let r: UnixReceiver;
 let marks = 0;
 
-before(async () => {
-  r = await UnixReceiver.create();
-  configure({ endpoint: r.endpoint, serviceName: 'score-test' });
-});
-after(async () => {
-  await flush();
-  await r.dispose();
-});
-beforeEach(async () => {
-  await flush();
-  r.reset();
-});
+useReceiver({ serviceName: 'score-test' }, (x) => (r = x));
 
 /**
  * Everything sent so far has arrived: a marker span is sent after it on the same connection and

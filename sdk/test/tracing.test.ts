@@ -1,4 +1,4 @@
-import { after, before, beforeEach, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { SpanRecord } from '@dspy-o11y/proto';
 import {
@@ -16,22 +16,11 @@ import {
   withTrace,
 } from '../src/index.js';
 import { TRUNCATION_MARKER } from '../src/json.js';
-import { UnixReceiver, assertTreeComplete, sleep } from './support/receiver.js';
+import { UnixReceiver, useReceiver, assertTreeComplete, sleep } from './support/receiver.js';
 
 let r: UnixReceiver;
 
-before(async () => {
-  r = await UnixReceiver.create();
-  configure({ endpoint: r.endpoint, serviceName: 'tracing-test' });
-});
-after(async () => {
-  await flush();
-  await r.dispose();
-});
-beforeEach(async () => {
-  await flush();
-  r.reset();
-});
+useReceiver({ serviceName: 'tracing-test' }, (x) => (r = x));
 
 async function collect(n: number): Promise<SpanRecord[]> {
   assert.equal(await flush(), true);

@@ -2,11 +2,13 @@
  * A stand-in for the daemon in tests: a Unix-socket (or HTTP) server that splits NDJSON and
  * validates EVERY line with the wire protocol's `parseLine`. Tests assert on what arrived.
  */
+import { after, before, beforeEach } from 'node:test';
 import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { configure, flush, type ConfigureOptions } from '../../src/index.js';
 import { parseLine, type EventRecord, type HelloRecord, type ScoreRecord, type SpanRecord, type StatsRecord, type WireRecord } from '@dspy-o11y/proto';
 
 export interface Invalid {
@@ -246,4 +248,25 @@ export async function within<T, F>(p: Promise<T>, ms: number, fallback: F): Prom
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * One receiver for a whole test file: the SDK is configured to it before the first test, it is
+ * drained and reset before each test, and closed after the last. `set` hands it to the file.
+ */
+export function useReceiver(options: ConfigureOptions, set: (r: UnixReceiver) => void): void {
+  let r: UnixReceiver;
+  before(async () => {
+    r = await UnixReceiver.create();
+    set(r);
+    configure({ endpoint: r.endpoint, ...options });
+  });
+  after(async () => {
+    await flush();
+    await r.dispose();
+  });
+  beforeEach(async () => {
+    await flush();
+    r.reset();
+  });
 }
