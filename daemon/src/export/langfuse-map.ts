@@ -16,7 +16,9 @@
  * and each repair is reported through `onRepair(reason)` (a closed set: {@link RepairReason}).
  */
 import { createHash } from 'node:crypto';
-import { ATTR, LEVELS, OBSERVATION_TYPES, RESOURCE, type AttributeValue, type Attributes, type SpanEvent } from '@dspy-o11y/proto';
+import type { AttributeValue, Attributes, SpanEvent } from '@dspy-o11y/proto';
+// The vocabulary alone: the export worker loads this module and has no use for zod's schemas.
+import { ATTR, LEVELS, OBSERVATION_TYPES, RESOURCE } from '@dspy-o11y/proto/vocabulary';
 import type { Resource } from '../model.js';
 import type { EncodableSpan, EncodableSpanRecord } from './otlp-encode.js';
 

@@ -16,9 +16,10 @@
  * Numbers: the serializers write integers as intValue and everything else as doubleValue, so an
  * attribute keeps the type JavaScript gives it (12 → int, 0.7 → double).
  */
-import { SpanKind, SpanStatusCode, type Attributes as OtelAttributes, type HrTime, type SpanContext, type SpanStatus as OtelSpanStatus } from '@opentelemetry/api';
-import { JsonTraceSerializer, ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
-import { resourceFromAttributes, type Resource as OtelResource } from '@opentelemetry/resources';
+import { createRequire } from 'node:module';
+import type { SpanKind, SpanStatusCode, Attributes as OtelAttributes, HrTime, SpanContext, SpanStatus as OtelSpanStatus } from '@opentelemetry/api';
+import type { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
+import type { Resource as OtelResource } from '@opentelemetry/resources';
 import type { Attributes, SpanEvent, SpanStatus } from '@dspy-o11y/proto';
 import type { Resource } from '../model.js';
 import { encodeTracesProtobuf } from './otlp-protobuf.js';
@@ -55,14 +56,33 @@ export interface EncodeOptions {
   readonly scope: { readonly name: string; readonly version: string };
 }
 
+/**
+ * otlp-transformer and @opentelemetry/resources are loaded on first use: only the OTLP/JSON
+ * encoding (console, file, `--otlp-encoding json`) and the tests need them, and each costs the
+ * daemon and its export worker ~15 MB of RSS that the protobuf path would carry for nothing.
+ */
+const require = createRequire(import.meta.url);
+let otel: { transformer: typeof import('@opentelemetry/otlp-transformer'); resources: typeof import('@opentelemetry/resources') } | undefined;
+const loadOtel = () =>
+  (otel ??= {
+    transformer: require('@opentelemetry/otlp-transformer') as typeof import('@opentelemetry/otlp-transformer'),
+    resources: require('@opentelemetry/resources') as typeof import('@opentelemetry/resources'),
+  });
+
+// The API's enum values (stable in the OTLP spec), without loading the API for them.
+const SPAN_KIND_INTERNAL = 0 as SpanKind.INTERNAL;
+const STATUS_CODE_UNSET = 0 as SpanStatusCode.UNSET;
+const STATUS_CODE_OK = 1 as SpanStatusCode.OK;
+const STATUS_CODE_ERROR = 2 as SpanStatusCode.ERROR;
+
 // W3C trace flags: sampled.
 const TRACE_FLAGS_SAMPLED = 1;
 const NO_ATTRIBUTES: OtelAttributes = Object.freeze({}) as OtelAttributes;
 const NO_EVENTS: TimedEvent[] = [];
 const NO_LINKS: ReadableSpan['links'] = [];
-const STATUS_UNSET: OtelSpanStatus = Object.freeze({ code: SpanStatusCode.UNSET });
-const STATUS_OK: OtelSpanStatus = Object.freeze({ code: SpanStatusCode.OK });
-const STATUS_ERROR: OtelSpanStatus = Object.freeze({ code: SpanStatusCode.ERROR });
+const STATUS_UNSET: OtelSpanStatus = Object.freeze({ code: STATUS_CODE_UNSET });
+const STATUS_OK: OtelSpanStatus = Object.freeze({ code: STATUS_CODE_OK });
+const STATUS_ERROR: OtelSpanStatus = Object.freeze({ code: STATUS_CODE_ERROR });
 const UNIX_NANO = /^[0-9]{1,20}$/;
 
 /**
@@ -89,9 +109,9 @@ function hrDiff(end: HrTime, start: HrTime): HrTime {
 
 function toOtelStatus(status: SpanStatus | undefined): OtelSpanStatus {
   if (!status) return STATUS_UNSET;
-  const code = status.code === 'error' ? SpanStatusCode.ERROR : status.code === 'ok' ? SpanStatusCode.OK : SpanStatusCode.UNSET;
+  const code = status.code === 'error' ? STATUS_CODE_ERROR : status.code === 'ok' ? STATUS_CODE_OK : STATUS_CODE_UNSET;
   if (status.message) return { code, message: status.message };
-  return code === SpanStatusCode.ERROR ? STATUS_ERROR : code === SpanStatusCode.OK ? STATUS_OK : STATUS_UNSET;
+  return code === STATUS_CODE_ERROR ? STATUS_ERROR : code === STATUS_CODE_OK ? STATUS_OK : STATUS_UNSET;
 }
 
 function toTimedEvents(events: readonly SpanEvent[] | undefined): TimedEvent[] {
@@ -111,7 +131,7 @@ const resources = new WeakMap<Resource, OtelResource>();
 export function otelResourceOf(resource: Resource): OtelResource {
   let r = resources.get(resource);
   if (!r) {
-    r = resourceFromAttributes(resource.attributes);
+    r = loadOtel().resources.resourceFromAttributes(resource.attributes);
     resources.set(resource, r);
   }
   return r;
@@ -133,7 +153,7 @@ function scopeOf(name: string, version: string): InstrumentationScope {
 /** A ReadableSpan view over one span record. */
 class SpanView implements ReadableSpan {
   readonly name: string;
-  readonly kind: SpanKind = SpanKind.INTERNAL;
+  readonly kind: SpanKind = SPAN_KIND_INTERNAL;
   readonly parentSpanContext: SpanContext | undefined;
   readonly startTime: HrTime;
   readonly endTime: HrTime;
@@ -195,7 +215,9 @@ export function encodeTraces(spans: readonly EncodableSpan[], options: EncodeOpt
 export function serializeWithOtlpTransformer(spans: readonly EncodableSpan[], options: EncodeOptions): Uint8Array {
   const readable = toReadableSpans(spans, options.scope);
   const body =
-    options.encoding === 'json' ? JsonTraceSerializer.serializeRequest(readable) : ProtobufTraceSerializer.serializeRequest(readable);
+    options.encoding === 'json'
+      ? loadOtel().transformer.JsonTraceSerializer.serializeRequest(readable)
+      : loadOtel().transformer.ProtobufTraceSerializer.serializeRequest(readable);
   if (!body) throw new Error(`the OTLP ${options.encoding} serializer produced no body`);
   return body;
 }
