@@ -42,6 +42,7 @@ const ConfigSchema = z.object({
   encoding: z.enum(['protobuf', 'json']),
   queueMaxSpans: int(1),
   queueMaxBytes: int(1024),
+  memoryLimit: int(0).optional(),
   batchMaxSpans: int(1),
   batchMaxBytes: int(1024),
   flushInterval: int(1),
@@ -67,6 +68,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'encoding', flag: '--encoding', env: ['DSPY_O11YD_ENCODING'], default: 'protobuf', help: 'protobuf | json' },
   { key: 'queueMaxSpans', flag: '--queue-max-spans', env: ['DSPY_O11YD_QUEUE_MAX_SPANS'], default: '200000', help: 'queue bound in spans; overflow drops the oldest' },
   { key: 'queueMaxBytes', flag: '--queue-max-bytes', env: ['DSPY_O11YD_QUEUE_MAX_BYTES'], default: String(256 * 1024 * 1024), help: 'queue bound in bytes of memory; overflow drops the oldest' },
+  { key: 'memoryLimit', flag: '--memory-limit', env: ['DSPY_O11YD_MEMORY_LIMIT'], help: 'RSS in bytes past which the queue stops growing and drops its oldest instead (default: --queue-max-bytes + 85 MB; 0 disables)' },
   { key: 'batchMaxSpans', flag: '--batch-max-spans', env: ['DSPY_O11YD_BATCH_MAX_SPANS'], default: '2048', help: 'spans per export request at most' },
   { key: 'batchMaxBytes', flag: '--batch-max-bytes', env: ['DSPY_O11YD_BATCH_MAX_BYTES'], default: String(4 * 1024 * 1024), help: 'record bytes per export request at most' },
   { key: 'flushInterval', flag: '--flush-interval', env: ['DSPY_O11YD_FLUSH_INTERVAL'], default: '1000', help: 'ms a span may wait for a fuller batch' },
@@ -91,6 +93,8 @@ export interface DaemonConfig {
   file?: string;
   encoding: Encoding;
   queue: { maxSpans: number; maxBytes: number };
+  /** RSS ceiling in bytes (0: none). */
+  memoryLimitBytes: number;
   batch: { maxSpans: number; maxBytes: number; flushIntervalMs: number };
   exportTimeoutMs: number;
   maxRetries: number;
@@ -103,6 +107,14 @@ export interface DaemonConfig {
 }
 
 export class ConfigError extends Error {}
+
+/**
+ * `--memory-limit` by default: the queue's bound + 85 MB for the process itself (~85 MiB idle
+ * RSS, ~45 of it Node's own binary). The ceiling stops the queue's slabs, not V8's heaps, so RSS
+ * can pass it by a few MB (≤ 8 MiB measured in a 1,000,000-span flood): 85 keeps the peak under
+ * the queue's bound + 100 MB.
+ */
+export const DEFAULT_MEMORY_HEADROOM_BYTES = 85_000_000;
 
 export function parseHostPort(v: string): { host: string; port: number } | undefined {
   const m = /^(?:\[([0-9a-fA-F:]+)\]|([^:\s]+)):(\d{1,5})$/.exec(v);
@@ -190,6 +202,7 @@ export function resolveConfig(flags: RawConfig, env: NodeJS.ProcessEnv = process
     file: c.file,
     encoding: c.encoding,
     queue: { maxSpans: c.queueMaxSpans, maxBytes: c.queueMaxBytes },
+    memoryLimitBytes: c.memoryLimit ?? c.queueMaxBytes + DEFAULT_MEMORY_HEADROOM_BYTES,
     batch: { maxSpans: c.batchMaxSpans, maxBytes: c.batchMaxBytes, flushIntervalMs: c.flushInterval },
     exportTimeoutMs: c.exportTimeout,
     maxRetries: c.maxRetries,

@@ -19,6 +19,7 @@ import { listenSocket, type SocketReceiver } from './ingest/socket.js';
 import { createMetrics } from './ops/metrics.js';
 import { registerOpsRoutes, type DaemonStatus } from './ops/routes.js';
 import { Stats } from './ops/stats.js';
+import { setQueueMemoryCeiling } from './model.js';
 import { SpanQueue } from './queue/span-queue.js';
 import { replaySpool, writeSpool } from './queue/spool.js';
 import { VERSION } from './version.js';
@@ -47,11 +48,12 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
     overflowSinceLog += spans;
     const now = Date.now();
     if (now - lastOverflowLog >= OVERFLOW_LOG_INTERVAL_MS) {
-      log.warn({ dropped: overflowSinceLog, queueSpans: queue.spans, queueBytes: queue.bytes }, 'queue full: dropped the oldest spans');
+      log.warn({ dropped: overflowSinceLog, queueSpans: queue.spans, queueBytes: queue.bytes, rss: process.memoryUsage.rss(), memoryLimit: config.memoryLimitBytes }, 'queue full (--queue-max-spans, --queue-max-bytes or --memory-limit): dropped the oldest spans');
       overflowSinceLog = 0;
       lastOverflowLog = now;
     }
   });
+  setQueueMemoryCeiling(config.memoryLimitBytes > 0 ? { maxRssBytes: config.memoryLimitBytes, reclaim: () => queue.dropOldestOne() } : undefined);
   const scores = createScoreSink(config, stats, log);
   const sink = new RecordSink(queue, stats, log, { sampleRatio: config.sampleRatio, onScore: (score, session) => scores.submit(score, session.resource) });
   const batcher = new Batcher(queue, { maxSpans: config.batch.maxSpans, maxBytes: config.batch.maxBytes, flushIntervalMs: config.batch.flushIntervalMs });
@@ -96,7 +98,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
         lastSuccessAt: loop.lastSuccessAt?.toISOString(),
       },
       listeners: { socket: config.socket, http: httpUrl },
-      queue: { spans: queue.spans, bytes: queue.bytes, maxSpans: config.queue.maxSpans, maxBytes: config.queue.maxBytes, inFlightSpans: loop.inFlightSpans },
+      queue: { spans: queue.spans, bytes: queue.bytes, maxSpans: config.queue.maxSpans, maxBytes: config.queue.maxBytes, inFlightSpans: loop.inFlightSpans, memoryLimit: config.memoryLimitBytes, rss: process.memoryUsage.rss() },
       spans: { received: stats.spansReceived, exported: stats.spansExported, dropped, queued: queue.spans, inFlight: loop.inFlightSpans },
       records: {
         received: Object.fromEntries([...stats.recordsReceived.entries()].map(([l, v]) => [`${l.transport}/${l.type}`, v])),
@@ -155,6 +157,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
         log.warn({ spans: left.length }, 'shutdown timeout: dropped undelivered spans (set --spool-dir to keep them)');
       }
       await exporter.close();
+      setQueueMemoryCeiling(undefined);
       log.info({ received: stats.spansReceived, exported: stats.spansExported, dropped: stats.dropped }, 'dspy-o11yd stopped');
     })());
 

@@ -10,7 +10,7 @@
  * bodies, OTLP, standalone events turned into spans) are serialized once with JSON.stringify.
  */
 import type { Attributes, SpanRecord } from '@dspy-o11y/proto';
-import { LineStore, type Slab } from './queue/line-store.js';
+import { LineStore, type MemoryCeiling, type Slab } from './queue/line-store.js';
 
 /** One per `hello` (or per connection without one): spans share it, so exporters can group by identity. */
 export interface Resource {
@@ -26,6 +26,11 @@ export interface Resource {
 export const QUEUED_SPAN_OVERHEAD_BYTES = 1 + 2 * 24;
 
 const store = new LineStore();
+
+/** Sets (or with undefined, lifts) the memory ceiling of the queued lines' store (one per process). */
+export function setQueueMemoryCeiling(ceiling: MemoryCeiling | undefined): void {
+  store.ceiling = ceiling;
+}
 
 export class QueuedSpan {
   /** Undefined once released (the span has left the daemon). */

@@ -5,7 +5,8 @@ import { Batcher } from '../src/batch/batcher.js';
 import { LineSplitter } from '../src/ingest/line-splitter.js';
 import { backoffDelay } from '../src/export/backoff.js';
 import { resolveConfig, ConfigError } from '../src/config.js';
-import { QUEUED_SPAN_OVERHEAD_BYTES, QueuedSpan, spanOf } from '../src/model.js';
+import { QUEUED_SPAN_OVERHEAD_BYTES, QueuedSpan, setQueueMemoryCeiling, spanOf } from '../src/model.js';
+import { SLAB_BYTES } from '../src/queue/line-store.js';
 import { keepTrace, newTraceId } from '@dspy-o11y/proto';
 
 const resource = { attributes: {} };
@@ -26,6 +27,33 @@ test('queue drops exactly the oldest when the span bound is reached, and counts 
   assert.equal(dropped, 900);
   const names = q.drain().map((s) => spanOf(s).name);
   assert.deepEqual(names, Array.from({ length: 100 }, (_, i) => `s${900 + i}`));
+});
+
+test('over the memory ceiling the queue recycles its oldest slab instead of growing: oldest dropped and counted', () => {
+  let dropped = 0;
+  const q = new SpanQueue({ maxSpans: 1e6, maxBytes: 1e9 }, (n) => (dropped += n));
+  // A process "RSS" that grows with every new slab the store takes, as real RSS would.
+  let slabsTaken = 0;
+  let rssChecks = 0;
+  const base = 50 * SLAB_BYTES;
+  const perSlab = Math.floor(SLAB_BYTES / 1000); // spans of 1000 bytes per slab
+  setQueueMemoryCeiling({
+    maxRssBytes: base + 4 * SLAB_BYTES,
+    reclaim: () => q.dropOldestOne(),
+    rss: () => (rssChecks++, base + slabsTaken++ * SLAB_BYTES),
+  });
+  try {
+    const n = 20 * perSlab;
+    for (let i = 0; i < n; i++) q.push(span(i, 1000));
+    assert.ok(rssChecks >= 4, 'the ceiling is checked when the store needs a new slab');
+    assert.ok(q.spans < 6 * perSlab, `the queue stopped growing at the ceiling (${q.spans} spans held)`);
+    assert.ok(q.spans > 2 * perSlab, `and still holds what fits (${q.spans} spans)`);
+    assert.equal(dropped + q.spans, n, 'every span is either queued or counted as dropped');
+    const names = q.drain().map((s) => spanOf(s).name);
+    assert.deepEqual(names, Array.from({ length: names.length }, (_, i) => `s${n - names.length + i}`), 'the newest are kept, in order');
+  } finally {
+    setQueueMemoryCeiling(undefined);
+  }
 });
 
 test('queue honours the byte bound, and a span larger than the bound is dropped alone', () => {
@@ -119,6 +147,11 @@ test('config: flag beats env beats default; bad values name the flag', () => {
   assert.equal(resolveConfig({}, { LANGFUSE_BASE_URL: 'http://127.0.0.1:3000/' }).langfuse.host, 'http://127.0.0.1:3000');
   assert.equal(resolveConfig({ exporter: 'otlp' }, { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4000' }).otlp.endpoint, 'http://127.0.0.1:4000/v1/traces');
   assert.throws(() => resolveConfig({ queueMaxSpans: 'lots' }), (e: Error) => e instanceof ConfigError && /--queue-max-spans/.test(e.message));
+  // --memory-limit: the queue's bound + 85 MB unless set; 0 turns the ceiling off.
+  assert.equal(resolveConfig({ queueMaxBytes: '1000000' }).memoryLimitBytes, 86_000_000);
+  assert.equal(resolveConfig({}, { DSPY_O11YD_MEMORY_LIMIT: '0' }).memoryLimitBytes, 0);
+  assert.equal(resolveConfig({ memoryLimit: '500000000' }).memoryLimitBytes, 500_000_000);
+  assert.throws(() => resolveConfig({ memoryLimit: '-1' }), (e: Error) => e instanceof ConfigError && /--memory-limit/.test(e.message));
   assert.throws(() => resolveConfig({}, { DSPY_O11YD_ENCODING: 'xml' }), /--encoding \(from DSPY_O11YD_ENCODING\)/);
   assert.throws(() => resolveConfig({ http: '0.0.0.0:4318' }), /--ingest-token/);
   assert.throws(() => resolveConfig({ exporter: 'langfuse' }), /LANGFUSE_SECRET_KEY/);

@@ -11,7 +11,16 @@ export interface DaemonStatus {
   notReadyReason?: string;
   exporter: { kind: string; destination: string; state: string; lastError?: string; lastSuccessAt?: string };
   listeners: { socket?: string; http?: string };
-  queue: { spans: number; bytes: number; maxSpans: number; maxBytes: number; inFlightSpans: number };
+  queue: {
+    spans: number;
+    bytes: number;
+    maxSpans: number;
+    maxBytes: number;
+    inFlightSpans: number;
+    /** `--memory-limit` (0: none) and the process's RSS now, both in bytes. */
+    memoryLimit: number;
+    rss: number;
+  };
   spans: { received: number; exported: number; dropped: Record<string, number>; queued: number; inFlight: number };
   records: { received: Record<string, number>; invalid: Record<string, number> };
   export: { requests: Record<string, number>; retries: number };

@@ -32,9 +32,25 @@ export class Slab {
   }
 }
 
+/**
+ * A ceiling on the process's memory for the store (`--memory-limit`): past it, the store does not
+ * take a new slab but recycles one, after `reclaim` drops the oldest queued lines (their slabs go
+ * back to the free list). The queue's byte bound counts the queue; this also covers what it
+ * cannot see (V8's heaps, the export worker, sockets), so RSS stays under the limit whatever the
+ * overhead does — as the OpenTelemetry Collector's memory_limiter does by refusing data.
+ */
+export interface MemoryCeiling {
+  readonly maxRssBytes: number;
+  /** Drops the oldest queued line; false when nothing is left to drop. */
+  readonly reclaim: () => boolean;
+  /** Reads the RSS (process.memoryUsage.rss, ~10 µs: called once per new slab, ~350 spans). */
+  readonly rss?: () => number;
+}
+
 export class LineStore {
   private current: Slab | undefined;
   private readonly free: Slab[] = [];
+  ceiling: MemoryCeiling | undefined;
 
   /** Room for `length` bytes; the caller writes them at `offset` of the returned slab. */
   alloc(length: number): { slab: Slab; offset: number } {
@@ -48,7 +64,7 @@ export class LineStore {
     if (!slab || slab.used + length > slab.buf.length) {
       if (slab && slab.live === 0) slab.used = 0; // full, but everything in it is gone already
       else {
-        slab = this.free.pop() ?? new Slab(SLAB_BYTES);
+        slab = this.free.pop() ?? this.newSlab();
         slab.used = 0;
         this.current = slab;
       }
@@ -57,6 +73,19 @@ export class LineStore {
     slab.used += length;
     slab.live++;
     return { slab, offset };
+  }
+
+  /** A new slab, or under the memory ceiling a recycled one (oldest lines dropped to free it). */
+  private newSlab(): Slab {
+    const c = this.ceiling;
+    if (c && (c.rss ?? process.memoryUsage.rss)() + SLAB_BYTES > c.maxRssBytes) {
+      while (this.free.length === 0 && c.reclaim()) {
+        /* drop the oldest until one of their slabs is empty */
+      }
+      const recycled = this.free.pop();
+      if (recycled) return recycled;
+    }
+    return new Slab(SLAB_BYTES);
   }
 
   /** One line of `slab` has left the daemon. Call exactly once per `alloc`. */

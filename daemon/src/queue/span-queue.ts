@@ -109,6 +109,13 @@ export class SpanQueue {
     if (w && (this.count >= w.spans || this.byteCount >= w.bytes)) this.wake();
   }
 
+  /** Drop the oldest span (counted through `onDrop`), for the memory ceiling; false when empty. */
+  dropOldestOne(): boolean {
+    if (this.count === 0) return false;
+    this.onDrop(1, this.dropOldest());
+    return true;
+  }
+
   /** Everything still queued, oldest first (for the spool at shutdown). */
   drain(): QueuedSpan[] {
     return this.take(Infinity, Infinity);
