@@ -27,6 +27,16 @@ export const QUEUED_SPAN_OVERHEAD_BYTES = 1 + 2 * 24;
 
 const store = new LineStore();
 
+/**
+ * Buffer's own UTF-8 writer, which `write()` calls after normalising its arguments (a third of
+ * its cost on short strings). Not documented, so `write()` where it is missing.
+ */
+type Utf8Writer = Buffer & { utf8Write?(s: string, offset: number, length: number): number };
+export const writeUtf8: (buf: Buffer, s: string, offset: number, length: number) => number =
+  typeof (Buffer.prototype as Utf8Writer).utf8Write === 'function'
+    ? (buf, s, offset, length) => (buf as Required<Utf8Writer>).utf8Write(s, offset, length)
+    : (buf, s, offset, length) => buf.write(s, offset, length, 'utf8');
+
 /** Sets (or with undefined, lifts) the memory ceiling of the queued lines' store (one per process). */
 export function setQueueMemoryCeiling(ceiling: MemoryCeiling | undefined): void {
   store.ceiling = ceiling;
@@ -67,7 +77,7 @@ export class QueuedSpan {
     const utf8Bytes = Buffer.byteLength(line, 'utf8');
     const { slab, offset } = store.alloc(utf8Bytes + 1);
     // Writing the string (~0.3 µs with measuring it) costs less than Buffer#copy from the wire chunk (~0.4 µs).
-    slab.buf.write(line, offset, utf8Bytes, 'utf8');
+    writeUtf8(slab.buf, line, offset, utf8Bytes);
     slab.buf[offset + utf8Bytes] = 0x0a;
     return new QueuedSpan(slab, offset, utf8Bytes, resource);
   }

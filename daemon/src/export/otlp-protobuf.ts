@@ -13,7 +13,7 @@
  * the same field order, the same always-written zero counts, minimal varints, span flags 0x101.
  */
 import type { AttributeValue, Attributes } from '@dspy-o11y/proto';
-import type { Resource } from '../model.js';
+import { writeUtf8, type Resource } from '../model.js';
 import type { EncodableSpan, EncodableSpanRecord, EncodeOptions } from './otlp-encode.js';
 
 // Wire types.
@@ -37,15 +37,7 @@ const MAX_INT64 = 2 ** 63;
 // A string of at most this many UTF-16 units is at most 126 UTF-8 bytes: a one-byte length.
 const SHORT_STRING = 42;
 
-/**
- * Buffer's own UTF-8 writer, which `write()` calls after normalising its arguments (a third of
- * its cost per call here). Not documented, so fall back to `write()` where it is missing.
- */
-type Utf8Writer = Buffer & { utf8Write?(s: string, offset: number, length: number): number };
-const utf8Write: (b: Buffer, s: string, at: number) => number =
-  typeof (Buffer.prototype as Utf8Writer).utf8Write === 'function'
-    ? (b, s, at) => (b as Required<Utf8Writer>).utf8Write(s, at, b.length - at)
-    : (b, s, at) => b.write(s, at, 'utf8');
+const utf8Write = (b: Buffer, s: string, at: number): number => writeUtf8(b, s, at, b.length - at);
 
 /** A hex digit's value (0 for anything that is not one), as otlp-transformer's hexToBinary for valid ids. */
 const nibble = (c: number) => (c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : c >= 65 && c <= 70 ? c - 55 : 0);
