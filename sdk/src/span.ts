@@ -6,7 +6,7 @@
 import { ATTR, EVENT_NAMES, OBSERVATION_TYPES, keepTrace, nowUnixNano, type AttributeValue, type Level, type ObservationType } from '@dspy-o11y/proto';
 import { dispatch, handlersFor, type EventContext } from './events.js';
 import { newSpanId, newTraceId } from './ids.js';
-import { TRUNCATION_MARKER, memberList, quote, quoteName, toAttributeValue, toAttributes, toJson, validKey } from './json.js';
+import { TRUNCATION_MARKER, attributeJson, memberList, quote, quoteName, toAttributeValue, toAttributes, toJson, validKey } from './json.js';
 import { generationCost } from './cost.js';
 import { emitScore, type ScoreValue, type SpanScoreOptions } from './score.js';
 import { cfg, countSampledOut, send } from './state.js';
@@ -162,14 +162,48 @@ export interface LlmCallState {
 }
 
 const q = JSON.stringify;
-/** The attributes of `Usage` input, output, total, cacheRead, cacheWrite. */
-const USAGE_KEYS = [
+
+/**
+ * The attributes the SDK's own setters write (a generation's model, provider, parameters, usage,
+ * cost) have fixed slots: set and read by index and written with pre-quoted keys. Other keys go in
+ * a plain object. An object keyed by a dozen dotted names sent every access down V8's megamorphic
+ * path, and clearing usage counts with `in`/`delete` slowed it further. The slots come first on
+ * the wire, in this order.
+ */
+const SLOT_KEYS = [
+  ATTR.requestModel,
+  ATTR.responseModel,
+  ATTR.providerName,
+  ATTR.requestTemperature,
+  ATTR.requestMaxTokens,
+  ATTR.requestTopP,
+  // The five counts of `Usage`, in its order: input, output, total, cacheRead, cacheWrite.
   ATTR.usageInputTokens,
   ATTR.usageOutputTokens,
   ATTR.usageTotalTokens,
   'gen_ai.usage.cache_read.input_tokens',
   'gen_ai.usage.cache_creation.input_tokens',
+  ATTR.usageCost,
+  ATTR.completionStartTime,
 ] as const;
+const S_MODEL = 0;
+const S_RESPONSE_MODEL = 1;
+const S_PROVIDER = 2;
+const S_USAGE = 6;
+const S_COST = 11;
+const S_COMPLETION_START = 12;
+const SLOT_OF = new Map<string, number>(SLOT_KEYS.map((k, i) => [k, i]));
+const SLOT_MEMBERS = SLOT_KEYS.map((k) => `,${JSON.stringify(k)}:`);
+
+/** `,"k":v` for each filled slot. */
+function slotMembers(slots: readonly (AttributeValue | undefined)[]): string {
+  let s = '';
+  for (let i = 0; i < slots.length; i++) {
+    const v = slots[i];
+    if (v !== undefined) s += (SLOT_MEMBERS[i] as string) + attributeJson(v);
+  }
+  return s;
+}
 
 /** The attribute of a model parameter (`setParameters`). */
 function parameterKey(k: string): string {
@@ -228,6 +262,8 @@ export class SpanImpl implements GenerationHandle, Scope {
   private type: string;
   private readonly start: string;
   private readonly generation: boolean;
+  /** Attributes with a slot (see SLOT_KEYS), then all others. */
+  private slots: (AttributeValue | undefined)[] | undefined = undefined;
   private attrs: Record<string, AttributeValue> | undefined = undefined;
   private input: string | undefined = undefined;
   private output: string | undefined = undefined;
@@ -265,8 +301,28 @@ export class SpanImpl implements GenerationHandle, Scope {
   }
 
   private set(key: string, value: AttributeValue): void {
+    const slot = SLOT_OF.get(key);
+    if (slot !== undefined) this.setSlot(slot, value);
+    else if (this.sampled || this.generation) (this.attrs ??= {})[key] = value;
+  }
+
+  /** Sets (or, with undefined, clears) the attribute of a slot. */
+  private setSlot(slot: number, value: AttributeValue | undefined): void {
     if (!this.sampled && !this.generation) return;
-    (this.attrs ??= {})[key] = value;
+    (this.slots ??= new Array<AttributeValue | undefined>(SLOT_KEYS.length))[slot] = value;
+  }
+
+  /** The attributes as one object (for subscribers). */
+  private attributes(): Record<string, AttributeValue> {
+    const a: Record<string, AttributeValue> = {};
+    const slots = this.slots;
+    if (slots !== undefined) {
+      for (let i = 0; i < slots.length; i++) {
+        const v = slots[i];
+        if (v !== undefined) a[SLOT_KEYS[i] as string] = v;
+      }
+    }
+    return Object.assign(a, this.attrs);
   }
 
   private capture(value: unknown, kind: 'input' | 'output'): string | undefined {
@@ -371,25 +427,25 @@ export class SpanImpl implements GenerationHandle, Scope {
   // --- generation ---
 
   setModel(model: string): this {
-    if (typeof model === 'string' && model) this.setText(ATTR.requestModel, model);
+    if (typeof model === 'string' && model) this.setText(S_MODEL, model);
     return this;
   }
 
   setResponseModel(model: string): this {
-    if (typeof model === 'string' && model) this.setText(ATTR.responseModel, model);
+    if (typeof model === 'string' && model) this.setText(S_RESPONSE_MODEL, model);
     return this;
   }
 
   setProvider(provider: string): this {
-    if (typeof provider === 'string' && provider) this.setText(ATTR.providerName, provider);
+    if (typeof provider === 'string' && provider) this.setText(S_PROVIDER, provider);
     return this;
   }
 
-  /** `setAttribute` for a string under a key of the SDK's (valid, none of the special keys): less code to inline. */
-  private setText(key: string, value: string): void {
+  /** `setAttribute` for a string in a slot: less code to inline. */
+  private setText(slot: number, value: string): void {
     if (this.ended) return;
     const max = cfg().maxValueLength;
-    this.set(key, value.length > max ? value.slice(0, max) + TRUNCATION_MARKER : value);
+    this.setSlot(slot, value.length > max ? value.slice(0, max) + TRUNCATION_MARKER : value);
   }
 
   setParameters(parameters: Readonly<Record<string, unknown>>): this {
@@ -412,21 +468,18 @@ export class SpanImpl implements GenerationHandle, Scope {
     };
     if (u.total === undefined && (u.input !== undefined || u.output !== undefined)) u.total = (u.input ?? 0) + (u.output ?? 0);
     this.usage = u;
-    // One call site in a loop rather than five: a fifth of the code for TurboFan to compile.
-    const counts = [u.input, u.output, u.total, u.cacheRead, u.cacheWrite];
-    for (let i = 0; i < USAGE_KEYS.length; i++) {
-      const v = counts[i];
-      const key = USAGE_KEYS[i] as string;
-      if (v !== undefined) this.set(key, v);
-      // Only an existing key is deleted: deleting makes the object slow for V8.
-      else if (this.attrs && key in this.attrs) delete this.attrs[key];
-    }
+    // A count left out clears its slot: the usage is replaced, not merged.
+    this.setSlot(S_USAGE, u.input);
+    this.setSlot(S_USAGE + 1, u.output);
+    this.setSlot(S_USAGE + 2, u.total);
+    this.setSlot(S_USAGE + 3, u.cacheRead);
+    this.setSlot(S_USAGE + 4, u.cacheWrite);
     return this;
   }
 
   setCost(usd: number): this {
     if (!this.ended && typeof usd === 'number' && Number.isFinite(usd) && usd >= 0) {
-      this.set(ATTR.usageCost, usd);
+      this.setSlot(S_COST, usd);
       this.costSet = true;
     }
     return this;
@@ -438,7 +491,7 @@ export class SpanImpl implements GenerationHandle, Scope {
     if (time === undefined) ns = nowUnixNano();
     else if (typeof time === 'string' && /^[1-9][0-9]{0,18}$/.test(time)) ns = time;
     else if (typeof time === 'number' && Number.isFinite(time) && time > 0) ns = `${Math.round(time)}000000`;
-    if (ns) this.set(ATTR.completionStartTime, ns);
+    if (ns) this.setSlot(S_COMPLETION_START, ns);
     return this;
   }
 
@@ -484,15 +537,15 @@ export class SpanImpl implements GenerationHandle, Scope {
     }
     if (notify) {
       const hs = handlersFor(EVENT_NAMES.llmGenerate);
-      if (hs.length > 0) dispatch(hs, EVENT_NAMES.llmGenerate, { ...this.attrs }, { traceId: this.traceId, spanId: this.spanId } satisfies EventContext);
+      if (hs.length > 0) dispatch(hs, EVENT_NAMES.llmGenerate, this.attributes(), { traceId: this.traceId, spanId: this.spanId } satisfies EventContext);
     }
   }
 
   /** Adds the cost; returns whether subscribers should hear about this generation. */
   private finishGeneration(): boolean {
-    const a = this.attrs;
-    if (this.usage && !this.costSet && a) {
-      const model = a[ATTR.responseModel] ?? a[ATTR.requestModel];
+    const slots = this.slots;
+    if (this.usage && !this.costSet && slots) {
+      const model = slots[S_RESPONSE_MODEL] ?? slots[S_MODEL];
       if (typeof model === 'string') {
         let c: number | undefined;
         try {
@@ -500,7 +553,7 @@ export class SpanImpl implements GenerationHandle, Scope {
         } catch {
           c = undefined;
         }
-        if (c !== undefined) a[ATTR.usageCost] = c;
+        if (c !== undefined) slots[S_COST] = c;
       }
     }
     return true;
@@ -516,7 +569,7 @@ export class SpanImpl implements GenerationHandle, Scope {
       `,"name":${quoteName(this.name)},"startTimeUnixNano":"${this.start}","endTimeUnixNano":"${end}"` +
       (this.status !== undefined ? `,"status":${this.status}` : '');
     const s = `${head},"attributes":{"dspy.observation.type":"${this.type}"${this.trace.members}`;
-    const tail = this.attrs !== undefined ? memberList(this.attrs) : '';
+    const tail = (this.slots !== undefined ? slotMembers(this.slots) : '') + (this.attrs !== undefined ? memberList(this.attrs) : '');
     const io = (this.input !== undefined ? `,"dspy.input":${q(this.input)}` : '') + (this.output !== undefined ? `,"dspy.output":${q(this.output)}` : '');
     const line = this.events !== undefined ? `${s}${io}${tail}},"events":[${this.events}]}\n` : `${s}${io}${tail}}}\n`;
     // Cheap length test first: 1 char is at most 3 UTF-8 bytes.
