@@ -268,7 +268,7 @@ export class WorkerPreparer implements BatchPreparer {
 
   private start(): Worker {
     const workerData: WorkerData = { options: this.options };
-    const worker = new Worker(new URL('./prepare-worker.js', import.meta.url), { workerData, resourceLimits: { maxYoungGenerationSizeMb: 6 } });
+    const worker = new Worker(new URL('./prepare-worker.js', import.meta.url), { workerData });
     worker.unref(); // ref'd only while a batch is pending: an idle worker never keeps the process alive
     worker.on('message', (m: PrepareResponse) => {
       const p = this.pending.get(m.id);
