@@ -14,7 +14,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { daemonNodeFlags } from 'dspy-o11yd/dist/src/node-flags.js';
 import { startCountingBackend } from './lib/counting-backend.js';
 import { mib, rssOf, spawnLines } from './lib/proc.js';
 import { writeBenchFile } from './lib/spans.js';
@@ -62,7 +61,7 @@ async function floorRate(dir: string, file: string, n: number): Promise<number> 
 
 async function startDaemon(dir: string, backendUrl: string, extra: string[] = []) {
   const socket = join(dir, 'd.sock');
-  const d = spawnLines([...daemonNodeFlags(), CLI, 'start', '--socket', socket, '--http', '', '--log-level', 'warn', ...DAEMON_ARGS, ...extra], {
+  const d = spawnLines([CLI, 'start', '--socket', socket, '--http', '', '--log-level', 'warn', ...DAEMON_ARGS, ...extra], {
     PATH: process.env.PATH, LANGFUSE_PUBLIC_KEY: 'pk-bench', LANGFUSE_SECRET_KEY: 'sk-bench', LANGFUSE_HOST: backendUrl,
   });
   // The startup line is logged at info; with --log-level warn we wait for the socket instead.
@@ -80,7 +79,9 @@ async function startDaemon(dir: string, backendUrl: string, extra: string[] = []
 
 async function daemonRate(dir: string, file: string, n: number): Promise<number> {
   const backend = await startCountingBackend();
-  const { d, socket } = await startDaemon(dir, backend.url);
+  // A span bound the run cannot reach: ingest outpaces export here, and a drop (the default bound
+  // is 200,000 spans) would leave the backend waiting for spans that never come.
+  const { d, socket } = await startDaemon(dir, backend.url, ['--queue-max-spans', String(2 * n)]);
   const b = await blast(socket, file);
   const t0 = b.go();
   const t1 = await backend.waitFor(n, 300_000);

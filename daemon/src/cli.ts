@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=2
+#!/usr/bin/env node
 /**
  * `dspy-o11yd start | status | tail | check`. Bad configuration prints one line naming the flag
  * and exits 2; a running daemon stops gracefully on SIGTERM/SIGINT and exits 0.

@@ -2,7 +2,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { daemonNodeFlags } from 'dspy-o11yd/dist/src/node-flags.js';
 
 export const DAEMON_CLI = fileURLToPath(new URL('../../../daemon/dist/src/cli.js', import.meta.url));
 
@@ -17,7 +16,7 @@ export interface DaemonChild {
 
 /** `nodeArgs`: flags for node itself, before the script (e.g. `--cpu-prof`, not allowed in NODE_OPTIONS). */
 export async function runDaemon(socket: string, args: string[], env: NodeJS.ProcessEnv, nodeArgs: string[] = []): Promise<DaemonChild> {
-  const child = spawn(process.execPath, [...daemonNodeFlags(), ...nodeArgs, DAEMON_CLI, 'start', '--socket', socket, ...args], { env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...nodeArgs, DAEMON_CLI, 'start', '--socket', socket, ...args], { env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
   child.stderr!.setEncoding('utf8').on('data', (c: string) => (err = (err + c).slice(-50_000)));
   child.stdout!.resume();

@@ -4,7 +4,6 @@
  */
 import { after } from 'node:test';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { daemonNodeFlags } from '../../src/node-flags.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -129,7 +128,7 @@ export function tempDir(prefix = 'dspy-o11yd-test-'): { dir: string; cleanup: ()
 
 /** Start the daemon CLI; resolves once it logs its startup line. */
 export async function startDaemonProcess(args: string[], env: Record<string, string | undefined> = {}, socketPath?: string): Promise<DaemonProcess> {
-  const child = spawn(process.execPath, [...daemonNodeFlags(), CLI, 'start', ...args], {
+  const child = spawn(process.execPath, [CLI, 'start', ...args], {
     env: { PATH: process.env.PATH, ...env } as NodeJS.ProcessEnv,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
