@@ -59,6 +59,41 @@ test('records of one event-loop turn go out in ONE socket write; hello first on 
   await r.dispose();
 });
 
+test('a backlog built while a write waited goes out in bounded writes, not in one', async () => {
+  const r = await UnixReceiver.create();
+  configure({ endpoint: r.endpoint, maxBufferRecords: 100_000, maxBufferBytes: 64 * 1024 * 1024 });
+  span('first', () => 1);
+  assert.equal(await flush(), true);
+  await r.waitForSpans(1);
+  r.stopReading();
+  const input = 'b'.repeat(2000);
+  // ~2.4 MB over 40 turns: the first writes fill the socket buffers, the rest wait in the ring.
+  for (let t = 0; t < 40; t++) {
+    for (let i = 0; i < 30; i++) span(`s${t * 30 + i}`, { input }, () => i);
+    await sleep(1);
+  }
+  assert.ok(sdkStats().buffered > 500, `backlog: ${sdkStats().buffered} records`);
+  const write = net.Socket.prototype.write;
+  const sizes: number[] = [];
+  net.Socket.prototype.write = function (this: net.Socket, ...args: Parameters<typeof write>) {
+    if (typeof args[0] === 'string') sizes.push(args[0].length);
+    return write.apply(this, args);
+  } as typeof write;
+  try {
+    r.resumeReading();
+    assert.equal(await flush(10_000), true);
+  } finally {
+    net.Socket.prototype.write = write;
+  }
+  await r.waitForSpans(1201, 10_000);
+  assert.deepEqual(r.invalid, []);
+  // Nothing new arrives meanwhile: each write takes at most 128 KiB of the backlog (and one more record).
+  assert.ok(sizes.length >= 10, `${sizes.length} writes`);
+  assert.ok(Math.max(...sizes) <= 128 * 1024 + 2100, `largest write ${Math.max(...sizes)} characters`);
+  assertConservation();
+  await r.dispose();
+});
+
 test('flush(): true once written; false when the daemon is absent or not reading; never rejects', async () => {
   assert.equal(await flush(), true, 'nothing buffered');
   const dir = tempDir();

@@ -7,6 +7,8 @@ export class Ring {
   private head = 0;
   private count = 0;
   chars = 0;
+  /** Characters ever pushed (a running total: the difference of two readings is what arrived between them). */
+  pushed = 0;
 
   constructor(
     readonly maxRecords: number,
@@ -31,6 +33,7 @@ export class Ring {
     this.buf[(this.head + this.count) % this.buf.length] = line;
     this.count++;
     this.chars += line.length;
+    this.pushed += line.length;
     while (this.chars > this.maxChars && this.count > 1) {
       this.shift();
       dropped++;

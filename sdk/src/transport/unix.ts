@@ -9,6 +9,13 @@ import net from 'node:net';
 import { Transport, counters, type TransportOptions } from './base.js';
 
 const WRITE_WATCH_MS = 250;
+/**
+ * Backlog a write takes on top of what arrived since the previous write finished. While a write
+ * waits for the daemon, records pile up; writing them all at once when it finishes made one turn
+ * of the event loop flatten, encode and copy up to a MiB (1-2 ms). Instead each write carries the
+ * app's recent output plus this much of the backlog, which drains over the next turns.
+ */
+const CATCH_UP_CHARS = 128 * 1024;
 const WRITE_WRAPS = new Set(['SimpleWriteWrap', 'WriteWrap', 'ShutdownWrap']);
 
 const isStdio = (h: unknown): boolean => {
@@ -51,6 +58,8 @@ export class UnixTransport extends Transport {
   private inFlightSince = 0;
   private inFlightStats: Map<string, number> | undefined;
   private watchdog: NodeJS.Timeout | undefined;
+  /** `ring.pushed` when the last write finished (or started, if none finished since). */
+  private pushedAtWrite = 0;
   private readonly maxBatch: number;
   private readonly writeTimeoutMs: number;
 
@@ -137,7 +146,9 @@ export class UnixTransport extends Transport {
     const stats = this.takeStats();
     prefix += stats.text;
     const before = this.ring.size;
-    const lines = before > 0 ? this.ring.take(this.maxBatch) : '';
+    const fresh = this.ring.pushed - this.pushedAtWrite;
+    this.pushedAtWrite = this.ring.pushed;
+    const lines = before > 0 ? this.ring.take(Math.min(this.maxBatch, fresh + CATCH_UP_CHARS)) : '';
     const n = before - this.ring.size;
     if (!prefix && n === 0) {
       this.settle();
@@ -167,6 +178,7 @@ export class UnixTransport extends Transport {
       return;
     }
     counters.sent += this.inFlight;
+    this.pushedAtWrite = this.ring.pushed;
     this.ackStats(this.inFlightStats);
     this.inFlightId = 0;
     this.inFlight = 0;
