@@ -4,7 +4,8 @@
  * collection is paid as in the daemon (CPU time of the process, so GC helper threads count):
  *
  *   main thread:   JSON.parse of a line · zod validation (validateRecord)
- *   export worker: JSON.parse of the batch · Langfuse mapping · otlp-transformer encoding · gzip
+ *   export worker: JSON.parse of the batch · Langfuse mapping · protobuf encoding (ours, and
+ *                  otlp-transformer's serializer, which writes the same bytes, for comparison) · gzip
  *   whole worker step (export/prepare.ts `prepareInWorker`, what the worker does per batch)
  *
  *   npm run build && node scripts/dist/bench-stages.js [--spans 40000] [--batch 2048] [--rounds 5] [--gzip-level 1]
@@ -13,7 +14,7 @@ import { gzipSync } from 'node:zlib';
 import { validateRecord, type SpanRecord } from '@dspy-o11y/proto';
 import type { Resource } from 'dspy-o11yd/dist/src/model.js';
 import { LangfuseMapper } from 'dspy-o11yd/dist/src/export/langfuse-map.js';
-import { encodeTraces, type EncodableSpan } from 'dspy-o11yd/dist/src/export/otlp-encode.js';
+import { encodeTraces, serializeWithOtlpTransformer, type EncodableSpan } from 'dspy-o11yd/dist/src/export/otlp-encode.js';
 import { BatchEncoder, prepareInWorker, type PrepareRequest } from 'dspy-o11yd/dist/src/export/prepare.js';
 import { benchSpanLines, BENCH_RESOURCE } from './lib/spans.js';
 
@@ -83,6 +84,7 @@ const encodable = (b: number): EncodableSpan[] => (JSON.parse(joined[b]!) as Spa
 stage('  LangfuseMapper.map', encodable, (spans) => mapper.map(spans));
 const mapped = batches.map((_, b) => new LangfuseMapper().map(encodable(b)));
 stage('  encodeTraces (protobuf)', (b) => mapped[b]!, (spans) => encodeTraces(spans, { encoding: 'protobuf', scope }));
+stage('  (otlp-transformer, same bytes)', (b) => mapped[b]!, (spans) => serializeWithOtlpTransformer(spans, { encoding: 'protobuf', scope }));
 const bodies = mapped.map((spans) => encodeTraces(spans, { encoding: 'protobuf', scope }));
 stage(`  gzip level ${GZIP_LEVEL}`, (b) => bodies[b]!, (body) => gzipSync(body, { level: GZIP_LEVEL }));
 const sizes = bodies.map((body) => [body.length, gzipSync(body, { level: GZIP_LEVEL }).length, gzipSync(body).length]);
