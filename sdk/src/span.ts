@@ -189,6 +189,9 @@ const SLOT_KEYS = [
 const S_MODEL = 0;
 const S_RESPONSE_MODEL = 1;
 const S_PROVIDER = 2;
+const S_TEMPERATURE = 3;
+const S_MAX_TOKENS = 4;
+const S_TOP_P = 5;
 const S_USAGE = 6;
 const S_COST = 11;
 const S_COMPLETION_START = 12;
@@ -205,23 +208,16 @@ function slotMembers(slots: readonly (AttributeValue | undefined)[]): string {
   return s;
 }
 
-/** The attribute of a model parameter (`setParameters`). */
-function parameterKey(k: string): string {
-  switch (k) {
-    case 'temperature':
-      return ATTR.requestTemperature;
-    case 'maxTokens':
-    case 'max_tokens':
-    case 'max_completion_tokens':
-    case 'max_output_tokens':
-      return ATTR.requestMaxTokens;
-    case 'topP':
-    case 'top_p':
-      return ATTR.requestTopP;
-    default:
-      return `gen_ai.request.${k}`;
-  }
-}
+/** The slots of the model parameters with a standard attribute (`setParameters`), by their names. */
+const PARAMETER_SLOT = new Map<string, number>([
+  ['temperature', S_TEMPERATURE],
+  ['maxTokens', S_MAX_TOKENS],
+  ['max_tokens', S_MAX_TOKENS],
+  ['max_completion_tokens', S_MAX_TOKENS],
+  ['max_output_tokens', S_MAX_TOKENS],
+  ['topP', S_TOP_P],
+  ['top_p', S_TOP_P],
+]);
 const tokens = (x: unknown): number | undefined => (typeof x === 'number' && Number.isFinite(x) && x >= 0 ? Math.round(x) : undefined);
 
 function errorMessage(e: unknown): string {
@@ -452,7 +448,12 @@ export class SpanImpl implements GenerationHandle, Scope {
     if (!parameters || typeof parameters !== 'object') return this;
     for (const k of Object.keys(parameters)) {
       const v = parameters[k];
-      if (v !== undefined && v !== null) this.setAttribute(parameterKey(k), v);
+      if (v === undefined || v === null) continue;
+      const slot = PARAMETER_SLOT.get(k);
+      // The usual case, a number for a standard parameter, needs none of setAttribute's checks.
+      if (slot !== undefined && typeof v === 'number' && Number.isFinite(v)) {
+        if (!this.ended) this.setSlot(slot, v);
+      } else this.setAttribute(slot !== undefined ? (SLOT_KEYS[slot] as string) : `gen_ai.request.${k}`, v);
     }
     return this;
   }
@@ -468,12 +469,15 @@ export class SpanImpl implements GenerationHandle, Scope {
     };
     if (u.total === undefined && (u.input !== undefined || u.output !== undefined)) u.total = (u.input ?? 0) + (u.output ?? 0);
     this.usage = u;
-    // A count left out clears its slot: the usage is replaced, not merged.
-    this.setSlot(S_USAGE, u.input);
-    this.setSlot(S_USAGE + 1, u.output);
-    this.setSlot(S_USAGE + 2, u.total);
-    this.setSlot(S_USAGE + 3, u.cacheRead);
-    this.setSlot(S_USAGE + 4, u.cacheWrite);
+    if (!this.sampled && !this.generation) return this;
+    // A count left out clears its slot: the usage is replaced, not merged. Written here rather
+    // than by five setSlot() calls: TurboFan compiled five copies of its array allocation.
+    const slots = (this.slots ??= new Array<AttributeValue | undefined>(SLOT_KEYS.length));
+    slots[S_USAGE] = u.input;
+    slots[S_USAGE + 1] = u.output;
+    slots[S_USAGE + 2] = u.total;
+    slots[S_USAGE + 3] = u.cacheRead;
+    slots[S_USAGE + 4] = u.cacheWrite;
     return this;
   }
 

@@ -360,3 +360,41 @@ test('configured prices override and extend the table', async () => {
   assert.equal(attr(r.span('unknown'), 'gen_ai.usage.cost'), undefined);
   assert.equal(attr(r.span('explicit'), 'gen_ai.usage.cost'), 0.5);
 });
+
+test('a generation: parameters, usage that replaces the previous one, attributes set by key or by setter', async () => {
+  generation(
+    'params',
+    { model: 'gpt-4o-mini', parameters: { temperature: 0.2, maxTokens: 100, top_p: 0.9, seed: 7, stop: ['\n'], temperature_hint: 'low', max_output_tokens: 'many' } },
+    (g) => {
+      g.setUsage({ input: 10, output: 5, cacheRead: 4 });
+      g.setUsage({ input: 20, output: 5 }); // replaces: no cache count left over
+      g.setAttribute('gen_ai.provider.name', 'openai'); // a setter's attribute, by key
+      g.setResponseModel('gpt-4o-mini-2024-07-18');
+      g.setAttribute('custom.key', 'x');
+    },
+  );
+  await collect(1);
+  const g = r.span('params');
+  const line = r.lines.find((l) => l.includes('"name":"params"')) ?? '';
+  assert.deepEqual(g.attributes, {
+    'dspy.observation.type': 'generation',
+    'gen_ai.request.model': 'gpt-4o-mini',
+    'gen_ai.response.model': 'gpt-4o-mini-2024-07-18',
+    'gen_ai.provider.name': 'openai',
+    'gen_ai.request.temperature': 0.2,
+    'gen_ai.request.max_tokens': 'many',
+    'gen_ai.request.top_p': 0.9,
+    'gen_ai.request.seed': 7,
+    'gen_ai.request.stop': ['\n'],
+    'gen_ai.request.temperature_hint': 'low',
+    'gen_ai.usage.input_tokens': 20,
+    'gen_ai.usage.output_tokens': 5,
+    'gen_ai.usage.total_tokens': 25,
+    'gen_ai.usage.cost': g.attributes?.['gen_ai.usage.cost'],
+    'custom.key': 'x',
+  });
+  assert.equal(typeof g.attributes?.['gen_ai.usage.cost'], 'number');
+  // Each key once on the wire.
+  const keys = [...line.matchAll(/"([a-z_.]+)":/g)].map((m) => m[1]);
+  assert.equal(new Set(keys).size, keys.length, line);
+});

@@ -22,6 +22,8 @@ export function tempDir(): string {
 
 export abstract class Receiver {
   records: WireRecord[] = [];
+  /** The valid records' lines as they arrived. */
+  lines: string[] = [];
   invalid: Invalid[] = [];
   /** Incomplete trailing data seen at a connection's end (a cut record). */
   partials = 0;
@@ -33,8 +35,10 @@ export abstract class Receiver {
   protected accept(line: string): void {
     if (!line) return;
     const r = parseLine(line);
-    if (r.ok) this.records.push(r.record);
-    else this.invalid.push({ line: line.slice(0, 500), message: `${r.reason}: ${r.message}` });
+    if (r.ok) {
+      this.records.push(r.record);
+      this.lines.push(line);
+    } else this.invalid.push({ line: line.slice(0, 500), message: `${r.reason}: ${r.message}` });
   }
 
   spans(): SpanRecord[] {
@@ -75,6 +79,7 @@ export abstract class Receiver {
 
   reset(): void {
     this.records = [];
+    this.lines = [];
     this.invalid = [];
   }
 }
