@@ -58,7 +58,7 @@ export class UnixTransport extends Transport {
   private inFlightSince = 0;
   private inFlightStats: Map<string, number> | undefined;
   private watchdog: NodeJS.Timeout | undefined;
-  /** `ring.pushed` when the last write finished (or started, if none finished since). */
+  /** `ring.pushed` when the last write finished (or started, or the connection opened). */
   private pushedAtWrite = 0;
   private readonly maxBatch: number;
   private readonly writeTimeoutMs: number;
@@ -114,6 +114,8 @@ export class UnixTransport extends Transport {
       counters.connects++;
       this.succeeded();
       this.needHello = true;
+      // What was buffered while disconnected is backlog too: it drains like the rest.
+      this.pushedAtWrite = this.ring.pushed;
       // Read (and discard) so the daemon closing the connection is noticed at once.
       socket.resume();
       if (this.exiting) this.tick();
