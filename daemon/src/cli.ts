@@ -4,8 +4,9 @@
  * and exits 2; a running daemon stops gracefully on SIGTERM/SIGINT and exits 0.
  */
 import { Command, CommanderError, Option } from 'commander';
+import { setPriority } from 'node:os';
 import { ConfigError, OPTIONS, resolveConfig, type DaemonConfig, type RawConfig } from './config.js';
-import { startDaemon } from './daemon.js';
+import { startDaemon, type RunningDaemon } from './daemon.js';
 import { createLogger } from './log.js';
 import { checkCredentials } from './check.js';
 import { VERSION } from './version.js';
@@ -50,14 +51,19 @@ start.action(async (flags: RawConfig) => {
   }
   if (config.ingestToken) secrets.push(config.ingestToken);
   const log = createLogger(config.logLevel, secrets);
-  let daemon;
+  // Before any thread is started: Linux niceness is per thread, and new threads (the export
+  // worker, libuv's pool) inherit the creating thread's.
   try {
-    daemon = await startDaemon(config, log);
+    setPriority(0, config.nice);
   } catch (err) {
-    log.flush();
-    fail((err as Error).message, 1);
+    log.warn({ err, nice: config.nice }, 'could not set the CPU priority (--nice); running at the default');
   }
+  // Handlers first: the startup line tells supervisors (and tests) the daemon is up, and a
+  // SIGTERM sent right after it must flush, not kill. One that arrives while starting waits.
+  let daemon: RunningDaemon | undefined;
+  let pendingSignal: string | undefined;
   const shutdown = (signal: string) => {
+    if (!daemon) return void (pendingSignal = signal);
     log.info({ signal }, 'shutting down: closing listeners and flushing');
     void daemon.stop().then(
       () => {
@@ -73,6 +79,13 @@ start.action(async (flags: RawConfig) => {
   };
   process.once('SIGTERM', () => shutdown('SIGTERM'));
   process.once('SIGINT', () => shutdown('SIGINT'));
+  try {
+    daemon = await startDaemon(config, log);
+  } catch (err) {
+    log.flush();
+    fail((err as Error).message, 1);
+  }
+  if (pendingSignal) shutdown(pendingSignal);
 });
 
 program

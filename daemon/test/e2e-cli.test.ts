@@ -2,7 +2,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { startFakeLangfuse } from './support/fake-langfuse.js';
 import { postIngest, runCli, sendOverSocket, startDaemonProcess, tempDir } from './support/daemon-process.js';
 
@@ -43,6 +43,32 @@ describe('cli', () => {
     assert.match(second.stderr, /already listening on/);
     assert.equal((await d.stop()).code, 0);
     tmp.cleanup();
+  });
+
+  test('--nice: the daemon and its export worker run at the asked CPU priority (default 10)', async (t) => {
+    if (process.platform !== 'linux') return t.skip('reads /proc');
+    const niceOf = (pid: number) =>
+      readdirSync(`/proc/${pid}/task`).map((tid) => Number(readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8').split(') ')[1]!.split(' ')[16]));
+    for (const [args, expected] of [[[], 10], [['--nice', '15'], 15]] as const) {
+      const tmp = tempDir();
+      const socket = join(tmp.dir, 'd.sock');
+      // The langfuse exporter prepares batches on its worker thread (nothing is sent: no spans).
+      const keys = { LANGFUSE_PUBLIC_KEY: 'pk', LANGFUSE_SECRET_KEY: 'sk', LANGFUSE_HOST: 'http://127.0.0.1:9' };
+      const d = await startDaemonProcess(['--socket', socket, '--http', '', ...args], keys, socket);
+      let nice = niceOf(d.child.pid!);
+      for (let i = 0; i < 100 && nice.filter((n) => n === expected).length < 2; i++) {
+        await new Promise((r) => setTimeout(r, 20));
+        nice = niceOf(d.child.pid!);
+      }
+      // The main thread and the export worker (V8's own helper threads start before our code runs).
+      assert.equal(nice[0], expected, `main thread nice ${nice[0]}`);
+      assert.ok(nice.filter((n) => n === expected).length >= 2, `main thread and export worker at ${expected}: ${nice.join(',')}`);
+      assert.equal((await d.stop()).code, 0);
+      tmp.cleanup();
+    }
+    const bad = await runCli(['start', '--nice', '25', '--socket', '', '--http', '127.0.0.1:0']);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /--nice/);
   });
 
   test('console exporter by default without keys, with a warning; stdout carries OTLP JSON', async () => {
