@@ -80,7 +80,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'maxRecordBytes', flag: '--max-record-bytes', env: ['DSPY_O11YD_MAX_RECORD_BYTES'], default: String(1024 * 1024), help: 'longest accepted record line' },
   { key: 'ingestToken', flag: '--ingest-token', env: ['DSPY_O11YD_INGEST_TOKEN'], help: 'bearer token required on HTTP ingest (required when --http is not loopback)' },
   { key: 'logLevel', flag: '--log-level', env: ['DSPY_O11YD_LOG_LEVEL'], default: 'info', help: 'fatal | error | warn | info | debug | trace | silent' },
-  { key: 'nice', flag: '--nice', env: ['DSPY_O11YD_NICE'], default: '10', help: 'CPU scheduling priority of the daemon\'s threads, -20..19 (higher yields more): the app comes first when CPU is short, the queue absorbs the wait' },
+  { key: 'nice', flag: '--nice', env: ['DSPY_O11YD_NICE'], default: '0', help: 'CPU scheduling priority of the daemon\'s threads, -20..19 (higher yields more, e.g. 10: the app comes first when CPU is short)' },
   { key: 'sampleRatio', flag: '--sample-ratio', env: ['DSPY_O11YD_SAMPLE_RATIO'], default: '1', help: 'fraction of traces kept (decided by trace id)' },
 ];
 

@@ -45,11 +45,11 @@ describe('cli', () => {
     tmp.cleanup();
   });
 
-  test('--nice: the daemon and its export worker run at the asked CPU priority (default 10)', async (t) => {
+  test('--nice: the daemon and its export worker run at the asked CPU priority', async (t) => {
     if (process.platform !== 'linux') return t.skip('reads /proc');
     const niceOf = (pid: number) =>
       readdirSync(`/proc/${pid}/task`).map((tid) => Number(readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8').split(') ')[1]!.split(' ')[16]));
-    for (const [args, expected] of [[[], 10], [['--nice', '15'], 15]] as const) {
+    for (const [args, expected] of [[['--nice', '10'], 10], [['--nice', '15'], 15]] as const) {
       const tmp = tempDir();
       const socket = join(tmp.dir, 'd.sock');
       // The langfuse exporter prepares batches on its worker thread (nothing is sent: no spans).

@@ -150,7 +150,7 @@ test('config: flag beats env beats default; bad values name the flag', () => {
   // --memory-limit: the queue's bound + 85 MB unless set; 0 turns the ceiling off.
   assert.equal(resolveConfig({ queueMaxBytes: '1000000' }).memoryLimitBytes, 86_000_000);
   assert.equal(resolveConfig({}, { DSPY_O11YD_MEMORY_LIMIT: '0' }).memoryLimitBytes, 0);
-  assert.equal(resolveConfig({}).nice, 10);
+  assert.equal(resolveConfig({}).nice, 0);
   assert.equal(resolveConfig({}, { DSPY_O11YD_NICE: '-5' }).nice, -5);
   assert.equal(resolveConfig({ memoryLimit: '500000000' }).memoryLimitBytes, 500_000_000);
   assert.throws(() => resolveConfig({ memoryLimit: '-1' }), (e: Error) => e instanceof ConfigError && /--memory-limit/.test(e.message));
