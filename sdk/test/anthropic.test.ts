@@ -1,41 +1,24 @@
-import { after, before, beforeEach, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import Anthropic from '@anthropic-ai/sdk';
 import type { SpanRecord } from '@dspy-o11y/proto';
-import { configure, flush, span, wrapAnthropic } from '../src/index.js';
-import { FakeProvider, anthropicMessage, anthropicStream } from './support/fake-provider.js';
-import { UnixReceiver } from './support/receiver.js';
+import { span, wrapAnthropic } from '../src/index.js';
+import { FakeProvider, useFakeProvider, anthropicMessage, anthropicStream } from './support/fake-provider.js';
+import { UnixReceiver, flushedGenerations, useReceiver } from './support/receiver.js';
 
 let r: UnixReceiver;
 let provider: FakeProvider;
 let client: Anthropic;
 const PATH = '/v1/messages';
 
-before(async () => {
-  r = await UnixReceiver.create();
-  configure({ endpoint: r.endpoint });
-  provider = await FakeProvider.start();
-  client = wrapAnthropic(new Anthropic({ apiKey: 'sk-ant-test', baseURL: provider.url, maxRetries: 2 }));
-});
-after(async () => {
-  await flush();
-  await r.dispose();
-  await provider.close();
-});
-beforeEach(async () => {
-  await flush();
-  r.reset();
-  provider.seen.length = 0;
+useReceiver({}, (x) => (r = x));
+useFakeProvider((p) => {
+  provider = p;
+  client = wrapAnthropic(new Anthropic({ apiKey: 'sk-ant-test', baseURL: p.url, maxRetries: 2 }));
 });
 
 const attr = (s: SpanRecord, k: string): unknown => s.attributes?.[k];
-
-async function generations(n: number): Promise<SpanRecord[]> {
-  assert.equal(await flush(), true);
-  await r.waitFor(() => r.spans().filter((s) => s.name === 'llm.generate').length >= n, 5000, `${n} generations`);
-  assert.deepEqual(r.invalid, []);
-  return r.spans().filter((s) => s.name === 'llm.generate');
-}
+const generations = (n: number) => flushedGenerations(r, n);
 
 test('messages.create (non-streaming): same Message; generation with model, usage incl. cache, cost', async () => {
   provider.script(PATH, { status: 200, json: anthropicMessage('Bonjour', { input: 600, output: 100, cacheRead: 400 }), headers: { 'request-id': 'req_a1' } });

@@ -1,41 +1,24 @@
-import { after, before, beforeEach, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
 import type { SpanRecord } from '@dspy-o11y/proto';
-import { configure, flush, predict, span, subscribe, wrapOpenAI } from '../src/index.js';
-import { FakeProvider, chatCompletion, chatStream } from './support/fake-provider.js';
-import { UnixReceiver } from './support/receiver.js';
+import { predict, span, subscribe, wrapOpenAI } from '../src/index.js';
+import { FakeProvider, useFakeProvider, chatCompletion, chatStream } from './support/fake-provider.js';
+import { UnixReceiver, flushedGenerations, useReceiver } from './support/receiver.js';
 
 let r: UnixReceiver;
 let provider: FakeProvider;
 let client: OpenAI;
 const PATH = '/v1/chat/completions';
 
-before(async () => {
-  r = await UnixReceiver.create();
-  configure({ endpoint: r.endpoint });
-  provider = await FakeProvider.start();
-  client = wrapOpenAI(new OpenAI({ apiKey: 'sk-test', baseURL: `${provider.url}/v1`, maxRetries: 2 }));
-});
-after(async () => {
-  await flush();
-  await r.dispose();
-  await provider.close();
-});
-beforeEach(async () => {
-  await flush();
-  r.reset();
-  provider.seen.length = 0;
+useReceiver({}, (x) => (r = x));
+useFakeProvider((p) => {
+  provider = p;
+  client = wrapOpenAI(new OpenAI({ apiKey: 'sk-test', baseURL: `${p.url}/v1`, maxRetries: 2 }));
 });
 
 const attr = (s: SpanRecord, k: string): unknown => s.attributes?.[k];
-
-async function generations(n: number): Promise<SpanRecord[]> {
-  assert.equal(await flush(), true);
-  await r.waitFor(() => r.spans().filter((s) => s.name === 'llm.generate').length >= n, 5000, `${n} generations`);
-  assert.deepEqual(r.invalid, []);
-  return r.spans().filter((s) => s.name === 'llm.generate');
-}
+const generations = (n: number) => flushedGenerations(r, n);
 
 test('wrapOpenAI returns the same client; wrapping twice is harmless', () => {
   const c = new OpenAI({ apiKey: 'x', baseURL: provider.url });

@@ -2,6 +2,7 @@
  * A fake OpenAI / Anthropic HTTP API on 127.0.0.1 for driving the REAL client packages in tests.
  * Each request takes the next scripted reply from the queue of its path.
  */
+import { after, before, beforeEach } from 'node:test';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 
@@ -156,4 +157,17 @@ export function anthropicStream(pieces: string[], opts: { model?: string; input?
       ev('message_stop', { type: 'message_stop' }),
     ],
   };
+}
+
+/** One fake provider for a whole test file: started before the first test, its log cleared before each, closed after the last. */
+export function useFakeProvider(set: (p: FakeProvider) => void): void {
+  let p: FakeProvider;
+  before(async () => {
+    p = await FakeProvider.start();
+    set(p);
+  });
+  after(() => p.close());
+  beforeEach(() => {
+    p.seen.length = 0;
+  });
 }

@@ -3,6 +3,7 @@
  * validates EVERY line with the wire protocol's `parseLine`. Tests assert on what arrived.
  */
 import { after, before, beforeEach } from 'node:test';
+import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -274,4 +275,12 @@ export function useReceiver(options: ConfigureOptions, set: (r: UnixReceiver) =>
     await flush();
     r.reset();
   });
+}
+
+/** After a flush: the first `n` (or more) `llm.generate` spans the receiver got, none of its records invalid. */
+export async function flushedGenerations(r: UnixReceiver, n: number): Promise<SpanRecord[]> {
+  assert.equal(await flush(), true);
+  await r.waitFor(() => r.spans().filter((s) => s.name === 'llm.generate').length >= n, 5000, `${n} generations`);
+  assert.deepEqual(r.invalid, []);
+  return r.spans().filter((s) => s.name === 'llm.generate');
 }
