@@ -3,13 +3,13 @@
  * that decodes the OTLP bodies, with ids, parents, names, nanosecond times, attributes, events
  * and the `hello` resource intact; bad records are counted and cost nothing else.
  */
-import { after, before, describe, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { existsSync, statSync } from 'node:fs';
 import { invalidVectors, parseLine, validVectorLines, type SpanRecord } from '@dspy-o11y/proto';
-import { startFakeLangfuse, type FakeLangfuse } from './support/fake-langfuse.js';
-import { postIngest, sendOverSocket, startDaemonProcess, tempDir, type DaemonProcess } from './support/daemon-process.js';
+import type { FakeLangfuse } from './support/fake-langfuse.js';
+import { postIngest, sendOverSocket, tempDir, useLangfuseDaemon, type DaemonProcess } from './support/daemon-process.js';
 
 const KEYS = { LANGFUSE_PUBLIC_KEY: 'pk-lf-test', LANGFUSE_SECRET_KEY: 'sk-lf-very-secret-value' };
 
@@ -19,15 +19,11 @@ describe('delivery over socket and HTTP', () => {
   const tmp = tempDir();
   const socket = join(tmp.dir, 'd.sock');
 
-  before(async () => {
-    fake = await startFakeLangfuse({ publicKey: KEYS.LANGFUSE_PUBLIC_KEY, secretKey: KEYS.LANGFUSE_SECRET_KEY });
-    daemon = await startDaemonProcess(['--socket', socket, '--http', '127.0.0.1:0', '--flush-interval', '50'], { ...KEYS, LANGFUSE_HOST: fake.url, DSPY_O11YD_LOG_LEVEL: 'debug' }, socket);
+  useLangfuseDaemon(KEYS, ['--socket', socket, '--http', '127.0.0.1:0', '--flush-interval', '50'], (f, d) => ((fake = f), (daemon = d)), {
+    env: { DSPY_O11YD_LOG_LEVEL: 'debug' },
+    socketPath: socket,
   });
-  after(async () => {
-    await daemon.stop();
-    await fake.close();
-    tmp.cleanup();
-  });
+  after(() => tmp.cleanup());
 
   test('the socket is created with mode 0660', () => {
     assert.equal(statSync(socket).mode & 0o777, 0o660);

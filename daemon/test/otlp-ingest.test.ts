@@ -6,7 +6,7 @@
  * Langfuse generations with model and usage, `langfuse.*` spans pass unchanged. Then the
  * protocol's answers (partial success, 400, 413, 415, 401) and the conversion / dialect units.
  */
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { gzipSync } from 'node:zlib';
 import protobuf from 'protobufjs';
@@ -20,8 +20,8 @@ import { toSpanRecord, toWireAttributes, toWireValue } from '../src/ingest/otlp-
 import { normalizeDialects } from '../src/ingest/otlp-dialects.js';
 import { encodeExportResponse } from '../src/ingest/otlp-http.js';
 import { exportTraceServiceRequestType, type AnyValue, type DecodedSpan } from '../src/otlp/decode.js';
-import { startFakeLangfuse, type FakeLangfuse, type RecordedSpan } from './support/fake-langfuse.js';
-import { startDaemonProcess, type DaemonProcess } from './support/daemon-process.js';
+import type { FakeLangfuse, RecordedSpan } from './support/fake-langfuse.js';
+import { useLangfuseDaemon, type DaemonProcess } from './support/daemon-process.js';
 
 const KEYS = { LANGFUSE_PUBLIC_KEY: 'pk-lf-otlp', LANGFUSE_SECRET_KEY: 'sk-lf-otlp-secret' };
 const T0 = 1732700000;
@@ -51,14 +51,10 @@ describe('OTLP/HTTP ingest through the real CLI', () => {
   let daemon: DaemonProcess;
   let tracesUrl: string;
 
-  before(async () => {
-    fake = await startFakeLangfuse({ publicKey: KEYS.LANGFUSE_PUBLIC_KEY, secretKey: KEYS.LANGFUSE_SECRET_KEY });
-    daemon = await startDaemonProcess(['--socket', '', '--http', '127.0.0.1:0', '--flush-interval', '50'], { ...KEYS, LANGFUSE_HOST: fake.url });
-    tracesUrl = `${daemon.httpUrl}/v1/traces`;
-  });
-  after(async () => {
-    await daemon.stop();
-    await fake.close();
+  useLangfuseDaemon(KEYS, ['--socket', '', '--http', '127.0.0.1:0', '--flush-interval', '50'], (f, d) => {
+    fake = f;
+    daemon = d;
+    tracesUrl = `${d.httpUrl}/v1/traces`;
   });
 
   test('the official OTLP/JSON exporter: ids, parents, ns times, attributes, events, status and resource arrive', async () => {
@@ -336,14 +332,7 @@ describe('OTLP/HTTP ingest with --ingest-token', () => {
   let daemon: DaemonProcess;
   const token = 'otlp-ingest-token-1234';
 
-  before(async () => {
-    fake = await startFakeLangfuse({ publicKey: KEYS.LANGFUSE_PUBLIC_KEY, secretKey: KEYS.LANGFUSE_SECRET_KEY });
-    daemon = await startDaemonProcess(['--socket', '', '--http', '127.0.0.1:0', '--flush-interval', '50', '--ingest-token', token], { ...KEYS, LANGFUSE_HOST: fake.url });
-  });
-  after(async () => {
-    await daemon.stop();
-    await fake.close();
-  });
+  useLangfuseDaemon(KEYS, ['--socket', '', '--http', '127.0.0.1:0', '--flush-interval', '50', '--ingest-token', token], (f, d) => ((fake = f), (daemon = d)));
 
   test('a request without the bearer token is 401; an exporter sending it delivers', async () => {
     const denied = await fetch(`${daemon.httpUrl}/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });

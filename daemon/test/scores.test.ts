@@ -14,7 +14,7 @@ import { createLogger } from '../src/log.js';
 import { Stats } from '../src/ops/stats.js';
 import { BoundedQueue } from '../src/queue/bounded-queue.js';
 import { startFakeLangfuse, type FakeLangfuse } from './support/fake-langfuse.js';
-import { postIngest, sendOverSocket, startDaemonProcess, tempDir, type DaemonProcess } from './support/daemon-process.js';
+import { postIngest, sendOverSocket, startDaemonProcess, tempDir, useLangfuseDaemon, type DaemonProcess } from './support/daemon-process.js';
 
 const KEYS = { LANGFUSE_PUBLIC_KEY: 'pk-lf-scores', LANGFUSE_SECRET_KEY: 'sk-lf-scores-secret' };
 const TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
@@ -28,15 +28,8 @@ describe('scores through the real CLI to Langfuse', () => {
   const tmp = tempDir();
   const socket = join(tmp.dir, 'd.sock');
 
-  before(async () => {
-    fake = await startFakeLangfuse({ publicKey: KEYS.LANGFUSE_PUBLIC_KEY, secretKey: KEYS.LANGFUSE_SECRET_KEY });
-    daemon = await startDaemonProcess(['--socket', socket, '--http', '127.0.0.1:0', '--flush-interval', '50'], { ...KEYS, LANGFUSE_HOST: fake.url }, socket);
-  });
-  after(async () => {
-    await daemon.stop();
-    await fake.close();
-    tmp.cleanup();
-  });
+  useLangfuseDaemon(KEYS, ['--socket', socket, '--http', '127.0.0.1:0', '--flush-interval', '50'], (f, d) => ((fake = f), (daemon = d)), { socketPath: socket });
+  after(() => tmp.cleanup());
 
   test('a score over the socket arrives with the right body, auth and the hello environment', async () => {
     const record = score({ traceId: TRACE, observationId: SPAN, name: 'helpfulness', value: 0.9, dataType: 'NUMERIC', comment: 'good answer', timeUnixNano: '1732700000123456789' });

@@ -2,13 +2,14 @@
  * Runs the real `dspy-o11yd` CLI as a child process for end-to-end tests, and the small
  * clients the tests use to talk to it (Unix socket, HTTP).
  */
-import { after } from 'node:test';
+import { after, before } from 'node:test';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { startFakeLangfuse, type FakeLangfuse } from './fake-langfuse.js';
 
 export const CLI = fileURLToPath(new URL('../../src/cli.js', import.meta.url));
 
@@ -175,4 +176,27 @@ export function sendOverSocket(path: string, lines: readonly string[] | string):
 export async function postIngest(baseUrl: string, body: string, contentType = 'application/x-ndjson', headers: Record<string, string> = {}): Promise<{ status: number; body: { accepted: number; rejected: number; errors: { index: number; message: string }[] } }> {
   const res = await fetch(`${baseUrl}/v1/ingest`, { method: 'POST', headers: { 'content-type': contentType, ...headers }, body });
   return { status: res.status, body: (await res.json()) as { accepted: number; rejected: number; errors: { index: number; message: string }[] } };
+}
+
+/**
+ * For one describe block: a fake Langfuse checking `keys`, and the daemon CLI started with `args`
+ * exporting to it (before the first test; both stopped after the last). `set` hands them over.
+ */
+export function useLangfuseDaemon(
+  keys: { LANGFUSE_PUBLIC_KEY: string; LANGFUSE_SECRET_KEY: string },
+  args: string[],
+  set: (fake: FakeLangfuse, daemon: DaemonProcess) => void,
+  options: { env?: Record<string, string>; socketPath?: string } = {},
+): void {
+  let fake: FakeLangfuse;
+  let daemon: DaemonProcess;
+  before(async () => {
+    fake = await startFakeLangfuse({ publicKey: keys.LANGFUSE_PUBLIC_KEY, secretKey: keys.LANGFUSE_SECRET_KEY });
+    daemon = await startDaemonProcess(args, { ...keys, LANGFUSE_HOST: fake.url, ...options.env }, options.socketPath);
+    set(fake, daemon);
+  });
+  after(async () => {
+    await daemon.stop();
+    await fake.close();
+  });
 }
