@@ -23,6 +23,17 @@ function assertConservation(): void {
   assert.equal(s.enqueued, s.sent + s.dropped + s.buffered + s.inFlight, JSON.stringify(s));
 }
 
+/** A receiver the SDK is connected to (one span delivered), that then stops reading. */
+async function stalledReceiver(buffer: { maxBufferRecords: number; maxBufferBytes?: number }): Promise<UnixReceiver> {
+  const r = await UnixReceiver.create();
+  configure({ endpoint: r.endpoint, ...buffer });
+  span('first', () => 1);
+  assert.equal(await flush(), true);
+  await r.waitForSpans(1);
+  r.stopReading();
+  return r;
+}
+
 async function settleTransport(): Promise<void> {
   await flush();
   await sleep(20);
@@ -60,12 +71,7 @@ test('records of one event-loop turn go out in ONE socket write; hello first on 
 });
 
 test('a backlog built while a write waited goes out in bounded writes, not in one', async () => {
-  const r = await UnixReceiver.create();
-  configure({ endpoint: r.endpoint, maxBufferRecords: 100_000, maxBufferBytes: 64 * 1024 * 1024 });
-  span('first', () => 1);
-  assert.equal(await flush(), true);
-  await r.waitForSpans(1);
-  r.stopReading();
+  const r = await stalledReceiver({ maxBufferRecords: 100_000, maxBufferBytes: 64 * 1024 * 1024 });
   const input = 'b'.repeat(2000);
   // ~2.4 MB over 40 turns: the first writes fill the socket buffers, the rest wait in the ring.
   for (let t = 0; t < 40; t++) {
@@ -102,12 +108,7 @@ test('flush(): true once written; false when the daemon is absent or not reading
   const absent = await within(flush(60_000), 10_000, 'hung');
   assert.equal(absent, false, 'a failed connection attempt resolves flush at once, with false');
 
-  const r = await UnixReceiver.create();
-  configure({ endpoint: r.endpoint, maxBufferRecords: 100_000, maxBufferBytes: 64 * 1024 * 1024 });
-  span('first', () => 1);
-  assert.equal(await flush(), true);
-  await r.waitForSpans(1);
-  r.stopReading();
+  const r = await stalledReceiver({ maxBufferRecords: 100_000, maxBufferBytes: 64 * 1024 * 1024 });
   const big = 'z'.repeat(32 * 1024);
   for (let i = 0; i < 400; i++) span(`big${i}`, { input: big }, () => i); // ~13 MB: more than the socket buffers hold
   assert.equal(await flush(300), false, 'timed out: the daemon is not reading');
