@@ -22,7 +22,9 @@ import type { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
 import type { Resource as OtelResource } from '@opentelemetry/resources';
 import type { Attributes, SpanEvent, SpanStatus } from '@dspy-o11y/proto';
 import type { Resource } from '../model.js';
-import { encodeTracesProtobuf } from './otlp-protobuf.js';
+import { encodeTracesProtobuf, nsToHrTime } from './otlp-protobuf.js';
+
+export { nsToHrTime };
 
 /** The SDK span shape the serializers consume (derived, so no dependency on sdk-trace itself). */
 type ReadableSpan = Parameters<typeof ProtobufTraceSerializer.serializeRequest>[0][number];
@@ -83,20 +85,6 @@ const NO_LINKS: ReadableSpan['links'] = [];
 const STATUS_UNSET: OtelSpanStatus = Object.freeze({ code: STATUS_CODE_UNSET });
 const STATUS_OK: OtelSpanStatus = Object.freeze({ code: STATUS_CODE_OK });
 const STATUS_ERROR: OtelSpanStatus = Object.freeze({ code: STATUS_CODE_ERROR });
-const UNIX_NANO = /^[0-9]{1,20}$/;
-
-/**
- * Unix-ns decimal string → exact HrTime [seconds, nanoseconds]. Splitting the decimal string is
- * exact (like BigInt division, without allocating a bigint per timestamp on the hot path).
- * Anything that is not a decimal string (the daemon validates times at ingest) becomes [0, 0].
- */
-export function nsToHrTime(ns: string): HrTime {
-  if (!UNIX_NANO.test(ns)) return [0, 0];
-  const len = ns.length;
-  if (len <= 9) return [0, Number(ns)];
-  return [Number(ns.slice(0, len - 9)), Number(ns.slice(len - 9))];
-}
-
 function hrDiff(end: HrTime, start: HrTime): HrTime {
   let s = end[0] - start[0];
   let n = end[1] - start[1];

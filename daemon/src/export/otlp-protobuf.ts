@@ -42,6 +42,18 @@ const utf8Write = (b: Buffer, s: string, at: number): number => writeUtf8(b, s, 
 /** A hex digit's value (0 for anything that is not one), as otlp-transformer's hexToBinary for valid ids. */
 const nibble = (c: number) => (c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : c >= 65 && c <= 70 ? c - 55 : 0);
 
+/**
+ * Unix-ns decimal string → exact [seconds, nanoseconds] (OpenTelemetry's HrTime). Splitting the
+ * decimal string is exact (like BigInt division, without allocating a bigint per timestamp).
+ * Anything that is not a decimal string (the daemon validates times at ingest) becomes [0, 0].
+ */
+export function nsToHrTime(ns: string): [number, number] {
+  if (!UNIX_NANO.test(ns)) return [0, 0];
+  const len = ns.length;
+  if (len <= 9) return [0, Number(ns)];
+  return [Number(ns.slice(0, len - 9)), Number(ns.slice(len - 9))];
+}
+
 const varintSize = (v: number) => (v < 0x80 ? 1 : v < 0x4000 ? 2 : v < 0x200000 ? 3 : v < 0x10000000 ? 4 : 5);
 const utf8Length = (s: string) => (s.length <= SHORT_STRING ? -1 : Buffer.byteLength(s, 'utf8'));
 
@@ -181,16 +193,7 @@ class Writer {
 
   /** Unix-ns decimal string → fixed64, exactly (split at 10^9, no bigint); malformed → 0. */
   unixNano(ns: string): void {
-    let seconds = 0;
-    let nanos = 0;
-    if (UNIX_NANO.test(ns)) {
-      const len = ns.length;
-      if (len <= 9) nanos = Number(ns);
-      else {
-        seconds = Number(ns.slice(0, len - 9));
-        nanos = Number(ns.slice(len - 9));
-      }
-    }
+    const [seconds, nanos] = nsToHrTime(ns);
     // seconds * 10^9 + nanos as two 32-bit halves without losing bits above 2^53.
     const lower = (seconds & 0xffff) * 1_000_000_000;
     const upper = ((seconds / 0x10000) >>> 0) * 1_000_000_000;
