@@ -39,7 +39,7 @@ export const writeUtf8: (buf: Buffer, s: string, offset: number, length: number)
 
 /** Sets (or with undefined, lifts) the memory ceiling of the queued lines' store (one per process). */
 export function setQueueMemoryCeiling(ceiling: MemoryCeiling | undefined): void {
-  store.ceiling = ceiling;
+  store.setCeiling(ceiling);
 }
 
 export class QueuedSpan {

@@ -56,6 +56,21 @@ test('over the memory ceiling the queue recycles its oldest slab instead of grow
   }
 });
 
+test('far from the memory ceiling the RSS is read once per 16 new slabs, not per slab', () => {
+  const q = new SpanQueue({ maxSpans: 1e6, maxBytes: 1e9 }, () => {});
+  let rssChecks = 0;
+  setQueueMemoryCeiling({ maxRssBytes: 1e12, reclaim: () => q.dropOldestOne(), rss: () => (rssChecks++, 100 * SLAB_BYTES) });
+  try {
+    const perSlab = Math.floor(SLAB_BYTES / 1000);
+    for (let i = 0; i < 64 * perSlab; i++) q.push(span(i, 1000));
+    assert.ok(rssChecks >= 3 && rssChecks <= 6, `64+ new slabs, ${rssChecks} RSS reads`);
+    assert.equal(q.spans, 64 * perSlab, 'nothing dropped');
+  } finally {
+    setQueueMemoryCeiling(undefined);
+    q.drain().forEach((s) => s.release());
+  }
+});
+
 test('queue honours the byte bound, and a span larger than the bound is dropped alone', () => {
   let dropped = 0;
   const q = new SpanQueue({ maxSpans: 1e6, maxBytes: 4000 }, (n) => (dropped += n));
