@@ -232,6 +232,8 @@ describe('worker-thread preparation', () => {
       const batches = [
         [...spans(5), queuedSpan(withEvents, other), ...spans(3, other)],
         [...spans(4), queuedSpan(record({ attributes: { 'langfuse.observation.type': 'span' } }), resource)],
+        // Non-ASCII lines (the worker decodes all-ASCII batches as latin1, the rest as UTF-8).
+        [...spans(2), queuedSpan(record({ name: 'café ☕ 😀', attributes: { 'dspy.input': 'Grüße, 日本語' } }), resource)],
       ];
       for (const batch of batches) {
         const [a, b] = await Promise.all([local.prepare(batch), worker.prepare(batch)]);

@@ -8,6 +8,7 @@
  * of the batch ~2 µs, Langfuse mapping ~1.5 µs, otlp-transformer protobuf encoding ~7.5 µs, gzip
  * level 1 ~1.1 µs; the main thread's share per span is JSON.parse ~2 µs and zod ~4 µs.
  */
+import { isAscii } from 'node:buffer';
 import { Worker } from 'node:worker_threads';
 import { promisify } from 'node:util';
 import { gzip as gzipCallback, gzipSync } from 'node:zlib';
@@ -150,7 +151,10 @@ export function prepareInWorker(
   for (const [id, attributes] of m.defs) resources.set(id, { attributes });
   try {
     // Lines never contain a raw newline (NDJSON framing; JSON.stringify escapes them).
-    const text = Buffer.from(m.lines.buffer, m.lines.byteOffset, m.lines.byteLength).toString('utf8');
+    const bytes = Buffer.from(m.lines.buffer, m.lines.byteOffset, m.lines.byteLength);
+    // All-ASCII batches (the usual case) decode as latin1, a plain copy: ~0.08 µs per span instead
+    // of ~0.65 for the UTF-8 decoder; the check itself is a SIMD scan (~0.01 µs per span).
+    const text = bytes.toString(isAscii(bytes) ? 'latin1' : 'utf8');
     let start = 0;
     let body = encoder.encodeEach(m.resourceIds.length, (i) => {
       let end = text.indexOf('\n', start);
