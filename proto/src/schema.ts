@@ -8,19 +8,22 @@ import { OBSERVATION_TYPES } from './vocabulary.js';
 export const PROTOCOL_VERSION = 1;
 export const MAX_ATTRIBUTE_KEY_LENGTH = 256;
 
-const ALL_ZEROS = /^0+$/; // hoisted: a regex literal in the arrow would be a new RegExp per id
-const hexId = (length: number) =>
-  z
+const hexId = (length: number) => {
+  // After the format check an all-zero id is exactly this string: one comparison, not a regex.
+  const zeros = '0'.repeat(length);
+  return z
     .string()
     .regex(new RegExp(`^[0-9a-f]{${length}}$`), `must be ${length} lowercase hex characters`)
-    .refine((id) => !ALL_ZEROS.test(id), 'must not be all zeros');
+    .refine((id) => id !== zeros, 'must not be all zeros');
+};
 
 export const TraceId = hexId(32);
 export const SpanId = hexId(16);
 
 /** Unix-epoch nanoseconds as a decimal string: JSON numbers cannot hold them exactly. */
 const UNIX_NANO = /^[1-9][0-9]{0,18}$/;
-const isNano = (v: unknown): v is string => typeof v === 'string' && UNIX_NANO.test(v);
+/** Enough for the span's time-order refinement: a malformed time has already failed its own field check (the first issue, which names the reason). */
+const isText = (v: unknown): v is string => typeof v === 'string';
 /**
  * a < b for two well-formed unix-nano strings: without leading zeros, the shorter is the
  * smaller, and equal lengths compare as text (as BigInt would, without allocating two per span).
@@ -129,8 +132,9 @@ export const SpanRecord = z
     attributes: Attributes.optional(),
     events: z.array(SpanEvent).optional(),
   })
-  // zod runs refinements even after a field failed, so only compare well-formed times.
-  .refine((s) => !isNano(s.startTimeUnixNano) || !isNano(s.endTimeUnixNano) || !nanoBefore(s.endTimeUnixNano, s.startTimeUnixNano), {
+  // zod runs refinements even after a field failed: compare only strings (a malformed one already
+  // failed its field check, whose issue comes first and names the reason).
+  .refine((s) => !isText(s.startTimeUnixNano) || !isText(s.endTimeUnixNano) || !nanoBefore(s.endTimeUnixNano, s.startTimeUnixNano), {
     message: 'must not be before startTimeUnixNano',
     path: ['endTimeUnixNano'],
   });

@@ -63,6 +63,22 @@ test('end time must not be before start time, compared exactly on decimal string
   }
 });
 
+test('a malformed time is reported as itself, not as the time order', () => {
+  const span = (start: unknown, end: unknown) => ({
+    v: 1, type: 'span', traceId: '4bf92f3577b34da6a3ce929d0e0e4736', spanId: '00f067aa0ba902b7', name: 'x', startTimeUnixNano: start, endTimeUnixNano: end,
+  });
+  for (const start of ['abc', '0123', '', '12345678901234567890', 5]) {
+    const r = validateRecord(span(start, '1732700000000000000'));
+    assert.equal(r.ok, false);
+    if (!r.ok) assert.equal(r.reason, 'invalid_start_time_unix_nano', `start ${JSON.stringify(start)}`);
+  }
+  for (const end of ['abc', '0', '-1', 1732700000000000000]) {
+    const r = validateRecord(span('1732700000000000000', end));
+    assert.equal(r.ok, false);
+    if (!r.ok) assert.equal(r.reason, 'invalid_end_time_unix_nano', `end ${JSON.stringify(end)}`);
+  }
+});
+
 test('every record schema compiles (else validateRecord silently runs the slow parser)', () => {
   for (const schema of [HelloRecord, SpanRecord, EventRecord, StatsRecord, ScoreRecord]) {
     assert.doesNotThrow(() => z.compile(schema, { strict: true }));
