@@ -73,7 +73,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
   if (config.spoolDir) {
     const files = await replaySpool(config.spoolDir, (content) => {
       const session = sink.session('spool');
-      const splitter = new LineSplitter(config.maxRecordBytes, (buf, s, e) => sink.acceptLine(session, buf, s, e), () => sink.rejectTooLarge(session, config.maxRecordBytes));
+      const splitter = new LineSplitter(config.maxRecordBytes, (buf, s, e, ascii) => sink.acceptLine(session, buf, s, e, ascii), () => sink.rejectTooLarge(session, config.maxRecordBytes));
       splitter.push(content);
       splitter.end();
     });

@@ -143,6 +143,20 @@ test('line splitter frames lines across chunks and skips over-long lines without
   assert.equal(tooLong, 2);
 });
 
+test('line splitter flags ASCII lines (decoded as latin1) and never a line with other bytes', () => {
+  const seen: [string, boolean][] = [];
+  const s = new LineSplitter(100, (b, st, e, ascii) => seen.push([b.toString('utf8', st, e), ascii]), () => {});
+  s.push(Buffer.from('plain\ncafé\n'));
+  s.push(Buffer.from('ok\nsplit '));
+  s.push(Buffer.from([0xe2, 0x98]));
+  s.push(Buffer.from([0x95, 0x0a]));
+  s.push(Buffer.from('tail'));
+  s.end();
+  // A chunk with any non-ASCII byte flags all its lines false (a safe UTF-8 decode); lines joined
+  // from parts are checked themselves.
+  assert.deepEqual(seen, [['plain', false], ['café', false], ['ok', true], ['split ☕', false], ['tail', true]]);
+});
+
 test('backoff: full jitter under an exponential ceiling, Retry-After as a floor', () => {
   const policy = { initialMs: 100, maxMs: 1000, maxRetryAfterMs: 5000 };
   assert.equal(backoffDelay(0, undefined, policy, () => 0.999), 99);

@@ -50,7 +50,7 @@ export function registerIngestRoutes(app: FastifyInstance, sink: RecordSink, max
     } else {
       const splitter = new LineSplitter(
         maxRecordBytes,
-        (buf, start, end) => count(sink.acceptLine(session, buf, start, end)),
+        (buf, start, end, ascii) => count(sink.acceptLine(session, buf, start, end, ascii)),
         () => count(sink.rejectTooLarge(session, maxRecordBytes)),
       );
       splitter.push(body);

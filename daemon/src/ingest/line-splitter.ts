@@ -1,3 +1,5 @@
+import { isAscii } from 'node:buffer';
+
 /**
  * NDJSON framing on raw bytes. A line longer than `maxLineBytes` is reported once and skipped up
  * to its newline without ever being buffered whole, so one huge or endless line costs neither
@@ -11,13 +13,18 @@ export class LineSplitter {
 
   constructor(
     private readonly maxLineBytes: number,
-    /** Called with each complete line's bytes (without `\n` / `\r\n`); empty lines are skipped. */
-    private readonly onLine: (buf: Buffer, start: number, end: number) => void,
+    /**
+     * Called with each complete line's bytes (without `\n` / `\r\n`); empty lines are skipped.
+     * `ascii`: the bytes are known to be ASCII (the consumer may decode them as latin1, a copy).
+     */
+    private readonly onLine: (buf: Buffer, start: number, end: number, ascii: boolean) => void,
     private readonly onTooLong: () => void,
   ) {}
 
   push(chunk: Buffer): void {
     let pos = 0;
+    // One SIMD scan per chunk (~0.01 µs per line) lets every line of an ASCII chunk skip UTF-8 decoding.
+    const ascii = isAscii(chunk);
     for (;;) {
       const nl = chunk.indexOf(10, pos);
       if (nl === -1) {
@@ -32,9 +39,9 @@ export class LineSplitter {
       } else if (this.partialBytes > 0) {
         const line = Buffer.concat([...this.partial, chunk.subarray(pos, nl)]);
         this.resetPartial();
-        this.emit(line, 0, line.length);
+        this.emit(line, 0, line.length, isAscii(line));
       } else {
-        this.emit(chunk, pos, nl);
+        this.emit(chunk, pos, nl, ascii);
       }
       pos = nl + 1;
     }
@@ -49,7 +56,7 @@ export class LineSplitter {
     if (this.partialBytes > 0) {
       const line = Buffer.concat(this.partial);
       this.resetPartial();
-      this.emit(line, 0, line.length);
+      this.emit(line, 0, line.length, isAscii(line));
     }
   }
 
@@ -67,9 +74,9 @@ export class LineSplitter {
     this.partialBytes += rest.length;
   }
 
-  private emit(buf: Buffer, start: number, end: number): void {
+  private emit(buf: Buffer, start: number, end: number, ascii: boolean): void {
     if (end > start && buf[end - 1] === 13) end--; // tolerate CRLF
-    if (end > start) this.onLine(buf, start, end);
+    if (end > start) this.onLine(buf, start, end, ascii);
   }
 
   private resetPartial(): void {

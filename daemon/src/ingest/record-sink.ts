@@ -41,9 +41,10 @@ export class RecordSink {
     return { transport, resource };
   }
 
-  /** One NDJSON line (bytes without the newline). Returns the rejection, if any. */
-  acceptLine(session: IngestSession, buf: Buffer, start: number, end: number): Rejection | undefined {
-    const line = buf.toString('utf8', start, end);
+  /** One NDJSON line (bytes without the newline; `ascii` when known to be ASCII). Returns the rejection, if any. */
+  acceptLine(session: IngestSession, buf: Buffer, start: number, end: number, ascii = false): Rejection | undefined {
+    // For ASCII bytes latin1 gives the same string as UTF-8, by copying instead of decoding.
+    const line = buf.toString(ascii ? 'latin1' : 'utf8', start, end);
     // A valid span is queued as its wire line itself (model.ts), not re-serialized.
     return this.accept(session, parseLine(line), end - start, line);
   }

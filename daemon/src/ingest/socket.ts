@@ -46,7 +46,7 @@ export async function listenSocket(path: string, sink: RecordSink, log: Logger, 
     const session = sink.session('uds');
     const splitter = new LineSplitter(
       maxRecordBytes,
-      (buf, start, end) => sink.acceptLine(session, buf, start, end),
+      (buf, start, end, ascii) => sink.acceptLine(session, buf, start, end, ascii),
       () => sink.rejectTooLarge(session, maxRecordBytes),
     );
     socket.on('data', (chunk: Buffer) => splitter.push(chunk));
