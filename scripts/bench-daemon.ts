@@ -77,11 +77,12 @@ async function startDaemon(dir: string, backendUrl: string, extra: string[] = []
   return { d, socket };
 }
 
-async function daemonRate(dir: string, file: string, n: number): Promise<number> {
+async function daemonRate(dir: string, file: string, n: number, fileBytes: number): Promise<number> {
   const backend = await startCountingBackend();
-  // A span bound the run cannot reach: ingest outpaces export here, and a drop (the default bound
-  // is 200,000 spans) would leave the backend waiting for spans that never come.
-  const { d, socket } = await startDaemon(dir, backend.url, ['--queue-max-spans', String(2 * n)]);
+  // Bounds the run cannot reach: ingest outpaces export here, so the whole file may sit in the
+  // queue, and a drop (default bounds: 200,000 spans, 256 MiB, RSS 256 MiB + 85 MB) would leave the
+  // backend waiting for spans that never come. Memory under a flood is the second figure's job.
+  const { d, socket } = await startDaemon(dir, backend.url, ['--queue-max-spans', String(2 * n), '--queue-max-bytes', String(2 * fileBytes + 64 * 1024 * 1024), '--memory-limit', '0']);
   const b = await blast(socket, file);
   const t0 = b.go();
   const t1 = await backend.waitFor(n, 300_000);
@@ -139,7 +140,7 @@ async function main() {
     const daemons: number[] = [];
     for (let r = 0; r < ROUNDS; r++) {
       floors.push(await floorRate(dir, file, SPANS));
-      daemons.push(await daemonRate(dir, file, SPANS));
+      daemons.push(await daemonRate(dir, file, SPANS, bytes));
       console.log(`round ${r + 1}: floor ${Math.round(floors[r]!)} lines/s, daemon end-to-end ${Math.round(daemons[r]!)} spans/s (${((100 * daemons[r]!) / floors[r]!).toFixed(0)} %)`);
     }
     const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
