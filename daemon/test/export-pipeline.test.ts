@@ -48,6 +48,12 @@ describe('queued spans and their slabs', () => {
     assert.equal(spanOf(q).name, 'café ☕ 😀');
     assert.equal(q.length, Buffer.byteLength(line));
     assert.equal(QueuedSpan.fromLine(line, resource).line, line);
+    // An ASCII line (as the splitter flags it) is copied as latin1: the same bytes as UTF-8.
+    const ascii = JSON.stringify(record({ name: 'plain ascii' }));
+    const a = QueuedSpan.fromLine(ascii, resource, true);
+    assert.equal(a.line, ascii);
+    assert.equal(a.length, Buffer.byteLength(ascii));
+    assert.equal(a.bytes, QueuedSpan.fromLine(ascii, resource).bytes);
   });
 
   test('a wire line with invalid UTF-8 is queued as decoded (U+FFFD), not cut to its wire length', () => {

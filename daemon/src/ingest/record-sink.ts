@@ -46,7 +46,7 @@ export class RecordSink {
     // For ASCII bytes latin1 gives the same string as UTF-8, by copying instead of decoding.
     const line = buf.toString(ascii ? 'latin1' : 'utf8', start, end);
     // A valid span is queued as its wire line itself (model.ts), not re-serialized.
-    return this.accept(session, parseLine(line), end - start, line);
+    return this.accept(session, parseLine(line), end - start, line, ascii);
   }
 
   /** One already-parsed value (JSON bodies), with its share of the body's bytes. */
@@ -66,7 +66,7 @@ export class RecordSink {
     this.enqueue(span, session.resource);
   }
 
-  private accept(session: IngestSession, result: ValidationResult, bytes: number, line?: string): Rejection | undefined {
+  private accept(session: IngestSession, result: ValidationResult, bytes: number, line?: string, ascii = false): Rejection | undefined {
     if (!result.ok) {
       this.stats.recordsInvalid.add([session.transport, result.reason]);
       this.log.debug({ transport: session.transport, reason: result.reason, error: result.message }, 'invalid record dropped');
@@ -80,7 +80,7 @@ export class RecordSink {
         session.resource = { attributes: record.resource ?? {}, sdk: record.sdk };
         break;
       case 'span':
-        this.enqueue(record, session.resource, line);
+        this.enqueue(record, session.resource, line, ascii);
         break;
       case 'event':
         this.enqueue(eventAsSpan(record), session.resource);
@@ -96,14 +96,14 @@ export class RecordSink {
     return undefined;
   }
 
-  /** `line`: the span's wire line when it has one, else the record is serialized. */
-  private enqueue(span: SpanRecord, resource: Resource, line?: string): void {
+  /** `line`: the span's wire line when it has one (`ascii` when known to be), else the record is serialized. */
+  private enqueue(span: SpanRecord, resource: Resource, line?: string, ascii = false): void {
     this.stats.spansReceived++;
     if (this.options.sampleRatio < 1 && !keepTrace(span.traceId, this.options.sampleRatio)) {
       this.stats.drop('sampled', 1);
       return;
     }
-    this.queue.push(line === undefined ? queuedSpan(span, resource) : QueuedSpan.fromLine(line, resource));
+    this.queue.push(line === undefined ? queuedSpan(span, resource) : QueuedSpan.fromLine(line, resource, ascii));
   }
 
   private tail(record: WireRecord): void {
