@@ -167,8 +167,9 @@ function pipeline(exporter: SpanExporter, batchSpans: number) {
   return { stats, queue, loop, push, invariant };
 }
 
+// Up to 10 s: the suite's files run in parallel on 2 cores, and this once failed at 2.5 s under load.
 const until = async (cond: () => boolean, what: string) => {
-  for (let i = 0; i < 500 && !cond(); i++) await new Promise((r) => setTimeout(r, 5));
+  for (let i = 0; i < 2000 && !cond(); i++) await new Promise((r) => setTimeout(r, 5));
   assert.ok(cond(), what);
 };
 
