@@ -3,7 +3,7 @@
  *
  * Why not otlp-transformer's `ProtobufTraceSerializer` here: it is the daemon's reference (the
  * tests compare our bytes with its bytes, span shape by span shape) and it still encodes OTLP/JSON,
- * but on the hot path it cost ~7 µs per benchmark span (this writer ~3.8; scripts/bench-stages.ts):
+ * but on the hot path it cost ~7 µs per benchmark span (this writer ~2.7; scripts/bench-stages.ts):
  * it serializes every batch twice (a size-estimating pass, then the real one), copies strings into
  * the buffer one character at a time and allocates per id. This writer makes one pass into a
  * growing Buffer, copies short ASCII strings in JS and the rest with Buffer's UTF-8 writer, and

@@ -5,8 +5,8 @@
  * keeps ingesting; `LocalPreparer` runs the same steps on the calling thread (tests, library use).
  *
  * Per span of the daemon benchmark (scripts/bench-stages.ts, CPU time, quiet machine): JSON.parse
- * of the batch ~2 µs, Langfuse mapping ~1.5 µs, otlp-transformer protobuf encoding ~7.5 µs, gzip
- * level 1 ~1.1 µs; the main thread's share per span is JSON.parse ~2 µs and zod ~4 µs.
+ * of the batch ~2.6 µs, Langfuse mapping ~2 µs, protobuf encoding ~2.7 µs (otlp-protobuf.ts), gzip
+ * level 1 ~1 µs; the main thread's share per span is JSON.parse ~2–3 µs and validation ~0.5 µs.
  */
 import { isAscii } from 'node:buffer';
 import { Worker } from 'node:worker_threads';
