@@ -6,23 +6,9 @@
  * Rules: `send()` never blocks, never awaits and never throws; no timer, socket or immediate
  * keeps the process alive, except the timer of an explicit `flush()` the app is awaiting.
  */
-import { Ring } from './ring.js';
+import type { RecordBuffer } from './ring.js';
 
-/**
- * `s` as one flat string. A record built with `+` is a rope, a tree of its pieces, that V8 copies
- * into one piece only when it is read as a whole (the socket write). Done here, while the pieces
- * are still in the CPU cache, it is cheap; done later, on a record that waited in the buffer
- * among all that was allocated since, it costs several times more, and every piece of a waiting
- * record is one more object for the GC to trace and copy: with the daemon lagging and the buffer
- * full, flattening here halved the app's CPU per span (19 → 10 µs) and cut its peak RSS by a fifth.
- * Reading a character of a rope makes V8 flatten it; comparing it keeps the read from being
- * optimized away.
- */
-function flat(s: string): string {
-  return s.charCodeAt(0) === -1 ? '' : s;
-}
-
-/** Records waiting beyond which new ones are flattened even with no write in progress. */
+/** Records waiting beyond which a new one is taken to wait even with no write in progress. */
 const BACKLOG = 1024;
 
 export interface TransportOptions {
@@ -64,8 +50,7 @@ interface Waiter {
   timer: NodeJS.Timeout;
 }
 
-export abstract class Transport {
-  protected readonly ring: Ring;
+export abstract class Transport<B extends RecordBuffer = RecordBuffer> {
   /** Drops not yet reported to the daemon in a `stats` record, by reason. */
   private unreported = new Map<string, number>();
   /** Records in the write/request in progress (0: none). */
@@ -98,8 +83,11 @@ export abstract class Transport {
     }
   };
 
-  constructor(protected readonly opts: TransportOptions) {
-    this.ring = new Ring(opts.maxBufferRecords, opts.maxBufferBytes);
+  constructor(
+    protected readonly opts: TransportOptions,
+    /** Where records wait, bounded by `maxBufferRecords` and `maxBufferBytes`. */
+    protected readonly ring: B,
+  ) {
     process.on('beforeExit', this.onBeforeExit);
     process.on('exit', this.onExit);
   }
@@ -111,9 +99,8 @@ export abstract class Transport {
       this.drop('shutdown', 1);
       return;
     }
-    // A record that will wait (a write in progress, no connection, a backlog) is flattened now;
-    // one that goes out on the next turn is left to the write, which flattens the whole batch anyway.
-    const dropped = this.ring.push(this.inFlight > 0 || this.ring.size >= BACKLOG || !this.connected ? flat(line) : line);
+    // Whether it will wait (a write in progress, no connection, a backlog): the buffer may store it differently.
+    const dropped = this.ring.push(line, this.inFlight > 0 || this.ring.size >= BACKLOG || !this.connected);
     if (dropped) this.drop('buffer_full', dropped);
     this.kick();
   }

@@ -11,11 +11,12 @@ import https from 'node:https';
 import type { Socket } from 'node:net';
 import { debug } from '../config.js';
 import { Transport, counters, type TransportOptions } from './base.js';
+import { Ring } from './ring.js';
 
 const MIN_BATCH = 16 * 1024;
 const MAX_ANSWER = 64 * 1024;
 
-export class HttpTransport extends Transport {
+export class HttpTransport extends Transport<Ring> {
   private readonly agent: http.Agent;
   private readonly mod: typeof http | typeof https;
   private readonly target: { hostname: string; port: string; path: string };
@@ -27,7 +28,7 @@ export class HttpTransport extends Transport {
   private ok = false;
 
   constructor(url: URL, opts: TransportOptions) {
-    super(opts);
+    super(opts, new Ring(opts.maxBufferRecords, opts.maxBufferBytes));
     this.mod = url.protocol === 'https:' ? https : http;
     this.agent = new this.mod.Agent({ keepAlive: true, maxSockets: 1 });
     const base = url.pathname.replace(/\/+$/, '');

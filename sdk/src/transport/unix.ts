@@ -2,20 +2,22 @@
  * `unix:///path`: one persistent, unref'd socket to the daemon. Records of one event-loop turn
  * are coalesced into ONE write on the next turn (setImmediate); at most one write is in flight,
  * so while the daemon is slow the records wait in the bounded ring (dropping the oldest) rather
- * than in an unbounded socket buffer. Every connection starts with `hello`; drops not yet
+ * than in an unbounded socket buffer. The ring keeps them as UTF-8 bytes outside the V8 heap
+ * (byte-ring.ts), and a write is one Buffer. Every connection starts with `hello`; drops not yet
  * reported go out as `stats` records in front of the next batch.
  */
 import net from 'node:net';
 import { Transport, counters, type TransportOptions } from './base.js';
+import { ByteRing } from './byte-ring.js';
 
 const WRITE_WATCH_MS = 250;
 /**
  * Backlog a write takes on top of what arrived since the previous write finished. While a write
  * waits for the daemon, records pile up; writing them all at once when it finishes made one turn
- * of the event loop flatten, encode and copy up to a MiB (1-2 ms). Instead each write carries the
+ * of the event loop copy up to a MiB (1-2 ms with strings). Instead each write carries the
  * app's recent output plus this much of the backlog, which drains over the next turns.
  */
-const CATCH_UP_CHARS = 128 * 1024;
+const CATCH_UP_BYTES = 128 * 1024;
 const WRITE_WRAPS = new Set(['SimpleWriteWrap', 'WriteWrap', 'ShutdownWrap']);
 
 const isStdio = (h: unknown): boolean => {
@@ -49,7 +51,7 @@ function onlyWritesKeepProcessAlive(): boolean {
 
 type State = 'idle' | 'connecting' | 'connected';
 
-export class UnixTransport extends Transport {
+export class UnixTransport extends Transport<ByteRing> {
   private socket: net.Socket | undefined;
   private state: State = 'idle';
   private needHello = false;
@@ -67,7 +69,7 @@ export class UnixTransport extends Transport {
     private readonly path: string,
     opts: TransportOptions,
   ) {
-    super(opts);
+    super(opts, new ByteRing(opts.maxBufferRecords, opts.maxBufferBytes));
     this.maxBatch = opts.maxBatchBytes ?? 1024 * 1024;
     this.writeTimeoutMs = opts.writeTimeoutMs ?? 10_000;
   }
@@ -147,15 +149,14 @@ export class UnixTransport extends Transport {
     if (hello) prefix = this.opts.hello;
     const stats = this.takeStats();
     prefix += stats.text;
-    const before = this.ring.size;
     const fresh = this.ring.pushed - this.pushedAtWrite;
     this.pushedAtWrite = this.ring.pushed;
-    const lines = before > 0 ? this.ring.take(Math.min(this.maxBatch, fresh + CATCH_UP_CHARS)) : '';
-    const n = before - this.ring.size;
-    if (!prefix && n === 0) {
+    if (!prefix && this.ring.size === 0) {
       this.settle();
       return;
     }
+    // One Buffer of its own per write: the hello/stats prefix, then the oldest records.
+    const { data, records: n } = this.ring.take(Math.min(this.maxBatch, fresh + CATCH_UP_BYTES), prefix);
     const id = ++this.writeId;
     this.inFlightId = id;
     this.inFlight = n;
@@ -163,7 +164,7 @@ export class UnixTransport extends Transport {
     this.inFlightStats = stats.snapshot;
     this.needHello = false;
     try {
-      socket.write(prefix + lines, (err) => this.onWritten(id, err ?? undefined));
+      socket.write(data, (err) => this.onWritten(id, err ?? undefined));
     } catch {
       this.abortInFlight('connection_lost');
       socket.destroy();

@@ -1,0 +1,199 @@
+/**
+ * The Unix transport's record buffer: bounded by records and by bytes, dropping the OLDEST when
+ * full (as {@link Ring}), but the records wait as UTF-8 bytes in a few large Buffers outside the
+ * V8 heap instead of as strings.
+ *
+ * Why: while the daemon reads slower than the app writes, records wait. As strings they survive
+ * every young-generation GC and are copied by each one: measured with the SDK benchmark's app
+ * (`node --trace-gc`), scavenges took 3-23 ms each and ~250 ms per 100,000 spans with a daemon on
+ * the same 2 cores, against ~1 ms each and ~55 ms when the reader kept up. Those pauses were the
+ * app's event-loop p99. As bytes here, a record's string dies young and nothing per record is left
+ * for the GC (offsets and lengths live in typed arrays).
+ *
+ * Records are appended to the newest chunk (a record never spans two); a chunk whose records have
+ * all been taken or dropped is reused. `take` copies the oldest records out into one Buffer, so a
+ * chunk is never read by a write in progress while it is being reused.
+ */
+import type { RecordBuffer } from './ring.js';
+
+/** Chunk size; a record longer than a quarter of it gets a chunk of its own (not reused). */
+const CHUNK_BYTES = 256 * 1024;
+const OWN_CHUNK_ABOVE = CHUNK_BYTES / 4;
+/** Empty chunks kept for reuse (1 MiB). */
+const MAX_FREE_CHUNKS = 4;
+
+interface Chunk {
+  readonly buf: Buffer;
+  /** Write position. */
+  used: number;
+  /** Records in it still queued. */
+  live: number;
+}
+
+type Utf8Writer = Buffer & { utf8Write?(s: string, offset: number, length: number): number };
+// Buffer's own UTF-8 writer, which `write()` calls after normalising its arguments.
+const writeUtf8: (buf: Buffer, s: string, offset: number, length: number) => number =
+  typeof (Buffer.prototype as Utf8Writer).utf8Write === 'function'
+    ? (buf, s, offset, length) => (buf as Required<Utf8Writer>).utf8Write(s, offset, length)
+    : (buf, s, offset, length) => buf.write(s, offset, length, 'utf8');
+
+export class ByteRing implements RecordBuffer {
+  // The records, oldest first, in three parallel rings: chunk, offset and length.
+  private chunkOf: (Chunk | undefined)[];
+  private offsets: Int32Array;
+  private lengths: Int32Array;
+  private head = 0;
+  private count = 0;
+  private current: Chunk | undefined;
+  private readonly free: Chunk[] = [];
+  /** Bytes queued (what `maxBytes` bounds). */
+  chars = 0;
+  /** Bytes ever pushed (a running total: the difference of two readings is what arrived between them). */
+  pushed = 0;
+
+  constructor(
+    readonly maxRecords: number,
+    readonly maxBytes: number,
+  ) {
+    const slots = Math.min(maxRecords, 1024);
+    this.chunkOf = new Array<Chunk | undefined>(slots);
+    this.offsets = new Int32Array(slots);
+    this.lengths = new Int32Array(slots);
+  }
+
+  get size(): number {
+    return this.count;
+  }
+
+  /**
+   * Appends `line`, UTF-8 encoded now (whether it will wait or go out on the next turn: a copy
+   * out of a chunk costs less than encoding a string at write time); returns how many old records
+   * were dropped to make room.
+   */
+  push(line: string): number {
+    // At most 3 bytes per UTF-16 unit: with that much room the line is written without measuring it first.
+    let bytes = line.length * 3 <= CHUNK_BYTES - (this.current?.used ?? CHUNK_BYTES) ? -1 : Buffer.byteLength(line, 'utf8');
+    let dropped = 0;
+    if (this.count === this.chunkOf.length) {
+      if (this.count >= this.maxRecords) {
+        this.dropOldest();
+        dropped++;
+      } else this.grow();
+    }
+    let chunk: Chunk;
+    let offset: number;
+    if (bytes < 0) {
+      chunk = this.current!;
+      offset = chunk.used;
+      bytes = writeUtf8(chunk.buf, line, offset, chunk.buf.length - offset);
+    } else {
+      chunk = this.room(bytes);
+      offset = chunk.used;
+      writeUtf8(chunk.buf, line, offset, bytes);
+    }
+    chunk.used += bytes;
+    chunk.live++;
+    const slot = (this.head + this.count) % this.chunkOf.length;
+    this.chunkOf[slot] = chunk;
+    this.offsets[slot] = offset;
+    this.lengths[slot] = bytes;
+    this.count++;
+    this.chars += bytes;
+    this.pushed += bytes;
+    while (this.chars > this.maxBytes && this.count > 1) {
+      this.dropOldest();
+      dropped++;
+    }
+    return dropped;
+  }
+
+  /**
+   * Removes records from the front up to `maxBytes` bytes (at least one record) and returns them
+   * as one Buffer of their own, after `prefix` (UTF-8), with how many records it holds.
+   */
+  take(maxBytes: number, prefix = ''): { data: Buffer; records: number } {
+    let n = 0;
+    let bytes = 0;
+    const len = this.chunkOf.length;
+    while (n < this.count) {
+      const b = this.lengths[(this.head + n) % len];
+      if (n > 0 && bytes + b > maxBytes) break;
+      bytes += b;
+      n++;
+    }
+    const prefixBytes = prefix ? Buffer.byteLength(prefix, 'utf8') : 0;
+    const data = Buffer.allocUnsafe(prefixBytes + bytes);
+    let pos = prefixBytes ? writeUtf8(data, prefix, 0, prefixBytes) : 0;
+    for (let i = 0; i < n; i++) {
+      const slot = this.head;
+      const chunk = this.chunkOf[slot]!;
+      const start = this.offsets[slot];
+      // Records that follow each other in one chunk are copied as one run.
+      let end = start + this.lengths[slot];
+      this.release(slot);
+      while (i + 1 < n && this.chunkOf[this.head] === chunk && this.offsets[this.head] === end) {
+        end += this.lengths[this.head];
+        this.release(this.head);
+        i++;
+      }
+      pos += chunk.buf.copy(data, pos, start, end);
+    }
+    return { data, records: n };
+  }
+
+  clear(): number {
+    const n = this.count;
+    while (this.count > 0) this.dropOldest();
+    return n;
+  }
+
+  private dropOldest(): void {
+    this.release(this.head);
+  }
+
+  /** The front record leaves the ring (taken or dropped); its chunk is reused once empty. */
+  private release(slot: number): void {
+    const chunk = this.chunkOf[slot]!;
+    this.chunkOf[slot] = undefined;
+    this.chars -= this.lengths[slot];
+    this.head = (this.head + 1) % this.chunkOf.length;
+    this.count--;
+    if (--chunk.live === 0) {
+      if (chunk === this.current) chunk.used = 0;
+      else if (chunk.buf.length === CHUNK_BYTES && this.free.length < MAX_FREE_CHUNKS) this.free.push(chunk);
+    }
+  }
+
+  /** A chunk with `bytes` free at its end: the current one, a reused one or a new one. */
+  private room(bytes: number): Chunk {
+    if (bytes > OWN_CHUNK_ABOVE) return { buf: Buffer.allocUnsafeSlow(bytes), used: 0, live: 0 };
+    const c = this.current;
+    if (c && c.used + bytes <= c.buf.length) return c;
+    if (c && c.live === 0) {
+      c.used = 0;
+      return c;
+    }
+    const next = this.free.pop() ?? { buf: Buffer.allocUnsafeSlow(CHUNK_BYTES), used: 0, live: 0 };
+    next.used = 0;
+    this.current = next;
+    return next;
+  }
+
+  private grow(): void {
+    const size = Math.min(this.chunkOf.length * 2, this.maxRecords);
+    const len = this.chunkOf.length;
+    const chunkOf = new Array<Chunk | undefined>(size);
+    const offsets = new Int32Array(size);
+    const lengths = new Int32Array(size);
+    for (let i = 0; i < this.count; i++) {
+      const j = (this.head + i) % len;
+      chunkOf[i] = this.chunkOf[j];
+      offsets[i] = this.offsets[j];
+      lengths[i] = this.lengths[j];
+    }
+    this.chunkOf = chunkOf;
+    this.offsets = offsets;
+    this.lengths = lengths;
+    this.head = 0;
+  }
+}
