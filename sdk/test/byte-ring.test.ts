@@ -11,10 +11,12 @@ import { ByteRing } from '../src/transport/byte-ring.js';
 const line = (i: number, pad = 0) => `{"n":${1000 + i},"s":"${'x'.repeat(pad)}"}\n`;
 const numberOf = (l: string) => (JSON.parse(l) as { n: number }).n - 1000;
 
+const text = (data: Buffer | string) => (typeof data === 'string' ? data : data.toString('utf8'));
+
 /** Everything queued, as lines, by taking it all. */
 function drain(r: ByteRing): string[] {
   const { data } = r.take(Number.MAX_SAFE_INTEGER);
-  return data.toString('utf8').split('\n').filter(Boolean);
+  return text(data).split('\n').filter(Boolean);
 }
 
 test('records come back in order, byte for byte, UTF-8 included; sizes are UTF-8 bytes', () => {
@@ -27,7 +29,7 @@ test('records come back in order, byte for byte, UTF-8 included; sizes are UTF-8
   const { data, records } = r.take(1 << 20, '{"hello":1}\n');
   assert.equal(records, 4);
   // As a string write would send them: UTF-8, a lone surrogate as U+FFFD.
-  assert.ok(data.equals(Buffer.from('{"hello":1}\n' + lines.join(''), 'utf8')));
+  assert.ok(Buffer.isBuffer(data) && data.equals(Buffer.from('{"hello":1}\n' + lines.join(''), 'utf8')));
   assert.equal(r.size, 0);
   assert.equal(r.chars, 0);
 });
@@ -61,7 +63,7 @@ test('take stops at the byte limit but always takes one record; runs span chunks
   for (let i = 0; i < 1000; i++) r.push(line(i, 1000));
   const first = r.take(1);
   assert.equal(first.records, 1, 'at least one record, whatever the limit');
-  assert.equal(numberOf(first.data.toString('utf8')), 0);
+  assert.equal(numberOf(text(first.data)), 0);
   const size = Buffer.byteLength(line(0, 1000));
   const some = r.take(300 * size);
   assert.equal(some.records, 300);
@@ -79,7 +81,7 @@ test('chunks are reused once emptied, without touching records still queued; lon
     for (let i = 0; i < 500; i++) r.push(line(next++, (next * 37) % 900));
     if (wave % 7 === 0) r.push(line(next++, 100_000)); // a record larger than a quarter chunk
     const { data, records } = r.take(200 * 1024);
-    const got = data.toString('utf8').split('\n').filter(Boolean).map((l) => numberOf(l));
+    const got = text(data).split('\n').filter(Boolean).map((l) => numberOf(l));
     assert.equal(got.length, records);
     assert.deepEqual(got, Array.from({ length: records }, (_, i) => expected + i), `wave ${wave}`);
     expected += records;
@@ -96,4 +98,49 @@ test('clear drops everything queued and says how many', () => {
   assert.equal(r.chars, 0);
   r.push(line(8));
   assert.deepEqual(drain(r), [line(8).trim()]);
+});
+
+test('records that will not wait stay one string, written as such; a waiting one stores them first, in order', () => {
+  const r = new ByteRing(100, 1 << 20);
+  for (let i = 0; i < 3; i++) assert.equal(r.push(line(i), false), 0);
+  assert.equal(r.size, 3);
+  const quick = r.take(1 << 20, 'H\n');
+  assert.equal(typeof quick.data, 'string', 'the usual path: no bytes stored, the string goes to the socket');
+  assert.equal(quick.data, 'H\n' + line(0) + line(1) + line(2));
+  assert.equal(quick.records, 3);
+  assert.equal(r.size, 0);
+  assert.equal(r.chars, 0);
+
+  r.push(line(3), false);
+  r.push(line(4), false);
+  r.push('{"u":"☕"}\n', true); // a write is in progress: this one waits, and the two before go first
+  r.push(line(5), false); // bytes are stored now: later records follow them, whatever the caller says
+  const { data, records } = r.take(1 << 20);
+  assert.ok(Buffer.isBuffer(data));
+  assert.equal(records, 4);
+  assert.equal(text(data), line(3) + line(4) + '{"u":"☕"}\n' + line(5));
+});
+
+test('over a bound, records that did not wait are dropped oldest first too, counted exactly', () => {
+  const byCount = new ByteRing(5, 1 << 20);
+  let dropped = 0;
+  for (let i = 0; i < 8; i++) dropped += byCount.push(line(i), false);
+  assert.equal(dropped, 3);
+  assert.deepEqual(drain(byCount).map(numberOf), [3, 4, 5, 6, 7]);
+
+  const one = Buffer.byteLength(line(0, 50));
+  const byBytes = new ByteRing(1000, 4 * one);
+  dropped = 0;
+  for (let i = 0; i < 10; i++) dropped += byBytes.push(line(i, 50), false);
+  assert.equal(dropped, 6);
+  assert.equal(byBytes.chars, 4 * one);
+  assert.deepEqual(drain(byBytes).map(numberOf), [6, 7, 8, 9]);
+
+  const cleared = new ByteRing(100, 1 << 20);
+  cleared.push(line(0), true);
+  cleared.push(line(1), true);
+  assert.equal(cleared.clear(), 2);
+  cleared.push(line(2), false);
+  assert.equal(cleared.clear(), 1, 'clear counts records that did not wait too');
+  assert.equal(cleared.chars, 0);
 });

@@ -13,6 +13,10 @@
  * Records are appended to the newest chunk (a record never spans two); a chunk whose records have
  * all been taken or dropped is reused. `take` copies the oldest records out into one Buffer, so a
  * chunk is never read by a write in progress while it is being reused.
+ *
+ * Records that will not wait (nothing is stored, no write in progress: the daemon keeps up) stay
+ * one string, written as such on the next turn, as before this ring: encoding each into a chunk
+ * and copying it out again cost that usual path ~0.4 µs per span.
  */
 import type { RecordBuffer } from './ring.js';
 
@@ -46,7 +50,11 @@ export class ByteRing implements RecordBuffer {
   private count = 0;
   private current: Chunk | undefined;
   private readonly free: Chunk[] = [];
-  /** Bytes queued (what `maxBytes` bounds). */
+  /** Newest records, not stored as bytes: lines pushed while nothing was stored, concatenated. */
+  private fresh = '';
+  private freshRecords = 0;
+  private freshChars = 0;
+  /** Bytes queued, what `maxBytes` bounds (fresh records count their UTF-16 length until stored). */
   chars = 0;
   /** Bytes ever pushed (a running total: the difference of two readings is what arrived between them). */
   pushed = 0;
@@ -62,7 +70,7 @@ export class ByteRing implements RecordBuffer {
   }
 
   get size(): number {
-    return this.count;
+    return this.count + this.freshRecords;
   }
 
   /**
@@ -70,7 +78,32 @@ export class ByteRing implements RecordBuffer {
    * out of a chunk costs less than encoding a string at write time); returns how many old records
    * were dropped to make room.
    */
-  push(line: string): number {
+  push(line: string, willWait = true): number {
+    if (!willWait && this.count === 0) {
+      this.fresh += line;
+      this.freshRecords++;
+      this.freshChars += line.length;
+      this.chars += line.length;
+      this.pushed += line.length;
+      if (this.freshRecords <= this.maxRecords && this.chars <= this.maxBytes) return 0;
+      // Over a bound: store them as bytes, where the oldest can be dropped one by one.
+      let dropped = this.storeFresh();
+      while (this.chars > this.maxBytes && this.count > 1) {
+        this.dropOldest();
+        dropped++;
+      }
+      return dropped;
+    }
+    // Older than this one: the fresh records go first.
+    const dropped = this.freshRecords > 0 ? this.storeFresh() : 0;
+    return dropped + this.store(line, false);
+  }
+
+  /**
+   * Stores `line` as bytes; returns how many old records were dropped to make room. `moved`: a
+   * fresh record being stored (already counted in `pushed`; the byte bound is applied after all).
+   */
+  private store(line: string, moved: boolean): number {
     // At most 3 bytes per UTF-16 unit: with that much room the line is written without measuring it first.
     let bytes = line.length * 3 <= CHUNK_BYTES - (this.current?.used ?? CHUNK_BYTES) ? -1 : Buffer.byteLength(line, 'utf8');
     let dropped = 0;
@@ -99,6 +132,7 @@ export class ByteRing implements RecordBuffer {
     this.lengths[slot] = bytes;
     this.count++;
     this.chars += bytes;
+    if (moved) return dropped;
     this.pushed += bytes;
     while (this.chars > this.maxBytes && this.count > 1) {
       this.dropOldest();
@@ -111,7 +145,15 @@ export class ByteRing implements RecordBuffer {
    * Removes records from the front up to `maxBytes` bytes (at least one record) and returns them
    * as one Buffer of their own, after `prefix` (UTF-8), with how many records it holds.
    */
-  take(maxBytes: number, prefix = ''): { data: Buffer; records: number } {
+  take(maxBytes: number, prefix = ''): { data: Buffer | string; records: number } {
+    if (this.count === 0) {
+      // Only fresh records (at most one turn's worth: see push): one string, as the socket takes it.
+      const data = prefix + this.fresh;
+      const records = this.freshRecords;
+      this.dropFresh();
+      return { data, records };
+    }
+    if (this.freshRecords > 0) this.storeFresh();
     let n = 0;
     let bytes = 0;
     const len = this.chunkOf.length;
@@ -142,9 +184,35 @@ export class ByteRing implements RecordBuffer {
   }
 
   clear(): number {
-    const n = this.count;
+    const n = this.size;
+    this.dropFresh();
     while (this.count > 0) this.dropOldest();
     return n;
+  }
+
+  /**
+   * The fresh records as bytes, one by one (each line ends with its newline; JSON has no raw one).
+   * Returns how many old records the record bound dropped meanwhile.
+   */
+  private storeFresh(): number {
+    const fresh = this.fresh;
+    this.dropFresh();
+    let dropped = 0;
+    let start = 0;
+    while (start < fresh.length) {
+      let end = fresh.indexOf('\n', start) + 1;
+      if (end === 0) end = fresh.length;
+      dropped += this.store(fresh.slice(start, end), true);
+      start = end;
+    }
+    return dropped;
+  }
+
+  private dropFresh(): void {
+    this.chars -= this.freshChars;
+    this.fresh = '';
+    this.freshRecords = 0;
+    this.freshChars = 0;
   }
 
   private dropOldest(): void {
