@@ -74,9 +74,8 @@ export class ByteRing implements RecordBuffer {
   }
 
   /**
-   * Appends `line`, UTF-8 encoded now (whether it will wait or go out on the next turn: a copy
-   * out of a chunk costs less than encoding a string at write time); returns how many old records
-   * were dropped to make room.
+   * Appends `line`: as bytes if it will wait or bytes are stored already (order), else with the
+   * other fresh records of this turn as one string. Returns how many old records were dropped.
    */
   push(line: string, willWait = true): number {
     if (!willWait && this.count === 0) {
@@ -105,7 +104,8 @@ export class ByteRing implements RecordBuffer {
    */
   private store(line: string, moved: boolean): number {
     // At most 3 bytes per UTF-16 unit: with that much room the line is written without measuring it first.
-    let bytes = line.length * 3 <= CHUNK_BYTES - (this.current?.used ?? CHUNK_BYTES) ? -1 : Buffer.byteLength(line, 'utf8');
+    const current = this.current;
+    let bytes = current && line.length * 3 <= CHUNK_BYTES - current.used ? -1 : Buffer.byteLength(line, 'utf8');
     let dropped = 0;
     if (this.count === this.chunkOf.length) {
       if (this.count >= this.maxRecords) {
@@ -116,7 +116,7 @@ export class ByteRing implements RecordBuffer {
     let chunk: Chunk;
     let offset: number;
     if (bytes < 0) {
-      chunk = this.current!;
+      chunk = current!;
       offset = chunk.used;
       bytes = writeUtf8(chunk.buf, line, offset, chunk.buf.length - offset);
     } else {
