@@ -9,6 +9,7 @@
  *   whole worker step (export/prepare.ts `prepareInWorker`, what the worker does per batch)
  *
  *   npm run build && node scripts/dist/bench-stages.js [--spans 40000] [--batch 2048] [--rounds 5] [--gzip-level 1]
+ *                                                      [--per-trace 10]  (1: every span the root of its own trace)
  */
 import { gzipSync } from 'node:zlib';
 import { validateRecord, type SpanRecord } from '@dspy-o11y/proto';
@@ -26,8 +27,9 @@ const SPANS = arg('spans', 40_000);
 const BATCH = arg('batch', 2048);
 const ROUNDS = arg('rounds', 5);
 const GZIP_LEVEL = arg('gzip-level', 1);
+const PER_TRACE = arg('per-trace', 10);
 
-const lines = benchSpanLines(SPANS);
+const lines = benchSpanLines(SPANS, 0, PER_TRACE);
 const batches: string[][] = [];
 for (let i = 0; i + BATCH <= lines.length; i += BATCH) batches.push(lines.slice(i, i + BATCH));
 const resource: Resource = { attributes: BENCH_RESOURCE };
@@ -59,7 +61,7 @@ function stage<T>(name: string, input: (b: number) => T, fn: (x: T) => unknown):
   return median;
 }
 
-console.log(`# stages: ${batches.length} batches of ${BATCH} spans (~${Math.round(lines.join('\n').length / lines.length)} bytes), ${ROUNDS} rounds, gzip level ${GZIP_LEVEL}, node ${process.version}`);
+console.log(`# stages: ${batches.length} batches of ${BATCH} spans (~${Math.round(lines.join('\n').length / lines.length)} bytes), ${ROUNDS} rounds, ${PER_TRACE} per trace, gzip level ${GZIP_LEVEL}, node ${process.version}`);
 
 // Each stage's inputs are built just before it and dropped after it, so that one stage's data
 // does not sit in the heap (and in every GC) while the next is measured.

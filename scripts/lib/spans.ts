@@ -6,17 +6,21 @@ export const BENCH_RESOURCE = { 'service.name': 'bench', 'service.version': '1.0
 
 export const helloLine = () => JSON.stringify({ v: 1, type: 'hello', resource: BENCH_RESOURCE, sdk: { name: 'dspy-o11y', version: '0.1.0' } });
 
-/** Span lines `from`..`from + n - 1`: a generation with model, usage, cost, input and output; 10 spans per trace. */
-export function benchSpanLines(n: number, from = 0): string[] {
+/**
+ * Span lines `from`..`from + n - 1`: a generation with model, usage, cost, input and output;
+ * `perTrace` spans per trace (10: children of one parent; 1: each span the root of its own trace,
+ * as in the SDK benchmark, where the Langfuse mapping remembers a trace per span).
+ */
+export function benchSpanLines(n: number, from = 0, perTrace = 10): string[] {
   const out: string[] = [];
   let traceId = newTraceId();
   const t0 = BigInt(Date.now()) * 1_000_000n;
   for (let i = from; i < from + n; i++) {
-    if (i % 10 === 0) traceId = newTraceId();
+    if (i % perTrace === 0) traceId = newTraceId();
     const start = t0 + BigInt(i) * 1000n;
     out.push(
       JSON.stringify({
-        v: 1, type: 'span', traceId, spanId: newSpanId(), parentSpanId: newSpanId(), name: 'llm.generate',
+        v: 1, type: 'span', traceId, spanId: newSpanId(), parentSpanId: perTrace > 1 ? newSpanId() : undefined, name: 'llm.generate',
         startTimeUnixNano: start.toString(), endTimeUnixNano: (start + 250_000_000n).toString(), status: { code: 'ok' },
         attributes: {
           'dspy.observation.type': 'generation', 'gen_ai.provider.name': 'openai', 'gen_ai.request.model': 'gpt-4o-mini',
