@@ -2,8 +2,9 @@
  * `unix:///path`: one persistent, unref'd socket to the daemon. Records of one event-loop turn
  * are coalesced into ONE write on the next turn (setImmediate); at most one write is in flight,
  * so while the daemon is slow the records wait in the bounded ring (dropping the oldest) rather
- * than in an unbounded socket buffer. The ring keeps them as UTF-8 bytes outside the V8 heap
- * (byte-ring.ts), and a write is one Buffer. Every connection starts with `hello`; drops not yet
+ * than in an unbounded socket buffer. The ring keeps waiting records as UTF-8 bytes outside the
+ * V8 heap (byte-ring.ts); a write is one string (nothing waited) or one Buffer. Every connection
+ * starts with `hello`; drops not yet
  * reported go out as `stats` records in front of the next batch.
  */
 import net from 'node:net';
