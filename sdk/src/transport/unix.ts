@@ -4,8 +4,7 @@
  * so while the daemon is slow the records wait in the bounded ring (dropping the oldest) rather
  * than in an unbounded socket buffer. The ring keeps waiting records as UTF-8 bytes outside the
  * V8 heap (byte-ring.ts); a write is one string (nothing waited) or one Buffer. Every connection
- * starts with `hello`; drops not yet
- * reported go out as `stats` records in front of the next batch.
+ * starts with `hello`; drops not yet reported go out as `stats` records in front of the next batch.
  */
 import net from 'node:net';
 import { Transport, counters, type TransportOptions } from './base.js';
