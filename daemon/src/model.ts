@@ -10,6 +10,7 @@
  * bodies, OTLP, standalone events turned into spans) are serialized once with JSON.stringify.
  */
 import type { Attributes, SpanRecord } from '@dspy-o11y/proto';
+import { writeLatin1, writeUtf8 } from '@dspy-o11y/proto/bytes';
 import { LineStore, type MemoryCeiling, type Slab } from './queue/line-store.js';
 
 /** One per `hello` (or per connection without one): spans share it, so exporters can group by identity. */
@@ -26,23 +27,6 @@ export interface Resource {
 export const QUEUED_SPAN_OVERHEAD_BYTES = 1 + 2 * 24;
 
 const store = new LineStore();
-
-/**
- * Buffer's own UTF-8 writer, which `write()` calls after normalising its arguments (a third of
- * its cost on short strings). Not documented, so `write()` where it is missing.
- */
-type Utf8Writer = Buffer & { utf8Write?(s: string, offset: number, length: number): number };
-export const writeUtf8: (buf: Buffer, s: string, offset: number, length: number) => number =
-  typeof (Buffer.prototype as Utf8Writer).utf8Write === 'function'
-    ? (buf, s, offset, length) => (buf as Required<Utf8Writer>).utf8Write(s, offset, length)
-    : (buf, s, offset, length) => buf.write(s, offset, length, 'utf8');
-
-/** The same for latin1 (a plain copy of a one-byte string: for ASCII text, its UTF-8 bytes). */
-type Latin1Writer = Buffer & { latin1Write?(s: string, offset: number, length: number): number };
-const writeLatin1: (buf: Buffer, s: string, offset: number, length: number) => number =
-  typeof (Buffer.prototype as Latin1Writer).latin1Write === 'function'
-    ? (buf, s, offset, length) => (buf as Required<Latin1Writer>).latin1Write(s, offset, length)
-    : (buf, s, offset, length) => buf.write(s, offset, length, 'latin1');
 
 /** Sets (or with undefined, lifts) the memory ceiling of the queued lines' store (one per process). */
 export function setQueueMemoryCeiling(ceiling: MemoryCeiling | undefined): void {

@@ -15,7 +15,8 @@
  * the same field order, the same always-written zero counts, minimal varints, span flags 0x101.
  */
 import type { AttributeValue, Attributes } from '@dspy-o11y/proto';
-import { writeUtf8, type Resource } from '../model.js';
+import { writeUtf8 } from '@dspy-o11y/proto/bytes';
+import type { Resource } from '../model.js';
 import type { EncodableSpan, EncodableSpanRecord, EncodeOptions } from './otlp-encode.js';
 
 // Wire types.
