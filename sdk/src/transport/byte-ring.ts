@@ -19,7 +19,7 @@
  * and copying it out again cost that usual path ~0.4 µs per span.
  */
 import { writeUtf8 } from '@dspy-o11y/proto/bytes';
-import type { RecordBuffer } from './ring.js';
+import { Ring, type RecordBuffer } from './ring.js';
 
 /** Chunk size; a record longer than a quarter of it gets a chunk of its own (not reused). */
 const CHUNK_BYTES = 256 * 1024;
@@ -44,19 +44,17 @@ export class ByteRing implements RecordBuffer {
   private count = 0;
   private current: Chunk | undefined;
   private readonly free: Chunk[] = [];
-  /** Newest records, not stored as bytes: lines pushed while nothing was stored, concatenated. */
-  private fresh = '';
-  private freshRecords = 0;
-  private freshChars = 0;
-  /** Bytes queued, what `maxBytes` bounds (fresh records count their UTF-16 length until stored). */
-  chars = 0;
-  /** Bytes ever pushed (a running total: the difference of two readings is what arrived between them). */
-  pushed = 0;
+  /** Newest records that did not wait, as strings; only while no bytes are stored. */
+  private readonly fresh: Ring;
+  /** Bytes stored, and stored ever (fresh records count in `fresh` until they are stored). */
+  private bytes = 0;
+  private pushedBytes = 0;
 
   constructor(
     readonly maxRecords: number,
     readonly maxBytes: number,
   ) {
+    this.fresh = new Ring(maxRecords, maxBytes);
     const slots = Math.min(maxRecords, 1024);
     this.chunkOf = new Array<Chunk | undefined>(slots);
     this.offsets = new Int32Array(slots);
@@ -64,37 +62,34 @@ export class ByteRing implements RecordBuffer {
   }
 
   get size(): number {
-    return this.count + this.freshRecords;
+    return this.count + this.fresh.size;
+  }
+
+  /** What `maxBytes` bounds: bytes stored, plus the fresh records' characters. */
+  get chars(): number {
+    return this.bytes + this.fresh.chars;
+  }
+
+  /** A running total of `chars` pushed: the difference of two readings is what arrived between them. */
+  get pushed(): number {
+    return this.pushedBytes + this.fresh.pushed;
   }
 
   /**
-   * Appends `line`: as bytes if it will wait or bytes are stored already (order), else with the
-   * other fresh records of this turn as one string. Returns how many old records were dropped.
+   * Appends `line`: as bytes if it will wait or bytes are stored already (order), else as a string
+   * in the fresh ring. Returns how many old records were dropped.
    */
   push(line: string, willWait = true): number {
-    if (!willWait && this.count === 0) {
-      this.fresh += line;
-      this.freshRecords++;
-      this.freshChars += line.length;
-      this.chars += line.length;
-      this.pushed += line.length;
-      if (this.freshRecords <= this.maxRecords && this.chars <= this.maxBytes) return 0;
-      // Over a bound: store them as bytes, where the oldest can be dropped one by one.
-      let dropped = this.storeFresh();
-      while (this.chars > this.maxBytes && this.count > 1) {
-        this.dropOldest();
-        dropped++;
-      }
-      return dropped;
-    }
+    // With no bytes stored, the fresh ring bounds (and drops from) everything queued.
+    if (!willWait && this.count === 0) return this.fresh.push(line);
     // Older than this one: the fresh records go first.
-    const dropped = this.freshRecords > 0 ? this.storeFresh() : 0;
+    const dropped = this.fresh.size > 0 ? this.storeFresh() : 0;
     return dropped + this.store(line, false);
   }
 
   /**
    * Stores `line` as bytes; returns how many old records were dropped to make room. `moved`: a
-   * fresh record being stored (already counted in `pushed`; the byte bound is applied after all).
+   * fresh record being stored (already counted in `pushed`; the byte bound applies at the next push).
    */
   private store(line: string, moved: boolean): number {
     // At most 3 bytes per UTF-16 unit: with that much room the line is written without measuring it first.
@@ -125,10 +120,10 @@ export class ByteRing implements RecordBuffer {
     this.offsets[slot] = offset;
     this.lengths[slot] = bytes;
     this.count++;
-    this.chars += bytes;
+    this.bytes += bytes;
     if (moved) return dropped;
-    this.pushed += bytes;
-    while (this.chars > this.maxBytes && this.count > 1) {
+    this.pushedBytes += bytes;
+    while (this.bytes > this.maxBytes && this.count > 1) {
       this.dropOldest();
       dropped++;
     }
@@ -141,13 +136,11 @@ export class ByteRing implements RecordBuffer {
    */
   take(maxBytes: number, prefix = ''): { data: Buffer | string; records: number } {
     if (this.count === 0) {
-      // Only fresh records (at most one turn's worth: see push): one string, as the socket takes it.
-      const data = prefix + this.fresh;
-      const records = this.freshRecords;
-      this.dropFresh();
-      return { data, records };
+      // Only fresh records: one string, as the socket takes it.
+      const before = this.fresh.size;
+      const data = prefix + this.fresh.take(maxBytes);
+      return { data, records: before - this.fresh.size };
     }
-    if (this.freshRecords > 0) this.storeFresh();
     let n = 0;
     let bytes = 0;
     const len = this.chunkOf.length;
@@ -178,35 +171,16 @@ export class ByteRing implements RecordBuffer {
   }
 
   clear(): number {
-    const n = this.size;
-    this.dropFresh();
+    const n = this.fresh.clear() + this.count;
     while (this.count > 0) this.dropOldest();
     return n;
   }
 
-  /**
-   * The fresh records as bytes, one by one (each line ends with its newline; JSON has no raw one).
-   * Returns how many old records the record bound dropped meanwhile.
-   */
+  /** The fresh records as bytes, oldest first; returns how many old records the record bound dropped meanwhile. */
   private storeFresh(): number {
-    const fresh = this.fresh;
-    this.dropFresh();
     let dropped = 0;
-    let start = 0;
-    while (start < fresh.length) {
-      let end = fresh.indexOf('\n', start) + 1;
-      if (end === 0) end = fresh.length;
-      dropped += this.store(fresh.slice(start, end), true);
-      start = end;
-    }
+    for (let line = this.fresh.shift(); line !== undefined; line = this.fresh.shift()) dropped += this.store(line, true);
     return dropped;
-  }
-
-  private dropFresh(): void {
-    this.chars -= this.freshChars;
-    this.fresh = '';
-    this.freshRecords = 0;
-    this.freshChars = 0;
   }
 
   private dropOldest(): void {
@@ -217,7 +191,7 @@ export class ByteRing implements RecordBuffer {
   private release(slot: number): void {
     const chunk = this.chunkOf[slot]!;
     this.chunkOf[slot] = undefined;
-    this.chars -= this.lengths[slot];
+    this.bytes -= this.lengths[slot];
     this.head = (this.head + 1) % this.chunkOf.length;
     this.count--;
     if (--chunk.live === 0) {
