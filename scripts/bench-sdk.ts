@@ -19,7 +19,10 @@
  *
  *   npm run bench:sdk -- [--spans 100000] [--burst 100] [--rounds 3] [--delays 0,20]
  *                        [--only floor,dspy-o11y,otel,langfuse] [--profile dspy-o11y]
+ *                        [--daemon-wrap "chrt --idle 0"]
  *
+ * `--daemon-wrap` runs the daemon under a command, e.g. Linux's SCHED_IDLE policy (`chrt --idle 0`:
+ * it runs only on CPU time nothing else wants), to see what the app pays for sharing its cores.
  * `--profile c1,c2` adds one run of each named contender under `node --cpu-prof` per delay and
  * prints its top functions by self and inclusive time within the emission + flush window.
  */
@@ -53,6 +56,7 @@ const contenders = (list: string | undefined, dflt: Contender[]): Contender[] =>
 };
 const ONLY = contenders(argValue('only'), ['floor', 'dspy-o11y', 'otel', 'langfuse', 'dspy-o11y-direct']);
 const PROFILE = contenders(argValue('profile'), []);
+const DAEMON_WRAP = (argValue('daemon-wrap') ?? '').split(' ').filter(Boolean);
 /** After the app exits, delivery is final when the count reaches the spans, or stops growing for this long (the daemon batches for up to 1 s)… */
 const quietMs = (c: Contender) => (c === 'dspy-o11y' ? 3000 : 1000);
 /** …and at the latest this long after the app exits. */
@@ -190,6 +194,7 @@ async function runContender(contender: Contender, backend: CountingBackend, dir:
         },
         // Profiled along with the app; the profile is written when it exits.
         profileDir ? ['--cpu-prof', `--cpu-prof-dir=${join(profileDir, 'daemon')}`] : [],
+        DAEMON_WRAP,
       ),
     );
     target = socket;
@@ -324,7 +329,8 @@ async function main(): Promise<void> {
   try {
     console.log(
       `# SDK benchmark at ${revision()}: ${SPANS} spans per contender and run, ${BURST} per macrotask (setImmediate, back to back), ${ROUNDS} round(s), ` +
-        `node ${process.version}, ${cpus().length} CPUs; event-loop delay = monitorEventLoopDelay(resolution ${ELD_RESOLUTION_MS} ms) interval − ${ELD_RESOLUTION_MS} ms; default settings everywhere`,
+        `node ${process.version}, ${cpus().length} CPUs; event-loop delay = monitorEventLoopDelay(resolution ${ELD_RESOLUTION_MS} ms) interval − ${ELD_RESOLUTION_MS} ms; default settings everywhere` +
+        (DAEMON_WRAP.length ? `; the daemon runs under \`${DAEMON_WRAP.join(' ')}\`` : ''),
     );
     for (const delay of DELAYS) {
       const backend = await startCountingBackend();

@@ -14,9 +14,14 @@ export interface DaemonChild {
   stop(): Promise<number | null>;
 }
 
-/** `nodeArgs`: flags for node itself, before the script (e.g. `--cpu-prof`, not allowed in NODE_OPTIONS). */
-export async function runDaemon(socket: string, args: string[], env: NodeJS.ProcessEnv, nodeArgs: string[] = []): Promise<DaemonChild> {
-  const child = spawn(process.execPath, [...nodeArgs, DAEMON_CLI, 'start', '--socket', socket, ...args], { env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+/**
+ * `nodeArgs`: flags for node itself, before the script (e.g. `--cpu-prof`, not allowed in NODE_OPTIONS).
+ * `wrapper`: a command the daemon runs under (e.g. `['chrt', '--idle', '0']`), found on PATH.
+ */
+export async function runDaemon(socket: string, args: string[], env: NodeJS.ProcessEnv, nodeArgs: string[] = [], wrapper: readonly string[] = []): Promise<DaemonChild> {
+  const argv = [process.execPath, ...nodeArgs, DAEMON_CLI, 'start', '--socket', socket, ...args];
+  const [command, ...rest] = [...wrapper, ...argv];
+  const child = spawn(command, rest, { env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
   child.stderr!.setEncoding('utf8').on('data', (c: string) => (err = (err + c).slice(-50_000)));
   child.stdout!.resume();
