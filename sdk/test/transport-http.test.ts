@@ -74,6 +74,30 @@ test('a permanent refusal (400) drops that batch, counted; later records still g
   await r.close();
 });
 
+test('413 from a body limit far below the batch size: batches shrink until they pass; every record arrives once', async () => {
+  const r = await HttpReceiver.create();
+  configure({ endpoint: r.endpoint });
+  await flush();
+  r.maxBodyBytes = 1500; // a few records (hello + ~250-byte spans)
+  const before = sdkStats();
+  for (let i = 0; i < 60; i++) span(`s${i}`, { input: 'x'.repeat(100) }, () => i);
+  assert.equal(await flush(10_000), true);
+  await r.waitForSpans(60);
+  assert.equal(new Set(r.spans().map((s) => s.spanId)).size, 60);
+  assert.equal(sdkStats().dropped - before.dropped, 0, 'nothing dropped');
+  assert.ok(r.requests.length < 100, `a bounded number of requests (${r.requests.length}), not a loop`);
+  // A record that alone is over the limit is dropped as too large; the others still go.
+  const requests = r.requests.length;
+  span('huge', { input: 'h'.repeat(4000) }, () => 1);
+  span('small', () => 1);
+  assert.equal(await flush(10_000), true);
+  await r.waitForSpans(61);
+  assert.equal(r.spans().at(-1)?.name, 'small');
+  assert.equal((sdkStats().droppedByReason.record_too_large ?? 0) - (before.droppedByReason.record_too_large ?? 0), 1);
+  assert.ok(r.requests.length - requests < 10);
+  await r.close();
+});
+
 test('daemon down: records buffer up to the bound, the rest are dropped and reported when it is back', async () => {
   const first = await HttpReceiver.create();
   const port = first.port;

@@ -3,7 +3,7 @@
  * keep-alive agent with one socket (node:http: no dependency, and with one request at a time
  * undici's pipelining would buy nothing). Each body starts with `hello` (the daemon scopes a
  * resource to a body) and any unreported drops as `stats`. Network errors, 408, 429 and 5xx put
- * the batch back at the front of the ring and back off; 413 halves the batch size; other 4xx
+ * the batch back at the front of the ring and back off; 413 halves the batch (down to one record); other 4xx
  * drop the batch (counted). Sockets are unref'd except while flushing at exit.
  */
 import http from 'node:http';
@@ -13,7 +13,6 @@ import { debug } from '../config.js';
 import { Transport, counters, type TransportOptions } from './base.js';
 import { Ring } from './ring.js';
 
-const MIN_BATCH = 16 * 1024;
 const MAX_ANSWER = 64 * 1024;
 
 export class HttpTransport extends Transport<Ring> {
@@ -136,7 +135,12 @@ export class HttpTransport extends Transport<Ring> {
       return;
     }
     if (status === 413 && lines.length > 1) {
-      this.maxBatch = Math.max(MIN_BATCH, Math.floor(this.maxBatch / 2));
+      // Half of what was refused (not of the limit: small records made 16 KiB bodies that a tighter
+      // proxy kept refusing, in a loop). Every retry carries fewer records, down to one, which is
+      // either accepted or dropped as too large below: it always ends.
+      let refused = 0;
+      for (const l of lines) refused += l.length;
+      this.maxBatch = Math.max(1, Math.floor(Math.min(this.maxBatch, refused) / 2));
       this.drop('buffer_full', this.ring.unshiftAll(lines));
       this.schedule();
       return;

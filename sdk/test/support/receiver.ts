@@ -182,6 +182,8 @@ export class HttpReceiver extends Receiver {
   /** Answer with this status instead of 202 (e.g. 500 to test retries), for the next `failNext` requests. */
   failStatus = 500;
   failNext = 0;
+  /** Bodies longer than this (bytes) are refused with 413, as a proxy with a body limit does. */
+  maxBodyBytes = Infinity;
   private sockets = new Set<net.Socket>();
 
   private constructor(
@@ -205,7 +207,8 @@ export class HttpReceiver extends Receiver {
         const me = self as HttpReceiver;
         const lines = body.split('\n').filter(Boolean);
         let status = 202;
-        if (me.failNext > 0) {
+        if (Buffer.byteLength(body) > me.maxBodyBytes) status = 413;
+        else if (me.failNext > 0) {
           me.failNext--;
           status = me.failStatus;
         }
