@@ -265,6 +265,62 @@ test('a daemon that stops reading never keeps a finished app alive', async () =>
   await r.dispose();
 });
 
+test('an app waiting for stdin is not done: a write the daemon is slow to read is kept, not abandoned', async () => {
+  const r = await UnixReceiver.create();
+  r.stopReading();
+  // ~1.6 MB: more than the socket buffers hold, so a write waits for the daemon.
+  const app = runApp({ DSPY_O11Y_ENDPOINT: r.endpoint, FIXTURE_SPANS: '200', FIXTURE_INPUT_BYTES: '8000', FIXTURE_READ_STDIN: '1' }, 20_000, 2500);
+  await sleep(1500);
+  r.resumeReading();
+  const run = await app;
+  assert.equal(run.code, 0, run.stderr);
+  const s = run.report?.stats;
+  assert.deepEqual(s?.droppedByReason, {}, `nothing abandoned: ${JSON.stringify(s)}`);
+  assert.equal(s?.sent, 202);
+  await r.waitFor(() => r.spans().length >= 201, 5000, 'all spans');
+  assert.equal(r.spans().length, 201);
+  await r.dispose();
+});
+
+test('shutdown() while a write is stuck: the write is counted dropped (shutdown), not sent; flush waiters hear false', async () => {
+  const r = await stalledReceiver({ maxBufferRecords: 10_000 });
+  const before = sdkStats();
+  const input = 'i'.repeat(20_000);
+  for (let i = 0; i < 300; i++) span(`s${i}`, { input }, () => i);
+  await r.waitFor(() => sdkStats().inFlight > 0, 2000, 'a write in flight');
+  const pending = flush(60_000);
+  assert.equal(await shutdown(300), false);
+  assert.equal(await pending, false, 'the flush did not complete');
+  const d = delta(before);
+  assert.equal(d.enqueued, 300);
+  assert.ok((d.now.droppedByReason.shutdown ?? 0) - (before.droppedByReason.shutdown ?? 0) > 0);
+  assert.equal(d.sent + d.dropped, 300, JSON.stringify(d.now));
+  assertConservation();
+  r.resumeReading();
+  await sleep(300);
+  // What arrived whole is at most what was counted sent (the cut write may have delivered a part).
+  const whole = r.spans().length - 1;
+  assert.ok(whole >= d.sent, `${whole} arrived, ${d.sent} counted sent`);
+  assert.ok(whole < 300, 'the stuck write did not count as sent');
+  await r.dispose();
+});
+
+test('flush(Infinity) and other timeouts past what a timer can hold wait instead of giving up at once', async () => {
+  const r = await stalledReceiver({ maxBufferRecords: 10_000 });
+  const input = 'i'.repeat(20_000);
+  for (let i = 0; i < 200; i++) span(`s${i}`, { input }, () => i);
+  let settled: boolean | undefined;
+  const pending = flush(Infinity).then((ok) => (settled = ok));
+  const pending2 = flush(2 ** 40);
+  await sleep(200);
+  assert.equal(settled, undefined, 'still waiting for the daemon');
+  r.resumeReading();
+  assert.equal(await pending, true);
+  assert.equal(await pending2, true);
+  assert.equal(await flush(-5), true, 'nothing left: true at once');
+  await r.dispose();
+});
+
 test('DSPY_O11Y_DISABLED=1: callbacks run and return, nothing is sent, subscribers (budgets) still work', async () => {
   const r = await UnixReceiver.create();
   const run = await runApp({ DSPY_O11Y_ENDPOINT: r.endpoint, DSPY_O11Y_DISABLED: '1', FIXTURE_SPANS: '100', FIXTURE_BUDGET: '500' });

@@ -43,6 +43,8 @@ export interface Counters {
 export const counters: Counters = { enqueued: 0, sent: 0, dropped: 0, droppedByReason: {}, rejected: 0, connects: 0, failures: 0, sampledOut: 0 };
 
 const MIN_BACKOFF_MS = 100;
+/** The longest delay setTimeout honours. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 const MAX_BACKOFF_MS = 5000;
 
 interface Waiter {
@@ -243,10 +245,16 @@ export abstract class Transport<B extends RecordBuffer = RecordBuffer> {
     }
   }
 
-  /** Resolves true once everything buffered is written, false on timeout or failure. Never rejects. */
+  /**
+   * Resolves true once everything buffered is written, false on timeout or failure. Never rejects.
+   * `timeoutMs` beyond what a timer can wait (~24.8 days, e.g. Infinity) waits that long; a negative
+   * or NaN one does not wait.
+   */
   flush(timeoutMs: number): Promise<boolean> {
     if (this.ring.size === 0 && this.inFlight === 0) return Promise.resolve(true);
     if (this.closed) return Promise.resolve(false);
+    // setTimeout turns anything above 2^31-1 ms (or NaN) into 1 ms, which gave up on the flush at once.
+    const waitMs = timeoutMs >= 0 ? Math.min(timeoutMs, MAX_TIMER_MS) : 0;
     return new Promise<boolean>((resolve) => {
       const w: Waiter = {
         resolve,
@@ -254,7 +262,7 @@ export abstract class Transport<B extends RecordBuffer = RecordBuffer> {
         timer: setTimeout(() => {
           this.waiters = this.waiters.filter((x) => x !== w);
           resolve(false);
-        }, timeoutMs),
+        }, waitMs),
       };
       this.waiters.push(w);
       this.immediate?.ref();
@@ -287,8 +295,10 @@ export abstract class Transport<B extends RecordBuffer = RecordBuffer> {
     process.removeListener('beforeExit', this.onBeforeExit);
     process.removeListener('exit', this.onExit);
     this.clearRetry();
+    // Flush waiters learn whether everything got out: nothing buffered, nothing in flight.
+    const delivered = this.ring.size === 0 && this.inFlight === 0;
     this.drop('shutdown', this.ring.clear());
     this.release();
-    this.resolveWaiters(this.inFlight === 0);
+    this.resolveWaiters(delivered);
   }
 }

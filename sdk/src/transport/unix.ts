@@ -20,9 +20,16 @@ const WRITE_WATCH_MS = 250;
 const CATCH_UP_BYTES = 128 * 1024;
 const WRITE_WRAPS = new Set(['SimpleWriteWrap', 'WriteWrap', 'ShutdownWrap']);
 
-const isStdio = (h: unknown): boolean => {
-  const fd = (h as { fd?: unknown } | null)?.fd;
-  return fd === 0 || fd === 1 || fd === 2;
+/**
+ * stdout and stderr, and stdin while it is not being read: listed among active handles without
+ * keeping the process up. stdin being read (an interactive CLI, `cat x | node app`) does keep it up,
+ * so the app is not done.
+ */
+const isIdleStdio = (h: unknown): boolean => {
+  const s = h as { fd?: unknown; readableFlowing?: unknown; _handle?: { reading?: unknown } } | null;
+  const fd = s?.fd;
+  if (fd === 1 || fd === 2) return true;
+  return fd === 0 && s?.readableFlowing !== true && s?._handle?.reading !== true;
 };
 
 /**
@@ -43,10 +50,10 @@ function onlyWritesKeepProcessAlive(): boolean {
     return false;
   }
   if (handles === 0) return true;
-  // Pipes and TTYs listed: fine if they are only stdin/stdout/stderr (listed even when idle).
+  // Pipes and TTYs listed: fine if they are only stdio that does not hold the process (listed even when idle).
   if (typeof p._getActiveHandles !== 'function') return false;
   const list = p._getActiveHandles();
-  return Array.isArray(list) && list.every(isStdio);
+  return Array.isArray(list) && list.every(isIdleStdio);
 }
 
 type State = 'idle' | 'connecting' | 'connected';
@@ -234,8 +241,11 @@ export class UnixTransport extends Transport<ByteRing> {
     this.socket = undefined;
     this.state = 'idle';
     if (s) {
-      if (this.inFlightId !== 0) s.destroy();
-      else s.end();
+      if (this.inFlightId !== 0) {
+        // Node completes a write cut short by destroy() without an error: count it lost here, not sent there.
+        this.abortInFlight('shutdown');
+        s.destroy();
+      } else s.end();
       s.unref();
     }
   }

@@ -12,17 +12,22 @@ export interface ChildRun {
 
 const APP = fileURLToPath(new URL('../fixtures/app.js', import.meta.url));
 
-/** Runs the fixture app; kills it after `killAfterMs` (a liveness bound, not a speed test). */
-export function runApp(env: Record<string, string>, killAfterMs = 20_000): Promise<ChildRun> {
+/**
+ * Runs the fixture app; kills it after `killAfterMs` (a liveness bound, not a speed test).
+ * `endStdinAfterMs`: stdin is a pipe, ended after that long (with FIXTURE_READ_STDIN=1 the app
+ * reads it until then, like an interactive CLI); otherwise stdin is /dev/null.
+ */
+export function runApp(env: Record<string, string>, killAfterMs = 20_000, endStdinAfterMs?: number): Promise<ChildRun> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [APP], {
       env: { ...process.env, DSPY_O11Y_FIXTURE: '1', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: [endStdinAfterMs === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
     });
+    if (endStdinAfterMs !== undefined) setTimeout(() => child.stdin?.end(), endStdinAfterMs);
     let stdout = '';
     let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
-    child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+    child.stdout!.setEncoding('utf8').on('data', (c: string) => (stdout += c));
+    child.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr += c));
     let killed = false;
     const timer = setTimeout(() => {
       killed = true;
