@@ -7,7 +7,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { nowUnixNano, type Level, type ObservationType } from '@dspy-o11y/proto';
 import { dispatch, handlersFor, hasSubscribers } from './events.js';
 import { newSpanId, newTraceId } from './ids.js';
-import { memberList, quoteName, toAttributes } from './json.js';
+import { fitsRecord, memberList, quoteName, recordName, toAttributes } from './json.js';
 import {
   EMPTY_TRACE,
   LiteGeneration,
@@ -349,13 +349,15 @@ function sendEvent(name: string, attributes: Readonly<Record<string, unknown>> |
       return;
     }
     const a = toAttributes(attributes, cfg().maxValueLength);
+    const traceMembers = scope?.trace.members ?? '';
     // Both lists are `,"k":v,…`: drop the first comma.
-    const members = (scope?.trace.members ?? '') + memberList(a);
+    const members = traceMembers + memberList(a);
     let s = `{"v":1,"type":"event","traceId":"${traceId}","spanId":"${newSpanId()}"`;
     if (scope?.spanId) s += `,"parentSpanId":"${scope.spanId}"`;
-    s += `,"name":${quoteName(name || 'event')},"timeUnixNano":"${nowUnixNano()}"`;
-    if (members) s += `,"attributes":{${members.slice(1)}}`;
-    send(`${s}}\n`);
+    s += `,"name":${quoteName(recordName(name, 'event'))},"timeUnixNano":"${nowUnixNano()}"`;
+    const line = members ? `${s},"attributes":{${members.slice(1)}}}\n` : `${s}}\n`;
+    // Each value is capped, their number is not: too big for the daemon, the event keeps its trace's attributes only (as a span would).
+    send(fitsRecord(line) ? line : `${s},"attributes":{${(traceMembers + ',"dspy.truncated":true').slice(1)}}}\n`);
   } catch {
     /* never throw */
   }

@@ -7,6 +7,23 @@ import { MAX_ATTRIBUTE_KEY_LENGTH, type AttributeValue } from '@dspy-o11y/proto'
 
 export const TRUNCATION_MARKER = '…[truncated]';
 
+/** The daemon's default --max-record-bytes is 1 MiB; records stay clear of it. */
+export const MAX_RECORD_BYTES = 1024 * 1024 - 4096;
+
+/** Whether a record line fits {@link MAX_RECORD_BYTES} (cheap test first: 1 char is at most 3 UTF-8 bytes). */
+export function fitsRecord(line: string): boolean {
+  return line.length * 3 <= MAX_RECORD_BYTES || Buffer.byteLength(line) <= MAX_RECORD_BYTES;
+}
+
+/** Span and event names longer than this are cut (with the marker): a name must never cost its record. */
+export const MAX_NAME_LENGTH = 4096;
+
+/** `name` as recorded: `fallback` when empty or not a string, cut to {@link MAX_NAME_LENGTH}. */
+export function recordName(name: unknown, fallback: string): string {
+  if (typeof name !== 'string' || name.length === 0) return fallback;
+  return name.length > MAX_NAME_LENGTH ? name.slice(0, MAX_NAME_LENGTH) + TRUNCATION_MARKER : name;
+}
+
 /** Thrown inside the serializer when the output budget is spent; never escapes this module. */
 class BudgetSpent {}
 const BUDGET_SPENT = new BudgetSpent();

@@ -6,7 +6,7 @@
 import { ATTR, EVENT_NAMES, OBSERVATION_TYPES, keepTrace, nowUnixNano, type AttributeValue, type Level, type ObservationType } from '@dspy-o11y/proto';
 import { dispatch, handlersFor, type EventContext } from './events.js';
 import { newSpanId, newTraceId } from './ids.js';
-import { TRUNCATION_MARKER, attributeJson, memberList, quote, quoteName, toAttributeValue, toAttributes, toJson, validKey } from './json.js';
+import { TRUNCATION_MARKER, attributeJson, fitsRecord, memberList, quote, quoteName, recordName, toAttributeValue, toAttributes, toJson, validKey } from './json.js';
 import { generationCost } from './cost.js';
 import { emitScore, type ScoreValue, type SpanScoreOptions } from './score.js';
 import { cfg, countSampledOut, send } from './state.js';
@@ -79,8 +79,6 @@ const TYPES = new Set<string>(OBSERVATION_TYPES);
 const MAX_EVENTS_PER_SPAN = 128;
 const MAX_ERROR_MESSAGE = 2048;
 const MAX_STACK = 8192;
-/** The daemon's default --max-record-bytes is 1 MiB; stay clear of it. */
-const MAX_RECORD_BYTES = 1024 * 1024 - 4096;
 
 /** Trace-level fields, pre-serialized once per trace as JSON object members (`,"k":v,…`, or ''). */
 export interface TraceInfo {
@@ -271,7 +269,7 @@ export class SpanImpl implements GenerationHandle, Scope {
   private lastError: unknown = undefined;
 
   constructor(name: string, type: string | undefined, parent: Scope | undefined, generation: boolean) {
-    this.name = typeof name === 'string' && name.length > 0 ? name : 'span';
+    this.name = recordName(name, 'span');
     this.type = type !== undefined && TYPES.has(type) ? type : generation ? 'generation' : 'span';
     this.generation = generation;
     if (parent) {
@@ -364,7 +362,20 @@ export class SpanImpl implements GenerationHandle, Scope {
 
   setAttributes(attributes: Readonly<Record<string, unknown>>): this {
     if (!attributes || typeof attributes !== 'object') return this;
-    for (const k of Object.keys(attributes)) this.setAttribute(k, attributes[k]);
+    // The app's object may have throwing getters (or be a Proxy): those values are skipped.
+    try {
+      for (const k of Object.keys(attributes)) {
+        let v: unknown;
+        try {
+          v = attributes[k];
+        } catch {
+          continue;
+        }
+        this.setAttribute(k, v);
+      }
+    } catch {
+      /* never throw */
+    }
     return this;
   }
 
@@ -384,7 +395,7 @@ export class SpanImpl implements GenerationHandle, Scope {
     if (this.ended || !this.sampled || this.eventCount >= MAX_EVENTS_PER_SPAN) return;
     try {
       const a = toAttributes(attributes, cfg().maxValueLength);
-      const ev = `{"name":${q(name || 'event')},"timeUnixNano":"${nowUnixNano()}"${a ? `,"attributes":${q(a)}` : ''}}`;
+      const ev = `{"name":${q(recordName(name, 'event'))},"timeUnixNano":"${nowUnixNano()}"${a ? `,"attributes":${q(a)}` : ''}}`;
       this.events = this.events === undefined ? ev : `${this.events},${ev}`;
       this.eventCount++;
     } catch {
@@ -446,27 +457,41 @@ export class SpanImpl implements GenerationHandle, Scope {
 
   setParameters(parameters: Readonly<Record<string, unknown>>): this {
     if (!parameters || typeof parameters !== 'object') return this;
-    for (const k of Object.keys(parameters)) {
-      const v = parameters[k];
-      if (v === undefined || v === null) continue;
-      const slot = PARAMETER_SLOT.get(k);
-      // The usual case, a number for a standard parameter, needs none of setAttribute's checks.
-      if (slot !== undefined && typeof v === 'number' && Number.isFinite(v)) {
-        if (!this.ended) this.setSlot(slot, v);
-      } else this.setAttribute(slot !== undefined ? (SLOT_KEYS[slot] as string) : `gen_ai.request.${k}`, v);
+    try {
+      for (const k of Object.keys(parameters)) {
+        let v: unknown;
+        try {
+          v = parameters[k];
+        } catch {
+          continue; // a throwing getter: skipped
+        }
+        if (v === undefined || v === null) continue;
+        const slot = PARAMETER_SLOT.get(k);
+        // The usual case, a number for a standard parameter, needs none of setAttribute's checks.
+        if (slot !== undefined && typeof v === 'number' && Number.isFinite(v)) {
+          if (!this.ended) this.setSlot(slot, v);
+        } else this.setAttribute(slot !== undefined ? (SLOT_KEYS[slot] as string) : `gen_ai.request.${k}`, v);
+      }
+    } catch {
+      /* never throw: a Proxy's keys */
     }
     return this;
   }
 
   setUsage(usage: Usage): this {
     if (this.ended || !usage || typeof usage !== 'object') return this;
-    const u: Usage = {
-      input: tokens(usage.input),
-      output: tokens(usage.output),
-      total: tokens(usage.total),
-      cacheRead: tokens(usage.cacheRead),
-      cacheWrite: tokens(usage.cacheWrite),
-    };
+    let u: Usage;
+    try {
+      u = {
+        input: tokens(usage.input),
+        output: tokens(usage.output),
+        total: tokens(usage.total),
+        cacheRead: tokens(usage.cacheRead),
+        cacheWrite: tokens(usage.cacheWrite),
+      };
+    } catch {
+      return this; // a throwing getter: the usage is not recorded
+    }
     if (u.total === undefined && (u.input !== undefined || u.output !== undefined)) u.total = (u.input ?? 0) + (u.output ?? 0);
     this.usage = u;
     if (!this.sampled && !this.generation) return this;
@@ -576,11 +601,10 @@ export class SpanImpl implements GenerationHandle, Scope {
     const tail = (this.slots !== undefined ? slotMembers(this.slots) : '') + (this.attrs !== undefined ? memberList(this.attrs) : '');
     const io = (this.input !== undefined ? `,"dspy.input":${q(this.input)}` : '') + (this.output !== undefined ? `,"dspy.output":${q(this.output)}` : '');
     const line = this.events !== undefined ? `${s}${io}${tail}},"events":[${this.events}]}\n` : `${s}${io}${tail}}}\n`;
-    // Cheap length test first: 1 char is at most 3 UTF-8 bytes.
-    if (line.length * 3 <= MAX_RECORD_BYTES || Buffer.byteLength(line) <= MAX_RECORD_BYTES) return line;
+    if (fitsRecord(line)) return line;
     // Too big for the daemon: keep the span, drop its input/output and events.
     const slim = `${s},"dspy.truncated":true${tail}}}\n`;
-    if (Buffer.byteLength(slim) <= MAX_RECORD_BYTES) return slim;
+    if (fitsRecord(slim)) return slim;
     return `${head},"attributes":{"dspy.observation.type":"${this.type}","dspy.truncated":true}}\n`;
   }
 }

@@ -347,6 +347,56 @@ test('event() records an event record under the active span (or its own trace)',
   assert.equal(e2?.parentSpanId, undefined);
 });
 
+test('records stay under the daemon\'s 1 MiB line limit: many-attribute events are slimmed, names are cut', async () => {
+  const many: Record<string, string> = {};
+  for (let i = 0; i < 300; i++) many[`k${i}`] = 'v'.repeat(8000); // each under the value cap, 2.4 MB together
+  await withTrace({ name: 'big-trace' }, () => event('big.event', many));
+  span('n'.repeat(3_000_000), () => 1);
+  await flush();
+  await r.waitFor(() => r.events().length >= 1 && r.spans().length >= 1);
+  assert.deepEqual(r.invalid, []);
+  const e = r.events()[0]!;
+  assert.equal(e.name, 'big.event');
+  assert.equal(e.attributes?.['dspy.truncated'], true);
+  assert.equal(e.attributes?.['dspy.trace.name'], 'big-trace', 'the trace\'s own attributes stay');
+  assert.equal(e.attributes?.k0, undefined);
+  const s = r.spans()[0]!;
+  assert.equal(s.name, 'n'.repeat(4096) + TRUNCATION_MARKER);
+  for (const rec of [e, s]) assert.ok(Buffer.byteLength(JSON.stringify(rec)) < 1024 * 1024);
+});
+
+test('app objects with throwing getters never make a setter throw; the other values are kept', async () => {
+  const trap = <T extends object>(o: T): T =>
+    Object.defineProperty(o, 'boom', {
+      enumerable: true,
+      get(): never {
+        throw new Error('getter');
+      },
+    });
+  const thrown: unknown[] = [];
+  generation('getters', { model: 'gpt-4o-mini' }, (g) => {
+    for (const f of [
+      () => g.setAttributes(trap({ kept: 'yes' })),
+      () => g.setParameters(trap({ temperature: 0.5 })),
+      () => g.setUsage(trap({ input: 3, output: 4 }) as never),
+      () => g.setUsage(new Proxy({}, { get: () => { throw new Error('proxy'); } }) as never),
+      () => g.setAttributes(new Proxy({}, { ownKeys: () => { throw new Error('proxy'); } })),
+    ]) {
+      try {
+        f();
+      } catch (err) {
+        thrown.push(err);
+      }
+    }
+  });
+  assert.deepEqual(thrown, []);
+  await collect(1);
+  const s = r.span('getters');
+  assert.equal(attr(s, 'kept'), 'yes');
+  assert.equal(attr(s, 'gen_ai.request.temperature'), 0.5);
+  assert.equal(attr(s, 'boom'), undefined);
+});
+
 test('configured prices override and extend the table', async () => {
   configure({ prices: { 'my-model': { input: 1, output: 2 }, 'gpt-4o-mini': { input: 10, output: 10 } } });
   generation('llm.generate', { model: 'my-model-2025-01-01' }, (g) => g.setUsage({ input: 1_000_000, output: 1_000_000 }));
