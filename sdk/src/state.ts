@@ -8,6 +8,8 @@ import { type Transport, counters, createTransport } from './transport/index.js'
 let options: ConfigureOptions = {};
 let config: ResolvedConfig | undefined;
 let transport: Transport | undefined;
+/** The shutdown() in progress, if any. */
+let closing: Promise<boolean> | undefined;
 let transportKey = '';
 /** After `shutdown()`: records are discarded until `configure()` is called again. */
 let stopped = false;
@@ -123,14 +125,29 @@ export function flush(timeoutMs?: number): Promise<boolean> {
  * discarded (counted as dropped, reason `shutdown`) until `configure()` is called again.
  * Never rejects.
  */
-export async function shutdown(timeoutMs?: number): Promise<boolean> {
+export function shutdown(timeoutMs?: number): Promise<boolean> {
   const t = transport;
   stopped = true;
   transport = undefined;
-  if (!t) return true;
+  // A second call while the first is flushing answers with the first's outcome, not a premature true.
+  if (!t) return closing ?? Promise.resolve(true);
+  let wait: number;
+  try {
+    wait = timeoutMs ?? cfg().flushTimeoutMs;
+  } catch {
+    wait = 0;
+  }
+  const done = closeTransport(t, wait).finally(() => {
+    if (closing === done) closing = undefined;
+  });
+  closing = done;
+  return done;
+}
+
+async function closeTransport(t: Transport, timeoutMs: number): Promise<boolean> {
   let ok = false;
   try {
-    ok = await t.flush(timeoutMs ?? cfg().flushTimeoutMs);
+    ok = await t.flush(timeoutMs);
   } catch {
     ok = false;
   }

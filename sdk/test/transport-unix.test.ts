@@ -289,7 +289,9 @@ test('shutdown() while a write is stuck: the write is counted dropped (shutdown)
   for (let i = 0; i < 300; i++) span(`s${i}`, { input }, () => i);
   await r.waitFor(() => sdkStats().inFlight > 0, 2000, 'a write in flight');
   const pending = flush(60_000);
-  assert.equal(await shutdown(300), false);
+  const first = shutdown(300);
+  assert.equal(await shutdown(), false, 'a second shutdown() answers with the first one\'s outcome');
+  assert.equal(await first, false);
   assert.equal(await pending, false, 'the flush did not complete');
   const d = delta(before);
   assert.equal(d.enqueued, 300);
