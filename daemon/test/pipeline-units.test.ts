@@ -6,7 +6,7 @@ import { LineSplitter } from '../src/ingest/line-splitter.js';
 import { backoffDelay } from '../src/export/backoff.js';
 import { resolveConfig, ConfigError } from '../src/config.js';
 import { QUEUED_SPAN_OVERHEAD_BYTES, QueuedSpan, setQueueMemoryCeiling, spanOf } from '../src/model.js';
-import { SLAB_BYTES } from '../src/queue/line-store.js';
+import { MIN_QUEUE_KEPT_BYTES, SLAB_BYTES } from '../src/queue/line-store.js';
 import { keepTrace, newTraceId } from '@dspy-o11y/proto';
 
 const resource = { attributes: {} };
@@ -40,6 +40,7 @@ test('over the memory ceiling the queue recycles its oldest slab instead of grow
   setQueueMemoryCeiling({
     maxRssBytes: base + 4 * SLAB_BYTES,
     reclaim: () => q.dropOldestOne(),
+    queuedBytes: () => q.bytes,
     rss: () => (rssChecks++, base + slabsTaken++ * SLAB_BYTES),
   });
   try {
@@ -56,10 +57,53 @@ test('over the memory ceiling the queue recycles its oldest slab instead of grow
   }
 });
 
+test('a process over the memory ceiling by itself does not empty the queue: it keeps MIN_QUEUE_KEPT_BYTES', () => {
+  let dropped = 0;
+  const q = new SpanQueue({ maxSpans: 1e6, maxBytes: 1e9 }, (n) => (dropped += n));
+  // Node's own RSS is already past the limit: no drop can bring it under.
+  setQueueMemoryCeiling({ maxRssBytes: 10 * SLAB_BYTES, reclaim: () => q.dropOldestOne(), queuedBytes: () => q.bytes, rss: () => 20 * SLAB_BYTES });
+  try {
+    const n = 20 * Math.floor(SLAB_BYTES / 1000);
+    for (let i = 0; i < n; i++) q.push(span(i, 1000));
+    assert.ok(q.bytes >= MIN_QUEUE_KEPT_BYTES - 1000, `the queue keeps its floor (${q.bytes} bytes held)`);
+    assert.ok(q.bytes <= MIN_QUEUE_KEPT_BYTES + 2 * SLAB_BYTES, `and no more over the ceiling (${q.bytes} bytes held)`);
+    assert.equal(dropped + q.spans, n, 'every span is either queued or counted as dropped');
+  } finally {
+    setQueueMemoryCeiling(undefined);
+    q.drain().forEach((s) => s.release());
+  }
+});
+
+test('spans in buffers of their own: the ceiling applies to them, and small spans over it drop about a slab per slab, not the queue', () => {
+  let dropped = 0;
+  const q = new SpanQueue({ maxSpans: 1e6, maxBytes: 1e9 }, (n) => (dropped += n));
+  const big = 100_000; // over a quarter slab: a buffer of its own
+  for (let i = 0; i < 40; i++) q.push(span(i, big));
+  // Now the process is over the ceiling (setting it reads the RSS at the next allocation).
+  setQueueMemoryCeiling({ maxRssBytes: 100 * SLAB_BYTES, reclaim: () => q.dropOldestOne(), queuedBytes: () => q.bytes, rss: () => 200 * SLAB_BYTES });
+  try {
+    // A slab's worth of small spans: at least one new slab, at most two, each dropping about two slabs' worth.
+    const small = Math.floor(SLAB_BYTES / 1000) + 1;
+    for (let i = 40; i < 40 + small; i++) q.push(span(i, 1000));
+    const bigLeft = q.spans - small;
+    assert.ok(bigLeft >= 40 - 2 * Math.ceil((2 * SLAB_BYTES) / big), `a slab of small spans dropped ${40 - bigLeft} large ones`);
+    const before = q.bytes;
+    const end = 40 + small + 40;
+    for (let i = 40 + small; i < end; i++) q.push(span(i, big));
+    assert.ok(q.bytes <= before + big, `over the ceiling large spans do not grow the queue (${before} -> ${q.bytes} bytes)`);
+    assert.equal(dropped + q.spans, end, 'every span is either queued or counted as dropped');
+    const names = q.drain().map((s) => spanOf(s).name);
+    assert.equal(names.at(-1), `s${end - 1}`, 'the newest are kept');
+  } finally {
+    setQueueMemoryCeiling(undefined);
+  }
+});
+
 test('far from the memory ceiling the RSS is read once per 16 new slabs, not per slab', () => {
   const q = new SpanQueue({ maxSpans: 1e6, maxBytes: 1e9 }, () => {});
   let rssChecks = 0;
-  setQueueMemoryCeiling({ maxRssBytes: 1e12, reclaim: () => q.dropOldestOne(), rss: () => (rssChecks++, 100 * SLAB_BYTES) });
+  setQueueMemoryCeiling({ maxRssBytes: 1e12, reclaim: () => q.dropOldestOne(),
+    queuedBytes: () => q.bytes, rss: () => (rssChecks++, 100 * SLAB_BYTES) });
   try {
     const perSlab = Math.floor(SLAB_BYTES / 1000);
     for (let i = 0; i < 64 * perSlab; i++) q.push(span(i, 1000));
