@@ -220,8 +220,9 @@ test('config: flag beats env beats default; bad values name the flag', () => {
   assert.equal(resolveConfig({}, { LANGFUSE_BASE_URL: 'http://127.0.0.1:3000/' }).langfuse.host, 'http://127.0.0.1:3000');
   assert.equal(resolveConfig({ exporter: 'otlp' }, { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4000' }).otlp.endpoint, 'http://127.0.0.1:4000/v1/traces');
   assert.throws(() => resolveConfig({ queueMaxSpans: 'lots' }), (e: Error) => e instanceof ConfigError && /--queue-max-spans/.test(e.message));
-  // --memory-limit: the queue's bound + 85 MB unless set; 0 turns the ceiling off.
-  assert.equal(resolveConfig({ queueMaxBytes: '1000000' }).memoryLimitBytes, 86_000_000);
+  // --memory-limit: the queue's bound + 85 MB unless set, at least 200 MB (Node's own RSS under load); 0 turns the ceiling off.
+  assert.equal(resolveConfig({ queueMaxBytes: '1000000' }).memoryLimitBytes, 200_000_000);
+  assert.equal(resolveConfig({ queueMaxBytes: '200000000' }).memoryLimitBytes, 285_000_000);
   assert.equal(resolveConfig({}, { DSPY_O11YD_MEMORY_LIMIT: '0' }).memoryLimitBytes, 0);
   assert.equal(resolveConfig({}).nice, 0);
   assert.equal(resolveConfig({}, { DSPY_O11YD_NICE: '-5' }).nice, -5);
