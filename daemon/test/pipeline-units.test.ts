@@ -187,6 +187,19 @@ test('line splitter frames lines across chunks and skips over-long lines without
   assert.equal(tooLong, 2);
 });
 
+test('line splitter: the CR of a CRLF does not count toward the line limit, in one chunk or split before the LF', () => {
+  const lines: string[] = [];
+  let tooLong = 0;
+  const s = new LineSplitter(10, (b, st, e) => lines.push(b.toString('utf8', st, e)), () => tooLong++);
+  s.push(Buffer.from('0123456789\r\n'));
+  s.push(Buffer.from('abcdefghij\r'));
+  s.push(Buffer.from('\nABCDEFGHIJ'));
+  s.push(Buffer.from('\r\n0123456789\rX\n'));
+  s.end();
+  assert.deepEqual(lines, ['0123456789', 'abcdefghij', 'ABCDEFGHIJ']);
+  assert.equal(tooLong, 1, 'a CR that is not before the LF still counts');
+});
+
 test('line splitter flags ASCII lines (decoded as latin1) and never a line with other bytes', () => {
   const seen: [string, boolean][] = [];
   const s = new LineSplitter(100, (b, st, e, ascii) => seen.push([b.toString('utf8', st, e), ascii]), () => {});

@@ -1,7 +1,8 @@
 import { isAscii } from 'node:buffer';
 
 /**
- * NDJSON framing on raw bytes. A line longer than `maxLineBytes` is reported once and skipped up
+ * NDJSON framing on raw bytes. A line longer than `maxLineBytes` (not counting a CR before its
+ * LF) is reported once and skipped up
  * to its newline without ever being buffered whole, so one huge or endless line costs neither
  * memory nor the records after it.
  */
@@ -33,7 +34,7 @@ export class LineSplitter {
       }
       if (this.discarding) {
         this.discarding = false;
-      } else if (this.partialBytes + (nl - pos) > this.maxLineBytes) {
+      } else if (this.partialBytes + (nl - pos) - (this.crBefore(chunk, pos, nl) ? 1 : 0) > this.maxLineBytes) {
         this.resetPartial();
         this.onTooLong();
       } else if (this.partialBytes > 0) {
@@ -62,7 +63,8 @@ export class LineSplitter {
 
   private keep(chunk: Buffer, pos: number): void {
     if (this.discarding || pos === chunk.length) return;
-    if (this.partialBytes + (chunk.length - pos) > this.maxLineBytes) {
+    // A CR at the end may be the CRLF's: it does not count toward the limit.
+    if (this.partialBytes + (chunk.length - pos) - (chunk[chunk.length - 1] === 13 ? 1 : 0) > this.maxLineBytes) {
       this.resetPartial();
       this.discarding = true;
       this.onTooLong();
@@ -72,6 +74,13 @@ export class LineSplitter {
     const rest = Buffer.from(chunk.subarray(pos));
     this.partial.push(rest);
     this.partialBytes += rest.length;
+  }
+
+  /** Whether the line ending at `nl` (LF) has a CR before it, in this chunk or the partial bytes. */
+  private crBefore(chunk: Buffer, pos: number, nl: number): boolean {
+    if (nl > pos) return chunk[nl - 1] === 13;
+    const last = this.partial.at(-1);
+    return last !== undefined && last[last.length - 1] === 13;
   }
 
   private emit(buf: Buffer, start: number, end: number, ascii: boolean): void {
