@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { SpanQueue } from '../src/queue/span-queue.js';
 import { Batcher } from '../src/batch/batcher.js';
-import { LineSplitter } from '../src/ingest/line-splitter.js';
+import { LineSplitter, PartialLineBudget } from '../src/ingest/line-splitter.js';
 import { backoffDelay } from '../src/export/backoff.js';
 import { resolveConfig, ConfigError } from '../src/config.js';
 import { QUEUED_SPAN_OVERHEAD_BYTES, QueuedSpan, setQueueMemoryCeiling, spanOf } from '../src/model.js';
@@ -198,6 +198,27 @@ test('line splitter: the CR of a CRLF does not count toward the line limit, in o
   s.end();
   assert.deepEqual(lines, ['0123456789', 'abcdefghij', 'ABCDEFGHIJ']);
   assert.equal(tooLong, 1, 'a CR that is not before the LF still counts');
+});
+
+test('line splitter: partial lines share a budget across splitters; a line past it is skipped to its newline', () => {
+  const budget = new PartialLineBudget(15);
+  const seen: string[] = [];
+  const causes: string[] = [];
+  const split = (name: string) => new LineSplitter(10, (b, st, e) => seen.push(`${name}:${b.toString('utf8', st, e)}`), (cause) => causes.push(`${name}:${cause}`), budget);
+  const a = split('a');
+  const b = split('b');
+  const c = split('c');
+  a.push(Buffer.from('aaaaaaaa'));
+  b.push(Buffer.from('bbbbbbbb')); // 16 > 15 held: b's line is rejected
+  assert.deepEqual(causes, ['b:budget']);
+  assert.equal(budget.used, 8);
+  b.push(Buffer.from('bb\nok\n'));
+  a.push(Buffer.from('aa\n'));
+  assert.deepEqual(seen, ['b:ok', 'a:aaaaaaaaaa']);
+  assert.equal(budget.used, 0, 'a complete line gives its bytes back');
+  c.push(Buffer.from('cccc'));
+  c.discard(); // connection closed without a newline
+  assert.equal(budget.used, 0);
 });
 
 test('line splitter flags ASCII lines (decoded as latin1) and never a line with other bytes', () => {
