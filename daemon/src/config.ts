@@ -69,7 +69,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'encoding', flag: '--encoding', env: ['DSPY_O11YD_ENCODING'], default: 'protobuf', help: 'protobuf | json' },
   { key: 'queueMaxSpans', flag: '--queue-max-spans', env: ['DSPY_O11YD_QUEUE_MAX_SPANS'], default: '200000', help: 'queue bound in spans; overflow drops the oldest' },
   { key: 'queueMaxBytes', flag: '--queue-max-bytes', env: ['DSPY_O11YD_QUEUE_MAX_BYTES'], default: String(256 * 1024 * 1024), help: 'queue bound in bytes of memory; overflow drops the oldest' },
-  { key: 'memoryLimit', flag: '--memory-limit', env: ['DSPY_O11YD_MEMORY_LIMIT'], help: 'RSS in bytes past which the queue stops growing and drops its oldest instead (default: --queue-max-bytes + 85 MB; 0 disables)' },
+  { key: 'memoryLimit', flag: '--memory-limit', env: ['DSPY_O11YD_MEMORY_LIMIT'], help: 'RSS in bytes past which the queue stops growing and drops its oldest instead (default: --queue-max-bytes + 85 MB, at least 200 MB; 0 disables)' },
   { key: 'batchMaxSpans', flag: '--batch-max-spans', env: ['DSPY_O11YD_BATCH_MAX_SPANS'], default: '2048', help: 'spans per export request at most' },
   { key: 'batchMaxBytes', flag: '--batch-max-bytes', env: ['DSPY_O11YD_BATCH_MAX_BYTES'], default: String(4 * 1024 * 1024), help: 'record bytes per export request at most' },
   { key: 'flushInterval', flag: '--flush-interval', env: ['DSPY_O11YD_FLUSH_INTERVAL'], default: '1000', help: 'ms a span may wait for a fuller batch' },
@@ -118,6 +118,12 @@ export class ConfigError extends Error {}
  * the queue's bound + 100 MB.
  */
 export const DEFAULT_MEMORY_HEADROOM_BYTES = 85_000_000;
+/**
+ * …but never under 200 MB: under load Node's own RSS is ~135 MiB whatever the queue holds (V8's
+ * young generation, the worker, batches in flight; measured 152 MiB with a full 16 MiB queue), so
+ * with a small queue bound + 85 MB the ceiling would hold the queue near empty.
+ */
+export const MIN_DEFAULT_MEMORY_LIMIT_BYTES = 200_000_000;
 
 export function parseHostPort(v: string): { host: string; port: number } | undefined {
   const m = /^(?:\[([0-9a-fA-F:]+)\]|([^:\s]+)):(\d{1,5})$/.exec(v);
@@ -205,7 +211,7 @@ export function resolveConfig(flags: RawConfig, env: NodeJS.ProcessEnv = process
     file: c.file,
     encoding: c.encoding,
     queue: { maxSpans: c.queueMaxSpans, maxBytes: c.queueMaxBytes },
-    memoryLimitBytes: c.memoryLimit ?? c.queueMaxBytes + DEFAULT_MEMORY_HEADROOM_BYTES,
+    memoryLimitBytes: c.memoryLimit ?? Math.max(c.queueMaxBytes + DEFAULT_MEMORY_HEADROOM_BYTES, MIN_DEFAULT_MEMORY_LIMIT_BYTES),
     batch: { maxSpans: c.batchMaxSpans, maxBytes: c.batchMaxBytes, flushIntervalMs: c.flushInterval },
     exportTimeoutMs: c.exportTimeout,
     maxRetries: c.maxRetries,

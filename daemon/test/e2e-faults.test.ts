@@ -6,6 +6,8 @@ import { after, afterEach, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { readdirSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+import { once } from 'node:events';
 import { startFakeLangfuse, type FakeLangfuse } from './support/fake-langfuse.js';
 import { sendOverSocket, startDaemonProcess, tempDir, type DaemonProcess } from './support/daemon-process.js';
 
@@ -130,6 +132,30 @@ describe('faults', () => {
     const expected = [...Array.from({ length: 100 }, (_, i) => i), ...Array.from({ length: 1000 }, (_, i) => 19_000 + i)];
     assert.deepEqual(got, expected);
     await invariant(d);
+  });
+
+  test('partial lines of hung clients share one budget (16 × --max-record-bytes): a line past it is rejected, its connection lives on', async () => {
+    const d = await start(['--max-record-bytes', '65536']);
+    // 24 clients each hold 60,000 bytes without a newline: 17 fit in 16 × 65,536, the rest do not.
+    const clients: Socket[] = [];
+    try {
+      for (let i = 0; i < 24; i++) {
+        const c = connect(socket);
+        await once(c, 'connect');
+        c.write('x'.repeat(60_000));
+        clients.push(c);
+      }
+      const tooLarge = () => d.metric('dspy_o11yd_records_invalid_total', { transport: 'uds', reason: 'too_large' });
+      await d.eventually(async () => assert.ok((await tooLarge()) >= 24 - 17, `too_large ${await tooLarge()}`));
+      assert.ok(d.logs.some((l) => /partial lines of all connections over their budget/.test(l.msg)));
+      // Every connection still delivers the record after its newline.
+      await Promise.all(clients.map((c, i) => new Promise<void>((resolve) => c.end('\n' + spanLine(i) + '\n', resolve))));
+      await d.eventually(async () => assert.equal((await d.status()).spans.received, 24));
+      const rejected = (await tooLarge()) + (await d.metric('dspy_o11yd_records_invalid_total', { transport: 'uds', reason: 'invalid_json' }));
+      assert.equal(rejected, 24, 'each held line is rejected once: too_large if it did not fit, else invalid_json (x…x)');
+    } finally {
+      clients.forEach((c) => c.destroy());
+    }
   });
 
   test('SIGTERM flushes what is queued, then exits 0', async () => {

@@ -2,11 +2,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { SpanQueue } from '../src/queue/span-queue.js';
 import { Batcher } from '../src/batch/batcher.js';
-import { LineSplitter } from '../src/ingest/line-splitter.js';
+import { LineSplitter, PartialLineBudget } from '../src/ingest/line-splitter.js';
 import { backoffDelay } from '../src/export/backoff.js';
 import { resolveConfig, ConfigError } from '../src/config.js';
 import { QUEUED_SPAN_OVERHEAD_BYTES, QueuedSpan, setQueueMemoryCeiling, spanOf } from '../src/model.js';
-import { SLAB_BYTES } from '../src/queue/line-store.js';
+import { MIN_QUEUE_KEPT_BYTES, SLAB_BYTES } from '../src/queue/line-store.js';
 import { keepTrace, newTraceId } from '@dspy-o11y/proto';
 
 const resource = { attributes: {} };
@@ -40,6 +40,7 @@ test('over the memory ceiling the queue recycles its oldest slab instead of grow
   setQueueMemoryCeiling({
     maxRssBytes: base + 4 * SLAB_BYTES,
     reclaim: () => q.dropOldestOne(),
+    queuedBytes: () => q.bytes,
     rss: () => (rssChecks++, base + slabsTaken++ * SLAB_BYTES),
   });
   try {
@@ -56,10 +57,53 @@ test('over the memory ceiling the queue recycles its oldest slab instead of grow
   }
 });
 
+test('a process over the memory ceiling by itself does not empty the queue: it keeps MIN_QUEUE_KEPT_BYTES', () => {
+  let dropped = 0;
+  const q = new SpanQueue({ maxSpans: 1e6, maxBytes: 1e9 }, (n) => (dropped += n));
+  // Node's own RSS is already past the limit: no drop can bring it under.
+  setQueueMemoryCeiling({ maxRssBytes: 10 * SLAB_BYTES, reclaim: () => q.dropOldestOne(), queuedBytes: () => q.bytes, rss: () => 20 * SLAB_BYTES });
+  try {
+    const n = 20 * Math.floor(SLAB_BYTES / 1000);
+    for (let i = 0; i < n; i++) q.push(span(i, 1000));
+    assert.ok(q.bytes >= MIN_QUEUE_KEPT_BYTES - 1000, `the queue keeps its floor (${q.bytes} bytes held)`);
+    assert.ok(q.bytes <= MIN_QUEUE_KEPT_BYTES + 2 * SLAB_BYTES, `and no more over the ceiling (${q.bytes} bytes held)`);
+    assert.equal(dropped + q.spans, n, 'every span is either queued or counted as dropped');
+  } finally {
+    setQueueMemoryCeiling(undefined);
+    q.drain().forEach((s) => s.release());
+  }
+});
+
+test('spans in buffers of their own: the ceiling applies to them, and small spans over it drop about a slab per slab, not the queue', () => {
+  let dropped = 0;
+  const q = new SpanQueue({ maxSpans: 1e6, maxBytes: 1e9 }, (n) => (dropped += n));
+  const big = 100_000; // over a quarter slab: a buffer of its own
+  for (let i = 0; i < 40; i++) q.push(span(i, big));
+  // Now the process is over the ceiling (setting it reads the RSS at the next allocation).
+  setQueueMemoryCeiling({ maxRssBytes: 100 * SLAB_BYTES, reclaim: () => q.dropOldestOne(), queuedBytes: () => q.bytes, rss: () => 200 * SLAB_BYTES });
+  try {
+    // A slab's worth of small spans: at least one new slab, at most two, each dropping about two slabs' worth.
+    const small = Math.floor(SLAB_BYTES / 1000) + 1;
+    for (let i = 40; i < 40 + small; i++) q.push(span(i, 1000));
+    const bigLeft = q.spans - small;
+    assert.ok(bigLeft >= 40 - 2 * Math.ceil((2 * SLAB_BYTES) / big), `a slab of small spans dropped ${40 - bigLeft} large ones`);
+    const before = q.bytes;
+    const end = 40 + small + 40;
+    for (let i = 40 + small; i < end; i++) q.push(span(i, big));
+    assert.ok(q.bytes <= before + big, `over the ceiling large spans do not grow the queue (${before} -> ${q.bytes} bytes)`);
+    assert.equal(dropped + q.spans, end, 'every span is either queued or counted as dropped');
+    const names = q.drain().map((s) => spanOf(s).name);
+    assert.equal(names.at(-1), `s${end - 1}`, 'the newest are kept');
+  } finally {
+    setQueueMemoryCeiling(undefined);
+  }
+});
+
 test('far from the memory ceiling the RSS is read once per 16 new slabs, not per slab', () => {
   const q = new SpanQueue({ maxSpans: 1e6, maxBytes: 1e9 }, () => {});
   let rssChecks = 0;
-  setQueueMemoryCeiling({ maxRssBytes: 1e12, reclaim: () => q.dropOldestOne(), rss: () => (rssChecks++, 100 * SLAB_BYTES) });
+  setQueueMemoryCeiling({ maxRssBytes: 1e12, reclaim: () => q.dropOldestOne(),
+    queuedBytes: () => q.bytes, rss: () => (rssChecks++, 100 * SLAB_BYTES) });
   try {
     const perSlab = Math.floor(SLAB_BYTES / 1000);
     for (let i = 0; i < 64 * perSlab; i++) q.push(span(i, 1000));
@@ -143,6 +187,40 @@ test('line splitter frames lines across chunks and skips over-long lines without
   assert.equal(tooLong, 2);
 });
 
+test('line splitter: the CR of a CRLF does not count toward the line limit, in one chunk or split before the LF', () => {
+  const lines: string[] = [];
+  let tooLong = 0;
+  const s = new LineSplitter(10, (b, st, e) => lines.push(b.toString('utf8', st, e)), () => tooLong++);
+  s.push(Buffer.from('0123456789\r\n'));
+  s.push(Buffer.from('abcdefghij\r'));
+  s.push(Buffer.from('\nABCDEFGHIJ'));
+  s.push(Buffer.from('\r\n0123456789\rX\n'));
+  s.end();
+  assert.deepEqual(lines, ['0123456789', 'abcdefghij', 'ABCDEFGHIJ']);
+  assert.equal(tooLong, 1, 'a CR that is not before the LF still counts');
+});
+
+test('line splitter: partial lines share a budget across splitters; a line past it is skipped to its newline', () => {
+  const budget = new PartialLineBudget(15);
+  const seen: string[] = [];
+  const causes: string[] = [];
+  const split = (name: string) => new LineSplitter(10, (b, st, e) => seen.push(`${name}:${b.toString('utf8', st, e)}`), (cause) => causes.push(`${name}:${cause}`), budget);
+  const a = split('a');
+  const b = split('b');
+  const c = split('c');
+  a.push(Buffer.from('aaaaaaaa'));
+  b.push(Buffer.from('bbbbbbbb')); // 16 > 15 held: b's line is rejected
+  assert.deepEqual(causes, ['b:budget']);
+  assert.equal(budget.used, 8);
+  b.push(Buffer.from('bb\nok\n'));
+  a.push(Buffer.from('aa\n'));
+  assert.deepEqual(seen, ['b:ok', 'a:aaaaaaaaaa']);
+  assert.equal(budget.used, 0, 'a complete line gives its bytes back');
+  c.push(Buffer.from('cccc'));
+  c.discard(); // connection closed without a newline
+  assert.equal(budget.used, 0);
+});
+
 test('line splitter flags ASCII lines (decoded as latin1) and never a line with other bytes', () => {
   const seen: [string, boolean][] = [];
   const s = new LineSplitter(100, (b, st, e, ascii) => seen.push([b.toString('utf8', st, e), ascii]), () => {});
@@ -176,8 +254,9 @@ test('config: flag beats env beats default; bad values name the flag', () => {
   assert.equal(resolveConfig({}, { LANGFUSE_BASE_URL: 'http://127.0.0.1:3000/' }).langfuse.host, 'http://127.0.0.1:3000');
   assert.equal(resolveConfig({ exporter: 'otlp' }, { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4000' }).otlp.endpoint, 'http://127.0.0.1:4000/v1/traces');
   assert.throws(() => resolveConfig({ queueMaxSpans: 'lots' }), (e: Error) => e instanceof ConfigError && /--queue-max-spans/.test(e.message));
-  // --memory-limit: the queue's bound + 85 MB unless set; 0 turns the ceiling off.
-  assert.equal(resolveConfig({ queueMaxBytes: '1000000' }).memoryLimitBytes, 86_000_000);
+  // --memory-limit: the queue's bound + 85 MB unless set, at least 200 MB (Node's own RSS under load); 0 turns the ceiling off.
+  assert.equal(resolveConfig({ queueMaxBytes: '1000000' }).memoryLimitBytes, 200_000_000);
+  assert.equal(resolveConfig({ queueMaxBytes: '200000000' }).memoryLimitBytes, 285_000_000);
   assert.equal(resolveConfig({}, { DSPY_O11YD_MEMORY_LIMIT: '0' }).memoryLimitBytes, 0);
   assert.equal(resolveConfig({}).nice, 0);
   assert.equal(resolveConfig({}, { DSPY_O11YD_NICE: '-5' }).nice, -5);

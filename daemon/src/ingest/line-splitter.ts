@@ -1,9 +1,30 @@
 import { isAscii } from 'node:buffer';
 
 /**
- * NDJSON framing on raw bytes. A line longer than `maxLineBytes` is reported once and skipped up
- * to its newline without ever being buffered whole, so one huge or endless line costs neither
- * memory nor the records after it.
+ * Bytes of partial lines (received, newline not yet) held across all connections. Each
+ * connection may hold up to `--max-record-bytes`, but hung clients are many: without a shared
+ * bound 300 of them held 300 MiB that no queue bound or `--memory-limit` sees.
+ */
+export class PartialLineBudget {
+  used = 0;
+  constructor(readonly maxBytes: number) {}
+
+  take(bytes: number): boolean {
+    if (this.used + bytes > this.maxBytes) return false;
+    this.used += bytes;
+    return true;
+  }
+
+  give(bytes: number): void {
+    this.used -= bytes;
+  }
+}
+
+/**
+ * NDJSON framing on raw bytes. A line longer than `maxLineBytes` (not counting a CR before its
+ * LF) is reported once and skipped up to its newline without ever being buffered whole, so one
+ * huge or endless line costs neither memory nor the records after it. So is a line whose partial
+ * bytes would not fit in the shared `budget`, if any.
  */
 export class LineSplitter {
   private partial: Buffer[] = [];
@@ -18,7 +39,9 @@ export class LineSplitter {
      * `ascii`: the bytes are known to be ASCII (the consumer may decode them as latin1, a copy).
      */
     private readonly onLine: (buf: Buffer, start: number, end: number, ascii: boolean) => void,
-    private readonly onTooLong: () => void,
+    /** `budget`: the line fit `maxLineBytes` but not the shared budget. */
+    private readonly onTooLong: (cause: 'line' | 'budget') => void,
+    private readonly budget?: PartialLineBudget,
   ) {}
 
   push(chunk: Buffer): void {
@@ -33,9 +56,9 @@ export class LineSplitter {
       }
       if (this.discarding) {
         this.discarding = false;
-      } else if (this.partialBytes + (nl - pos) > this.maxLineBytes) {
+      } else if (this.partialBytes + (nl - pos) - (this.crBefore(chunk, pos, nl) ? 1 : 0) > this.maxLineBytes) {
         this.resetPartial();
-        this.onTooLong();
+        this.onTooLong('line');
       } else if (this.partialBytes > 0) {
         const line = Buffer.concat([...this.partial, chunk.subarray(pos, nl)]);
         this.resetPartial();
@@ -60,12 +83,20 @@ export class LineSplitter {
     }
   }
 
+  /** Bytes held (a partial line); connections that end without a newline drop them with this. */
+  discard(): void {
+    this.resetPartial();
+  }
+
   private keep(chunk: Buffer, pos: number): void {
     if (this.discarding || pos === chunk.length) return;
-    if (this.partialBytes + (chunk.length - pos) > this.maxLineBytes) {
+    const more = chunk.length - pos;
+    // A CR at the end may be the CRLF's: it does not count toward the limit.
+    const tooLong = this.partialBytes + more - (chunk[chunk.length - 1] === 13 ? 1 : 0) > this.maxLineBytes;
+    if (tooLong || (this.budget && !this.budget.take(more))) {
       this.resetPartial();
       this.discarding = true;
-      this.onTooLong();
+      this.onTooLong(tooLong ? 'line' : 'budget');
       return;
     }
     // Copy: a subarray would pin the whole (possibly 64 KiB) chunk for a few bytes.
@@ -74,12 +105,20 @@ export class LineSplitter {
     this.partialBytes += rest.length;
   }
 
+  /** Whether the line ending at `nl` (LF) has a CR before it, in this chunk or the partial bytes. */
+  private crBefore(chunk: Buffer, pos: number, nl: number): boolean {
+    if (nl > pos) return chunk[nl - 1] === 13;
+    const last = this.partial.at(-1);
+    return last !== undefined && last[last.length - 1] === 13;
+  }
+
   private emit(buf: Buffer, start: number, end: number, ascii: boolean): void {
     if (end > start && buf[end - 1] === 13) end--; // tolerate CRLF
     if (end > start) this.onLine(buf, start, end, ascii);
   }
 
   private resetPartial(): void {
+    this.budget?.give(this.partialBytes);
     this.partial = [];
     this.partialBytes = 0;
   }

@@ -5,7 +5,7 @@
 import { chmod, lstat, unlink } from 'node:fs/promises';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from '../log.js';
-import { LineSplitter } from './line-splitter.js';
+import { LineSplitter, PartialLineBudget } from './line-splitter.js';
 import type { RecordSink } from './record-sink.js';
 
 export interface SocketReceiver {
@@ -15,6 +15,13 @@ export interface SocketReceiver {
 }
 
 export class SocketInUseError extends Error {}
+
+/**
+ * Partial lines held across all connections: this many records of --max-record-bytes (16 MiB by
+ * default). Past it, the line that does not fit is rejected as too_large and skipped to its
+ * newline; its connection and the other records live on.
+ */
+export const PARTIAL_LINES_BUDGET_RECORDS = 16;
 
 /** A socket file left by a dead daemon is replaced; a live daemon on it is an error. */
 async function clearStaleSocket(path: string): Promise<void> {
@@ -40,14 +47,23 @@ async function clearStaleSocket(path: string): Promise<void> {
 export async function listenSocket(path: string, sink: RecordSink, log: Logger, maxRecordBytes: number): Promise<SocketReceiver> {
   await clearStaleSocket(path);
   const open = new Set<Socket>();
+  const budget = new PartialLineBudget(PARTIAL_LINES_BUDGET_RECORDS * maxRecordBytes);
 
   const server: Server = createServer((socket) => {
     open.add(socket);
     const session = sink.session('uds');
+    let warned = false;
     const splitter = new LineSplitter(
       maxRecordBytes,
       (buf, start, end, ascii) => sink.acceptLine(session, buf, start, end, ascii),
-      () => sink.rejectTooLarge(session, maxRecordBytes),
+      (cause) => {
+        sink.rejectTooLarge(session, maxRecordBytes);
+        if (cause === 'budget' && !warned) {
+          warned = true;
+          log.warn({ heldBytes: budget.used, budgetBytes: budget.maxBytes, connections: open.size }, 'partial lines of all connections over their budget (16 × --max-record-bytes): a record was rejected as too_large');
+        }
+      },
+      budget,
     );
     socket.on('data', (chunk: Buffer) => splitter.push(chunk));
     socket.on('end', () => {
@@ -55,7 +71,10 @@ export async function listenSocket(path: string, sink: RecordSink, log: Logger, 
       socket.end();
     });
     socket.on('error', (err) => log.debug({ err }, 'socket connection error'));
-    socket.on('close', () => open.delete(socket));
+    socket.on('close', () => {
+      open.delete(socket);
+      splitter.discard(); // a partial line left by a client gone without a newline
+    });
   });
 
   await new Promise<void>((resolve, reject) => {

@@ -33,41 +33,53 @@ export class Slab {
 }
 
 /**
- * A ceiling on the process's memory for the store (`--memory-limit`): past it, the store does not
- * take a new slab but recycles one, after `reclaim` drops the oldest queued lines (their slabs go
- * back to the free list). The queue's byte bound counts the queue; this also covers what it
- * cannot see (V8's heaps, the export worker, sockets), so RSS stays under the limit whatever the
- * overhead does — as the OpenTelemetry Collector's memory_limiter does by refusing data.
+ * A ceiling on the process's memory for the store (`--memory-limit`): past it, the store takes
+ * room for a new line by dropping about as many bytes of the oldest queued lines (`reclaim`), and
+ * recycles a slab that this frees rather than taking a new one. The queue's byte bound counts the
+ * queue; this also covers what it cannot see (V8's heaps, the export worker, sockets), so memory
+ * stops growing whatever the overhead does — as the OpenTelemetry Collector's memory_limiter does
+ * by refusing data.
  */
 export interface MemoryCeiling {
   readonly maxRssBytes: number;
-  /** Drops the oldest queued line; false when nothing is left to drop. */
-  readonly reclaim: () => boolean;
+  /** Drops the oldest queued line; returns the bytes it counted, 0 when nothing is left to drop. */
+  readonly reclaim: () => number;
+  /** Bytes queued now (what `reclaim` can still drop). */
+  readonly queuedBytes: () => number;
   /** Reads the RSS (default process.memoryUsage.rss: a /proc read, ~10 µs idle, ~130 µs measured under load). */
   readonly rss?: () => number;
 }
 
-/** Far from the ceiling, the RSS is read again after this many new slabs (4 MiB)… */
-const RSS_READ_EVERY_SLABS = 16;
-/** …or as soon as the estimate (last reading + the slabs taken since) comes this close to it. */
+/** Far from the ceiling, the RSS is read again after this many bytes of new buffers (4 MiB)… */
+const RSS_READ_EVERY_BYTES = 16 * SLAB_BYTES;
+/** …or as soon as the estimate (last reading + the buffers taken since) comes this close to it. */
 const RSS_READ_MARGIN = 8 * 1024 * 1024;
+/**
+ * The ceiling never shrinks the queue below this: when the process alone is over the limit
+ * (a limit below Node's own RSS), dropping the last spans would free nothing worth having.
+ */
+export const MIN_QUEUE_KEPT_BYTES = 4 * SLAB_BYTES;
 
 export class LineStore {
   private current: Slab | undefined;
   private readonly free: Slab[] = [];
   private ceiling: MemoryCeiling | undefined;
   private rssAtRead = 0;
-  private slabsSinceRead = RSS_READ_EVERY_SLABS;
+  private bytesSinceRead = RSS_READ_EVERY_BYTES;
 
-  /** Sets or (undefined) lifts the ceiling; the next new slab reads the RSS. */
+  /** Sets or (undefined) lifts the ceiling; the next new buffer reads the RSS. */
   setCeiling(ceiling: MemoryCeiling | undefined): void {
     this.ceiling = ceiling;
-    this.slabsSinceRead = RSS_READ_EVERY_SLABS;
+    this.bytesSinceRead = RSS_READ_EVERY_BYTES;
   }
 
   /** Room for `length` bytes; the caller writes them at `offset` of the returned slab. */
   alloc(length: number): { slab: Slab; offset: number } {
     if (length > OWN_BUFFER_ABOVE) {
+      // Not reusable, but memory all the same: over the ceiling, as many old bytes go first.
+      const c = this.ceiling;
+      if (c && this.overCeiling(c, length)) this.reclaim(c, length, false);
+      this.bytesSinceRead += length;
       const own = new Slab(length);
       own.used = length;
       own.live = 1;
@@ -75,12 +87,9 @@ export class LineStore {
     }
     let slab = this.current;
     if (!slab || slab.used + length > slab.buf.length) {
-      if (slab && slab.live === 0) slab.used = 0; // full, but everything in it is gone already
-      else {
-        slab = this.free.pop() ?? this.newSlab();
-        slab.used = 0;
-        this.current = slab;
-      }
+      slab = this.nextSlab();
+      slab.used = 0;
+      this.current = slab;
     }
     const offset = slab.used;
     slab.used += length;
@@ -88,26 +97,52 @@ export class LineStore {
     return { slab, offset };
   }
 
-  /** A new slab, or under the memory ceiling a recycled one (oldest lines dropped to free it). */
-  private newSlab(): Slab {
+  /** The current slab again if all its lines are gone, else a free one, else a new one (see MemoryCeiling). */
+  private nextSlab(): Slab {
+    const cur = this.current;
+    if (cur && cur.live === 0) return cur;
+    const free = this.free.pop();
+    if (free) return free;
     const c = this.ceiling;
-    if (c && this.rssEstimate(c) + SLAB_BYTES > c.maxRssBytes) {
-      while (this.free.length === 0 && c.reclaim()) {
-        /* drop the oldest until one of their slabs is empty */
-      }
+    if (c && this.overCeiling(c, SLAB_BYTES)) {
+      // Up to two slabs' worth: the oldest slab may be shared with spans in flight.
+      this.reclaim(c, 2 * SLAB_BYTES, true);
+      // The current slab is not on the free list: it may be the one the drops emptied.
+      if (cur && cur.live === 0) return cur;
       const recycled = this.free.pop();
       if (recycled) return recycled;
     }
-    this.slabsSinceRead++;
+    this.bytesSinceRead += SLAB_BYTES;
     return new Slab(SLAB_BYTES);
   }
 
-  /** The RSS, read when it may matter; in between, the last reading plus the slabs taken since. */
+  /**
+   * Drops the oldest lines until `bytes` have gone (or, `untilSlabFree`, a slab is free first), or
+   * the queue is down to MIN_QUEUE_KEPT_BYTES. Bounded, so one allocation never empties the queue
+   * when the drops free no slab (lines in buffers of their own, the current slab, a process over
+   * the limit by itself).
+   */
+  private reclaim(c: MemoryCeiling, bytes: number, untilSlabFree: boolean): void {
+    const cur = this.current;
+    let dropped = 0;
+    while (dropped < bytes && c.queuedBytes() > MIN_QUEUE_KEPT_BYTES && !(untilSlabFree && (this.free.length > 0 || cur?.live === 0))) {
+      const d = c.reclaim();
+      if (d === 0) break;
+      dropped += d;
+    }
+  }
+
+  /** Whether `bytes` more would pass the ceiling (by the RSS estimate). */
+  private overCeiling(c: MemoryCeiling, bytes: number): boolean {
+    return this.rssEstimate(c) + bytes > c.maxRssBytes;
+  }
+
+  /** The RSS, read when it may matter; in between, the last reading plus the buffers taken since. */
   private rssEstimate(c: MemoryCeiling): number {
-    const estimate = this.rssAtRead + this.slabsSinceRead * SLAB_BYTES;
-    if (this.slabsSinceRead >= RSS_READ_EVERY_SLABS || estimate + SLAB_BYTES + RSS_READ_MARGIN > c.maxRssBytes) {
+    const estimate = this.rssAtRead + this.bytesSinceRead;
+    if (this.bytesSinceRead >= RSS_READ_EVERY_BYTES || estimate + SLAB_BYTES + RSS_READ_MARGIN > c.maxRssBytes) {
       this.rssAtRead = (c.rss ?? process.memoryUsage.rss)();
-      this.slabsSinceRead = 0;
+      this.bytesSinceRead = 0;
       return this.rssAtRead;
     }
     return estimate;

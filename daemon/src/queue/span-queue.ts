@@ -109,11 +109,12 @@ export class SpanQueue {
     if (w && (this.count >= w.spans || this.byteCount >= w.bytes)) this.wake();
   }
 
-  /** Drop the oldest span (counted through `onDrop`), for the memory ceiling; false when empty. */
-  dropOldestOne(): boolean {
-    if (this.count === 0) return false;
-    this.onDrop(1, this.dropOldest());
-    return true;
+  /** Drop the oldest span (counted through `onDrop`), for the memory ceiling; returns its bytes, 0 when empty. */
+  dropOldestOne(): number {
+    if (this.count === 0) return 0;
+    const bytes = this.dropOldest();
+    this.onDrop(1, bytes);
+    return bytes;
   }
 
   /** Everything still queued, oldest first (for the spool at shutdown). */
