@@ -33,6 +33,8 @@ export interface RunningDaemon {
   status(): DaemonStatus;
   /** Close listeners, flush within the shutdown timeout, spool or count the rest. */
   stop(): Promise<void>;
+  /** During `stop()`: stop waiting for deliveries now; the rest is spooled or counted as dropped. */
+  hurry(): void;
 }
 
 const OVERFLOW_LOG_INTERVAL_MS = 10_000;
@@ -140,10 +142,11 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
   if (config.exporterNote) log.warn(config.exporterNote);
 
   let stopping: Promise<void> | undefined;
+  const hurried = new AbortController();
   const stop = () =>
     (stopping ??= (async () => {
       await Promise.all([socket?.close(), app?.close()]);
-      const [left] = await Promise.all([loop.stop(config.shutdownTimeoutMs, () => queue.drain()), scores.stop(config.shutdownTimeoutMs)]);
+      const [left] = await Promise.all([loop.stop(config.shutdownTimeoutMs, () => queue.drain(), hurried.signal), scores.stop(config.shutdownTimeoutMs)]);
       if (left.length && config.spoolDir) {
         try {
           const file = await writeSpool(config.spoolDir, left);
@@ -161,7 +164,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
       log.info({ received: stats.spansReceived, exported: stats.spansExported, dropped: stats.dropped }, 'dspy-o11yd stopped');
     })());
 
-  return { config, stats, exporter, httpUrl, status, stop };
+  return { config, stats, exporter, httpUrl, status, stop, hurry: () => hurried.abort() };
 }
 
 function buildHttp(config: DaemonConfig, sink: RecordSink, ops: Parameters<typeof registerOpsRoutes>[1]): FastifyInstance {

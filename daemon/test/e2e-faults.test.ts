@@ -5,7 +5,7 @@
 import { after, afterEach, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { startFakeLangfuse, type FakeLangfuse } from './support/fake-langfuse.js';
 import { sendOverSocket, startDaemonProcess, tempDir, type DaemonProcess } from './support/daemon-process.js';
 
@@ -157,6 +157,24 @@ describe('faults', () => {
     assert.ok(fake.spans.every((s) => s.resource['service.name'] === 'spooled'));
     assert.equal(readdirSync(spool).length, 0);
     await invariant(d2);
+  });
+
+  test('a second SIGTERM during the flush does not kill the daemon: it spools what is in flight and exits 0', async () => {
+    const spool = join(tmp.dir, 'spool');
+    fake.mode({ hang: true });
+    const d = await start(['--flush-interval', '20', '--export-timeout', '60000', '--shutdown-timeout', '60000', '--spool-dir', spool]);
+    await sendOverSocket(socket, lines(0, 100));
+    await fake.waitForRequests(1);
+    d.child.kill('SIGTERM');
+    await d.waitForLog((l) => /shutting down/.test(l.msg));
+    d.child.kill('SIGTERM');
+    const exit = await d.exited;
+    assert.deepEqual(exit, { code: 0, signal: null });
+    assert.ok(d.logs.some((l) => l.level >= 40 && /already in progress/.test(l.msg)), 'the repeat is logged');
+    const stopped = d.logs.find((l) => l.msg === 'dspy-o11yd stopped');
+    assert.ok(stopped, 'the stopped line was logged');
+    assert.equal(readdirSync(spool).length, 1, 'the in-flight spans were spooled');
+    assert.equal(readFileSync(join(spool, readdirSync(spool)[0]!), 'utf8').split('\n').filter((l) => l.includes('"span"')).length, 100);
   });
 
   test('never more than one export request in flight, even with a backlog and a slow backend', async () => {

@@ -83,13 +83,18 @@ export class ExportLoop {
 
   /**
    * Deliver what is queued within `timeoutMs`, then stop. Resolves with the spans that could not
-   * be delivered in time (in flight or never sent), oldest first.
+   * be delivered in time (in flight or never sent), oldest first. `cutShort` ends the wait early
+   * (a repeated SIGTERM).
    */
-  async stop(timeoutMs: number, queued: () => QueuedSpan[]): Promise<QueuedSpan[]> {
+  async stop(timeoutMs: number, queued: () => QueuedSpan[], cutShort?: AbortSignal): Promise<QueuedSpan[]> {
     this.batcher.close();
-    const deadline = setTimeout(() => this.stopping.abort(), timeoutMs);
+    const abort = () => this.stopping.abort();
+    const deadline = setTimeout(abort, timeoutMs);
+    if (cutShort?.aborted) abort();
+    cutShort?.addEventListener('abort', abort, { once: true });
     await this.running;
     clearTimeout(deadline);
+    cutShort?.removeEventListener('abort', abort);
     return [...this.unfinished, ...queued()];
   }
 
