@@ -21,7 +21,7 @@ import { registerOpsRoutes, type DaemonStatus } from './ops/routes.js';
 import { Stats } from './ops/stats.js';
 import { setQueueMemoryCeiling } from './model.js';
 import { SpanQueue } from './queue/span-queue.js';
-import { replaySpool, writeSpool } from './queue/spool.js';
+import { removeSpoolFiles, replaySpool, writeSpool } from './queue/spool.js';
 import { VERSION } from './version.js';
 
 export interface RunningDaemon {
@@ -71,15 +71,18 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
   exportLoop = new ExportLoop(batcher, exporter, stats, log, { exportTimeoutMs: config.exportTimeoutMs, maxRetries: config.maxRetries }, metrics.exportDuration);
   const loop = exportLoop;
 
-  // What a previous run could not deliver goes first.
+  // What a previous run could not deliver goes first (queued before the listeners bind). The
+  // files are removed only once the daemon is up: a failed start must not lose them.
+  let spoolFiles: string[] = [];
+  let spooledSpans = 0;
   if (config.spoolDir) {
-    const files = await replaySpool(config.spoolDir, (content) => {
+    spoolFiles = await replaySpool(config.spoolDir, (content) => {
       const session = sink.session('spool');
       const splitter = new LineSplitter(config.maxRecordBytes, (buf, s, e, ascii) => sink.acceptLine(session, buf, s, e, ascii), () => sink.rejectTooLarge(session, config.maxRecordBytes));
       splitter.push(content);
       splitter.end();
     });
-    if (files) log.info({ files, spans: queue.spans }, 'replayed spooled spans from the last run');
+    spooledSpans = queue.spans;
   }
 
   let httpUrl: string | undefined;
@@ -134,6 +137,10 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
     throw err;
   }
   loop.start();
+  if (spoolFiles.length) {
+    await removeSpoolFiles(spoolFiles);
+    log.info({ files: spoolFiles.length, spans: spooledSpans }, 'replayed spooled spans from the last run');
+  }
 
   log.info(
     { version: VERSION, socket: config.socket, http: httpUrl, exporter: exporter.kind, destination: exporter.destination, encoding: config.encoding },
