@@ -38,6 +38,19 @@ export interface RunningDaemon {
 }
 
 const OVERFLOW_LOG_INTERVAL_MS = 10_000;
+/** How long shutdown waits for the spool file to be written before it counts the spans as dropped. */
+const SPOOL_WRITE_TIMEOUT_MS = 2_000;
+/** How long shutdown waits for the exporter (and the score sender) to close once nothing is left to send. */
+const CLOSE_GRACE_MS = 250;
+
+const TIMED_OUT = Symbol('timed out');
+/** `p`'s value, or TIMED_OUT after `ms` (p goes on; a rejection after that is ignored). */
+function within<T>(p: Promise<T>, ms: number): Promise<T | typeof TIMED_OUT> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<typeof TIMED_OUT>((resolve) => (timer = setTimeout(() => resolve(TIMED_OUT), ms)));
+  p.catch(() => undefined);
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
 
 export async function startDaemon(config: DaemonConfig, log: Logger): Promise<RunningDaemon> {
   const started = Date.now();
@@ -153,10 +166,17 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
   const stop = () =>
     (stopping ??= (async () => {
       await Promise.all([socket?.close(), app?.close()]);
-      const [left] = await Promise.all([loop.stop(config.shutdownTimeoutMs, () => queue.drain(), hurried.signal), scores.stop(config.shutdownTimeoutMs)]);
+      const [left] = await Promise.all([
+        loop.stop(config.shutdownTimeoutMs, () => queue.drain(), hurried.signal),
+        // Bounded here too: a stuck score request must not hold the exit.
+        within(scores.stop(config.shutdownTimeoutMs), config.shutdownTimeoutMs + CLOSE_GRACE_MS),
+      ]);
       if (left.length && config.spoolDir) {
         try {
-          const file = await writeSpool(config.spoolDir, left);
+          // Bounded: a spool dir on a hung mount (or somewhere mkdir never returns) must not keep
+          // the daemon from exiting.
+          const file = await within(writeSpool(config.spoolDir, left), SPOOL_WRITE_TIMEOUT_MS);
+          if (file === TIMED_OUT) throw new Error(`writing the spool took longer than ${SPOOL_WRITE_TIMEOUT_MS} ms`);
           log.warn({ spans: left.length, file }, 'shutdown timeout: spooled undelivered spans for the next start');
         } catch (err) {
           stats.drop('shutdown', left.length);
@@ -166,7 +186,8 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
         stats.drop('shutdown', left.length);
         log.warn({ spans: left.length }, 'shutdown timeout: dropped undelivered spans (set --spool-dir to keep them)');
       }
-      await exporter.close();
+      // Nothing left to deliver: closing is only tidiness, and the process exits right after.
+      await within(exporter.close(), CLOSE_GRACE_MS);
       setQueueMemoryCeiling(undefined);
       log.info({ received: stats.spansReceived, exported: stats.spansExported, dropped: stats.dropped }, 'dspy-o11yd stopped');
     })());

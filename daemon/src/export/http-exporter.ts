@@ -8,7 +8,8 @@
  * errors.
  */
 import { once } from 'node:events';
-import { mkdir, open, type FileHandle } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { mkdir, open, stat, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { Pool, type Dispatcher } from 'undici';
 import { spanOf, type QueuedSpan } from '../model.js';
@@ -17,6 +18,7 @@ import type { LangfuseMapper, RepairReason } from './langfuse-map.js';
 import { encodeTraces, type EncodableSpan, type OtlpEncoding } from './otlp-encode.js';
 import { LocalPreparer, WorkerPreparer, type BatchPreparer, type Compression, type PrepareOptions } from './prepare.js';
 import type { ExportOutcome, ExporterKind, PreparedBatch, SpanExporter } from './types.js';
+import { sleep } from './backoff.js';
 
 export type { Compression } from './prepare.js';
 
@@ -366,10 +368,38 @@ export function createConsoleExporter(stream: NodeJS.WritableStream, options: { 
   return new StreamExporter(stream, destination, options.scopeVersion ?? VERSION);
 }
 
+/** `p`'s value, or undefined as soon as `signal` aborts (p goes on). */
+function unlessAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T | undefined> {
+  if (signal.aborted) return Promise.resolve(undefined);
+  return new Promise<T | undefined>((resolve, reject) => {
+    const onAbort = () => resolve(undefined);
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => (signal.removeEventListener('abort', onAbort), resolve(v)),
+      (e: unknown) => (signal.removeEventListener('abort', onAbort), reject(e)),
+    );
+  });
+}
+
+/** How often a write to a full FIFO is tried again. */
+const FIFO_POLL_MS = 20;
+
 class FileExporter implements SpanExporter {
   readonly kind = 'file' as const;
   private handle: Promise<FileHandle> | undefined;
   private closed = false;
+  /**
+   * The rest of a line cut short in a FIFO (the send's signal aborted while the pipe was full):
+   * written before anything else so the reader never sees a torn line; a retry of that batch is
+   * then done.
+   */
+  private tail: { batch: readonly QueuedSpan[]; rest: Buffer } | undefined;
+  /**
+   * An append `send` stopped waiting for (its signal aborted while open or write was blocked: a
+   * FIFO nobody reads, a hung mount). The next send waits for it first, so appends never overlap,
+   * and a retry of that batch whose append did finish is not written twice.
+   */
+  private abandoned: { batch: readonly QueuedSpan[]; append: Promise<ExportOutcome> } | undefined;
 
   constructor(
     readonly destination: string,
@@ -380,7 +410,11 @@ class FileExporter implements SpanExporter {
     if (!this.handle) {
       const p = (async () => {
         await mkdir(dirname(this.destination), { recursive: true });
-        return open(this.destination, 'a');
+        // A FIFO is opened non-blocking: a blocking open (no reader) or write (reader stalled)
+        // would pin a libuv thread, and process.exit joins those threads: the daemon could never
+        // exit. Without a reader the open fails (ENXIO) and the batch is retried.
+        const fifo = await stat(this.destination).then((st) => st.isFIFO(), () => false);
+        return fifo ? open(this.destination, constants.O_WRONLY | constants.O_APPEND | constants.O_NONBLOCK) : open(this.destination, 'a');
       })();
       // A failed open is retried on the next send.
       p.catch(() => {
@@ -394,15 +428,61 @@ class FileExporter implements SpanExporter {
   async send(batch: readonly QueuedSpan[], signal: AbortSignal): Promise<ExportOutcome> {
     if (this.closed) return { kind: 'retryable', reason: 'exporter_closed' };
     if (signal.aborted) return { kind: 'retryable', reason: abortReason(signal) };
+    const previous = this.abandoned;
+    if (previous) {
+      const outcome = await unlessAborted(previous.append, signal);
+      if (!outcome) return { kind: 'retryable', reason: `file_blocked (${abortReason(signal)})` };
+      this.abandoned = undefined;
+      if (previous.batch === batch && outcome.kind === 'delivered') return outcome;
+    }
+    const tail = this.tail;
+    if (tail) {
+      const outcome = await this.settled(tail.batch, this.append(tail.rest, signal), signal);
+      if (outcome.kind !== 'delivered') return outcome;
+      if (tail.batch === batch) return outcome;
+    }
     const line = encodeLine(batch, this.scopeVersion);
     if (!Buffer.isBuffer(line)) return line;
+    return this.settled(batch, this.append(line, signal), signal);
+  }
+
+  /** `append`'s outcome, or retryable once `signal` aborts (the append, if blocked, is remembered). */
+  private async settled(batch: readonly QueuedSpan[], append: Promise<ExportOutcome | { rest: Buffer }>, signal: AbortSignal): Promise<ExportOutcome> {
+    const outcome = await unlessAborted(append, signal);
+    if (!outcome) {
+      this.abandoned = { batch, append: append.then((o) => this.keepTail(batch, o)) };
+      return { kind: 'retryable', reason: abortReason(signal) };
+    }
+    return this.keepTail(batch, outcome);
+  }
+
+  private keepTail(batch: readonly QueuedSpan[], outcome: ExportOutcome | { rest: Buffer }): ExportOutcome {
+    if ('rest' in outcome) {
+      this.tail = { batch, rest: outcome.rest };
+      return { kind: 'retryable', reason: 'file_EAGAIN: the FIFO stayed full' };
+    }
+    if (outcome.kind === 'delivered') this.tail = undefined;
+    return outcome;
+  }
+
+  /**
+   * Never rejects. `{ rest }`: a FIFO stayed full until `signal` aborted, after part of the line
+   * went in; `rest` is what is left to write.
+   */
+  private async append(line: Buffer, signal: AbortSignal): Promise<ExportOutcome | { rest: Buffer }> {
+    let offset = 0;
     try {
       const fh = await this.file();
       // One write of the whole line to a file opened with O_APPEND: lines never interleave.
-      let offset = 0;
       while (offset < line.length) {
-        const { bytesWritten } = await fh.write(line, offset, line.length - offset);
-        offset += bytesWritten;
+        try {
+          const { bytesWritten } = await fh.write(line, offset, line.length - offset);
+          offset += bytesWritten;
+        } catch (err) {
+          // Non-blocking FIFO, pipe full: wait for the reader, as long as the signal allows.
+          if ((err as { code?: string }).code !== 'EAGAIN') throw err;
+          if (!(await sleep(FIFO_POLL_MS, signal))) return offset > 0 ? { rest: line.subarray(offset) } : { kind: 'retryable', reason: 'file_EAGAIN' };
+        }
       }
       return { kind: 'delivered' };
     } catch (err) {
