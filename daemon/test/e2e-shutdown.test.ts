@@ -5,12 +5,12 @@
  */
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { closeSync, constants, openSync, readdirSync, readFileSync } from 'node:fs';
 import { setTimeout as delay } from 'node:timers/promises';
 import { startFakeLangfuse, type FakeLangfuse } from './support/fake-langfuse.js';
-import { sendOverSocket, startDaemonProcess, tempDir, type DaemonProcess } from './support/daemon-process.js';
+import { CLI, DaemonProcess, sendOverSocket, startDaemonProcess, tempDir } from './support/daemon-process.js';
 
 const KEYS = { LANGFUSE_PUBLIC_KEY: 'pk-lf-shut', LANGFUSE_SECRET_KEY: 'sk-lf-shut' };
 const spanLine = (i: number) =>
@@ -94,5 +94,34 @@ describe('shutdown with stuck exporters', () => {
     assert.ok(d.logs.some((l) => /could not write the spool/.test(l.msg)));
     const stopped = d.logs.find((l) => l.msg === 'dspy-o11yd stopped') as { dropped: Record<string, number> } | undefined;
     assert.equal(stopped?.dropped.shutdown, 50);
+  });
+});
+
+describe('file exporter when the disk refuses part of a write', () => {
+  test('a short write is cut off: the file only ever holds whole lines', async (t) => {
+    if (process.platform !== 'linux') return t.skip('uses RLIMIT_FSIZE through sh ulimit');
+    const tmp = tempDir();
+    const socket = join(tmp.dir, 'd.sock');
+    const out = join(tmp.dir, 'out.jsonl');
+    // File size limit 1 KiB (sh counts 512-byte blocks): a batch that crosses it is written in
+    // part, then the write fails (EFBIG), like a disk filling up.
+    const child = spawn('sh', ['-c', 'ulimit -f 2 && exec "$0" "$@"', process.execPath, CLI, 'start', '--socket', socket, '--http', '127.0.0.1:0', '--exporter', 'file', '--file', out, '--flush-interval', '10'], {
+      env: { PATH: process.env.PATH },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const d = new DaemonProcess(child, socket);
+    try {
+      d.httpUrl = String((await d.waitForLog((l) => /listening on/.test(l.msg))).http);
+      await sendOverSocket(socket, lines(1));
+      await d.eventually(async () => assert.equal((await d.status()).spans.exported, 1));
+      await sendOverSocket(socket, lines(20));
+      await d.eventually(async () => assert.match((await d.status()).exporter.lastError ?? '', /EFBIG/));
+      const content = readFileSync(out, 'utf8');
+      assert.ok(content.endsWith('\n'), 'no torn line at the end');
+      assert.equal(content.split('\n').filter(Boolean).map((l) => JSON.parse(l) as unknown).length, 1);
+    } finally {
+      await d.stop('SIGKILL');
+      tmp.cleanup();
+    }
   });
 });

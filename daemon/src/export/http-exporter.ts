@@ -470,9 +470,13 @@ class FileExporter implements SpanExporter {
    * went in; `rest` is what is left to write.
    */
   private async append(line: Buffer, signal: AbortSignal): Promise<ExportOutcome | { rest: Buffer }> {
+    let fh: FileHandle | undefined;
+    let sizeBefore: number | undefined;
     let offset = 0;
     try {
-      const fh = await this.file();
+      fh = await this.file();
+      const st = await fh.stat();
+      if (st.isFile()) sizeBefore = st.size;
       // One write of the whole line to a file opened with O_APPEND: lines never interleave.
       while (offset < line.length) {
         try {
@@ -486,6 +490,9 @@ class FileExporter implements SpanExporter {
       }
       return { kind: 'delivered' };
     } catch (err) {
+      // A short write (disk full, file size limit) left part of the line: cut it off, so the
+      // retry starts on a clean line instead of appending after a torn one.
+      if (fh && sizeBefore !== undefined && offset > 0) await fh.truncate(sizeBefore).catch(() => undefined);
       return { kind: 'retryable', reason: `file_${(err as { code?: string }).code ?? 'error'}` };
     }
   }
