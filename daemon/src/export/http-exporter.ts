@@ -337,37 +337,6 @@ function jsonLine(batch: readonly QueuedSpan[], scopeVersion: string): Buffer {
   return Buffer.concat([body, NEWLINE]);
 }
 
-class StreamExporter implements SpanExporter {
-  readonly kind = 'console' as const;
-  constructor(
-    private readonly stream: NodeJS.WritableStream,
-    readonly destination: string,
-    private readonly scopeVersion: string,
-  ) {}
-
-  async send(batch: readonly QueuedSpan[], signal: AbortSignal): Promise<ExportOutcome> {
-    if (signal.aborted) return { kind: 'retryable', reason: abortReason(signal) };
-    const line = encodeLine(batch, this.scopeVersion);
-    if (!Buffer.isBuffer(line)) return line;
-    try {
-      if (!this.stream.write(line)) await once(this.stream, 'drain', { signal });
-      return { kind: 'delivered' };
-    } catch (err) {
-      // The line was handed to the stream; an abort while waiting for drain is only back-pressure.
-      if (signal.aborted) return { kind: 'delivered' };
-      return { kind: 'retryable', reason: `write_${(err as { code?: string }).code ?? 'error'}` };
-    }
-  }
-
-  async close(): Promise<void> {}
-}
-
-/** Writes each batch as one OTLP/JSON line to `stream` (e.g. stdout). */
-export function createConsoleExporter(stream: NodeJS.WritableStream, options: { scopeVersion?: string } = {}): SpanExporter {
-  const destination = stream === process.stdout ? 'stdout' : stream === process.stderr ? 'stderr' : 'stream';
-  return new StreamExporter(stream, destination, options.scopeVersion ?? VERSION);
-}
-
 /** `p`'s value, or undefined as soon as `signal` aborts (p goes on). */
 function unlessAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T | undefined> {
   if (signal.aborted) return Promise.resolve(undefined);
@@ -379,6 +348,57 @@ function unlessAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T | undef
       (e: unknown) => (signal.removeEventListener('abort', onAbort), reject(e)),
     );
   });
+}
+
+class StreamExporter implements SpanExporter {
+  readonly kind = 'console' as const;
+  /**
+   * The last line handed to the stream whose write has not completed (the reader stalls). Only
+   * one at a time: nothing more is written until it is, so the stream's buffer stays bounded.
+   */
+  private pending: { batch: readonly QueuedSpan[]; written: Promise<Error | null | undefined> } | undefined;
+
+  constructor(
+    private readonly stream: NodeJS.WritableStream,
+    readonly destination: string,
+    private readonly scopeVersion: string,
+  ) {}
+
+  async send(batch: readonly QueuedSpan[], signal: AbortSignal): Promise<ExportOutcome> {
+    if (signal.aborted) return { kind: 'retryable', reason: abortReason(signal) };
+    const previous = this.pending;
+    if (previous) {
+      const err = await unlessAborted(previous.written, signal);
+      if (err === undefined) return { kind: 'retryable', reason: `${this.destination} is not read (${abortReason(signal)})` };
+      this.pending = undefined;
+      // The retry of a batch whose line did get through at last: done, not written twice.
+      if (previous.batch === batch && !err) return { kind: 'delivered' };
+    }
+    const line = encodeLine(batch, this.scopeVersion);
+    if (!Buffer.isBuffer(line)) return line;
+    let written: Promise<Error | null | undefined>;
+    try {
+      written = new Promise((resolve) => this.stream.write(line, (err?: Error | null) => resolve(err ?? null)));
+    } catch (err) {
+      return { kind: 'retryable', reason: `write_${(err as { code?: string }).code ?? 'error'}` };
+    }
+    this.pending = { batch, written };
+    const err = await unlessAborted(written, signal);
+    // Still in the stream's buffer when the export timeout ran out: not delivered (nobody may
+    // ever read it). The batch stays ours; its retry waits for this write instead of repeating it.
+    if (err === undefined) return { kind: 'retryable', reason: `${this.destination} is not read (${abortReason(signal)})` };
+    this.pending = undefined;
+    if (err) return { kind: 'retryable', reason: `write_${(err as { code?: string }).code ?? 'error'}` };
+    return { kind: 'delivered' };
+  }
+
+  async close(): Promise<void> {}
+}
+
+/** Writes each batch as one OTLP/JSON line to `stream` (e.g. stdout). */
+export function createConsoleExporter(stream: NodeJS.WritableStream, options: { scopeVersion?: string } = {}): SpanExporter {
+  const destination = stream === process.stdout ? 'stdout' : stream === process.stderr ? 'stderr' : 'stream';
+  return new StreamExporter(stream, destination, options.scopeVersion ?? VERSION);
 }
 
 /** How often a write to a full FIFO is tried again. */
