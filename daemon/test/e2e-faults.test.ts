@@ -98,6 +98,20 @@ describe('faults', () => {
     await invariant(d);
   });
 
+  test('a single span refused with 413 is dropped as rejected, logged once with the answer, and shown in lastError', async () => {
+    fake.mode({ tooLargeAboveSpans: 0 });
+    const d = await start(['--flush-interval', '20']);
+    await sendOverSocket(socket, lines(0, 1));
+    await d.eventually(async () => assert.equal((await d.status()).spans.dropped.rejected, 1));
+    await sendOverSocket(socket, lines(1, 2));
+    await d.eventually(async () => assert.equal((await d.status()).spans.dropped.rejected, 2));
+    const logged = d.logs.filter((l) => l.level >= 40 && /413/.test(l.msg));
+    assert.equal(logged.length, 1, 'logged once');
+    assert.match(String(logged[0]!.answer), /Too Large/);
+    assert.match((await d.status()).exporter.lastError ?? '', /^413: .*Too Large/);
+    await invariant(d);
+  });
+
   test('401 is permanent: batch dropped as rejected, logged once, /readyz 503 with the reason', async () => {
     const d = await start(['--flush-interval', '20'], { LANGFUSE_SECRET_KEY: 'sk-wrong' });
     await sendOverSocket(socket, lines(0, 10));

@@ -180,9 +180,9 @@ describe('langfuse exporter against the fake Langfuse', () => {
 
   test('413 → too_large; tooLargeAboveSpans lets smaller batches through', async () => {
     fake.fail({ status: 413 });
-    assert.deepEqual(await send(exporter, batch(1)), { kind: 'too_large' });
+    assert.equal((await send(exporter, batch(1))).kind, 'too_large');
     fake.mode({ tooLargeAboveSpans: 10 });
-    assert.deepEqual(await send(exporter, batch(11)), { kind: 'too_large' });
+    assert.equal((await send(exporter, batch(11))).kind, 'too_large');
     assert.deepEqual(await send(exporter, batch(10)), { kind: 'delivered' });
     assert.equal(fake.spans.length, 10);
   });

@@ -200,6 +200,12 @@ export class ExportLoop {
           return;
         case 'too_large': {
           if (batch.length === 1) {
+            // Nothing left to split: the span is lost, which must show in the log and status.
+            this.lastError = `413: ${outcome.body ?? ''}`.slice(0, 1100);
+            if (!this.loggedRefusals.has(413)) {
+              this.loggedRefusals.add(413);
+              this.log.warn({ status: 413, answer: outcome.body, destination: this.exporter.destination }, 'backend refused a single span as too large (413); dropping it (logged once)');
+            }
             this.giveUp(batch, 'rejected', 'a single span is too large for the backend (413)');
             return;
           }

@@ -91,7 +91,7 @@ function decode(s: string): string {
 /** Map an HTTP answer to an outcome (the body is only used for `refused`). */
 export function outcomeForStatus(status: number, headers: Record<string, string | string[] | undefined>, body: string): ExportOutcome {
   if (status >= 200 && status < 300) return { kind: 'delivered' };
-  if (status === 413) return { kind: 'too_large' };
+  if (status === 413) return body ? { kind: 'too_large', body } : { kind: 'too_large' };
   if (status === 408 || status === 429 || status >= 500) {
     const retryAfterMs = parseRetryAfter(headers['retry-after']);
     return retryAfterMs === undefined
