@@ -38,6 +38,8 @@ export interface RunningDaemon {
 }
 
 const OVERFLOW_LOG_INTERVAL_MS = 10_000;
+/** How long clients get to close their connections after EOF at shutdown (capped by --shutdown-timeout). */
+const SOCKET_CLOSE_GRACE_MS = 1_000;
 /** How long shutdown waits for the spool file to be written before it counts the spans as dropped. */
 const SPOOL_WRITE_TIMEOUT_MS = 2_000;
 /** How long shutdown waits for the exporter (and the score sender) to close once nothing is left to send. */
@@ -165,11 +167,15 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
   const hurried = new AbortController();
   const stop = () =>
     (stopping ??= (async () => {
-      await Promise.all([socket?.close(), app?.close()]);
+      // --shutdown-timeout counts from the signal: closing the listeners (an app that keeps its
+      // connection open is cut off within it) is part of it, not added before it.
+      const deadlineAt = Date.now() + config.shutdownTimeoutMs;
+      const remaining = () => Math.max(0, deadlineAt - Date.now());
+      await Promise.all([socket?.close(Math.min(SOCKET_CLOSE_GRACE_MS, config.shutdownTimeoutMs)), app?.close()]);
       const [left] = await Promise.all([
-        loop.stop(config.shutdownTimeoutMs, () => queue.drain(), hurried.signal),
+        loop.stop(remaining(), () => queue.drain(), hurried.signal),
         // Bounded here too: a stuck score request must not hold the exit.
-        within(scores.stop(config.shutdownTimeoutMs), config.shutdownTimeoutMs + CLOSE_GRACE_MS),
+        within(scores.stop(remaining()), remaining() + CLOSE_GRACE_MS),
       ]);
       if (left.length && config.spoolDir) {
         try {
@@ -187,7 +193,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
         log.warn({ spans: left.length }, 'shutdown timeout: dropped undelivered spans (set --spool-dir to keep them)');
       }
       // Nothing left to deliver: closing is only tidiness, and the process exits right after.
-      await within(exporter.close(), CLOSE_GRACE_MS);
+      await within(exporter.close(), Math.min(CLOSE_GRACE_MS, remaining()));
       setQueueMemoryCeiling(undefined);
       log.info({ received: stats.spansReceived, exported: stats.spansExported, dropped: stats.dropped }, 'dspy-o11yd stopped');
     })());
