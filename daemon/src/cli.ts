@@ -62,8 +62,17 @@ start.action(async (flags: RawConfig) => {
   // SIGTERM sent right after it must flush, not kill. One that arrives while starting waits.
   let daemon: RunningDaemon | undefined;
   let pendingSignal: string | undefined;
+  let shuttingDown = false;
   const shutdown = (signal: string) => {
-    if (!daemon) return void (pendingSignal = signal);
+    if (!daemon) return void (pendingSignal ??= signal);
+    // `on`, not `once`: a repeated signal (impatient operator, supervisor retrying) must not hit
+    // Node's default handler and kill us mid-flush, losing what is in flight and the spool.
+    if (shuttingDown) {
+      log.warn({ signal }, 'shutdown already in progress: cutting the flush short; undelivered spans go to the spool (or are counted as dropped)');
+      daemon.hurry();
+      return;
+    }
+    shuttingDown = true;
     log.info({ signal }, 'shutting down: closing listeners and flushing');
     void daemon.stop().then(
       () => {
@@ -77,8 +86,8 @@ start.action(async (flags: RawConfig) => {
       },
     );
   };
-  process.once('SIGTERM', () => shutdown('SIGTERM'));
-  process.once('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
   try {
     daemon = await startDaemon(config, log);
   } catch (err) {

@@ -21,7 +21,7 @@ import { registerOpsRoutes, type DaemonStatus } from './ops/routes.js';
 import { Stats } from './ops/stats.js';
 import { setQueueMemoryCeiling } from './model.js';
 import { SpanQueue } from './queue/span-queue.js';
-import { replaySpool, writeSpool } from './queue/spool.js';
+import { removeSpoolFiles, replaySpool, writeSpool } from './queue/spool.js';
 import { VERSION } from './version.js';
 
 export interface RunningDaemon {
@@ -33,9 +33,26 @@ export interface RunningDaemon {
   status(): DaemonStatus;
   /** Close listeners, flush within the shutdown timeout, spool or count the rest. */
   stop(): Promise<void>;
+  /** During `stop()`: stop waiting for deliveries now; the rest is spooled or counted as dropped. */
+  hurry(): void;
 }
 
 const OVERFLOW_LOG_INTERVAL_MS = 10_000;
+/** How long clients get to close their connections after EOF at shutdown (capped by --shutdown-timeout). */
+const SOCKET_CLOSE_GRACE_MS = 1_000;
+/** How long shutdown waits for the spool file to be written before it counts the spans as dropped. */
+const SPOOL_WRITE_TIMEOUT_MS = 2_000;
+/** How long shutdown waits for the exporter (and the score sender) to close once nothing is left to send. */
+const CLOSE_GRACE_MS = 250;
+
+const TIMED_OUT = Symbol('timed out');
+/** `p`'s value, or TIMED_OUT after `ms` (p goes on; a rejection after that is ignored). */
+function within<T>(p: Promise<T>, ms: number): Promise<T | typeof TIMED_OUT> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<typeof TIMED_OUT>((resolve) => (timer = setTimeout(() => resolve(TIMED_OUT), ms)));
+  p.catch(() => undefined);
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
 
 export async function startDaemon(config: DaemonConfig, log: Logger): Promise<RunningDaemon> {
   const started = Date.now();
@@ -69,15 +86,18 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
   exportLoop = new ExportLoop(batcher, exporter, stats, log, { exportTimeoutMs: config.exportTimeoutMs, maxRetries: config.maxRetries }, metrics.exportDuration);
   const loop = exportLoop;
 
-  // What a previous run could not deliver goes first.
+  // What a previous run could not deliver goes first (queued before the listeners bind). The
+  // files are removed only once the daemon is up: a failed start must not lose them.
+  let spoolFiles: string[] = [];
+  let spooledSpans = 0;
   if (config.spoolDir) {
-    const files = await replaySpool(config.spoolDir, (content) => {
+    spoolFiles = await replaySpool(config.spoolDir, (content) => {
       const session = sink.session('spool');
       const splitter = new LineSplitter(config.maxRecordBytes, (buf, s, e, ascii) => sink.acceptLine(session, buf, s, e, ascii), () => sink.rejectTooLarge(session, config.maxRecordBytes));
       splitter.push(content);
       splitter.end();
     });
-    if (files) log.info({ files, spans: queue.spans }, 'replayed spooled spans from the last run');
+    spooledSpans = queue.spans;
   }
 
   let httpUrl: string | undefined;
@@ -132,6 +152,10 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
     throw err;
   }
   loop.start();
+  if (spoolFiles.length) {
+    await removeSpoolFiles(spoolFiles);
+    log.info({ files: spoolFiles.length, spans: spooledSpans }, 'replayed spooled spans from the last run');
+  }
 
   log.info(
     { version: VERSION, socket: config.socket, http: httpUrl, exporter: exporter.kind, destination: exporter.destination, encoding: config.encoding },
@@ -140,13 +164,25 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
   if (config.exporterNote) log.warn(config.exporterNote);
 
   let stopping: Promise<void> | undefined;
+  const hurried = new AbortController();
   const stop = () =>
     (stopping ??= (async () => {
-      await Promise.all([socket?.close(), app?.close()]);
-      const [left] = await Promise.all([loop.stop(config.shutdownTimeoutMs, () => queue.drain()), scores.stop(config.shutdownTimeoutMs)]);
+      // --shutdown-timeout counts from the signal: closing the listeners (an app that keeps its
+      // connection open is cut off within it) is part of it, not added before it.
+      const deadlineAt = Date.now() + config.shutdownTimeoutMs;
+      const remaining = () => Math.max(0, deadlineAt - Date.now());
+      await Promise.all([socket?.close(Math.min(SOCKET_CLOSE_GRACE_MS, config.shutdownTimeoutMs)), app?.close()]);
+      const [left] = await Promise.all([
+        loop.stop(remaining(), () => queue.drain(), hurried.signal),
+        // Bounded here too: a stuck score request must not hold the exit.
+        within(scores.stop(remaining()), remaining() + CLOSE_GRACE_MS),
+      ]);
       if (left.length && config.spoolDir) {
         try {
-          const file = await writeSpool(config.spoolDir, left);
+          // Bounded: a spool dir on a hung mount (or somewhere mkdir never returns) must not keep
+          // the daemon from exiting.
+          const file = await within(writeSpool(config.spoolDir, left), SPOOL_WRITE_TIMEOUT_MS);
+          if (file === TIMED_OUT) throw new Error(`writing the spool took longer than ${SPOOL_WRITE_TIMEOUT_MS} ms`);
           log.warn({ spans: left.length, file }, 'shutdown timeout: spooled undelivered spans for the next start');
         } catch (err) {
           stats.drop('shutdown', left.length);
@@ -156,12 +192,13 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
         stats.drop('shutdown', left.length);
         log.warn({ spans: left.length }, 'shutdown timeout: dropped undelivered spans (set --spool-dir to keep them)');
       }
-      await exporter.close();
+      // Nothing left to deliver: closing is only tidiness, and the process exits right after.
+      await within(exporter.close(), Math.min(CLOSE_GRACE_MS, remaining()));
       setQueueMemoryCeiling(undefined);
       log.info({ received: stats.spansReceived, exported: stats.spansExported, dropped: stats.dropped }, 'dspy-o11yd stopped');
     })());
 
-  return { config, stats, exporter, httpUrl, status, stop };
+  return { config, stats, exporter, httpUrl, status, stop, hurry: () => hurried.abort() };
 }
 
 function buildHttp(config: DaemonConfig, sink: RecordSink, ops: Parameters<typeof registerOpsRoutes>[1]): FastifyInstance {

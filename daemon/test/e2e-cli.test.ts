@@ -2,7 +2,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { startFakeLangfuse } from './support/fake-langfuse.js';
 import { postIngest, runCli, sendOverSocket, startDaemonProcess, tempDir } from './support/daemon-process.js';
 
@@ -41,6 +41,23 @@ describe('cli', () => {
     const second = await runCli(['start', '--socket', socket, '--http', '']);
     assert.equal(second.code, 1);
     assert.match(second.stderr, /already listening on/);
+    assert.equal((await d.stop()).code, 0);
+    tmp.cleanup();
+  });
+
+  test('a start that fails (socket taken by a live daemon) leaves the spool in place', async () => {
+    const tmp = tempDir();
+    const socket = join(tmp.dir, 'd.sock');
+    const spool = join(tmp.dir, 'spool');
+    mkdirSync(spool);
+    const file = join(spool, 'spool-1-1.ndjson');
+    const content = [JSON.stringify({ v: 1, type: 'hello', resource: { 'service.name': 'spooled' } }), span('c000000000000001')].join('\n') + '\n';
+    writeFileSync(file, content);
+    const d = await startDaemonProcess(['--socket', socket, '--http', ''], {}, socket);
+    const second = await runCli(['start', '--socket', socket, '--http', '', '--spool-dir', spool]);
+    assert.equal(second.code, 1);
+    assert.match(second.stderr, /already listening on/);
+    assert.equal(readFileSync(file, 'utf8'), content, 'the spool was not consumed');
     assert.equal((await d.stop()).code, 0);
     tmp.cleanup();
   });

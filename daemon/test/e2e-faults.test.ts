@@ -5,7 +5,7 @@
 import { after, afterEach, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { once } from 'node:events';
 import { startFakeLangfuse, type FakeLangfuse } from './support/fake-langfuse.js';
@@ -100,6 +100,20 @@ describe('faults', () => {
     await invariant(d);
   });
 
+  test('a single span refused with 413 is dropped as rejected, logged once with the answer, and shown in lastError', async () => {
+    fake.mode({ tooLargeAboveSpans: 0 });
+    const d = await start(['--flush-interval', '20']);
+    await sendOverSocket(socket, lines(0, 1));
+    await d.eventually(async () => assert.equal((await d.status()).spans.dropped.rejected, 1));
+    await sendOverSocket(socket, lines(1, 2));
+    await d.eventually(async () => assert.equal((await d.status()).spans.dropped.rejected, 2));
+    const logged = d.logs.filter((l) => l.level >= 40 && /413/.test(l.msg));
+    assert.equal(logged.length, 1, 'logged once');
+    assert.match(String(logged[0]!.answer), /Too Large/);
+    assert.match((await d.status()).exporter.lastError ?? '', /^413: .*Too Large/);
+    await invariant(d);
+  });
+
   test('401 is permanent: batch dropped as rejected, logged once, /readyz 503 with the reason', async () => {
     const d = await start(['--flush-interval', '20'], { LANGFUSE_SECRET_KEY: 'sk-wrong' });
     await sendOverSocket(socket, lines(0, 10));
@@ -183,6 +197,24 @@ describe('faults', () => {
     assert.ok(fake.spans.every((s) => s.resource['service.name'] === 'spooled'));
     assert.equal(readdirSync(spool).length, 0);
     await invariant(d2);
+  });
+
+  test('a second SIGTERM during the flush does not kill the daemon: it spools what is in flight and exits 0', async () => {
+    const spool = join(tmp.dir, 'spool');
+    fake.mode({ hang: true });
+    const d = await start(['--flush-interval', '20', '--export-timeout', '60000', '--shutdown-timeout', '60000', '--spool-dir', spool]);
+    await sendOverSocket(socket, lines(0, 100));
+    await fake.waitForRequests(1);
+    d.child.kill('SIGTERM');
+    await d.waitForLog((l) => /shutting down/.test(l.msg));
+    d.child.kill('SIGTERM');
+    const exit = await d.exited;
+    assert.deepEqual(exit, { code: 0, signal: null });
+    assert.ok(d.logs.some((l) => l.level >= 40 && /already in progress/.test(l.msg)), 'the repeat is logged');
+    const stopped = d.logs.find((l) => l.msg === 'dspy-o11yd stopped');
+    assert.ok(stopped, 'the stopped line was logged');
+    assert.equal(readdirSync(spool).length, 1, 'the in-flight spans were spooled');
+    assert.equal(readFileSync(join(spool, readdirSync(spool)[0]!), 'utf8').split('\n').filter((l) => l.includes('"span"')).length, 100);
   });
 
   test('never more than one export request in flight, even with a backlog and a slow backend', async () => {

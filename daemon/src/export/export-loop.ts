@@ -45,6 +45,9 @@ function unlessAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T | undef
   });
 }
 
+/** Past the shutdown deadline, how long `stop()` still waits for the loop to unwind before it gives up on it. */
+const STOP_GRACE_MS = 250;
+
 /** `take()` put the batch it got back into the queue (a retry is pending): take again later. */
 const PUT_BACK = Symbol('put back');
 type Taken = Job | typeof PUT_BACK | undefined;
@@ -67,6 +70,13 @@ export class ExportLoop {
   private nextJob: Promise<Taken> | undefined;
   /** Set while the batch being delivered waits to be retried: the next batch stays queued. */
   private holding = false;
+  /**
+   * Batches taken and not yet settled (delivered, dropped or handed to `unfinished`); a 413
+   * split replaces a batch by its halves. What `stop()` returns if the loop does not unwind.
+   */
+  private readonly unsettled = new Set<QueuedSpan[]>();
+  /** `stop()` gave up waiting and returned the unsettled batches: later outcomes change nothing. */
+  private abandoned = false;
 
   constructor(
     private readonly batcher: Batcher,
@@ -83,14 +93,42 @@ export class ExportLoop {
 
   /**
    * Deliver what is queued within `timeoutMs`, then stop. Resolves with the spans that could not
-   * be delivered in time (in flight or never sent), oldest first.
+   * be delivered in time (in flight or never sent), oldest first. `cutShort` ends the wait early
+   * (a repeated SIGTERM).
    */
-  async stop(timeoutMs: number, queued: () => QueuedSpan[]): Promise<QueuedSpan[]> {
+  async stop(timeoutMs: number, queued: () => QueuedSpan[], cutShort?: AbortSignal): Promise<QueuedSpan[]> {
     this.batcher.close();
-    const deadline = setTimeout(() => this.stopping.abort(), timeoutMs);
-    await this.running;
+    const abort = () => this.stopping.abort();
+    const deadline = setTimeout(abort, timeoutMs);
+    if (cutShort?.aborted) abort();
+    cutShort?.addEventListener('abort', abort, { once: true });
+    // Hard deadline: a send that ignores its signal (or anything else stuck) must not hold the
+    // shutdown past the timeout; what is still unsettled then is handed back like `unfinished`.
+    let grace: NodeJS.Timeout | undefined;
+    const gaveUp = new Promise<true>((resolve) => {
+      const onAbort = () => (grace = setTimeout(() => resolve(true), STOP_GRACE_MS));
+      if (this.stopping.signal.aborted) onAbort();
+      else this.stopping.signal.addEventListener('abort', onAbort, { once: true });
+    });
+    const stuck = await Promise.race([this.running?.then(() => false) ?? false, gaveUp]);
     clearTimeout(deadline);
-    return [...this.unfinished, ...queued()];
+    clearTimeout(grace);
+    cutShort?.removeEventListener('abort', abort);
+    if (!stuck) return [...this.unfinished, ...queued()];
+    this.abandoned = true;
+    const left = [...this.unsettled].flat();
+    this.unsettled.clear();
+    this.inFlightSpans -= left.length;
+    this.log.warn({ spans: left.length }, 'shutdown: the exporter did not return after the deadline; giving up on its batch');
+    return [...left, ...this.unfinished, ...queued()];
+  }
+
+  /** `batch` is no longer in flight. False once `stop()` gave up on the loop (it already returned the batch). */
+  private settle(batch: QueuedSpan[]): boolean {
+    if (this.abandoned) return false;
+    this.unsettled.delete(batch);
+    this.inFlightSpans -= batch.length;
+    return true;
   }
 
   private async run(): Promise<void> {
@@ -101,13 +139,14 @@ export class ExportLoop {
       if (!job) return;
       // Take (and start preparing) the following batch now, so it is ready when this one is done.
       this.nextJob = this.take();
+      if (this.abandoned) return;
       if (this.stopping.signal.aborted) {
         // keep draining the batcher into `unfinished` until it is empty
-        this.unfinished.push(...job.batch);
-        this.inFlightSpans -= job.batch.length;
+        if (this.settle(job.batch)) this.unfinished.push(...job.batch);
         continue;
       }
       await this.deliver(job.batch, job.prepared);
+      if (this.abandoned) return;
       this.holding = false;
       this.state = this.refusal ? 'refused' : 'idle';
     }
@@ -122,6 +161,7 @@ export class ExportLoop {
       return PUT_BACK;
     }
     this.inFlightSpans += batch.length;
+    this.unsettled.add(batch);
     // Past the shutdown deadline batches only go to `unfinished`: no point preparing them.
     return { batch, prepared: this.stopping.signal.aborted ? undefined : this.prepare(batch) };
   }
@@ -133,8 +173,7 @@ export class ExportLoop {
     if (!pending) return;
     this.nextJob = pending.then((job) => {
       if (!job || job === PUT_BACK) return job;
-      this.batcher.putBack(job.batch);
-      this.inFlightSpans -= job.batch.length;
+      if (this.settle(job.batch)) this.batcher.putBack(job.batch);
       return PUT_BACK;
     });
   }
@@ -153,20 +192,29 @@ export class ExportLoop {
       const outcome = await this.sendOnce(batch, prepared);
       switch (outcome.kind) {
         case 'delivered':
+          if (!this.settle(batch)) return;
           releaseAll(batch);
           this.stats.spansExported += batch.length;
-          this.inFlightSpans -= batch.length;
           this.lastSuccessAt = new Date();
           this.refusal = undefined;
           return;
         case 'too_large': {
           if (batch.length === 1) {
+            // Nothing left to split: the span is lost, which must show in the log and status.
+            this.lastError = `413: ${outcome.body ?? ''}`.slice(0, 1100);
+            if (!this.loggedRefusals.has(413)) {
+              this.loggedRefusals.add(413);
+              this.log.warn({ status: 413, answer: outcome.body, destination: this.exporter.destination }, 'backend refused a single span as too large (413); dropping it (logged once)');
+            }
             this.giveUp(batch, 'rejected', 'a single span is too large for the backend (413)');
             return;
           }
           this.log.warn({ spans: batch.length }, 'backend answered 413: splitting the batch in halves');
           const first = batch.slice(0, batch.length >> 1);
           const second = batch.slice(batch.length >> 1);
+          if (this.abandoned) return;
+          this.unsettled.delete(batch);
+          this.unsettled.add(first).add(second);
           const preparedFirst = this.prepare(first);
           const preparedSecond = this.prepare(second);
           await this.deliver(first, preparedFirst);
@@ -180,8 +228,7 @@ export class ExportLoop {
         case 'retryable': {
           this.lastError = outcome.reason;
           if (this.stopping.signal.aborted) {
-            this.unfinished.push(...batch);
-            this.inFlightSpans -= batch.length;
+            if (this.settle(batch)) this.unfinished.push(...batch);
             return;
           }
           if (retry >= this.options.maxRetries) {
@@ -213,7 +260,9 @@ export class ExportLoop {
     const signal = AbortSignal.any([timeout, this.stopping.signal]);
     let outcome: ExportOutcome;
     try {
-      outcome = await this.exporter.send(batch, signal, prepared);
+      // Raced against the signal: an exporter stuck in I/O that ignores it (a FIFO nobody
+      // reads, a hung mount) must not hold the loop past the export timeout or the shutdown.
+      outcome = (await unlessAborted(this.exporter.send(batch, signal, prepared), signal)) ?? { kind: 'retryable', reason: 'aborted' };
     } catch (err) {
       // Exporters should not throw; if one does, treat it like a network error rather than die.
       outcome = { kind: 'retryable', reason: `exporter error: ${(err as Error).message}` };
@@ -237,9 +286,9 @@ export class ExportLoop {
   }
 
   private giveUp(batch: QueuedSpan[], reason: 'rejected' | 'retries_exhausted', message: string): void {
+    if (!this.settle(batch)) return;
     releaseAll(batch);
     this.stats.drop(reason, batch.length);
-    this.inFlightSpans -= batch.length;
     if (reason === 'retries_exhausted') this.log.error({ spans: batch.length }, message);
   }
 }

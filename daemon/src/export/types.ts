@@ -9,8 +9,8 @@ export type ExportOutcome =
   | { kind: 'delivered' }
   /** Network error, timeout, 408, 429, 5xx: try again later; `retryAfterMs` from `Retry-After`. */
   | { kind: 'retryable'; reason: string; status?: number; retryAfterMs?: number }
-  /** 413: the loop splits the batch in halves and sends each. */
-  | { kind: 'too_large' }
+  /** 413: the loop splits the batch in halves and sends each. `body`: the answer, for the log when one span is refused. */
+  | { kind: 'too_large'; body?: string }
   /** Other 4xx: permanent. `body` is the backend's answer, for one log line. 401/403 make readiness 503. */
   | { kind: 'refused'; status: number; body: string };
 

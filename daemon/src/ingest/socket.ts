@@ -11,7 +11,8 @@ import type { RecordSink } from './record-sink.js';
 export interface SocketReceiver {
   readonly path: string;
   readonly connections: number;
-  close(): Promise<void>;
+  /** Stop listening; connections still open after `forceAfterMs` (default 1000) are destroyed. */
+  close(forceAfterMs?: number): Promise<void>;
 }
 
 export class SocketInUseError extends Error {}
@@ -93,11 +94,11 @@ export async function listenSocket(path: string, sink: RecordSink, log: Logger, 
     get connections() {
       return open.size;
     },
-    async close() {
+    async close(forceAfterMs = 1000) {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       // Clients get EOF; whatever they already wrote has been read by then.
       for (const socket of open) socket.end();
-      const forced = setTimeout(() => open.forEach((s) => s.destroy()), 1000);
+      const forced = setTimeout(() => open.forEach((s) => s.destroy()), forceAfterMs);
       await closed;
       clearTimeout(forced);
       await unlink(path).catch(() => undefined);

@@ -28,18 +28,27 @@ export async function writeSpool(dir: string, spans: readonly QueuedSpan[]): Pro
   return join(dir, name + SUFFIX);
 }
 
-/** Read every spool file (oldest first), hand each file's bytes to `ingest`, then delete it. */
-export async function replaySpool(dir: string, ingest: (content: Buffer) => void): Promise<number> {
+/**
+ * Read every spool file (oldest first) and hand each file's bytes to `ingest`. Returns the files
+ * read; they are not deleted here: the caller removes them ({@link removeSpoolFiles}) only once
+ * the daemon has started, so a failed start leaves the spool for the next attempt.
+ */
+export async function replaySpool(dir: string, ingest: (content: Buffer) => void): Promise<string[]> {
   let names: string[];
   try {
     names = (await readdir(dir)).filter((n) => n.startsWith('spool-') && n.endsWith(SUFFIX)).sort();
   } catch {
-    return 0;
+    return [];
   }
+  const paths: string[] = [];
   for (const name of names) {
     const path = join(dir, name);
     ingest(await readFile(path));
-    await unlink(path);
+    paths.push(path);
   }
-  return names.length;
+  return paths;
+}
+
+export async function removeSpoolFiles(paths: readonly string[]): Promise<void> {
+  for (const path of paths) await unlink(path).catch(() => undefined);
 }

@@ -1,0 +1,127 @@
+/**
+ * Shutdown and exporters that get stuck: the daemon must honour --export-timeout and
+ * --shutdown-timeout whatever the exporter or the disk does, keep (spool) or count what it could
+ * not deliver, and exit 0.
+ */
+import { afterEach, beforeEach, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { closeSync, constants, openSync, readdirSync, readFileSync } from 'node:fs';
+import { setTimeout as delay } from 'node:timers/promises';
+import { startFakeLangfuse, type FakeLangfuse } from './support/fake-langfuse.js';
+import { CLI, DaemonProcess, sendOverSocket, startDaemonProcess, tempDir } from './support/daemon-process.js';
+
+const KEYS = { LANGFUSE_PUBLIC_KEY: 'pk-lf-shut', LANGFUSE_SECRET_KEY: 'sk-lf-shut' };
+const spanLine = (i: number) =>
+  JSON.stringify({ v: 1, type: 'span', traceId: '7'.repeat(32), spanId: (i + 1).toString(16).padStart(16, '0'), name: `s${i}`, startTimeUnixNano: '1732700000000000000', endTimeUnixNano: '1732700000000000001' });
+const lines = (n: number) => Array.from({ length: n }, (_, i) => spanLine(i));
+
+/** The daemon's exit, or 'still running' when it has not exited long after its shutdown timeout. */
+const exitOrHang = (d: DaemonProcess) => Promise.race([d.exited, delay(20_000, 'still running' as const, { ref: false })]);
+const spooledSpans = (dir: string) => readdirSync(dir).flatMap((f) => readFileSync(join(dir, f), 'utf8').split('\n')).filter((l) => l.includes('"span"')).length;
+
+describe('shutdown with stuck exporters', () => {
+  let tmp: ReturnType<typeof tempDir>;
+  let socket: string;
+  let daemon: DaemonProcess | undefined;
+  let fake: FakeLangfuse | undefined;
+
+  beforeEach(() => {
+    tmp = tempDir();
+    socket = join(tmp.dir, 'd.sock');
+  });
+  afterEach(async () => {
+    await daemon?.stop('SIGKILL');
+    daemon = undefined;
+    await fake?.close();
+    fake = undefined;
+    tmp.cleanup();
+  });
+
+  const fifoDaemon = async (fifo: string, spool: string) =>
+    (daemon = await startDaemonProcess(
+      ['--socket', socket, '--http', '127.0.0.1:0', '--exporter', 'file', '--file', fifo, '--flush-interval', '10', '--export-timeout', '300', '--shutdown-timeout', '500', '--spool-dir', spool],
+      {},
+      socket,
+    ));
+
+  test('file exporter on a FIFO without reader: the export fails (not hangs), SIGTERM spools and exits 0', async () => {
+    const fifo = join(tmp.dir, 'out.fifo');
+    execFileSync('mkfifo', [fifo]);
+    const spool = join(tmp.dir, 'spool');
+    const d = await fifoDaemon(fifo, spool);
+    await sendOverSocket(socket, lines(10));
+    await d.eventually(async () => assert.ok((await d.status()).exporter.lastError));
+    d.child.kill('SIGTERM');
+    assert.deepEqual(await exitOrHang(d), { code: 0, signal: null });
+    assert.equal(spooledSpans(spool), 10);
+  });
+
+  test('file exporter on a FIFO whose reader stalls: the export timeout applies, SIGTERM spools and exits 0', async () => {
+    const fifo = join(tmp.dir, 'out.fifo');
+    execFileSync('mkfifo', [fifo]);
+    const spool = join(tmp.dir, 'spool');
+    // A reader that never reads: the pipe fills up and writes block.
+    const reader = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
+    try {
+      const d = await fifoDaemon(fifo, spool);
+      await sendOverSocket(socket, lines(3000));
+      await d.eventually(async () => assert.match((await d.status()).exporter.lastError ?? '', /timed out/));
+      d.child.kill('SIGTERM');
+      assert.deepEqual(await exitOrHang(d), { code: 0, signal: null });
+      const stopped = d.logs.find((l) => l.msg === 'dspy-o11yd stopped') as { received: number; exported: number } | undefined;
+      assert.equal(stopped?.received, 3000);
+      assert.equal(spooledSpans(spool), 3000 - stopped.exported);
+    } finally {
+      closeSync(reader);
+    }
+  });
+
+  test('a spool dir that cannot be written in time: the spans are counted as dropped and the daemon exits 0', async () => {
+    fake = await startFakeLangfuse({ publicKey: KEYS.LANGFUSE_PUBLIC_KEY, secretKey: KEYS.LANGFUSE_SECRET_KEY });
+    fake.mode({ hang: true });
+    // Node's recursive mkdir never returns for a path under /proc.
+    const d = (daemon = await startDaemonProcess(
+      ['--socket', socket, '--http', '127.0.0.1:0', '--flush-interval', '10', '--export-timeout', '60000', '--shutdown-timeout', '300', '--spool-dir', '/proc/dspy-o11yd-test/spool'],
+      { ...KEYS, LANGFUSE_HOST: fake.url },
+      socket,
+    ));
+    await sendOverSocket(socket, lines(50));
+    await fake.waitForRequests(1);
+    d.child.kill('SIGTERM');
+    assert.deepEqual(await exitOrHang(d), { code: 0, signal: null });
+    assert.ok(d.logs.some((l) => /could not write the spool/.test(l.msg)));
+    const stopped = d.logs.find((l) => l.msg === 'dspy-o11yd stopped') as { dropped: Record<string, number> } | undefined;
+    assert.equal(stopped?.dropped.shutdown, 50);
+  });
+});
+
+describe('file exporter when the disk refuses part of a write', () => {
+  test('a short write is cut off: the file only ever holds whole lines', async (t) => {
+    if (process.platform !== 'linux') return t.skip('uses RLIMIT_FSIZE through sh ulimit');
+    const tmp = tempDir();
+    const socket = join(tmp.dir, 'd.sock');
+    const out = join(tmp.dir, 'out.jsonl');
+    // File size limit 1 KiB (sh counts 512-byte blocks): a batch that crosses it is written in
+    // part, then the write fails (EFBIG), like a disk filling up.
+    const child = spawn('sh', ['-c', 'ulimit -f 2 && exec "$0" "$@"', process.execPath, CLI, 'start', '--socket', socket, '--http', '127.0.0.1:0', '--exporter', 'file', '--file', out, '--flush-interval', '10'], {
+      env: { PATH: process.env.PATH },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const d = new DaemonProcess(child, socket);
+    try {
+      d.httpUrl = String((await d.waitForLog((l) => /listening on/.test(l.msg))).http);
+      await sendOverSocket(socket, lines(1));
+      await d.eventually(async () => assert.equal((await d.status()).spans.exported, 1));
+      await sendOverSocket(socket, lines(20));
+      await d.eventually(async () => assert.match((await d.status()).exporter.lastError ?? '', /EFBIG/));
+      const content = readFileSync(out, 'utf8');
+      assert.ok(content.endsWith('\n'), 'no torn line at the end');
+      assert.equal(content.split('\n').filter(Boolean).map((l) => JSON.parse(l) as unknown).length, 1);
+    } finally {
+      await d.stop('SIGKILL');
+      tmp.cleanup();
+    }
+  });
+});
