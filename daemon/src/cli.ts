@@ -88,16 +88,37 @@ start.action(async (flags: RawConfig) => {
   if (pendingSignal) shutdown(pendingSignal);
 });
 
+/** The daemon's --ingest-token guards /v1/status and /v1/tail: same flag, same env twin. */
+const TOKEN_HELP = 'bearer token of a daemon started with --ingest-token [env: DSPY_O11YD_INGEST_TOKEN]';
+function authHeaders(token: string | undefined): Record<string, string> {
+  const value = token ?? process.env.DSPY_O11YD_INGEST_TOKEN;
+  return value ? { authorization: `Bearer ${value}` } : {};
+}
+function failOnStatus(url: string, status: number, flags: { ingestToken?: string }): void {
+  if (status === 401) {
+    const given = flags.ingestToken !== undefined ? '--ingest-token' : process.env.DSPY_O11YD_INGEST_TOKEN ? 'DSPY_O11YD_INGEST_TOKEN' : undefined;
+    fail(`${url} answered 401: ${given ? `the token from ${given} is wrong` : 'the daemon needs --ingest-token (or DSPY_O11YD_INGEST_TOKEN)'}`, 1);
+  }
+  if (status !== 200) fail(`${url} answered ${status}`, 1);
+}
+
 program
   .command('status')
   .description("print a running daemon's counters and exporter state (GET /v1/status)")
   .option('--http <host:port>', 'address of the daemon [env: DSPY_O11YD_HTTP]')
+  .option('--ingest-token <token>', TOKEN_HELP)
   .option('--json', 'print the raw JSON')
-  .action(async (flags: { http?: string; json?: boolean }) => {
+  .action(async (flags: { http?: string; ingestToken?: string; json?: boolean }) => {
     const url = `${daemonUrl(flags.http)}/v1/status`;
     let body: Record<string, unknown>;
+    let res: Response;
     try {
-      const res = await fetch(url);
+      res = await fetch(url, { headers: authHeaders(flags.ingestToken) });
+    } catch (err) {
+      fail(`no daemon answers at ${url}: ${(err as Error).message}`, 1);
+    }
+    failOnStatus(url, res.status, flags);
+    try {
       body = (await res.json()) as Record<string, unknown>;
     } catch (err) {
       fail(`no daemon answers at ${url}: ${(err as Error).message}`, 1);
@@ -109,14 +130,29 @@ program
   .command('tail')
   .description('print the live record stream of a running daemon, one JSON record per line')
   .option('--http <host:port>', 'address of the daemon [env: DSPY_O11YD_HTTP]')
-  .action(async (flags: { http?: string }) => {
+  .option('--ingest-token <token>', TOKEN_HELP)
+  .action(async (flags: { http?: string; ingestToken?: string }) => {
     const url = `${daemonUrl(flags.http)}/v1/tail`;
+    const { Agent, request } = await import('undici');
+    let res: Awaited<ReturnType<typeof request>>;
     try {
-      const res = await fetch(url);
-      if (!res.body) fail(`no stream from ${url}`, 1);
-      for await (const chunk of res.body) process.stdout.write(chunk);
+      // The stream may stay idle for long (a quiet app): no body timeout.
+      res = await request(url, { headers: authHeaders(flags.ingestToken), dispatcher: new Agent({ bodyTimeout: 0 }) });
     } catch (err) {
       fail(`no daemon answers at ${url}: ${(err as Error).message}`, 1);
+    }
+    failOnStatus(url, res.statusCode, flags);
+    let partial = '';
+    try {
+      for await (const chunk of res.body.setEncoding('utf8')) {
+        // Blank lines are the daemon's heartbeats: not records.
+        const lines = (partial + (chunk as string)).split('\n');
+        partial = lines.pop()!;
+        const out = lines.filter((l) => l !== '');
+        if (out.length) process.stdout.write(out.join('\n') + '\n');
+      }
+    } catch (err) {
+      fail(`the stream from ${url} broke: ${(err as Error).message}`, 1);
     }
   });
 

@@ -164,6 +164,9 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
   return { config, stats, exporter, httpUrl, status, stop };
 }
 
+/** Routes that stay open with --ingest-token: liveness, readiness, Prometheus. */
+const OPEN_ROUTES = new Set(['/healthz', '/readyz', '/metrics']);
+
 function buildHttp(config: DaemonConfig, sink: RecordSink, ops: Parameters<typeof registerOpsRoutes>[1]): FastifyInstance {
   const bodyLimit = Math.max(32 * 1024 * 1024, config.maxRecordBytes * 4);
   const app = Fastify({ logger: false, bodyLimit, forceCloseConnections: true });
@@ -173,7 +176,9 @@ function buildHttp(config: DaemonConfig, sink: RecordSink, ops: Parameters<typeo
   if (config.ingestToken) {
     const expected = Buffer.from(`Bearer ${config.ingestToken}`);
     app.addHook('onRequest', async (request, reply) => {
-      if (request.method !== 'POST') return;
+      // Probes and scrapers cannot send a token and get no record contents; everything else
+      // (ingest, /v1/tail's live records, /v1/status's exporter errors) needs it.
+      if ((request.method === 'GET' || request.method === 'HEAD') && OPEN_ROUTES.has(request.routeOptions.url ?? '')) return;
       const given = Buffer.from(request.headers.authorization ?? '');
       if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
         return reply.code(401).send({ error: 'missing or wrong bearer token (--ingest-token)' });

@@ -140,4 +140,78 @@ describe('cli', () => {
     assert.ok(!d.stderr.includes('tok-123'));
     await d.stop();
   });
+
+  test('--ingest-token guards /v1/tail and /v1/status too; probes stay open; tail and status send the token', { timeout: 60_000 }, async () => {
+    const tmp = tempDir();
+    const socket = join(tmp.dir, 'd.sock');
+    const token = 'tok-tail-456';
+    const d = await startDaemonProcess(['--socket', socket, '--http', '127.0.0.1:0', '--ingest-token', token, '--exporter', 'console'], {}, socket);
+    const host = d.httpUrl.replace('http://', '');
+    for (const path of ['/v1/tail', '/v1/status']) {
+      const res = await fetch(`${d.httpUrl}${path}`);
+      assert.equal(res.status, 401, `${path} without the token`);
+      await res.body?.cancel();
+    }
+    for (const path of ['/healthz', '/readyz', '/metrics']) assert.equal((await fetch(`${d.httpUrl}${path}`)).status, 200, `${path} stays open`);
+
+    const { spawn } = await import('node:child_process');
+    const { CLI } = await import('./support/daemon-process.js');
+    // No token: a clear line, exit 1.
+    const deniedTail = await runCli(['tail', '--http', host]);
+    assert.equal(deniedTail.code, 1);
+    assert.match(deniedTail.stderr, /401.*--ingest-token/);
+    const deniedStatus = await runCli(['status', '--http', host]);
+    assert.equal(deniedStatus.code, 1);
+    assert.match(deniedStatus.stderr, /401/);
+    assert.equal((await runCli(['status', '--http', host, '--ingest-token', token])).code, 0);
+
+    // The token from the env twin: the record (with its inputs) reaches tail.
+    const tail = spawn(process.execPath, [CLI, 'tail', '--http', host], { env: { PATH: process.env.PATH, DSPY_O11YD_INGEST_TOKEN: token }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let tailed = '';
+    tail.stdout.setEncoding('utf8').on('data', (c: string) => (tailed += c));
+    await d.eventually(async () => {
+      await sendOverSocket(socket, [JSON.stringify({ v: 1, type: 'hello', resource: { 'service.name': 'tail-token-probe' } })]);
+      assert.match(tailed, /tail-token-probe/);
+    });
+    tail.kill();
+    await d.stop();
+    tmp.cleanup();
+  });
+
+  test('/v1/tail answers (headers) at once on an idle daemon, before any record', { timeout: 60_000 }, async () => {
+    const tmp = tempDir();
+    const socket = join(tmp.dir, 'd.sock');
+    const d = await startDaemonProcess(['--socket', socket, '--http', '127.0.0.1:0', '--exporter', 'console'], {}, socket);
+    // Without flushed headers this fetch waits for the first record (a client gives up after
+    // its headers timeout); no record is sent before it resolves.
+    const res = await fetch(`${d.httpUrl}/v1/tail`);
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('content-type') ?? '', /ndjson/);
+    const reader = res.body!.getReader();
+    await sendOverSocket(socket, [span('b000000000000006', 'after-headers')]);
+    let text = '';
+    while (!text.includes('after-headers')) text += new TextDecoder().decode((await reader.read()).value);
+    await reader.cancel();
+    await d.stop();
+    tmp.cleanup();
+  });
+
+  test('tail prints records only: blank heartbeat lines are skipped', { timeout: 60_000 }, async () => {
+    const { createServer } = await import('node:http');
+    const record = span('b000000000000007', 'between-heartbeats');
+    const server = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+      // Heartbeats around a record, the record cut across writes.
+      res.write('\n');
+      res.write(record.slice(0, 20));
+      res.write(record.slice(20) + '\n\n');
+      res.end('\n');
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as { port: number }).port;
+    const r = await runCli(['tail', '--http', `127.0.0.1:${port}`]);
+    server.close();
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, record + '\n');
+  });
 });
