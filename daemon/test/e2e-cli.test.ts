@@ -45,6 +45,38 @@ describe('cli', () => {
     tmp.cleanup();
   });
 
+  test('a live daemon whose accept backlog is full (EAGAIN) keeps its socket: a second start fails', { timeout: 60_000 }, async (t) => {
+    if (process.platform !== 'linux') return t.skip('EAGAIN on a full Unix socket backlog is Linux behaviour');
+    const tmp = tempDir();
+    const socket = join(tmp.dir, 'd.sock');
+    const { spawn } = await import('node:child_process');
+    const { connect } = await import('node:net');
+    // A listener that stops accepting (as a daemon under a CPU stall): paused with SIGSTOP.
+    const holder = spawn(process.execPath, ['-e', `require('net').createServer().listen({ path: ${JSON.stringify(socket)}, backlog: 1 }, () => console.log('up'))`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    t.after(() => {
+      holder.kill('SIGCONT');
+      holder.kill('SIGKILL');
+    });
+    await new Promise((r) => holder.stdout.once('data', r));
+    holder.kill('SIGSTOP');
+    const queued: import('node:net').Socket[] = [];
+    let full = false;
+    for (let i = 0; i < 1000 && !full; i++) {
+      await new Promise<void>((resolve) => {
+        const s = connect(socket);
+        s.once('connect', () => (queued.push(s), resolve()));
+        s.once('error', (err: NodeJS.ErrnoException) => ((full = err.code === 'EAGAIN'), resolve()));
+      });
+    }
+    assert.ok(full, 'the backlog filled up');
+    const second = await runCli(['start', '--socket', socket, '--http', '']);
+    queued.forEach((s) => s.destroy());
+    assert.equal(second.code, 1, second.stderr);
+    assert.match(second.stderr, /EAGAIN.*refusing to replace it/);
+    assert.ok(existsSync(socket), "the live listener's socket file is still there");
+    tmp.cleanup();
+  });
+
   test('--nice: the daemon and its export worker run at the asked CPU priority', async (t) => {
     if (process.platform !== 'linux') return t.skip('reads /proc');
     const niceOf = (pid: number) =>
