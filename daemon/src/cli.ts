@@ -5,7 +5,7 @@
  */
 import { Command, CommanderError, Option } from 'commander';
 import { setPriority } from 'node:os';
-import { ConfigError, OPTIONS, resolveConfig, type DaemonConfig, type RawConfig } from './config.js';
+import { ConfigError, OPTIONS, preparePaths, resolveConfig, type DaemonConfig, type RawConfig } from './config.js';
 import { startDaemon, type RunningDaemon } from './daemon.js';
 import { createLogger } from './log.js';
 import { checkCredentials } from './check.js';
@@ -18,9 +18,11 @@ function fail(message: string, code = EXIT_CONFIG): never {
   process.exit(code);
 }
 
-function loadConfig(flags: RawConfig): DaemonConfig {
+function loadConfig(flags: RawConfig, forStart = false): DaemonConfig {
   try {
-    return resolveConfig(flags);
+    const config = resolveConfig(flags);
+    if (forStart) preparePaths(config);
+    return config;
   } catch (err) {
     if (err instanceof ConfigError) fail(err.message);
     throw err;
@@ -44,7 +46,7 @@ for (const o of OPTIONS) {
   start.addOption(new Option(`${o.flag} <value>`, `${o.help}${o.env.length ? ` [env: ${o.env.join(', ')}]` : ''}`).default(undefined, o.default));
 }
 start.action(async (flags: RawConfig) => {
-  const config = loadConfig(flags);
+  const config = loadConfig(flags, true);
   const secrets = [config.langfuse.secretKey];
   if (config.langfuse.publicKey && config.langfuse.secretKey) {
     secrets.push(Buffer.from(`${config.langfuse.publicKey}:${config.langfuse.secretKey}`).toString('base64'));

@@ -29,6 +29,35 @@ describe('cli', () => {
     }
   });
 
+  test('unusable --socket, --spool-dir and --file paths: one line naming the flag, exit code 2, nothing left behind', async () => {
+    const tmp = tempDir();
+    const { writeFileSync } = await import('node:fs');
+    const aFile = join(tmp.dir, 'a-file');
+    writeFileSync(aFile, '');
+    const long = join(tmp.dir, 'x'.repeat(120) + '.sock');
+    const cases: [string[], Record<string, string>, RegExp][] = [
+      [['start', '--socket', long], {}, /^dspy-o11yd: invalid --socket ".*": \d+ bytes, longer than the 107/],
+      [['start', '--socket', join(tmp.dir, 'missing', 'd.sock')], {}, /^dspy-o11yd: invalid --socket .*: directory .*missing does not exist$/],
+      [['start'], { DSPY_O11YD_SOCKET: join(tmp.dir, 'missing', 'd.sock') }, /invalid --socket \(from DSPY_O11YD_SOCKET\).*does not exist/],
+      [['start', '--socket', join(aFile, 'd.sock')], {}, /invalid --socket .*is not a directory/],
+      [['start', '--socket', '', '--http', '127.0.0.1:0', '--spool-dir', join(aFile, 'spool')], {}, /invalid --spool-dir .*cannot create or write/],
+      [['start', '--socket', '', '--http', '127.0.0.1:0'], { DSPY_O11YD_SPOOL_DIR: join(aFile, 'spool') }, /invalid --spool-dir \(from DSPY_O11YD_SPOOL_DIR\)/],
+      [['start', '--socket', '', '--http', '127.0.0.1:0', '--exporter', 'file', '--file', join(tmp.dir, 'missing', 'out.jsonl')], {}, /invalid --file .*cannot open it for append \(ENOENT\)/],
+      [['start', '--socket', '', '--http', '127.0.0.1:0', '--exporter', 'file', '--file', join(aFile, 'out.jsonl')], {}, /invalid --file .*ENOTDIR/],
+      [['start', '--socket', '', '--http', '127.0.0.1:0', '--exporter', 'file', '--file', tmp.dir], {}, /invalid --file .*EISDIR/],
+    ];
+    for (const [args, env, pattern] of cases) {
+      const r = await runCli(args, env);
+      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+      const lines = r.stderr.trim().split('\n');
+      assert.equal(lines.length, 1, `one line for ${args.join(' ')}: ${r.stderr}`);
+      assert.match(lines[0]!, pattern);
+    }
+    // bind() would have cut the long path at 107 bytes and left a socket file there.
+    assert.deepEqual(readdirSync(tmp.dir), ['a-file']);
+    tmp.cleanup();
+  });
+
   test('a stale socket file is replaced; a live daemon on it is a clear error', async () => {
     const tmp = tempDir();
     const socket = join(tmp.dir, 'd.sock');
