@@ -185,7 +185,7 @@ function buildHttp(config: DaemonConfig, sink: RecordSink, ops: Parameters<typeo
       }
     });
   }
-  registerIngestRoutes(app, sink, config.maxRecordBytes);
+  registerIngestRoutes(app, sink, config.maxRecordBytes, bodyLimit);
   registerOtlpRoutes(app, sink, { maxBodyBytes: bodyLimit, normalizeDialects: config.exporter === 'langfuse' });
   registerOpsRoutes(app, ops);
   return app;
