@@ -44,4 +44,10 @@ describe('POST /v1/ingest bodies', () => {
     const bomb = await post(gzipSync(Buffer.alloc(33 * 1024 * 1024, 0x20)), { ...nd, 'content-encoding': 'gzip' });
     assert.equal(bomb.status, 413);
   });
+
+  test('the JSON media type is matched case-insensitively', async () => {
+    const r = await post(`[${span('c000000000000005')},${span('c000000000000006')}]`, { 'content-type': 'Application/JSON; charset=utf-8' });
+    assert.equal(r.status, 202);
+    assert.deepEqual({ accepted: r.body.accepted, rejected: r.body.rejected }, { accepted: 2, rejected: 0 });
+  });
 });

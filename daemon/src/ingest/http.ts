@@ -68,7 +68,8 @@ export function registerIngestRoutes(app: FastifyInstance, sink: RecordSink, max
     const body = decoded;
     const session = sink.session('http');
     const { answer, count } = tally();
-    if (request.headers['content-type']?.startsWith('application/json')) {
+    // Media types are case-insensitive (RFC 9110 §8.3.1).
+    if (String(request.headers['content-type'] ?? '').trimStart().toLowerCase().startsWith('application/json')) {
       let value: unknown;
       try {
         value = JSON.parse(body.toString('utf8'));
