@@ -50,4 +50,18 @@ describe('POST /v1/ingest bodies', () => {
     assert.equal(r.status, 202);
     assert.deepEqual({ accepted: r.body.accepted, rejected: r.body.rejected }, { accepted: 2, rejected: 0 });
   });
+
+  test('a record of a JSON array over --max-record-bytes is rejected even when the average is under it', async () => {
+    const big = span('c000000000000007', 'x'.repeat(1500));
+    const small = ['c000000000000008', 'c000000000000009', 'c00000000000000a', 'c00000000000000b'].map((id) => span(id));
+    const body = `[${[big, ...small].join(',')}]`;
+    assert.ok(body.length / 5 < 1024, 'the average is under the limit');
+    const before = await d.metric('dspy_o11yd_records_invalid_total', { transport: 'http', reason: 'too_large' });
+    const r = await post(body, { 'content-type': 'application/json' });
+    assert.equal(r.status, 202);
+    assert.deepEqual({ accepted: r.body.accepted, rejected: r.body.rejected }, { accepted: 4, rejected: 1 });
+    assert.equal(r.body.errors![0]!.index, 0);
+    assert.match(r.body.errors![0]!.message, /too_large/);
+    assert.equal(await d.metric('dspy_o11yd_records_invalid_total', { transport: 'http', reason: 'too_large' }), before + 1);
+  });
 });

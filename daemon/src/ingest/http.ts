@@ -77,10 +77,13 @@ export function registerIngestRoutes(app: FastifyInstance, sink: RecordSink, max
         return reply.code(400).send({ error: `body is not JSON: ${(err as Error).message}` });
       }
       const records = Array.isArray(value) ? value : [value];
-      // Sizes of parsed values are not known exactly; each gets its share of the body.
+      // Queue bytes: each record gets its share of the body. No record can be longer than a body
+      // within the limit; past it, each record is measured, as its JSON, against the limit.
       const share = Math.ceil(body.length / Math.max(1, records.length));
+      const measure = body.length > maxRecordBytes;
       for (const record of records) {
-        count(share > maxRecordBytes ? sink.rejectTooLarge(session, maxRecordBytes) : sink.acceptValue(session, record, share));
+        const bytes = measure ? Buffer.byteLength(JSON.stringify(record) ?? '') : share;
+        count(bytes > maxRecordBytes ? sink.rejectTooLarge(session, maxRecordBytes) : sink.acceptValue(session, record, bytes));
       }
     } else {
       const splitter = new LineSplitter(
