@@ -64,4 +64,12 @@ describe('POST /v1/ingest bodies', () => {
     assert.match(r.body.errors![0]!.message, /too_large/);
     assert.equal(await d.metric('dspy_o11yd_records_invalid_total', { transport: 'http', reason: 'too_large' }), before + 1);
   });
+
+  test('an unparseable JSON body is 400 and counted as invalid_json', async () => {
+    const before = await d.metric('dspy_o11yd_records_invalid_total', { transport: 'http', reason: 'invalid_json' });
+    const r = await post('{"v":1,', { 'content-type': 'application/json' });
+    assert.equal(r.status, 400);
+    assert.match(r.body.error ?? '', /not JSON/);
+    assert.equal(await d.metric('dspy_o11yd_records_invalid_total', { transport: 'http', reason: 'invalid_json' }), before + 1);
+  });
 });

@@ -74,7 +74,9 @@ export function registerIngestRoutes(app: FastifyInstance, sink: RecordSink, max
       try {
         value = JSON.parse(body.toString('utf8'));
       } catch (err) {
-        return reply.code(400).send({ error: `body is not JSON: ${(err as Error).message}` });
+        const message = `body is not JSON: ${(err as Error).message}`;
+        sink.rejectInvalidJson(session, message);
+        return reply.code(400).send({ error: message });
       }
       const records = Array.isArray(value) ? value : [value];
       // Queue bytes: each record gets its share of the body. No record can be longer than a body
