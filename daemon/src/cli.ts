@@ -43,7 +43,10 @@ const program = new Command('dspy-o11yd')
 
 const start = program.command('start').description('run the daemon in the foreground');
 for (const o of OPTIONS) {
-  start.addOption(new Option(`${o.flag} <value>`, `${o.help}${o.env.length ? ` [env: ${o.env.join(', ')}]` : ''}`).default(undefined, o.default));
+  // The default is in the help text, not given to commander: a commander default would fill the
+  // flag and so beat the env twin (precedence is flag > env > default, resolved in config.ts).
+  const def = o.default === undefined ? '' : ` (default: ${o.default === '' ? "''" : o.default})`;
+  start.addOption(new Option(`${o.flag} <value>`, `${o.help}${def}${o.env.length ? ` [env: ${o.env.join(', ')}]` : ''}`));
 }
 start.action(async (flags: RawConfig) => {
   const config = loadConfig(flags, true);

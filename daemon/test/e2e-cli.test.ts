@@ -29,6 +29,20 @@ describe('cli', () => {
     }
   });
 
+  test('start --help shows each default; the env twin still beats the default and the flag the env', async () => {
+    const help = await runCli(['start', '--help']);
+    assert.equal(help.code, 0);
+    for (const [flag, def] of [['--socket', '/tmp/dspy-o11yd.sock'], ['--http', '127.0.0.1:4318'], ['--queue-max-spans', '200000'], ['--encoding', 'protobuf'], ['--log-level', 'info']]) {
+      assert.match(help.stdout.replace(/\s+/g, ' '), new RegExp(`${flag} <value> .*?\\(default: ${def.replace(/\./g, '\\.')}\\)`), `${flag} shows its default`);
+    }
+    const fromEnv = await runCli(['start', '--socket', ''], { DSPY_O11YD_HTTP: 'env-value' });
+    assert.equal(fromEnv.code, 2);
+    assert.match(fromEnv.stderr, /invalid --http \(from DSPY_O11YD_HTTP\) "env-value"/);
+    const fromFlag = await runCli(['start', '--socket', '', '--http', 'flag-value'], { DSPY_O11YD_HTTP: 'env-value' });
+    assert.equal(fromFlag.code, 2);
+    assert.match(fromFlag.stderr, /invalid --http "flag-value"/);
+  });
+
   test('unusable --socket, --spool-dir and --file paths: one line naming the flag, exit code 2, nothing left behind', async () => {
     const tmp = tempDir();
     const { writeFileSync } = await import('node:fs');
