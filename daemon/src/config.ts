@@ -5,7 +5,7 @@
  */
 import { closeSync, mkdirSync, openSync, statSync, unlinkSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
 
 export type Encoding = 'protobuf' | 'json';
@@ -238,6 +238,24 @@ export function resolveConfig(flags: RawConfig, env: NodeJS.ProcessEnv = process
   };
 }
 
+/**
+ * mkdir -p one level at a time: Node's `recursive: true` loops forever where a parent keeps
+ * answering ENOENT (e.g. under /proc), which would hang the start instead of failing it.
+ */
+function makeDirs(dir: string): void {
+  const missing: string[] = [];
+  for (let d = resolve(dir); ; d = dirname(d)) {
+    try {
+      statSync(d);
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || dirname(d) === d) throw err;
+      missing.push(d);
+    }
+  }
+  for (const d of missing.reverse()) mkdirSync(d);
+}
+
 /** sun_path is 108 bytes on Linux, the last for the terminating NUL. */
 export const MAX_SOCKET_PATH_BYTES = 107;
 
@@ -252,7 +270,7 @@ export function preparePaths(config: DaemonConfig): void {
   if (config.spoolDir) {
     const probe = join(config.spoolDir, `.write-probe-${process.pid}`);
     try {
-      mkdirSync(config.spoolDir, { recursive: true });
+      makeDirs(config.spoolDir);
       closeSync(openSync(probe, 'w', 0o600));
       unlinkSync(probe);
     } catch (err) {

@@ -56,6 +56,8 @@ describe('cli', () => {
       [['start', '--socket', join(aFile, 'd.sock')], {}, /invalid --socket .*is not a directory/],
       [['start', '--socket', '', '--http', '127.0.0.1:0', '--spool-dir', join(aFile, 'spool')], {}, /invalid --spool-dir .*cannot create or write/],
       [['start', '--socket', '', '--http', '127.0.0.1:0'], { DSPY_O11YD_SPOOL_DIR: join(aFile, 'spool') }, /invalid --spool-dir \(from DSPY_O11YD_SPOOL_DIR\)/],
+      // Where mkdir keeps answering ENOENT (Node's recursive mkdir loops forever there).
+      ...(process.platform === 'linux' ? [[['start', '--socket', '', '--http', '127.0.0.1:0', '--spool-dir', '/proc/no-such-dir/spool'], {}, /invalid --spool-dir .*ENOENT/] as [string[], Record<string, string>, RegExp]] : []),
       [['start', '--socket', '', '--http', '127.0.0.1:0', '--exporter', 'file', '--file', join(tmp.dir, 'missing', 'out.jsonl')], {}, /invalid --file .*cannot open it for append \(ENOENT\)/],
       [['start', '--socket', '', '--http', '127.0.0.1:0', '--exporter', 'file', '--file', join(aFile, 'out.jsonl')], {}, /invalid --file .*ENOTDIR/],
       [['start', '--socket', '', '--http', '127.0.0.1:0', '--exporter', 'file', '--file', tmp.dir], {}, /invalid --file .*EISDIR/],
