@@ -5,7 +5,7 @@
  */
 import { Command, CommanderError, Option } from 'commander';
 import { setPriority } from 'node:os';
-import { ConfigError, OPTIONS, resolveConfig, type DaemonConfig, type RawConfig } from './config.js';
+import { ConfigError, OPTIONS, preparePaths, resolveConfig, type DaemonConfig, type RawConfig } from './config.js';
 import { startDaemon, type RunningDaemon } from './daemon.js';
 import { createLogger } from './log.js';
 import { checkCredentials } from './check.js';
@@ -18,9 +18,11 @@ function fail(message: string, code = EXIT_CONFIG): never {
   process.exit(code);
 }
 
-function loadConfig(flags: RawConfig): DaemonConfig {
+function loadConfig(flags: RawConfig, forStart = false): DaemonConfig {
   try {
-    return resolveConfig(flags);
+    const config = resolveConfig(flags);
+    if (forStart) preparePaths(config);
+    return config;
   } catch (err) {
     if (err instanceof ConfigError) fail(err.message);
     throw err;
@@ -41,10 +43,13 @@ const program = new Command('dspy-o11yd')
 
 const start = program.command('start').description('run the daemon in the foreground');
 for (const o of OPTIONS) {
-  start.addOption(new Option(`${o.flag} <value>`, `${o.help}${o.env.length ? ` [env: ${o.env.join(', ')}]` : ''}`).default(undefined, o.default));
+  // The default is in the help text, not given to commander: a commander default would fill the
+  // flag and so beat the env twin (precedence is flag > env > default, resolved in config.ts).
+  const def = o.default === undefined ? '' : ` (default: ${o.default === '' ? "''" : o.default})`;
+  start.addOption(new Option(`${o.flag} <value>`, `${o.help}${def}${o.env.length ? ` [env: ${o.env.join(', ')}]` : ''}`));
 }
 start.action(async (flags: RawConfig) => {
-  const config = loadConfig(flags);
+  const config = loadConfig(flags, true);
   const secrets = [config.langfuse.secretKey];
   if (config.langfuse.publicKey && config.langfuse.secretKey) {
     secrets.push(Buffer.from(`${config.langfuse.publicKey}:${config.langfuse.secretKey}`).toString('base64'));
@@ -97,16 +102,37 @@ start.action(async (flags: RawConfig) => {
   if (pendingSignal) shutdown(pendingSignal);
 });
 
+/** The daemon's --ingest-token guards /v1/status and /v1/tail: same flag, same env twin. */
+const TOKEN_HELP = 'bearer token of a daemon started with --ingest-token [env: DSPY_O11YD_INGEST_TOKEN]';
+function authHeaders(token: string | undefined): Record<string, string> {
+  const value = token ?? process.env.DSPY_O11YD_INGEST_TOKEN;
+  return value ? { authorization: `Bearer ${value}` } : {};
+}
+function failOnStatus(url: string, status: number, flags: { ingestToken?: string }): void {
+  if (status === 401) {
+    const given = flags.ingestToken !== undefined ? '--ingest-token' : process.env.DSPY_O11YD_INGEST_TOKEN ? 'DSPY_O11YD_INGEST_TOKEN' : undefined;
+    fail(`${url} answered 401: ${given ? `the token from ${given} is wrong` : 'the daemon needs --ingest-token (or DSPY_O11YD_INGEST_TOKEN)'}`, 1);
+  }
+  if (status !== 200) fail(`${url} answered ${status}`, 1);
+}
+
 program
   .command('status')
   .description("print a running daemon's counters and exporter state (GET /v1/status)")
   .option('--http <host:port>', 'address of the daemon [env: DSPY_O11YD_HTTP]')
+  .option('--ingest-token <token>', TOKEN_HELP)
   .option('--json', 'print the raw JSON')
-  .action(async (flags: { http?: string; json?: boolean }) => {
+  .action(async (flags: { http?: string; ingestToken?: string; json?: boolean }) => {
     const url = `${daemonUrl(flags.http)}/v1/status`;
     let body: Record<string, unknown>;
+    let res: Response;
     try {
-      const res = await fetch(url);
+      res = await fetch(url, { headers: authHeaders(flags.ingestToken) });
+    } catch (err) {
+      fail(`no daemon answers at ${url}: ${(err as Error).message}`, 1);
+    }
+    failOnStatus(url, res.status, flags);
+    try {
       body = (await res.json()) as Record<string, unknown>;
     } catch (err) {
       fail(`no daemon answers at ${url}: ${(err as Error).message}`, 1);
@@ -118,14 +144,29 @@ program
   .command('tail')
   .description('print the live record stream of a running daemon, one JSON record per line')
   .option('--http <host:port>', 'address of the daemon [env: DSPY_O11YD_HTTP]')
-  .action(async (flags: { http?: string }) => {
+  .option('--ingest-token <token>', TOKEN_HELP)
+  .action(async (flags: { http?: string; ingestToken?: string }) => {
     const url = `${daemonUrl(flags.http)}/v1/tail`;
+    const { Agent, request } = await import('undici');
+    let res: Awaited<ReturnType<typeof request>>;
     try {
-      const res = await fetch(url);
-      if (!res.body) fail(`no stream from ${url}`, 1);
-      for await (const chunk of res.body) process.stdout.write(chunk);
+      // The stream may stay idle for long (a quiet app): no body timeout.
+      res = await request(url, { headers: authHeaders(flags.ingestToken), dispatcher: new Agent({ bodyTimeout: 0 }) });
     } catch (err) {
       fail(`no daemon answers at ${url}: ${(err as Error).message}`, 1);
+    }
+    failOnStatus(url, res.statusCode, flags);
+    let partial = '';
+    try {
+      for await (const chunk of res.body.setEncoding('utf8')) {
+        // Blank lines are the daemon's heartbeats: not records.
+        const lines = (partial + (chunk as string)).split('\n');
+        partial = lines.pop()!;
+        const out = lines.filter((l) => l !== '');
+        if (out.length) process.stdout.write(out.join('\n') + '\n');
+      }
+    } catch (err) {
+      fail(`the stream from ${url} broke: ${(err as Error).message}`, 1);
     }
   });
 

@@ -3,7 +3,9 @@
  * flag > env > default; the merged strings are validated by zod, and a bad value becomes one
  * clear line naming the flag (and the env variable it came from), then exit code 2.
  */
+import { closeSync, mkdirSync, openSync, statSync, unlinkSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
 
 export type Encoding = 'protobuf' | 'json';
@@ -107,6 +109,8 @@ export interface DaemonConfig {
   logLevel: string;
   sampleRatio: number;
   nice: number;
+  /** Where each value came from, as error messages name it: `--spool-dir (from DSPY_O11YD_SPOOL_DIR)`. */
+  origin?: Partial<Record<keyof RawConfig, string>>;
 }
 
 export class ConfigError extends Error {}
@@ -191,6 +195,20 @@ export function resolveConfig(flags: RawConfig, env: NodeJS.ProcessEnv = process
     throw new ConfigError(`invalid --http ${c.http}: a non-loopback address needs --ingest-token (or DSPY_O11YD_INGEST_TOKEN)`);
   }
   if (c.socket === '' && !http) throw new ConfigError('invalid --socket and --http: both are disabled, nothing could send spans');
+  if (c.socket !== '') {
+    const bad = (why: string) => new ConfigError(`invalid ${origin.socket} ${JSON.stringify(c.socket)}: ${why}`);
+    // Linux's sun_path holds 108 bytes with the NUL: a longer path is silently cut by bind().
+    const bytes = Buffer.byteLength(c.socket);
+    if (bytes > MAX_SOCKET_PATH_BYTES) throw bad(`${bytes} bytes, longer than the ${MAX_SOCKET_PATH_BYTES} a Unix socket path may have`);
+    const parent = dirname(c.socket);
+    let isDir: boolean;
+    try {
+      isDir = statSync(parent).isDirectory();
+    } catch {
+      throw bad(`directory ${parent} does not exist`);
+    }
+    if (!isDir) throw bad(`${parent} is not a directory`);
+  }
   if (c.batchMaxSpans > c.queueMaxSpans) {
     throw new ConfigError(`invalid --batch-max-spans ${c.batchMaxSpans}: larger than --queue-max-spans ${c.queueMaxSpans}`);
   }
@@ -222,5 +240,54 @@ export function resolveConfig(flags: RawConfig, env: NodeJS.ProcessEnv = process
     logLevel: c.logLevel,
     sampleRatio: c.sampleRatio,
     nice: c.nice,
+    origin,
   };
+}
+
+/**
+ * mkdir -p one level at a time: Node's `recursive: true` loops forever where a parent keeps
+ * answering ENOENT (e.g. under /proc), which would hang the start instead of failing it.
+ */
+function makeDirs(dir: string): void {
+  const missing: string[] = [];
+  for (let d = resolve(dir); ; d = dirname(d)) {
+    try {
+      statSync(d);
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || dirname(d) === d) throw err;
+      missing.push(d);
+    }
+  }
+  for (const d of missing.reverse()) mkdirSync(d);
+}
+
+/** sun_path is 108 bytes on Linux, the last for the terminating NUL. */
+export const MAX_SOCKET_PATH_BYTES = 107;
+
+/**
+ * For `start`, before anything listens: create `--spool-dir` and prove it writable, and open
+ * `--file` for append. A path that cannot work fails now with one line naming the flag, not at
+ * the first export or at shutdown (where the spans it was meant to keep would be lost).
+ */
+export function preparePaths(config: DaemonConfig): void {
+  const name = (key: keyof RawConfig, flag: string) => config.origin?.[key] ?? flag;
+  const reason = (err: unknown) => (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+  if (config.spoolDir) {
+    const probe = join(config.spoolDir, `.write-probe-${process.pid}`);
+    try {
+      makeDirs(config.spoolDir);
+      closeSync(openSync(probe, 'w', 0o600));
+      unlinkSync(probe);
+    } catch (err) {
+      throw new ConfigError(`invalid ${name('spoolDir', '--spool-dir')} ${JSON.stringify(config.spoolDir)}: cannot create or write the directory (${reason(err)})`);
+    }
+  }
+  if (config.exporter === 'file' && config.file) {
+    try {
+      closeSync(openSync(config.file, 'a'));
+    } catch (err) {
+      throw new ConfigError(`invalid ${name('file', '--file')} ${JSON.stringify(config.file)}: cannot open it for append (${reason(err)})`);
+    }
+  }
 }

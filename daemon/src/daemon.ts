@@ -201,6 +201,9 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
   return { config, stats, exporter, httpUrl, status, stop, hurry: () => hurried.abort() };
 }
 
+/** Routes that stay open with --ingest-token: liveness, readiness, Prometheus. */
+const OPEN_ROUTES = new Set(['/healthz', '/readyz', '/metrics']);
+
 function buildHttp(config: DaemonConfig, sink: RecordSink, ops: Parameters<typeof registerOpsRoutes>[1]): FastifyInstance {
   const bodyLimit = Math.max(32 * 1024 * 1024, config.maxRecordBytes * 4);
   const app = Fastify({ logger: false, bodyLimit, forceCloseConnections: true });
@@ -210,14 +213,16 @@ function buildHttp(config: DaemonConfig, sink: RecordSink, ops: Parameters<typeo
   if (config.ingestToken) {
     const expected = Buffer.from(`Bearer ${config.ingestToken}`);
     app.addHook('onRequest', async (request, reply) => {
-      if (request.method !== 'POST') return;
+      // Probes and scrapers cannot send a token and get no record contents; everything else
+      // (ingest, /v1/tail's live records, /v1/status's exporter errors) needs it.
+      if ((request.method === 'GET' || request.method === 'HEAD') && OPEN_ROUTES.has(request.routeOptions.url ?? '')) return;
       const given = Buffer.from(request.headers.authorization ?? '');
       if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
         return reply.code(401).send({ error: 'missing or wrong bearer token (--ingest-token)' });
       }
     });
   }
-  registerIngestRoutes(app, sink, config.maxRecordBytes);
+  registerIngestRoutes(app, sink, config.maxRecordBytes, bodyLimit);
   registerOtlpRoutes(app, sink, { maxBodyBytes: bodyLimit, normalizeDialects: config.exporter === 'langfuse' });
   registerOpsRoutes(app, ops);
   return app;

@@ -29,6 +29,51 @@ describe('cli', () => {
     }
   });
 
+  test('start --help shows each default; the env twin still beats the default and the flag the env', async () => {
+    const help = await runCli(['start', '--help']);
+    assert.equal(help.code, 0);
+    for (const [flag, def] of [['--socket', '/tmp/dspy-o11yd.sock'], ['--http', '127.0.0.1:4318'], ['--queue-max-spans', '200000'], ['--encoding', 'protobuf'], ['--log-level', 'info']]) {
+      assert.match(help.stdout.replace(/\s+/g, ' '), new RegExp(`${flag} <value> .*?\\(default: ${def.replace(/\./g, '\\.')}\\)`), `${flag} shows its default`);
+    }
+    const fromEnv = await runCli(['start', '--socket', ''], { DSPY_O11YD_HTTP: 'env-value' });
+    assert.equal(fromEnv.code, 2);
+    assert.match(fromEnv.stderr, /invalid --http \(from DSPY_O11YD_HTTP\) "env-value"/);
+    const fromFlag = await runCli(['start', '--socket', '', '--http', 'flag-value'], { DSPY_O11YD_HTTP: 'env-value' });
+    assert.equal(fromFlag.code, 2);
+    assert.match(fromFlag.stderr, /invalid --http "flag-value"/);
+  });
+
+  test('unusable --socket, --spool-dir and --file paths: one line naming the flag, exit code 2, nothing left behind', async () => {
+    const tmp = tempDir();
+    const { writeFileSync } = await import('node:fs');
+    const aFile = join(tmp.dir, 'a-file');
+    writeFileSync(aFile, '');
+    const long = join(tmp.dir, 'x'.repeat(120) + '.sock');
+    const cases: [string[], Record<string, string>, RegExp][] = [
+      [['start', '--socket', long], {}, /^dspy-o11yd: invalid --socket ".*": \d+ bytes, longer than the 107/],
+      [['start', '--socket', join(tmp.dir, 'missing', 'd.sock')], {}, /^dspy-o11yd: invalid --socket .*: directory .*missing does not exist$/],
+      [['start'], { DSPY_O11YD_SOCKET: join(tmp.dir, 'missing', 'd.sock') }, /invalid --socket \(from DSPY_O11YD_SOCKET\).*does not exist/],
+      [['start', '--socket', join(aFile, 'd.sock')], {}, /invalid --socket .*is not a directory/],
+      [['start', '--socket', '', '--http', '127.0.0.1:0', '--spool-dir', join(aFile, 'spool')], {}, /invalid --spool-dir .*cannot create or write/],
+      [['start', '--socket', '', '--http', '127.0.0.1:0'], { DSPY_O11YD_SPOOL_DIR: join(aFile, 'spool') }, /invalid --spool-dir \(from DSPY_O11YD_SPOOL_DIR\)/],
+      // Where mkdir keeps answering ENOENT (Node's recursive mkdir loops forever there).
+      ...(process.platform === 'linux' ? [[['start', '--socket', '', '--http', '127.0.0.1:0', '--spool-dir', '/proc/no-such-dir/spool'], {}, /invalid --spool-dir .*ENOENT/] as [string[], Record<string, string>, RegExp]] : []),
+      [['start', '--socket', '', '--http', '127.0.0.1:0', '--exporter', 'file', '--file', join(tmp.dir, 'missing', 'out.jsonl')], {}, /invalid --file .*cannot open it for append \(ENOENT\)/],
+      [['start', '--socket', '', '--http', '127.0.0.1:0', '--exporter', 'file', '--file', join(aFile, 'out.jsonl')], {}, /invalid --file .*ENOTDIR/],
+      [['start', '--socket', '', '--http', '127.0.0.1:0', '--exporter', 'file', '--file', tmp.dir], {}, /invalid --file .*EISDIR/],
+    ];
+    for (const [args, env, pattern] of cases) {
+      const r = await runCli(args, env);
+      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+      const lines = r.stderr.trim().split('\n');
+      assert.equal(lines.length, 1, `one line for ${args.join(' ')}: ${r.stderr}`);
+      assert.match(lines[0]!, pattern);
+    }
+    // bind() would have cut the long path at 107 bytes and left a socket file there.
+    assert.deepEqual(readdirSync(tmp.dir), ['a-file']);
+    tmp.cleanup();
+  });
+
   test('a stale socket file is replaced; a live daemon on it is a clear error', async () => {
     const tmp = tempDir();
     const socket = join(tmp.dir, 'd.sock');
@@ -59,6 +104,38 @@ describe('cli', () => {
     assert.match(second.stderr, /already listening on/);
     assert.equal(readFileSync(file, 'utf8'), content, 'the spool was not consumed');
     assert.equal((await d.stop()).code, 0);
+    tmp.cleanup();
+  });
+
+  test('a live daemon whose accept backlog is full (EAGAIN) keeps its socket: a second start fails', { timeout: 60_000 }, async (t) => {
+    if (process.platform !== 'linux') return t.skip('EAGAIN on a full Unix socket backlog is Linux behaviour');
+    const tmp = tempDir();
+    const socket = join(tmp.dir, 'd.sock');
+    const { spawn } = await import('node:child_process');
+    const { connect } = await import('node:net');
+    // A listener that stops accepting (as a daemon under a CPU stall): paused with SIGSTOP.
+    const holder = spawn(process.execPath, ['-e', `require('net').createServer().listen({ path: ${JSON.stringify(socket)}, backlog: 1 }, () => console.log('up'))`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    t.after(() => {
+      holder.kill('SIGCONT');
+      holder.kill('SIGKILL');
+    });
+    await new Promise((r) => holder.stdout.once('data', r));
+    holder.kill('SIGSTOP');
+    const queued: import('node:net').Socket[] = [];
+    let full = false;
+    for (let i = 0; i < 1000 && !full; i++) {
+      await new Promise<void>((resolve) => {
+        const s = connect(socket);
+        s.once('connect', () => (queued.push(s), resolve()));
+        s.once('error', (err: NodeJS.ErrnoException) => ((full = err.code === 'EAGAIN'), resolve()));
+      });
+    }
+    assert.ok(full, 'the backlog filled up');
+    const second = await runCli(['start', '--socket', socket, '--http', '']);
+    queued.forEach((s) => s.destroy());
+    assert.equal(second.code, 1, second.stderr);
+    assert.match(second.stderr, /EAGAIN.*refusing to replace it/);
+    assert.ok(existsSync(socket), "the live listener's socket file is still there");
     tmp.cleanup();
   });
 
@@ -156,5 +233,79 @@ describe('cli', () => {
     assert.equal((await fetch(`${d.httpUrl}/healthz`)).status, 200, 'ops endpoints stay open');
     assert.ok(!d.stderr.includes('tok-123'));
     await d.stop();
+  });
+
+  test('--ingest-token guards /v1/tail and /v1/status too; probes stay open; tail and status send the token', { timeout: 60_000 }, async () => {
+    const tmp = tempDir();
+    const socket = join(tmp.dir, 'd.sock');
+    const token = 'tok-tail-456';
+    const d = await startDaemonProcess(['--socket', socket, '--http', '127.0.0.1:0', '--ingest-token', token, '--exporter', 'console'], {}, socket);
+    const host = d.httpUrl.replace('http://', '');
+    for (const path of ['/v1/tail', '/v1/status']) {
+      const res = await fetch(`${d.httpUrl}${path}`);
+      assert.equal(res.status, 401, `${path} without the token`);
+      await res.body?.cancel();
+    }
+    for (const path of ['/healthz', '/readyz', '/metrics']) assert.equal((await fetch(`${d.httpUrl}${path}`)).status, 200, `${path} stays open`);
+
+    const { spawn } = await import('node:child_process');
+    const { CLI } = await import('./support/daemon-process.js');
+    // No token: a clear line, exit 1.
+    const deniedTail = await runCli(['tail', '--http', host]);
+    assert.equal(deniedTail.code, 1);
+    assert.match(deniedTail.stderr, /401.*--ingest-token/);
+    const deniedStatus = await runCli(['status', '--http', host]);
+    assert.equal(deniedStatus.code, 1);
+    assert.match(deniedStatus.stderr, /401/);
+    assert.equal((await runCli(['status', '--http', host, '--ingest-token', token])).code, 0);
+
+    // The token from the env twin: the record (with its inputs) reaches tail.
+    const tail = spawn(process.execPath, [CLI, 'tail', '--http', host], { env: { PATH: process.env.PATH, DSPY_O11YD_INGEST_TOKEN: token }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let tailed = '';
+    tail.stdout.setEncoding('utf8').on('data', (c: string) => (tailed += c));
+    await d.eventually(async () => {
+      await sendOverSocket(socket, [JSON.stringify({ v: 1, type: 'hello', resource: { 'service.name': 'tail-token-probe' } })]);
+      assert.match(tailed, /tail-token-probe/);
+    });
+    tail.kill();
+    await d.stop();
+    tmp.cleanup();
+  });
+
+  test('/v1/tail answers (headers) at once on an idle daemon, before any record', { timeout: 60_000 }, async () => {
+    const tmp = tempDir();
+    const socket = join(tmp.dir, 'd.sock');
+    const d = await startDaemonProcess(['--socket', socket, '--http', '127.0.0.1:0', '--exporter', 'console'], {}, socket);
+    // Without flushed headers this fetch waits for the first record (a client gives up after
+    // its headers timeout); no record is sent before it resolves.
+    const res = await fetch(`${d.httpUrl}/v1/tail`);
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('content-type') ?? '', /ndjson/);
+    const reader = res.body!.getReader();
+    await sendOverSocket(socket, [span('b000000000000006', 'after-headers')]);
+    let text = '';
+    while (!text.includes('after-headers')) text += new TextDecoder().decode((await reader.read()).value);
+    await reader.cancel();
+    await d.stop();
+    tmp.cleanup();
+  });
+
+  test('tail prints records only: blank heartbeat lines are skipped', { timeout: 60_000 }, async () => {
+    const { createServer } = await import('node:http');
+    const record = span('b000000000000007', 'between-heartbeats');
+    const server = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+      // Heartbeats around a record, the record cut across writes.
+      res.write('\n');
+      res.write(record.slice(0, 20));
+      res.write(record.slice(20) + '\n\n');
+      res.end('\n');
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as { port: number }).port;
+    const r = await runCli(['tail', '--http', `127.0.0.1:${port}`]);
+    server.close();
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, record + '\n');
   });
 });

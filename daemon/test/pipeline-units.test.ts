@@ -280,3 +280,31 @@ test('trace-id ratio sampling keeps about the ratio, and decides the same for th
   assert.equal(keepTrace('f'.repeat(32), 1), true);
   assert.equal(keepTrace('0'.repeat(31) + '1', 0), false);
 });
+
+test('an idle /v1/tail stream gets a blank heartbeat line every TAIL_HEARTBEAT_MS', { timeout: 20_000 }, async (t) => {
+  const { default: Fastify } = await import('fastify');
+  const { get } = await import('node:http');
+  const { Registry } = await import('prom-client');
+  const { registerOpsRoutes, TAIL_HEARTBEAT_MS } = await import('../src/ops/routes.js');
+  const tailListeners = new Set<(line: string) => void>();
+  const app = Fastify({ forceCloseConnections: true });
+  registerOpsRoutes(app, { status: () => ({}) as never, registry: new Registry(), sink: { tailListeners } as never });
+  const url = await app.listen({ host: '127.0.0.1', port: 0 });
+  t.mock.timers.enable({ apis: ['setInterval'] });
+  // Also when an assertion fails or the test times out: nothing may keep the file's process alive.
+  t.after(() => {
+    t.mock.timers.reset();
+    return app.close();
+  });
+  const res = await new Promise<import('node:http').IncomingMessage>((resolve) => get(`${url}/v1/tail`, resolve));
+  res.setEncoding('utf8');
+  let body = '';
+  const more = () => new Promise<void>((resolve) => res.once('data', (c: string) => ((body += c), resolve())));
+  // The route registers its listener (and its interval) before the headers go out.
+  assert.equal(tailListeners.size, 1);
+  const first = more();
+  t.mock.timers.tick(TAIL_HEARTBEAT_MS);
+  await first;
+  assert.equal(body, '\n');
+  res.destroy();
+});

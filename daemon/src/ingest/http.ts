@@ -1,9 +1,13 @@
 /**
  * HTTP ingest of the native protocol: `POST /v1/ingest` with NDJSON (`application/x-ndjson`) or
- * JSON (`application/json`: one record or an array). Answers 202 with what was accepted and
- * the first errors (DESIGN §2). Each body is its own session: a `hello` applies to the records
- * after it in the same body.
+ * JSON (`application/json`: one record or an array), raw or `content-encoding: gzip` / `deflate`
+ * (anything else is 415). Answers 202 with what was accepted and the first errors (DESIGN §2);
+ * 400 when a JSON body does not parse or a compressed body does not inflate, 413 when it inflates
+ * beyond the body limit. Each body is its own session: a `hello` applies to the records after it
+ * in the same body.
  */
+import { promisify } from 'node:util';
+import { gunzip as gunzipCallback, inflate as inflateCallback, inflateRaw as inflateRawCallback, type InputType, type ZlibOptions } from 'node:zlib';
 import type { FastifyInstance } from 'fastify';
 import { LineSplitter } from './line-splitter.js';
 import type { Rejection, RecordSink } from './record-sink.js';
@@ -16,7 +20,35 @@ export interface IngestAnswer {
 
 const MAX_LISTED_ERRORS = 10;
 
-export function registerIngestRoutes(app: FastifyInstance, sink: RecordSink, maxRecordBytes: number): void {
+const gunzip = promisify<InputType, ZlibOptions, Buffer>(gunzipCallback);
+const inflate = promisify<InputType, ZlibOptions, Buffer>(inflateCallback);
+const inflateRaw = promisify<InputType, ZlibOptions, Buffer>(inflateRawCallback);
+
+/** The body as sent, or why it cannot be read (HTTP status and message). */
+async function decodeBody(body: Buffer, contentEncoding: string, maxBodyBytes: number): Promise<Buffer | { status: number; error: string }> {
+  const coding = contentEncoding.trim().toLowerCase();
+  if (coding === '' || coding === 'identity') return body;
+  if (coding !== 'gzip' && coding !== 'x-gzip' && coding !== 'deflate') {
+    return { status: 415, error: `content-encoding must be gzip, deflate or none, got ${coding}` };
+  }
+  // The same bound as the compressed body's: a small bomb must not inflate past it.
+  const options = { maxOutputLength: maxBodyBytes };
+  try {
+    if (coding !== 'deflate') return await gunzip(body, options);
+    // HTTP's deflate is zlib-wrapped, but some clients send raw deflate.
+    try {
+      return await inflate(body, options);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'Z_DATA_ERROR') throw err;
+      return await inflateRaw(body, options);
+    }
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') return { status: 413, error: `body inflates beyond ${maxBodyBytes} bytes` };
+    return { status: 400, error: `invalid ${coding} body: ${(err as Error).message}` };
+  }
+}
+
+export function registerIngestRoutes(app: FastifyInstance, sink: RecordSink, maxRecordBytes: number, maxBodyBytes: number): void {
   const tally = () => {
     const answer: IngestAnswer = { accepted: 0, rejected: 0, errors: [] };
     let index = 0;
@@ -31,21 +63,29 @@ export function registerIngestRoutes(app: FastifyInstance, sink: RecordSink, max
   };
 
   app.post('/v1/ingest', async (request, reply) => {
-    const body = request.body as Buffer;
+    const decoded = await decodeBody(Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0), String(request.headers['content-encoding'] ?? ''), maxBodyBytes);
+    if (!Buffer.isBuffer(decoded)) return reply.code(decoded.status).send({ error: decoded.error });
+    const body = decoded;
     const session = sink.session('http');
     const { answer, count } = tally();
-    if (request.headers['content-type']?.startsWith('application/json')) {
+    // Media types are case-insensitive (RFC 9110 §8.3.1).
+    if (String(request.headers['content-type'] ?? '').trimStart().toLowerCase().startsWith('application/json')) {
       let value: unknown;
       try {
         value = JSON.parse(body.toString('utf8'));
       } catch (err) {
-        return reply.code(400).send({ error: `body is not JSON: ${(err as Error).message}` });
+        const message = `body is not JSON: ${(err as Error).message}`;
+        sink.rejectInvalidJson(session, message);
+        return reply.code(400).send({ error: message });
       }
       const records = Array.isArray(value) ? value : [value];
-      // Sizes of parsed values are not known exactly; each gets its share of the body.
+      // Queue bytes: each record gets its share of the body. No record can be longer than a body
+      // within the limit; past it, each record is measured, as its JSON, against the limit.
       const share = Math.ceil(body.length / Math.max(1, records.length));
+      const measure = body.length > maxRecordBytes;
       for (const record of records) {
-        count(share > maxRecordBytes ? sink.rejectTooLarge(session, maxRecordBytes) : sink.acceptValue(session, record, share));
+        const bytes = measure ? Buffer.byteLength(JSON.stringify(record) ?? '') : share;
+        count(bytes > maxRecordBytes ? sink.rejectTooLarge(session, maxRecordBytes) : sink.acceptValue(session, record, bytes));
       }
     } else {
       const splitter = new LineSplitter(

@@ -60,6 +60,12 @@ export class RecordSink {
     return { reason: 'too_large', message: `record longer than --max-record-bytes (${limit} bytes)` };
   }
 
+  /** A JSON body that does not parse: no record of it can be read, it counts as one invalid record. */
+  rejectInvalidJson(session: IngestSession, message: string): Rejection {
+    this.stats.recordsInvalid.add([session.transport, 'invalid_json']);
+    return { reason: 'invalid_json', message };
+  }
+
   /** Spans that come in already as spans (OTLP ingest, spool reload). */
   acceptSpan(session: IngestSession, span: SpanRecord, bytes: number, type: WireRecord['type'] = 'span'): void {
     this.stats.recordsReceived.add([session.transport, type]);

@@ -33,16 +33,23 @@ async function clearStaleSocket(path: string): Promise<void> {
     return; // nothing there
   }
   if (!stat.isSocket()) throw new SocketInUseError(`${path} exists and is not a socket; refusing to replace it`);
-  const alive = await new Promise<boolean>((resolve) => {
+  const alive = await new Promise<boolean | NodeJS.ErrnoException>((resolve) => {
     const probe = createConnection(path);
     probe.once('connect', () => {
       probe.destroy();
       resolve(true);
     });
-    probe.once('error', () => resolve(false));
+    // Only "nobody listens" (or the file just went away) proves the file stale. Anything else,
+    // e.g. EAGAIN from a live daemon whose accept backlog is full, must not cost it its socket.
+    probe.once('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'ECONNREFUSED' || err.code === 'ENOENT' ? false : err));
   });
-  if (alive) throw new SocketInUseError(`another daemon is already listening on ${path}`);
-  await unlink(path);
+  if (alive === true) throw new SocketInUseError(`another daemon is already listening on ${path}`);
+  if (alive !== false) {
+    throw new SocketInUseError(`cannot tell whether a daemon is listening on ${path} (connect: ${alive.code ?? alive.message}); refusing to replace it`);
+  }
+  await unlink(path).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'ENOENT') throw err;
+  });
 }
 
 export async function listenSocket(path: string, sink: RecordSink, log: Logger, maxRecordBytes: number): Promise<SocketReceiver> {

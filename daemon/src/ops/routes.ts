@@ -34,6 +34,9 @@ export interface OpsHooks {
   sink: RecordSink;
 }
 
+/** Empty line on an idle `/v1/tail` stream, under common proxy idle timeouts (60 s). */
+export const TAIL_HEARTBEAT_MS = 30_000;
+
 export function registerOpsRoutes(app: FastifyInstance, hooks: OpsHooks): void {
   app.get('/healthz', async () => ({ status: 'ok' }));
 
@@ -55,11 +58,23 @@ export function registerOpsRoutes(app: FastifyInstance, hooks: OpsHooks): void {
     reply.hijack();
     const res = reply.raw;
     res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
+    // Headers now, not with the first record: an idle daemon would otherwise hit the client's
+    // headers timeout (undici: 300 s) and `tail` would report that no daemon answers.
+    res.flushHeaders();
     const listener = (line: string) => {
       // A slow reader loses lines rather than growing the daemon's memory.
       if (res.writableLength < 1024 * 1024) res.write(line + '\n');
     };
+    // An empty line now and then keeps idle proxies and body timeouts from cutting the stream;
+    // NDJSON readers skip blank lines (and so does `dspy-o11yd tail`).
+    const heartbeat = setInterval(() => {
+      if (res.writableLength === 0) res.write('\n');
+    }, TAIL_HEARTBEAT_MS);
+    heartbeat.unref();
     hooks.sink.tailListeners.add(listener);
-    request.raw.on('close', () => hooks.sink.tailListeners.delete(listener));
+    request.raw.on('close', () => {
+      clearInterval(heartbeat);
+      hooks.sink.tailListeners.delete(listener);
+    });
   });
 }

@@ -1,0 +1,75 @@
+/** POST /v1/ingest body handling: content codings, media type case, per-record limits in JSON arrays, unparseable bodies. */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { deflateRawSync, deflateSync, gzipSync } from 'node:zlib';
+import { startDaemonProcess, type DaemonProcess } from './support/daemon-process.js';
+
+const span = (id: string, name = 'http-ingest') =>
+  JSON.stringify({ v: 1, type: 'span', traceId: 'c'.repeat(32), spanId: id, name, startTimeUnixNano: '1732700000000000000', endTimeUnixNano: '1732700000000000005' });
+
+describe('POST /v1/ingest bodies', () => {
+  let d: DaemonProcess;
+  before(async () => {
+    d = await startDaemonProcess(['--socket', '', '--http', '127.0.0.1:0', '--exporter', 'console', '--max-record-bytes', '1024'], {});
+  });
+  after(() => d.stop());
+
+  const post = async (body: Buffer | string, headers: Record<string, string>) => {
+    const res = await fetch(`${d.httpUrl}/v1/ingest`, { method: 'POST', headers, body });
+    return { status: res.status, body: (await res.json()) as { accepted?: number; rejected?: number; errors?: { index: number; message: string }[]; error?: string } };
+  };
+
+  test('gzip and deflate bodies are inflated; other content codings are 415', async () => {
+    const ndjson = `${span('c000000000000001')}\n${span('c000000000000002')}\n`;
+    const json = `[${span('c000000000000003')},${span('c000000000000004')}]`;
+    const nd = { 'content-type': 'application/x-ndjson' };
+    const js = { 'content-type': 'application/json' };
+    for (const [body, headers] of [
+      [gzipSync(ndjson), { ...nd, 'content-encoding': 'gzip' }],
+      [gzipSync(json), { ...js, 'content-encoding': 'GZIP' }],
+      [deflateSync(ndjson), { ...nd, 'content-encoding': 'deflate' }],
+      [deflateRawSync(json), { ...js, 'content-encoding': 'deflate' }],
+      [Buffer.from(ndjson), { ...nd, 'content-encoding': 'identity' }],
+    ] as const) {
+      const r = await post(body, headers);
+      assert.equal(r.status, 202, `${JSON.stringify(headers)}: ${JSON.stringify(r.body)}`);
+      assert.deepEqual({ accepted: r.body.accepted, rejected: r.body.rejected }, { accepted: 2, rejected: 0 }, JSON.stringify(headers));
+    }
+    const br = await post(ndjson, { ...nd, 'content-encoding': 'br' });
+    assert.equal(br.status, 415);
+    assert.match(br.body.error ?? '', /content-encoding/);
+    const corrupt = await post(Buffer.from('not gzip at all'), { ...nd, 'content-encoding': 'gzip' });
+    assert.equal(corrupt.status, 400);
+    // A bomb: small on the wire, past the body limit (32 MiB) once inflated.
+    const bomb = await post(gzipSync(Buffer.alloc(33 * 1024 * 1024, 0x20)), { ...nd, 'content-encoding': 'gzip' });
+    assert.equal(bomb.status, 413);
+  });
+
+  test('the JSON media type is matched case-insensitively', async () => {
+    const r = await post(`[${span('c000000000000005')},${span('c000000000000006')}]`, { 'content-type': 'Application/JSON; charset=utf-8' });
+    assert.equal(r.status, 202);
+    assert.deepEqual({ accepted: r.body.accepted, rejected: r.body.rejected }, { accepted: 2, rejected: 0 });
+  });
+
+  test('a record of a JSON array over --max-record-bytes is rejected even when the average is under it', async () => {
+    const big = span('c000000000000007', 'x'.repeat(1500));
+    const small = ['c000000000000008', 'c000000000000009', 'c00000000000000a', 'c00000000000000b'].map((id) => span(id));
+    const body = `[${[big, ...small].join(',')}]`;
+    assert.ok(body.length / 5 < 1024, 'the average is under the limit');
+    const before = await d.metric('dspy_o11yd_records_invalid_total', { transport: 'http', reason: 'too_large' });
+    const r = await post(body, { 'content-type': 'application/json' });
+    assert.equal(r.status, 202);
+    assert.deepEqual({ accepted: r.body.accepted, rejected: r.body.rejected }, { accepted: 4, rejected: 1 });
+    assert.equal(r.body.errors![0]!.index, 0);
+    assert.match(r.body.errors![0]!.message, /too_large/);
+    assert.equal(await d.metric('dspy_o11yd_records_invalid_total', { transport: 'http', reason: 'too_large' }), before + 1);
+  });
+
+  test('an unparseable JSON body is 400 and counted as invalid_json', async () => {
+    const before = await d.metric('dspy_o11yd_records_invalid_total', { transport: 'http', reason: 'invalid_json' });
+    const r = await post('{"v":1,', { 'content-type': 'application/json' });
+    assert.equal(r.status, 400);
+    assert.match(r.body.error ?? '', /not JSON/);
+    assert.equal(await d.metric('dspy_o11yd_records_invalid_total', { transport: 'http', reason: 'invalid_json' }), before + 1);
+  });
+});
