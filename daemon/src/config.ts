@@ -3,7 +3,7 @@
  * flag > env > default; the merged strings are validated by zod, and a bad value becomes one
  * clear line naming the flag (and the env variable it came from), then exit code 2.
  */
-import { closeSync, mkdirSync, openSync, statSync, unlinkSync } from 'node:fs';
+import { accessSync, closeSync, constants, mkdirSync, openSync, statSync, unlinkSync, type Stats } from 'node:fs';
 import { isIP } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
@@ -285,7 +285,15 @@ export function preparePaths(config: DaemonConfig): void {
   }
   if (config.exporter === 'file' && config.file) {
     try {
-      closeSync(openSync(config.file, 'a'));
+      let existing: Stats | undefined;
+      try {
+        existing = statSync(config.file);
+      } catch {
+        existing = undefined;
+      }
+      // A FIFO (or device) is only checked for write permission: opening a FIFO blocks until a reader comes.
+      if (existing && (existing.isFIFO() || existing.isCharacterDevice())) accessSync(config.file, constants.W_OK);
+      else closeSync(openSync(config.file, 'a'));
     } catch (err) {
       throw new ConfigError(`invalid ${name('file', '--file')} ${JSON.stringify(config.file)}: cannot open it for append (${reason(err)})`);
     }

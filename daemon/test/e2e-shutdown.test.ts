@@ -7,7 +7,7 @@ import { afterEach, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { closeSync, constants, openSync, readdirSync, readFileSync } from 'node:fs';
+import { closeSync, constants, mkdirSync, openSync, readdirSync, readFileSync, symlinkSync, unlinkSync } from 'node:fs';
 import { setTimeout as delay } from 'node:timers/promises';
 import { startFakeLangfuse, type FakeLangfuse } from './support/fake-langfuse.js';
 import { CLI, DaemonProcess, sendOverSocket, startDaemonProcess, tempDir } from './support/daemon-process.js';
@@ -81,14 +81,20 @@ describe('shutdown with stuck exporters', () => {
   test('a spool dir that cannot be written in time: the spans are counted as dropped and the daemon exits 0', async () => {
     fake = await startFakeLangfuse({ publicKey: KEYS.LANGFUSE_PUBLIC_KEY, secretKey: KEYS.LANGFUSE_SECRET_KEY });
     fake.mode({ hang: true });
-    // Node's recursive mkdir never returns for a path under /proc.
+    // The spool dir is fine at start (start checks it), then its parent becomes a link into
+    // /proc, where Node's recursive mkdir never returns: the spool write must not hold the exit.
+    const link = join(tmp.dir, 'link');
+    mkdirSync(join(tmp.dir, 'real'));
+    symlinkSync(join(tmp.dir, 'real'), link);
     const d = (daemon = await startDaemonProcess(
-      ['--socket', socket, '--http', '127.0.0.1:0', '--flush-interval', '10', '--export-timeout', '60000', '--shutdown-timeout', '300', '--spool-dir', '/proc/dspy-o11yd-test/spool'],
+      ['--socket', socket, '--http', '127.0.0.1:0', '--flush-interval', '10', '--export-timeout', '60000', '--shutdown-timeout', '300', '--spool-dir', join(link, 'spool')],
       { ...KEYS, LANGFUSE_HOST: fake.url },
       socket,
     ));
     await sendOverSocket(socket, lines(50));
     await fake.waitForRequests(1);
+    unlinkSync(link);
+    symlinkSync('/proc', link);
     d.child.kill('SIGTERM');
     assert.deepEqual(await exitOrHang(d), { code: 0, signal: null });
     assert.ok(d.logs.some((l) => /could not write the spool/.test(l.msg)));
