@@ -219,3 +219,51 @@ test('inside a module, a wrapped client call fills in the module\'s llm.generate
   assert.equal(attr(gen, 'gen_ai.usage.total_tokens'), 34);
   assert.equal(attr(gen, 'dspy.module'), 'Predict');
 });
+
+/** Generations as they end (subscribers hear each one synchronously at its end). */
+function endedGenerations(): { ended: Array<Readonly<Record<string, unknown>>>; off: () => void } {
+  const ended: Array<Readonly<Record<string, unknown>>> = [];
+  const off = subscribe('llm.generate', (_n, a) => ended.push(a));
+  return { ended, off };
+}
+
+test('.asResponse() (the raw Response; the body is never parsed) ends the generation, streamed or not; .withResponse() still records usage', async () => {
+  const { ended, off } = endedGenerations();
+  try {
+    provider.script(PATH, { status: 200, json: chatCompletion('raw') });
+    const res = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hi' }] }).asResponse();
+    assert.equal(ended.length, 1, 'ended when the response arrived');
+    assert.equal(((await res.json()) as { choices: Array<{ message: { content: string } }> }).choices[0]?.message.content, 'raw', 'the body is the app\'s, unread');
+
+    provider.script(PATH, chatStream(['a', 'b']));
+    const sres = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hi' }], stream: true }).asResponse();
+    assert.equal(ended.length, 2);
+    assert.match(await sres.text(), /data: \[DONE\]/);
+
+    provider.script(PATH, { status: 200, json: chatCompletion('parsed', { prompt: 3, completion: 2 }) });
+    const { data } = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hi' }] }).withResponse();
+    assert.equal(data.choices[0]?.message.content, 'parsed');
+    assert.equal(ended.length, 3);
+    assert.equal(ended[2]?.['gen_ai.usage.total_tokens'], 5, 'withResponse() parses: the generation ends with the data');
+  } finally {
+    off();
+  }
+  const gens = await generations(3);
+  assert.equal(gens.length, 3);
+  assert.equal(attr(gens[0] as SpanRecord, 'http.response.status_code'), 200);
+  assert.equal(gens[0]?.status, undefined);
+});
+
+test('a 2xx body that does not parse: the app gets the client\'s parse error; the generation ends in error', async () => {
+  const { ended, off } = endedGenerations();
+  try {
+    provider.script(PATH, { status: 200, raw: '{"id":"chatcmpl-1","choi' });
+    await assert.rejects(client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hi' }] }), SyntaxError);
+    assert.equal(ended.length, 1);
+  } finally {
+    off();
+  }
+  const [gen] = (await generations(1)) as [SpanRecord];
+  assert.equal(gen.status?.code, 'error');
+  assert.equal(attr(gen, 'error.type'), 'SyntaxError');
+});

@@ -209,6 +209,7 @@ function tracedCall(orig: (...a: unknown[]) => unknown, self: unknown, args: unk
     let wrapped: unknown;
     try {
       wrapped = p._thenUnwrap((data: unknown) => onData(data));
+      if (isObj(wrapped)) observeRawReads(wrapped, c);
     } catch {
       wrapped = undefined;
     }
@@ -228,6 +229,59 @@ function tracedCall(orig: (...a: unknown[]) => unknown, self: unknown, args: unk
     fail(c, e);
     throw e;
   });
+}
+
+/**
+ * The generation of an `APIPromise` also ends when its body is never parsed into data:
+ * - a body that fails to parse (a 2xx answer that is not valid JSON): the parse error;
+ * - `.asResponse()`, the raw `Response` for the app to read: when it arrives, unless a parse of
+ *   the body has begun by then (`.withResponse()` starts one before it asks for the response).
+ * Both are instance properties of the client's `APIPromise` (`parseResponse` is set by its
+ * constructor); anything else is left alone.
+ */
+function observeRawReads(wrapped: Obj, call: Call): void {
+  let parsing = false;
+  const parse = wrapped.parseResponse;
+  if (typeof parse === 'function' && Object.prototype.hasOwnProperty.call(wrapped, 'parseResponse')) {
+    wrapped.parseResponse = function (this: unknown, ...a: unknown[]): unknown {
+      parsing = true;
+      let r: unknown;
+      try {
+        r = (parse as (...x: unknown[]) => unknown).apply(this, a);
+      } catch (e) {
+        fail(call, e);
+        throw e;
+      }
+      if (!isObj(r) || typeof (r as { then?: unknown }).then !== 'function') return r;
+      return (r as unknown as PromiseLike<unknown>).then(undefined, (e: unknown) => {
+        // After the data was handed on (`done`), this is a subscriber's error: already reported.
+        fail(call, e);
+        throw e;
+      });
+    };
+  }
+  const asResponse = wrapped.asResponse;
+  if (typeof asResponse === 'function') {
+    wrapped.asResponse = function (this: unknown, ...a: unknown[]): unknown {
+      const res = (asResponse as (...x: unknown[]) => unknown).apply(this, a);
+      if (isObj(res) && typeof (res as { then?: unknown }).then === 'function') {
+        (res as unknown as PromiseLike<unknown>).then(
+          (response) => {
+            if (parsing || call.done) return;
+            try {
+              const status = isObj(response) ? num(response.status) : undefined;
+              if (status !== undefined) call.gen.setAttribute('http.response.status_code', status);
+              succeed(call);
+            } catch {
+              /* a subscriber's error has nowhere to go: the app holds the raw response */
+            }
+          },
+          () => undefined, // the request's failure: seen by the original promise's `asResponse()`
+        );
+      }
+      return res;
+    };
+  }
 }
 
 /**
