@@ -267,3 +267,52 @@ test('a 2xx body that does not parse: the app gets the client\'s parse error; th
   assert.equal(gen.status?.code, 'error');
   assert.equal(attr(gen, 'error.type'), 'SyntaxError');
 });
+
+test('a stream the app aborts (controller.abort()) before reading it, or between reads: the generation ends once, cancelled', async () => {
+  const { ended, off } = endedGenerations();
+  try {
+    provider.script(PATH, chatStream(['one', 'two']));
+    const unread = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hi' }], stream: true });
+    unread.controller.abort();
+    assert.equal(ended.length, 1, 'ended at the abort');
+
+    provider.script(PATH, chatStream(['one', 'two', 'three']));
+    const stream = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hi' }], stream: true });
+    const seen: string[] = [];
+    for await (const c of stream) {
+      seen.push(c.choices[0]?.delta.content ?? '');
+      if (seen.includes('one')) stream.controller.abort();
+    }
+    assert.equal(ended.length, 2);
+    assert.deepEqual(seen.slice(0, 2), ['', 'one']);
+  } finally {
+    off();
+  }
+  const gens = await generations(2);
+  assert.equal(gens.length, 2);
+  for (const g of gens) {
+    assert.equal(attr(g, 'dspy.stream.cancelled'), true);
+    assert.equal(g.status, undefined);
+  }
+  assert.equal(JSON.parse(attr(gens[1] as SpanRecord, 'dspy.output') as string).content, 'one');
+});
+
+test('a stream that fails mid-way: the app gets the error; the generation ends once, in error, not cancelled', async () => {
+  provider.script(PATH, {
+    sse: [
+      { data: { id: 'c', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o-mini', choices: [{ index: 0, delta: { content: 'x' }, finish_reason: null }] } },
+      { data: { error: { message: 'server went away', type: 'server_error' } } },
+    ],
+  });
+  const stream = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hi' }], stream: true });
+  await assert.rejects(
+    (async () => {
+      for await (const _ of stream);
+    })(),
+    /server went away/,
+  );
+  const [gen] = (await generations(1)) as [SpanRecord];
+  assert.equal(gen.status?.code, 'error');
+  assert.equal(attr(gen, 'dspy.stream.cancelled'), undefined);
+  assert.equal(JSON.parse(attr(gen, 'dspy.output') as string).content, 'x');
+});

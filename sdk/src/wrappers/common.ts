@@ -291,9 +291,33 @@ function observeRawReads(wrapped: Obj, call: Call): void {
  */
 function instrumentStream(stream: Obj, call: Call, observer: StreamObserver): boolean {
   let finished = false;
+  /** `next()` calls of the app waiting for the client's iterator. */
+  let reading = 0;
+  const controller = isObj(stream.controller) ? stream.controller : undefined;
+  const signal = controller && isObj(controller.signal) ? (controller.signal as unknown as AbortSignal) : undefined;
+  const markCancelled = (): void => {
+    if (call.gen instanceof SpanImpl) call.gen.setAttribute('dspy.stream.cancelled', true);
+  };
+  const onAbort = (): void => {
+    // A read in progress ends on its own (quietly for the app's abort, with the error when the
+    // client aborts its own request after a failure); otherwise the app aborted the stream
+    // before (or between) reads, and may never read it again.
+    if (reading > 0 || finished) return;
+    markCancelled();
+    try {
+      complete();
+    } catch {
+      /* a subscriber's error: the app is not reading */
+    }
+  };
   const complete = (error?: unknown): void => {
     if (finished) return;
     finished = true;
+    try {
+      signal?.removeEventListener('abort', onAbort);
+    } catch {
+      /* ignore */
+    }
     try {
       observer.finish();
     } catch {
@@ -302,9 +326,19 @@ function instrumentStream(stream: Obj, call: Call, observer: StreamObserver): bo
     if (error !== undefined) fail(call, error);
     else succeed(call);
   };
+  try {
+    if (signal && typeof signal.addEventListener === 'function') {
+      if (signal.aborted) onAbort();
+      else signal.addEventListener('abort', onAbort, { once: true });
+    }
+  } catch {
+    /* not a DOM AbortSignal: the iterator alone tells */
+  }
   const observe = (it: AsyncIterator<unknown>): AsyncIterator<unknown> => {
     const onResult = (r: IteratorResult<unknown>): IteratorResult<unknown> | Promise<IteratorResult<unknown>> => {
       if (r.done) {
+        reading--;
+        if (signal?.aborted && !finished) markCancelled();
         complete();
         return r;
       }
@@ -314,16 +348,29 @@ function instrumentStream(stream: Obj, call: Call, observer: StreamObserver): bo
       } catch {
         hide = false;
       }
-      return hide ? it.next().then(onResult, onError) : r;
+      if (hide) return it.next().then(onResult, onError);
+      reading--;
+      return r;
     };
     const onError = (e: unknown): never => {
+      reading--;
       complete(e);
       throw e;
     };
     const wrapped: AsyncIterator<unknown> & AsyncIterable<unknown> = {
-      next: () => it.next().then(onResult, onError),
+      next: () => {
+        reading++;
+        let p: Promise<IteratorResult<unknown>>;
+        try {
+          p = it.next();
+        } catch (e) {
+          reading--;
+          throw e;
+        }
+        return p.then(onResult, onError);
+      },
       return: (value?: unknown) => {
-        if (call.gen instanceof SpanImpl) call.gen.setAttribute('dspy.stream.cancelled', true);
+        if (!finished) markCancelled();
         try {
           complete();
         } catch {
