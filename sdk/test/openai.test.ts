@@ -316,3 +316,27 @@ test('a stream that fails mid-way: the app gets the error; the generation ends o
   assert.equal(attr(gen, 'dspy.stream.cancelled'), undefined);
   assert.equal(JSON.parse(attr(gen, 'dspy.output') as string).content, 'x');
 });
+
+test('responses.create stream: a response.failed or error event puts the generation in error (the app sees the events, unchanged)', async () => {
+  const base = { id: 'resp_3', object: 'response', created_at: 1, model: 'gpt-4.1-2025-04-14', output: [], usage: null };
+  provider.script(
+    '/v1/responses',
+    {
+      sse: [
+        { event: 'response.created', data: { type: 'response.created', sequence_number: 0, response: { ...base, status: 'in_progress' } } },
+        { event: 'response.failed', data: { type: 'response.failed', sequence_number: 1, response: { ...base, status: 'failed', error: { code: 'server_error', message: 'model crashed' } } } },
+      ],
+    },
+    { sse: [{ event: 'error', data: { type: 'error', sequence_number: 0, code: 'rate_limit_exceeded', message: 'slow down', param: null } }] },
+  );
+  const types: string[] = [];
+  for await (const e of await client.responses.create({ model: 'gpt-4.1', input: 'x', stream: true })) types.push(e.type);
+  for await (const e of await client.responses.create({ model: 'gpt-4.1', input: 'x', stream: true })) types.push(e.type);
+  assert.deepEqual(types, ['response.created', 'response.failed', 'error']);
+  const [failed, errored] = (await generations(2)) as [SpanRecord, SpanRecord];
+  assert.deepEqual(failed.status, { code: 'error', message: 'model crashed' });
+  assert.equal(attr(failed, 'error.type'), 'server_error');
+  assert.equal(attr(failed, 'dspy.level'), 'ERROR');
+  assert.deepEqual(errored.status, { code: 'error', message: 'slow down' });
+  assert.equal(attr(errored, 'error.type'), 'rate_limit_exceeded');
+});
