@@ -97,3 +97,40 @@ test('a retry: 529 overloaded then 200 → one generation, one llm.retry event',
   assert.equal(gen.status, undefined);
   assert.deepEqual(gen.events?.find((e) => e.name === 'llm.retry')?.attributes, { attempt: 2, 'http.response.status_code': 529 });
 });
+
+test('streamed thinking, tool_use and server_tool_use blocks are recorded as the non-streamed Message has them', async () => {
+  const ev = (event: string, data: Record<string, unknown>) => ({ event, data: { type: event, ...data } });
+  provider.script(PATH, {
+    sse: [
+      ev('message_start', { message: { id: 'm', type: 'message', role: 'assistant', model: 'claude-sonnet-4-5-20250929', content: [], stop_reason: null, stop_sequence: null, usage: { input_tokens: 10, output_tokens: 1 } } }),
+      ev('content_block_start', { index: 0, content_block: { type: 'thinking', thinking: '', signature: '' } }),
+      ev('content_block_delta', { index: 0, delta: { type: 'thinking_delta', thinking: 'Need the ' } }),
+      ev('content_block_delta', { index: 0, delta: { type: 'thinking_delta', thinking: 'weather.' } }),
+      ev('content_block_delta', { index: 0, delta: { type: 'signature_delta', signature: 'c2ln' } }),
+      ev('content_block_stop', { index: 0 }),
+      ev('content_block_start', { index: 1, content_block: { type: 'server_tool_use', id: 'srv1', name: 'web_search', input: {} } }),
+      ev('content_block_delta', { index: 1, delta: { type: 'input_json_delta', partial_json: '{"query":"Paris"}' } }),
+      ev('content_block_stop', { index: 1 }),
+      ev('content_block_start', { index: 2, content_block: { type: 'tool_use', id: 'tu1', name: 'weather', input: {} } }),
+      ev('content_block_delta', { index: 2, delta: { type: 'input_json_delta', partial_json: '{"city":' } }),
+      ev('content_block_delta', { index: 2, delta: { type: 'input_json_delta', partial_json: '"Paris"}' } }),
+      ev('content_block_stop', { index: 2 }),
+      ev('message_delta', { delta: { stop_reason: 'tool_use', stop_sequence: null }, usage: { output_tokens: 40 } }),
+      ev('message_stop', {}),
+    ],
+  });
+  let n = 0;
+  for await (const _ of await client.messages.create({ model: 'claude-sonnet-4-5', max_tokens: 64, messages: [{ role: 'user', content: 'x' }], stream: true })) n++;
+  assert.equal(n, 15);
+  const [gen] = (await generations(1)) as [SpanRecord];
+  assert.deepEqual(JSON.parse(attr(gen, 'dspy.output') as string), {
+    role: 'assistant',
+    content: [
+      { type: 'thinking', thinking: 'Need the weather.', signature: 'c2ln' },
+      { type: 'server_tool_use', id: 'srv1', name: 'web_search', input: { query: 'Paris' } },
+      { type: 'tool_use', id: 'tu1', name: 'weather', input: { city: 'Paris' } },
+    ],
+  });
+  assert.equal(attr(gen, 'gen_ai.usage.output_tokens'), 40);
+  assert.deepEqual(attr(gen, 'gen_ai.response.finish_reasons'), ['tool_use']);
+});

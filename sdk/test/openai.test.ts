@@ -219,3 +219,124 @@ test('inside a module, a wrapped client call fills in the module\'s llm.generate
   assert.equal(attr(gen, 'gen_ai.usage.total_tokens'), 34);
   assert.equal(attr(gen, 'dspy.module'), 'Predict');
 });
+
+/** Generations as they end (subscribers hear each one synchronously at its end). */
+function endedGenerations(): { ended: Array<Readonly<Record<string, unknown>>>; off: () => void } {
+  const ended: Array<Readonly<Record<string, unknown>>> = [];
+  const off = subscribe('llm.generate', (_n, a) => ended.push(a));
+  return { ended, off };
+}
+
+test('.asResponse() (the raw Response; the body is never parsed) ends the generation, streamed or not; .withResponse() still records usage', async () => {
+  const { ended, off } = endedGenerations();
+  try {
+    provider.script(PATH, { status: 200, json: chatCompletion('raw') });
+    const res = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hi' }] }).asResponse();
+    assert.equal(ended.length, 1, 'ended when the response arrived');
+    assert.equal(((await res.json()) as { choices: Array<{ message: { content: string } }> }).choices[0]?.message.content, 'raw', 'the body is the app\'s, unread');
+
+    provider.script(PATH, chatStream(['a', 'b']));
+    const sres = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hi' }], stream: true }).asResponse();
+    assert.equal(ended.length, 2);
+    assert.match(await sres.text(), /data: \[DONE\]/);
+
+    provider.script(PATH, { status: 200, json: chatCompletion('parsed', { prompt: 3, completion: 2 }) });
+    const { data } = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hi' }] }).withResponse();
+    assert.equal(data.choices[0]?.message.content, 'parsed');
+    assert.equal(ended.length, 3);
+    assert.equal(ended[2]?.['gen_ai.usage.total_tokens'], 5, 'withResponse() parses: the generation ends with the data');
+  } finally {
+    off();
+  }
+  const gens = await generations(3);
+  assert.equal(gens.length, 3);
+  assert.equal(attr(gens[0] as SpanRecord, 'http.response.status_code'), 200);
+  assert.equal(gens[0]?.status, undefined);
+});
+
+test('a 2xx body that does not parse: the app gets the client\'s parse error; the generation ends in error', async () => {
+  const { ended, off } = endedGenerations();
+  try {
+    provider.script(PATH, { status: 200, raw: '{"id":"chatcmpl-1","choi' });
+    await assert.rejects(client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hi' }] }), SyntaxError);
+    assert.equal(ended.length, 1);
+  } finally {
+    off();
+  }
+  const [gen] = (await generations(1)) as [SpanRecord];
+  assert.equal(gen.status?.code, 'error');
+  assert.equal(attr(gen, 'error.type'), 'SyntaxError');
+});
+
+test('a stream the app aborts (controller.abort()) before reading it, or between reads: the generation ends once, cancelled', async () => {
+  const { ended, off } = endedGenerations();
+  try {
+    provider.script(PATH, chatStream(['one', 'two']));
+    const unread = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hi' }], stream: true });
+    unread.controller.abort();
+    assert.equal(ended.length, 1, 'ended at the abort');
+
+    provider.script(PATH, chatStream(['one', 'two', 'three']));
+    const stream = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hi' }], stream: true });
+    const seen: string[] = [];
+    for await (const c of stream) {
+      seen.push(c.choices[0]?.delta.content ?? '');
+      if (seen.includes('one')) stream.controller.abort();
+    }
+    assert.equal(ended.length, 2);
+    assert.deepEqual(seen.slice(0, 2), ['', 'one']);
+  } finally {
+    off();
+  }
+  const gens = await generations(2);
+  assert.equal(gens.length, 2);
+  for (const g of gens) {
+    assert.equal(attr(g, 'dspy.stream.cancelled'), true);
+    assert.equal(g.status, undefined);
+  }
+  assert.equal(JSON.parse(attr(gens[1] as SpanRecord, 'dspy.output') as string).content, 'one');
+});
+
+test('a stream that fails mid-way: the app gets the error; the generation ends once, in error, not cancelled', async () => {
+  provider.script(PATH, {
+    sse: [
+      { data: { id: 'c', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o-mini', choices: [{ index: 0, delta: { content: 'x' }, finish_reason: null }] } },
+      { data: { error: { message: 'server went away', type: 'server_error' } } },
+    ],
+  });
+  const stream = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hi' }], stream: true });
+  await assert.rejects(
+    (async () => {
+      for await (const _ of stream);
+    })(),
+    /server went away/,
+  );
+  const [gen] = (await generations(1)) as [SpanRecord];
+  assert.equal(gen.status?.code, 'error');
+  assert.equal(attr(gen, 'dspy.stream.cancelled'), undefined);
+  assert.equal(JSON.parse(attr(gen, 'dspy.output') as string).content, 'x');
+});
+
+test('responses.create stream: a response.failed or error event puts the generation in error (the app sees the events, unchanged)', async () => {
+  const base = { id: 'resp_3', object: 'response', created_at: 1, model: 'gpt-4.1-2025-04-14', output: [], usage: null };
+  provider.script(
+    '/v1/responses',
+    {
+      sse: [
+        { event: 'response.created', data: { type: 'response.created', sequence_number: 0, response: { ...base, status: 'in_progress' } } },
+        { event: 'response.failed', data: { type: 'response.failed', sequence_number: 1, response: { ...base, status: 'failed', error: { code: 'server_error', message: 'model crashed' } } } },
+      ],
+    },
+    { sse: [{ event: 'error', data: { type: 'error', sequence_number: 0, code: 'rate_limit_exceeded', message: 'slow down', param: null } }] },
+  );
+  const types: string[] = [];
+  for await (const e of await client.responses.create({ model: 'gpt-4.1', input: 'x', stream: true })) types.push(e.type);
+  for await (const e of await client.responses.create({ model: 'gpt-4.1', input: 'x', stream: true })) types.push(e.type);
+  assert.deepEqual(types, ['response.created', 'response.failed', 'error']);
+  const [failed, errored] = (await generations(2)) as [SpanRecord, SpanRecord];
+  assert.deepEqual(failed.status, { code: 'error', message: 'model crashed' });
+  assert.equal(attr(failed, 'error.type'), 'server_error');
+  assert.equal(attr(failed, 'dspy.level'), 'ERROR');
+  assert.deepEqual(errored.status, { code: 'error', message: 'slow down' });
+  assert.equal(attr(errored, 'error.type'), 'rate_limit_exceeded');
+});

@@ -39,6 +39,8 @@ function adapter(options: WrapOptions): Adapter {
       let stop: string | undefined;
       let first = true;
       const blocks: Obj[] = [];
+      /** Blocks whose `input` arrives as `input_json_delta` text (tool_use, server_tool_use, mcp_tool_use). */
+      const jsonInputs = new Set<Obj>();
       return {
         item(ev: unknown): boolean {
           if (!isObj(ev)) return false;
@@ -51,8 +53,15 @@ function adapter(options: WrapOptions): Adapter {
             }
             case 'content_block_start': {
               const i = num(ev.index) ?? blocks.length;
-              const b = isObj(ev.content_block) ? ev.content_block : {};
-              blocks[i] = b.type === 'tool_use' ? { type: 'tool_use', id: b.id, name: b.name, input: '' } : { type: str(b.type) ?? 'text', text: '' };
+              // The block as it starts (a thinking block's `thinking` and `signature`, a tool result's
+              // content), its deltas appended below.
+              const b: Obj = isObj(ev.content_block) ? { ...ev.content_block } : {};
+              if (!str(b.type)) b.type = 'text';
+              if ('input' in b) {
+                b.input = '';
+                jsonInputs.add(b);
+              }
+              blocks[i] = b;
               break;
             }
             case 'content_block_delta': {
@@ -66,6 +75,8 @@ function adapter(options: WrapOptions): Adapter {
               if (d.type === 'text_delta') b.text = appendCapped(String(b.text ?? ''), d.text);
               else if (d.type === 'input_json_delta') b.input = appendCapped(String(b.input ?? ''), d.partial_json);
               else if (d.type === 'thinking_delta') b.thinking = appendCapped(String(b.thinking ?? ''), d.thinking);
+              else if (d.type === 'signature_delta' && typeof d.signature === 'string') b.signature = d.signature;
+              else if (d.type === 'citations_delta' && d.citation !== undefined) b.citations = [...(Array.isArray(b.citations) ? b.citations : []), d.citation];
               break;
             }
             case 'message_delta': {
@@ -83,7 +94,7 @@ function adapter(options: WrapOptions): Adapter {
           if (model) g.setResponseModel(model);
           if (usage) g.setUsage(usage);
           for (const b of blocks) {
-            if (b && b.type === 'tool_use' && typeof b.input === 'string') {
+            if (b && jsonInputs.has(b) && typeof b.input === 'string') {
               try {
                 b.input = b.input ? (JSON.parse(b.input) as unknown) : {};
               } catch {

@@ -209,6 +209,7 @@ function tracedCall(orig: (...a: unknown[]) => unknown, self: unknown, args: unk
     let wrapped: unknown;
     try {
       wrapped = p._thenUnwrap((data: unknown) => onData(data));
+      if (isObj(wrapped)) observeRawReads(wrapped, c);
     } catch {
       wrapped = undefined;
     }
@@ -231,15 +232,92 @@ function tracedCall(orig: (...a: unknown[]) => unknown, self: unknown, args: unk
 }
 
 /**
+ * The generation of an `APIPromise` also ends when its body is never parsed into data:
+ * - a body that fails to parse (a 2xx answer that is not valid JSON): the parse error;
+ * - `.asResponse()`, the raw `Response` for the app to read: when it arrives, unless a parse of
+ *   the body has begun by then (`.withResponse()` starts one before it asks for the response).
+ * Both are instance properties of the client's `APIPromise` (`parseResponse` is set by its
+ * constructor); anything else is left alone.
+ */
+function observeRawReads(wrapped: Obj, call: Call): void {
+  let parsing = false;
+  const parse = wrapped.parseResponse;
+  if (typeof parse === 'function' && Object.prototype.hasOwnProperty.call(wrapped, 'parseResponse')) {
+    wrapped.parseResponse = function (this: unknown, ...a: unknown[]): unknown {
+      parsing = true;
+      let r: unknown;
+      try {
+        r = (parse as (...x: unknown[]) => unknown).apply(this, a);
+      } catch (e) {
+        fail(call, e);
+        throw e;
+      }
+      if (!isObj(r) || typeof (r as { then?: unknown }).then !== 'function') return r;
+      return (r as unknown as PromiseLike<unknown>).then(undefined, (e: unknown) => {
+        // After the data was handed on (`done`), this is a subscriber's error: already reported.
+        fail(call, e);
+        throw e;
+      });
+    };
+  }
+  const asResponse = wrapped.asResponse;
+  if (typeof asResponse === 'function') {
+    wrapped.asResponse = function (this: unknown, ...a: unknown[]): unknown {
+      const res = (asResponse as (...x: unknown[]) => unknown).apply(this, a);
+      if (isObj(res) && typeof (res as { then?: unknown }).then === 'function') {
+        (res as unknown as PromiseLike<unknown>).then(
+          (response) => {
+            if (parsing || call.done) return;
+            try {
+              const status = isObj(response) ? num(response.status) : undefined;
+              if (status !== undefined) call.gen.setAttribute('http.response.status_code', status);
+              succeed(call);
+            } catch {
+              /* a subscriber's error has nowhere to go: the app holds the raw response */
+            }
+          },
+          () => undefined, // the request's failure: seen by the original promise's `asResponse()`
+        );
+      }
+      return res;
+    };
+  }
+}
+
+/**
  * Observe a client `Stream` in place. Both clients' `Stream` keeps its iterator factory in the
  * `iterator` property, used by `[Symbol.asyncIterator]` and `tee()`; wrapping it keeps the
  * object, its class and every method. Returns false if the stream cannot be observed.
  */
 function instrumentStream(stream: Obj, call: Call, observer: StreamObserver): boolean {
   let finished = false;
+  /** `next()` calls of the app waiting for the client's iterator. */
+  let reading = 0;
+  const controller = isObj(stream.controller) ? stream.controller : undefined;
+  const signal = controller && isObj(controller.signal) ? (controller.signal as unknown as AbortSignal) : undefined;
+  const markCancelled = (): void => {
+    if (call.gen instanceof SpanImpl) call.gen.setAttribute('dspy.stream.cancelled', true);
+  };
+  const onAbort = (): void => {
+    // A read in progress ends on its own (quietly for the app's abort, with the error when the
+    // client aborts its own request after a failure); otherwise the app aborted the stream
+    // before (or between) reads, and may never read it again.
+    if (reading > 0 || finished) return;
+    markCancelled();
+    try {
+      complete();
+    } catch {
+      /* a subscriber's error: the app is not reading */
+    }
+  };
   const complete = (error?: unknown): void => {
     if (finished) return;
     finished = true;
+    try {
+      signal?.removeEventListener('abort', onAbort);
+    } catch {
+      /* ignore */
+    }
     try {
       observer.finish();
     } catch {
@@ -248,9 +326,19 @@ function instrumentStream(stream: Obj, call: Call, observer: StreamObserver): bo
     if (error !== undefined) fail(call, error);
     else succeed(call);
   };
+  try {
+    if (signal && typeof signal.addEventListener === 'function') {
+      if (signal.aborted) onAbort();
+      else signal.addEventListener('abort', onAbort, { once: true });
+    }
+  } catch {
+    /* not a DOM AbortSignal: the iterator alone tells */
+  }
   const observe = (it: AsyncIterator<unknown>): AsyncIterator<unknown> => {
     const onResult = (r: IteratorResult<unknown>): IteratorResult<unknown> | Promise<IteratorResult<unknown>> => {
       if (r.done) {
+        reading--;
+        if (signal?.aborted && !finished) markCancelled();
         complete();
         return r;
       }
@@ -260,16 +348,29 @@ function instrumentStream(stream: Obj, call: Call, observer: StreamObserver): bo
       } catch {
         hide = false;
       }
-      return hide ? it.next().then(onResult, onError) : r;
+      if (hide) return it.next().then(onResult, onError);
+      reading--;
+      return r;
     };
     const onError = (e: unknown): never => {
+      reading--;
       complete(e);
       throw e;
     };
     const wrapped: AsyncIterator<unknown> & AsyncIterable<unknown> = {
-      next: () => it.next().then(onResult, onError),
+      next: () => {
+        reading++;
+        let p: Promise<IteratorResult<unknown>>;
+        try {
+          p = it.next();
+        } catch (e) {
+          reading--;
+          throw e;
+        }
+        return p.then(onResult, onError);
+      },
       return: (value?: unknown) => {
-        if (call.gen instanceof SpanImpl) call.gen.setAttribute('dspy.stream.cancelled', true);
+        if (!finished) markCancelled();
         try {
           complete();
         } catch {

@@ -125,6 +125,16 @@ function chatAdapter(options: WrapOptions): Adapter {
   };
 }
 
+/**
+ * A failure the API reports in an answer rather than as an HTTP error (a `failed` response, a
+ * stream's `error` event): the app gets no exception, the generation is still in error.
+ */
+function failed(g: GenerationHandle, message: string, code: string | undefined): void {
+  g.setStatus('error', message);
+  g.setLevel('ERROR');
+  g.setAttribute('error.type', code ?? 'response_failed');
+}
+
 function responsesAdapter(options: WrapOptions): Adapter {
   const fromResponse = (g: GenerationHandle, r: Obj): void => {
     const model = str(r.model);
@@ -133,6 +143,10 @@ function responsesAdapter(options: WrapOptions): Adapter {
     if (usage) g.setUsage(usage);
     g.setOutput(typeof r.output_text === 'string' ? r.output_text : r.output);
     if (str(r.status)) g.setFinishReasons([r.status as string]);
+    if (r.status === 'failed') {
+      const e = isObj(r.error) ? r.error : {};
+      failed(g, str(e.message) ?? 'response failed', str(e.code));
+    }
   };
   return {
     provider: options.provider ?? 'openai',
@@ -148,6 +162,7 @@ function responsesAdapter(options: WrapOptions): Adapter {
     stream(g: GenerationHandle): StreamObserver {
       let text = '';
       let final: Obj | undefined;
+      let error: Obj | undefined;
       let first = true;
       return {
         item(ev: unknown): boolean {
@@ -160,12 +175,15 @@ function responsesAdapter(options: WrapOptions): Adapter {
             text = appendCapped(text, ev.delta);
           } else if ((ev.type === 'response.completed' || ev.type === 'response.incomplete' || ev.type === 'response.failed') && isObj(ev.response)) {
             final = ev.response;
+          } else if (ev.type === 'error') {
+            error = ev;
           }
           return false;
         },
         finish(): void {
           if (final) fromResponse(g, final);
           else if (text) g.setOutput(text);
+          if (error) failed(g, str(error.message) ?? 'stream error', str(error.code));
         },
       };
     },

@@ -8,6 +8,8 @@ import type { AddressInfo } from 'node:net';
 
 export type Reply =
   | { status: number; json: unknown; headers?: Record<string, string> }
+  /** A body sent as it is (e.g. one that does not parse). */
+  | { status: number; raw: string; headers?: Record<string, string> }
   /** SSE: `data` lines, optionally with `event:` names (Anthropic). */
   | { sse: Array<{ event?: string; data: unknown }> }
   /** Built from the request body (e.g. to honour stream_options.include_usage). */
@@ -63,7 +65,7 @@ export class FakeProvider {
           res.end();
           return;
         }
-        res.writeHead(reply.status, { 'content-type': 'application/json', ...reply.headers }).end(JSON.stringify(reply.json));
+        res.writeHead(reply.status, { 'content-type': 'application/json', ...reply.headers }).end('raw' in reply ? reply.raw : JSON.stringify(reply.json));
       });
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
