@@ -11,7 +11,8 @@
  * - Answers (in the request's encoding): 200 with an ExportTraceServiceResponse, empty when every
  *   span was accepted, else with `partialSuccess {rejectedSpans, errorMessage}`; 400 with a
  *   google.rpc.Status when the body cannot be decoded (nothing of it is accepted); 413 when it
- *   inflates beyond the body limit. `--ingest-token` is enforced by the server's onRequest hook.
+ *   inflates beyond the body limit or holds more than MAX_REQUEST_ELEMENTS messages (decode.ts).
+ *   `--ingest-token` is enforced by the server's onRequest hook.
  */
 import { promisify } from 'node:util';
 import { gunzip as gunzipCallback, type InputType, type ZlibOptions } from 'node:zlib';
@@ -92,7 +93,7 @@ function sendStatus(reply: FastifyReply, httpStatus: number, encoding: OtlpEncod
 export function registerOtlpRoutes(app: FastifyInstance, sink: RecordSink, options: OtlpRouteOptions): void {
   loadModules().catch(() => {}); // warm up; a failure shows on the first request
   app.post(OTLP_TRACES_PATH, async (request, reply) => {
-    const [{ countSpans, decodeTraceRequest, encodingOfContentType }, { toResource, toSpanRecord }] = await loadModules();
+    const [{ countSpans, decodeTraceRequest, encodingOfContentType, OtlpTooLargeError }, { toResource, toSpanRecord }] = await loadModules();
     const contentType = request.headers['content-type'];
     const encoding = encodingOfContentType(contentType);
     if (!encoding) {
@@ -117,6 +118,7 @@ export function registerOtlpRoutes(app: FastifyInstance, sink: RecordSink, optio
     try {
       decoded = decodeTraceRequest(body, encoding);
     } catch (err) {
+      if (err instanceof OtlpTooLargeError) return sendStatus(reply, 413, encoding, `OTLP trace export too large: ${err.message}`);
       return sendStatus(reply, 400, encoding, `invalid OTLP trace export: ${(err as Error).message}`);
     }
 
