@@ -456,3 +456,24 @@ describe('protobuf wire format and request size, checked before decoding', () =>
     assert.equal(countSpans(decodeTraceRequestJson(JSON.stringify({ resourceSpans: [{ scopeSpans: [{ spans: [jsonSpanWithBraces] }] }] }))), 1);
   });
 });
+
+describe('OTLP/JSON numbers beyond 2^53', () => {
+  const span = (over: Record<string, unknown>) =>
+    `{"resourceSpans":[{"scopeSpans":[{"spans":[${JSON.stringify({ traceId: '1'.repeat(32), spanId: '2'.repeat(16), name: 'n', ...over })}]}]}]}`;
+  const attr = (raw: string) => decodeTraceRequestJson(span({}).replace('"name":"n"', `"name":"n","attributes":[{"key":"k","value":{"intValue":${raw}}}]`)).resourceSpans[0]!.scopeSpans[0]!.spans[0]!.attributes[0]!.value;
+
+  test('an intValue JSON number beyond 2^53 is an exact bigint, as from protobuf; beyond int64 a double', () => {
+    assert.deepEqual(attr('1152921504606846976'), { type: 'int', value: 2n ** 60n });
+    assert.deepEqual(attr('-9223372036854775808'), { type: 'int', value: -(2n ** 63n) });
+    assert.deepEqual(attr('9007199254740991'), { type: 'int', value: 2 ** 53 - 1 });
+    // what the official JS exporter sends for an attribute of 1e300 (its protobuf exporter sends a double)
+    assert.deepEqual(attr('1e300'), { type: 'double', value: 1e300 });
+    assert.deepEqual(attr('9223372036854775808'), { type: 'double', value: 2 ** 63 });
+  });
+
+  test('a time given as a JSON number of 2^64 or more is refused like the same decimal string', () => {
+    assert.throws(() => decodeTraceRequestJson(span({ startTimeUnixNano: 1e21 })), /startTimeUnixNano does not fit in 64 bits/);
+    assert.throws(() => decodeTraceRequestJson(span({ endTimeUnixNano: 2 ** 64 })), /endTimeUnixNano does not fit in 64 bits/);
+    assert.equal(decodeTraceRequestJson(span({ startTimeUnixNano: 2 ** 63 })).resourceSpans[0]!.scopeSpans[0]!.spans[0]!.startTimeUnixNano, '9223372036854775808');
+  });
+});

@@ -705,12 +705,20 @@ class JsonReader {
       if (b >= 1n << 64n) throw new OtlpDecodeError(`${where} does not fit in 64 bits`);
       return b.toString();
     }
-    if (typeof v === 'number' && Number.isInteger(v) && v >= 0) return BigInt(v).toString();
+    if (typeof v === 'number' && Number.isInteger(v) && v >= 0) {
+      if (v >= 2 ** 64) throw new OtlpDecodeError(`${where} does not fit in 64 bits`);
+      return BigInt(v).toString();
+    }
     throw new OtlpDecodeError(`${where} must be unix nanoseconds (a decimal string)`);
   }
 
   int64(v: Json | undefined, where: string): number | bigint {
-    if (typeof v === 'number' && Number.isInteger(v)) return v;
+    if (typeof v === 'number' && Number.isInteger(v)) {
+      if (Number.isSafeInteger(v)) return v;
+      // Beyond ±2^53 the exact value as a bigint, as the protobuf path gives it.
+      if (v >= -(2 ** 63) && v < 2 ** 63) return BigInt(v);
+      throw new OtlpDecodeError(`${where} does not fit in int64`);
+    }
     if (typeof v === 'string' && /^-?[0-9]{1,20}$/.test(v)) {
       const b = BigInt(v);
       if (b < -(1n << 63n) || b >= 1n << 63n) throw new OtlpDecodeError(`${where} does not fit in int64`);
@@ -742,7 +750,12 @@ class JsonReader {
       return { type: 'bool', value: x };
     }
     x = this.field(o, 'intValue', 'int_value', where);
-    if (x !== undefined) return { type: 'int', value: this.int64(x, `${where}.intValue`) };
+    if (x !== undefined) {
+      // The official JS JSON exporter writes every integral number, 1e300 too, as intValue; its
+      // protobuf exporter writes one beyond int64 as a double: so do we, not refuse the request.
+      if (typeof x === 'number' && Number.isInteger(x) && (x < -(2 ** 63) || x >= 2 ** 63)) return { type: 'double', value: x };
+      return { type: 'int', value: this.int64(x, `${where}.intValue`) };
+    }
     x = this.field(o, 'doubleValue', 'double_value', where);
     if (x !== undefined) {
       if (typeof x === 'number') return { type: 'double', value: x };
