@@ -142,7 +142,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
   try {
     if (config.socket) socket = await listenSocket(config.socket, sink, log, config.maxRecordBytes);
     if (config.http) {
-      app = buildHttp(config, sink, { status, registry: metrics.registry, sink });
+      app = buildHttp(config, sink, stats, { status, registry: metrics.registry, sink });
       const address = await app.listen({ host: config.http.host, port: config.http.port });
       httpUrl = address;
     }
@@ -204,7 +204,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
 /** Routes that stay open with --ingest-token: liveness, readiness, Prometheus. */
 const OPEN_ROUTES = new Set(['/healthz', '/readyz', '/metrics']);
 
-function buildHttp(config: DaemonConfig, sink: RecordSink, ops: Parameters<typeof registerOpsRoutes>[1]): FastifyInstance {
+function buildHttp(config: DaemonConfig, sink: RecordSink, stats: Stats, ops: Parameters<typeof registerOpsRoutes>[1]): FastifyInstance {
   const bodyLimit = Math.max(32 * 1024 * 1024, config.maxRecordBytes * 4);
   const app = Fastify({ logger: false, bodyLimit, forceCloseConnections: true });
   app.removeAllContentTypeParsers();
@@ -223,7 +223,11 @@ function buildHttp(config: DaemonConfig, sink: RecordSink, ops: Parameters<typeo
     });
   }
   registerIngestRoutes(app, sink, config.maxRecordBytes, bodyLimit);
-  registerOtlpRoutes(app, sink, { maxBodyBytes: bodyLimit, normalizeDialects: config.exporter === 'langfuse' });
+  registerOtlpRoutes(app, sink, {
+    maxBodyBytes: bodyLimit,
+    normalizeDialects: config.exporter === 'langfuse',
+    countRefused: (reason) => stats.recordsInvalid.add(['otlp', reason]),
+  });
   registerOpsRoutes(app, ops);
   return app;
 }

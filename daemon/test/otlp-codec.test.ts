@@ -10,7 +10,9 @@ import type { SpanRecord } from '@dspy-o11y/proto';
 import { encodeTraces, nsToHrTime, type EncodableSpan, type OtlpEncoding } from '../src/export/otlp-encode.js';
 import {
   MAX_ANY_VALUE_DEPTH,
+  MAX_REQUEST_ELEMENTS,
   OtlpDecodeError,
+  OtlpTooLargeError,
   attributeType,
   attributeTypes,
   arrayElementTypes,
@@ -399,5 +401,79 @@ describe('protobuf decoding of hostile input', () => {
     assert.equal(flat.neg, -42);
     assert.deepEqual(flat.kv, { x: 1.5 });
     assert.equal(flat.raw, Buffer.from('hi').toString('base64'));
+  });
+});
+
+describe('protobuf wire format and request size, checked before decoding', () => {
+  const Req = exportTraceServiceRequestType();
+  const oneSpan = () =>
+    Req.encode(Req.fromObject({ resourceSpans: [{ scopeSpans: [{ spans: [{ traceId: Buffer.alloc(16, 1), spanId: Buffer.alloc(8, 2), name: 'n' }] }] }] })).finish();
+  /** A base-128 varint of any size. */
+  const varint = (n: bigint) => {
+    const out: number[] = [];
+    while (n > 127n) {
+      out.push(Number(n & 127n) | 128);
+      n >>= 7n;
+    }
+    out.push(Number(n));
+    return Buffer.from(out);
+  };
+
+  test('a length of 2^32 + n is refused, not read as n (protobufjs keeps a varint\'s low 32 bits)', () => {
+    const body = Buffer.from(oneSpan());
+    assert.equal(body[0], 0x0a); // resource_spans, length-delimited
+    const inner = body.subarray(2); // a one-byte length: the rest is the ResourceSpans
+    assert.equal(body[1], inner.length);
+    assert.equal(countSpans(decodeTraceRequestProtobuf(body)), 1);
+    const inflated = Buffer.concat([Buffer.from([0x0a]), varint((1n << 32n) + BigInt(inner.length)), inner]);
+    assert.throws(() => decodeTraceRequestProtobuf(inflated), (e: unknown) => e instanceof OtlpDecodeError && /length 4294967\d+ at offset 0 runs past/.test(e.message));
+  });
+
+  test('field number 0 and a known field with the wrong wire type are refused, not skipped or misread', () => {
+    const body = Buffer.from(oneSpan());
+    assert.throws(() => decodeTraceRequestProtobuf(Buffer.concat([Buffer.from([0x00, 0x01]), body])), /invalid field number 0/);
+    // resource_spans (field 1) as a varint instead of a message.
+    assert.throws(() => decodeTraceRequestProtobuf(Buffer.concat([body, Buffer.from([0x08, 0x01])])), /ExportTraceServiceRequest field 1 has wire type 0, expected 2/);
+    // unknown fields of every wire type are still skipped
+    const unknown = Buffer.concat([body, Buffer.from([0xf8, 0x07, 0x01]), Buffer.from([0xf9, 0x07]), Buffer.alloc(8), Buffer.from([0xfa, 0x07, 0x01, 0x00]), Buffer.from([0xfd, 0x07]), Buffer.alloc(4)]);
+    assert.equal(countSpans(decodeTraceRequestProtobuf(unknown)), 1);
+  });
+
+  test(`a body of more than ${MAX_REQUEST_ELEMENTS} messages is OtlpTooLargeError however small (2 bytes per empty attribute)`, () => {
+    // One span holding MAX+1 empty attributes (Span field 9, length 0).
+    const attrs = Buffer.alloc((MAX_REQUEST_ELEMENTS + 1) * 2);
+    for (let i = 0; i < attrs.length; i += 2) attrs[i] = 0x4a;
+    const s = Buffer.concat([Buffer.from([0x0a, 0x10]), Buffer.alloc(16, 1), Buffer.from([0x12, 0x08]), Buffer.alloc(8, 2), attrs]);
+    const ss = Buffer.concat([Buffer.from([0x12]), varint(BigInt(s.length)), s]);
+    const rs = Buffer.concat([Buffer.from([0x12]), varint(BigInt(ss.length)), ss]);
+    const body = Buffer.concat([Buffer.from([0x0a]), varint(BigInt(rs.length)), rs]);
+    assert.ok(body.length < 2.1e6);
+    assert.throws(() => decodeTraceRequestProtobuf(body), (e: unknown) => e instanceof OtlpTooLargeError && /more than 1000000/.test(e.message));
+    const json = '{"resourceSpans":[' + '{},'.repeat(MAX_REQUEST_ELEMENTS) + '{}]}';
+    assert.throws(() => decodeTraceRequestJson(json), (e: unknown) => e instanceof OtlpTooLargeError);
+    // braces inside strings are not counted
+    const jsonSpanWithBraces = { traceId: '1'.repeat(32), spanId: '2'.repeat(16), name: '{['.repeat(MAX_REQUEST_ELEMENTS) };
+    assert.equal(countSpans(decodeTraceRequestJson(JSON.stringify({ resourceSpans: [{ scopeSpans: [{ spans: [jsonSpanWithBraces] }] }] }))), 1);
+  });
+});
+
+describe('OTLP/JSON numbers beyond 2^53', () => {
+  const span = (over: Record<string, unknown>) =>
+    `{"resourceSpans":[{"scopeSpans":[{"spans":[${JSON.stringify({ traceId: '1'.repeat(32), spanId: '2'.repeat(16), name: 'n', ...over })}]}]}]}`;
+  const attr = (raw: string) => decodeTraceRequestJson(span({}).replace('"name":"n"', `"name":"n","attributes":[{"key":"k","value":{"intValue":${raw}}}]`)).resourceSpans[0]!.scopeSpans[0]!.spans[0]!.attributes[0]!.value;
+
+  test('an intValue JSON number beyond 2^53 is an exact bigint, as from protobuf; beyond int64 a double', () => {
+    assert.deepEqual(attr('1152921504606846976'), { type: 'int', value: 2n ** 60n });
+    assert.deepEqual(attr('-9223372036854775808'), { type: 'int', value: -(2n ** 63n) });
+    assert.deepEqual(attr('9007199254740991'), { type: 'int', value: 2 ** 53 - 1 });
+    // what the official JS exporter sends for an attribute of 1e300 (its protobuf exporter sends a double)
+    assert.deepEqual(attr('1e300'), { type: 'double', value: 1e300 });
+    assert.deepEqual(attr('9223372036854775808'), { type: 'double', value: 2 ** 63 });
+  });
+
+  test('a time given as a JSON number of 2^64 or more is refused like the same decimal string', () => {
+    assert.throws(() => decodeTraceRequestJson(span({ startTimeUnixNano: 1e21 })), /startTimeUnixNano does not fit in 64 bits/);
+    assert.throws(() => decodeTraceRequestJson(span({ endTimeUnixNano: 2 ** 64 })), /endTimeUnixNano does not fit in 64 bits/);
+    assert.equal(decodeTraceRequestJson(span({ startTimeUnixNano: 2 ** 63 })).resourceSpans[0]!.scopeSpans[0]!.spans[0]!.startTimeUnixNano, '9223372036854775808');
   });
 });

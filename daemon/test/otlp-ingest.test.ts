@@ -325,6 +325,26 @@ describe('OTLP/HTTP ingest through the real CLI', () => {
     const br = await fetch(tracesUrl, { method: 'POST', headers: { 'content-type': 'application/json', 'content-encoding': 'br' }, body: '{}' });
     assert.equal(br.status, 415);
   });
+
+  test('requests refused whole are counted: 400 and 415 as invalid_otlp, 413 as too_large (a body of too many messages too)', async () => {
+    const invalid = () => daemon.metric('dspy_o11yd_records_invalid_total', { transport: 'otlp', reason: 'invalid_otlp' });
+    const tooLarge = () => daemon.metric('dspy_o11yd_records_invalid_total', { transport: 'otlp', reason: 'too_large' });
+    const [invalidBefore, tooLargeBefore] = [await invalid(), await tooLarge()];
+    const garbage = await fetch(tracesUrl, { method: 'POST', headers: { 'content-type': 'application/x-protobuf' }, body: new Uint8Array([0x0a, 0xff, 0xff, 0xff, 0x0f]) });
+    assert.equal(garbage.status, 400);
+    const ndjson = await fetch(tracesUrl, { method: 'POST', headers: { 'content-type': 'application/x-ndjson' }, body: '{}' });
+    assert.equal(ndjson.status, 415);
+    // 2 MB of empty resource spans (2 bytes each): far within the body limit, ~100 bytes of heap each once decoded.
+    const many = Buffer.alloc(2 * 1_000_001);
+    for (let i = 0; i < many.length; i += 2) many[i] = 0x0a;
+    const res = await fetch(tracesUrl, { method: 'POST', headers: { 'content-type': 'application/x-protobuf' }, body: many });
+    assert.equal(res.status, 413);
+    assert.match(readStatus(new Uint8Array(await res.arrayBuffer())).message, /too large: request holds more than 1000000 .*send smaller batches/);
+    const json = await fetch(tracesUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: `{"resourceSpans":[${'{},'.repeat(1_000_000)}{}]}` });
+    assert.equal(json.status, 413);
+    assert.equal(await invalid(), invalidBefore + 2);
+    assert.equal(await tooLarge(), tooLargeBefore + 2);
+  });
 });
 
 describe('OTLP/HTTP ingest with --ingest-token', () => {

@@ -11,7 +11,8 @@
  * - Answers (in the request's encoding): 200 with an ExportTraceServiceResponse, empty when every
  *   span was accepted, else with `partialSuccess {rejectedSpans, errorMessage}`; 400 with a
  *   google.rpc.Status when the body cannot be decoded (nothing of it is accepted); 413 when it
- *   inflates beyond the body limit. `--ingest-token` is enforced by the server's onRequest hook.
+ *   inflates beyond the body limit or holds more than MAX_REQUEST_ELEMENTS messages (decode.ts).
+ *   `--ingest-token` is enforced by the server's onRequest hook.
  */
 import { promisify } from 'node:util';
 import { gunzip as gunzipCallback, type InputType, type ZlibOptions } from 'node:zlib';
@@ -41,6 +42,11 @@ export interface OtlpRouteOptions {
   readonly maxBodyBytes: number;
   /** Rewrite GenAI / OpenInference attributes into the neutral vocabulary (Langfuse exporter). */
   readonly normalizeDialects: boolean;
+  /**
+   * Counts a request refused whole (4xx: nothing of it can be read), as one invalid record:
+   * `too_large` (413) or `invalid_otlp` (400, 415).
+   */
+  readonly countRefused?: (reason: 'too_large' | 'invalid_otlp') => void;
 }
 
 /** Protobuf base-128 varint of a non-negative integer (≤ 2^53). */
@@ -91,12 +97,16 @@ function sendStatus(reply: FastifyReply, httpStatus: number, encoding: OtlpEncod
 
 export function registerOtlpRoutes(app: FastifyInstance, sink: RecordSink, options: OtlpRouteOptions): void {
   loadModules().catch(() => {}); // warm up; a failure shows on the first request
+  const refuse = (reply: FastifyReply, httpStatus: 400 | 413 | 415, encoding: OtlpEncoding | undefined, message: string): FastifyReply => {
+    options.countRefused?.(httpStatus === 413 ? 'too_large' : 'invalid_otlp');
+    return sendStatus(reply, httpStatus, encoding, message);
+  };
   app.post(OTLP_TRACES_PATH, async (request, reply) => {
-    const [{ countSpans, decodeTraceRequest, encodingOfContentType }, { toResource, toSpanRecord }] = await loadModules();
+    const [{ countSpans, decodeTraceRequest, encodingOfContentType, OtlpTooLargeError }, { toResource, toSpanRecord }] = await loadModules();
     const contentType = request.headers['content-type'];
     const encoding = encodingOfContentType(contentType);
     if (!encoding) {
-      return sendStatus(reply, 415, undefined, `content-type must be ${PROTOBUF} or ${JSON_TYPE}, got ${contentType ?? 'none'}`);
+      return refuse(reply, 415, undefined, `content-type must be ${PROTOBUF} or ${JSON_TYPE}, got ${contentType ?? 'none'}`);
     }
     let body: Buffer = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
     const contentEncoding = String(request.headers['content-encoding'] ?? '').trim().toLowerCase();
@@ -105,19 +115,20 @@ export function registerOtlpRoutes(app: FastifyInstance, sink: RecordSink, optio
         body = await gunzip(body, { maxOutputLength: options.maxBodyBytes });
       } catch (err) {
         if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') {
-          return sendStatus(reply, 413, encoding, `body inflates beyond ${options.maxBodyBytes} bytes`);
+          return refuse(reply, 413, encoding, `body inflates beyond ${options.maxBodyBytes} bytes`);
         }
-        return sendStatus(reply, 400, encoding, `invalid gzip body: ${(err as Error).message}`);
+        return refuse(reply, 400, encoding, `invalid gzip body: ${(err as Error).message}`);
       }
     } else if (contentEncoding !== '' && contentEncoding !== 'identity') {
-      return sendStatus(reply, 415, encoding, `content-encoding must be gzip or none, got ${contentEncoding}`);
+      return refuse(reply, 415, encoding, `content-encoding must be gzip or none, got ${contentEncoding}`);
     }
 
     let decoded: DecodedTraceRequest;
     try {
       decoded = decodeTraceRequest(body, encoding);
     } catch (err) {
-      return sendStatus(reply, 400, encoding, `invalid OTLP trace export: ${(err as Error).message}`);
+      if (err instanceof OtlpTooLargeError) return refuse(reply, 413, encoding, `OTLP trace export too large: ${err.message}`);
+      return refuse(reply, 400, encoding, `invalid OTLP trace export: ${(err as Error).message}`);
     }
 
     // Queue bytes: each span gets its share of the (inflated) body.

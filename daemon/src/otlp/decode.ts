@@ -124,8 +124,25 @@ export interface JsonDecodeOptions {
 
 /** Every decoding failure: the message says what is wrong and where, never echoes the body. */
 export class OtlpDecodeError extends Error {
-  override readonly name = 'OtlpDecodeError';
+  override readonly name: string = 'OtlpDecodeError';
 }
+
+/**
+ * A body that holds more than {@link MAX_REQUEST_ELEMENTS} messages: refused before it is
+ * decoded (OTLP/HTTP answers 413), since each costs ~100 bytes of heap however few bytes it took.
+ */
+export class OtlpTooLargeError extends OtlpDecodeError {
+  override readonly name: string = 'OtlpTooLargeError';
+}
+
+/**
+ * Messages (resource and scope spans, spans, events, links, attributes and their values, …) or,
+ * in OTLP/JSON, objects and arrays one request may hold. Decoded, each costs ~100 bytes of heap
+ * while encoded it may take 2 bytes (an empty attribute `4a 00`), so without a cap a body within
+ * the size limit could cost gigabytes and block the event loop for a minute. 1M is ~30 times an
+ * OpenTelemetry Collector's default batch (8192 spans) of typical spans.
+ */
+export const MAX_REQUEST_ELEMENTS = 1_000_000;
 
 /** AnyValue nesting (arrays / kvlists in arrays …) deeper than this is refused. */
 export const MAX_ANY_VALUE_DEPTH = 32;
@@ -463,8 +480,128 @@ function pbSpan(s: PbSpan): DecodedSpan {
   };
 }
 
+// Wire-format check before protobufjs decodes: protobufjs reads a length or tag varint as its
+// low 32 bits and skips a long varint's last 5 bytes unread (so a length of 2^32 + n is read as n,
+// and a corrupt body decodes as something else), reads a known field by its declared type
+// whatever its wire type, and allocates every message before we can count them.
+
+interface WireField {
+  readonly wireType: number;
+  readonly message?: WireMessage;
+}
+type WireMessage = { readonly name: string; readonly fields: Map<number, WireField> };
+
+let requestWire: WireMessage | undefined;
+
+const SCALAR_WIRE_TYPES: Record<string, number> = {
+  double: 1, fixed64: 1, sfixed64: 1,
+  float: 5, fixed32: 5, sfixed32: 5,
+  string: 2, bytes: 2,
+  int32: 0, int64: 0, uint32: 0, uint64: 0, sint32: 0, sint64: 0, bool: 0,
+};
+
+function wireMessage(type: protobuf.Type, memo: Map<protobuf.Type, WireMessage>): WireMessage {
+  const known = memo.get(type);
+  if (known) return known;
+  const fields = new Map<number, WireField>();
+  const message: WireMessage = { name: type.name, fields };
+  memo.set(type, message);
+  for (const field of type.fieldsArray) {
+    field.resolve();
+    const rt = field.resolvedType;
+    if (rt instanceof protobuf.Type) fields.set(field.id, { wireType: 2, message: wireMessage(rt, memo) });
+    else if (rt instanceof protobuf.Enum) fields.set(field.id, { wireType: 0 });
+    else fields.set(field.id, { wireType: SCALAR_WIRE_TYPES[field.type] ?? -1 });
+  }
+  return message;
+}
+
+/** Message nesting deeper than this is refused (protobufjs' and protoc's default recursion limit). */
+const MAX_MESSAGE_DEPTH = 100;
+
+class WireScanner {
+  private pos = 0;
+  elements = 0;
+
+  constructor(private readonly buf: Uint8Array) {}
+
+  /** A base-128 varint of at most 10 bytes; exact up to 2^53 (enough to compare with lengths). */
+  private varint(): number {
+    const buf = this.buf;
+    let value = 0;
+    let scale = 1;
+    for (let i = 0; i < 10; i++) {
+      if (this.pos >= buf.length) throw new OtlpDecodeError(`malformed OTLP protobuf: truncated varint at offset ${this.pos}`);
+      const b = buf[this.pos++]!;
+      value += (b & 0x7f) * scale;
+      if (b < 0x80) return value;
+      scale *= 128;
+    }
+    throw new OtlpDecodeError(`malformed OTLP protobuf: varint longer than 10 bytes at offset ${this.pos}`);
+  }
+
+  private skip(n: number, end: number, what: string): void {
+    if (n > end - this.pos) throw new OtlpDecodeError(`malformed OTLP protobuf: ${what} at offset ${this.pos} runs past the end of its message`);
+    this.pos += n;
+  }
+
+  scan(message: WireMessage, end: number, depth: number): void {
+    if (depth > MAX_MESSAGE_DEPTH) throw new OtlpDecodeError('malformed OTLP protobuf: maximum nesting depth exceeded');
+    while (this.pos < end) {
+      const at = this.pos;
+      const tag = this.varint();
+      if (this.pos > end) throw new OtlpDecodeError(`malformed OTLP protobuf: tag at offset ${at} runs past the end of its message`);
+      const wireType = tag % 8;
+      const fieldNumber = Math.floor(tag / 8);
+      if (fieldNumber === 0 || fieldNumber > 0x1fffffff) throw new OtlpDecodeError(`malformed OTLP protobuf: invalid field number ${fieldNumber} at offset ${at}`);
+      const field = message.fields.get(fieldNumber);
+      if (field && field.wireType !== wireType) {
+        throw new OtlpDecodeError(`malformed OTLP protobuf: ${message.name} field ${fieldNumber} has wire type ${wireType}, expected ${field.wireType} (offset ${at})`);
+      }
+      switch (wireType) {
+        case 0: {
+          const start = this.pos;
+          this.varint();
+          if (this.pos > end) throw new OtlpDecodeError(`malformed OTLP protobuf: varint at offset ${start} runs past the end of its message`);
+          break;
+        }
+        case 1:
+          this.skip(8, end, 'fixed64');
+          break;
+        case 5:
+          this.skip(4, end, 'fixed32');
+          break;
+        case 2: {
+          const length = this.varint();
+          if (length > end - this.pos) throw new OtlpDecodeError(`malformed OTLP protobuf: length ${length} at offset ${at} runs past the end of its message`);
+          if (field?.message) {
+            if (++this.elements > MAX_REQUEST_ELEMENTS) {
+              throw new OtlpTooLargeError(`request holds more than ${MAX_REQUEST_ELEMENTS} spans, attributes, values and other messages: send smaller batches`);
+            }
+            this.scan(field.message, this.pos + length, depth + 1);
+          } else this.pos += length;
+          break;
+        }
+        default:
+          // 3/4 are proto2 groups (none in OTLP), 6/7 do not exist.
+          throw new OtlpDecodeError(`malformed OTLP protobuf: invalid wire type ${wireType} at offset ${at}`);
+      }
+    }
+  }
+}
+
+/**
+ * Check a protobuf body's wire format strictly and count its messages, without allocating any.
+ * Throws {@link OtlpDecodeError} (or {@link OtlpTooLargeError}).
+ */
+export function checkTraceRequestWire(body: Uint8Array): void {
+  requestWire ??= wireMessage(exportTraceServiceRequestType(), new Map());
+  new WireScanner(body).scan(requestWire, body.length, 0);
+}
+
 /** Decode a protobuf ExportTraceServiceRequest. Throws {@link OtlpDecodeError} when malformed. */
 export function decodeTraceRequestProtobuf(body: Uint8Array): DecodedTraceRequest {
+  checkTraceRequestWire(body);
   let raw: PbRequest;
   try {
     raw = exportTraceServiceRequestType().decode(body) as unknown as PbRequest;
@@ -568,12 +705,20 @@ class JsonReader {
       if (b >= 1n << 64n) throw new OtlpDecodeError(`${where} does not fit in 64 bits`);
       return b.toString();
     }
-    if (typeof v === 'number' && Number.isInteger(v) && v >= 0) return BigInt(v).toString();
+    if (typeof v === 'number' && Number.isInteger(v) && v >= 0) {
+      if (v >= 2 ** 64) throw new OtlpDecodeError(`${where} does not fit in 64 bits`);
+      return BigInt(v).toString();
+    }
     throw new OtlpDecodeError(`${where} must be unix nanoseconds (a decimal string)`);
   }
 
   int64(v: Json | undefined, where: string): number | bigint {
-    if (typeof v === 'number' && Number.isInteger(v)) return v;
+    if (typeof v === 'number' && Number.isInteger(v)) {
+      if (Number.isSafeInteger(v)) return v;
+      // Beyond ±2^53 the exact value as a bigint, as the protobuf path gives it.
+      if (v >= -(2 ** 63) && v < 2 ** 63) return BigInt(v);
+      throw new OtlpDecodeError(`${where} does not fit in int64`);
+    }
     if (typeof v === 'string' && /^-?[0-9]{1,20}$/.test(v)) {
       const b = BigInt(v);
       if (b < -(1n << 63n) || b >= 1n << 63n) throw new OtlpDecodeError(`${where} does not fit in int64`);
@@ -605,7 +750,12 @@ class JsonReader {
       return { type: 'bool', value: x };
     }
     x = this.field(o, 'intValue', 'int_value', where);
-    if (x !== undefined) return { type: 'int', value: this.int64(x, `${where}.intValue`) };
+    if (x !== undefined) {
+      // The official JS JSON exporter writes every integral number, 1e300 too, as intValue; its
+      // protobuf exporter writes one beyond int64 as a double: so do we, not refuse the request.
+      if (typeof x === 'number' && Number.isInteger(x) && (x < -(2 ** 63) || x >= 2 ** 63)) return { type: 'double', value: x };
+      return { type: 'int', value: this.int64(x, `${where}.intValue`) };
+    }
     x = this.field(o, 'doubleValue', 'double_value', where);
     if (x !== undefined) {
       if (typeof x === 'number') return { type: 'double', value: x };
@@ -764,6 +914,31 @@ class JsonReader {
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const OPEN_BRACE = 0x7b;
+const OPEN_BRACKET = 0x5b;
+
+/**
+ * Objects and arrays in a JSON text (`{` and `[` outside strings), counted before JSON.parse
+ * allocates them: `{},` takes 3 bytes and costs ~100 once parsed and decoded. Throws
+ * {@link OtlpTooLargeError} past {@link MAX_REQUEST_ELEMENTS}.
+ */
+function checkJsonElements(text: string): void {
+  let elements = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === BACKSLASH) i++;
+      else if (c === QUOTE) inString = false;
+    } else if (c === QUOTE) inString = true;
+    else if ((c === OPEN_BRACE || c === OPEN_BRACKET) && ++elements > MAX_REQUEST_ELEMENTS) {
+      throw new OtlpTooLargeError(`request holds more than ${MAX_REQUEST_ELEMENTS} JSON objects and arrays: send smaller batches`);
+    }
+  }
+}
+
 /**
  * Decode an OTLP/JSON ExportTraceServiceRequest from its bytes, its text or an already parsed
  * value. Throws {@link OtlpDecodeError} when malformed.
@@ -777,6 +952,7 @@ export function decodeTraceRequestJson(body: unknown, options: JsonDecodeOptions
     } catch {
       throw new OtlpDecodeError('OTLP/JSON body is not valid UTF-8');
     }
+    checkJsonElements(text);
     try {
       value = JSON.parse(text);
     } catch (err) {
