@@ -53,6 +53,7 @@ const ConfigSchema = z.object({
   spoolDir: z.string().min(1).optional(),
   shutdownTimeout: int(0),
   maxRecordBytes: int(64),
+  partialLineTimeout: int(0),
   ingestToken: z.string().min(1).optional(),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
   sampleRatio: z.coerce.number().min(0).max(1),
@@ -80,6 +81,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'spoolDir', flag: '--spool-dir', env: ['DSPY_O11YD_SPOOL_DIR'], help: 'directory where spans still queued at shutdown are saved and reloaded at start' },
   { key: 'shutdownTimeout', flag: '--shutdown-timeout', env: ['DSPY_O11YD_SHUTDOWN_TIMEOUT'], default: '10000', help: 'ms to flush on SIGTERM/SIGINT' },
   { key: 'maxRecordBytes', flag: '--max-record-bytes', env: ['DSPY_O11YD_MAX_RECORD_BYTES'], default: String(1024 * 1024), help: 'longest accepted record line' },
+  { key: 'partialLineTimeout', flag: '--partial-line-timeout', env: ['DSPY_O11YD_PARTIAL_LINE_TIMEOUT'], default: '60000', help: 'ms a socket connection may hold part of a record without sending more; then it is closed and the part counted invalid (incomplete); 0 disables' },
   { key: 'ingestToken', flag: '--ingest-token', env: ['DSPY_O11YD_INGEST_TOKEN'], help: 'bearer token required on HTTP ingest (required when --http is not loopback)' },
   { key: 'logLevel', flag: '--log-level', env: ['DSPY_O11YD_LOG_LEVEL'], default: 'info', help: 'fatal | error | warn | info | debug | trace | silent' },
   { key: 'nice', flag: '--nice', env: ['DSPY_O11YD_NICE'], default: '0', help: 'CPU scheduling priority of the daemon\'s threads, -20..19 (higher yields more, e.g. 10: the app comes first when CPU is short)' },
@@ -105,6 +107,8 @@ export interface DaemonConfig {
   spoolDir?: string;
   shutdownTimeoutMs: number;
   maxRecordBytes: number;
+  /** ms a socket connection may hold a partial line without sending more (0: no limit). */
+  partialLineTimeoutMs: number;
   ingestToken?: string;
   logLevel: string;
   sampleRatio: number;
@@ -236,6 +240,7 @@ export function resolveConfig(flags: RawConfig, env: NodeJS.ProcessEnv = process
     spoolDir: c.spoolDir,
     shutdownTimeoutMs: c.shutdownTimeout,
     maxRecordBytes: c.maxRecordBytes,
+    partialLineTimeoutMs: c.partialLineTimeout,
     ingestToken: c.ingestToken,
     logLevel: c.logLevel,
     sampleRatio: c.sampleRatio,

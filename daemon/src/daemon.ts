@@ -140,7 +140,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
   let socket: SocketReceiver | undefined;
   let app: FastifyInstance | undefined;
   try {
-    if (config.socket) socket = await listenSocket(config.socket, sink, log, config.maxRecordBytes);
+    if (config.socket) socket = await listenSocket(config.socket, sink, log, config.maxRecordBytes, config.partialLineTimeoutMs);
     if (config.http) {
       app = buildHttp(config, sink, stats, { status, registry: metrics.registry, sink });
       const address = await app.listen({ host: config.http.host, port: config.http.port });

@@ -172,6 +172,32 @@ describe('faults', () => {
     }
   });
 
+  test('a client that sends part of a record and then nothing is closed after --partial-line-timeout; idle clients between records are not', async () => {
+    const d = await start(['--partial-line-timeout', '300']);
+    const hung = connect(socket);
+    const idle = connect(socket);
+    try {
+      await Promise.all([once(hung, 'connect'), once(idle, 'connect')]);
+      hung.write(spanLine(1) + '\n' + spanLine(2).slice(0, 40));
+      idle.write(spanLine(3) + '\n');
+      const closed = once(hung, 'close');
+      hung.resume(); // the daemon never writes; read so 'end' and 'close' are seen
+      await closed;
+      const incomplete = await d.metric('dspy_o11yd_records_invalid_total', { transport: 'uds', reason: 'incomplete' });
+      assert.equal(incomplete, 1);
+      assert.ok(d.logs.some((l) => /sent part of a record and then nothing/.test(l.msg)));
+      // The idle client (nothing held) was idle just as long and still delivers.
+      await d.eventually(async () => assert.equal((await d.status()).spans.received, 2));
+      assert.ok(!idle.destroyed);
+      await new Promise<void>((resolve) => idle.end(spanLine(4) + '\n', resolve));
+      await d.eventually(async () => assert.equal((await d.status()).spans.received, 3));
+      await invariant(d);
+    } finally {
+      hung.destroy();
+      idle.destroy();
+    }
+  });
+
   test('SIGTERM flushes what is queued, then exits 0', async () => {
     const d = await start(['--flush-interval', '600000', '--batch-max-spans', '5000']);
     await sendOverSocket(socket, lines(0, 500));

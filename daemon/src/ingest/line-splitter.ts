@@ -83,6 +83,11 @@ export class LineSplitter {
     }
   }
 
+  /** Whether part of a line is held, waiting for the rest. */
+  get holding(): boolean {
+    return this.partialBytes > 0;
+  }
+
   /** Bytes held (a partial line); connections that end without a newline drop them with this. */
   discard(): void {
     this.resetPartial();

@@ -60,6 +60,12 @@ export class RecordSink {
     return { reason: 'too_large', message: `record longer than --max-record-bytes (${limit} bytes)` };
   }
 
+  /** The part of a line a connection held when it was closed for sending nothing more (--partial-line-timeout). */
+  rejectIncomplete(session: IngestSession): Rejection {
+    this.stats.recordsInvalid.add([session.transport, 'incomplete']);
+    return { reason: 'incomplete', message: 'record without its newline when the connection went idle (--partial-line-timeout)' };
+  }
+
   /** A JSON body that does not parse: no record of it can be read, it counts as one invalid record. */
   rejectInvalidJson(session: IngestSession, message: string): Rejection {
     this.stats.recordsInvalid.add([session.transport, 'invalid_json']);

@@ -52,7 +52,12 @@ async function clearStaleSocket(path: string): Promise<void> {
   });
 }
 
-export async function listenSocket(path: string, sink: RecordSink, log: Logger, maxRecordBytes: number): Promise<SocketReceiver> {
+/**
+ * `partialLineTimeoutMs`: a connection holding part of a line that sends nothing more for this
+ * long is closed and the part counted invalid (`incomplete`): a hung client must not keep its
+ * share of the partial-line budget forever. Idle connections between records are left alone.
+ */
+export async function listenSocket(path: string, sink: RecordSink, log: Logger, maxRecordBytes: number, partialLineTimeoutMs = 60_000): Promise<SocketReceiver> {
   await clearStaleSocket(path);
   const open = new Set<Socket>();
   const budget = new PartialLineBudget(PARTIAL_LINES_BUDGET_RECORDS * maxRecordBytes);
@@ -74,6 +79,15 @@ export async function listenSocket(path: string, sink: RecordSink, log: Logger, 
       budget,
     );
     socket.on('data', (chunk: Buffer) => splitter.push(chunk));
+    // Node re-arms this on every read; 'timeout' only reports the idle time, closing is ours.
+    if (partialLineTimeoutMs > 0) socket.setTimeout(partialLineTimeoutMs);
+    socket.on('timeout', () => {
+      if (!splitter.holding) return;
+      sink.rejectIncomplete(session);
+      log.warn({ idleMs: partialLineTimeoutMs }, 'a socket client sent part of a record and then nothing: connection closed, the part counted invalid (incomplete)');
+      splitter.discard();
+      socket.destroy();
+    });
     socket.on('end', () => {
       splitter.end();
       socket.end();
