@@ -201,6 +201,9 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
   return { config, stats, exporter, httpUrl, status, stop, hurry: () => hurried.abort() };
 }
 
+/** Ingest routes, by the transport their records are counted under. */
+const INGEST_ROUTES: Readonly<Record<string, 'http' | 'otlp'>> = { '/v1/ingest': 'http', '/v1/traces': 'otlp' };
+
 /** Routes that stay open with --ingest-token: liveness, readiness, Prometheus. */
 const OPEN_ROUTES = new Set(['/healthz', '/readyz', '/metrics']);
 
@@ -222,6 +225,13 @@ function buildHttp(config: DaemonConfig, sink: RecordSink, stats: Stats, ops: Pa
       }
     });
   }
+  // Bodies Fastify refuses before a route runs (past the body limit, a media type no route reads)
+  // are refused ingest all the same: counted like the routes' own refusals.
+  app.addHook('onError', async (request, _reply, error) => {
+    const transport = INGEST_ROUTES[request.routeOptions.url ?? ''];
+    const status = (error as { statusCode?: number }).statusCode;
+    if (transport && (status === 413 || status === 415)) sink.rejectBody(transport, status === 413 ? 'too_large' : transport === 'otlp' ? 'invalid_otlp' : 'invalid_body');
+  });
   registerIngestRoutes(app, sink, config.maxRecordBytes, bodyLimit);
   registerOtlpRoutes(app, sink, {
     maxBodyBytes: bodyLimit,

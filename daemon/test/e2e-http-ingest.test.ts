@@ -1,6 +1,7 @@
 /** POST /v1/ingest body handling: content codings, media type case, per-record limits in JSON arrays, unparseable bodies. */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { request } from 'node:http';
 import { deflateRawSync, deflateSync, gzipSync } from 'node:zlib';
 import { startDaemonProcess, type DaemonProcess } from './support/daemon-process.js';
 
@@ -43,6 +44,31 @@ describe('POST /v1/ingest bodies', () => {
     // A bomb: small on the wire, past the body limit (32 MiB) once inflated.
     const bomb = await post(gzipSync(Buffer.alloc(33 * 1024 * 1024, 0x20)), { ...nd, 'content-encoding': 'gzip' });
     assert.equal(bomb.status, 413);
+  });
+
+  test('bodies refused whole are counted: by our routes (coding, inflation) and by Fastify (body limit, media type)', async () => {
+    const invalid = (transport: string, reason: string) => d.metric('dspy_o11yd_records_invalid_total', { transport, reason });
+    const before = { body: await invalid('http', 'invalid_body'), large: await invalid('http', 'too_large'), otlp: await invalid('otlp', 'invalid_otlp') };
+    const nd = { 'content-type': 'application/x-ndjson' };
+    assert.equal((await post(Buffer.from('not gzip at all'), { ...nd, 'content-encoding': 'gzip' })).status, 400);
+    assert.equal((await post('x', { ...nd, 'content-encoding': 'br' })).status, 415);
+    // Fastify answers these before the route runs.
+    assert.equal((await fetch(`${d.httpUrl}/v1/ingest`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'x' })).status, 415);
+    // A declared length past the limit is refused on the header alone, before the body is read.
+    const tooLong = await new Promise<number>((resolve, reject) => {
+      const req = request(`${d.httpUrl}/v1/ingest`, { method: 'POST', headers: { ...nd, 'content-length': String(33 * 1024 * 1024) } }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+        req.destroy();
+      });
+      req.on('error', reject);
+      req.write('x');
+    });
+    assert.equal(tooLong, 413);
+    assert.equal((await fetch(`${d.httpUrl}/v1/traces`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'x' })).status, 415);
+    assert.equal((await invalid('http', 'invalid_body')) - before.body, 3);
+    assert.equal((await invalid('http', 'too_large')) - before.large, 1);
+    assert.equal((await invalid('otlp', 'invalid_otlp')) - before.otlp, 1);
   });
 
   test('the JSON media type is matched case-insensitively', async () => {

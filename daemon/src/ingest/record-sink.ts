@@ -72,6 +72,11 @@ export class RecordSink {
     return { reason: 'invalid_json', message };
   }
 
+  /** A whole body refused before any record is read: over the size limit, or not readable (content coding, media type). */
+  rejectBody(transport: Transport, reason: 'too_large' | 'invalid_body' | 'invalid_otlp'): void {
+    this.stats.recordsInvalid.add([transport, reason]);
+  }
+
   /** Spans that come in already as spans (OTLP ingest, spool reload). */
   acceptSpan(session: IngestSession, span: SpanRecord, bytes: number, type: WireRecord['type'] = 'span'): void {
     this.stats.recordsReceived.add([session.transport, type]);
