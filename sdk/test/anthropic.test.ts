@@ -98,6 +98,15 @@ test('a retry: 529 overloaded then 200 → one generation, one llm.retry event',
   assert.deepEqual(gen.events?.find((e) => e.name === 'llm.retry')?.attributes, { attempt: 2, 'http.response.status_code': 529 });
 });
 
+test('a stream the app leaves before message_delta records no output count (not message_start\'s placeholder 1)', async () => {
+  provider.script(PATH, anthropicStream(['Bon', 'jour'], { input: 20, output: 7, model: 'claude-haiku-4-5-20251001' }));
+  const stream = await client.messages.create({ model: 'claude-haiku-4-5', max_tokens: 64, messages: [{ role: 'user', content: 'Hello' }], stream: true });
+  for await (const ev of stream) if (ev.type === 'content_block_delta') break;
+  const [gen] = (await generations(1)) as [SpanRecord];
+  assert.equal(attr(gen, 'gen_ai.usage.input_tokens'), 20);
+  assert.equal(attr(gen, 'gen_ai.usage.output_tokens'), undefined);
+});
+
 test('streamed thinking, tool_use and server_tool_use blocks are recorded as the non-streamed Message has them', async () => {
   const ev = (event: string, data: Record<string, unknown>) => ({ event, data: { type: event, ...data } });
   provider.script(PATH, {

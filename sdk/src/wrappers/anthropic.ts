@@ -48,7 +48,9 @@ function adapter(options: WrapOptions): Adapter {
             case 'message_start': {
               const m = isObj(ev.message) ? ev.message : undefined;
               model = str(m?.model) ?? model;
-              if (m && isObj(m.usage)) usage = usageOf(m.usage, usage);
+              // Its output_tokens is a placeholder (1): the count comes with message_delta, so a
+              // stream left before it records no output count rather than a wrong one.
+              if (m && isObj(m.usage)) usage = { ...usageOf(m.usage, usage), output: undefined };
               break;
             }
             case 'content_block_start': {
