@@ -8,6 +8,9 @@ import { type Transport, counters, createTransport } from './transport/index.js'
 let options: ConfigureOptions = {};
 let config: ResolvedConfig | undefined;
 let transport: Transport | undefined;
+/** Drops a replaced transport did not get to report, for the next one to report. */
+const carried = new Map<string, number>();
+
 /** The shutdown() in progress, if any. */
 let closing: Promise<boolean> | undefined;
 let transportKey = '';
@@ -55,6 +58,10 @@ function currentTransport(): Transport | undefined {
   });
   transportKey = keyOf(c);
   if (!transport) unusable = true;
+  else if (carried.size > 0) {
+    transport.adoptUnreported(carried);
+    carried.clear();
+  }
   return transport;
 }
 
@@ -102,10 +109,20 @@ export function configure(opts: ConfigureOptions = {}): void {
     if (transport && (c.disabled || keyOf(c) !== transportKey)) {
       const old = transport;
       transport = undefined;
-      void old.flush(c.flushTimeoutMs).then(() => old.close());
+      void old.flush(c.flushTimeoutMs).then(() => carry(old.close()));
     }
   } catch (e) {
     debug(`configure() failed: ${(e as Error).message}`);
+  }
+}
+
+/** Hands a closed transport's unreported drops to the current transport, or keeps them for the next. */
+function carry(drops: ReadonlyMap<string, number>): void {
+  try {
+    if (transport) transport.adoptUnreported(drops);
+    else for (const [reason, n] of drops) carried.set(reason, (carried.get(reason) ?? 0) + n);
+  } catch {
+    /* never throw */
   }
 }
 

@@ -288,9 +288,26 @@ export abstract class Transport<B extends RecordBuffer = RecordBuffer> {
     this.urgent();
   }
 
-  /** Stop: count what is left as dropped, release sockets and timers. */
-  close(): void {
-    if (this.closed) return;
+  /**
+   * Drops another transport could not report (`configure()` replaced it): this one reports them
+   * with its own, at its next write.
+   */
+  adoptUnreported(drops: ReadonlyMap<string, number>): void {
+    if (this.closed || drops.size === 0) return;
+    for (const [reason, n] of drops) this.unreported.set(reason, (this.unreported.get(reason) ?? 0) + n);
+    try {
+      this.kick();
+    } catch {
+      /* never throw */
+    }
+  }
+
+  /**
+   * Stop: count what is left as dropped, release sockets and timers. Returns the drops not yet
+   * reported to the daemon (a replacing transport may report them).
+   */
+  close(): ReadonlyMap<string, number> {
+    if (this.closed) return new Map();
     this.closed = true;
     process.removeListener('beforeExit', this.onBeforeExit);
     process.removeListener('exit', this.onExit);
@@ -300,5 +317,8 @@ export abstract class Transport<B extends RecordBuffer = RecordBuffer> {
     this.drop('shutdown', this.ring.clear());
     this.release();
     this.resolveWaiters(delivered);
+    const unreported = this.unreported;
+    this.unreported = new Map();
+    return unreported;
   }
 }
