@@ -7,12 +7,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { startFakeLangfuse } from 'dspy-o11yd/dist/test/support/fake-langfuse.js';
+import { OPTIONS } from 'dspy-o11yd/dist/src/config.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const dockerfile = readFileSync(join(ROOT, 'docker/Dockerfile'), 'utf8');
@@ -89,4 +90,94 @@ test("the Dockerfile's start command, environment and health check work outside 
     await fake.close();
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+// .dockerignore's patterns, as far as this repository uses them: a name at the top, or (with a
+// leading `**` and slash) anywhere; `*.ext` matches a file name's end.
+function dockerIgnored(path: string): boolean {
+  const patterns = readFileSync(join(ROOT, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+  const segments = path.split('/');
+  return patterns.some((p) => {
+    const anywhere = p.startsWith('**/');
+    const name = anywhere ? p.slice(3) : p;
+    const matches = (seg: string) => (name.startsWith('*.') ? seg.endsWith(name.slice(1)) : seg === name);
+    return anywhere ? segments.some(matches) : matches(segments[0]!) || (segments.length === 1 && matches(path));
+  });
+}
+
+test('docker/Dockerfile: what it copies exists and reaches the build; every workspace manifest is there for npm ci', () => {
+  // The host's builds and installs stay out of the context: the image makes its own.
+  for (const p of ['node_modules', 'daemon/node_modules', 'proto/dist', 'daemon/dist', 'daemon/dist/tsconfig.tsbuildinfo', '.git']) {
+    assert.ok(dockerIgnored(p), `.dockerignore excludes ${p}`);
+  }
+  const stages = dockerfile.split(/^FROM /m).slice(1);
+  assert.equal(stages.length, 2);
+  const workspaces = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { workspaces: string[] }).workspaces;
+  for (const stage of stages) {
+    const copies = stage.split('\n').filter((l) => l.startsWith('COPY ') && !l.includes('--from='));
+    const sources = copies.flatMap((l) => l.slice(5).trim().split(/\s+/).slice(0, -1));
+    for (const src of sources) {
+      assert.ok(existsSync(join(ROOT, src)), `COPY ${src}: exists`);
+      assert.equal(dockerIgnored(src), false, `COPY ${src}: not excluded by .dockerignore`);
+    }
+    // npm ci refuses a lockfile whose workspaces it cannot see.
+    for (const ws of workspaces) assert.ok(sources.includes(`${ws}/package.json`), `${ws}/package.json copied before npm ci`);
+    assert.ok(sources.includes('package-lock.json'));
+  }
+  // What the build stage compiles: the daemon and the projects it references, all copied.
+  const build = stages[0]!;
+  assert.match(build, /^RUN npx tsc -b daemon$/m);
+  const refs = (JSON.parse(readFileSync(join(ROOT, 'daemon/tsconfig.json'), 'utf8')) as { references?: { path: string }[] }).references ?? [];
+  for (const dir of ['daemon', ...refs.map((r) => r.path.replace(/^\.\.\//, ''))]) {
+    assert.match(build, new RegExp(`^COPY ${dir} ${dir}$`, 'm'), `the build stage copies ${dir}/`);
+  }
+  // Nothing the daemon imports lives in the packages the image leaves out.
+  for (const dir of ['daemon/src', 'proto/src']) {
+    for (const f of readdirSync(join(ROOT, dir), { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.ts'))) {
+      const text = readFileSync(join(ROOT, dir, f), 'utf8');
+      assert.doesNotMatch(text, /from '(dspy-o11y|@dspy-o11y\/scripts)(\/[^']*)?'/, `${dir}/${f} imports only what the image installs`);
+    }
+  }
+});
+
+test('docker/Dockerfile: the node base image fits package.json engines', () => {
+  const engines = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { engines: { node: string } }).engines.node;
+  const min = /^>=\s*(\d+)(?:\.(\d+))?/.exec(engines)!;
+  const [minMajor, minMinor] = [Number(min[1]), Number(min[2] ?? 0)];
+  const froms = [...dockerfile.matchAll(/^FROM node:(\d+)(?:\.(\d+))?[^\s]*/gm)];
+  assert.equal(froms.length, 2, 'both stages from a node image');
+  assert.equal(new Set(froms.map((m) => m[1])).size, 1, 'both stages on the same Node major');
+  for (const m of froms) {
+    const major = Number(m[1]);
+    // A major-only tag floats to that major's latest release.
+    const minor = m[2] === undefined ? Infinity : Number(m[2]);
+    assert.ok(major > minMajor || (major === minMajor && minor >= minMinor), `${m[0]} satisfies engines ${engines}`);
+  }
+});
+
+test("docker: env names are the CLI's and the SDK's, ports and timeouts agree", () => {
+  const compose = parseYaml(readFileSync(join(ROOT, 'docker-compose.yml'), 'utf8')) as {
+    services: Record<string, { environment: Record<string, string>; stop_grace_period?: string }>;
+  };
+  const { env, health, text } = finalStage();
+  const daemonEnv = new Set([...OPTIONS.flatMap((o) => o.env), 'LANGFUSE_PUBLIC_KEY', 'LANGFUSE_SECRET_KEY', 'NODE_ENV']);
+  for (const name of Object.keys(env)) assert.ok(daemonEnv.has(name), `Dockerfile ENV ${name} is read by dspy-o11yd start`);
+  const daemon = compose.services['dspy-o11yd']!;
+  for (const name of Object.keys(daemon.environment)) assert.ok(daemonEnv.has(name), `compose dspy-o11yd: ${name} is read by dspy-o11yd start`);
+  const sdkSource = readdirSync(join(ROOT, 'sdk/src'), { recursive: true, encoding: 'utf8' })
+    .filter((f) => f.endsWith('.ts'))
+    .map((f) => readFileSync(join(ROOT, 'sdk/src', f), 'utf8'))
+    .join('\n');
+  for (const name of Object.keys(compose.services.app!.environment)) {
+    assert.ok(sdkSource.includes(`'${name}'`) || sdkSource.includes(`.${name}`), `compose app: ${name} is read by the SDK`);
+  }
+  // One port everywhere: the image's listener, EXPOSE, the health check and compose's listener.
+  const port = /:(\d+)$/.exec(env.DSPY_O11YD_HTTP!)![1]!;
+  assert.match(text, new RegExp(`^EXPOSE ${port}$`, 'm'));
+  assert.match(health.join(' '), new RegExp(`http://127\\.0\\.0\\.1:${port}/healthz`));
+  assert.ok(daemon.environment.DSPY_O11YD_HTTP!.endsWith(`:${port}`));
+  // docker stop waits long enough for the daemon's own flush.
+  const grace = /^(\d+)s$/.exec(daemon.stop_grace_period ?? '10s')!;
+  const shutdownMs = Number(daemon.environment.DSPY_O11YD_SHUTDOWN_TIMEOUT ?? env.DSPY_O11YD_SHUTDOWN_TIMEOUT ?? OPTIONS.find((o) => o.key === 'shutdownTimeout')!.default);
+  assert.ok(Number(grace[1]) * 1000 > shutdownMs, `stop_grace_period ${grace[0]} > --shutdown-timeout ${shutdownMs} ms`);
 });
