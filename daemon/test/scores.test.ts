@@ -201,6 +201,35 @@ describe('score units', () => {
     for (let i = 4997; i < 5000; i++) assert.equal(q.shift(), i);
   });
 
+  test('the queue is bounded in bytes too: large scores push out the oldest, whatever their count', async () => {
+    const fake = await startFakeLangfuse();
+    const stats = new Stats();
+    const sender = new ScoreSender(
+      { host: fake.url, publicKey: fake.publicKey, secretKey: fake.secretKey, sdkVersion: 'test', requestTimeoutMs: 5_000, maxRetries: 0, maxQueuedBytes: 250_000 },
+      stats,
+      createLogger('silent'),
+    );
+    try {
+      fake.failScores({ status: 503 }, 20);
+      const comment = 'x'.repeat(100_000);
+      // s0 goes in flight; s1…s9 are queued, about 100 kB each: only the two newest fit in 250 kB.
+      for (let i = 0; i < 10; i++) sender.submit(score({ traceId: TRACE, name: `s${i}`, value: i, comment }), NO_RESOURCE);
+      assert.deepEqual({ queued: sender.queued, inFlight: sender.inFlight }, { queued: 2, inFlight: 1 });
+      assert.ok(sender.bytes <= 250_000 && sender.bytes > 200_000, String(sender.bytes));
+      assert.equal(stats.scoresDropped.queue_overflow, 7);
+      // One score larger than the whole bound is still kept (and replaces everything queued).
+      sender.submit(score({ traceId: TRACE, name: 'huge', value: 1, comment: 'y'.repeat(300_000) }), NO_RESOURCE);
+      assert.equal(sender.queued, 1);
+      assert.equal(stats.scoresDropped.queue_overflow, 9);
+      await sender.stop(5_000);
+      assert.deepEqual(fake.scoreRequests.map((r) => (r.body as { name: string }).name), ['s0', 'huge']);
+      assert.equal(sender.bytes, 0);
+      assert.equal(stats.scoresReceived, stats.scoresExported + Object.values(stats.scoresDropped).reduce((a, b) => a + b, 0));
+    } finally {
+      await fake.close();
+    }
+  });
+
   test('the sender keeps one score in flight, drops the oldest queued on overflow and accounts for every score', async () => {
     const fake = await startFakeLangfuse();
     const stats = new Stats();
