@@ -124,8 +124,11 @@ export interface ScoreSink {
   readonly inFlight: number;
   readonly state: string;
   readonly lastError: string | undefined;
-  /** Send what is queued within `timeoutMs`, then drop the rest (`shutdown`) and close. */
-  stop(timeoutMs: number): Promise<void>;
+  /**
+   * Send what is queued within `timeoutMs`, then drop the rest (`shutdown`, with a warning) and
+   * close. `cutShort` ends the wait early (a repeated SIGTERM), as for the span export loop.
+   */
+  stop(timeoutMs: number, cutShort?: AbortSignal): Promise<void>;
 }
 
 export interface ScoreSenderOptions {
@@ -261,13 +264,21 @@ export class ScoreSender implements ScoreSink {
     }
   }
 
-  async stop(timeoutMs: number): Promise<void> {
+  async stop(timeoutMs: number, cutShort?: AbortSignal): Promise<void> {
     this.closing = true;
-    const deadline = setTimeout(() => this.stopping.abort(), timeoutMs);
+    const before = this.stats.scoresDropped.shutdown;
+    const abort = () => this.stopping.abort();
+    const deadline = setTimeout(abort, timeoutMs);
+    if (cutShort?.aborted) abort();
+    cutShort?.addEventListener('abort', abort, { once: true });
     await this.running;
     clearTimeout(deadline);
+    cutShort?.removeEventListener('abort', abort);
     for (let n = this.queue.drain().length; n > 0; n--) this.drop('shutdown');
     this.queuedBytes = 0;
+    // The counter dies with the process: say what was lost, as the span shutdown does.
+    const dropped = this.stats.scoresDropped.shutdown - before;
+    if (dropped > 0) this.log.warn({ scores: dropped, lastError: this.lastError }, 'shutdown: dropped scores not delivered to Langfuse in time');
     this.state = 'stopped';
     await this.pool.close().catch(() => {});
   }
