@@ -174,8 +174,8 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
       await Promise.all([socket?.close(Math.min(SOCKET_CLOSE_GRACE_MS, config.shutdownTimeoutMs)), app?.close()]);
       const [left] = await Promise.all([
         loop.stop(remaining(), () => queue.drain(), hurried.signal),
-        // Bounded here too: a stuck score request must not hold the exit.
-        within(scores.stop(remaining()), remaining() + CLOSE_GRACE_MS),
+        // Bounded here too: a stuck score request must not hold the exit; a repeated signal cuts it short.
+        within(scores.stop(remaining(), hurried.signal), remaining() + CLOSE_GRACE_MS),
       ]);
       if (left.length && config.spoolDir) {
         try {

@@ -7,6 +7,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { pino } from 'pino';
 import { join } from 'node:path';
 import type { ScoreRecord } from '@dspy-o11y/proto';
 import { scoreId, ScoreSender, toLangfuseScore } from '../src/export/scores.js';
@@ -199,6 +200,63 @@ describe('score units', () => {
     assert.equal(q.shift(), undefined);
     for (let i = 0; i < 5000; i++) q.push(i);
     for (let i = 4997; i < 5000; i++) assert.equal(q.shift(), i);
+  });
+
+  test('the queue is bounded in bytes too: large scores push out the oldest, whatever their count', async () => {
+    const fake = await startFakeLangfuse();
+    const stats = new Stats();
+    const sender = new ScoreSender(
+      { host: fake.url, publicKey: fake.publicKey, secretKey: fake.secretKey, sdkVersion: 'test', requestTimeoutMs: 5_000, maxRetries: 0, maxQueuedBytes: 250_000 },
+      stats,
+      createLogger('silent'),
+    );
+    try {
+      fake.failScores({ status: 503 }, 20);
+      const comment = 'x'.repeat(100_000);
+      // s0 goes in flight; s1…s9 are queued, about 100 kB each: only the two newest fit in 250 kB.
+      for (let i = 0; i < 10; i++) sender.submit(score({ traceId: TRACE, name: `s${i}`, value: i, comment }), NO_RESOURCE);
+      assert.deepEqual({ queued: sender.queued, inFlight: sender.inFlight }, { queued: 2, inFlight: 1 });
+      assert.ok(sender.bytes <= 250_000 && sender.bytes > 200_000, String(sender.bytes));
+      assert.equal(stats.scoresDropped.queue_overflow, 7);
+      // One score larger than the whole bound is still kept (and replaces everything queued).
+      sender.submit(score({ traceId: TRACE, name: 'huge', value: 1, comment: 'y'.repeat(300_000) }), NO_RESOURCE);
+      assert.equal(sender.queued, 1);
+      assert.equal(stats.scoresDropped.queue_overflow, 9);
+      await sender.stop(5_000);
+      assert.deepEqual(fake.scoreRequests.map((r) => (r.body as { name: string }).name), ['s0', 'huge']);
+      assert.equal(sender.bytes, 0);
+      assert.equal(stats.scoresReceived, stats.scoresExported + Object.values(stats.scoresDropped).reduce((a, b) => a + b, 0));
+    } finally {
+      await fake.close();
+    }
+  });
+
+  test('stop() cut short (a repeated SIGTERM) ends the wait at once, and the scores it drops are logged', { timeout: 20_000 }, async () => {
+    const fake = await startFakeLangfuse();
+    const stats = new Stats();
+    const lines: { level: number; msg: string; scores?: number }[] = [];
+    const log = pino({ level: 'info' }, { write: (l: string) => void lines.push(JSON.parse(l) as (typeof lines)[number]) });
+    // Retried for as long as stop() lets it: the first retry is due in minutes.
+    const sender = new ScoreSender(
+      { host: fake.url, publicKey: fake.publicKey, secretKey: fake.secretKey, sdkVersion: 'test', requestTimeoutMs: 5_000, maxRetries: 5, backoff: { initialMs: 600_000, maxMs: 600_000, maxRetryAfterMs: 600_000 } },
+      stats,
+      log,
+    );
+    try {
+      fake.failScores({ status: 503 }, 10);
+      for (let i = 0; i < 3; i++) sender.submit(score({ traceId: TRACE, name: `s${i}`, value: i }), NO_RESOURCE);
+      while (sender.state !== 'backoff') await new Promise((r) => setImmediate(r));
+      const hurry = new AbortController();
+      const stopped = sender.stop(60_000, hurry.signal);
+      hurry.abort();
+      await stopped;
+      assert.equal(stats.scoresDropped.shutdown, 3);
+      assert.deepEqual({ queued: sender.queued, inFlight: sender.inFlight, state: sender.state }, { queued: 0, inFlight: 0, state: 'stopped' });
+      const warning = lines.find((l) => /shutdown: dropped scores/.test(l.msg));
+      assert.ok(warning && warning.level === 40 && warning.scores === 3, JSON.stringify(lines));
+    } finally {
+      await fake.close();
+    }
   });
 
   test('the sender keeps one score in flight, drops the oldest queued on overflow and accounts for every score', async () => {

@@ -33,6 +33,12 @@ import type { ExportOutcome } from './types.js';
 export const LANGFUSE_SCORES_PATH = '/api/public/scores';
 /** Scores waiting to be sent, at most; beyond it the oldest is dropped. */
 export const DEFAULT_MAX_QUEUED_SCORES = 10_000;
+/**
+ * Bytes of queued score bodies, at most; beyond it the oldest is dropped. A score record may be as
+ * large as --max-record-bytes (a long comment), so the count alone would let 10,000 of them hold
+ * gigabytes while Langfuse is down, outside --queue-max-bytes and --memory-limit.
+ */
+export const DEFAULT_MAX_QUEUED_SCORE_BYTES = 32 * 1024 * 1024;
 
 export type ScoreDataType = 'NUMERIC' | 'CATEGORICAL' | 'BOOLEAN';
 
@@ -118,8 +124,11 @@ export interface ScoreSink {
   readonly inFlight: number;
   readonly state: string;
   readonly lastError: string | undefined;
-  /** Send what is queued within `timeoutMs`, then drop the rest (`shutdown`) and close. */
-  stop(timeoutMs: number): Promise<void>;
+  /**
+   * Send what is queued within `timeoutMs`, then drop the rest (`shutdown`, with a warning) and
+   * close. `cutShort` ends the wait early (a repeated SIGTERM), as for the span export loop.
+   */
+  stop(timeoutMs: number, cutShort?: AbortSignal): Promise<void>;
 }
 
 export interface ScoreSenderOptions {
@@ -132,6 +141,8 @@ export interface ScoreSenderOptions {
   readonly requestTimeoutMs: number;
   readonly maxRetries: number;
   readonly maxQueued?: number;
+  /** Bytes of queued bodies (JSON text length) at most; the newest score is always kept. */
+  readonly maxQueuedBytes?: number;
   readonly backoff?: BackoffPolicy;
   /** The daemon's `--sample-ratio`: a score of a trace that is sampled out is dropped too. */
   readonly sampleRatio?: number;
@@ -175,6 +186,9 @@ export class ScoreSender implements ScoreSink {
   inFlight = 0;
 
   private readonly queue: BoundedQueue<PendingScore>;
+  /** Sum of the queued bodies' lengths (not counting the one in flight). */
+  private queuedBytes = 0;
+  private readonly maxQueuedBytes: number;
   private readonly pool: Pool;
   private readonly path: string;
   private readonly headers: Record<string, string>;
@@ -201,7 +215,23 @@ export class ScoreSender implements ScoreSink {
       'x-langfuse-sdk-name': 'dspy-o11yd',
       'x-langfuse-sdk-version': options.sdkVersion,
     };
-    this.queue = new BoundedQueue<PendingScore>(options.maxQueued ?? DEFAULT_MAX_QUEUED_SCORES, () => this.drop('queue_overflow'));
+    this.queue = new BoundedQueue<PendingScore>(options.maxQueued ?? DEFAULT_MAX_QUEUED_SCORES, (old) => {
+      this.queuedBytes -= old.json.length;
+      this.drop('queue_overflow');
+    });
+    this.maxQueuedBytes = options.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_SCORE_BYTES;
+  }
+
+  /** Bytes of the queued score bodies. */
+  get bytes(): number {
+    return this.queuedBytes;
+  }
+
+  /** The oldest queued score, its bytes no longer counted. */
+  private shift(): PendingScore | undefined {
+    const item = this.queue.shift();
+    if (item) this.queuedBytes -= item.json.length;
+    return item;
   }
 
   get queued(): number {
@@ -220,19 +250,35 @@ export class ScoreSender implements ScoreSink {
       return this.drop('invalid');
     }
     if (this.closing) return this.drop('shutdown');
-    this.queue.push({ id: converted.body.id, json: JSON.stringify(converted.body) });
+    const json = JSON.stringify(converted.body);
+    this.queue.push({ id: converted.body.id, json });
+    this.queuedBytes += json.length;
+    // Bounded in bytes too: drop the oldest until the queue fits (the newest always stays).
+    while (this.queuedBytes > this.maxQueuedBytes && this.queue.length > 1) {
+      this.shift();
+      this.drop('queue_overflow');
+    }
     if (!this.active) {
       this.active = true;
       this.running = this.run();
     }
   }
 
-  async stop(timeoutMs: number): Promise<void> {
+  async stop(timeoutMs: number, cutShort?: AbortSignal): Promise<void> {
     this.closing = true;
-    const deadline = setTimeout(() => this.stopping.abort(), timeoutMs);
+    const before = this.stats.scoresDropped.shutdown;
+    const abort = () => this.stopping.abort();
+    const deadline = setTimeout(abort, timeoutMs);
+    if (cutShort?.aborted) abort();
+    cutShort?.addEventListener('abort', abort, { once: true });
     await this.running;
     clearTimeout(deadline);
+    cutShort?.removeEventListener('abort', abort);
     for (let n = this.queue.drain().length; n > 0; n--) this.drop('shutdown');
+    this.queuedBytes = 0;
+    // The counter dies with the process: say what was lost, as the span shutdown does.
+    const dropped = this.stats.scoresDropped.shutdown - before;
+    if (dropped > 0) this.log.warn({ scores: dropped, lastError: this.lastError }, 'shutdown: dropped scores not delivered to Langfuse in time');
     this.state = 'stopped';
     await this.pool.close().catch(() => {});
   }
@@ -243,7 +289,7 @@ export class ScoreSender implements ScoreSink {
 
   private async run(): Promise<void> {
     try {
-      for (let item = this.queue.shift(); item; item = this.queue.shift()) {
+      for (let item = this.shift(); item; item = this.shift()) {
         this.inFlight = 1;
         await this.deliver(item);
         this.inFlight = 0;
