@@ -1,4 +1,4 @@
-/** Exponential backoff with full jitter (AWS's recommendation), and `Retry-After` as a floor. */
+/** Exponential backoff with full jitter (AWS's recommendation), and `Retry-After` as a floor; waits that end when a signal aborts. */
 
 export interface BackoffPolicy {
   initialMs: number;
@@ -29,5 +29,18 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<boolean> {
       resolve(true);
     }, ms);
     signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/** `p`'s value, or undefined as soon as `signal` aborts (`p` goes on). */
+export function unlessAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T | undefined> {
+  if (signal.aborted) return Promise.resolve(undefined);
+  return new Promise<T | undefined>((resolve, reject) => {
+    const onAbort = () => resolve(undefined);
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => (signal.removeEventListener('abort', onAbort), resolve(v)),
+      (e: unknown) => (signal.removeEventListener('abort', onAbort), reject(e)),
+    );
   });
 }

@@ -16,7 +16,7 @@ import { releaseAll, type QueuedSpan } from '../model.js';
 import type { Stats } from '../ops/stats.js';
 import type { Batcher } from '../batch/batcher.js';
 import type { ExportOutcome, PreparedBatch, SpanExporter } from './types.js';
-import { DEFAULT_BACKOFF, backoffDelay, sleep, type BackoffPolicy } from './backoff.js';
+import { DEFAULT_BACKOFF, backoffDelay, sleep, unlessAborted, type BackoffPolicy } from './backoff.js';
 import type { Histogram } from 'prom-client';
 
 export interface ExportLoopOptions {
@@ -31,18 +31,6 @@ export type ExporterState = 'idle' | 'exporting' | 'backoff' | 'refused';
 interface Job {
   readonly batch: QueuedSpan[];
   readonly prepared: Promise<PreparedBatch> | undefined;
-}
-/** `p`'s value, or undefined as soon as `signal` aborts (whichever comes first). */
-function unlessAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T | undefined> {
-  if (signal.aborted) return Promise.resolve(undefined);
-  return new Promise<T | undefined>((resolve, reject) => {
-    const onAbort = () => resolve(undefined);
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(
-      (v) => (signal.removeEventListener('abort', onAbort), resolve(v)),
-      (e: unknown) => (signal.removeEventListener('abort', onAbort), reject(e)),
-    );
-  });
 }
 
 /** Past the shutdown deadline, how long `stop()` still waits for the loop to unwind before it gives up on it. */

@@ -18,7 +18,7 @@ import type { LangfuseMapper, RepairReason } from './langfuse-map.js';
 import { encodeTraces, type EncodableSpan, type OtlpEncoding } from './otlp-encode.js';
 import { LocalPreparer, WorkerPreparer, type BatchPreparer, type Compression, type PrepareOptions } from './prepare.js';
 import type { ExportOutcome, ExporterKind, PreparedBatch, SpanExporter } from './types.js';
-import { sleep } from './backoff.js';
+import { sleep, unlessAborted } from './backoff.js';
 
 export type { Compression } from './prepare.js';
 
@@ -337,18 +337,6 @@ function jsonLine(batch: readonly QueuedSpan[], scopeVersion: string): Buffer {
   return Buffer.concat([body, NEWLINE]);
 }
 
-/** `p`'s value, or undefined as soon as `signal` aborts (p goes on). */
-function unlessAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T | undefined> {
-  if (signal.aborted) return Promise.resolve(undefined);
-  return new Promise<T | undefined>((resolve, reject) => {
-    const onAbort = () => resolve(undefined);
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(
-      (v) => (signal.removeEventListener('abort', onAbort), resolve(v)),
-      (e: unknown) => (signal.removeEventListener('abort', onAbort), reject(e)),
-    );
-  });
-}
 
 class StreamExporter implements SpanExporter {
   readonly kind = 'console' as const;
