@@ -56,7 +56,7 @@ export class LineSplitter {
       }
       if (this.discarding) {
         this.discarding = false;
-      } else if (this.partialBytes + (nl - pos) - (this.crBefore(chunk, pos, nl) ? 1 : 0) > this.maxLineBytes) {
+      } else if (this.tooLong(this.partialBytes + (nl - pos), chunk, pos, nl)) {
         this.resetPartial();
         this.onTooLong('line');
       } else if (this.partialBytes > 0) {
@@ -110,11 +110,16 @@ export class LineSplitter {
     this.partialBytes += rest.length;
   }
 
-  /** Whether the line ending at `nl` (LF) has a CR before it, in this chunk or the partial bytes. */
-  private crBefore(chunk: Buffer, pos: number, nl: number): boolean {
-    if (nl > pos) return chunk[nl - 1] === 13;
+  /**
+   * Whether the line of `bytes` ending at `nl` (LF) is over the limit. A CR before the LF does not
+   * count; it is looked for only when it decides (one byte over), not on every line.
+   */
+  private tooLong(bytes: number, chunk: Buffer, pos: number, nl: number): boolean {
+    if (bytes <= this.maxLineBytes) return false;
+    if (bytes > this.maxLineBytes + 1) return true;
+    if (nl > pos) return chunk[nl - 1] !== 13;
     const last = this.partial.at(-1);
-    return last !== undefined && last[last.length - 1] === 13;
+    return last === undefined || last[last.length - 1] !== 13;
   }
 
   private emit(buf: Buffer, start: number, end: number, ascii: boolean): void {
