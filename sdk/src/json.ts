@@ -380,6 +380,28 @@ function homogeneous(a: unknown[], max: number): AttributeValue | undefined {
 
 export const validKey = (k: string): boolean => typeof k === 'string' && k.length > 0 && k.length <= MAX_ATTRIBUTE_KEY_LENGTH;
 
+/**
+ * `fn(key, value)` for each own enumerable key of an app object. A value whose getter throws is
+ * skipped, and a Proxy whose keys throw ends the walk: reading the app's object never throws.
+ */
+export function forEachReadable(o: Readonly<Record<string, unknown>>, fn: (key: string, value: unknown) => void): void {
+  let keys: string[];
+  try {
+    keys = Object.keys(o);
+  } catch {
+    return;
+  }
+  for (const k of keys) {
+    let v: unknown;
+    try {
+      v = o[k];
+    } catch {
+      continue;
+    }
+    fn(k, v);
+  }
+}
+
 /** Sanitized copy of `attrs` (invalid keys and empty values skipped). */
 export function toAttributes(attrs: Readonly<Record<string, unknown>> | undefined, max: number): Record<string, AttributeValue> | undefined {
   if (!attrs) return undefined;

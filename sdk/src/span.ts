@@ -6,7 +6,7 @@
 import { ATTR, EVENT_NAMES, OBSERVATION_TYPES, keepTrace, nowUnixNano, type AttributeValue, type Level, type ObservationType } from '@dspy-o11y/proto';
 import { dispatch, handlersFor, type EventContext } from './events.js';
 import { newSpanId, newTraceId } from './ids.js';
-import { TRUNCATION_MARKER, attributeJson, fitsRecord, memberList, quote, quoteName, recordName, toAttributeValue, toAttributes, toJson, validKey } from './json.js';
+import { TRUNCATION_MARKER, attributeJson, fitsRecord, forEachReadable, memberList, quote, quoteName, recordName, toAttributeValue, toAttributes, toJson, validKey } from './json.js';
 import { generationCost } from './cost.js';
 import { emitScore, type ScoreValue, type SpanScoreOptions } from './score.js';
 import { cfg, countSampledOut, send } from './state.js';
@@ -362,20 +362,7 @@ export class SpanImpl implements GenerationHandle, Scope {
 
   setAttributes(attributes: Readonly<Record<string, unknown>>): this {
     if (!attributes || typeof attributes !== 'object') return this;
-    // The app's object may have throwing getters (or be a Proxy): those values are skipped.
-    try {
-      for (const k of Object.keys(attributes)) {
-        let v: unknown;
-        try {
-          v = attributes[k];
-        } catch {
-          continue;
-        }
-        this.setAttribute(k, v);
-      }
-    } catch {
-      /* never throw */
-    }
+    forEachReadable(attributes, (k, v) => this.setAttribute(k, v));
     return this;
   }
 
@@ -457,24 +444,14 @@ export class SpanImpl implements GenerationHandle, Scope {
 
   setParameters(parameters: Readonly<Record<string, unknown>>): this {
     if (!parameters || typeof parameters !== 'object') return this;
-    try {
-      for (const k of Object.keys(parameters)) {
-        let v: unknown;
-        try {
-          v = parameters[k];
-        } catch {
-          continue; // a throwing getter: skipped
-        }
-        if (v === undefined || v === null) continue;
-        const slot = PARAMETER_SLOT.get(k);
-        // The usual case, a number for a standard parameter, needs none of setAttribute's checks.
-        if (slot !== undefined && typeof v === 'number' && Number.isFinite(v)) {
-          if (!this.ended) this.setSlot(slot, v);
-        } else this.setAttribute(slot !== undefined ? (SLOT_KEYS[slot] as string) : `gen_ai.request.${k}`, v);
-      }
-    } catch {
-      /* never throw: a Proxy's keys */
-    }
+    forEachReadable(parameters, (k, v) => {
+      if (v === undefined || v === null) return;
+      const slot = PARAMETER_SLOT.get(k);
+      // The usual case, a number for a standard parameter, needs none of setAttribute's checks.
+      if (slot !== undefined && typeof v === 'number' && Number.isFinite(v)) {
+        if (!this.ended) this.setSlot(slot, v);
+      } else this.setAttribute(slot !== undefined ? (SLOT_KEYS[slot] as string) : `gen_ai.request.${k}`, v);
+    });
     return this;
   }
 
