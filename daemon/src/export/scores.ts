@@ -185,10 +185,8 @@ export class ScoreSender implements ScoreSink {
   lastError: string | undefined;
   inFlight = 0;
 
+  /** Bounded by count and by the queued bodies' lengths (not counting the one in flight). */
   private readonly queue: BoundedQueue<PendingScore>;
-  /** Sum of the queued bodies' lengths (not counting the one in flight). */
-  private queuedBytes = 0;
-  private readonly maxQueuedBytes: number;
   private readonly pool: Pool;
   private readonly path: string;
   private readonly headers: Record<string, string>;
@@ -215,23 +213,15 @@ export class ScoreSender implements ScoreSink {
       'x-langfuse-sdk-name': 'dspy-o11yd',
       'x-langfuse-sdk-version': options.sdkVersion,
     };
-    this.queue = new BoundedQueue<PendingScore>(options.maxQueued ?? DEFAULT_MAX_QUEUED_SCORES, (old) => {
-      this.queuedBytes -= old.json.length;
-      this.drop('queue_overflow');
+    this.queue = new BoundedQueue<PendingScore>(options.maxQueued ?? DEFAULT_MAX_QUEUED_SCORES, () => this.drop('queue_overflow'), {
+      maxBytes: options.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_SCORE_BYTES,
+      sizeOf: (score) => score.json.length,
     });
-    this.maxQueuedBytes = options.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_SCORE_BYTES;
   }
 
   /** Bytes of the queued score bodies. */
   get bytes(): number {
-    return this.queuedBytes;
-  }
-
-  /** The oldest queued score, its bytes no longer counted. */
-  private shift(): PendingScore | undefined {
-    const item = this.queue.shift();
-    if (item) this.queuedBytes -= item.json.length;
-    return item;
+    return this.queue.bytes;
   }
 
   get queued(): number {
@@ -250,14 +240,7 @@ export class ScoreSender implements ScoreSink {
       return this.drop('invalid');
     }
     if (this.closing) return this.drop('shutdown');
-    const json = JSON.stringify(converted.body);
-    this.queue.push({ id: converted.body.id, json });
-    this.queuedBytes += json.length;
-    // Bounded in bytes too: drop the oldest until the queue fits (the newest always stays).
-    while (this.queuedBytes > this.maxQueuedBytes && this.queue.length > 1) {
-      this.shift();
-      this.drop('queue_overflow');
-    }
+    this.queue.push({ id: converted.body.id, json: JSON.stringify(converted.body) });
     if (!this.active) {
       this.active = true;
       this.running = this.run();
@@ -275,7 +258,6 @@ export class ScoreSender implements ScoreSink {
     clearTimeout(deadline);
     cutShort?.removeEventListener('abort', abort);
     for (let n = this.queue.drain().length; n > 0; n--) this.drop('shutdown');
-    this.queuedBytes = 0;
     // The counter dies with the process: say what was lost, as the span shutdown does.
     const dropped = this.stats.scoresDropped.shutdown - before;
     if (dropped > 0) this.log.warn({ scores: dropped, lastError: this.lastError }, 'shutdown: dropped scores not delivered to Langfuse in time');
@@ -289,7 +271,7 @@ export class ScoreSender implements ScoreSink {
 
   private async run(): Promise<void> {
     try {
-      for (let item = this.shift(); item; item = this.shift()) {
+      for (let item = this.queue.shift(); item; item = this.queue.shift()) {
         this.inFlight = 1;
         await this.deliver(item);
         this.inFlight = 0;
