@@ -9,6 +9,17 @@ import { postIngest, runCli, sendOverSocket, startDaemonProcess, tempDir } from 
 const span = (id: string, name = 'cli') =>
   JSON.stringify({ v: 1, type: 'span', traceId: 'b'.repeat(32), spanId: id, name, startTimeUnixNano: '1732700000000000000', endTimeUnixNano: '1732700000000000005' });
 
+/** Each case: the CLI exits 2 with one line on stderr matching the pattern. */
+async function assertConfigErrors(cases: readonly [string[], Record<string, string>, RegExp][]): Promise<void> {
+  for (const [args, env, pattern] of cases) {
+    const r = await runCli(args, env);
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+    const lines = r.stderr.trim().split('\n');
+    assert.equal(lines.length, 1, `one line for ${args.join(' ')}: ${r.stderr}`);
+    assert.match(lines[0]!, pattern);
+  }
+}
+
 describe('cli', () => {
   test('bad configuration: one line naming the flag, exit code 2', async () => {
     const cases: [string[], Record<string, string>, RegExp][] = [
@@ -20,13 +31,7 @@ describe('cli', () => {
       [['start', '--exporter', 'langfuse'], {}, /LANGFUSE_PUBLIC_KEY/],
       [['start', '--no-such-flag'], {}, /unknown option/],
     ];
-    for (const [args, env, pattern] of cases) {
-      const r = await runCli(args, env);
-      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
-      const lines = r.stderr.trim().split('\n');
-      assert.equal(lines.length, 1, `one line for ${args.join(' ')}: ${r.stderr}`);
-      assert.match(lines[0]!, pattern);
-    }
+    await assertConfigErrors(cases);
   });
 
   test('start --help shows each default; the env twin still beats the default and the flag the env', async () => {
@@ -62,13 +67,7 @@ describe('cli', () => {
       [['start', '--socket', '', '--http', '127.0.0.1:0', '--exporter', 'file', '--file', join(aFile, 'out.jsonl')], {}, /invalid --file .*ENOTDIR/],
       [['start', '--socket', '', '--http', '127.0.0.1:0', '--exporter', 'file', '--file', tmp.dir], {}, /invalid --file .*EISDIR/],
     ];
-    for (const [args, env, pattern] of cases) {
-      const r = await runCli(args, env);
-      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
-      const lines = r.stderr.trim().split('\n');
-      assert.equal(lines.length, 1, `one line for ${args.join(' ')}: ${r.stderr}`);
-      assert.match(lines[0]!, pattern);
-    }
+    await assertConfigErrors(cases);
     // bind() would have cut the long path at 107 bytes and left a socket file there.
     assert.deepEqual(readdirSync(tmp.dir), ['a-file']);
     tmp.cleanup();

@@ -10,12 +10,16 @@ import assert from 'node:assert/strict';
 import { pino } from 'pino';
 import { join } from 'node:path';
 import type { ScoreRecord } from '@dspy-o11y/proto';
-import { scoreId, ScoreSender, toLangfuseScore } from '../src/export/scores.js';
-import { createLogger } from '../src/log.js';
+import { scoreId, ScoreSender, toLangfuseScore, type ScoreSenderOptions } from '../src/export/scores.js';
+import { createLogger, type Logger } from '../src/log.js';
 import { Stats } from '../src/ops/stats.js';
 import { BoundedQueue } from '../src/queue/bounded-queue.js';
 import { startFakeLangfuse, type FakeLangfuse } from './support/fake-langfuse.js';
 import { postIngest, sendOverSocket, startDaemonProcess, tempDir, useLangfuseDaemon, type DaemonProcess } from './support/daemon-process.js';
+
+/** A ScoreSender to `fake` (no retries unless `options` say so). */
+const senderTo = (fake: FakeLangfuse, stats: Stats, options: Partial<ScoreSenderOptions> = {}, log: Logger = createLogger('silent')) =>
+  new ScoreSender({ host: fake.url, publicKey: fake.publicKey, secretKey: fake.secretKey, sdkVersion: 'test', requestTimeoutMs: 5_000, maxRetries: 0, ...options }, stats, log);
 
 const KEYS = { LANGFUSE_PUBLIC_KEY: 'pk-lf-scores', LANGFUSE_SECRET_KEY: 'sk-lf-scores-secret' };
 const TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
@@ -205,11 +209,7 @@ describe('score units', () => {
   test('the queue is bounded in bytes too: large scores push out the oldest, whatever their count', async () => {
     const fake = await startFakeLangfuse();
     const stats = new Stats();
-    const sender = new ScoreSender(
-      { host: fake.url, publicKey: fake.publicKey, secretKey: fake.secretKey, sdkVersion: 'test', requestTimeoutMs: 5_000, maxRetries: 0, maxQueuedBytes: 250_000 },
-      stats,
-      createLogger('silent'),
-    );
+    const sender = senderTo(fake, stats, { maxQueuedBytes: 250_000 });
     try {
       fake.failScores({ status: 503 }, 20);
       const comment = 'x'.repeat(100_000);
@@ -237,11 +237,7 @@ describe('score units', () => {
     const lines: { level: number; msg: string; scores?: number }[] = [];
     const log = pino({ level: 'info' }, { write: (l: string) => void lines.push(JSON.parse(l) as (typeof lines)[number]) });
     // Retried for as long as stop() lets it: the first retry is due in minutes.
-    const sender = new ScoreSender(
-      { host: fake.url, publicKey: fake.publicKey, secretKey: fake.secretKey, sdkVersion: 'test', requestTimeoutMs: 5_000, maxRetries: 5, backoff: { initialMs: 600_000, maxMs: 600_000, maxRetryAfterMs: 600_000 } },
-      stats,
-      log,
-    );
+    const sender = senderTo(fake, stats, { maxRetries: 5, backoff: { initialMs: 600_000, maxMs: 600_000, maxRetryAfterMs: 600_000 } }, log);
     try {
       fake.failScores({ status: 503 }, 10);
       for (let i = 0; i < 3; i++) sender.submit(score({ traceId: TRACE, name: `s${i}`, value: i }), NO_RESOURCE);
@@ -262,11 +258,7 @@ describe('score units', () => {
   test('the sender keeps one score in flight, drops the oldest queued on overflow and accounts for every score', async () => {
     const fake = await startFakeLangfuse();
     const stats = new Stats();
-    const sender = new ScoreSender(
-      { host: fake.url, publicKey: fake.publicKey, secretKey: fake.secretKey, sdkVersion: 'test', requestTimeoutMs: 5_000, maxRetries: 0, maxQueued: 2 },
-      stats,
-      createLogger('silent'),
-    );
+    const sender = senderTo(fake, stats, { maxQueued: 2 });
     try {
       fake.failScores({ status: 503 }, 5);
       for (let i = 0; i < 5; i++) sender.submit(score({ traceId: TRACE, name: `s${i}`, value: i }), NO_RESOURCE);
