@@ -90,6 +90,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
   // files are removed only once the daemon is up: a failed start must not lose them.
   let spoolFiles: string[] = [];
   let spooledSpans = 0;
+  let spooledScores = 0;
   if (config.spoolDir) {
     spoolFiles = await replaySpool(config.spoolDir, (content) => {
       const session = sink.session('spool');
@@ -98,6 +99,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
       splitter.end();
     });
     spooledSpans = queue.spans;
+    spooledScores = stats.scoresReceived;
   }
 
   let httpUrl: string | undefined;
@@ -154,7 +156,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
   loop.start();
   if (spoolFiles.length) {
     await removeSpoolFiles(spoolFiles);
-    log.info({ files: spoolFiles.length, spans: spooledSpans }, 'replayed spooled spans from the last run');
+    log.info({ files: spoolFiles.length, spans: spooledSpans, scores: spooledScores }, 'replayed the spool of the last run');
   }
 
   log.info(
@@ -172,25 +174,31 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
       const deadlineAt = Date.now() + config.shutdownTimeoutMs;
       const remaining = () => Math.max(0, deadlineAt - Date.now());
       await Promise.all([socket?.close(Math.min(SOCKET_CLOSE_GRACE_MS, config.shutdownTimeoutMs)), app?.close()]);
-      const [left] = await Promise.all([
+      const [left, unsent] = await Promise.all([
         loop.stop(remaining(), () => queue.drain(), hurried.signal),
         // Bounded here too: a stuck score request must not hold the exit; a repeated signal cuts it short.
         within(scores.stop(remaining(), hurried.signal), remaining() + CLOSE_GRACE_MS),
       ]);
-      if (left.length && config.spoolDir) {
+      const scoresLeft = unsent === TIMED_OUT ? [] : unsent;
+      const dropLeft = () => {
+        stats.drop('shutdown', left.length);
+        stats.scoresDropped.shutdown += scoresLeft.length;
+      };
+      if ((left.length || scoresLeft.length) && config.spoolDir) {
         try {
           // Bounded: a spool dir on a hung mount (or somewhere mkdir never returns) must not keep
           // the daemon from exiting.
-          const file = await within(writeSpool(config.spoolDir, left), SPOOL_WRITE_TIMEOUT_MS);
+          const file = await within(writeSpool(config.spoolDir, left, scoresLeft), SPOOL_WRITE_TIMEOUT_MS);
           if (file === TIMED_OUT) throw new Error(`writing the spool took longer than ${SPOOL_WRITE_TIMEOUT_MS} ms`);
-          log.warn({ spans: left.length, file }, 'shutdown timeout: spooled undelivered spans for the next start');
+          log.warn({ spans: left.length, scores: scoresLeft.length, file }, 'shutdown timeout: spooled what was not delivered for the next start');
         } catch (err) {
-          stats.drop('shutdown', left.length);
-          log.error({ err, spans: left.length }, 'could not write the spool; dropping undelivered spans');
+          dropLeft();
+          log.error({ err, spans: left.length, scores: scoresLeft.length }, 'could not write the spool; dropping what was not delivered');
         }
-      } else if (left.length) {
-        stats.drop('shutdown', left.length);
-        log.warn({ spans: left.length }, 'shutdown timeout: dropped undelivered spans (set --spool-dir to keep them)');
+      } else if (left.length || scoresLeft.length) {
+        // The counters die with the process: say what was lost.
+        dropLeft();
+        log.warn({ spans: left.length, scores: scoresLeft.length, lastScoreError: scores.lastError }, 'shutdown timeout: dropped what was not delivered (set --spool-dir to keep it)');
       }
       // Nothing left to deliver: closing is only tidiness, and the process exits right after.
       await within(exporter.close(), Math.min(CLOSE_GRACE_MS, remaining()));

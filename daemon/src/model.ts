@@ -19,6 +19,9 @@ export interface Resource {
   readonly sdk?: { name: string; version: string };
 }
 
+/** The resource of a session that sent no `hello`. */
+export const EMPTY_RESOURCE: Resource = Object.freeze({ attributes: Object.freeze({}) });
+
 /**
  * Bytes a queued span costs besides its line's bytes: the newline stored after the line, and its
  * slot in the queue's four columns (queue/span-queue.ts: two pointers and two int32, 24 bytes),

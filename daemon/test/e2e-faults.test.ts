@@ -225,6 +225,48 @@ describe('faults', () => {
     await invariant(d2);
   });
 
+  test('with --spool-dir, scores the shutdown could not deliver are kept and sent by the next run, same bodies', async () => {
+    const spool = join(tmp.dir, 'spool');
+    fake.failScores({ status: 503 }, 1_000);
+    const d = await start(['--flush-interval', '20', '--shutdown-timeout', '300', '--spool-dir', spool]);
+    const scoreLine = (i: number) => JSON.stringify({ v: 1, type: 'score', traceId: TRACE, name: `q${i}`, value: i, comment: `c${i}`, timeUnixNano: '1732700000123456789' });
+    await sendOverSocket(socket, [
+      JSON.stringify({ v: 1, type: 'hello', resource: { 'service.name': 'scorer', 'deployment.environment.name': 'Staging' } }),
+      ...[0, 1, 2].map(scoreLine),
+      ...lines(0, 5),
+    ]);
+    await fake.waitForSpans(5);
+    await d.eventually(async () => assert.equal((await d.status()).scores.received, 3));
+    await d.eventually(async () => assert.ok(fake.scoreRequests.length >= 1));
+    const firstAttempt = fake.scoreRequests[0]!.body;
+    assert.equal((await d.stop('SIGTERM')).code, 0);
+    assert.ok(d.logs.some((l) => /spooled what was not delivered/.test(l.msg) && (l as { scores?: number }).scores === 3));
+    const [file] = readdirSync(spool);
+    assert.equal(readFileSync(join(spool, file!), 'utf8').split('\n').filter((l) => l.includes('"score"')).length, 3);
+
+    fake.clearFaults();
+    fake.reset();
+    const d2 = await start(['--flush-interval', '20', '--spool-dir', spool]);
+    const stored = await fake.waitForScores(3);
+    assert.deepEqual(stored.map((s) => (s.body as { name: string }).name), ['q0', 'q1', 'q2']);
+    // The body Langfuse gets after the restart is the one the first run tried to send: same id (no duplicate), environment, timestamp.
+    assert.deepEqual(stored[0]!.body, firstAttempt);
+    assert.equal((stored[2]!.body as { environment?: string }).environment, 'staging');
+    assert.equal(readdirSync(spool).length, 0);
+    const s = await d2.status();
+    assert.deepEqual({ received: s.scores.received, exported: s.scores.exported }, { received: 3, exported: 3 });
+  });
+
+  test('without --spool-dir, scores the shutdown could not deliver are counted and logged as dropped', async () => {
+    fake.failScores({ status: 503 }, 1_000);
+    const d = await start(['--flush-interval', '20', '--shutdown-timeout', '300']);
+    await sendOverSocket(socket, [0, 1].map((i) => JSON.stringify({ v: 1, type: 'score', traceId: TRACE, name: `q${i}`, value: i })));
+    await d.eventually(async () => assert.equal((await d.status()).scores.received, 2));
+    assert.equal((await d.stop('SIGTERM')).code, 0);
+    const dropped = d.logs.find((l) => /dropped what was not delivered/.test(l.msg)) as { level: number; scores?: number } | undefined;
+    assert.ok(dropped && dropped.level === 40 && dropped.scores === 2, JSON.stringify(d.logs.slice(-5)));
+  });
+
   test('a second SIGTERM during the flush does not kill the daemon: it spools what is in flight and exits 0', async () => {
     const spool = join(tmp.dir, 'spool');
     fake.mode({ hang: true });

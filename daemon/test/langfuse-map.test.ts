@@ -233,6 +233,10 @@ describe('langfuse mapping, row by row', () => {
     assert.equal(sanitizeEnvironment('x'.repeat(50)).length, 40);
     assert.match(sanitizeEnvironment('ÜBER prod!'), /^[a-z0-9_-]+$/);
     assert.equal(one({}, {}, BARE).s.attributes['langfuse.environment'], undefined);
+    // Nothing valid left: no environment (scores do the same, scores.ts).
+    const junk = one({}, {}, { attributes: { 'deployment.environment.name': '!!!' } });
+    assert.equal(junk.s.attributes['langfuse.environment'], undefined);
+    assert.deepEqual(junk.repairs, ['environment_sanitized']);
   });
 
   test('untranslated attributes pass through with their types (they become Langfuse metadata)', () => {

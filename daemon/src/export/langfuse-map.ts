@@ -122,6 +122,12 @@ export function sanitizeEnvironment(env: string): string {
     .slice(0, ENV_MAX);
 }
 
+/** The environment Langfuse gets for a `deployment.environment.name`: sanitized; none when nothing of it is left (only separators). */
+export function langfuseEnvironment(env: string): string | undefined {
+  const clean = sanitizeEnvironment(env);
+  return /[a-z0-9]/.test(clean) ? clean : undefined;
+}
+
 /** The span id of the `index`th event of span `parentSpanId`: stable, so a resend does not duplicate. */
 export function eventSpanId(parentSpanId: string, index: number): string {
   const id = createHash('sha1').update(`${parentSpanId}:${index}`).digest('hex').slice(0, 16);
@@ -401,9 +407,9 @@ export class LangfuseMapper implements BatchMapping {
     if (release !== undefined && release !== '') out[LF.release] = String(release);
     const env = resource.attributes[RESOURCE.environment];
     if (typeof env === 'string' && env !== '') {
-      const clean = sanitizeEnvironment(env);
+      const clean = langfuseEnvironment(env);
       if (clean !== env) this.onRepair('environment_sanitized');
-      if (clean !== '' && /[a-z0-9]/.test(clean)) out[LF.environment] = clean;
+      if (clean !== undefined) out[LF.environment] = clean;
     }
     return out;
   }

@@ -21,13 +21,13 @@ import { Pool, type Dispatcher } from 'undici';
 import { keepTrace, RESOURCE, type ScoreRecord } from '@dspy-o11y/proto';
 import type { DaemonConfig } from '../config.js';
 import type { Logger } from '../log.js';
-import type { Resource } from '../model.js';
+import { EMPTY_RESOURCE, type Resource } from '../model.js';
 import type { ScoreDropReason, Stats } from '../ops/stats.js';
 import { BoundedQueue } from '../queue/bounded-queue.js';
 import { VERSION } from '../version.js';
 import { DEFAULT_BACKOFF, backoffDelay, sleep, type BackoffPolicy } from './backoff.js';
 import { MAX_ERROR_BODY_BYTES, outcomeForStatus } from './http-exporter.js';
-import { sanitizeEnvironment } from './langfuse-map.js';
+import { langfuseEnvironment } from './langfuse-map.js';
 import type { ExportOutcome } from './types.js';
 
 export const LANGFUSE_SCORES_PATH = '/api/public/scores';
@@ -55,7 +55,7 @@ export interface LangfuseScoreBody {
   comment?: string;
   /** ISO 8601, from `timeUnixNano` (millisecond precision). */
   timestamp?: string;
-  /** From the sender's resource `deployment.environment.name`, sanitized like the spans'. */
+  /** From the sender's resource `deployment.environment.name`, sanitized like the spans' (langfuseEnvironment). */
   environment?: string;
 }
 
@@ -109,11 +109,35 @@ export function toLangfuseScore(score: ScoreRecord, resource: Resource): ScoreCo
   if (score.comment !== undefined) body.comment = score.comment;
   if (score.timeUnixNano) body.timestamp = nsToIso(score.timeUnixNano);
   const env = resource.attributes[RESOURCE.environment];
-  if (typeof env === 'string') {
-    const e = sanitizeEnvironment(env);
-    if (e !== '') body.environment = e;
-  }
+  // Like the spans' (langfuse-map.ts): an environment with nothing valid left is left out.
+  const environment = typeof env === 'string' ? langfuseEnvironment(env) : undefined;
+  if (environment !== undefined) body.environment = environment;
   return { ok: true, body };
+}
+
+/** A score the shutdown could not deliver: its wire record and resource, for the spool. */
+export interface UnsentScore {
+  readonly record: ScoreRecord;
+  readonly resource: Resource;
+}
+
+/**
+ * A Langfuse body back to the wire record that makes the same body again (same id, value,
+ * millisecond timestamp and environment), so spooled scores replay through ingest like spans.
+ * `resources` shares one resource per environment, so the spool writes one `hello` per run of them.
+ */
+export function unsentScore(body: LangfuseScoreBody, resources: Map<string, Resource>): UnsentScore {
+  const record: ScoreRecord = { v: 1, type: 'score', id: body.id, name: body.name, value: body.value };
+  if (body.traceId) record.traceId = body.traceId;
+  if (body.observationId) record.observationId = body.observationId;
+  if (body.sessionId) record.sessionId = body.sessionId;
+  if (body.dataType) record.dataType = body.dataType;
+  if (body.comment !== undefined) record.comment = body.comment;
+  if (body.timestamp) record.timeUnixNano = `${Date.parse(body.timestamp)}000000`;
+  const env = body.environment ?? '';
+  let resource = env === '' ? EMPTY_RESOURCE : resources.get(env);
+  if (!resource) resources.set(env, (resource = { attributes: { [RESOURCE.environment]: env } }));
+  return { record, resource };
 }
 
 /** Where RecordSink's `onScore` hands valid score records. */
@@ -125,10 +149,11 @@ export interface ScoreSink {
   readonly state: string;
   readonly lastError: string | undefined;
   /**
-   * Send what is queued within `timeoutMs`, then drop the rest (`shutdown`, with a warning) and
-   * close. `cutShort` ends the wait early (a repeated SIGTERM), as for the span export loop.
+   * Send what is queued within `timeoutMs`, then close and return what was not delivered, oldest
+   * first (the caller spools or counts it, as for spans). `cutShort` ends the wait early (a
+   * repeated SIGTERM), as for the span export loop.
    */
-  stop(timeoutMs: number, cutShort?: AbortSignal): Promise<void>;
+  stop(timeoutMs: number, cutShort?: AbortSignal): Promise<UnsentScore[]>;
 }
 
 export interface ScoreSenderOptions {
@@ -192,6 +217,8 @@ export class ScoreSender implements ScoreSink {
   private readonly headers: Record<string, string>;
   private readonly stopping = new AbortController();
   private readonly loggedRefusals = new Set<number>();
+  /** Scores whose delivery the shutdown cut off, in order: stop() hands them back. */
+  private readonly cutOff: PendingScore[] = [];
   private loggedInvalid = false;
   private closing = false;
   private active = false;
@@ -247,9 +274,8 @@ export class ScoreSender implements ScoreSink {
     }
   }
 
-  async stop(timeoutMs: number, cutShort?: AbortSignal): Promise<void> {
+  async stop(timeoutMs: number, cutShort?: AbortSignal): Promise<UnsentScore[]> {
     this.closing = true;
-    const before = this.stats.scoresDropped.shutdown;
     const abort = () => this.stopping.abort();
     const deadline = setTimeout(abort, timeoutMs);
     if (cutShort?.aborted) abort();
@@ -257,12 +283,11 @@ export class ScoreSender implements ScoreSink {
     await this.running;
     clearTimeout(deadline);
     cutShort?.removeEventListener('abort', abort);
-    for (let n = this.queue.drain().length; n > 0; n--) this.drop('shutdown');
-    // The counter dies with the process: say what was lost, as the span shutdown does.
-    const dropped = this.stats.scoresDropped.shutdown - before;
-    if (dropped > 0) this.log.warn({ scores: dropped, lastError: this.lastError }, 'shutdown: dropped scores not delivered to Langfuse in time');
+    const left = [...this.cutOff.splice(0), ...this.queue.drain()];
     this.state = 'stopped';
     await this.pool.close().catch(() => {});
+    const resources = new Map<string, Resource>();
+    return left.map((p) => unsentScore(JSON.parse(p.json) as LangfuseScoreBody, resources));
   }
 
   private drop(reason: ScoreDropReason): void {
@@ -302,7 +327,10 @@ export class ScoreSender implements ScoreSink {
         return this.drop('rejected');
       }
       this.lastError = outcome.reason;
-      if (this.stopping.signal.aborted) return this.drop('shutdown');
+      if (this.stopping.signal.aborted) {
+        this.cutOff.push(item);
+        return;
+      }
       if (retry >= this.options.maxRetries) {
         this.log.error({ id: item.id, reason: outcome.reason }, `giving up on a score after ${retry} retries`);
         return this.drop('retries_exhausted');
@@ -362,7 +390,9 @@ export class UnsupportedScoreSink implements ScoreSink {
     }
   }
 
-  async stop(): Promise<void> {}
+  async stop(): Promise<UnsentScore[]> {
+    return [];
+  }
 }
 
 /** The score sink the configuration implies: Langfuse's scores API, or counting and dropping. */

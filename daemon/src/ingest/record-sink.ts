@@ -6,11 +6,9 @@
  */
 import { ATTR, keepTrace, newSpanId, parseLine, validateRecord, type EventRecord, type ScoreRecord, type SpanRecord, type ValidationResult, type WireRecord } from '@dspy-o11y/proto';
 import type { Logger } from '../log.js';
-import { QueuedSpan, queuedSpan, type Resource } from '../model.js';
+import { EMPTY_RESOURCE, QueuedSpan, queuedSpan, type Resource } from '../model.js';
 import type { SpanQueue } from '../queue/span-queue.js';
 import type { Stats, Transport } from '../ops/stats.js';
-
-export const EMPTY_RESOURCE: Resource = Object.freeze({ attributes: Object.freeze({}) });
 
 /** One connection or one HTTP body: the resource its `hello` set applies to the records after it. */
 export interface IngestSession {
