@@ -11,7 +11,7 @@ import { pino } from 'pino';
 import type { SpanRecord } from '@dspy-o11y/proto';
 import { Batcher } from '../src/batch/batcher.js';
 import { ExportLoop } from '../src/export/export-loop.js';
-import { LocalPreparer, WorkerPreparer, type PrepareOptions } from '../src/export/prepare.js';
+import { BatchEncoder, LocalPreparer, WorkerPreparer, prepareInWorker, type PrepareOptions, type PrepareRequest } from '../src/export/prepare.js';
 import type { ExportOutcome, PreparedBatch, SpanExporter } from '../src/export/types.js';
 import { QueuedSpan, queuedSpan, spanOf, type Resource } from '../src/model.js';
 import { Stats } from '../src/ops/stats.js';
@@ -250,8 +250,25 @@ describe('worker-thread preparation', () => {
       assert.deepEqual(workerRepairs.sort(), localRepairs.sort());
       assert.ok(localRepairs.length > 0);
       assert.equal(worker.rememberedTraces, local.rememberedTraces);
+      // Prepared on the worker, not by the in-thread fallback a dead worker leaves behind.
+      const internals = worker as unknown as { worker?: unknown; local?: unknown };
+      assert.ok(internals.worker && !internals.local, 'the worker is still alive');
     } finally {
       await worker.close();
+    }
+  });
+
+  test('the worker transfers a buffer holding exactly the body (zlib output is a view into a pool that must not be detached)', () => {
+    for (const compression of ['gzip', 'none'] as const) {
+      const encoder = new BatchEncoder({ ...options, compression });
+      const batch = spans(3);
+      const m: PrepareRequest = { id: 1, lines: QueuedSpan.joinLines(batch), resourceIds: new Int32Array(batch.length).fill(1), defs: [[1, resource.attributes]], forget: [] };
+      const { response, transfer } = prepareInWorker(encoder, compression, new Map(), m, new Map());
+      assert.ok('body' in response, JSON.stringify(response));
+      assert.equal(transfer.length, 1);
+      assert.equal(transfer[0], response.body.buffer);
+      assert.equal(response.body.byteOffset, 0);
+      assert.equal(response.body.buffer.byteLength, response.body.byteLength, `${compression}: the transferred buffer is the body's alone`);
     }
   });
 

@@ -166,8 +166,10 @@ export function prepareInWorker(
       return { span, resource };
     });
     if (compression === 'gzip') body = gzipSync(body, { level: GZIP_LEVEL });
-    // Transfer, not copy: only a buffer the body owns whole (a pooled Buffer must not be detached).
-    if (body.byteOffset !== 0 || body.byteLength !== body.buffer.byteLength) body = body.slice();
+    // Transfer, not copy: only a buffer the body owns whole. zlib's output is a view into a larger
+    // buffer (Node 22+: its pool, marked untransferable, so transferring it throws and kills the
+    // worker); Buffer#slice would not copy, so copy into a Uint8Array of exactly the body.
+    if (body.byteOffset !== 0 || body.byteLength !== body.buffer.byteLength) body = new Uint8Array(body);
     const response: PrepareResponse = { id: m.id, body, repairs: [...repairs], traces: encoder.mapper?.rememberedTraces ?? 0 };
     return { response, transfer: [body.buffer as ArrayBuffer] };
   } catch (err) {
