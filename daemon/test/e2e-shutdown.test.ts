@@ -110,8 +110,9 @@ describe('file exporter when the disk refuses part of a write', () => {
     const socket = join(tmp.dir, 'd.sock');
     const out = join(tmp.dir, 'out.jsonl');
     // File size limit 1 KiB (sh counts 512-byte blocks): a batch that crosses it is written in
-    // part, then the write fails (EFBIG), like a disk filling up.
-    const child = spawn('sh', ['-c', 'ulimit -f 2 && exec "$0" "$@"', process.execPath, CLI, 'start', '--socket', socket, '--http', '127.0.0.1:0', '--exporter', 'file', '--file', out, '--flush-interval', '10'], {
+    // part, then the write fails (EFBIG), like a disk filling up. No retries: a retry's own
+    // partial write (cut back in turn) must not be what the file is read in the middle of.
+    const child = spawn('sh', ['-c', 'ulimit -f 2 && exec "$0" "$@"', process.execPath, CLI, 'start', '--socket', socket, '--http', '127.0.0.1:0', '--exporter', 'file', '--file', out, '--flush-interval', '10', '--max-retries', '0'], {
       env: { PATH: process.env.PATH },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -121,7 +122,8 @@ describe('file exporter when the disk refuses part of a write', () => {
       await sendOverSocket(socket, lines(1));
       await d.eventually(async () => assert.equal((await d.status()).spans.exported, 1));
       await sendOverSocket(socket, lines(20));
-      await d.eventually(async () => assert.match((await d.status()).exporter.lastError ?? '', /EFBIG/));
+      await d.eventually(async () => assert.equal((await d.status()).spans.dropped.retries_exhausted, 20));
+      assert.match((await d.status()).exporter.lastError ?? '', /EFBIG/);
       const content = readFileSync(out, 'utf8');
       assert.ok(content.endsWith('\n'), 'no torn line at the end');
       assert.equal(content.split('\n').filter(Boolean).map((l) => JSON.parse(l) as unknown).length, 1);
