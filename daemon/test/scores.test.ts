@@ -273,6 +273,7 @@ describe('score units', () => {
       assert.deepEqual(unsent.map((u) => u.record.name), ['s0', 's1', 's2']);
       assert.equal(stats.scoresDropped.shutdown, 0);
       assert.deepEqual({ queued: sender.queued, inFlight: sender.inFlight, state: sender.state }, { queued: 0, inFlight: 0, state: 'stopped' });
+      assert.equal(sender.lastError, 'http_503', 'the last answer, not the shutdown');
     } finally {
       await fake.close();
     }

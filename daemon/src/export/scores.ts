@@ -326,11 +326,12 @@ export class ScoreSender implements ScoreSink {
         }
         return this.drop('rejected');
       }
-      this.lastError = outcome.reason;
+      // Cut off by the shutdown: handed back by stop(); lastError keeps the backend's last answer.
       if (this.stopping.signal.aborted) {
         this.cutOff.push(item);
         return;
       }
+      this.lastError = outcome.reason;
       if (retry >= this.options.maxRetries) {
         this.log.error({ id: item.id, reason: outcome.reason }, `giving up on a score after ${retry} retries`);
         return this.drop('retries_exhausted');
