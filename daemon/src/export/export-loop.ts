@@ -214,11 +214,12 @@ export class ExportLoop {
           this.giveUp(batch, 'rejected', `backend refused the batch with ${outcome.status}`);
           return;
         case 'retryable': {
-          this.lastError = outcome.reason;
+          // Cut off by the shutdown: spooled or counted by stop(); lastError keeps the backend's last answer.
           if (this.stopping.signal.aborted) {
             if (this.settle(batch)) this.unfinished.push(...batch);
             return;
           }
+          this.lastError = outcome.reason;
           if (retry >= this.options.maxRetries) {
             this.giveUp(batch, 'retries_exhausted', `giving up after ${retry} retries: ${outcome.reason}`);
             return;
