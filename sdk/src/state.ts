@@ -55,6 +55,7 @@ function currentTransport(): Transport | undefined {
     maxBufferBytes: c.maxBufferBytes,
     maxBatchBytes: c.maxBatchBytes,
     ingestToken: c.ingestToken,
+    exitFlushMs: c.flushTimeoutMs,
   });
   transportKey = keyOf(c);
   if (!transport) unusable = true;

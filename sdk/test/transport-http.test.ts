@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { configure, flush, sdkStats, span } from '../src/index.js';
 import { HttpReceiver } from './support/receiver.js';
+import { runApp } from './support/child.js';
 
 test('http://: batched NDJSON POSTs to /v1/ingest with the bearer token; hello first in every body', async () => {
   const r = await HttpReceiver.create();
@@ -118,4 +119,21 @@ test('daemon down: records buffer up to the bound, the rest are dropped and repo
   );
   assert.deepEqual(back.stats(), [{ v: 1, type: 'stats', droppedRecords: 20, reason: 'buffer_full' }]);
   await back.close();
+});
+
+test('a finished app whose HTTP daemon answers slowly exits within the flush timeout, the rest counted as dropped', async () => {
+  const r = await HttpReceiver.create();
+  r.answerDelayMs = 500;
+  try {
+    // ~30 MB waiting, a request at a time, each answered in 500 ms: an exit flush that went on
+    // while requests succeeded held the app for as many half-seconds as there were batches.
+    const run = await runApp({ DSPY_O11Y_ENDPOINT: r.endpoint, FIXTURE_SPANS: '30000', FIXTURE_INPUT_BYTES: '1024' }, 10_000);
+    assert.notEqual(run.code, null, 'the process exited by itself (within the liveness bound)');
+    assert.equal(run.code, 0, run.stderr);
+    const s = run.report?.stats;
+    assert.ok(s && s.sent > 0 && (s.droppedByReason.exit ?? 0) > 0, `some delivered, what was left at the deadline counted: ${JSON.stringify(s)}`);
+    assert.equal(s?.enqueued, (s?.sent ?? 0) + (s?.dropped ?? 0));
+  } finally {
+    await r.close();
+  }
 });

@@ -1,6 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
+import { readdirSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { configure, flush, sdkStats, shutdown, span } from '../src/index.js';
 import { runApp } from './support/child.js';
@@ -263,6 +265,58 @@ test('a daemon that stops reading never keeps a finished app alive', async () =>
   assert.ok(s && (s.droppedByReason.write_timeout ?? 0) > 0, `the stuck write was abandoned: ${JSON.stringify(s)}`);
   assert.equal(s?.enqueued, (s?.sent ?? 0) + (s?.dropped ?? 0));
   await r.dispose();
+});
+
+test('a finished app whose daemon stopped reading exits within the flush timeout, the rest counted as dropped', async () => {
+  const r = await UnixReceiver.create();
+  r.stopReading();
+  // ~30 MB waiting: each new connection takes a socket buffer's worth before it stalls, so an exit
+  // flush that went on while it "made progress" held the app for tens of seconds.
+  try {
+    const run = await runApp({ DSPY_O11Y_ENDPOINT: r.endpoint, FIXTURE_SPANS: '30000', FIXTURE_INPUT_BYTES: '1024' }, 15_000);
+    assert.notEqual(run.code, null, 'the process exited by itself (within the liveness bound)');
+    assert.equal(run.code, 0, run.stderr);
+    const s = run.report?.stats;
+    assert.ok(s && (s.droppedByReason.exit ?? 0) > 0, `what was left at the deadline counted: ${JSON.stringify(s)}`);
+    assert.equal(s?.enqueued, (s?.sent ?? 0) + (s?.dropped ?? 0));
+  } finally {
+    await r.dispose();
+  }
+});
+
+test('configure() and shutdown() close the old connection even when the daemon stopped reading', { skip: process.platform !== 'linux' && 'counts /proc/self/fd' }, async () => {
+  // The daemon that never reads runs in its own process, so this process's descriptors are the SDK's alone.
+  const path = join(tempDir(), 'never-reads.sock');
+  const daemon = spawn(process.execPath, ['-e', `require('node:net').createServer((c) => { c.pause(); process.stdout.write('+'); }).listen(${JSON.stringify(path)}, () => process.stdout.write('ready'))`], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  daemon.stdout.setEncoding('utf8').on('data', (c: string) => (out += c));
+  const until = async (pred: () => boolean, what: string) => {
+    for (const end = Date.now() + 5000; !pred(); await sleep(10)) if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+  };
+  const connections = () => out.split('+').length - 1;
+  try {
+    await until(() => out.startsWith('ready'), 'the daemon');
+    const openFds = () => readdirSync('/proc/self/fd').length;
+    configure({ endpoint: `unix://${path}`, serviceName: 'fd-0' });
+    span('s0', () => 0);
+    await until(() => connections() === 1, 'connected');
+    await sleep(50);
+    const before = openFds();
+    // A new serviceName is a new resource, so a new transport and connection each time; every
+    // other round ends with shutdown() instead.
+    for (let i = 1; i <= 20; i++) {
+      if (i % 2 === 0) await shutdown();
+      configure({ endpoint: `unix://${path}`, serviceName: `fd-${i}` });
+      span(`s${i}`, () => i);
+      await until(() => connections() === i + 1, `connection ${i + 1}`);
+    }
+    // The old connections were half-closed and waited for the daemon's end, which a daemon that
+    // does not read never sends: one descriptor (and transport, buffer included) kept per round.
+    await until(() => openFds() <= before, `old connections closed (fds ${openFds()}, before ${before})`);
+    await shutdown();
+  } finally {
+    daemon.kill();
+  }
 });
 
 test('an app waiting for stdin is not done: a write the daemon is slow to read is kept, not abandoned', async () => {

@@ -19,6 +19,8 @@ export interface TransportOptions {
   ingestToken?: string | undefined;
   /** Write/request stall after which the connection is dropped (ms). */
   writeTimeoutMs?: number;
+  /** How long the flush at `beforeExit` may hold the process, in all (ms; the SDK's flushTimeoutMs). */
+  exitFlushMs?: number;
 }
 
 /** Process-wide counters, kept across transports (`configure()` may replace the transport). */
@@ -46,6 +48,7 @@ const MIN_BACKOFF_MS = 100;
 /** The longest delay setTimeout honours. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 const MAX_BACKOFF_MS = 5000;
+const DEFAULT_EXIT_FLUSH_MS = 2000;
 
 interface Waiter {
   resolve: (ok: boolean) => void;
@@ -58,8 +61,15 @@ export abstract class Transport<B extends RecordBuffer = RecordBuffer> {
   /** Records in the write/request in progress (0: none). */
   protected inFlight = 0;
   protected closed = false;
-  /** Set while flushing at `beforeExit`: the process stays up just long enough for it. */
-  protected exiting = false;
+  /**
+   * Until when the flush at `beforeExit` holds the process (0: not exiting). A daemon that accepts
+   * writes but never reads, or answers slowly, would otherwise hold it for as long as each attempt
+   * moves a few records (a minute and more for a full buffer): past it, the process is let go and
+   * what is left counts as dropped (`exit`).
+   */
+  private exitUntil = 0;
+  /** `counters.enqueued` when exitUntil was set: records produced after it start a new exit flush. */
+  private exitEnqueued = -1;
   private waiters: Waiter[] = [];
   private backoffMs = 0;
   private nextAttemptAt = 0;
@@ -274,15 +284,25 @@ export abstract class Transport<B extends RecordBuffer = RecordBuffer> {
     });
   }
 
-  /** At `beforeExit`: one more attempt to deliver what is buffered, if it can make progress. */
+  /** Set while flushing at `beforeExit`: the process stays up just long enough for it. */
+  protected get exiting(): boolean {
+    return this.exitUntil !== 0 && Date.now() < this.exitUntil;
+  }
+
+  /** At `beforeExit`: one more attempt to deliver what is buffered, if it can make progress in time. */
   private exitFlush(): void {
     if (this.closed || (this.ring.size === 0 && this.inFlight === 0 && !this.hasUnreported)) return;
+    const now = Date.now();
+    if (counters.enqueued !== this.exitEnqueued) {
+      // The first beforeExit, or the app produced more since the last one: a new exit flush.
+      this.exitEnqueued = counters.enqueued;
+      this.exitUntil = now + Math.min(this.opts.exitFlushMs ?? DEFAULT_EXIT_FLUSH_MS, MAX_TIMER_MS);
+    } else if (now >= this.exitUntil) return;
     // Retry only if the last attempt delivered something or the app produced more since: a daemon
     // that is down or stuck gets one attempt, then the process is let go.
     const mark = `${counters.sent}/${counters.enqueued}`;
     if (mark === this.lastExitMark) return;
     this.lastExitMark = mark;
-    this.exiting = true;
     this.immediate?.ref();
     this.clearRetry();
     this.urgent();

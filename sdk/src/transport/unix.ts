@@ -245,7 +245,12 @@ export class UnixTransport extends Transport<ByteRing> {
         // Node completes a write cut short by destroy() without an error: count it lost here, not sent there.
         this.abortInFlight('shutdown');
         s.destroy();
-      } else s.end();
+      } else {
+        // Closed once our end is flushed, not when the daemon answers with its own end: a daemon
+        // that stopped reading never does, and each replaced connection kept its descriptor and
+        // its transport (buffer included). What was written stays readable on the daemon's side.
+        s.end(() => s.destroy());
+      }
       s.unref();
     }
   }

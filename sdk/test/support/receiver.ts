@@ -184,6 +184,8 @@ export class HttpReceiver extends Receiver {
   failNext = 0;
   /** Bodies longer than this (bytes) are refused with 413, as a proxy with a body limit does. */
   maxBodyBytes = Infinity;
+  /** Answer this long after the body arrived (a slow daemon). */
+  answerDelayMs = 0;
   private sockets = new Set<net.Socket>();
 
   private constructor(
@@ -203,7 +205,8 @@ export class HttpReceiver extends Receiver {
       let body = '';
       req.setEncoding('utf8');
       req.on('data', (c: string) => (body += c));
-      req.on('end', () => {
+      req.on('end', () => setTimeout(answer, (self as HttpReceiver).answerDelayMs));
+      const answer = () => {
         const me = self as HttpReceiver;
         const lines = body.split('\n').filter(Boolean);
         let status = 202;
@@ -221,7 +224,7 @@ export class HttpReceiver extends Receiver {
         for (const l of lines) me.accept(l);
         const rejected = me.invalid.length - before;
         res.writeHead(202, { 'content-type': 'application/json' }).end(JSON.stringify({ accepted: lines.length - rejected, rejected, errors: [] }));
-      });
+      };
     });
     server.on('connection', (s) => {
       self?.sockets.add(s);
