@@ -16,7 +16,7 @@ import { releaseAll, type QueuedSpan } from '../model.js';
 import type { Stats } from '../ops/stats.js';
 import type { Batcher } from '../batch/batcher.js';
 import type { ExportOutcome, PreparedBatch, SpanExporter } from './types.js';
-import { DEFAULT_BACKOFF, backoffDelay, sleep, unlessAborted, type BackoffPolicy } from './backoff.js';
+import { DEFAULT_BACKOFF, backoffDelay, deadline, sleep, unlessAborted, type BackoffPolicy } from './backoff.js';
 import type { Histogram } from 'prom-client';
 
 export interface ExportLoopOptions {
@@ -245,8 +245,8 @@ export class ExportLoop {
       if (!prepared) return { kind: 'retryable', reason: 'aborted' };
     }
     const started = process.hrtime.bigint();
-    const timeout = AbortSignal.timeout(this.options.exportTimeoutMs);
-    const signal = AbortSignal.any([timeout, this.stopping.signal]);
+    const request = deadline(this.options.exportTimeoutMs, this.stopping.signal);
+    const signal = request.signal;
     let outcome: ExportOutcome;
     try {
       // Raced against the signal: an exporter stuck in I/O that ignores it (a FIFO nobody
@@ -255,8 +255,10 @@ export class ExportLoop {
     } catch (err) {
       // Exporters should not throw; if one does, treat it like a network error rather than die.
       outcome = { kind: 'retryable', reason: `exporter error: ${(err as Error).message}` };
+    } finally {
+      request.done();
     }
-    if (outcome.kind === 'retryable' && timeout.aborted) {
+    if (outcome.kind === 'retryable' && request.timedOut) {
       outcome = { ...outcome, reason: `export timed out after ${this.options.exportTimeoutMs} ms` };
     }
     this.stats.exportRequests.add([outcome.kind]);

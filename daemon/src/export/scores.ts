@@ -25,7 +25,7 @@ import { EMPTY_RESOURCE, type Resource } from '../model.js';
 import type { ScoreDropReason, Stats } from '../ops/stats.js';
 import { BoundedQueue } from '../queue/bounded-queue.js';
 import { VERSION } from '../version.js';
-import { DEFAULT_BACKOFF, backoffDelay, sleep, type BackoffPolicy } from './backoff.js';
+import { DEFAULT_BACKOFF, backoffDelay, deadline, sleep, type BackoffPolicy } from './backoff.js';
 import { MAX_ERROR_BODY_BYTES, outcomeForStatus } from './http-exporter.js';
 import { langfuseEnvironment } from './langfuse-map.js';
 import type { ExportOutcome } from './types.js';
@@ -346,7 +346,15 @@ export class ScoreSender implements ScoreSink {
   private async sendOnce(item: PendingScore): Promise<ExportOutcome> {
     if (this.stopping.signal.aborted) return { kind: 'retryable', reason: 'aborted' };
     this.state = 'sending';
-    const signal = AbortSignal.any([AbortSignal.timeout(this.options.requestTimeoutMs), this.stopping.signal]);
+    const request = deadline(this.options.requestTimeoutMs, this.stopping.signal);
+    try {
+      return await this.post(item, request.signal);
+    } finally {
+      request.done();
+    }
+  }
+
+  private async post(item: PendingScore, signal: AbortSignal): Promise<ExportOutcome> {
     let res: Dispatcher.ResponseData;
     try {
       res = await this.pool.request({ method: 'POST', path: this.path, headers: this.headers, body: item.json, signal });
