@@ -5,7 +5,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Attributes, SpanRecord } from '@dspy-o11y/proto';
-import { LangfuseMapper, eventSpanId, sanitizeEnvironment, type RepairReason } from '../src/export/langfuse-map.js';
+import { LangfuseMapper, REMEMBERED_BYTES_MAX, TRACE_BYTES_MAX, eventSpanId, sanitizeEnvironment, type RepairReason } from '../src/export/langfuse-map.js';
 import { encodeTraces, type EncodableSpan } from '../src/export/otlp-encode.js';
 import { decodeTraceRequest } from '../src/otlp/decode.js';
 import { flatten, type RecordedSpan } from './support/fake-langfuse.js';
@@ -355,6 +355,39 @@ describe('langfuse mapping: events and trace-level attributes', () => {
     assert.equal(forgotten!.attributes['langfuse.trace.name'], undefined);
     const [remembered] = roundTrip(m, [span({}, { traceId: t3 })], BARE);
     assert.equal(remembered!.attributes['langfuse.trace.name'], 'three');
+  });
+
+  test('the trace memory is bounded in bytes: per trace (fixed fields first) and in all', () => {
+    const m = new LangfuseMapper();
+    const t = '5'.repeat(32);
+    const kib = 'x'.repeat(1024);
+    // A long trace adding a 1 KiB metadata key per batch, its name and user set late.
+    for (let i = 0; i < 40; i++) {
+      const attrs: Attributes = { [`dspy.trace.metadata.step_${i}`]: kib };
+      if (i === 30) Object.assign(attrs, { 'dspy.trace.name': 'long', 'user.id': 'u-long' });
+      roundTrip(m, [span(attrs, { traceId: t })], BARE);
+    }
+    const [later] = roundTrip(m, [span({ 'dspy.trace.metadata.own': 'mine' }, { traceId: t })], BARE);
+    const copied = Object.keys(later!.attributes).filter((k) => k.startsWith('langfuse.trace.metadata.step_'));
+    // Not every earlier key on every later span (each body would grow with the trace's age)…
+    assert.ok(copied.length > 0 && copied.length * 1024 <= TRACE_BYTES_MAX, `${copied.length} metadata keys copied`);
+    assert.deepEqual(copied.slice(0, 3), ['langfuse.trace.metadata.step_0', 'langfuse.trace.metadata.step_1', 'langfuse.trace.metadata.step_2'], 'the first ones kept');
+    // …but the fixed fields always, and what the span set itself.
+    assert.equal(later!.attributes['langfuse.trace.name'], 'long');
+    assert.equal(later!.attributes['langfuse.user.id'], 'u-long');
+    assert.equal(later!.attributes['langfuse.trace.metadata.own'], 'mine');
+    assert.ok(m.rememberedBytes <= TRACE_BYTES_MAX);
+
+    // Many traces with large metadata: the oldest are forgotten before the trace count bound.
+    const big = 'y'.repeat(TRACE_BYTES_MAX - 200);
+    const n = Math.ceil(REMEMBERED_BYTES_MAX / TRACE_BYTES_MAX) + 200;
+    for (let i = 0; i < n; i++) m.map([{ span: span({ 'dspy.trace.metadata.blob': big, 'dspy.trace.name': `t${i}` }, { traceId: i.toString(16).padStart(32, '0') }), resource: BARE }]);
+    assert.ok(m.rememberedBytes <= REMEMBERED_BYTES_MAX, `${m.rememberedBytes} bytes remembered`);
+    assert.ok(m.rememberedTraces < n && m.rememberedTraces >= n - 250, `${m.rememberedTraces} traces remembered`);
+    const [newest] = roundTrip(m, [span({}, { traceId: (n - 1).toString(16).padStart(32, '0') })], BARE);
+    assert.equal(newest!.attributes['langfuse.trace.name'], `t${n - 1}`);
+    const [oldest] = roundTrip(m, [span({}, { traceId: '0'.repeat(31) + '1' })], BARE);
+    assert.equal(oldest!.attributes['langfuse.trace.name'], undefined, 'the oldest forgotten');
   });
 
   test('a span keeps its own trace-level values over the ones gathered for the trace', () => {

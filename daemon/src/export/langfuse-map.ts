@@ -113,6 +113,55 @@ const ENV_MAX = 40;
 /** Trace-level attributes of one trace, already in Langfuse's keys. */
 type TraceAttrs = Record<string, AttributeValue>;
 
+/** What the mapper remembers of a trace between batches, and about what it occupies. */
+interface RememberedTrace {
+  readonly attrs: TraceAttrs;
+  readonly bytes: number;
+}
+
+/**
+ * Bounds of the trace memory besides its trace count. Trace-level values come from the app
+ * (`dspy.trace.metadata.*` can be anything up to a record's size) and are copied onto every later
+ * span of their trace: without a byte bound, 16 KiB of metadata per trace made 10,000 remembered
+ * traces ~130 MiB of the export worker (over --memory-limit, so the queue dropped spans), and a
+ * long trace adding a metadata key per span made every later span, and body, larger than the last.
+ * Per trace, values past TRACE_BYTES_MAX (the fixed trace fields first, then metadata in the order
+ * it came) stay on the spans that set them but are not copied onto others; in all, the oldest
+ * traces are forgotten past REMEMBERED_BYTES_MAX.
+ */
+export const TRACE_BYTES_MAX = 16 * 1024;
+export const REMEMBERED_BYTES_MAX = 16 * 1024 * 1024;
+
+/** About what a value occupies (UTF-16 units of strings, 8 per number or boolean). */
+function sizeOf(v: AttributeValue): number {
+  if (typeof v === 'string') return v.length;
+  if (Array.isArray(v)) {
+    let n = 8;
+    for (const x of v as readonly unknown[]) n += typeof x === 'string' ? x.length : 8;
+    return n;
+  }
+  return 8;
+}
+
+/** `attrs` within TRACE_BYTES_MAX: Langfuse's fixed trace fields first, then the rest in order. */
+function remembered(attrs: TraceAttrs): RememberedTrace {
+  let bytes = 0;
+  for (const k in attrs) bytes += k.length + sizeOf(attrs[k]!);
+  if (bytes <= TRACE_BYTES_MAX) return { attrs, bytes };
+  // Over (rare): a capped copy, in that order of preference.
+  bytes = 0;
+  const kept: TraceAttrs = {};
+  const keep = (k: string) => {
+    const size = k.length + sizeOf(attrs[k]!);
+    if (bytes + size > TRACE_BYTES_MAX) return;
+    bytes += size;
+    kept[k] = attrs[k]!;
+  };
+  for (const k of TRACE_LEVEL_KEYS) if (k in attrs) keep(k);
+  for (const k in attrs) if (!TRACE_LEVEL_KEY_SET.has(k)) keep(k);
+  return { attrs: kept, bytes };
+}
+
 /** `deployment.environment.name` as Langfuse accepts it: lowercase `[a-z0-9-_]`, ≤ 40 chars. */
 export function sanitizeEnvironment(env: string): string {
   return env
@@ -166,7 +215,9 @@ export class LangfuseMapper implements BatchMapping {
   private readonly onRepair: (reason: RepairReason) => void;
   private readonly maxTraces: number;
   /** traceId → trace-level attributes; Map order is recency (re-inserted on use). */
-  private readonly traces = new Map<string, TraceAttrs>();
+  private readonly traces = new Map<string, RememberedTrace>();
+  /** Sum of the remembered traces' `bytes`. */
+  private bytes = 0;
   /** Per daemon Resource: the `langfuse.release` / `langfuse.environment` it implies. */
   private readonly resourceAttrs = new WeakMap<Resource, TraceAttrs>();
   // The batch being mapped (begin/add/finish): the output, and the index in it and trace id of
@@ -184,6 +235,11 @@ export class LangfuseMapper implements BatchMapping {
   /** Number of traces remembered (for tests and status). */
   get rememberedTraces(): number {
     return this.traces.size;
+  }
+
+  /** About what the remembered trace attributes occupy (bounded by REMEMBERED_BYTES_MAX). */
+  get rememberedBytes(): number {
+    return this.bytes;
   }
 
   /** Translate one batch. The output has one entry per input span plus one per span event. */
@@ -245,20 +301,25 @@ export class LangfuseMapper implements BatchMapping {
       const known = this.traces.get(traceId);
       let merged = fromBatch;
       if (known) {
-        merged = { ...known, ...fromBatch };
+        merged = { ...known.attrs, ...fromBatch };
         this.traces.delete(traceId);
+        this.bytes -= known.bytes;
       }
-      this.traces.set(traceId, merged);
-      batchTraces.set(traceId, merged);
+      const kept = remembered(merged);
+      this.traces.set(traceId, kept);
+      this.bytes += kept.bytes;
+      // The spans of this batch get the same (capped) values: what a span set itself, it keeps.
+      batchTraces.set(traceId, kept.attrs);
     }
     // The oldest first, with ONE iterator: V8 leaves a hole per deleted Map entry until the next
     // rehash, and a fresh `keys().next()` per eviction walks all of them again (measured: ~7 µs
     // per span when every span starts its own trace, ~0.4 with one iterator per batch).
     let excess = this.traces.size - this.maxTraces;
-    if (excess > 0) {
-      for (const oldest of this.traces.keys()) {
+    if (excess > 0 || this.bytes > REMEMBERED_BYTES_MAX) {
+      for (const [oldest, t] of this.traces) {
         this.traces.delete(oldest);
-        if (--excess === 0) break;
+        this.bytes -= t.bytes;
+        if (--excess <= 0 && this.bytes <= REMEMBERED_BYTES_MAX) break;
       }
     }
     for (let i = 0; i < indexes.length; i++) {
@@ -496,6 +557,7 @@ export class LangfuseMapper implements BatchMapping {
  * `translate` writes each to the trace's values as it sets it.
  */
 export const TRACE_LEVEL_KEYS: readonly string[] = [LF.traceName, LF.traceTags, LF.userId, LF.sessionId, LF.release, LF.environment];
+const TRACE_LEVEL_KEY_SET = new Set(TRACE_LEVEL_KEYS);
 
 /** The observation type Langfuse will give the span (FACTS.md): explicit type, else inferred. */
 function effectiveType(explicit: string | undefined, src: Attributes): string {
