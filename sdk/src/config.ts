@@ -148,10 +148,12 @@ export function helloLine(resource: Record<string, AttributeValue>): string {
   return JSON.stringify({ v: 1, type: 'hello', resource, sdk: { name: SDK_NAME, version: SDK_VERSION } }) + '\n';
 }
 
-/** Diagnostics to stderr, only with `DSPY_O11Y_DEBUG=1`; each message once. */
+/** Diagnostics to stderr, only with `DSPY_O11Y_DEBUG=1`; each message once (the first 1,000 distinct ones). */
+const SAID_MAX = 1000;
 const said = new Set<string>();
 export function debug(message: string): void {
-  if (!truthy(process.env.DSPY_O11Y_DEBUG) || said.has(message)) return;
+  // Bounded: a server answering with a different body each time must not grow this forever.
+  if (!truthy(process.env.DSPY_O11Y_DEBUG) || said.has(message) || said.size >= SAID_MAX) return;
   said.add(message);
   try {
     process.stderr.write(`[dspy-o11y] ${message}\n`);

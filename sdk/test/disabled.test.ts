@@ -67,3 +67,19 @@ test('an HTTP daemon that never answers, or is absent, never keeps a finished ap
   const s = absent.report?.stats;
   assert.equal(s?.enqueued, (s?.sent ?? 0) + (s?.dropped ?? 0));
 });
+
+test('DSPY_O11Y_DEBUG=1: each diagnostic once, and at most the first 1,000 distinct ones are remembered', async () => {
+  const { debug } = await import('../src/config.js');
+  const write = process.stderr.write;
+  let written = 0;
+  process.env.DSPY_O11Y_DEBUG = '1';
+  process.stderr.write = ((chunk: string | Uint8Array) => (String(chunk).startsWith('[dspy-o11y]') ? void written++ : void 0, true)) as typeof process.stderr.write;
+  try {
+    for (let i = 0; i < 3; i++) debug('the same message');
+    for (let i = 0; i < 2000; i++) debug(`a server answered 400: body ${i}`);
+  } finally {
+    process.stderr.write = write;
+    delete process.env.DSPY_O11Y_DEBUG;
+  }
+  assert.equal(written, 1000);
+});
