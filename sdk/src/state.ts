@@ -55,7 +55,8 @@ function currentTransport(): Transport | undefined {
     maxBufferBytes: c.maxBufferBytes,
     maxBatchBytes: c.maxBatchBytes,
     ingestToken: c.ingestToken,
-    exitFlushMs: c.flushTimeoutMs,
+    // Read at exit: configure({ flushTimeoutMs }) alone does not replace the transport.
+    exitFlushMs: () => cfg().flushTimeoutMs,
   });
   transportKey = keyOf(c);
   if (!transport) unusable = true;

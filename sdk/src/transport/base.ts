@@ -19,8 +19,8 @@ export interface TransportOptions {
   ingestToken?: string | undefined;
   /** Write/request stall after which the connection is dropped (ms). */
   writeTimeoutMs?: number;
-  /** How long the flush at `beforeExit` may hold the process, in all (ms; the SDK's flushTimeoutMs). */
-  exitFlushMs?: number;
+  /** How long the flush at `beforeExit` may hold the process, in all (ms; the SDK's current flushTimeoutMs). */
+  exitFlushMs?: () => number;
 }
 
 /** Process-wide counters, kept across transports (`configure()` may replace the transport). */
@@ -296,7 +296,7 @@ export abstract class Transport<B extends RecordBuffer = RecordBuffer> {
     if (counters.enqueued !== this.exitEnqueued) {
       // The first beforeExit, or the app produced more since the last one: a new exit flush.
       this.exitEnqueued = counters.enqueued;
-      this.exitUntil = now + Math.min(this.opts.exitFlushMs ?? DEFAULT_EXIT_FLUSH_MS, MAX_TIMER_MS);
+      this.exitUntil = now + Math.min(this.opts.exitFlushMs?.() ?? DEFAULT_EXIT_FLUSH_MS, MAX_TIMER_MS);
     } else if (now >= this.exitUntil) return;
     // Retry only if the last attempt delivered something or the app produced more since: a daemon
     // that is down or stuck gets one attempt, then the process is let go.
