@@ -6,9 +6,8 @@
  * beyond the body limit. Each body is its own session: a `hello` applies to the records after it
  * in the same body.
  */
-import { promisify } from 'node:util';
-import { gunzip as gunzipCallback, inflate as inflateCallback, inflateRaw as inflateRawCallback, type InputType, type ZlibOptions } from 'node:zlib';
 import type { FastifyInstance } from 'fastify';
+import { decodeBody } from './content-encoding.js';
 import { LineSplitter } from './line-splitter.js';
 import type { Rejection, RecordSink } from './record-sink.js';
 
@@ -19,34 +18,6 @@ export interface IngestAnswer {
 }
 
 const MAX_LISTED_ERRORS = 10;
-
-const gunzip = promisify<InputType, ZlibOptions, Buffer>(gunzipCallback);
-const inflate = promisify<InputType, ZlibOptions, Buffer>(inflateCallback);
-const inflateRaw = promisify<InputType, ZlibOptions, Buffer>(inflateRawCallback);
-
-/** The body as sent, or why it cannot be read (HTTP status and message). */
-async function decodeBody(body: Buffer, contentEncoding: string, maxBodyBytes: number): Promise<Buffer | { status: number; error: string }> {
-  const coding = contentEncoding.trim().toLowerCase();
-  if (coding === '' || coding === 'identity') return body;
-  if (coding !== 'gzip' && coding !== 'x-gzip' && coding !== 'deflate') {
-    return { status: 415, error: `content-encoding must be gzip, deflate or none, got ${coding}` };
-  }
-  // The same bound as the compressed body's: a small bomb must not inflate past it.
-  const options = { maxOutputLength: maxBodyBytes };
-  try {
-    if (coding !== 'deflate') return await gunzip(body, options);
-    // HTTP's deflate is zlib-wrapped, but some clients send raw deflate.
-    try {
-      return await inflate(body, options);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'Z_DATA_ERROR') throw err;
-      return await inflateRaw(body, options);
-    }
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') return { status: 413, error: `body inflates beyond ${maxBodyBytes} bytes` };
-    return { status: 400, error: `invalid ${coding} body: ${(err as Error).message}` };
-  }
-}
 
 export function registerIngestRoutes(app: FastifyInstance, sink: RecordSink, maxRecordBytes: number, maxBodyBytes: number): void {
   const tally = () => {
@@ -63,7 +34,7 @@ export function registerIngestRoutes(app: FastifyInstance, sink: RecordSink, max
   };
 
   app.post('/v1/ingest', async (request, reply) => {
-    const decoded = await decodeBody(Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0), String(request.headers['content-encoding'] ?? ''), maxBodyBytes);
+    const decoded = await decodeBody(Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0), String(request.headers['content-encoding'] ?? ''), maxBodyBytes, true);
     if (!Buffer.isBuffer(decoded)) {
       sink.rejectBody('http', decoded.status === 413 ? 'too_large' : 'invalid_body');
       return reply.code(decoded.status).send({ error: decoded.error });

@@ -14,10 +14,9 @@
  *   inflates beyond the body limit or holds more than MAX_REQUEST_ELEMENTS messages (decode.ts).
  *   `--ingest-token` is enforced by the server's onRequest hook.
  */
-import { promisify } from 'node:util';
-import { gunzip as gunzipCallback, type InputType, type ZlibOptions } from 'node:zlib';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { DecodedTraceRequest, OtlpEncoding } from '../otlp/decode.js';
+import { decodeBody } from './content-encoding.js';
 import type { RecordSink } from './record-sink.js';
 
 // The decoder (protobufjs) and converter are loaded on demand: `cli.ts` imports the daemon for
@@ -27,7 +26,6 @@ type OtlpModules = [typeof import('../otlp/decode.js'), typeof import('./otlp-co
 let modules: Promise<OtlpModules> | undefined;
 const loadModules = (): Promise<OtlpModules> => (modules ??= Promise.all([import('../otlp/decode.js'), import('./otlp-convert.js')]));
 
-const gunzip = promisify<InputType, ZlibOptions, Buffer>(gunzipCallback);
 
 export const OTLP_TRACES_PATH = '/v1/traces';
 const PROTOBUF = 'application/x-protobuf';
@@ -108,20 +106,8 @@ export function registerOtlpRoutes(app: FastifyInstance, sink: RecordSink, optio
     if (!encoding) {
       return refuse(reply, 415, undefined, `content-type must be ${PROTOBUF} or ${JSON_TYPE}, got ${contentType ?? 'none'}`);
     }
-    let body: Buffer = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
-    const contentEncoding = String(request.headers['content-encoding'] ?? '').trim().toLowerCase();
-    if (contentEncoding === 'gzip') {
-      try {
-        body = await gunzip(body, { maxOutputLength: options.maxBodyBytes });
-      } catch (err) {
-        if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') {
-          return refuse(reply, 413, encoding, `body inflates beyond ${options.maxBodyBytes} bytes`);
-        }
-        return refuse(reply, 400, encoding, `invalid gzip body: ${(err as Error).message}`);
-      }
-    } else if (contentEncoding !== '' && contentEncoding !== 'identity') {
-      return refuse(reply, 415, encoding, `content-encoding must be gzip or none, got ${contentEncoding}`);
-    }
+    const body = await decodeBody(Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0), String(request.headers['content-encoding'] ?? ''), options.maxBodyBytes, false);
+    if (!Buffer.isBuffer(body)) return refuse(reply, body.status, encoding, body.error);
 
     let decoded: DecodedTraceRequest;
     try {
