@@ -87,7 +87,7 @@ export class ExportLoop {
   async stop(timeoutMs: number, queued: () => QueuedSpan[], cutShort?: AbortSignal): Promise<QueuedSpan[]> {
     this.batcher.close();
     const abort = () => this.stopping.abort();
-    const deadline = setTimeout(abort, timeoutMs);
+    const timer = setTimeout(abort, timeoutMs);
     if (cutShort?.aborted) abort();
     cutShort?.addEventListener('abort', abort, { once: true });
     // Hard deadline: a send that ignores its signal (or anything else stuck) must not hold the
@@ -99,7 +99,7 @@ export class ExportLoop {
       else this.stopping.signal.addEventListener('abort', onAbort, { once: true });
     });
     const stuck = await Promise.race([this.running?.then(() => false) ?? false, gaveUp]);
-    clearTimeout(deadline);
+    clearTimeout(timer);
     clearTimeout(grace);
     cutShort?.removeEventListener('abort', abort);
     if (!stuck) return [...this.unfinished, ...queued()];

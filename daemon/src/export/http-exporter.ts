@@ -102,7 +102,7 @@ export function outcomeForStatus(status: number, headers: Record<string, string 
 }
 
 /** Read at most `limit` bytes of a body as text, then discard the rest (the body is always consumed). */
-async function readLimited(body: Dispatcher.ResponseData['body'], limit: number): Promise<string> {
+export async function readLimited(body: Dispatcher.ResponseData['body'], limit: number): Promise<string> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of body) {
@@ -121,7 +121,8 @@ function abortReason(signal: AbortSignal): string {
   return r instanceof Error && r.name === 'TimeoutError' ? 'timeout' : 'aborted';
 }
 
-function networkReason(err: unknown, signal: AbortSignal): string {
+/** Why a request failed, for logs and status: `timeout`, `aborted`, or `network_<code>: <message>`. */
+export function networkReason(err: unknown, signal: AbortSignal): string {
   if (signal.aborted) return abortReason(signal);
   const e = err as { code?: unknown; name?: unknown; message?: unknown };
   const code = typeof e?.code === 'string' ? e.code : typeof e?.name === 'string' ? e.name : 'error';
@@ -336,7 +337,6 @@ function jsonLine(batch: readonly QueuedSpan[], scopeVersion: string): Buffer {
   const body = encodeTraces(spans, { encoding: 'json', scope: { name: SCOPE_NAME, version: scopeVersion } });
   return Buffer.concat([body, NEWLINE]);
 }
-
 
 class StreamExporter implements SpanExporter {
   readonly kind = 'console' as const;

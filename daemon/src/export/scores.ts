@@ -26,7 +26,7 @@ import type { ScoreDropReason, Stats } from '../ops/stats.js';
 import { BoundedQueue } from '../queue/bounded-queue.js';
 import { VERSION } from '../version.js';
 import { DEFAULT_BACKOFF, backoffDelay, deadline, sleep, type BackoffPolicy } from './backoff.js';
-import { MAX_ERROR_BODY_BYTES, outcomeForStatus } from './http-exporter.js';
+import { MAX_ERROR_BODY_BYTES, networkReason, outcomeForStatus, readLimited } from './http-exporter.js';
 import { langfuseEnvironment } from './langfuse-map.js';
 import type { ExportOutcome } from './types.js';
 
@@ -180,30 +180,6 @@ interface PendingScore {
 
 type SenderState = 'idle' | 'sending' | 'backoff' | 'stopped';
 
-/** Read at most `limit` bytes of an error answer (one log line), discarding the rest. */
-async function readLimited(body: Dispatcher.ResponseData['body'], limit: number): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    const buf = chunk as Buffer;
-    chunks.push(buf.subarray(0, Math.max(0, limit - size)));
-    size += buf.length;
-    if (size >= limit) break;
-  }
-  const text = Buffer.concat(chunks).toString('utf8');
-  return size > limit ? `${text}…` : text;
-}
-
-function networkReason(err: unknown, signal: AbortSignal): string {
-  if (signal.aborted) {
-    const r: unknown = signal.reason;
-    return r instanceof Error && r.name === 'TimeoutError' ? 'timeout' : 'aborted';
-  }
-  const e = err as { code?: unknown; message?: unknown };
-  const code = typeof e?.code === 'string' ? e.code : 'error';
-  return `network_${code}${typeof e?.message === 'string' && e.message ? `: ${e.message.slice(0, 200)}` : ''}`;
-}
-
 /** Sends scores to Langfuse one at a time, one request in flight, with retries. */
 export class ScoreSender implements ScoreSink {
   state: SenderState = 'idle';
@@ -277,11 +253,11 @@ export class ScoreSender implements ScoreSink {
   async stop(timeoutMs: number, cutShort?: AbortSignal): Promise<UnsentScore[]> {
     this.closing = true;
     const abort = () => this.stopping.abort();
-    const deadline = setTimeout(abort, timeoutMs);
+    const timer = setTimeout(abort, timeoutMs);
     if (cutShort?.aborted) abort();
     cutShort?.addEventListener('abort', abort, { once: true });
     await this.running;
-    clearTimeout(deadline);
+    clearTimeout(timer);
     cutShort?.removeEventListener('abort', abort);
     const left = [...this.cutOff.splice(0), ...this.queue.drain()];
     this.state = 'stopped';
