@@ -11,15 +11,23 @@ import { join } from 'node:path';
 import type { ScoreRecord } from '@dspy-o11y/proto';
 import { scoreId, ScoreSender, toLangfuseScore, unsentScore, type ScoreSenderOptions } from '../src/export/scores.js';
 import type { Resource } from '../src/model.js';
-import { createLogger, type Logger } from '../src/log.js';
+import { createLogger } from '../src/log.js';
 import { Stats } from '../src/ops/stats.js';
 import { BoundedQueue } from '../src/queue/bounded-queue.js';
 import { startFakeLangfuse, type FakeLangfuse } from './support/fake-langfuse.js';
 import { postIngest, sendOverSocket, startDaemonProcess, tempDir, useLangfuseDaemon, type DaemonProcess } from './support/daemon-process.js';
 
-/** A ScoreSender to `fake` (no retries unless `options` say so). */
-const senderTo = (fake: FakeLangfuse, stats: Stats, options: Partial<ScoreSenderOptions> = {}, log: Logger = createLogger('silent')) =>
-  new ScoreSender({ host: fake.url, publicKey: fake.publicKey, secretKey: fake.secretKey, sdkVersion: 'test', requestTimeoutMs: 5_000, maxRetries: 0, ...options }, stats, log);
+/** Runs `body` with a ScoreSender to a fresh fake Langfuse (no retries unless `options` say so), closed after. */
+async function withSender(options: Partial<ScoreSenderOptions>, body: (sender: ScoreSender, fake: FakeLangfuse, stats: Stats) => Promise<void>): Promise<void> {
+  const fake = await startFakeLangfuse();
+  const stats = new Stats();
+  const sender = new ScoreSender({ host: fake.url, publicKey: fake.publicKey, secretKey: fake.secretKey, sdkVersion: 'test', requestTimeoutMs: 5_000, maxRetries: 0, ...options }, stats, createLogger('silent'));
+  try {
+    await body(sender, fake, stats);
+  } finally {
+    await fake.close();
+  }
+}
 
 const KEYS = { LANGFUSE_PUBLIC_KEY: 'pk-lf-scores', LANGFUSE_SECRET_KEY: 'sk-lf-scores-secret' };
 const TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
@@ -232,10 +240,7 @@ describe('score units', () => {
   });
 
   test('the queue is bounded in bytes too: large scores push out the oldest, whatever their count', async () => {
-    const fake = await startFakeLangfuse();
-    const stats = new Stats();
-    const sender = senderTo(fake, stats, { maxQueuedBytes: 250_000 });
-    try {
+    await withSender({ maxQueuedBytes: 250_000 }, async (sender, fake, stats) => {
       fake.failScores({ status: 503 }, 20);
       const comment = 'x'.repeat(100_000);
       // s0 goes in flight; s1…s9 are queued, about 100 kB each: only the two newest fit in 250 kB.
@@ -251,17 +256,12 @@ describe('score units', () => {
       assert.deepEqual(fake.scoreRequests.map((r) => (r.body as { name: string }).name), ['s0', 'huge']);
       assert.equal(sender.bytes, 0);
       assert.equal(stats.scoresReceived, stats.scoresExported + Object.values(stats.scoresDropped).reduce((a, b) => a + b, 0));
-    } finally {
-      await fake.close();
-    }
+    });
   });
 
   test('stop() cut short (a repeated SIGTERM) ends the wait at once and hands back every undelivered score, oldest first', { timeout: 20_000 }, async () => {
-    const fake = await startFakeLangfuse();
-    const stats = new Stats();
     // Retried for as long as stop() lets it: the first retry is due in minutes.
-    const sender = senderTo(fake, stats, { maxRetries: 5, backoff: { initialMs: 600_000, maxMs: 600_000, maxRetryAfterMs: 600_000 } });
-    try {
+    await withSender({ maxRetries: 5, backoff: { initialMs: 600_000, maxMs: 600_000, maxRetryAfterMs: 600_000 } }, async (sender, fake, stats) => {
       fake.failScores({ status: 503 }, 10);
       for (let i = 0; i < 3; i++) sender.submit(score({ traceId: TRACE, name: `s${i}`, value: i }), NO_RESOURCE);
       while (sender.state !== 'backoff') await new Promise((r) => setImmediate(r));
@@ -274,16 +274,11 @@ describe('score units', () => {
       assert.equal(stats.scoresDropped.shutdown, 0);
       assert.deepEqual({ queued: sender.queued, inFlight: sender.inFlight, state: sender.state }, { queued: 0, inFlight: 0, state: 'stopped' });
       assert.equal(sender.lastError, 'http_503', 'the last answer, not the shutdown');
-    } finally {
-      await fake.close();
-    }
+    });
   });
 
   test('the sender keeps one score in flight, drops the oldest queued on overflow and accounts for every score', async () => {
-    const fake = await startFakeLangfuse();
-    const stats = new Stats();
-    const sender = senderTo(fake, stats, { maxQueued: 2 });
-    try {
+    await withSender({ maxQueued: 2 }, async (sender, fake, stats) => {
       fake.failScores({ status: 503 }, 5);
       for (let i = 0; i < 5; i++) sender.submit(score({ traceId: TRACE, name: `s${i}`, value: i }), NO_RESOURCE);
       // s0 is in flight, s1 and s2 were pushed out by s3 and s4.
@@ -297,8 +292,6 @@ describe('score units', () => {
       // After stop, a score is counted as a shutdown drop, not sent.
       sender.submit(score({ traceId: TRACE, name: 'late', value: 1 }), NO_RESOURCE);
       assert.equal(stats.scoresDropped.shutdown, 1);
-    } finally {
-      await fake.close();
-    }
+    });
   });
 });
