@@ -22,6 +22,17 @@ const span = (i: number, bytes = 400): QueuedSpan => {
   return q;
 };
 
+/** Runs `body` with `q` under a memory ceiling of `maxRssBytes` and that RSS reading; then lifts it and empties `q`. */
+function underCeiling(q: SpanQueue, maxRssBytes: number, rss: () => number, body: () => void): void {
+  setQueueMemoryCeiling({ maxRssBytes, reclaim: () => q.dropOldestOne(), queuedBytes: () => q.bytes, rss });
+  try {
+    body();
+  } finally {
+    setQueueMemoryCeiling(undefined);
+    q.drain().forEach((s) => s.release());
+  }
+}
+
 test('queue drops exactly the oldest when the span bound is reached, and counts them', () => {
   let dropped = 0;
   const q = new SpanQueue({ maxSpans: 100, maxBytes: 1e9 }, (n) => (dropped += n));
@@ -40,13 +51,7 @@ test('over the memory ceiling the queue recycles its oldest slab instead of grow
   let rssChecks = 0;
   const base = 50 * SLAB_BYTES;
   const perSlab = Math.floor(SLAB_BYTES / 1000); // spans of 1000 bytes per slab
-  setQueueMemoryCeiling({
-    maxRssBytes: base + 4 * SLAB_BYTES,
-    reclaim: () => q.dropOldestOne(),
-    queuedBytes: () => q.bytes,
-    rss: () => (rssChecks++, base + slabsTaken++ * SLAB_BYTES),
-  });
-  try {
+  underCeiling(q, base + 4 * SLAB_BYTES, () => (rssChecks++, base + slabsTaken++ * SLAB_BYTES), () => {
     const n = 20 * perSlab;
     for (let i = 0; i < n; i++) q.push(span(i, 1000));
     assert.ok(rssChecks >= 4, 'the ceiling is checked when the store needs a new slab');
@@ -55,26 +60,20 @@ test('over the memory ceiling the queue recycles its oldest slab instead of grow
     assert.equal(dropped + q.spans, n, 'every span is either queued or counted as dropped');
     const names = q.drain().map((s) => spanOf(s).name);
     assert.deepEqual(names, Array.from({ length: names.length }, (_, i) => `s${n - names.length + i}`), 'the newest are kept, in order');
-  } finally {
-    setQueueMemoryCeiling(undefined);
-  }
+  });
 });
 
 test('a process over the memory ceiling by itself does not empty the queue: it keeps MIN_QUEUE_KEPT_BYTES', () => {
   let dropped = 0;
   const q = new SpanQueue({ maxSpans: 1e6, maxBytes: 1e9 }, (n) => (dropped += n));
   // Node's own RSS is already past the limit: no drop can bring it under.
-  setQueueMemoryCeiling({ maxRssBytes: 10 * SLAB_BYTES, reclaim: () => q.dropOldestOne(), queuedBytes: () => q.bytes, rss: () => 20 * SLAB_BYTES });
-  try {
+  underCeiling(q, 10 * SLAB_BYTES, () => 20 * SLAB_BYTES, () => {
     const n = 20 * Math.floor(SLAB_BYTES / 1000);
     for (let i = 0; i < n; i++) q.push(span(i, 1000));
     assert.ok(q.bytes >= MIN_QUEUE_KEPT_BYTES - 1000, `the queue keeps its floor (${q.bytes} bytes held)`);
     assert.ok(q.bytes <= MIN_QUEUE_KEPT_BYTES + 2 * SLAB_BYTES, `and no more over the ceiling (${q.bytes} bytes held)`);
     assert.equal(dropped + q.spans, n, 'every span is either queued or counted as dropped');
-  } finally {
-    setQueueMemoryCeiling(undefined);
-    q.drain().forEach((s) => s.release());
-  }
+  });
 });
 
 test('spans in buffers of their own: the ceiling applies to them, and small spans over it drop about a slab per slab, not the queue', () => {
@@ -83,8 +82,7 @@ test('spans in buffers of their own: the ceiling applies to them, and small span
   const big = 100_000; // over a quarter slab: a buffer of its own
   for (let i = 0; i < 40; i++) q.push(span(i, big));
   // Now the process is over the ceiling (setting it reads the RSS at the next allocation).
-  setQueueMemoryCeiling({ maxRssBytes: 100 * SLAB_BYTES, reclaim: () => q.dropOldestOne(), queuedBytes: () => q.bytes, rss: () => 200 * SLAB_BYTES });
-  try {
+  underCeiling(q, 100 * SLAB_BYTES, () => 200 * SLAB_BYTES, () => {
     // A slab's worth of small spans: at least one new slab, at most two, each dropping about two slabs' worth.
     const small = Math.floor(SLAB_BYTES / 1000) + 1;
     for (let i = 40; i < 40 + small; i++) q.push(span(i, 1000));
@@ -97,25 +95,18 @@ test('spans in buffers of their own: the ceiling applies to them, and small span
     assert.equal(dropped + q.spans, end, 'every span is either queued or counted as dropped');
     const names = q.drain().map((s) => spanOf(s).name);
     assert.equal(names.at(-1), `s${end - 1}`, 'the newest are kept');
-  } finally {
-    setQueueMemoryCeiling(undefined);
-  }
+  });
 });
 
 test('far from the memory ceiling the RSS is read once per 16 new slabs, not per slab', () => {
   const q = new SpanQueue({ maxSpans: 1e6, maxBytes: 1e9 }, () => {});
   let rssChecks = 0;
-  setQueueMemoryCeiling({ maxRssBytes: 1e12, reclaim: () => q.dropOldestOne(),
-    queuedBytes: () => q.bytes, rss: () => (rssChecks++, 100 * SLAB_BYTES) });
-  try {
+  underCeiling(q, 1e12, () => (rssChecks++, 100 * SLAB_BYTES), () => {
     const perSlab = Math.floor(SLAB_BYTES / 1000);
     for (let i = 0; i < 64 * perSlab; i++) q.push(span(i, 1000));
     assert.ok(rssChecks >= 3 && rssChecks <= 6, `64+ new slabs, ${rssChecks} RSS reads`);
     assert.equal(q.spans, 64 * perSlab, 'nothing dropped');
-  } finally {
-    setQueueMemoryCeiling(undefined);
-    q.drain().forEach((s) => s.release());
-  }
+  });
 });
 
 test('queue honours the byte bound, and a span larger than the bound is dropped alone', () => {
