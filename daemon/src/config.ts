@@ -7,6 +7,8 @@ import { accessSync, closeSync, constants, mkdirSync, openSync, statSync, unlink
 import { isIP } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
+import type { Attributes } from '@dspy-o11y/proto';
+import { RESOURCE } from '@dspy-o11y/proto/vocabulary';
 
 export type Encoding = 'protobuf' | 'json';
 export type ExporterChoice = 'langfuse' | 'otlp' | 'console' | 'file';
@@ -57,6 +59,13 @@ const ConfigSchema = z.object({
   ingestToken: z.string().min(1).optional(),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
   sampleRatio: z.coerce.number().min(0).max(1),
+  // Langfuse's rule for an environment (FACTS.md): checked here, not sanitized, since it is ours to get right.
+  environment: z
+    .string()
+    .regex(/^[a-z0-9_-]{1,40}$/, 'must be 1 to 40 characters of a-z, 0-9, - and _ (what Langfuse accepts as an environment)')
+    .refine((v) => !v.startsWith('langfuse'), 'must not start with "langfuse" (reserved by Langfuse)')
+    .optional(),
+  release: z.string().max(1024).optional(),
   nice: z.coerce.number().int().min(-20).max(19),
 });
 export type RawConfig = { [K in keyof z.input<typeof ConfigSchema>]?: string };
@@ -85,7 +94,9 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'ingestToken', flag: '--ingest-token', env: ['DSPY_O11YD_INGEST_TOKEN'], help: 'bearer token required on HTTP ingest (required when --http is not loopback)' },
   { key: 'logLevel', flag: '--log-level', env: ['DSPY_O11YD_LOG_LEVEL'], default: 'info', help: 'fatal | error | warn | info | debug | trace | silent' },
   { key: 'nice', flag: '--nice', env: ['DSPY_O11YD_NICE'], default: '0', help: 'CPU scheduling priority of the daemon\'s threads, -20..19 (higher yields more, e.g. 10: the app comes first when CPU is short)' },
-  { key: 'sampleRatio', flag: '--sample-ratio', env: ['DSPY_O11YD_SAMPLE_RATIO'], default: '1', help: 'fraction of traces kept (decided by trace id)' },
+  { key: 'sampleRatio', flag: '--sample-ratio', env: ['DSPY_O11YD_SAMPLE_RATIO', 'LANGFUSE_SAMPLE_RATE'], default: '1', help: 'fraction of traces kept (decided by trace id)' },
+  { key: 'environment', flag: '--environment', env: ['DSPY_O11YD_ENVIRONMENT', 'LANGFUSE_TRACING_ENVIRONMENT'], help: 'deployment.environment.name (the Langfuse environment) of spans and scores whose sender sets none' },
+  { key: 'release', flag: '--release', env: ['DSPY_O11YD_RELEASE', 'LANGFUSE_RELEASE'], help: 'service.version (the Langfuse release) of spans and scores whose sender sets none' },
 ];
 
 export interface DaemonConfig {
@@ -112,6 +123,11 @@ export interface DaemonConfig {
   ingestToken?: string;
   logLevel: string;
   sampleRatio: number;
+  /**
+   * Resource attributes a sender's resource gets when it lacks them (`--environment`,
+   * `--release`): what LANGFUSE_TRACING_ENVIRONMENT and LANGFUSE_RELEASE do in Langfuse's SDKs.
+   */
+  resourceDefaults: Attributes;
   nice: number;
   /** Where each value came from, as error messages name it: `--spool-dir (from DSPY_O11YD_SPOOL_DIR)`. */
   origin?: Partial<Record<keyof RawConfig, string>>;
@@ -244,6 +260,10 @@ export function resolveConfig(flags: RawConfig, env: NodeJS.ProcessEnv = process
     ingestToken: c.ingestToken,
     logLevel: c.logLevel,
     sampleRatio: c.sampleRatio,
+    resourceDefaults: {
+      ...(c.environment !== undefined && { [RESOURCE.environment]: c.environment }),
+      ...(c.release !== undefined && { [RESOURCE.serviceVersion]: c.release }),
+    },
     nice: c.nice,
     origin,
   };

@@ -72,7 +72,11 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
   });
   setQueueMemoryCeiling(config.memoryLimitBytes > 0 ? { maxRssBytes: config.memoryLimitBytes, reclaim: () => queue.dropOldestOne(), queuedBytes: () => queue.bytes } : undefined);
   const scores = createScoreSink(config, stats, log);
-  const sink = new RecordSink(queue, stats, log, { sampleRatio: config.sampleRatio, onScore: (score, session) => scores.submit(score, session.resource) });
+  const sink = new RecordSink(queue, stats, log, {
+    sampleRatio: config.sampleRatio,
+    onScore: (score, session) => scores.submit(score, session.resource),
+    resourceDefaults: config.resourceDefaults,
+  });
   const batcher = new Batcher(queue, { maxSpans: config.batch.maxSpans, maxBytes: config.batch.maxBytes, flushIntervalMs: config.batch.flushIntervalMs });
   const exporter = createExporter(config, (reason) => stats.repairs.add([reason]));
   let exportLoop: ExportLoop | undefined;

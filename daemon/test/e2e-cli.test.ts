@@ -30,6 +30,10 @@ describe('cli', () => {
       [['start'], { DSPY_O11YD_FLUSH_INTERVAL: '-5' }, /--flush-interval \(from DSPY_O11YD_FLUSH_INTERVAL\)/],
       [['start', '--exporter', 'langfuse'], {}, /LANGFUSE_PUBLIC_KEY/],
       [['start', '--no-such-flag'], {}, /unknown option/],
+      // Langfuse's own variables are checked like ours: an environment Langfuse would refuse is a config error, not a silent rename.
+      [['start'], { LANGFUSE_TRACING_ENVIRONMENT: 'Production' }, /--environment \(from LANGFUSE_TRACING_ENVIRONMENT\) "Production": must be 1 to 40 characters/],
+      [['start', '--environment', 'langfuse-prod'], {}, /--environment "langfuse-prod": must not start with "langfuse"/],
+      [['start'], { LANGFUSE_SAMPLE_RATE: '2' }, /--sample-ratio \(from LANGFUSE_SAMPLE_RATE\)/],
     ];
     await assertConfigErrors(cases);
   });

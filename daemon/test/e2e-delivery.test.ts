@@ -183,3 +183,60 @@ describe('delivery over socket and HTTP', () => {
     assert.equal(existsSync(socket), false);
   });
 });
+
+describe("Langfuse's environment variables on the daemon", () => {
+  let fake: FakeLangfuse;
+  let daemon: DaemonProcess;
+  const tmp = tempDir();
+  const socket = join(tmp.dir, 'd.sock');
+  const env = { LANGFUSE_TRACING_ENVIRONMENT: 'staging', LANGFUSE_RELEASE: '2026.11.27' };
+
+  useLangfuseDaemon(KEYS, ['--socket', socket, '--http', '127.0.0.1:0', '--flush-interval', '50'], (f, d) => ((fake = f), (daemon = d)), { env, socketPath: socket });
+  after(() => tmp.cleanup());
+
+  const spanLine = (spanId: string, name: string) =>
+    JSON.stringify({ v: 1, type: 'span', traceId: 'c'.repeat(31) + spanId.slice(-1), spanId, name, startTimeUnixNano: '1732700000000000000', endTimeUnixNano: '1732700000000000005' });
+
+  test('LANGFUSE_TRACING_ENVIRONMENT and LANGFUSE_RELEASE fill in what a sender leaves out; what it sets wins', async () => {
+    const hello = (resource: Record<string, string>) => JSON.stringify({ v: 1, type: 'hello', resource });
+    // No hello at all, a hello without either, one with both, one with only an environment.
+    await sendOverSocket(socket, [spanLine('a000000000000001', 'no-hello')]);
+    await sendOverSocket(socket, [hello({ 'service.name': 'bare' }), spanLine('a000000000000002', 'bare')]);
+    await sendOverSocket(socket, [hello({ 'service.name': 'own', 'deployment.environment.name': 'production', 'service.version': '9.9.9' }), spanLine('a000000000000003', 'own')]);
+    await sendOverSocket(socket, [
+      hello({ 'service.name': 'half', 'deployment.environment.name': 'qa' }),
+      spanLine('a000000000000004', 'half'),
+      JSON.stringify({ v: 1, type: 'score', traceId: 'c'.repeat(31) + '4', name: 'helpfulness', value: 1 }),
+    ]);
+    await sendOverSocket(socket, [JSON.stringify({ v: 1, type: 'score', traceId: 'c'.repeat(31) + '1', name: 'helpfulness', value: 0.5 })]);
+    // Over OTLP/HTTP, from an OpenTelemetry SDK whose resource names only the service.
+    const otlp = {
+      resourceSpans: [{
+        resource: { attributes: [{ key: 'service.name', value: { stringValue: 'otel-app' } }] },
+        scopeSpans: [{ scope: { name: 'otel' }, spans: [{ traceId: 'd'.repeat(32), spanId: 'a000000000000005', name: 'otel', kind: 1, startTimeUnixNano: '1732700000000000000', endTimeUnixNano: '1732700000000000005' }] }],
+      }],
+    };
+    const res = await fetch(`${daemon.httpUrl}/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(otlp) });
+    assert.equal(res.status, 200);
+
+    await fake.waitForSpans(5, 10_000);
+    const got = (name: string) => fake.spans.find((s) => s.name === name)!;
+    for (const name of ['no-hello', 'bare', 'otel']) {
+      assert.equal(got(name).resource['deployment.environment.name'], 'staging', `${name}: environment from LANGFUSE_TRACING_ENVIRONMENT`);
+      assert.equal(got(name).resource['service.version'], '2026.11.27', `${name}: release from LANGFUSE_RELEASE`);
+      assert.equal(got(name).attributes['langfuse.environment'], 'staging', name);
+      assert.equal(got(name).attributes['langfuse.release'], '2026.11.27', name);
+    }
+    assert.equal(got('bare').resource['service.name'], 'bare');
+    assert.equal(got('otel').resource['service.name'], 'otel-app');
+    assert.equal(got('own').attributes['langfuse.environment'], 'production', "the sender's own environment wins");
+    assert.equal(got('own').attributes['langfuse.release'], '9.9.9', "the sender's own release wins");
+    assert.equal(got('half').attributes['langfuse.environment'], 'qa');
+    assert.equal(got('half').attributes['langfuse.release'], '2026.11.27', 'what the sender left out is filled in');
+    // Scores carry the same environment as their sender's spans.
+    const scores = await fake.waitForScores(2, 10_000);
+    const envOf = (traceEnd: string) => (scores.find((s) => (s.body as { traceId: string }).traceId.endsWith(traceEnd))!.body as { environment?: string }).environment;
+    assert.equal(envOf('4'), 'qa');
+    assert.equal(envOf('1'), 'staging');
+  });
+});

@@ -289,6 +289,15 @@ test('config: flag beats env beats default; bad values name the flag', () => {
   assert.throws(() => resolveConfig({ http: '0.0.0.0:4318' }), /--ingest-token/);
   assert.throws(() => resolveConfig({ exporter: 'langfuse' }), /LANGFUSE_SECRET_KEY/);
   assert.throws(() => resolveConfig({ langfuseHost: 'ftp://x' }), /--langfuse-host/);
+  // Langfuse's variables: environment and release become resource defaults, the sample rate our ratio; ours win over theirs.
+  assert.deepEqual(resolveConfig({}).resourceDefaults, {});
+  const lf = resolveConfig({}, { LANGFUSE_TRACING_ENVIRONMENT: 'staging', LANGFUSE_RELEASE: '2026.11.27', LANGFUSE_SAMPLE_RATE: '0.5' });
+  assert.deepEqual(lf.resourceDefaults, { 'deployment.environment.name': 'staging', 'service.version': '2026.11.27' });
+  assert.equal(lf.sampleRatio, 0.5);
+  assert.equal(resolveConfig({}, { LANGFUSE_TRACING_ENVIRONMENT: 'staging', DSPY_O11YD_ENVIRONMENT: 'qa' }).resourceDefaults['deployment.environment.name'], 'qa');
+  assert.equal(resolveConfig({ environment: 'dev_1' }, { DSPY_O11YD_ENVIRONMENT: 'qa' }).resourceDefaults['deployment.environment.name'], 'dev_1');
+  assert.equal(resolveConfig({}, { DSPY_O11YD_SAMPLE_RATIO: '0.2', LANGFUSE_SAMPLE_RATE: '0.9' }).sampleRatio, 0.2);
+  assert.throws(() => resolveConfig({ environment: 'x'.repeat(41) }), /--environment/);
 });
 
 test('trace-id ratio sampling keeps about the ratio, and decides the same for the same id', () => {

@@ -21,13 +21,13 @@ export interface ConfigureOptions {
   endpoint?: string;
   /** `service.name` of the resource (env `OTEL_SERVICE_NAME`, then `service.name` in `OTEL_RESOURCE_ATTRIBUTES`). */
   serviceName?: string;
-  /** `service.version` of the resource (Langfuse release). */
+  /** `service.version` of the resource (Langfuse release; env `LANGFUSE_RELEASE`, then `service.version` in `OTEL_RESOURCE_ATTRIBUTES`). */
   serviceVersion?: string;
-  /** `deployment.environment.name` of the resource (Langfuse environment). */
+  /** `deployment.environment.name` of the resource (Langfuse environment; env `LANGFUSE_TRACING_ENVIRONMENT`, then `OTEL_RESOURCE_ATTRIBUTES`). */
   environment?: string;
   /** More resource attributes; win over `OTEL_RESOURCE_ATTRIBUTES`. */
   resource?: Record<string, string | number | boolean>;
-  /** Turn telemetry off: every call becomes a cheap no-op (env `DSPY_O11Y_DISABLED=1`). */
+  /** Turn telemetry off: every call becomes a cheap no-op (env `DSPY_O11Y_DISABLED=1`, or Langfuse's `LANGFUSE_TRACING_ENABLED=false`). */
   disabled?: boolean;
   /** Bearer token for the HTTP transport (env `DSPY_O11Y_INGEST_TOKEN`). */
   ingestToken?: string;
@@ -57,7 +57,8 @@ export interface ConfigureOptions {
   /** Called on each captured input/output before it is serialized, e.g. to redact PII. */
   mask?: (value: unknown, kind: 'input' | 'output') => unknown;
   /**
-   * Fraction of traces sent, 0 to 1 (env `DSPY_O11Y_SAMPLE_RATIO`; default 1, everything).
+   * Fraction of traces sent, 0 to 1 (env `DSPY_O11Y_SAMPLE_RATIO`, else Langfuse's
+   * `LANGFUSE_SAMPLE_RATE`; default 1, everything).
    * Decided per trace by `keepTrace(traceId, ratio)`, the daemon's `--sample-ratio` rule: a trace
    * is sent whole or not at all (its spans, generations, events and scores), callbacks and
    * subscribers run either way, and skipped records are counted in `sdkStats().sampledOut`.
@@ -83,14 +84,25 @@ export interface ResolvedConfig {
 }
 
 const truthy = (v: string | undefined): boolean => v !== undefined && /^(1|true|yes|on)$/i.test(v.trim());
+const falsy = (v: string | undefined): boolean => v !== undefined && /^(0|false|no|off)$/i.test(v.trim());
+
+/** The first of `names` set to something in `env`: [name, value]. */
+function firstSet(env: NodeJS.ProcessEnv, ...names: string[]): [string, string] | undefined {
+  for (const name of names) {
+    const v = env[name];
+    if (v !== undefined && v.trim() !== '') return [name, v.trim()];
+  }
+  return undefined;
+}
 
 /** A ratio in [0, 1] from the option, else the environment, else 1 (an invalid one is ignored, with a debug message). */
-function ratio(opt: number | undefined, raw: string | undefined): number {
+function ratio(opt: number | undefined, env: NodeJS.ProcessEnv): number {
   let v: unknown = opt;
   let from = 'sampleRatio';
-  if (v === undefined && raw !== undefined && raw.trim() !== '') {
-    v = Number(raw.trim());
-    from = 'DSPY_O11Y_SAMPLE_RATIO';
+  const raw = v === undefined ? firstSet(env, 'DSPY_O11Y_SAMPLE_RATIO', 'LANGFUSE_SAMPLE_RATE') : undefined;
+  if (raw) {
+    v = Number(raw[1]);
+    from = raw[0];
   }
   if (v === undefined) return 1;
   if (typeof v === 'number' && Number.isFinite(v) && v >= 0 && v <= 1) return v;
@@ -122,6 +134,11 @@ export function parseResourceAttributes(raw: string | undefined): Record<string,
 
 export function resolveConfig(opts: ConfigureOptions, env: NodeJS.ProcessEnv = process.env): ResolvedConfig {
   const resource: Record<string, AttributeValue> = { ...parseResourceAttributes(env.OTEL_RESOURCE_ATTRIBUTES) };
+  // Langfuse's own variables, as its SDKs read them: they win over the generic OTEL_RESOURCE_ATTRIBUTES.
+  const lfEnvironment = firstSet(env, 'LANGFUSE_TRACING_ENVIRONMENT');
+  if (lfEnvironment) resource['deployment.environment.name'] = lfEnvironment[1];
+  const lfRelease = firstSet(env, 'LANGFUSE_RELEASE');
+  if (lfRelease) resource['service.version'] = lfRelease[1];
   const serviceName = opts.serviceName ?? env.OTEL_SERVICE_NAME ?? resource['service.name'] ?? 'unknown_service:node';
   Object.assign(resource, opts.resource ?? {});
   resource['service.name'] = serviceName;
@@ -129,7 +146,7 @@ export function resolveConfig(opts: ConfigureOptions, env: NodeJS.ProcessEnv = p
   if (opts.environment !== undefined) resource['deployment.environment.name'] = opts.environment;
   return {
     endpoint: opts.endpoint ?? (env.DSPY_O11Y_ENDPOINT?.trim() || DEFAULT_ENDPOINT),
-    disabled: opts.disabled ?? truthy(env.DSPY_O11Y_DISABLED),
+    disabled: opts.disabled ?? (truthy(env.DSPY_O11Y_DISABLED) || falsy(env.LANGFUSE_TRACING_ENABLED)),
     ingestToken: opts.ingestToken ?? (env.DSPY_O11Y_INGEST_TOKEN || undefined),
     maxValueLength: posInt(opts.maxValueLength, 32 * 1024),
     maxBufferRecords: posInt(opts.maxBufferRecords, 100_000),
@@ -139,7 +156,7 @@ export function resolveConfig(opts: ConfigureOptions, env: NodeJS.ProcessEnv = p
     prices: opts.prices,
     captureIO: opts.captureIO ?? true,
     mask: opts.mask,
-    sampleRatio: ratio(opts.sampleRatio, env.DSPY_O11Y_SAMPLE_RATIO),
+    sampleRatio: ratio(opts.sampleRatio, env),
     resource,
   };
 }

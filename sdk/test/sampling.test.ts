@@ -255,4 +255,8 @@ test('sampleRatio: option, then DSPY_O11Y_SAMPLE_RATIO, default 1; invalid value
   for (const bad of ['abc', '1.5', '-0.1', 'NaN']) assert.equal(resolveConfig({}, { DSPY_O11Y_SAMPLE_RATIO: bad }).sampleRatio, 1, bad);
   assert.equal(resolveConfig({ sampleRatio: 2 }, {}).sampleRatio, 1);
   assert.equal(resolveConfig({ sampleRatio: Number.NaN }, {}).sampleRatio, 1);
+  // Langfuse's variable, when ours is not set.
+  assert.equal(resolveConfig({}, { LANGFUSE_SAMPLE_RATE: '0.1' }).sampleRatio, 0.1);
+  assert.equal(resolveConfig({}, { LANGFUSE_SAMPLE_RATE: '0.1', DSPY_O11Y_SAMPLE_RATIO: '0.3' }).sampleRatio, 0.3);
+  assert.equal(resolveConfig({}, { LANGFUSE_SAMPLE_RATE: 'lots' }).sampleRatio, 1);
 });

@@ -6,6 +6,7 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { configure, flush, sdkStats, shutdown, span } from '../src/index.js';
 import { runApp } from './support/child.js';
+import { resolveConfig } from '../src/config.js';
 import { UnixReceiver, sleep, tempDir, within } from './support/receiver.js';
 
 const delta = (before: ReturnType<typeof sdkStats>) => {
@@ -253,6 +254,33 @@ test('at exit, pending records are delivered without any flush() call; resource 
   assert.equal(run.report?.stats.dropped, 0);
   assert.deepEqual(r.invalid, []);
   await r.dispose();
+});
+
+test("Langfuse's variables: LANGFUSE_TRACING_ENVIRONMENT and LANGFUSE_RELEASE set the resource, LANGFUSE_TRACING_ENABLED=false turns telemetry off", async () => {
+  const r = await UnixReceiver.create();
+  const run = await runApp({
+    DSPY_O11Y_ENDPOINT: r.endpoint,
+    FIXTURE_SPANS: '10',
+    OTEL_SERVICE_NAME: 'svc',
+    // Langfuse's own variables win over the generic resource attributes, as in Langfuse's SDKs.
+    OTEL_RESOURCE_ATTRIBUTES: 'deployment.environment.name=staging,service.version=0.0.1',
+    LANGFUSE_TRACING_ENVIRONMENT: 'qa',
+    LANGFUSE_RELEASE: '1.2.3',
+  });
+  assert.equal(run.code, 0, run.stderr);
+  await r.waitFor(() => r.spans().length >= 11, 5000, 'all records');
+  assert.deepEqual(r.hellos()[0]?.resource, { 'service.name': 'svc', 'deployment.environment.name': 'qa', 'service.version': '1.2.3' });
+  const off = await runApp({ DSPY_O11Y_ENDPOINT: r.endpoint, FIXTURE_SPANS: '10', LANGFUSE_TRACING_ENABLED: 'false' });
+  assert.equal(off.code, 0, off.stderr);
+  assert.equal(off.report?.stats.enqueued, 0, 'nothing recorded');
+  assert.equal(r.hellos().length, 1, 'no second connection');
+  await r.dispose();
+  // configure() still beats both.
+  const c = resolveConfig({ environment: 'dev', serviceVersion: '2.0.0' }, { LANGFUSE_TRACING_ENVIRONMENT: 'qa', LANGFUSE_RELEASE: '1.2.3' });
+  assert.equal(c.resource['deployment.environment.name'], 'dev');
+  assert.equal(c.resource['service.version'], '2.0.0');
+  assert.equal(resolveConfig({}, { LANGFUSE_TRACING_ENABLED: 'true' }).disabled, false);
+  assert.equal(resolveConfig({ disabled: false }, { LANGFUSE_TRACING_ENABLED: 'false' }).disabled, false);
 });
 
 test('a daemon that stops reading never keeps a finished app alive', async () => {

@@ -4,7 +4,7 @@
  * sampling, and the push into the queue. A bad record is counted with its reason and dropped;
  * nothing here throws back into a transport.
  */
-import { ATTR, keepTrace, newSpanId, parseLine, validateRecord, type EventRecord, type ScoreRecord, type SpanRecord, type ValidationResult, type WireRecord } from '@dspy-o11y/proto';
+import { ATTR, keepTrace, newSpanId, parseLine, validateRecord, type AttributeValue, type Attributes, type EventRecord, type ScoreRecord, type SpanRecord, type ValidationResult, type WireRecord } from '@dspy-o11y/proto';
 import type { Logger } from '../log.js';
 import { EMPTY_RESOURCE, QueuedSpan, queuedSpan, type Resource } from '../model.js';
 import type { SpanQueue } from '../queue/span-queue.js';
@@ -22,21 +22,40 @@ export interface RecordSinkOptions {
   sampleRatio: number;
   /** Scores go to their own sender (Langfuse's REST API), not the span queue. */
   onScore?: (score: ScoreRecord, session: IngestSession) => void;
+  /**
+   * Attributes every sender's resource gets where it has none of its own (`--environment`,
+   * `--release`), like the OpenTelemetry Collector's resource processor with `insert`: the app's
+   * own value, being more specific, wins.
+   */
+  resourceDefaults?: Attributes;
 }
 
 export class RecordSink {
   /** Live listeners of `dspy-o11yd tail`. */
   readonly tailListeners = new Set<(line: string) => void>();
+  private readonly defaults: readonly (readonly [string, AttributeValue])[];
+  /** The resource of a session that sends no `hello`: the defaults alone, one object for all. */
+  private readonly emptyResource: Resource;
 
   constructor(
     private readonly queue: SpanQueue,
     private readonly stats: Stats,
     private readonly log: Logger,
     private readonly options: RecordSinkOptions,
-  ) {}
+  ) {
+    this.defaults = Object.entries(options.resourceDefaults ?? {});
+    this.emptyResource = this.withDefaults(EMPTY_RESOURCE);
+  }
 
-  session(transport: Transport, resource: Resource = EMPTY_RESOURCE): IngestSession {
-    return { transport, resource };
+  session(transport: Transport, resource?: Resource): IngestSession {
+    return { transport, resource: resource ? this.withDefaults(resource) : this.emptyResource };
+  }
+
+  /** `resource`, or a copy with the default attributes it lacks (the same object when it lacks none). */
+  private withDefaults(resource: Resource): Resource {
+    const missing = this.defaults.filter(([k]) => !Object.hasOwn(resource.attributes, k));
+    if (missing.length === 0) return resource;
+    return { attributes: { ...resource.attributes, ...Object.fromEntries(missing) }, sdk: resource.sdk };
   }
 
   /** One NDJSON line (bytes without the newline; `ascii` when known to be ASCII). Returns the rejection, if any. */
@@ -92,7 +111,7 @@ export class RecordSink {
     if (this.tailListeners.size) this.tail(record);
     switch (record.type) {
       case 'hello':
-        session.resource = { attributes: record.resource ?? {}, sdk: record.sdk };
+        session.resource = this.withDefaults({ attributes: record.resource ?? {}, sdk: record.sdk });
         break;
       case 'span':
         this.enqueue(record, session.resource, line, ascii);
