@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { existsSync, statSync } from 'node:fs';
 import { invalidVectors, parseLine, validVectorLines, type SpanRecord } from '@dspy-o11y/proto';
-import type { FakeLangfuse } from './support/fake-langfuse.js';
+import { langfuseWouldDrop, type FakeLangfuse } from './support/fake-langfuse.js';
 import { postIngest, sendOverSocket, tempDir, useLangfuseDaemon, type DaemonProcess } from './support/daemon-process.js';
 
 const KEYS = { LANGFUSE_PUBLIC_KEY: 'pk-lf-test', LANGFUSE_SECRET_KEY: 'sk-lf-very-secret-value' };
@@ -73,6 +73,8 @@ describe('delivery over socket and HTTP', () => {
       assert.equal(s.attributes['langfuse.user.id'], 'u-1', `user on ${s.name}`);
     }
     assert.equal(await daemon.metric('dspy_o11yd_spans_dropped_total', { reason: 'client_buffer' }), 120);
+    // Nothing Langfuse's ingestion would drop without a word.
+    for (const s of fake.spans) assert.equal(langfuseWouldDrop(s), undefined, s.name);
   });
 
   test('every invalid vector is counted with its reason, and the valid records around it arrive', async () => {
@@ -233,6 +235,7 @@ describe("Langfuse's environment variables on the daemon", () => {
     assert.equal(got('own').attributes['langfuse.release'], '9.9.9', "the sender's own release wins");
     assert.equal(got('half').attributes['langfuse.environment'], 'qa');
     assert.equal(got('half').attributes['langfuse.release'], '2026.11.27', 'what the sender left out is filled in');
+    for (const s of fake.spans) assert.equal(langfuseWouldDrop(s), undefined, s.name);
     // Scores carry the same environment as their sender's spans.
     const scores = await fake.waitForScores(2, 10_000);
     const envOf = (traceEnd: string) => (scores.find((s) => (s.body as { traceId: string }).traceId.endsWith(traceEnd))!.body as { environment?: string }).environment;

@@ -8,7 +8,7 @@ import type { Attributes, SpanRecord } from '@dspy-o11y/proto';
 import { LangfuseMapper, REMEMBERED_BYTES_MAX, TRACE_BYTES_MAX, eventSpanId, sanitizeEnvironment, type RepairReason } from '../src/export/langfuse-map.js';
 import { encodeTraces, type EncodableSpan } from '../src/export/otlp-encode.js';
 import { decodeTraceRequest } from '../src/otlp/decode.js';
-import { flatten, type RecordedSpan } from './support/fake-langfuse.js';
+import { flatten, langfuseWouldDrop, type RecordedSpan } from './support/fake-langfuse.js';
 import type { Resource } from '../src/model.js';
 
 const TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
@@ -119,6 +119,24 @@ describe('langfuse mapping, row by row', () => {
     assert.equal(s.attributes['gen_ai.usage.input_tokens'], undefined, 'raw usage keys are not forwarded');
   });
 
+  test('usage: cache counts under the keys of Langfuse\'s price table, input without them (Langfuse prices each part at its own rate)', () => {
+    const { s, repairs } = one({
+      'gen_ai.usage.input_tokens': 1000, 'gen_ai.usage.output_tokens': 50, 'gen_ai.usage.total_tokens': 1050,
+      'gen_ai.usage.cache_read.input_tokens': 600, 'gen_ai.usage.cache_creation.input_tokens': 100,
+    });
+    assert.deepEqual(JSON.parse(String(s.attributes['langfuse.observation.usage_details'])), { input: 300, output: 50, total: 1050, input_cache_read: 600, input_cache_creation: 100 });
+    assert.deepEqual(repairs, []);
+    assert.equal(s.attributes['gen_ai.usage.cache_read.input_tokens'], undefined, 'raw cache keys are not forwarded');
+    // OpenAI reports reads only; an input smaller than the cache counts (a sender's own convention) is left as it is.
+    const openai = one({ 'gen_ai.usage.input_tokens': 200, 'gen_ai.usage.output_tokens': 10, 'gen_ai.usage.cache_read.input_tokens': 128 });
+    assert.deepEqual(JSON.parse(String(openai.s.attributes['langfuse.observation.usage_details'])), { input: 72, output: 10, total: 210, input_cache_read: 128 });
+    const odd = one({ 'gen_ai.usage.input_tokens': 5, 'gen_ai.usage.cache_read.input_tokens': 9 });
+    assert.deepEqual(JSON.parse(String(odd.s.attributes['langfuse.observation.usage_details'])), { input: 5, input_cache_read: 9 });
+    const bad = one({ 'gen_ai.usage.input_tokens': 5, 'gen_ai.usage.cache_read.input_tokens': -1 });
+    assert.deepEqual(JSON.parse(String(bad.s.attributes['langfuse.observation.usage_details'])), { input: 5 });
+    assert.deepEqual(bad.repairs, ['usage_invalid']);
+  });
+
   test('usage: negative or fractional values are dropped per key, numeric strings coerced; each counted', () => {
     const { s, repairs } = one({ 'gen_ai.usage.input_tokens': -3, 'gen_ai.usage.output_tokens': 2.5, 'gen_ai.usage.total_tokens': '9' });
     assert.deepEqual(JSON.parse(String(s.attributes['langfuse.observation.usage_details'])), { total: 9 });
@@ -155,9 +173,15 @@ describe('langfuse mapping, row by row', () => {
     assert.equal(one({}).s.attributes['langfuse.observation.model.name'], undefined);
   });
 
-  test('model parameters: JSON of temperature, max_tokens, top_p with their number types', () => {
-    const { s } = one({ 'gen_ai.request.temperature': 0.7, 'gen_ai.request.max_tokens': 256, 'gen_ai.request.top_p': 1 });
-    assert.deepEqual(JSON.parse(String(s.attributes['langfuse.observation.model.parameters'])), { temperature: 0.7, max_tokens: 256, top_p: 1 });
+  test('model parameters: JSON of every gen_ai.request.* but the model, with their types', () => {
+    const { s } = one({
+      'gen_ai.request.model': 'gpt-4o-mini', 'gen_ai.request.temperature': 0.7, 'gen_ai.request.max_tokens': 256, 'gen_ai.request.top_p': 1,
+      'gen_ai.request.seed': 42, 'gen_ai.request.stop_sequences': ['\n\n', 'END'], 'gen_ai.request.frequency_penalty': 0.5, 'gen_ai.request.stream': true,
+    });
+    // Langfuse reads no gen_ai.request.* key once the parameters are given: all of them are here.
+    assert.deepEqual(JSON.parse(String(s.attributes['langfuse.observation.model.parameters'])), {
+      temperature: 0.7, max_tokens: 256, top_p: 1, seed: 42, stop_sequences: ['\n\n', 'END'], frequency_penalty: 0.5, stream: true,
+    });
     assert.equal(s.attributeTypes['gen_ai.request.temperature'], 'double');
     assert.equal(s.attributeTypes['gen_ai.request.max_tokens'], 'int');
     assert.equal(one({}).s.attributes['langfuse.observation.model.parameters'], undefined);
@@ -202,12 +226,14 @@ describe('langfuse mapping, row by row', () => {
     assert.equal(coerced.s.attributeTypes['langfuse.observation.prompt.version'], 'int');
     assert.deepEqual(coerced.repairs, ['prompt_version_coerced']);
 
-    for (const v of [3.5, 'v3']) {
+    // Versions count from 1: Langfuse takes a version of 0 for none and drops the generation.
+    for (const v of [3.5, 'v3', 0, '0', -2]) {
       const bad = one({ 'dspy.observation.type': 'generation', 'dspy.prompt.name': 'p', 'dspy.prompt.version': v });
       assert.equal(bad.s.attributes['langfuse.observation.prompt.name'], undefined);
       assert.equal(bad.s.attributes['langfuse.observation.prompt.version'], undefined);
       assert.equal(bad.s.attributes['dspy.prompt.version'], undefined);
       assert.deepEqual(bad.repairs, ['prompt_version_invalid']);
+      assert.equal(langfuseWouldDrop(bad.s), undefined);
     }
     const lone = one({ 'dspy.observation.type': 'generation', 'dspy.prompt.name': 'p' });
     assert.equal(lone.s.attributes['langfuse.observation.prompt.name'], undefined);
@@ -233,10 +259,29 @@ describe('langfuse mapping, row by row', () => {
     assert.equal(sanitizeEnvironment('x'.repeat(50)).length, 40);
     assert.match(sanitizeEnvironment('ÜBER prod!'), /^[a-z0-9_-]+$/);
     assert.equal(one({}, {}, BARE).s.attributes['langfuse.environment'], undefined);
-    // Nothing valid left: no environment (scores do the same, scores.ts).
-    const junk = one({}, {}, { attributes: { 'deployment.environment.name': '!!!' } });
-    assert.equal(junk.s.attributes['langfuse.environment'], undefined);
-    assert.deepEqual(junk.repairs, ['environment_sanitized']);
+    // Langfuse reads the resource's value when a span has no langfuse.environment and drops the
+    // observation when it fails its rule: what cannot be made valid becomes Langfuse's 'default'.
+    for (const env of ['!!!', 'langfuse-dev', 'Langfuse', '生产']) {
+      const junk = one({}, {}, { attributes: { 'deployment.environment.name': env } });
+      assert.equal(junk.s.attributes['langfuse.environment'], 'default', env);
+      assert.deepEqual(junk.repairs, ['environment_sanitized'], env);
+      assert.equal(langfuseWouldDrop(junk.s), undefined, env);
+    }
+    // Not a string: its text, if valid.
+    const numeric = one({}, {}, { attributes: { 'deployment.environment.name': 7 } });
+    assert.equal(numeric.s.attributes['langfuse.environment'], '7');
+    assert.equal(langfuseWouldDrop(numeric.s), undefined);
+  });
+
+  test('resource: a service.version that is not a string is also sent as the string langfuse.version (Langfuse drops a non-string version)', () => {
+    const { s, repairs } = one({}, {}, { attributes: { 'service.version': 3 } });
+    assert.equal(s.resource['service.version'], 3, 'the resource itself is left as sent');
+    assert.equal(s.attributes['langfuse.version'], '3');
+    assert.equal(s.attributes['langfuse.release'], '3');
+    assert.deepEqual(repairs, ['version_coerced']);
+    assert.equal(langfuseWouldDrop(s), undefined);
+    // A string version needs nothing more.
+    assert.equal(one({}).s.attributes['langfuse.version'], undefined);
   });
 
   test('untranslated attributes pass through with their types (they become Langfuse metadata)', () => {

@@ -69,6 +69,17 @@ describe('scores through the real CLI to Langfuse', () => {
     assert.equal(request.headers['x-langfuse-sdk-name'], 'dspy-o11yd');
   });
 
+  test('a score naming both a trace and a session (what the SDK sends for score({ sessionId, observationId }) in a span) reaches Langfuse as the trace score', async () => {
+    fake.reset();
+    const record = score({ traceId: TRACE, observationId: SPAN, sessionId: 'session-9', name: 'both', value: 1 });
+    await sendOverSocket(socket, [JSON.stringify(record)]);
+    const [stored] = await fake.waitForScores(1);
+    const body = stored!.body as Record<string, unknown>;
+    assert.equal(body.traceId, TRACE);
+    assert.equal(body.sessionId, undefined);
+    assert.equal(fake.scoreRequests.at(-1)!.status, 200, 'Langfuse refuses a body with both (400)');
+  });
+
   test('scores over HTTP: boolean and categorical values, session scores, ids given or derived', async () => {
     fake.reset();
     const correct = score({ traceId: TRACE, name: 'correct', value: true });
@@ -138,10 +149,10 @@ describe('scores through the real CLI to Langfuse', () => {
       const s = await daemon.status();
       const dropped = Object.values(s.scores.dropped).reduce((a, b) => a + b, 0);
       assert.equal(s.scores.received, s.scores.exported + dropped + s.scores.queued + s.scores.inFlight);
-      assert.equal(s.scores.received, 8);
-      assert.equal(s.scores.exported, 5);
+      assert.equal(s.scores.received, 9);
+      assert.equal(s.scores.exported, 6);
       assert.equal(s.scores.state, 'idle');
-      assert.equal(await daemon.metric('dspy_o11yd_scores_received_total'), 8);
+      assert.equal(await daemon.metric('dspy_o11yd_scores_received_total'), 9);
     });
   });
 });
@@ -199,9 +210,16 @@ describe('score units', () => {
     fails(score({ traceId: TRACE, name: 'n', value: true, dataType: 'NUMERIC' }), /BOOLEAN/);
     const env = toLangfuseScore(score({ traceId: TRACE, name: 'n', value: 1 }), { attributes: { 'deployment.environment.name': 'EU Prod' } });
     assert.ok(env.ok && env.body.environment === 'eu-prod');
-    // Nothing valid left: no environment, as on spans.
-    const none = toLangfuseScore(score({ traceId: TRACE, name: 'n', value: 1 }), { attributes: { 'deployment.environment.name': '!!!' } });
-    assert.ok(none.ok && !('environment' in none.body), JSON.stringify(none));
+    // What Langfuse would refuse (nothing valid left, its reserved prefix): no environment, so Langfuse's default applies.
+    for (const bad of ['!!!', 'langfuse-dev']) {
+      const none = toLangfuseScore(score({ traceId: TRACE, name: 'n', value: 1 }), { attributes: { 'deployment.environment.name': bad } });
+      assert.ok(none.ok && !('environment' in none.body), JSON.stringify(none));
+    }
+    // Langfuse takes a trace or a session, never both (400): the trace, the more precise, is kept.
+    const both = ok(score({ traceId: TRACE, observationId: SPAN, sessionId: 's', name: 'n', value: 1 }));
+    assert.equal(both.traceId, TRACE);
+    assert.equal(both.observationId, SPAN);
+    assert.equal('sessionId' in both, false);
   });
 
   test('a body turned back into its wire record (the spool) converts to the same body again', () => {

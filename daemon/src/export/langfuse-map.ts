@@ -45,6 +45,7 @@ export const LF = {
   observationMetadataPrefix: 'langfuse.observation.metadata.',
   environment: 'langfuse.environment',
   release: 'langfuse.release',
+  version: 'langfuse.version',
 } as const;
 
 /** Why a value was changed or removed before export (metric label values: keep the set closed). */
@@ -61,12 +62,13 @@ export type RepairReason =
   | 'observation_type_invalid' // not one of Langfuse's types: dropped (Langfuse infers one)
   | 'level_invalid' // not DEBUG/DEFAULT/WARNING/ERROR: dropped
   | 'tags_coerced' // not a string array: made one
-  | 'environment_sanitized'; // lowercased / invalid characters replaced / cut to 40
+  | 'environment_sanitized' // lowercased / invalid characters replaced / cut to 40 / 'default' when nothing valid is left
+  | 'version_coerced'; // a resource service.version that is not a string, sent as one (langfuse.version)
 
 export const REPAIR_REASONS: readonly RepairReason[] = [
   'prompt_version_coerced', 'prompt_version_invalid', 'prompt_incomplete', 'prompt_on_non_generation', 'cost_coerced',
   'cost_invalid', 'usage_coerced', 'usage_invalid', 'completion_start_time_invalid', 'observation_type_invalid',
-  'level_invalid', 'tags_coerced', 'environment_sanitized',
+  'level_invalid', 'tags_coerced', 'environment_sanitized', 'version_coerced',
 ];
 
 /** A batch being translated span by span (`LangfuseMapper.begin`). */
@@ -82,6 +84,12 @@ export interface LangfuseMapperOptions {
   /** Traces whose trace-level attributes are remembered across batches (LRU). Default 10,000. */
   readonly maxTraces?: number;
 }
+
+/** OpenTelemetry GenAI's cache counts (the SDK's `Usage.cacheRead` / `cacheWrite`). */
+const USAGE_CACHE_READ = 'gen_ai.usage.cache_read.input_tokens';
+const USAGE_CACHE_CREATION = 'gen_ai.usage.cache_creation.input_tokens';
+/** `gen_ai.request.<parameter>`: every one but the model goes into the model parameters. */
+const REQUEST_PREFIX = 'gen_ai.request.';
 
 /**
  * Translated `dspy.*` (and `gen_ai.usage.*`) keys that are NOT forwarded. Langfuse copies every
@@ -100,6 +108,7 @@ const STRIPPED = new Set<string>([
   ATTR.observationType, ATTR.input, ATTR.output, ATTR.level, ATTR.traceName, ATTR.traceTags,
   ATTR.promptName, ATTR.promptVersion, ATTR.completionStartTime,
   ATTR.usageInputTokens, ATTR.usageOutputTokens, ATTR.usageTotalTokens, ATTR.usageCost,
+  USAGE_CACHE_READ, USAGE_CACHE_CREATION,
 ]);
 
 const OBSERVATION_TYPE_SET = new Set<string>(OBSERVATION_TYPES);
@@ -162,7 +171,7 @@ function remembered(attrs: TraceAttrs): RememberedTrace {
   return { attrs: kept, bytes };
 }
 
-/** `deployment.environment.name` as Langfuse accepts it: lowercase `[a-z0-9-_]`, ≤ 40 chars. */
+/** `deployment.environment.name` in Langfuse's alphabet: lowercase `[a-z0-9-_]`, ≤ 40 chars. */
 export function sanitizeEnvironment(env: string): string {
   return env
     .trim()
@@ -171,11 +180,18 @@ export function sanitizeEnvironment(env: string): string {
     .slice(0, ENV_MAX);
 }
 
-/** The environment Langfuse gets for a `deployment.environment.name`: sanitized; none when nothing of it is left (only separators). */
+/**
+ * The environment Langfuse gets for a `deployment.environment.name`: sanitized; none when nothing
+ * of it is left (only separators) or when it starts with `langfuse`, which Langfuse reserves
+ * (its ingestion schema: `/^(?!langfuse)[a-z0-9-_]+$/`; an observation that fails it is dropped).
+ */
 export function langfuseEnvironment(env: string): string | undefined {
   const clean = sanitizeEnvironment(env);
-  return /[a-z0-9]/.test(clean) ? clean : undefined;
+  return /[a-z0-9]/.test(clean) && !clean.startsWith('langfuse') ? clean : undefined;
 }
+
+/** Langfuse's environment when none is given. */
+export const DEFAULT_ENVIRONMENT = 'default';
 
 /** The span id of the `index`th event of span `parentSpanId`: stable, so a resend does not duplicate. */
 export function eventSpanId(parentSpanId: string, index: number): string {
@@ -406,26 +422,33 @@ export class LangfuseMapper implements BatchMapping {
     const model = typeof responseModel === 'string' && responseModel !== '' ? responseModel : requestModel;
     if (typeof model === 'string' && model !== '') out[LF.modelName] = model;
     // JSON objects written by hand: the same text JSON.stringify gives, at a fraction of the cost.
+    // Every request parameter (temperature, max_tokens, top_p, seed, stop_sequences, …): Langfuse
+    // reads no gen_ai.request.* key once model.parameters is set.
     let params = '';
-    const temperature = src[ATTR.requestTemperature];
-    if (temperature !== undefined) params += `,"temperature":${jsonValue(temperature)}`;
-    const maxTokens = src[ATTR.requestMaxTokens];
-    if (maxTokens !== undefined) params += `,"max_tokens":${jsonValue(maxTokens)}`;
-    const topP = src[ATTR.requestTopP];
-    if (topP !== undefined) params += `,"top_p":${jsonValue(topP)}`;
+    for (const k in src) {
+      if (k.charCodeAt(0) !== 103 /* g */ || !k.startsWith(REQUEST_PREFIX) || k === ATTR.requestModel) continue;
+      params += `,${JSON.stringify(k.slice(REQUEST_PREFIX.length))}:${jsonValue(src[k]!)}`;
+    }
     if (params) out[LF.modelParameters] = `{${params.slice(1)}}`;
 
     // Usage and cost.
     // Usage counts are safe integers and the cost a finite number: String() prints them as JSON does.
-    let usage = '';
     const inputTokens = this.usage(src[ATTR.usageInputTokens]);
-    if (inputTokens !== undefined) usage += `,"input":${inputTokens}`;
     const outputTokens = this.usage(src[ATTR.usageOutputTokens]);
-    if (outputTokens !== undefined) usage += `,"output":${outputTokens}`;
     // Langfuse shows `total` as the generation's token count; OpenTelemetry GenAI spans carry
     // only input and output, so the total is their sum when the sender gave none.
     const totalTokens = this.usage(src[ATTR.usageTotalTokens]) ?? (inputTokens !== undefined && outputTokens !== undefined ? inputTokens + outputTokens : undefined);
+    // Cache counts go under the keys of Langfuse's price table. OpenTelemetry's input includes
+    // them, while Langfuse prices `input` at the full rate and these at theirs: `input` is the rest.
+    const cacheRead = this.usage(src[USAGE_CACHE_READ]);
+    const cacheCreation = this.usage(src[USAGE_CACHE_CREATION]);
+    const cached = (cacheRead ?? 0) + (cacheCreation ?? 0);
+    let usage = '';
+    if (inputTokens !== undefined) usage += `,"input":${inputTokens >= cached ? inputTokens - cached : inputTokens}`;
+    if (outputTokens !== undefined) usage += `,"output":${outputTokens}`;
     if (totalTokens !== undefined) usage += `,"total":${totalTokens}`;
+    if (cacheRead !== undefined) usage += `,"input_cache_read":${cacheRead}`;
+    if (cacheCreation !== undefined) usage += `,"input_cache_creation":${cacheCreation}`;
     if (usage) out[LF.usageDetails] = `{${usage.slice(1)}}`;
     const cost = this.cost(src[ATTR.usageCost]);
     if (cost !== undefined) out[LF.costDetails] = `{"total":${cost}}`;
@@ -462,15 +485,27 @@ export class LangfuseMapper implements BatchMapping {
     return out;
   }
 
+  /**
+   * What a resource implies for each of its spans. Langfuse also reads the resource itself when a
+   * span has no `langfuse.environment` / `langfuse.version`, and drops the observation when that
+   * value fails its schema, so a resource value Langfuse would refuse is always overridden here.
+   */
   private fromResource(resource: Resource): TraceAttrs {
     const out: TraceAttrs = {};
     const release = resource.attributes[RESOURCE.serviceVersion];
-    if (release !== undefined && release !== '') out[LF.release] = String(release);
+    if (release !== undefined && release !== '') {
+      out[LF.release] = String(release);
+      // Langfuse takes service.version as the observation's version, which must be a string.
+      if (typeof release !== 'string') {
+        out[LF.version] = String(release);
+        this.onRepair('version_coerced');
+      }
+    }
     const env = resource.attributes[RESOURCE.environment];
-    if (typeof env === 'string' && env !== '') {
-      const clean = langfuseEnvironment(env);
+    if (env !== undefined && env !== '') {
+      const clean = langfuseEnvironment(String(env));
       if (clean !== env) this.onRepair('environment_sanitized');
-      if (clean !== undefined) out[LF.environment] = clean;
+      out[LF.environment] = clean ?? DEFAULT_ENVIRONMENT;
     }
     return out;
   }
@@ -542,8 +577,9 @@ export class LangfuseMapper implements BatchMapping {
       this.onRepair('prompt_incomplete');
       return undefined;
     }
-    if (typeof version === 'number' && Number.isSafeInteger(version)) return { name, version };
-    if (typeof version === 'string' && INTEGER_STRING.test(version.trim()) && Number.isSafeInteger(Number(version.trim()))) {
+    // Versions count from 1: Langfuse drops a generation whose prompt has version 0 (name without a version, to it).
+    if (typeof version === 'number' && Number.isSafeInteger(version) && version >= 1) return { name, version };
+    if (typeof version === 'string' && INTEGER_STRING.test(version.trim()) && Number.isSafeInteger(Number(version.trim())) && Number(version.trim()) >= 1) {
       this.onRepair('prompt_version_coerced');
       return { name, version: Number(version.trim()) };
     }

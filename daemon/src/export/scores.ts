@@ -104,13 +104,14 @@ export function toLangfuseScore(score: ScoreRecord, resource: Resource): ScoreCo
   const body: LangfuseScoreBody = { id: score.id ?? scoreId(score), name: score.name, value: v.value };
   if (score.traceId) body.traceId = score.traceId;
   if (score.observationId) body.observationId = score.observationId;
-  if (score.sessionId) body.sessionId = score.sessionId;
+  // Langfuse takes a trace (and observation) or a session, never both (a 400 otherwise): the trace is the more precise.
+  if (score.sessionId && !score.traceId) body.sessionId = score.sessionId;
   if (v.dataType) body.dataType = v.dataType;
   if (score.comment !== undefined) body.comment = score.comment;
   if (score.timeUnixNano) body.timestamp = nsToIso(score.timeUnixNano);
   const env = resource.attributes[RESOURCE.environment];
-  // Like the spans' (langfuse-map.ts): an environment with nothing valid left is left out.
-  const environment = typeof env === 'string' ? langfuseEnvironment(env) : undefined;
+  // Like the spans' (langfuse-map.ts): an environment Langfuse would refuse is left out (its default then applies).
+  const environment = env === undefined ? undefined : langfuseEnvironment(String(env));
   if (environment !== undefined) body.environment = environment;
   return { ok: true, body };
 }

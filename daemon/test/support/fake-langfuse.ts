@@ -523,6 +523,11 @@ export class FakeLangfuse {
       answer(400, { message: 'A score must be a JSON object' });
       return;
     }
+    const refusal = scoreRefusal(body as Record<string, unknown>);
+    if (refusal) {
+      answer(400, { message: refusal });
+      return;
+    }
     const given = (body as { id?: unknown }).id;
     const id = typeof given === 'string' && given !== '' ? given : randomUUID();
     // Langfuse upserts by id: the same id twice is one score.
@@ -531,6 +536,34 @@ export class FakeLangfuse {
     this.scores.push({ id, body, receivedAt: Date.now() });
     answer(200, { id });
   }
+}
+
+/** Langfuse's environment rule (packages/shared/src/server/ingestion/types.ts). */
+const LANGFUSE_ENVIRONMENT = /^(?!langfuse)[a-z0-9-_]+$/;
+
+/** Why Langfuse's scores API answers 400 to this body (its validation, the rules a test can trip), or undefined. */
+function scoreRefusal(body: Record<string, unknown>): string | undefined {
+  const targets = ['traceId', 'sessionId', 'datasetRunId'].filter((k) => body[k] !== undefined && body[k] !== null);
+  if (targets.length !== 1) return `Provide exactly one of traceId, sessionId or datasetRunId (got ${targets.join(', ') || 'none'})`;
+  if (body.environment !== undefined && (typeof body.environment !== 'string' || !LANGFUSE_ENVIRONMENT.test(body.environment))) return `Invalid environment ${JSON.stringify(body.environment)}`;
+  return undefined;
+}
+
+/**
+ * Why Langfuse's OTel ingestion would drop this span's observation without a word ("Failed to
+ * parse otel observation"), or undefined: the environment (span, then resource) must pass its
+ * rule, the version (span `langfuse.version`, then resource `service.version`) be a string, and a
+ * prompt name come with a version (a version of 0 counts as none).
+ */
+export function langfuseWouldDrop(span: RecordedSpan): string | undefined {
+  const env = span.attributes['langfuse.environment'] ?? span.resource['deployment.environment.name'];
+  if (env !== undefined && (typeof env !== 'string' || !LANGFUSE_ENVIRONMENT.test(env))) return `environment ${JSON.stringify(env)}`;
+  const version = span.attributes['langfuse.version'] ?? span.resource['service.version'];
+  if (version !== undefined && typeof version !== 'string') return `version ${JSON.stringify(version)} is not a string`;
+  const promptName = span.attributes['langfuse.observation.prompt.name'];
+  const promptVersion = span.attributes['langfuse.observation.prompt.version'];
+  if (Boolean(promptName) !== Boolean(promptVersion)) return `prompt name ${JSON.stringify(promptName)} with version ${JSON.stringify(promptVersion)}`;
+  return undefined;
 }
 
 /** Start a fake Langfuse on 127.0.0.1 (random port unless `port` is given). */
