@@ -112,6 +112,55 @@ describe('OTLP/HTTP ingest through the real CLI', () => {
     await p.shutdown();
   });
 
+  test('one odd attribute or an empty name does not cost the span: long and `__proto__` keys are left out, an empty name is "unknown"', async () => {
+    const longKey = `k${'x'.repeat(300)}`;
+    const p = provider(tracesUrl, 'proto', false, { 'service.name': 'odd-spans' });
+    const tracer = p.getTracer('odd');
+    const long = tracer.startSpan('long-key', { startTime: [T0, 1], attributes: { [longKey]: 'v', kept: 'yes' } });
+    long.addEvent('with-long-key', { [longKey]: 1, n: 2 }, [T0, 2]);
+    long.end([T0, 3]);
+    // OTLP: an empty name "is equivalent to an unknown span name".
+    const unnamed = tracer.startSpan('', { startTime: [T0, 4] });
+    unnamed.addEvent('', {}, [T0, 5]);
+    unnamed.end([T0, 6]);
+    await p.forceFlush();
+    const longId = long.spanContext().spanId;
+    const unnamedId = unnamed.spanContext().spanId;
+    await daemon.eventually(() => assert.ok(fake.span(longId) && fake.span(unnamedId) && fake.spans.filter((x) => x.parentSpanId === longId || x.parentSpanId === unnamedId).length === 2));
+    assert.equal(fake.span(longId)!.attributes.kept, 'yes');
+    assert.equal(longKey in fake.span(longId)!.attributes, false);
+    const event = fake.spans.find((x) => x.parentSpanId === longId)!;
+    assert.equal(event.attributes['langfuse.observation.metadata.n'], 2);
+    assert.equal(fake.span(unnamedId)!.name, 'unknown');
+    assert.equal(fake.spans.find((x) => x.parentSpanId === unnamedId)!.name, 'unknown');
+    await p.shutdown();
+
+    // `__proto__`, which no SDK sets (it is the prototype in JS), by hand: left out, nothing else lost.
+    const body = {
+      resourceSpans: [{
+        resource: { attributes: [{ key: 'service.name', value: { stringValue: 'proto-key' } }] },
+        scopeSpans: [{ scope: { name: 's' }, spans: [{
+          traceId: 'e'.repeat(32), spanId: 'e'.repeat(16), name: 'proto-key', kind: 1, startTimeUnixNano: '1732700000000000000', endTimeUnixNano: '1732700000000000001',
+          attributes: [
+            { key: '__proto__', value: { arrayValue: { values: [{ stringValue: 'x' }] } } },
+            { key: 'kv', value: { kvlistValue: { values: [{ key: '__proto__', value: { intValue: '1' } }, { key: 'y', value: { intValue: '2' } }] } } },
+            { key: 'other', value: { stringValue: 'kept' } },
+          ],
+        }] }],
+      }],
+    };
+    const res = await fetch(tracesUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    assert.equal(res.status, 200);
+    assert.deepEqual(await res.json(), {}, 'nothing rejected');
+    await daemon.eventually(() => assert.ok(fake.span('e'.repeat(16))));
+    const got = fake.span('e'.repeat(16))!;
+    assert.equal(got.attributes.other, 'kept');
+    assert.equal(Object.getPrototypeOf(got.attributes), Object.prototype);
+    assert.equal(Object.hasOwn(got.attributes, '__proto__'), false);
+    // Inside a kvlist (sent on as a JSON string) the key is data: kept.
+    assert.deepEqual(JSON.parse(String(got.attributes.kv)), { ['__proto__']: 1, y: 2 });
+  });
+
   test('the official protobuf exporter: GenAI and OpenInference LLM spans arrive as generations with model and usage', async () => {
     const p = provider(tracesUrl, 'proto', true, { 'service.name': 'otel-proto-app' });
     const tracer = p.getTracer('llm-instrumentation');
@@ -317,11 +366,19 @@ describe('OTLP/HTTP ingest through the real CLI', () => {
     assert.equal(await daemon.metric('dspy_o11yd_records_received_total', { transport: 'otlp', type: 'span' }), before);
   });
 
-  test('other content types and content encodings are 415', async () => {
+  test('other content types and content encodings are 415, answered as a Status (OTLP: every refusal is one)', async () => {
     const text = await fetch(tracesUrl, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'x' });
     assert.equal(text.status, 415);
+    const status = (await text.json()) as { code: unknown; message: unknown };
+    assert.equal(status.code, 3, 'google.rpc.Status, code INVALID_ARGUMENT');
+    assert.match(String(status.message), /content-type must be application\/x-protobuf or application\/json, got text\/plain/);
+    const none = await fetch(tracesUrl, { method: 'POST', body: new Uint8Array([1]) });
+    assert.equal(none.status, 415);
     const ndjson = await fetch(tracesUrl, { method: 'POST', headers: { 'content-type': 'application/x-ndjson' }, body: '{}' });
     assert.equal(ndjson.status, 415);
+    // application/protobuf, the registered name, is read like application/x-protobuf.
+    const registered = await fetch(tracesUrl, { method: 'POST', headers: { 'content-type': 'application/protobuf' }, body: new Uint8Array(0) });
+    assert.equal(registered.status, 200);
     const br = await fetch(tracesUrl, { method: 'POST', headers: { 'content-type': 'application/json', 'content-encoding': 'br' }, body: '{}' });
     assert.equal(br.status, 415);
   });
@@ -385,6 +442,13 @@ describe('OTLP conversion units', () => {
     assert.equal(v({ type: 'array', values: [{ type: 'array', values: [{ type: 'bool', value: true }] }] }), '[[true]]', 'nested');
     assert.equal(v({ type: 'array', values: [{ type: 'int', value: 1 }, { type: 'int', value: 2n ** 62n }] }), '[1,"4611686018427387904"]', 'big ints stay exact');
     assert.deepEqual(toWireAttributes([{ key: 'k', value: { type: 'string', value: 'first' } }, { key: 'k', value: { type: 'string', value: 'last' } }, { key: 'e', value: { type: 'empty' } }]), { k: 'last' });
+    // Keys the wire protocol cannot carry, and `__proto__`, are left out (not the span).
+    const odd = toWireAttributes([
+      { key: '', value: { type: 'int', value: 1 } }, { key: 'x'.repeat(257), value: { type: 'int', value: 2 } },
+      { key: '__proto__', value: { type: 'string', value: 'p' } }, { key: 'x'.repeat(256), value: { type: 'int', value: 3 } },
+    ]);
+    assert.deepEqual(Object.keys(odd), ['x'.repeat(256)]);
+    assert.equal(Object.getPrototypeOf(odd), Object.prototype);
   });
 
   test('a decoded span becomes a span record: status codes, events, zero parent', () => {

@@ -9,6 +9,9 @@
  *   homogeneous array of one of those. int64 beyond ±2^53 becomes its decimal string, a
  *   non-finite double its name (`NaN`, `Infinity`), bytes base64, and kvlists, mixed or nested
  *   arrays a JSON string (objects, base64 bytes, big ints as strings). Empty values are dropped;
+ * - attribute keys the wire protocol cannot carry (empty, longer than 256 characters) and
+ *   `__proto__` (which the schema drops on every other path) are left out, not the span;
+ * - an empty span or event name, "equivalent to an unknown span name" in OTLP, becomes `unknown`;
  * - events are kept; span kind, links and the instrumentation scope are not part of the record.
  */
 import { MAX_ATTRIBUTE_KEY_LENGTH, type AttributeValue } from '@dspy-o11y/proto';
@@ -71,23 +74,28 @@ function homogeneous(values: readonly AnyValue[]): AttributeValue | undefined {
   return undefined;
 }
 
-/** `KeyValue[]` → wire attributes (the last of duplicate keys wins; empty values dropped). */
+/**
+ * `KeyValue[]` → wire attributes (the last of duplicate keys wins; empty values dropped). Keys the
+ * wire protocol cannot carry (empty, longer than 256 characters) and `__proto__` are left out:
+ * one odd attribute must not cost its span.
+ */
 export function toWireAttributes(kvs: readonly KeyValue[]): MutableAttributes {
   const out: MutableAttributes = {};
   for (const kv of kvs) {
+    const k = kv.key;
+    if (k.length === 0 || k.length > MAX_ATTRIBUTE_KEY_LENGTH || k === '__proto__') continue;
     const v = toWireValue(kv.value);
-    if (v !== undefined) out[kv.key] = v;
+    if (v !== undefined) out[k] = v;
   }
   return out;
 }
 
-/**
- * An OTLP resource → a daemon Resource (one per ResourceSpans, shared by its spans). Keys the
- * wire protocol cannot carry (empty, longer than 256 characters) are left out.
- */
+/** OTLP: an empty name "is equivalent to an unknown span name"; the wire protocol needs one. */
+const nameOrUnknown = (name: string) => (name === '' ? 'unknown' : name);
+
+/** An OTLP resource → a daemon Resource (one per ResourceSpans, shared by its spans). */
 export function toResource(resource: DecodedResource): Resource {
   const attributes = toWireAttributes(resource.attributes);
-  for (const k in attributes) if (k.length === 0 || k.length > MAX_ATTRIBUTE_KEY_LENGTH) delete attributes[k];
   const name = attributes['telemetry.sdk.name'];
   const version = attributes['telemetry.sdk.version'];
   return typeof name === 'string' && typeof version === 'string' ? { attributes, sdk: { name, version } } : { attributes };
@@ -105,7 +113,7 @@ export function toSpanRecord(s: DecodedSpan, options: ConvertOptions): Record<st
     type: 'span',
     traceId: s.traceId,
     spanId: s.spanId,
-    name: s.name,
+    name: nameOrUnknown(s.name),
     startTimeUnixNano: s.startTimeUnixNano,
     endTimeUnixNano: s.endTimeUnixNano,
   };
@@ -119,7 +127,8 @@ export function toSpanRecord(s: DecodedSpan, options: ConvertOptions): Record<st
   if (s.events.length > 0) {
     record.events = s.events.map((e) => {
       const attrs = toWireAttributes(e.attributes);
-      return Object.keys(attrs).length > 0 ? { name: e.name, timeUnixNano: e.timeUnixNano, attributes: attrs } : { name: e.name, timeUnixNano: e.timeUnixNano };
+      const name = nameOrUnknown(e.name);
+      return Object.keys(attrs).length > 0 ? { name, timeUnixNano: e.timeUnixNano, attributes: attrs } : { name, timeUnixNano: e.timeUnixNano };
     });
   }
   return record;

@@ -14,7 +14,7 @@
  *   inflates beyond the body limit or holds more than MAX_REQUEST_ELEMENTS messages (decode.ts).
  *   `--ingest-token` is enforced by the server's onRequest hook.
  */
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { DecodedTraceRequest, OtlpEncoding } from '../otlp/decode.js';
 import { decodeBody } from './content-encoding.js';
 import type { RecordSink } from './record-sink.js';
@@ -99,7 +99,13 @@ export function registerOtlpRoutes(app: FastifyInstance, sink: RecordSink, optio
     options.countRefused?.(httpStatus === 413 ? 'too_large' : 'invalid_otlp');
     return sendStatus(reply, httpStatus, encoding, message);
   };
-  app.post(OTLP_TRACES_PATH, async (request, reply) => {
+  // Its own scope, which reads a body of any media type: OTLP wants every refusal as a Status
+  // message, so the route answers an unknown one (415) itself instead of Fastify doing it in JSON.
+  void app.register(async (scope) => {
+    scope.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
+    scope.post(OTLP_TRACES_PATH, handle);
+  });
+  async function handle(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
     const [{ countSpans, decodeTraceRequest, encodingOfContentType, OtlpTooLargeError }, { toResource, toSpanRecord }] = await loadModules();
     const contentType = request.headers['content-type'];
     const encoding = encodingOfContentType(contentType);
@@ -139,5 +145,5 @@ export function registerOtlpRoutes(app: FastifyInstance, sink: RecordSink, optio
     if (encoding === 'protobuf') return reply.type(PROTOBUF).send(Buffer.from(encodeExportResponse(rejected, errorMessage)));
     // proto3 JSON mapping: int64 as a decimal string.
     return reply.type(JSON_TYPE).send(rejected === 0 ? {} : { partialSuccess: { rejectedSpans: String(rejected), errorMessage } });
-  });
+  }
 }

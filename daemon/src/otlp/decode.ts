@@ -1019,7 +1019,11 @@ export function anyValueToFlat(v: AnyValue): FlatValue {
 /** `KeyValue[]` → `{ key: plain value }` (the last one wins on duplicate keys). */
 export function flattenAttributes(kvs: readonly KeyValue[]): Record<string, FlatValue> {
   const out: Record<string, FlatValue> = {};
-  for (const kv of kvs) out[kv.key] = anyValueToFlat(kv.value);
+  for (const kv of kvs) {
+    // An own property: assigning `__proto__` would replace the object's prototype and lose the value.
+    if (kv.key === '__proto__') Object.defineProperty(out, kv.key, { value: anyValueToFlat(kv.value), enumerable: true, writable: true, configurable: true });
+    else out[kv.key] = anyValueToFlat(kv.value);
+  }
   return out;
 }
 
