@@ -10,6 +10,8 @@ let config: ResolvedConfig | undefined;
 let transport: Transport | undefined;
 /** Drops a replaced transport did not get to report, for the next one to report. */
 const carried = new Map<string, number>();
+/** Transports being flushed before they close (shutdown(), replaced by configure()): sdkStats() counts what they hold. */
+const retiring = new Set<Transport>();
 
 /** The shutdown() in progress, if any. */
 let closing: Promise<boolean> | undefined;
@@ -111,7 +113,11 @@ export function configure(opts: ConfigureOptions = {}): void {
     if (transport && (c.disabled || keyOf(c) !== transportKey)) {
       const old = transport;
       transport = undefined;
-      void old.flush(c.flushTimeoutMs).then(() => carry(old.close()));
+      retiring.add(old);
+      void old.flush(c.flushTimeoutMs).then(() => {
+        retiring.delete(old);
+        carry(old.close());
+      });
     }
   } catch (e) {
     debug(`configure() failed: ${(e as Error).message}`);
@@ -165,11 +171,13 @@ export function shutdown(timeoutMs?: number): Promise<boolean> {
 
 async function closeTransport(t: Transport, timeoutMs: number): Promise<boolean> {
   let ok = false;
+  retiring.add(t);
   try {
     ok = await t.flush(timeoutMs);
   } catch {
     ok = false;
   }
+  retiring.delete(t);
   try {
     t.close();
   } catch {
@@ -211,6 +219,16 @@ export interface SdkStats {
 /** Counters of the SDK's own delivery (process-wide, cumulative). */
 export function sdkStats(): SdkStats {
   const t = transport;
+  // Records still waiting in transports being flushed and closed (shutdown(), a configure() that
+  // replaced them) are buffered or in flight too: enqueued = sent + dropped + buffered + in flight.
+  let buffered = t?.buffered ?? 0;
+  let bufferedBytes = t?.bufferedChars ?? 0;
+  let inFlight = t?.inFlightRecords ?? 0;
+  for (const r of retiring) {
+    buffered += r.buffered;
+    bufferedBytes += r.bufferedChars;
+    inFlight += r.inFlightRecords;
+  }
   return {
     enqueued: counters.enqueued,
     sent: counters.sent,
@@ -218,9 +236,9 @@ export function sdkStats(): SdkStats {
     droppedByReason: { ...counters.droppedByReason },
     rejected: counters.rejected,
     sampledOut: counters.sampledOut,
-    buffered: t?.buffered ?? 0,
-    bufferedBytes: t?.bufferedChars ?? 0,
-    inFlight: t?.inFlightRecords ?? 0,
+    buffered,
+    bufferedBytes,
+    inFlight,
     connected: t?.connected ?? false,
     connects: counters.connects,
     failures: counters.failures,

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { configure, flush, sdkStats, span } from '../src/index.js';
+import { configure, flush, sdkStats, shutdown, span } from '../src/index.js';
+import { HttpTransport } from '../src/transport/http.js';
 import { HttpReceiver } from './support/receiver.js';
 import { runApp } from './support/child.js';
 
@@ -135,5 +136,84 @@ test('a finished app whose HTTP daemon answers slowly exits within the flush tim
     assert.equal(s?.enqueued, (s?.sent ?? 0) + (s?.dropped ?? 0));
   } finally {
     await r.close();
+  }
+});
+
+test('a transient failure during shutdown() is retried within the flush timeout: nothing buffered is lost', async () => {
+  const r = await HttpReceiver.create();
+  configure({ endpoint: r.endpoint, maxBufferRecords: 100_000 });
+  await flush();
+  const before = sdkStats();
+  r.failNext = 1;
+  r.failStatus = 503;
+  for (let i = 0; i < 100; i++) span(`s${i}`, () => i);
+  // One 503 used to resolve every flush waiter with false, and shutdown() then dropped the lot.
+  assert.equal(await shutdown(), true);
+  assert.deepEqual(r.requests.map((q) => q.status), [503, 202]);
+  assert.equal(r.spans().length, 100);
+  assert.equal(sdkStats().dropped - before.dropped, 0);
+  await r.close();
+});
+
+test('the request deadline counts the whole request: an answer trickling in byte by byte is abandoned and the batch retried', async () => {
+  const r = await HttpReceiver.create();
+  // A byte every 100 ms: an idle timeout (req.setTimeout) of 300 ms never fired.
+  r.trickleNext = 1;
+  r.trickleMs = 100;
+  const hello = JSON.stringify({ v: 1, type: 'hello', resource: { 'service.name': 'trickle' } }) + '\n';
+  const t = new HttpTransport(new URL(r.endpoint), { hello, maxBufferRecords: 1000, maxBufferBytes: 1 << 20, writeTimeoutMs: 300 });
+  try {
+    for (let i = 0; i < 10; i++) {
+      t.send(JSON.stringify({ v: 1, type: 'span', traceId: 'a'.repeat(32), spanId: (i + 1).toString(16).padStart(16, '0'), name: `t${i}`, startTimeUnixNano: '1', endTimeUnixNano: '2' }) + '\n');
+    }
+    assert.equal(await t.flush(5000), true, 'delivered by the retry');
+    assert.deepEqual(r.requests.map((q) => q.status), [0, 202]);
+    assert.equal(r.spans().length, 10);
+  } finally {
+    t.close();
+    await r.close();
+  }
+});
+
+test('sdkStats() adds up as soon as shutdown() returns, with a request still unanswered', async () => {
+  const r = await HttpReceiver.create();
+  configure({ endpoint: r.endpoint });
+  await flush();
+  r.trickleNext = 1;
+  for (let i = 0; i < 100; i++) span(`s${i}`, () => i);
+  // Nothing to read while the transport is still flushing in the background either.
+  const during = sdkStats();
+  assert.equal(during.enqueued, during.sent + during.dropped + during.buffered + during.inFlight);
+  assert.equal(await shutdown(300), false);
+  const s = sdkStats();
+  assert.equal(s.enqueued, s.sent + s.dropped + s.buffered + s.inFlight, JSON.stringify(s));
+  assert.equal(s.buffered + s.inFlight, 0);
+  configure({ endpoint: r.endpoint });
+  await r.close();
+});
+
+test('a finished app whose HTTP daemon trickles its answer exits within the flush timeout; one answering in 1.5 s gets the time flushTimeoutMs allows', async () => {
+  const r = await HttpReceiver.create();
+  r.trickleNext = 1000;
+  r.trickleMs = 200;
+  try {
+    const run = await runApp({ DSPY_O11Y_ENDPOINT: r.endpoint, FIXTURE_SPANS: '100' }, 10_000);
+    assert.notEqual(run.code, null, 'the process exited by itself');
+    assert.equal(run.code, 0, run.stderr);
+    const s = run.report?.stats;
+    assert.equal(s?.enqueued, (s?.sent ?? 0) + (s?.dropped ?? 0));
+  } finally {
+    await r.close();
+  }
+  const slow = await HttpReceiver.create();
+  slow.answerDelayMs = 1500;
+  try {
+    // Each request of the exit flush was cut at 1 s whatever flushTimeoutMs said.
+    const run = await runApp({ DSPY_O11Y_ENDPOINT: slow.endpoint, FIXTURE_SPANS: '100', FIXTURE_FLUSH_TIMEOUT: '5000' }, 15_000);
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(run.report?.stats.dropped, 0, JSON.stringify(run.report?.stats));
+    await slow.waitForSpans(100, 5000);
+  } finally {
+    await slow.close();
   }
 });

@@ -192,13 +192,19 @@ export abstract class Transport<B extends RecordBuffer = RecordBuffer> {
     return false;
   }
 
-  /** After a failure: back off (100 ms doubling to 5 s, equal jitter). */
-  protected failed(): void {
+  /**
+   * After a failure: back off (100 ms doubling to 5 s, equal jitter). `nobodyListening` (the
+   * connection was refused, the socket file is missing): flush waiters hear false at once, so an
+   * app run without a daemon does not wait out every `flush()`. Any other failure (a 503, a 429, a
+   * reset, a timeout) is a daemon that is there: waiters keep waiting for the retries within their
+   * timeout; giving up at the first one made `shutdown()` and `configure()` drop everything.
+   */
+  protected failed(nobodyListening: boolean): void {
     counters.failures++;
     this.backoffMs = this.backoffMs ? Math.min(this.backoffMs * 2, MAX_BACKOFF_MS) : MIN_BACKOFF_MS;
     const delay = this.backoffMs / 2 + Math.random() * (this.backoffMs / 2);
     this.nextAttemptAt = Date.now() + delay;
-    this.resolveWaiters(false);
+    if (nobodyListening) this.resolveWaiters(false);
     if (this.ring.size > 0 || this.hasUnreported) this.armRetry(delay);
   }
 
@@ -289,6 +295,11 @@ export abstract class Transport<B extends RecordBuffer = RecordBuffer> {
     return this.exitUntil !== 0 && Date.now() < this.exitUntil;
   }
 
+  /** While exiting: how long the exit flush may still hold the process (ms). */
+  protected get exitLeftMs(): number {
+    return Math.max(0, this.exitUntil - Date.now());
+  }
+
   /** At `beforeExit`: one more attempt to deliver what is buffered, if it can make progress in time. */
   private exitFlush(): void {
     if (this.closed || (this.ring.size === 0 && this.inFlight === 0 && !this.hasUnreported)) return;
@@ -335,6 +346,8 @@ export abstract class Transport<B extends RecordBuffer = RecordBuffer> {
     // Flush waiters learn whether everything got out: nothing buffered, nothing in flight.
     const delivered = this.ring.size === 0 && this.inFlight === 0;
     this.drop('shutdown', this.ring.clear());
+    // The write or request in progress is cut short and counted here, at once (release() must
+    // not count it again), so sdkStats() adds up as soon as close() returns.
     this.release();
     this.resolveWaiters(delivered);
     const unreported = this.unreported;

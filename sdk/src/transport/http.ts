@@ -14,6 +14,8 @@ import { Transport, counters, type TransportOptions } from './base.js';
 import { Ring } from './ring.js';
 
 const MAX_ANSWER = 64 * 1024;
+/** Connection errors that mean no daemon is there (as opposed to one that failed a request). */
+const NOBODY_LISTENING = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
 
 export class HttpTransport extends Transport<Ring> {
   private readonly agent: http.Agent;
@@ -24,6 +26,10 @@ export class HttpTransport extends Transport<Ring> {
   private busy = false;
   private req: http.ClientRequest | undefined;
   private reqSocket: Socket | undefined;
+  /** The whole request's deadline (`req.setTimeout` only counts idle time: a trickling answer never hit it). */
+  private reqDeadline: NodeJS.Timeout | undefined;
+  /** Id of the request in progress; release() moves it on, so a request it cut short settles nothing. */
+  private requestId = 0;
   private ok = false;
 
   constructor(url: URL, opts: TransportOptions) {
@@ -46,10 +52,11 @@ export class HttpTransport extends Transport<Ring> {
 
   protected urgent(): void {
     if (this.busy) {
-      // Waiting for the answer on an unref'd socket: hold the process for it while exiting.
+      // Waiting for the answer on an unref'd socket: hold the process for it while exiting, as
+      // long as the exit flush may (flushTimeoutMs), and no longer.
       if (this.exiting) {
         this.reqSocket?.ref();
-        this.req?.setTimeout(1000);
+        this.armDeadline(this.exitLeftMs, true);
       }
       return;
     }
@@ -69,10 +76,11 @@ export class HttpTransport extends Transport<Ring> {
     }
     this.busy = true;
     this.inFlight = lines.length;
-    let done = false;
-    const finish = (status: number, answer: string, error?: string): void => {
-      if (done) return;
-      done = true;
+    const id = ++this.requestId;
+    const finish = (status: number, answer: string, error?: Error): void => {
+      if (id !== this.requestId) return; // answered already, or cut short by release()
+      this.requestId++;
+      this.clearDeadline();
       this.busy = false;
       this.req = undefined;
       this.reqSocket = undefined;
@@ -88,7 +96,7 @@ export class HttpTransport extends Transport<Ring> {
     try {
       req = this.mod.request({ ...this.target, method: 'POST', agent: this.agent, headers });
     } catch (e) {
-      finish(0, '', (e as Error).message);
+      finish(0, '', e as Error);
       return;
     }
     this.req = req;
@@ -97,8 +105,8 @@ export class HttpTransport extends Transport<Ring> {
       if (!this.exiting) s.unref();
       else s.ref();
     });
-    req.setTimeout(this.exiting ? 1000 : this.timeoutMs, () => req.destroy(new Error('request timed out')));
-    req.on('error', (e) => finish(0, '', e.message));
+    this.armDeadline(this.exiting ? this.exitLeftMs : this.timeoutMs, this.exiting);
+    req.on('error', (e) => finish(0, '', e));
     req.on('response', (res) => {
       let answer = '';
       res.setEncoding('utf8');
@@ -106,12 +114,12 @@ export class HttpTransport extends Transport<Ring> {
         if (answer.length < MAX_ANSWER) answer += c;
       });
       res.on('end', () => finish(res.statusCode ?? 0, answer));
-      res.on('error', (e) => finish(0, '', e.message));
+      res.on('error', (e) => finish(0, '', e));
     });
     req.end(body);
   }
 
-  private onAnswer(status: number, answer: string, error: string | undefined, lines: string[], snapshot: Map<string, number> | undefined): void {
+  private onAnswer(status: number, answer: string, error: Error | undefined, lines: string[], snapshot: Map<string, number> | undefined): void {
     if (status >= 200 && status < 300) {
       this.ok = true;
       counters.sent += lines.length;
@@ -146,9 +154,9 @@ export class HttpTransport extends Transport<Ring> {
       return;
     }
     if (status === 0 || status === 408 || status === 429 || status >= 500) {
-      debug(`ingest request failed (${error ?? `HTTP ${status}`}); retrying with backoff`);
+      debug(`ingest request failed (${error?.message ?? `HTTP ${status}`}); retrying with backoff`);
       this.drop('buffer_full', this.ring.unshiftAll(lines));
-      this.failed();
+      this.failed(NOBODY_LISTENING.has((error as NodeJS.ErrnoException | undefined)?.code ?? ''));
       return;
     }
     // A permanent refusal (400, 401, 403, 413 for a single record, …): retrying cannot help.
@@ -159,8 +167,33 @@ export class HttpTransport extends Transport<Ring> {
     else this.settle();
   }
 
+  /** (Re)arms the deadline of the request in progress: past it the request is destroyed (a retryable failure). */
+  private armDeadline(ms: number, holdProcess: boolean): void {
+    this.clearDeadline();
+    const req = this.req;
+    if (!req) return;
+    this.reqDeadline = setTimeout(() => req.destroy(new Error('request timed out')), ms);
+    // While exiting the socket holds the process anyway; otherwise telemetry never does.
+    if (!holdProcess) this.reqDeadline.unref();
+  }
+
+  private clearDeadline(): void {
+    if (this.reqDeadline) clearTimeout(this.reqDeadline);
+    this.reqDeadline = undefined;
+  }
+
   protected release(): void {
+    if (this.busy) {
+      // Cut short: counted now (close() reads the stats right after), and its answer ignored.
+      this.requestId++;
+      this.busy = false;
+      this.drop('shutdown', this.inFlight);
+      this.inFlight = 0;
+    }
+    this.clearDeadline();
     this.req?.destroy();
+    this.req = undefined;
+    this.reqSocket = undefined;
     this.agent.destroy();
   }
 }

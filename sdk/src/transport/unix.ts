@@ -109,7 +109,7 @@ export class UnixTransport extends Transport<ByteRing> {
       socket = net.createConnection({ path: this.path });
     } catch {
       this.state = 'idle';
-      this.failed();
+      this.failed(true);
       return;
     }
     this.socket = socket;
@@ -145,7 +145,7 @@ export class UnixTransport extends Transport<ByteRing> {
     this.stopWatchdog();
     if (this.closed) return;
     if (wasConnected) this.lost();
-    else this.failed();
+    else this.failed(true); // could not connect: nobody listens on the socket
   }
 
   protected tick(): void {

@@ -186,6 +186,9 @@ export class HttpReceiver extends Receiver {
   maxBodyBytes = Infinity;
   /** Answer this long after the body arrived (a slow daemon). */
   answerDelayMs = 0;
+  /** For the next `trickleNext` requests: send the headers, then one byte of the answer every `trickleMs`, never ending it. */
+  trickleNext = 0;
+  trickleMs = 500;
   private sockets = new Set<net.Socket>();
 
   private constructor(
@@ -210,6 +213,14 @@ export class HttpReceiver extends Receiver {
         const me = self as HttpReceiver;
         const lines = body.split('\n').filter(Boolean);
         let status = 202;
+        if (me.trickleNext > 0) {
+          me.trickleNext--;
+          me.requests.push({ path: req.url ?? '', contentType: req.headers['content-type'], authorization: req.headers.authorization, lines: lines.length, status: 0 });
+          res.writeHead(202, { 'content-type': 'application/json' });
+          const drip = setInterval(() => res.write(' '), me.trickleMs);
+          res.on('close', () => clearInterval(drip));
+          return;
+        }
         if (Buffer.byteLength(body) > me.maxBodyBytes) status = 413;
         else if (me.failNext > 0) {
           me.failNext--;
