@@ -217,3 +217,28 @@ test('a finished app whose HTTP daemon trickles its answer exits within the flus
     await slow.close();
   }
 });
+
+test('switching endpoints while old transports still flush adds no process listeners (no MaxListenersExceededWarning in the app)', async () => {
+  const slow = await HttpReceiver.create();
+  slow.answerDelayMs = 1500;
+  const warnings: string[] = [];
+  const onWarning = (w: Error) => warnings.push(w.name);
+  process.on('warning', onWarning);
+  const before = process.listenerCount('beforeExit') + process.listenerCount('exit');
+  try {
+    // Each switch leaves the old transport flushing its unanswered request in the background.
+    for (let i = 0; i < 15; i++) {
+      configure({ endpoint: slow.endpoint, serviceName: `switch-${i}` });
+      span(`s${i}`, () => i);
+      await new Promise((r) => setImmediate(r));
+    }
+    await new Promise((r) => setTimeout(r, 50));
+    assert.ok(process.listenerCount('beforeExit') + process.listenerCount('exit') <= Math.max(before, 2), 'one listener of each for all transports');
+    assert.deepEqual(warnings.filter((w) => w === 'MaxListenersExceededWarning'), []);
+    assert.equal(await flush(5000), true);
+  } finally {
+    process.off('warning', onWarning);
+    configure({ serviceName: undefined });
+    await slow.close();
+  }
+});

@@ -55,6 +55,24 @@ interface Waiter {
   timer: NodeJS.Timeout;
 }
 
+/**
+ * Transports not yet closed, and one `beforeExit` / `exit` listener for all of them: a listener
+ * per transport passed Node's limit of 10 (a MaxListenersExceededWarning on the app's stderr) when
+ * an app switched endpoints while old transports were still flushing.
+ */
+const openTransports = new Set<Transport>();
+let listening = false;
+function listenForExit(): void {
+  if (listening) return;
+  listening = true;
+  process.on('beforeExit', () => {
+    for (const t of [...openTransports]) t.onProcessBeforeExit();
+  });
+  process.on('exit', () => {
+    for (const t of [...openTransports]) t.onProcessExit();
+  });
+}
+
 export abstract class Transport<B extends RecordBuffer = RecordBuffer> {
   /** Drops not yet reported to the daemon in a `stats` record, by reason. */
   private unreported = new Map<string, number>();
@@ -77,31 +95,33 @@ export abstract class Transport<B extends RecordBuffer = RecordBuffer> {
   /** The pending `tick()` of `schedule()`, if any. */
   private immediate: NodeJS.Immediate | undefined;
   private lastExitMark = '';
-  private readonly onBeforeExit = (): void => {
-    try {
-      this.exitFlush();
-    } catch {
-      /* never throw from a process event */
-    }
-  };
-
-  /** At `exit` nothing more can be sent: count what is left, so `sdkStats()` read at exit adds up. */
-  private readonly onExit = (): void => {
-    const n = this.ring.size + this.inFlight;
-    if (n > 0) {
-      this.ring.clear();
-      this.inFlight = 0;
-      this.drop('exit', n);
-    }
-  };
 
   constructor(
     protected readonly opts: TransportOptions,
     /** Where records wait, bounded by `maxBufferRecords` and `maxBufferBytes`. */
     protected readonly ring: B,
   ) {
-    process.on('beforeExit', this.onBeforeExit);
-    process.on('exit', this.onExit);
+    openTransports.add(this);
+    listenForExit();
+  }
+
+  /** At `beforeExit`: the final flush. */
+  onProcessBeforeExit(): void {
+    try {
+      this.exitFlush();
+    } catch {
+      /* never throw from a process event */
+    }
+  }
+
+  /** At `exit` nothing more can be sent: count what is left, so `sdkStats()` read at exit adds up. */
+  onProcessExit(): void {
+    const n = this.ring.size + this.inFlight;
+    if (n > 0) {
+      this.ring.clear();
+      this.inFlight = 0;
+      this.drop('exit', n);
+    }
   }
 
   /** Queue one NDJSON line (with its newline). Never throws, never blocks. */
@@ -340,8 +360,7 @@ export abstract class Transport<B extends RecordBuffer = RecordBuffer> {
   close(): ReadonlyMap<string, number> {
     if (this.closed) return new Map();
     this.closed = true;
-    process.removeListener('beforeExit', this.onBeforeExit);
-    process.removeListener('exit', this.onExit);
+    openTransports.delete(this);
     this.clearRetry();
     // Flush waiters learn whether everything got out: nothing buffered, nothing in flight.
     const delivered = this.ring.size === 0 && this.inFlight === 0;
