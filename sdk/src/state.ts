@@ -134,7 +134,7 @@ function carry(drops: ReadonlyMap<string, number>): void {
   }
 }
 
-/** Resolves once buffered records are written (true) or after `timeoutMs` (false). Never rejects. */
+/** Resolves once buffered records are written (true), or after `timeoutMs`, or at once when no daemon listens (false). Never rejects. */
 export function flush(timeoutMs?: number): Promise<boolean> {
   try {
     const t = transport;

@@ -577,7 +577,7 @@ export class LangfuseMapper implements BatchMapping {
       this.onRepair('prompt_incomplete');
       return undefined;
     }
-    // Versions count from 1: Langfuse drops a generation whose prompt has version 0 (name without a version, to it).
+    // Versions count from 1: Langfuse reads 0 as no version, and drops a generation with a prompt name but no version.
     if (typeof version === 'number' && Number.isSafeInteger(version) && version >= 1) return { name, version };
     if (typeof version === 'string' && INTEGER_STRING.test(version.trim()) && Number.isSafeInteger(Number(version.trim())) && Number(version.trim()) >= 1) {
       this.onRepair('prompt_version_coerced');

@@ -282,7 +282,8 @@ export abstract class Transport<B extends RecordBuffer = RecordBuffer> {
   }
 
   /**
-   * Resolves true once everything buffered is written, false on timeout or failure. Never rejects.
+   * Resolves true once everything buffered is written; false on timeout, or at once when nobody
+   * listens (see `failed`): a daemon that fails a request is retried meanwhile. Never rejects.
    * `timeoutMs` beyond what a timer can wait (~24.8 days, e.g. Infinity) waits that long; a negative
    * or NaN one does not wait.
    */
