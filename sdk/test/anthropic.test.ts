@@ -1,9 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import Anthropic from '@anthropic-ai/sdk';
+import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import type { SpanRecord } from '@dspy-o11y/proto';
 import { span, wrapAnthropic } from '../src/index.js';
-import { FakeProvider, useFakeProvider, anthropicMessage, anthropicStream } from './support/fake-provider.js';
+import { FakeProvider, useFakeProvider, anthropicMessage, anthropicStream, type Reply } from './support/fake-provider.js';
 import { UnixReceiver, flushedGenerations, useReceiver } from './support/receiver.js';
 
 let r: UnixReceiver;
@@ -142,4 +143,34 @@ test('streamed thinking, tool_use and server_tool_use blocks are recorded as the
   });
   assert.equal(attr(gen, 'gen_ai.usage.output_tokens'), 40);
   assert.deepEqual(attr(gen, 'gen_ai.response.finish_reasons'), ['tool_use']);
+});
+
+test("the client's own OpenTelemetry span still ends when the message is read, with its usage (the wrapper does not end it at the headers)", async () => {
+  const exporter = new InMemorySpanExporter();
+  const tracerProvider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
+  const traced = wrapAnthropic(new Anthropic({ apiKey: 'sk-ant-test', baseURL: provider.url, maxRetries: 0, openTelemetry: { tracerProvider } }));
+  const stream = anthropicStream(['slow'], { input: 20, output: 7 }) as Extract<Reply, { sse: unknown }>;
+  stream.sse[3]!.delayMs = 200; // the text delta comes 200 ms after the headers
+  provider.script(PATH, stream);
+  const s = await traced.messages.create({ model: 'claude-haiku-4-5', max_tokens: 16, messages: [{ role: 'user', content: 'x' }], stream: true });
+  for await (const _ of s) void _;
+  await generations(1);
+  const [own] = exporter.getFinishedSpans();
+  assert.ok(own, 'the client made its span');
+  const ms = (own.endTime[0] - own.startTime[0]) * 1000 + (own.endTime[1] - own.startTime[1]) / 1e6;
+  assert.ok(ms >= 150, `ended after the stream was read, not at the headers (${ms.toFixed(0)} ms)`);
+  assert.equal(own.attributes['gen_ai.usage.output_tokens'], 7);
+  await tracerProvider.shutdown();
+});
+
+test('a stream left after message_delta (stop reason and usage in hand) is not cancelled; withOptions() clients are traced', async () => {
+  provider.script(PATH, anthropicStream(['Hi'], { input: 9, output: 3 }));
+  const s = await client.messages.create({ model: 'claude-haiku-4-5', max_tokens: 16, messages: [{ role: 'user', content: 'x' }], stream: true });
+  for await (const ev of s) if (ev.type === 'message_delta') break;
+  const [gen] = (await generations(1)) as [SpanRecord];
+  assert.equal(attr(gen, 'dspy.stream.cancelled'), undefined);
+  assert.equal(attr(gen, 'gen_ai.usage.output_tokens'), 3);
+  provider.script(PATH, { status: 200, json: anthropicMessage('Hey') });
+  await client.withOptions({ timeout: 5000 }).messages.create({ model: 'claude-haiku-4-5', max_tokens: 16, messages: [{ role: 'user', content: 'x' }] });
+  assert.equal((await generations(1)).length, 1);
 });

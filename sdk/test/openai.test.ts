@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
-import type { SpanRecord } from '@dspy-o11y/proto';
+import { nowUnixNano, type SpanRecord } from '@dspy-o11y/proto';
 import { predict, span, subscribe, wrapOpenAI } from '../src/index.js';
 import { FakeProvider, useFakeProvider, chatCompletion, chatStream } from './support/fake-provider.js';
 import { UnixReceiver, flushedGenerations, useReceiver } from './support/receiver.js';
@@ -339,4 +339,70 @@ test('responses.create stream: a response.failed or error event puts the generat
   assert.equal(attr(failed, 'dspy.level'), 'ERROR');
   assert.deepEqual(errored.status, { code: 'error', message: 'slow down' });
   assert.equal(attr(errored, 'error.type'), 'rate_limit_exceeded');
+});
+
+test('time to first token is the first non-empty piece, not the role chunk with its empty content', async () => {
+  const base = { id: 'chatcmpl-t', object: 'chat.completion.chunk', created: 1732700000, model: 'gpt-4o-mini-2024-07-18' };
+  provider.script(PATH, {
+    sse: [
+      { data: { ...base, choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }] } },
+      { data: { ...base, choices: [{ index: 0, delta: { content: 'Hi' }, finish_reason: null }] }, delayMs: 200 },
+      { data: { ...base, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] } },
+      { data: '[DONE]' },
+    ],
+  });
+  const stream = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hi' }], stream: true });
+  let roleChunkAt = 0n;
+  for await (const c of stream) if (c.choices[0]?.delta.role) roleChunkAt = BigInt(nowUnixNano());
+  const [gen] = (await generations(1)) as [SpanRecord];
+  // The first token came 200 ms after the role chunk reached the app.
+  assert.ok(BigInt(attr(gen, 'dspy.completion_start_time') as string) > roleChunkAt, 'recorded at the first content, after the role chunk');
+
+  // Responses API: the first output of any kind (here a function call's arguments).
+  const done = { id: 'resp_f', object: 'response', created_at: 1, model: 'gpt-4.1', status: 'completed', output: [], usage: { input_tokens: 5, output_tokens: 4, total_tokens: 9 } };
+  provider.script('/v1/responses', {
+    sse: [
+      { event: 'response.created', data: { type: 'response.created', sequence_number: 0, response: { ...done, status: 'in_progress' } } },
+      { event: 'response.function_call_arguments.delta', data: { type: 'response.function_call_arguments.delta', sequence_number: 1, item_id: 'fc', output_index: 0, delta: '{"city":' } },
+      { event: 'response.completed', data: { type: 'response.completed', sequence_number: 2, response: done } },
+    ],
+  });
+  for await (const _ of await client.responses.create({ model: 'gpt-4.1', input: 'Weather?', stream: true })) void _;
+  const g2 = (await generations(2)).find((g) => attr(g, 'gen_ai.request.model') === 'gpt-4.1')!;
+  assert.equal(typeof attr(g2, 'dspy.completion_start_time'), 'string', 'a function-call stream has a first token too');
+});
+
+test('usage a compatible server sends unasked on its last chunk reaches the app, though the wrapper asked for usage', async () => {
+  const base = { id: 'cmpl-m', object: 'chat.completion.chunk', created: 1732700000, model: 'mistral-small' };
+  const usage = { prompt_tokens: 3, completion_tokens: 1, total_tokens: 4 };
+  provider.script(PATH, {
+    sse: [
+      { data: { ...base, choices: [{ index: 0, delta: { role: 'assistant', content: 'Ok' }, finish_reason: null }] } },
+      { data: { ...base, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }], usage } },
+      { data: '[DONE]' },
+    ],
+  });
+  const stream = await client.chat.completions.create({ model: 'mistral-small', messages: [{ role: 'user', content: 'Hi' }], stream: true });
+  const chunks: OpenAI.Chat.Completions.ChatCompletionChunk[] = [];
+  for await (const c of stream) chunks.push(c);
+  assert.deepEqual(chunks.at(-1)?.usage, usage, 'what the app would get without the wrapper');
+  const [gen] = (await generations(1)) as [SpanRecord];
+  assert.equal(attr(gen, 'gen_ai.usage.total_tokens'), 4);
+});
+
+test('an app that stops reading once every choice has its finish reason has not cancelled anything', async () => {
+  provider.script(PATH, chatStream(['Hel', 'lo'], { prompt: 5, completion: 2 }));
+  const stream = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hi' }], stream: true });
+  for await (const c of stream) if (c.choices[0]?.finish_reason) break;
+  const [gen] = (await generations(1)) as [SpanRecord];
+  assert.equal(attr(gen, 'dspy.stream.cancelled'), undefined);
+  assert.deepEqual(JSON.parse(attr(gen, 'dspy.output') as string), { role: 'assistant', content: 'Hello' });
+});
+
+test('a client made by withOptions() (per-call timeout, retries) is traced too', async () => {
+  provider.script(PATH, { status: 200, json: chatCompletion('A') }, { status: 200, json: chatCompletion('B') });
+  await client.withOptions({ timeout: 5000 }).chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hi' }] });
+  await client.withOptions({ maxRetries: 0 }).withOptions({ timeout: 1000 }).chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hi' }] });
+  const gens = await generations(2);
+  assert.equal(gens.length, 2);
 });

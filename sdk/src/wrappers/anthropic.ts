@@ -3,7 +3,7 @@
  * (and `messages.stream`, which is built on it), streamed or not.
  */
 import type { GenerationHandle, Usage } from '../span.js';
-import { appendCapped, isObj, num, patchFetch, patchMethod, pick, str, type Adapter, type Obj, type StreamObserver, type WrapOptions } from './common.js';
+import { appendCapped, isObj, num, patchDerivedClients, patchFetch, patchMethod, pick, str, type Adapter, type Obj, type StreamObserver, type WrapOptions } from './common.js';
 
 const PARAMS = ['max_tokens', 'temperature', 'top_p', 'top_k'] as const;
 
@@ -92,6 +92,10 @@ function adapter(options: WrapOptions): Adapter {
           }
           return false;
         },
+        answered(): boolean {
+          // message_delta brings the stop reason with the final usage: the answer is complete.
+          return stop !== undefined;
+        },
         finish(): void {
           if (model) g.setResponseModel(model);
           if (usage) g.setUsage(usage);
@@ -123,6 +127,8 @@ export function wrapAnthropic<T extends object>(client: T, options: WrapOptions 
     const beta = isObj(c.beta) ? c.beta : undefined;
     patchMethod(beta?.messages, 'create', adapter(options), options);
     patchFetch(c);
+    // withOptions() (per-call timeouts, retries) makes a new client: traced like this one.
+    patchDerivedClients(c, (derived) => wrapAnthropic(derived, options));
   } catch {
     /* never throw */
   }

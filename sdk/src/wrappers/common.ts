@@ -51,10 +51,37 @@ export interface StreamObserver {
   item(item: unknown): boolean;
   /** The stream is over (completely or not): put the totals on the generation. */
   finish(): void;
+  /** Whether the answer is complete already (every choice has its finish reason): an app that stops reading then has not cancelled anything. */
+  answered?(): boolean;
 }
 
 const WRAPPED = Symbol.for('dspy-o11y.wrapped');
 const FETCH_WRAPPED = Symbol.for('dspy-o11y.fetch-wrapped');
+
+const DERIVED_WRAPPED = Symbol.for('dspy-o11y.derived-wrapped');
+
+/**
+ * `client.withOptions(...)` returns a new client (same class, other timeouts or retries) whose
+ * resources are its own: `wrap` is applied to each one it returns (once per client).
+ */
+export function patchDerivedClients(client: Obj, wrap: (derived: object) => unknown): void {
+  const orig = client.withOptions;
+  if (typeof orig !== 'function' || (client as Record<symbol, unknown>)[DERIVED_WRAPPED]) return;
+  (client as Record<symbol, unknown>)[DERIVED_WRAPPED] = true;
+  Object.defineProperty(client, 'withOptions', {
+    configurable: true,
+    writable: true,
+    value: function withOptions(this: unknown, ...args: unknown[]): unknown {
+      const derived = (orig as (...a: unknown[]) => unknown).apply(this, args);
+      try {
+        if (isObj(derived)) wrap(derived);
+      } catch {
+        /* never throw: the app gets its client either way */
+      }
+      return derived;
+    },
+  });
+}
 
 /** Replaces `obj[method]` with a traced version (once). */
 export function patchMethod(obj: unknown, method: string, adapter: Adapter, options: WrapOptions): void {
@@ -158,6 +185,8 @@ function fail(call: Call, error: unknown): void {
 type APIPromiseLike = PromiseLike<unknown> & {
   _thenUnwrap?: (transform: (data: unknown, props: unknown) => unknown) => unknown;
   asResponse?: () => PromiseLike<unknown>;
+  /** The request itself (both clients keep it on the APIPromise): settles with the response, or the request's failure. */
+  responsePromise?: unknown;
 };
 
 function tracedCall(orig: (...a: unknown[]) => unknown, self: unknown, args: unknown[], adapter: Adapter, name: string): unknown {
@@ -215,12 +244,16 @@ function tracedCall(orig: (...a: unknown[]) => unknown, self: unknown, args: unk
     }
     if (wrapped !== undefined) {
       // The request's own failure (after the client's retries), seen without parsing the body.
-      if (typeof p.asResponse === 'function') {
-        try {
-          p.asResponse().then(undefined, (e: unknown) => fail(c, e));
-        } catch {
-          /* ignore */
-        }
+      // responsePromise, not asResponse(): on Anthropic's client asResponse() also ends the
+      // client's own OpenTelemetry span when no parse was started on that promise (ours is on
+      // the promise _thenUnwrap made), cutting it at the headers, without its usage.
+      const rp = p.responsePromise;
+      const responded = isObj(rp) && typeof rp.then === 'function' ? (rp as unknown as PromiseLike<unknown>) : undefined;
+      try {
+        if (responded) responded.then(undefined, (e: unknown) => fail(c, e));
+        else if (typeof p.asResponse === 'function') p.asResponse().then(undefined, (e: unknown) => fail(c, e));
+      } catch {
+        /* ignore */
       }
       return wrapped;
     }
@@ -370,7 +403,13 @@ function instrumentStream(stream: Obj, call: Call, observer: StreamObserver): bo
         return p.then(onResult, onError);
       },
       return: (value?: unknown) => {
-        if (!finished) markCancelled();
+        let answered = false;
+        try {
+          answered = observer.answered?.() ?? false;
+        } catch {
+          /* never throw */
+        }
+        if (!finished && !answered) markCancelled();
         try {
           complete();
         } catch {

@@ -5,7 +5,7 @@
  * time to first token, retries and errors. The client is patched in place and returned.
  */
 import type { GenerationHandle, Usage } from '../span.js';
-import { appendCapped, isObj, num, patchFetch, patchMethod, pick, str, type Adapter, type Obj, type StreamObserver, type WrapOptions } from './common.js';
+import { appendCapped, isObj, num, patchDerivedClients, patchFetch, patchMethod, pick, str, type Adapter, type Obj, type StreamObserver, type WrapOptions } from './common.js';
 
 export type { WrapOptions } from './common.js';
 
@@ -77,7 +77,8 @@ function chatAdapter(options: WrapOptions): Adapter {
               const i = num(c.index) ?? 0;
               const d = isObj(c.delta) ? c.delta : undefined;
               if (d) {
-                if (first && (typeof d.content === 'string' || Array.isArray(d.tool_calls) || typeof d.refusal === 'string')) {
+                // The first chunk carries the role and an empty content: the first token is the first non-empty piece.
+                if (first && ((typeof d.content === 'string' && d.content !== '') || (Array.isArray(d.tool_calls) && d.tool_calls.length > 0) || (typeof d.refusal === 'string' && d.refusal !== ''))) {
                   first = false;
                   g.setCompletionStart();
                 }
@@ -101,11 +102,20 @@ function chatAdapter(options: WrapOptions): Adapter {
             }
           }
           if (injected && 'usage' in chunk) {
-            // The app did not ask for usage: hide the usage-only chunk and the `usage` key.
+            // The app did not ask for usage: hide what asking added, the usage-only chunk and the
+            // `usage: null` of the others. Usage a server sends on a chunk with choices unasked
+            // (some OpenAI-compatible ones do) is the app's, asked or not: left alone.
             if (choices && choices.length === 0 && isObj(chunk.usage)) return true;
-            delete chunk.usage;
+            if (chunk.usage === null) delete chunk.usage;
           }
           return false;
+        },
+        answered(): boolean {
+          // Every choice seen has its finish reason: an app that stops reading here has the whole answer.
+          const n = Math.max(texts.length, tools.length, finish.length);
+          if (n === 0) return false;
+          for (let i = 0; i < n; i++) if (finish[i] === undefined) return false;
+          return true;
         },
         finish(): void {
           if (model) g.setResponseModel(model);
@@ -167,11 +177,12 @@ function responsesAdapter(options: WrapOptions): Adapter {
       return {
         item(ev: unknown): boolean {
           if (!isObj(ev)) return false;
+          // The first output of any kind (text, a function call's arguments, a refusal, reasoning) is the first token.
+          if (first && typeof ev.type === 'string' && ev.type.startsWith('response.') && ev.type.endsWith('.delta')) {
+            first = false;
+            g.setCompletionStart();
+          }
           if (ev.type === 'response.output_text.delta') {
-            if (first) {
-              first = false;
-              g.setCompletionStart();
-            }
             text = appendCapped(text, ev.delta);
           } else if ((ev.type === 'response.completed' || ev.type === 'response.incomplete' || ev.type === 'response.failed') && isObj(ev.response)) {
             final = ev.response;
@@ -203,6 +214,8 @@ export function wrapOpenAI<T extends object>(client: T, options: WrapOptions = {
     patchMethod(chat?.completions, 'create', chatAdapter(options), options);
     patchMethod(c.responses, 'create', responsesAdapter(options), options);
     patchFetch(c);
+    // withOptions() (per-call timeouts, retries) makes a new client: traced like this one.
+    patchDerivedClients(c, (derived) => wrapOpenAI(derived, options));
   } catch {
     /* never throw: an unrecognised client is returned as it is */
   }

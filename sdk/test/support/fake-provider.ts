@@ -10,8 +10,8 @@ export type Reply =
   | { status: number; json: unknown; headers?: Record<string, string> }
   /** A body sent as it is (e.g. one that does not parse). */
   | { status: number; raw: string; headers?: Record<string, string> }
-  /** SSE: `data` lines, optionally with `event:` names (Anthropic). */
-  | { sse: Array<{ event?: string; data: unknown }> }
+  /** SSE: `data` lines, optionally with `event:` names (Anthropic), each after its `delayMs`. */
+  | { sse: Array<{ event?: string; data: unknown; delayMs?: number }> }
   /** Built from the request body (e.g. to honour stream_options.include_usage). */
   | { fn: (body: Record<string, unknown>) => Reply };
 
@@ -58,11 +58,16 @@ export class FakeProvider {
         while ('fn' in reply) reply = reply.fn(body);
         if ('sse' in reply) {
           res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
-          for (const e of reply.sse) {
-            const data = typeof e.data === 'string' ? e.data : JSON.stringify(e.data);
-            res.write(`${e.event ? `event: ${e.event}\n` : ''}data: ${data}\n\n`);
-          }
-          res.end();
+          const events = reply.sse;
+          void (async () => {
+            for (const e of events) {
+              if (e.delayMs) await new Promise((r) => setTimeout(r, e.delayMs));
+              if (res.destroyed) return;
+              const data = typeof e.data === 'string' ? e.data : JSON.stringify(e.data);
+              res.write(`${e.event ? `event: ${e.event}\n` : ''}data: ${data}\n\n`);
+            }
+            res.end();
+          })();
           return;
         }
         res.writeHead(reply.status, { 'content-type': 'application/json', ...reply.headers }).end('raw' in reply ? reply.raw : JSON.stringify(reply.json));
