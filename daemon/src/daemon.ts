@@ -40,8 +40,13 @@ export interface RunningDaemon {
 const OVERFLOW_LOG_INTERVAL_MS = 10_000;
 /** How long clients get to close their connections after EOF at shutdown (capped by --shutdown-timeout). */
 const SOCKET_CLOSE_GRACE_MS = 1_000;
-/** How long shutdown waits for the spool file to be written before it counts the spans as dropped. */
+/**
+ * With --spool-dir, the end of --shutdown-timeout kept for writing the spool (at most a fifth of
+ * it): what the disk has not taken by the deadline is counted as dropped.
+ */
 const SPOOL_WRITE_TIMEOUT_MS = 2_000;
+/** How often the daemon checks whether the replayed spool has left it (then removes its files). */
+const SPOOL_WATCH_MS = 1_000;
 /** How long shutdown waits for the exporter (and the score sender) to close once nothing is left to send. */
 const CLOSE_GRACE_MS = 250;
 
@@ -91,20 +96,35 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
   const loop = exportLoop;
 
   // What a previous run could not deliver goes first (queued before the listeners bind). The
-  // files are removed only once the daemon is up: a failed start must not lose them.
+  // files are removed only once what they held has left the daemon (see spoolGone): a failed
+  // start, or a crash before that, must not lose them.
   let spoolFiles: string[] = [];
   let spooledSpans = 0;
   let spooledScores = 0;
   if (config.spoolDir) {
-    spoolFiles = await replaySpool(config.spoolDir, (content) => {
-      const session = sink.session('spool');
-      const splitter = new LineSplitter(config.maxRecordBytes, (buf, s, e, ascii) => sink.acceptLine(session, buf, s, e, ascii), () => sink.rejectTooLarge(session, config.maxRecordBytes));
-      splitter.push(content);
-      splitter.end();
+    let splitter: LineSplitter | undefined;
+    spoolFiles = await replaySpool(config.spoolDir, {
+      begin: () => {
+        const session = sink.session('spool');
+        // No --max-record-bytes here: these lines were accepted once (an OTLP span has only the body
+        // limit, an event grows as it becomes a span); refusing them now would lose them.
+        splitter = new LineSplitter(Number.MAX_SAFE_INTEGER, (buf, s, e, ascii) => sink.acceptLine(session, buf, s, e, ascii), () => undefined);
+      },
+      chunk: (bytes) => splitter?.push(bytes),
+      end: () => splitter?.end(),
+      skip: (path, why) => log.warn({ file: path, why }, 'a spool file could not be read: skipped and left in place'),
     });
     spooledSpans = queue.spans;
     spooledScores = stats.scoresReceived;
   }
+  // The replayed spans are the first in the queue, so they have all left it (exported, or dropped
+  // and counted) once that many more spans have left it than at this point. Every score received
+  // so far came from the spool: they have all left once as many scores have left the sender.
+  const spansGone = () => stats.spansExported + Object.entries(stats.dropped).reduce((t, [r, n]) => (r === 'client_buffer' || r === 'sampled' ? t : t + n), 0);
+  const scoresGone = () => stats.scoresExported + Object.values(stats.scoresDropped).reduce((t, n) => t + n, 0);
+  const spansGoneAtReplay = spansGone();
+  const spoolGone = () => spansGone() - spansGoneAtReplay >= spooledSpans && scoresGone() >= spooledScores;
+  let spoolWatch: NodeJS.Timeout | undefined;
 
   let httpUrl: string | undefined;
   const status = (): DaemonStatus => {
@@ -159,8 +179,16 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
   }
   loop.start();
   if (spoolFiles.length) {
-    await removeSpoolFiles(spoolFiles);
-    log.info({ files: spoolFiles.length, spans: spooledSpans, scores: spooledScores }, 'replayed the spool of the last run');
+    log.info({ files: spoolFiles.length, spans: spooledSpans, scores: spooledScores }, 'replaying the spool of the last run');
+    const files = spoolFiles;
+    spoolWatch = setInterval(() => {
+      if (!spoolGone()) return;
+      clearInterval(spoolWatch);
+      spoolWatch = undefined;
+      spoolFiles = [];
+      void removeSpoolFiles(files).then(() => log.info({ files: files.length }, 'the replayed spool has left the daemon: its files are removed'));
+    }, SPOOL_WATCH_MS);
+    spoolWatch.unref();
   }
 
   log.info(
@@ -177,33 +205,51 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
       // connection open is cut off within it) is part of it, not added before it.
       const deadlineAt = Date.now() + config.shutdownTimeoutMs;
       const remaining = () => Math.max(0, deadlineAt - Date.now());
+      // With a spool, the end of the timeout is kept for writing it, so the exit stays within it
+      // (an orchestrator's grace period is usually the same 10 s, then SIGKILL).
+      const spoolReserveMs = config.spoolDir ? Math.min(SPOOL_WRITE_TIMEOUT_MS, config.shutdownTimeoutMs / 5) : 0;
       await Promise.all([socket?.close(Math.min(SOCKET_CLOSE_GRACE_MS, config.shutdownTimeoutMs)), app?.close()]);
+      clearInterval(spoolWatch);
       const [left, unsent] = await Promise.all([
-        loop.stop(remaining(), () => queue.drain(), hurried.signal),
+        loop.stop(Math.max(0, remaining() - spoolReserveMs), () => queue.drain(), hurried.signal),
         // Bounded here too: a stuck score request must not hold the exit; a repeated signal cuts it short.
         within(scores.stop(remaining(), hurried.signal), remaining() + CLOSE_GRACE_MS),
       ]);
-      const scoresLeft = unsent === TIMED_OUT ? [] : unsent;
-      const dropLeft = () => {
-        stats.drop('shutdown', left.length);
-        stats.scoresDropped.shutdown += scoresLeft.length;
+      const scoresUnsent = unsent === TIMED_OUT ? [] : unsent;
+      const dropLeft = (spans: number, scoreCount: number) => {
+        stats.drop('shutdown', spans);
+        stats.scoresDropped.shutdown += scoreCount;
       };
-      if ((left.length || scoresLeft.length) && config.spoolDir) {
+      // The last run's spool, if what it held has not all left yet: what is left of it is among
+      // `left` now, so it goes once the new spool holds that (or nothing was left to keep).
+      let keepOldSpool = false;
+      if ((left.length || scoresUnsent.length) && config.spoolDir) {
         try {
           // Bounded: a spool dir on a hung mount (or somewhere mkdir never returns) must not keep
-          // the daemon from exiting.
-          const file = await within(writeSpool(config.spoolDir, left, scoresLeft), SPOOL_WRITE_TIMEOUT_MS);
-          if (file === TIMED_OUT) throw new Error(`writing the spool took longer than ${SPOOL_WRITE_TIMEOUT_MS} ms`);
-          log.warn({ spans: left.length, scores: scoresLeft.length, file }, 'shutdown timeout: spooled what was not delivered for the next start');
+          // the daemon from exiting; a slow disk stops at the deadline and keeps what it wrote.
+          const writeBy = Date.now() + Math.max(remaining(), spoolReserveMs);
+          const written = await within(writeSpool(config.spoolDir, left, scoresUnsent, writeBy), Math.max(remaining(), spoolReserveMs) + CLOSE_GRACE_MS);
+          if (written === TIMED_OUT) throw new Error('writing the spool did not finish in time');
+          const spans = written?.spans ?? 0;
+          const scoreCount = written?.scores ?? 0;
+          dropLeft(left.length - spans, scoresUnsent.length - scoreCount);
+          if (spans < left.length || scoreCount < scoresUnsent.length) keepOldSpool = true;
+          log.warn(
+            { spans, scores: scoreCount, droppedSpans: left.length - spans, droppedScores: scoresUnsent.length - scoreCount, file: written?.file },
+            'shutdown timeout: spooled what was not delivered for the next start',
+          );
         } catch (err) {
-          dropLeft();
-          log.error({ err, spans: left.length, scores: scoresLeft.length }, 'could not write the spool; dropping what was not delivered');
+          dropLeft(left.length, scoresUnsent.length);
+          keepOldSpool = true;
+          log.error({ err, spans: left.length, scores: scoresUnsent.length }, 'could not write the spool; dropping what was not delivered');
         }
-      } else if (left.length || scoresLeft.length) {
+      } else if (left.length || scoresUnsent.length) {
         // The counters die with the process: say what was lost.
-        dropLeft();
-        log.warn({ spans: left.length, scores: scoresLeft.length, lastScoreError: scores.lastError }, 'shutdown timeout: dropped what was not delivered (set --spool-dir to keep it)');
+        dropLeft(left.length, scoresUnsent.length);
+        log.warn({ spans: left.length, scores: scoresUnsent.length, lastScoreError: scores.lastError }, 'shutdown timeout: dropped what was not delivered (set --spool-dir to keep it)');
       }
+      // A new spool could not hold everything: the old files stay, replayed again at the next start (same ids).
+      if (spoolFiles.length && !keepOldSpool) await removeSpoolFiles(spoolFiles);
       // Nothing left to deliver: closing is only tidiness, and the process exits right after.
       await within(exporter.close(), Math.min(CLOSE_GRACE_MS, remaining()));
       setQueueMemoryCeiling(undefined);

@@ -5,7 +5,8 @@
 import { after, afterEach, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
 import { once } from 'node:events';
 import { startFakeLangfuse, type FakeLangfuse } from './support/fake-langfuse.js';
@@ -221,8 +222,45 @@ describe('faults', () => {
     await fake.waitForSpans(200, 15_000);
     assert.equal(uniqueIds().size, 200);
     assert.ok(fake.spans.every((s) => s.resource['service.name'] === 'spooled'));
-    assert.equal(readdirSync(spool).length, 0);
+    // Removed once what it held has left the daemon (delivered here), not when it was read.
+    await d2.eventually(() => assert.equal(readdirSync(spool).length, 0));
     await invariant(d2);
+  });
+
+  test('a spool is kept until what it held is delivered: a crash during its replay loses nothing', async () => {
+    const spool = join(tmp.dir, 'spool-crash');
+    fake.mode({ status: 503 });
+    const d = await start(['--flush-interval', '20', '--shutdown-timeout', '300', '--spool-dir', spool]);
+    await sendOverSocket(socket, [JSON.stringify({ v: 1, type: 'hello', resource: { 'service.name': 'crash' } }), ...lines(0, 100)]);
+    await d.eventually(async () => assert.equal((await d.status()).spans.received, 100));
+    assert.equal((await d.stop('SIGTERM')).code, 0);
+    // The next run replays it while the backend is still down, and is killed (OOM, a crash).
+    const d2 = await start(['--flush-interval', '20', '--spool-dir', spool]);
+    await d2.eventually(async () => assert.equal((await d2.status()).spans.received, 100));
+    await new Promise((r) => setTimeout(r, 1_500)); // past the daemon's check of the replayed spool
+    assert.equal(readdirSync(spool).filter((f) => f.endsWith('.ndjson')).length, 1, 'still there: nothing of it was delivered');
+    assert.equal((await d2.stop('SIGKILL')).signal, 'SIGKILL');
+    fake.mode(null);
+    const d3 = await start(['--flush-interval', '20', '--spool-dir', spool]);
+    await fake.waitForSpans(100, 15_000);
+    assert.equal(uniqueIds().size, 100);
+    await d3.eventually(() => assert.equal(readdirSync(spool).length, 0));
+    await invariant(d3);
+  });
+
+  test('a spool entry that cannot be read is skipped with a warning; a spooled record over --max-record-bytes still replays', async () => {
+    const spool = join(tmp.dir, 'spool-odd');
+    mkdirSync(join(spool, 'spool-0-1.ndjson'), { recursive: true }); // a directory with a spool's name
+    execFileSync('mkfifo', [join(spool, 'spool-0-2.ndjson')]); // reading a FIFO would block the start
+    // Accepted live (an OTLP span has only the body limit), so its spool line may be longer than --max-record-bytes.
+    const big = JSON.stringify({ v: 1, type: 'span', traceId: TRACE, spanId: 'b'.repeat(16), name: 'big', startTimeUnixNano: '1', endTimeUnixNano: '2', attributes: { 'dspy.input': 'x'.repeat(6000) } });
+    writeFileSync(join(spool, 'spool-0-3.ndjson'), `${JSON.stringify({ v: 1, type: 'hello', resource: { 'service.name': 'odd' } })}\n${big}\n${lines(0, 3).join('\n')}\n`);
+    const d = await start(['--flush-interval', '20', '--spool-dir', spool, '--max-record-bytes', '4096']);
+    await fake.waitForSpans(4, 10_000);
+    assert.ok(fake.span('b'.repeat(16)), 'the long spooled line replayed');
+    assert.equal(d.logs.filter((l) => /spool file could not be read/.test(l.msg)).length, 2);
+    await d.eventually(() => assert.deepEqual(readdirSync(spool).sort(), ['spool-0-1.ndjson', 'spool-0-2.ndjson'], 'the unreadable ones stay, the read one goes once delivered'));
+    await invariant(d);
   });
 
   test('with --spool-dir, scores the shutdown could not deliver are kept and sent by the next run, same bodies', async () => {
@@ -252,7 +290,7 @@ describe('faults', () => {
     // The body Langfuse gets after the restart is the one the first run tried to send: same id (no duplicate), environment, timestamp.
     assert.deepEqual(stored[0]!.body, firstAttempt);
     assert.equal((stored[2]!.body as { environment?: string }).environment, 'staging');
-    assert.equal(readdirSync(spool).length, 0);
+    await d2.eventually(() => assert.equal(readdirSync(spool).length, 0));
     const s = await d2.status();
     assert.deepEqual({ received: s.scores.received, exported: s.scores.exported }, { received: 3, exported: 3 });
   });

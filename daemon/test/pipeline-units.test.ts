@@ -340,3 +340,30 @@ test('an idle /v1/tail stream gets a blank heartbeat line every TAIL_HEARTBEAT_M
   assert.equal(body, '\n');
   res.destroy();
 });
+
+test('spool: written a chunk at a time; past its deadline it keeps the whole lines it wrote (scores first) and says how many', async () => {
+  const { mkdtempSync, readFileSync, readdirSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { writeSpool } = await import('../src/queue/spool.js');
+  const dir = mkdtempSync(join(tmpdir(), 'spool-unit-'));
+  try {
+    const resource = { attributes: { 'service.name': 'spool' } };
+    const make = () =>
+      Array.from({ length: 3000 }, (_, i) =>
+        QueuedSpan.fromLine(JSON.stringify({ v: 1, type: 'span', traceId: 'a'.repeat(32), spanId: (i + 1).toString(16).padStart(16, '0'), name: 's', startTimeUnixNano: '1', endTimeUnixNano: '2', attributes: { pad: 'p'.repeat(900) } }), resource),
+      );
+    const score = { record: { v: 1 as const, type: 'score' as const, traceId: 'a'.repeat(32), name: 'q', value: 1 }, resource };
+    const all = await writeSpool(dir, make(), [score]);
+    assert.deepEqual({ spans: all?.spans, scores: all?.scores }, { spans: 3000, scores: 1 });
+    // A deadline already past: the first chunk (~1 MiB) is written and kept, the rest is not.
+    const late = await writeSpool(join(dir, 'late'), make(), [score], Date.now() - 1);
+    assert.ok(late && late.scores === 1 && late.spans > 0 && late.spans < 3000, JSON.stringify(late));
+    const lines = readFileSync(late.file, 'utf8').split('\n').filter(Boolean);
+    for (const l of lines) JSON.parse(l); // whole lines only
+    assert.equal(lines.filter((l) => l.includes('"span"')).length, late.spans);
+    assert.equal(readdirSync(join(dir, 'late')).filter((f) => f.endsWith('.tmp')).length, 0, 'renamed: no temporary file left');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -2,45 +2,109 @@
  * The spool: spans still queued when the shutdown timeout runs out, and scores not yet delivered,
  * are written to `--spool-dir` as wire-protocol NDJSON (a `hello` before each resource's records)
  * and fed back through ingest at the next start, so a restart does not lose what could be kept.
+ *
+ * Both ways stream, a chunk at a time: a spool is as large as the queue (hundreds of MB), and
+ * building it as one string took ~5× its size at the worst moment (shutdown), or failed outright
+ * past V8's string limit; reading it whole at the next start counted it against --memory-limit.
  */
-import { mkdir, readdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { lstat, mkdir, open, readdir, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ScoreRecord } from '@dspy-o11y/proto';
 import type { QueuedSpan, Resource } from '../model.js';
 
 const SUFFIX = '.ndjson';
+/** Bytes gathered before each write. */
+const CHUNK_CHARS = 1 << 20;
 
+export interface SpoolWritten {
+  readonly file: string;
+  /** How many of the spans and scores given are in it (all, unless `deadlineAt` came first). */
+  readonly spans: number;
+  readonly scores: number;
+}
+
+/**
+ * Write a spool file: scores first (few, and nothing else keeps them), then spans, oldest first.
+ * Past `deadlineAt` it stops at the chunk it is in and keeps what it wrote (whole lines): a slow
+ * disk costs the newest spans, not the whole spool. Written to a temporary name, then renamed, so
+ * a crash mid-write never leaves a file that looks complete.
+ */
 export async function writeSpool(
   dir: string,
   spans: readonly QueuedSpan[],
   scores: readonly { readonly record: ScoreRecord; readonly resource: Resource }[] = [],
-): Promise<string | undefined> {
+  deadlineAt = Infinity,
+): Promise<SpoolWritten | undefined> {
   if (spans.length === 0 && scores.length === 0) return undefined;
   await mkdir(dir, { recursive: true });
-  const lines: string[] = [];
-  let current: Resource | undefined;
-  const add = (line: string, resource: Resource) => {
-    if (resource !== current) {
-      current = resource;
-      lines.push(JSON.stringify({ v: 1, type: 'hello', resource: resource.attributes, sdk: resource.sdk }));
-    }
-    lines.push(line);
-  };
-  for (const { line, resource } of spans) add(line, resource);
-  for (const { record, resource } of scores) add(JSON.stringify(record), resource);
   const name = `spool-${Date.now()}-${process.pid}`;
-  // Write then rename: a crash mid-write never leaves a half file that looks complete.
-  await writeFile(join(dir, `${name}.tmp`), lines.join('\n') + '\n', { mode: 0o600 });
-  await rename(join(dir, `${name}.tmp`), join(dir, name + SUFFIX));
-  return join(dir, name + SUFFIX);
+  const tmp = join(dir, `${name}.tmp`);
+  const fh = await open(tmp, 'w', 0o600);
+  let spansWritten = 0;
+  let scoresWritten = 0;
+  try {
+    let chunk = '';
+    let current: Resource | undefined;
+    const add = (line: string, resource: Resource) => {
+      if (resource !== current) {
+        current = resource;
+        chunk += JSON.stringify({ v: 1, type: 'hello', resource: resource.attributes, sdk: resource.sdk }) + '\n';
+      }
+      chunk += line + '\n';
+    };
+    // Counted once their chunk is on disk.
+    let pendingScores = 0;
+    let pendingSpans = 0;
+    const write = async () => {
+      await fh.write(chunk);
+      chunk = '';
+      scoresWritten += pendingScores;
+      spansWritten += pendingSpans;
+      pendingScores = pendingSpans = 0;
+    };
+    for (const { record, resource } of scores) {
+      add(JSON.stringify(record), resource);
+      pendingScores++;
+    }
+    for (const q of spans) {
+      if (chunk.length >= CHUNK_CHARS) {
+        await write();
+        if (Date.now() >= deadlineAt) break;
+      }
+      add(q.line, q.resource);
+      pendingSpans++;
+    }
+    if (chunk && (Date.now() < deadlineAt || spansWritten + scoresWritten === 0)) await write();
+  } finally {
+    await fh.close();
+  }
+  if (spansWritten + scoresWritten === 0) {
+    await unlink(tmp).catch(() => undefined);
+    return undefined;
+  }
+  await rename(tmp, join(dir, name + SUFFIX));
+  return { file: join(dir, name + SUFFIX), spans: spansWritten, scores: scoresWritten };
+}
+
+/** Replay events of one spool file. */
+export interface SpoolReader {
+  /** A file begins: its chunks follow, in order. */
+  begin(path: string): void;
+  chunk(bytes: Buffer): void;
+  /** The file is read to its end. */
+  end(): void;
+  /** A file that cannot be read (not a regular file, no permission, …): skipped and left in place. */
+  skip(path: string, why: string): void;
 }
 
 /**
- * Read every spool file (oldest first) and hand each file's bytes to `ingest`. Returns the files
- * read; they are not deleted here: the caller removes them ({@link removeSpoolFiles}) only once
- * the daemon has started, so a failed start leaves the spool for the next attempt.
+ * Read every spool file (oldest first), a chunk at a time. Returns the files read; they are not
+ * deleted here: the caller removes them ({@link removeSpoolFiles}) once what they held has left
+ * the daemon (delivered, or dropped and counted), so a crash or a failed start before that
+ * replays them again (span and score ids are stable: Langfuse upserts, nothing is doubled).
  */
-export async function replaySpool(dir: string, ingest: (content: Buffer) => void): Promise<string[]> {
+export async function replaySpool(dir: string, reader: SpoolReader): Promise<string[]> {
   let names: string[];
   try {
     names = (await readdir(dir)).filter((n) => n.startsWith('spool-') && n.endsWith(SUFFIX)).sort();
@@ -50,8 +114,23 @@ export async function replaySpool(dir: string, ingest: (content: Buffer) => void
   const paths: string[] = [];
   for (const name of names) {
     const path = join(dir, name);
-    ingest(await readFile(path));
-    paths.push(path);
+    try {
+      // Never open a FIFO or a device: reading one could block the start for ever.
+      const st = await lstat(path);
+      if (!st.isFile()) {
+        reader.skip(path, 'not a regular file');
+        continue;
+      }
+      const stream = createReadStream(path, { highWaterMark: CHUNK_CHARS });
+      // Opened before the first chunk is handed over: a file that cannot be read is skipped whole.
+      await new Promise<void>((resolve, reject) => stream.once('ready', resolve).once('error', reject));
+      reader.begin(path);
+      for await (const chunk of stream) reader.chunk(chunk as Buffer);
+      reader.end();
+      paths.push(path);
+    } catch (err) {
+      reader.skip(path, (err as NodeJS.ErrnoException).code ?? (err as Error).message);
+    }
   }
   return paths;
 }
