@@ -21,7 +21,7 @@ import { registerOpsRoutes, type DaemonStatus } from './ops/routes.js';
 import { Stats } from './ops/stats.js';
 import { setQueueMemoryCeiling } from './model.js';
 import { SpanQueue } from './queue/span-queue.js';
-import { removeSpoolFiles, replaySpool, writeSpool } from './queue/spool.js';
+import { lockSpoolDir, removeSpoolFiles, replaySpool, writeSpool } from './queue/spool.js';
 import { VERSION } from './version.js';
 
 export interface RunningDaemon {
@@ -101,6 +101,8 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
   let spoolFiles: string[] = [];
   let spooledSpans = 0;
   let spooledScores = 0;
+  // Ours alone from here to the exit (released by stop(), or below if the start fails).
+  const releaseSpool = config.spoolDir ? lockSpoolDir(config.spoolDir) : () => undefined;
   if (config.spoolDir) {
     let splitter: LineSplitter | undefined;
     spoolFiles = await replaySpool(config.spoolDir, {
@@ -175,6 +177,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
   } catch (err) {
     await socket?.close();
     await app?.close();
+    releaseSpool();
     throw err;
   }
   loop.start();
@@ -250,6 +253,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
       }
       // A new spool could not hold everything: the old files stay, replayed again at the next start (same ids).
       if (spoolFiles.length && !keepOldSpool) await removeSpoolFiles(spoolFiles);
+      releaseSpool();
       // Nothing left to deliver: closing is only tidiness, and the process exits right after.
       await within(exporter.close(), Math.min(CLOSE_GRACE_MS, remaining()));
       setQueueMemoryCeiling(undefined);

@@ -10,13 +10,15 @@ import { execFileSync } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
 import { once } from 'node:events';
 import { startFakeLangfuse, type FakeLangfuse } from './support/fake-langfuse.js';
-import { sendOverSocket, startDaemonProcess, tempDir, type DaemonProcess } from './support/daemon-process.js';
+import { runCli, sendOverSocket, startDaemonProcess, tempDir, type DaemonProcess } from './support/daemon-process.js';
 
 const KEYS = { LANGFUSE_PUBLIC_KEY: 'pk-lf-faults', LANGFUSE_SECRET_KEY: 'sk-lf-faults' };
 const TRACE = '9'.repeat(32);
 
 const spanLine = (i: number) =>
   JSON.stringify({ v: 1, type: 'span', traceId: TRACE, spanId: (i + 1).toString(16).padStart(16, '0'), name: `s${i}`, startTimeUnixNano: '1732700000000000000', endTimeUnixNano: '1732700000000000001', attributes: { i } });
+/** Spool files (not the daemon's `.lock`). */
+const spoolFilesIn = (dir: string) => readdirSync(dir).filter((f) => f.endsWith('.ndjson'));
 const lines = (from: number, to: number) => Array.from({ length: to - from }, (_, k) => spanLine(from + k));
 
 describe('faults', () => {
@@ -223,7 +225,7 @@ describe('faults', () => {
     assert.equal(uniqueIds().size, 200);
     assert.ok(fake.spans.every((s) => s.resource['service.name'] === 'spooled'));
     // Removed once what it held has left the daemon (delivered here), not when it was read.
-    await d2.eventually(() => assert.equal(readdirSync(spool).length, 0));
+    await d2.eventually(() => assert.equal(spoolFilesIn(spool).length, 0));
     await invariant(d2);
   });
 
@@ -244,8 +246,20 @@ describe('faults', () => {
     const d3 = await start(['--flush-interval', '20', '--spool-dir', spool]);
     await fake.waitForSpans(100, 15_000);
     assert.equal(uniqueIds().size, 100);
-    await d3.eventually(() => assert.equal(readdirSync(spool).length, 0));
+    await d3.eventually(() => assert.equal(spoolFilesIn(spool).length, 0));
     await invariant(d3);
+  });
+
+  test('one daemon per spool dir: a second one is refused with the first one\'s pid; the dir is free again once it stops', async () => {
+    const spool = join(tmp.dir, 'spool-locked');
+    const d = await start(['--spool-dir', spool]);
+    const second = await runCli(['start', '--socket', join(tmp.dir, 'second.sock'), '--http', '', '--spool-dir', spool], { LANGFUSE_PUBLIC_KEY: 'pk', LANGFUSE_SECRET_KEY: 'sk', LANGFUSE_HOST: fake.url });
+    assert.equal(second.code, 1);
+    assert.match(second.stderr, new RegExp(`another dspy-o11yd \\(pid ${d.child.pid}\\) uses the spool dir`));
+    assert.equal((await d.stop('SIGTERM')).code, 0);
+    assert.deepEqual(readdirSync(spool), [], 'the lock is released');
+    const again = await start(['--spool-dir', spool]);
+    assert.equal((await again.stop('SIGTERM')).code, 0);
   });
 
   test('a spool entry that cannot be read is skipped with a warning; a spooled record over --max-record-bytes still replays', async () => {
@@ -259,7 +273,7 @@ describe('faults', () => {
     await fake.waitForSpans(4, 10_000);
     assert.ok(fake.span('b'.repeat(16)), 'the long spooled line replayed');
     assert.equal(d.logs.filter((l) => /spool file could not be read/.test(l.msg)).length, 2);
-    await d.eventually(() => assert.deepEqual(readdirSync(spool).sort(), ['spool-0-1.ndjson', 'spool-0-2.ndjson'], 'the unreadable ones stay, the read one goes once delivered'));
+    await d.eventually(() => assert.deepEqual(spoolFilesIn(spool).sort(), ['spool-0-1.ndjson', 'spool-0-2.ndjson'], 'the unreadable ones stay, the read one goes once delivered'));
     await invariant(d);
   });
 
@@ -290,7 +304,7 @@ describe('faults', () => {
     // The body Langfuse gets after the restart is the one the first run tried to send: same id (no duplicate), environment, timestamp.
     assert.deepEqual(stored[0]!.body, firstAttempt);
     assert.equal((stored[2]!.body as { environment?: string }).environment, 'staging');
-    await d2.eventually(() => assert.equal(readdirSync(spool).length, 0));
+    await d2.eventually(() => assert.equal(spoolFilesIn(spool).length, 0));
     const s = await d2.status();
     assert.deepEqual({ received: s.scores.received, exported: s.scores.exported }, { received: 3, exported: 3 });
   });

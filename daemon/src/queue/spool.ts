@@ -7,7 +7,7 @@
  * building it as one string took ~5× its size at the worst moment (shutdown), or failed outright
  * past V8's string limit; reading it whole at the next start counted it against --memory-limit.
  */
-import { createReadStream } from 'node:fs';
+import { closeSync, createReadStream, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { lstat, mkdir, open, readdir, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ScoreRecord } from '@dspy-o11y/proto';
@@ -137,4 +137,51 @@ export async function replaySpool(dir: string, reader: SpoolReader): Promise<str
 
 export async function removeSpoolFiles(paths: readonly string[]): Promise<void> {
   for (const path of paths) await unlink(path).catch(() => undefined);
+}
+
+/** Another live daemon holds the spool dir. */
+export class SpoolInUseError extends Error {}
+
+const LOCK = '.lock';
+
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'; // alive, another user's
+  }
+};
+
+/**
+ * Takes the spool dir for this process (a `.lock` file holding its pid) and returns its release.
+ * Two daemons on one spool dir would both replay it (everything delivered twice) and delete files
+ * the other is reading. A lock whose process is gone (or is this one: a container restarted with
+ * the same pid) is taken over. Pids only tell within one pid namespace: containers sharing a
+ * spool volume are not told apart (give each its own dir).
+ */
+export function lockSpoolDir(dir: string): () => void {
+  const path = join(dir, LOCK);
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const fd = openSync(path, 'wx', 0o600);
+      writeSync(fd, String(process.pid));
+      closeSync(fd);
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 0) throw err;
+      const holder = Number.parseInt(readFileSync(path, 'utf8'), 10);
+      if (Number.isSafeInteger(holder) && holder > 0 && holder !== process.pid && alive(holder)) {
+        throw new SpoolInUseError(`another dspy-o11yd (pid ${holder}) uses the spool dir ${dir}; give each daemon its own --spool-dir`);
+      }
+      unlinkSync(path); // stale: its daemon is gone
+    }
+  }
+  return () => {
+    try {
+      if (readFileSync(path, 'utf8') === String(process.pid)) unlinkSync(path);
+    } catch {
+      /* already gone */
+    }
+  };
 }
