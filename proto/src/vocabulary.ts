@@ -63,6 +63,7 @@ export const EVENT_NAMES = {
   reactIterationComplete: 'react.iteration_complete',
   reactMaxIterations: 'react.max_iterations',
   codeactIterationComplete: 'codeact.iteration_complete',
+  codeactMaxIterations: 'codeact.max_iterations',
   llmRetry: 'llm.retry',
   llmGenerate: 'llm.generate',
 } as const;

@@ -207,12 +207,25 @@ function runLite<T>(opts: GenerationOptions | undefined, fn: (g: GenerationHandl
   const g = new LiteGeneration();
   if (opts?.model) g.setModel(opts.model);
   if (opts?.provider) g.setProvider(opts.provider);
-  const r = fn(g);
+  let r: T;
+  try {
+    r = fn(g);
+  } catch (e) {
+    // A call that failed may have spent tokens: subscribers (budgets) hear of it, as when enabled.
+    g.end();
+    throw e;
+  }
   if (isThenable(r)) {
-    return r.then((v) => {
-      g.end();
-      return v;
-    }) as T;
+    return r.then(
+      (v) => {
+        g.end();
+        return v;
+      },
+      (e: unknown) => {
+        g.end();
+        throw e;
+      },
+    ) as T;
   }
   g.end();
   return r;
@@ -319,8 +332,15 @@ class TraceHandleImpl implements TraceHandle {
   }
   update(fields: TraceFields): void {
     try {
-      const f = this.#scope.trace.fields;
-      this.#scope.trace = traceInfo({ ...f, ...fields, metadata: fields.metadata ? { ...f.metadata, ...fields.metadata } : f.metadata });
+      const t = this.#scope.trace;
+      const next = traceInfo({ ...t.fields, ...fields, metadata: fields.metadata ? { ...t.fields.metadata, ...fields.metadata } : t.fields.metadata });
+      // In place: the spans already open in this trace (a request's root span, its children)
+      // hold this object, and end after the update (a user known only once authenticated).
+      if (t === EMPTY_TRACE) this.#scope.trace = next;
+      else {
+        t.members = next.members;
+        t.fields = next.fields;
+      }
     } catch {
       /* never throw */
     }

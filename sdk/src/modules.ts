@@ -16,6 +16,7 @@
  */
 import { EVENT_NAMES, SPAN_NAMES } from '@dspy-o11y/proto';
 import { runGeneration, span } from './api.js';
+import { BudgetExceededError } from './budget.js';
 import { SpanImpl, type GenerationHandle, type SpanHandle, type Usage } from './span.js';
 
 export type ModuleName = 'Predict' | 'ChainOfThought' | 'ReAct' | 'CodeAct';
@@ -111,8 +112,29 @@ function stripControl(output: Fields): Fields {
   return out;
 }
 
+/** `maxIterations` as given when it is a whole number ≥ 1, else the default (5): NaN ran no iteration at all. */
+function iterationsOf(n: number | undefined): number {
+  return typeof n === 'number' && Number.isFinite(n) && n >= 1 ? Math.floor(n) : 5;
+}
+
+/**
+ * The finishing step's answer: its fields, or, when it gave none but `action_input` (DSPy.rb's
+ * way of finishing: `finish` with the answer as its input), that input.
+ */
+function finalOutput(out: Fields, actionInput: unknown): Fields {
+  const fields = stripControl(out);
+  if (Object.keys(fields).length > 0 || actionInput === undefined) return fields;
+  return typeof actionInput === 'object' && actionInput !== null && !Array.isArray(actionInput) ? (actionInput as Fields) : { answer: actionInput };
+}
+
+/** A thrown value as text; never throws itself (a null-prototype object has no toString). */
 function messageOf(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
+  if (e instanceof Error) return e.message;
+  try {
+    return String(e);
+  } catch {
+    return Object.prototype.toString.call(e);
+  }
 }
 
 /** One LLM call as an `llm.generate` generation that a wrapped client call inside can adopt. */
@@ -162,8 +184,9 @@ export function chainOfThought(signature: string, options: ModuleOptions): Modul
 
 /** `ReAct`: think → act (a tool) → observe, until the model answers `finish` or `maxIterations`. */
 export function react(signature: string, options: ReActOptions): Module<AgentResult> {
-  const max = Math.max(1, Math.floor(options.maxIterations ?? 5));
-  const tools = new Map(options.tools.map((t) => [t.name, t] as const));
+  const max = iterationsOf(options.maxIterations);
+  // Names as DSPy.rb matches them: a model answering `Finish` or `Weather` means `finish` / `weather`.
+  const tools = new Map(options.tools.map((t) => [t.name.toLowerCase(), t] as const));
   const toolInfos: ToolInfo[] = options.tools.map((t) => (t.description !== undefined ? { name: t.name, description: t.description } : { name: t.name }));
   return (input: Fields) =>
     span('ReAct.forward', { type: 'agent', module: 'ReAct', signature, input }, async (root: SpanHandle) => {
@@ -183,14 +206,14 @@ export function react(signature: string, options: ReActOptions): Module<AgentRes
               iteration,
             });
             const thought = typeof out.thought === 'string' ? out.thought : undefined;
-            const action = typeof out.action === 'string' ? out.action : 'finish';
+            const action = typeof out.action === 'string' ? out.action.trim().toLowerCase() : 'finish';
             const actionInput = out.action_input ?? out.actionInput;
             if (action === 'finish') {
-              const step: Step = { iteration, thought, action };
+              const step: Step = actionInput === undefined ? { iteration, thought, action } : { iteration, thought, action, actionInput };
               trajectory.push(step);
               it.event(EVENT_NAMES.reactIterationComplete, { iteration, thought, action, finished: true });
               it.setOutput(step);
-              return stripControl(out);
+              return finalOutput(out, actionInput);
             }
             const observation = await span(
               SPAN_NAMES.reactToolCall,
@@ -207,6 +230,9 @@ export function react(signature: string, options: ReActOptions): Module<AgentRes
                   t.setOutput(result);
                   return result;
                 } catch (e) {
+                  // A budget a tool's own LLM calls ran over stops the run: it is no observation
+                  // for the model to read (that would pay for one more call).
+                  if (e instanceof BudgetExceededError) throw e;
                   t.recordError(e);
                   return `Error: ${messageOf(e)}`;
                 }
@@ -233,30 +259,32 @@ export function react(signature: string, options: ReActOptions): Module<AgentRes
 
 /** `CodeAct`: the model writes code, your `execute` runs it, the result feeds the next step. */
 export function codeAct(signature: string, options: CodeActOptions): Module<AgentResult> {
-  const max = Math.max(1, Math.floor(options.maxIterations ?? 5));
+  const max = iterationsOf(options.maxIterations);
   return (input: Fields) =>
     span('CodeAct.forward', { type: 'agent', module: 'CodeAct', signature, input }, async (root: SpanHandle) => {
       const trajectory: Step[] = [];
       for (let iteration = 1; iteration <= max; iteration++) {
         const out = await callLM(options.llm, { module: 'CodeAct', signature, instructions: options.instructions, input, trajectory: trajectory.slice(), iteration });
         const thought = typeof out.thought === 'string' ? out.thought : undefined;
-        if (out.finish === true || out.action === 'finish' || typeof out.code !== 'string') {
+        const finishing = out.finish === true || (typeof out.action === 'string' && out.action.trim().toLowerCase() === 'finish');
+        if (finishing || typeof out.code !== 'string') {
           trajectory.push({ iteration, thought, action: 'finish' });
           root.event(EVENT_NAMES.codeactIterationComplete, { iteration, thought, finished: true });
-          const output = stripControl(out);
+          const output = finalOutput(out, out.action_input ?? out.actionInput);
           root.setOutput(output);
           return { output, trajectory, iterations: iteration, finished: true };
         }
         const code = out.code;
         const result = await span(
           SPAN_NAMES.codeactExecution,
-          { type: 'tool', input: code, attributes: { 'codeact.iteration': iteration } },
+          { type: 'tool', input: code, attributes: { 'codeact.iteration': iteration, 'code.length': code.length } },
           async (s: SpanHandle): Promise<{ observation?: unknown; error?: string }> => {
             try {
               const observation: unknown = await options.execute(code);
               s.setOutput(observation);
               return { observation };
             } catch (e) {
+              if (e instanceof BudgetExceededError) throw e; // stops the run, as in ReAct's tools
               s.recordError(e);
               return { error: messageOf(e) };
             }
@@ -265,6 +293,8 @@ export function codeAct(signature: string, options: CodeActOptions): Module<Agen
         trajectory.push({ iteration, thought, code, ...result });
         root.event(EVENT_NAMES.codeactIterationComplete, { iteration, thought, code, execution_result: result.observation, error: result.error });
       }
+      // As DSPy.rb's CodeAct (and ReAct here) says it: out of iterations before an answer.
+      root.event(EVENT_NAMES.codeactMaxIterations, { 'codeact.max_iterations': max, 'codeact.iteration_count': max });
       root.setLevel('WARNING');
       return { output: {}, trajectory, iterations: max, finished: false };
     });

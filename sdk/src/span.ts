@@ -216,6 +216,14 @@ const PARAMETER_SLOT = new Map<string, number>([
   ['topP', S_TOP_P],
   ['top_p', S_TOP_P],
 ]);
+/** A value as text, never throwing (a null-prototype object, a toString that throws). */
+const textOf = (v: unknown): string => {
+  try {
+    return String(v);
+  } catch {
+    return Object.prototype.toString.call(v);
+  }
+};
 const tokens = (x: unknown): number | undefined => (typeof x === 'number' && Number.isFinite(x) && x >= 0 ? Math.round(x) : undefined);
 
 function errorMessage(e: unknown): string {
@@ -373,7 +381,7 @@ export class SpanImpl implements GenerationHandle, Scope {
 
   setStatus(code: 'ok' | 'error', message?: string): this {
     if (this.ended || !this.sampled) return this;
-    if (code === 'error') this.status = message ? `{"code":"error","message":${q(String(message).slice(0, MAX_ERROR_MESSAGE))}}` : '{"code":"error"}';
+    if (code === 'error') this.status = message ? `{"code":"error","message":${q(textOf(message).slice(0, MAX_ERROR_MESSAGE))}}` : '{"code":"error"}';
     else if (code === 'ok') this.status = '{"code":"ok"}';
     return this;
   }
@@ -680,12 +688,19 @@ export class LiteGeneration extends NoopSpan {
     return this;
   }
   override setUsage(usage?: Usage): this {
-    if (!usage || typeof usage !== 'object') return this;
-    this.usage = usage;
-    const total = usage.total ?? (usage.input !== undefined || usage.output !== undefined ? (usage.input ?? 0) + (usage.output ?? 0) : undefined);
-    this.a[ATTR.usageInputTokens] = usage.input;
-    this.a[ATTR.usageOutputTokens] = usage.output;
-    this.a[ATTR.usageTotalTokens] = total;
+    // As the recording generation does: counts cleaned (tokens()), a throwing getter swallowed.
+    try {
+      if (!usage || typeof usage !== 'object') return this;
+      const input = tokens(usage.input);
+      const output = tokens(usage.output);
+      const total = tokens(usage.total) ?? (input !== undefined || output !== undefined ? (input ?? 0) + (output ?? 0) : undefined);
+      this.usage = { input, output, total, cacheRead: tokens(usage.cacheRead), cacheWrite: tokens(usage.cacheWrite) };
+      this.a[ATTR.usageInputTokens] = input;
+      this.a[ATTR.usageOutputTokens] = output;
+      this.a[ATTR.usageTotalTokens] = total;
+    } catch {
+      /* never throw into the app */
+    }
     return this;
   }
   override end(): void {

@@ -22,7 +22,8 @@ const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(
 /** Parses a `traceparent` value; undefined when malformed (per W3C: all-zero ids, version ff, …). */
 export function parseTraceparent(value: string | undefined | null): TraceContext | undefined {
   if (typeof value !== 'string') return undefined;
-  const m = TRACEPARENT.exec(value.trim().toLowerCase());
+  // W3C: ids and flags are lowercase hex, and a header that is not valid is ignored (not repaired).
+  const m = TRACEPARENT.exec(value.trim());
   if (!m) return undefined;
   const [, version, traceId, spanId, flags, rest] = m as unknown as [string, string, string, string, string, string | undefined];
   if (version === 'ff' || (version === '00' && rest !== undefined)) return undefined;

@@ -83,3 +83,20 @@ test('DSPY_O11Y_DEBUG=1: each diagnostic once, and at most the first 1,000 disti
   }
   assert.equal(written, 1000);
 });
+
+test('disabled, with a budget subscriber: failed generations are heard too (they may have spent tokens); setUsage never throws', async () => {
+  configure({ disabled: true });
+  const seen: unknown[] = [];
+  const off = subscribe('llm.generate', (_name, a) => seen.push(a['gen_ai.usage.total_tokens']));
+  try {
+    const boom = new Error('provider down');
+    assert.throws(() => generation('sync-fail', {}, (g) => { g.setUsage({ input: 5, output: 1 }); throw boom; }), (e) => e === boom);
+    await assert.rejects(generation('async-fail', {}, async (g) => { g.setUsage({ input: 7, output: 1 }); throw boom; }), (e) => e === boom);
+    const throwing = { get input(): number { throw new Error('getter'); } };
+    assert.doesNotThrow(() => generation('getter', {}, (g) => g.setUsage(throwing)));
+  } finally {
+    off();
+    configure({ disabled: false });
+  }
+  assert.deepEqual(seen.slice(0, 2), [6, 8]);
+});

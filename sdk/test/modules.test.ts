@@ -178,3 +178,57 @@ test('CodeAct: agent span with codeact.code_execution and codeact.iteration_comp
   assert.equal(children(root).filter((s) => s.name === 'llm.generate').length, 3);
   assert.equal(root.events?.filter((e) => e.name === 'codeact.iteration_complete').length, 3);
 });
+
+test('ReAct: a budget exceeded in a tool stops the run (no further paid call); Finish/Weather match finish/weather; a finish answer in action_input is the output', async () => {
+  const calls: LMRequest[] = [];
+  const budget = new TokenBudget(500).start();
+  const off = () => budget.stop();
+  try {
+    const inner = predict('Inner', { llm: () => ({ output: { answer: 'x' }, usage: { input: 1000, output: 2 }, model: 'gpt-4o-mini' }) });
+    const agent = react('Q', {
+      llm: (req) => (calls.push(req), { output: { thought: 't', action: 'Lookup', action_input: 'x' }, usage: { input: 10, output: 2 }, model: 'gpt-4o-mini' }),
+      tools: [{ name: 'lookup', run: (q: unknown) => inner({ q }) }],
+    });
+    await assert.rejects(agent({ question: 'q' }), BudgetExceededError);
+    assert.equal(calls.length, 1, 'the budget error was no observation for one more call');
+  } finally {
+    off();
+  }
+  await flush();
+  await r.waitFor(() => r.spans().some((s) => s.name === 'react.tool_call'), 5000, 'the tool call');
+  const toolCall = r.spans().find((s) => s.name === 'react.tool_call');
+  assert.equal(attr(toolCall!, 'tool.name'), 'lookup', 'recorded as matched, as DSPy.rb does');
+  assert.equal(toolCall!.status?.code, 'error');
+
+  const finish = react('Q', { llm: () => ({ output: { thought: 'done', action: 'Finish', action_input: 'Sunny in Paris' } }), tools: [] });
+  const result = await finish({ question: 'Weather?' });
+  assert.deepEqual(result.output, { answer: 'Sunny in Paris' });
+  assert.equal(result.finished, true);
+  assert.equal(result.trajectory.at(-1)?.actionInput, 'Sunny in Paris');
+});
+
+test('maxIterations that is not a whole number from 1 uses the default (NaN ran no iteration); CodeAct says when it ran out, as DSPy.rb', async () => {
+  const looping = codeAct('Q', { llm: () => ({ output: { thought: 't', code: '1+1' } }), execute: () => 2, maxIterations: Number.NaN });
+  const names: string[] = [];
+  const off = subscribe('codeact.*', (name) => names.push(name));
+  try {
+    const res = await looping({ q: 1 });
+    assert.equal(res.iterations, 5);
+    assert.equal(res.finished, false);
+  } finally {
+    off();
+  }
+  assert.equal(names.filter((n) => n === 'codeact.max_iterations').length, 1);
+  await flush();
+  await r.waitFor(() => r.spans().some((s) => s.name === 'codeact.code_execution'), 5000, 'a code execution');
+  const exec = r.spans().find((s) => s.name === 'codeact.code_execution');
+  assert.equal(attr(exec!, 'code.length'), 3);
+  // A tool that throws something with no text (a null-prototype object) is an observation, not the end of the run.
+  const odd = react('Q', {
+    llm: (req) => ({ output: req.iteration === 1 ? { action: 'bad', action_input: 1 } : { action: 'finish', answer: 'ok' } }),
+    tools: [{ name: 'bad', run: () => { throw Object.create(null); } }],
+  });
+  const res = await odd({ q: 1 });
+  assert.equal(res.finished, true);
+  assert.match(String(res.trajectory[0]?.observation), /^Error: /);
+});

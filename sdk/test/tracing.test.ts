@@ -448,3 +448,29 @@ test('a generation: parameters, usage that replaces the previous one, attributes
   const keys = [...line.matchAll(/"([a-z_.]+)":/g)].map((m) => m[1]);
   assert.equal(new Set(keys).size, keys.length, line);
 });
+
+test('update() reaches the spans already open in the trace (a request root span, its children) as they end', async () => {
+  await withTrace({ name: 'req' }, (t) =>
+    span('root-open', async () => {
+      // The user is known only once the request is authenticated, inside the root span.
+      t.update({ userId: 'alice', sessionId: 's1' });
+      await span('child-after', () => 1);
+    }),
+  );
+  await collect(2);
+  for (const name of ['root-open', 'child-after']) {
+    assert.equal(attr(r.span(name), 'user.id'), 'alice', name);
+    assert.equal(attr(r.span(name), 'session.id'), 's1', name);
+  }
+});
+
+test('never throws into the app: setStatus with a message that cannot be made text; traceparent as W3C has it (lowercase only)', async () => {
+  const s = startSpan('odd-status');
+  assert.doesNotThrow(() => s.setStatus('error', Object.create(null) as string));
+  s.end();
+  await collect(1);
+  assert.equal(r.span('odd-status').status?.code, 'error');
+  // W3C: ids and flags are lowercase hex; a header that is not valid is ignored, not repaired.
+  assert.equal(extractTraceparent('00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01'), undefined);
+  assert.ok(extractTraceparent('00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'));
+});
