@@ -56,6 +56,7 @@ const ConfigSchema = z.object({
   shutdownTimeout: int(0),
   maxRecordBytes: int(64),
   partialLineTimeout: int(0),
+  httpReadTimeout: int(1),
   ingestToken: z.string().min(1).optional(),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
   sampleRatio: z.coerce.number().min(0).max(1),
@@ -91,6 +92,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'shutdownTimeout', flag: '--shutdown-timeout', env: ['DSPY_O11YD_SHUTDOWN_TIMEOUT'], default: '10000', help: 'ms to flush on SIGTERM/SIGINT' },
   { key: 'maxRecordBytes', flag: '--max-record-bytes', env: ['DSPY_O11YD_MAX_RECORD_BYTES'], default: String(1024 * 1024), help: 'longest accepted record line' },
   { key: 'partialLineTimeout', flag: '--partial-line-timeout', env: ['DSPY_O11YD_PARTIAL_LINE_TIMEOUT'], default: '60000', help: 'ms a socket connection may hold part of a record without sending more; then it is closed and the part counted invalid (incomplete); 0 disables' },
+  { key: 'httpReadTimeout', flag: '--http-read-timeout', env: ['DSPY_O11YD_HTTP_READ_TIMEOUT'], default: '30000', help: 'ms an HTTP request may take to arrive whole; a slower one is answered 408 and closed (a client that stalls mid-body must not hold its memory)' },
   { key: 'ingestToken', flag: '--ingest-token', env: ['DSPY_O11YD_INGEST_TOKEN'], help: 'bearer token required on HTTP ingest (required when --http is not loopback)' },
   { key: 'logLevel', flag: '--log-level', env: ['DSPY_O11YD_LOG_LEVEL'], default: 'info', help: 'fatal | error | warn | info | debug | trace | silent' },
   { key: 'nice', flag: '--nice', env: ['DSPY_O11YD_NICE'], default: '0', help: 'CPU scheduling priority of the daemon\'s threads, -20..19 (higher yields more, e.g. 10: the app comes first when CPU is short)' },
@@ -120,6 +122,8 @@ export interface DaemonConfig {
   maxRecordBytes: number;
   /** ms a socket connection may hold a partial line without sending more (0: no limit). */
   partialLineTimeoutMs: number;
+  /** ms an HTTP request may take to arrive whole (Fastify's requestTimeout). */
+  httpReadTimeoutMs: number;
   ingestToken?: string;
   logLevel: string;
   sampleRatio: number;
@@ -257,6 +261,7 @@ export function resolveConfig(flags: RawConfig, env: NodeJS.ProcessEnv = process
     shutdownTimeoutMs: c.shutdownTimeout,
     maxRecordBytes: c.maxRecordBytes,
     partialLineTimeoutMs: c.partialLineTimeout,
+    httpReadTimeoutMs: c.httpReadTimeout,
     ingestToken: c.ingestToken,
     logLevel: c.logLevel,
     sampleRatio: c.sampleRatio,

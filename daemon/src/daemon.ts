@@ -3,6 +3,7 @@
  * exporter — plus the ops endpoints, and owns startup and graceful shutdown.
  */
 import { timingSafeEqual } from 'node:crypto';
+import { createServer as createHttpServer } from 'node:http';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { DaemonConfig } from './config.js';
 import type { Logger } from './log.js';
@@ -271,17 +272,31 @@ const OPEN_ROUTES = new Set(['/healthz', '/readyz', '/metrics']);
 
 function buildHttp(config: DaemonConfig, sink: RecordSink, stats: Stats, ops: Parameters<typeof registerOpsRoutes>[1]): FastifyInstance {
   const bodyLimit = Math.max(32 * 1024 * 1024, config.maxRecordBytes * 4);
-  const app = Fastify({ logger: false, bodyLimit, forceCloseConnections: true });
+  // requestTimeout: a client that sends part of a body and then nothing (or a trickle) is cut off
+  // (408) instead of holding up to a body's worth of memory for ever, like the partial lines of
+  // the socket (--partial-line-timeout). Twelve such clients held 360 MB and made --memory-limit
+  // drop queued spans.
+  const readTimeoutMs = config.httpReadTimeoutMs;
+  const app = Fastify({
+    logger: false,
+    bodyLimit,
+    forceCloseConnections: true,
+    // Node checks request deadlines every connectionsCheckingInterval (30 s by default): a 500 ms
+    // timeout fired after 30 to 90 s. Checked at least every second here.
+    serverFactory: (handler) => createHttpServer({ requestTimeout: readTimeoutMs, connectionsCheckingInterval: Math.min(1_000, readTimeoutMs) }, handler),
+  });
   app.removeAllContentTypeParsers();
   // Bodies stay raw: each route frames and validates them itself (NDJSON lines, OTLP protobuf).
   app.addContentTypeParser(['application/json', 'application/x-ndjson', 'application/x-protobuf'], { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
   if (config.ingestToken) {
-    const expected = Buffer.from(`Bearer ${config.ingestToken}`);
+    const expected = Buffer.from(config.ingestToken);
     app.addHook('onRequest', async (request, reply) => {
       // Probes and scrapers cannot send a token and get no record contents; everything else
       // (ingest, /v1/tail's live records, /v1/status's exporter errors) needs it.
       if ((request.method === 'GET' || request.method === 'HEAD') && OPEN_ROUTES.has(request.routeOptions.url ?? '')) return;
-      const given = Buffer.from(request.headers.authorization ?? '');
+      // `Bearer <token>`, the scheme in any case (RFC 9110 §11.1: auth schemes are case-insensitive).
+      const m = /^bearer +(.*)$/i.exec(request.headers.authorization ?? '');
+      const given = Buffer.from(m ? m[1]!.trim() : '');
       if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
         return reply.code(401).send({ error: 'missing or wrong bearer token (--ingest-token)' });
       }

@@ -233,8 +233,28 @@ describe('cli', () => {
     assert.equal(denied.status, 401);
     const allowed = await postIngest(d.httpUrl, span('b000000000000005'), 'application/x-ndjson', { authorization: 'Bearer tok-123' });
     assert.equal(allowed.status, 202);
+    // The scheme is case-insensitive (RFC 9110 §11.1); the token is not.
+    assert.equal((await postIngest(d.httpUrl, span('b000000000000006'), 'application/x-ndjson', { authorization: 'bearer tok-123' })).status, 202);
+    assert.equal((await postIngest(d.httpUrl, span('b000000000000007'), 'application/x-ndjson', { authorization: 'BEARER  tok-123' })).status, 202);
+    assert.equal((await postIngest(d.httpUrl, span('b000000000000008'), 'application/x-ndjson', { authorization: 'Bearer TOK-123' })).status, 401);
+    assert.equal((await postIngest(d.httpUrl, span('b000000000000009'), 'application/x-ndjson', { authorization: 'Basic tok-123' })).status, 401);
     assert.equal((await fetch(`${d.httpUrl}/healthz`)).status, 200, 'ops endpoints stay open');
     assert.ok(!d.stderr.includes('tok-123'));
+    await d.stop();
+  });
+
+  test('--http-read-timeout: a client that sends part of a body and stalls is answered 408 and closed; others are served meanwhile', async () => {
+    const d = await startDaemonProcess(['--socket', '', '--http', '127.0.0.1:0', '--exporter', 'console', '--http-read-timeout', '500'], {});
+    const { port } = new URL(d.httpUrl!);
+    const { connect } = await import('node:net');
+    const c = connect(Number(port), '127.0.0.1');
+    await new Promise((r) => c.once('connect', r));
+    c.write('POST /v1/ingest HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\nContent-Length: 1000000\r\n\r\n{"v":1,');
+    let answer = '';
+    c.setEncoding('utf8').on('data', (x: string) => (answer += x));
+    assert.equal((await fetch(`${d.httpUrl}/healthz`)).status, 200, 'another client is served meanwhile');
+    await new Promise((r) => c.once('close', r));
+    assert.match(answer, /^HTTP\/1\.1 408/);
     await d.stop();
   });
 
