@@ -99,3 +99,27 @@ describe('POST /v1/ingest bodies', () => {
     assert.equal(await d.metric('dspy_o11yd_records_invalid_total', { transport: 'http', reason: 'invalid_json' }), before + 1);
   });
 });
+
+describe('a large body of tiny records', () => {
+  let daemon: DaemonProcess;
+  before(async () => {
+    daemon = await startDaemonProcess(['--socket', '', '--http', '127.0.0.1:0', '--exporter', 'console'], {});
+  });
+  after(() => daemon.stop());
+
+  test('is read in slices: /healthz is answered while it is being read, not after', async () => {
+    // 30 MB of `0`: 15 million (invalid) records, seconds of work read in one go.
+    const body = '0\n'.repeat(15_000_000);
+    const order: string[] = [];
+    const ingest = fetch(`${daemon.httpUrl}/v1/ingest`, { method: 'POST', headers: { 'content-type': 'application/x-ndjson' }, body }).then(async (r) => {
+      order.push('ingest');
+      return (await r.json()) as { accepted: number; rejected: number };
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    const health = fetch(`${daemon.httpUrl}/healthz`).then((r) => (order.push('healthz'), r.status));
+    const [answer, status] = await Promise.all([ingest, health]);
+    assert.equal(status, 200);
+    assert.deepEqual({ accepted: answer.accepted, rejected: answer.rejected }, { accepted: 0, rejected: 15_000_000 });
+    assert.deepEqual(order, ['healthz', 'ingest']);
+  });
+});

@@ -19,6 +19,15 @@ export interface IngestAnswer {
 
 const MAX_LISTED_ERRORS = 10;
 
+/**
+ * A body within the size limit can hold millions of tiny records (32 MiB of `0\n`): read in one
+ * go it held the event loop for seconds (socket ingest, export, /healthz all waiting; a liveness
+ * probe with a 1 s timeout failed). It is read in slices, yielding in between.
+ */
+const YIELD_EVERY_RECORDS = 10_000;
+const YIELD_EVERY_BYTES = 256 * 1024;
+const yieldToOthers = () => new Promise<void>((resolve) => setImmediate(resolve));
+
 export function registerIngestRoutes(app: FastifyInstance, sink: RecordSink, maxRecordBytes: number, maxBodyBytes: number): void {
   const tally = () => {
     const answer: IngestAnswer = { accepted: 0, rejected: 0, errors: [] };
@@ -57,7 +66,9 @@ export function registerIngestRoutes(app: FastifyInstance, sink: RecordSink, max
       // within the limit; past it, each record is measured, as its JSON, against the limit.
       const share = Math.ceil(body.length / Math.max(1, records.length));
       const measure = body.length > maxRecordBytes;
-      for (const record of records) {
+      for (let i = 0; i < records.length; i++) {
+        if (i > 0 && i % YIELD_EVERY_RECORDS === 0) await yieldToOthers();
+        const record: unknown = records[i];
         const bytes = measure ? Buffer.byteLength(JSON.stringify(record) ?? '') : share;
         count(bytes > maxRecordBytes ? sink.rejectTooLarge(session, maxRecordBytes) : sink.acceptValue(session, record, bytes));
       }
@@ -67,7 +78,11 @@ export function registerIngestRoutes(app: FastifyInstance, sink: RecordSink, max
         (buf, start, end, ascii) => count(sink.acceptLine(session, buf, start, end, ascii)),
         () => count(sink.rejectTooLarge(session, maxRecordBytes)),
       );
-      splitter.push(body);
+      // A slice at a time, letting the socket, the exporter and /healthz run in between.
+      for (let at = 0; at < body.length; at += YIELD_EVERY_BYTES) {
+        if (at > 0) await yieldToOthers();
+        splitter.push(body.subarray(at, Math.min(body.length, at + YIELD_EVERY_BYTES)));
+      }
       splitter.end();
     }
     return reply.code(202).send(answer);
