@@ -13,6 +13,14 @@ import { VERSION } from './version.js';
 
 const EXIT_CONFIG = 2;
 
+/** Why a request to the daemon failed: fetch says only 'fetch failed'; the reason (ECONNREFUSED, …) is its cause. */
+function whyUnreachable(err: unknown): string {
+  const cause = (err as { cause?: { code?: unknown; message?: unknown } }).cause;
+  if (typeof cause?.code === 'string') return cause.code;
+  if (typeof cause?.message === 'string') return cause.message;
+  return (err as Error).message;
+}
+
 function fail(message: string, code = EXIT_CONFIG): never {
   process.stderr.write(`dspy-o11yd: ${message}\n`);
   process.exit(code);
@@ -129,13 +137,13 @@ program
     try {
       res = await fetch(url, { headers: authHeaders(flags.ingestToken) });
     } catch (err) {
-      fail(`no daemon answers at ${url}: ${(err as Error).message}`, 1);
+      fail(`no daemon answers at ${url}: ${whyUnreachable(err)}`, 1);
     }
     failOnStatus(url, res.status, flags);
     try {
       body = (await res.json()) as Record<string, unknown>;
     } catch (err) {
-      fail(`no daemon answers at ${url}: ${(err as Error).message}`, 1);
+      fail(`no daemon answers at ${url}: ${whyUnreachable(err)}`, 1);
     }
     process.stdout.write(JSON.stringify(body, null, flags.json ? 0 : 2) + '\n');
   });
@@ -153,7 +161,7 @@ program
       // The stream may stay idle for long (a quiet app): no body timeout.
       res = await request(url, { headers: authHeaders(flags.ingestToken), dispatcher: new Agent({ bodyTimeout: 0 }) });
     } catch (err) {
-      fail(`no daemon answers at ${url}: ${(err as Error).message}`, 1);
+      fail(`no daemon answers at ${url}: ${whyUnreachable(err)}`, 1);
     }
     failOnStatus(url, res.statusCode, flags);
     let partial = '';
