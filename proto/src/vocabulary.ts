@@ -54,6 +54,7 @@ export const SPAN_NAMES = {
   llmGenerate: 'llm.generate',
   reactIteration: 'react.iteration',
   reactToolCall: 'react.tool_call',
+  codeactIteration: 'codeact.iteration',
   codeactExecution: 'codeact.code_execution',
 } as const;
 

@@ -264,34 +264,48 @@ export function codeAct(signature: string, options: CodeActOptions): Module<Agen
     span('CodeAct.forward', { type: 'agent', module: 'CodeAct', signature, input }, async (root: SpanHandle) => {
       const trajectory: Step[] = [];
       for (let iteration = 1; iteration <= max; iteration++) {
-        const out = await callLM(options.llm, { module: 'CodeAct', signature, instructions: options.instructions, input, trajectory: trajectory.slice(), iteration });
-        const thought = typeof out.thought === 'string' ? out.thought : undefined;
-        const finishing = out.finish === true || (typeof out.action === 'string' && out.action.trim().toLowerCase() === 'finish');
-        if (finishing || typeof out.code !== 'string') {
-          trajectory.push({ iteration, thought, action: 'finish' });
-          root.event(EVENT_NAMES.codeactIterationComplete, { iteration, thought, finished: true });
-          const output = finalOutput(out, out.action_input ?? out.actionInput);
-          root.setOutput(output);
-          return { output, trajectory, iterations: iteration, finished: true };
-        }
-        const code = out.code;
-        const result = await span(
-          SPAN_NAMES.codeactExecution,
-          { type: 'tool', input: code, attributes: { 'codeact.iteration': iteration, 'code.length': code.length } },
-          async (s: SpanHandle): Promise<{ observation?: unknown; error?: string }> => {
-            try {
-              const observation: unknown = await options.execute(code);
-              s.setOutput(observation);
-              return { observation };
-            } catch (e) {
-              if (e instanceof BudgetExceededError) throw e; // stops the run, as in ReAct's tools
-              s.recordError(e);
-              return { error: messageOf(e) };
+        // One `codeact.iteration` span per step, as DSPy.rb's CodeAct (and ReAct's react.iteration).
+        const done = await span(
+          SPAN_NAMES.codeactIteration,
+          { type: 'agent', attributes: { 'codeact.iteration': iteration, 'codeact.max_iterations': max } },
+          async (it: SpanHandle): Promise<Fields | undefined> => {
+            const out = await callLM(options.llm, { module: 'CodeAct', signature, instructions: options.instructions, input, trajectory: trajectory.slice(), iteration });
+            const thought = typeof out.thought === 'string' ? out.thought : undefined;
+            const finishing = out.finish === true || (typeof out.action === 'string' && out.action.trim().toLowerCase() === 'finish');
+            if (finishing || typeof out.code !== 'string') {
+              const step: Step = { iteration, thought, action: 'finish' };
+              trajectory.push(step);
+              it.event(EVENT_NAMES.codeactIterationComplete, { iteration, thought, finished: true });
+              it.setOutput(step);
+              return finalOutput(out, out.action_input ?? out.actionInput);
             }
+            const code = out.code;
+            const result = await span(
+              SPAN_NAMES.codeactExecution,
+              { type: 'tool', input: code, attributes: { 'codeact.iteration': iteration, 'code.length': code.length } },
+              async (s: SpanHandle): Promise<{ observation?: unknown; error?: string }> => {
+                try {
+                  const observation: unknown = await options.execute(code);
+                  s.setOutput(observation);
+                  return { observation };
+                } catch (e) {
+                  if (e instanceof BudgetExceededError) throw e; // stops the run, as in ReAct's tools
+                  s.recordError(e);
+                  return { error: messageOf(e) };
+                }
+              },
+            );
+            const step: Step = { iteration, thought, code, ...result };
+            trajectory.push(step);
+            it.event(EVENT_NAMES.codeactIterationComplete, { iteration, thought, code, execution_result: result.observation, error: result.error });
+            it.setOutput(step);
+            return undefined;
           },
         );
-        trajectory.push({ iteration, thought, code, ...result });
-        root.event(EVENT_NAMES.codeactIterationComplete, { iteration, thought, code, execution_result: result.observation, error: result.error });
+        if (done) {
+          root.setOutput(done);
+          return { output: done, trajectory, iterations: iteration, finished: true };
+        }
       }
       // As DSPy.rb's CodeAct (and ReAct here) says it: out of iterations before an answer.
       root.event(EVENT_NAMES.codeactMaxIterations, { 'codeact.max_iterations': max, 'codeact.iteration_count': max });

@@ -150,7 +150,7 @@ test('ChainOfThought: chain span with chain_of_thought.reasoning_complete; Predi
   assert.equal(children(pr)[0]?.name, 'llm.generate');
 });
 
-test('CodeAct: agent span with codeact.code_execution and codeact.iteration_complete', async () => {
+test('CodeAct: DSPy.rb\'s tree: CodeAct.forward → codeact.iteration → llm.generate and codeact.code_execution; codeact.iteration_complete per step', async () => {
   const agent = codeAct('Compute', {
     llm: (req) =>
       req.iteration === 1
@@ -167,16 +167,23 @@ test('CodeAct: agent span with codeact.code_execution and codeact.iteration_comp
   assert.deepEqual(result.output, { answer: 42 });
   assert.equal(result.trajectory[1]?.error, 'syntax error');
   await flush();
-  await r.waitForSpans(1 + 3 + 2);
+  await r.waitForSpans(1 + 3 + 3 + 2);
   const root = r.span('CodeAct.forward');
   assert.equal(attr(root, 'dspy.observation.type'), 'agent');
-  const execs = children(root).filter((s) => s.name === 'codeact.code_execution');
+  const iterations = children(root);
+  assert.deepEqual(iterations.map((s) => [s.name, attr(s, 'codeact.iteration'), attr(s, 'dspy.observation.type')]), [
+    ['codeact.iteration', 1, 'agent'], ['codeact.iteration', 2, 'agent'], ['codeact.iteration', 3, 'agent'],
+  ]);
+  const execs = iterations.flatMap((it) => children(it).filter((s) => s.name === 'codeact.code_execution'));
   assert.equal(execs.length, 2);
   assert.equal(attr(execs[0] as SpanRecord, 'dspy.input'), '"6 * 7"');
   assert.equal(attr(execs[0] as SpanRecord, 'dspy.output'), '42');
   assert.equal(execs[1]?.status?.code, 'error');
-  assert.equal(children(root).filter((s) => s.name === 'llm.generate').length, 3);
-  assert.equal(root.events?.filter((e) => e.name === 'codeact.iteration_complete').length, 3);
+  for (const it of iterations) {
+    assert.equal(children(it).filter((s) => s.name === 'llm.generate').length, 1);
+    assert.equal(it.events?.filter((e) => e.name === 'codeact.iteration_complete').length, 1);
+  }
+  assertTreeComplete(r.spans());
 });
 
 test('ReAct: a budget exceeded in a tool stops the run (no further paid call); Finish/Weather match finish/weather; a finish answer in action_input is the output', async () => {
