@@ -240,7 +240,7 @@ export function react(signature: string, options: ReActOptions): Module<AgentRes
             );
             const step: Step = { iteration, thought, action, actionInput, observation };
             trajectory.push(step);
-            it.event(EVENT_NAMES.reactIterationComplete, { iteration, thought, action, tool_input: actionInput, observation });
+            it.event(EVENT_NAMES.reactIterationComplete, { iteration, thought, action, action_input: actionInput, observation });
             it.setOutput(step);
             return undefined;
           },
