@@ -17,7 +17,7 @@
 import { EVENT_NAMES, SPAN_NAMES } from '@dspy-o11y/proto';
 import { runGeneration, span } from './api.js';
 import { BudgetExceededError } from './budget.js';
-import { SpanImpl, type GenerationHandle, type SpanHandle, type Usage } from './span.js';
+import { SpanImpl, errorMessage, type GenerationHandle, type SpanHandle, type Usage } from './span.js';
 
 export type ModuleName = 'Predict' | 'ChainOfThought' | 'ReAct' | 'CodeAct';
 export type Fields = Record<string, unknown>;
@@ -127,16 +127,6 @@ function finalOutput(out: Fields, actionInput: unknown): Fields {
   return typeof actionInput === 'object' && actionInput !== null && !Array.isArray(actionInput) ? (actionInput as Fields) : { answer: actionInput };
 }
 
-/** A thrown value as text; never throws itself (a null-prototype object has no toString). */
-function messageOf(e: unknown): string {
-  if (e instanceof Error) return e.message;
-  try {
-    return String(e);
-  } catch {
-    return Object.prototype.toString.call(e);
-  }
-}
-
 /** One LLM call as an `llm.generate` generation that a wrapped client call inside can adopt. */
 async function callLM(llm: LM, request: LMRequest): Promise<Fields> {
   return runGeneration(
@@ -234,7 +224,7 @@ export function react(signature: string, options: ReActOptions): Module<AgentRes
                   // for the model to read (that would pay for one more call).
                   if (e instanceof BudgetExceededError) throw e;
                   t.recordError(e);
-                  return `Error: ${messageOf(e)}`;
+                  return `Error: ${errorMessage(e)}`;
                 }
               },
             );
@@ -291,7 +281,7 @@ export function codeAct(signature: string, options: CodeActOptions): Module<Agen
                 } catch (e) {
                   if (e instanceof BudgetExceededError) throw e; // stops the run, as in ReAct's tools
                   s.recordError(e);
-                  return { error: messageOf(e) };
+                  return { error: errorMessage(e) };
                 }
               },
             );

@@ -216,17 +216,26 @@ const PARAMETER_SLOT = new Map<string, number>([
   ['topP', S_TOP_P],
   ['top_p', S_TOP_P],
 ]);
-/** A value as text, never throwing (a null-prototype object, a toString that throws). */
-const textOf = (v: unknown): string => {
-  try {
-    return String(v);
-  } catch {
-    return Object.prototype.toString.call(v);
-  }
-};
 const tokens = (x: unknown): number | undefined => (typeof x === 'number' && Number.isFinite(x) && x >= 0 ? Math.round(x) : undefined);
 
-function errorMessage(e: unknown): string {
+/**
+ * The counts of `usage` that are whole non-negative numbers, the total derived when it is absent.
+ * Reads the caller's object (its getters may throw: callers catch).
+ */
+function cleanUsage(usage: Usage): Usage {
+  const u: Usage = {
+    input: tokens(usage.input),
+    output: tokens(usage.output),
+    total: tokens(usage.total),
+    cacheRead: tokens(usage.cacheRead),
+    cacheWrite: tokens(usage.cacheWrite),
+  };
+  if (u.total === undefined && (u.input !== undefined || u.output !== undefined)) u.total = (u.input ?? 0) + (u.output ?? 0);
+  return u;
+}
+
+/** A thrown value (or any value) as a message; never throws. */
+export function errorMessage(e: unknown): string {
   try {
     if (e instanceof Error) return e.message || e.name;
     if (typeof e === 'string') return e;
@@ -381,7 +390,7 @@ export class SpanImpl implements GenerationHandle, Scope {
 
   setStatus(code: 'ok' | 'error', message?: string): this {
     if (this.ended || !this.sampled) return this;
-    if (code === 'error') this.status = message ? `{"code":"error","message":${q(textOf(message).slice(0, MAX_ERROR_MESSAGE))}}` : '{"code":"error"}';
+    if (code === 'error') this.status = message ? `{"code":"error","message":${q(errorMessage(message).slice(0, MAX_ERROR_MESSAGE))}}` : '{"code":"error"}';
     else if (code === 'ok') this.status = '{"code":"ok"}';
     return this;
   }
@@ -467,17 +476,10 @@ export class SpanImpl implements GenerationHandle, Scope {
     if (this.ended || !usage || typeof usage !== 'object') return this;
     let u: Usage;
     try {
-      u = {
-        input: tokens(usage.input),
-        output: tokens(usage.output),
-        total: tokens(usage.total),
-        cacheRead: tokens(usage.cacheRead),
-        cacheWrite: tokens(usage.cacheWrite),
-      };
+      u = cleanUsage(usage);
     } catch {
       return this; // a throwing getter: the usage is not recorded
     }
-    if (u.total === undefined && (u.input !== undefined || u.output !== undefined)) u.total = (u.input ?? 0) + (u.output ?? 0);
     this.usage = u;
     if (!this.sampled && !this.generation) return this;
     // A count left out clears its slot: the usage is replaced, not merged. Written here rather
@@ -691,13 +693,11 @@ export class LiteGeneration extends NoopSpan {
     // As the recording generation does: counts cleaned (tokens()), a throwing getter swallowed.
     try {
       if (!usage || typeof usage !== 'object') return this;
-      const input = tokens(usage.input);
-      const output = tokens(usage.output);
-      const total = tokens(usage.total) ?? (input !== undefined || output !== undefined ? (input ?? 0) + (output ?? 0) : undefined);
-      this.usage = { input, output, total, cacheRead: tokens(usage.cacheRead), cacheWrite: tokens(usage.cacheWrite) };
-      this.a[ATTR.usageInputTokens] = input;
-      this.a[ATTR.usageOutputTokens] = output;
-      this.a[ATTR.usageTotalTokens] = total;
+      const u = cleanUsage(usage);
+      this.usage = u;
+      this.a[ATTR.usageInputTokens] = u.input;
+      this.a[ATTR.usageOutputTokens] = u.output;
+      this.a[ATTR.usageTotalTokens] = u.total;
     } catch {
       /* never throw into the app */
     }
