@@ -123,7 +123,8 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
   // The replayed spans are the first in the queue, so they have all left it (exported, or dropped
   // and counted) once that many more spans have left it than at this point. Every score received
   // so far came from the spool: they have all left once as many scores have left the sender.
-  const spansGone = () => stats.spansExported + Object.entries(stats.dropped).reduce((t, [r, n]) => (r === 'client_buffer' || r === 'sampled' ? t : t + n), 0);
+  // Sampled-out spans are dropped before the queue: they never took a replayed span's place.
+  const spansGone = () => stats.spansExported + stats.droppedInDaemon() - stats.dropped.sampled;
   const scoresGone = () => stats.scoresExported + Object.values(stats.scoresDropped).reduce((t, n) => t + n, 0);
   const spansGoneAtReplay = spansGone();
   const spoolGone = () => spansGone() - spansGoneAtReplay >= spooledSpans && scoresGone() >= spooledScores;

@@ -360,8 +360,15 @@ export class LangfuseMapper implements BatchMapping {
       if (isRoot || !(k in trace)) trace[k] = v;
     };
 
-    // Everything not translated passes as-is (Langfuse shows it as metadata).
+    // Everything not translated passes as-is (Langfuse shows it as metadata). The same pass
+    // gathers the model parameters: every request parameter (temperature, max_tokens, top_p,
+    // seed, stop_sequences, …), since Langfuse reads no gen_ai.request.* key once
+    // model.parameters is set. JSON written by hand: the text JSON.stringify gives, for less.
+    let params = '';
     for (const k in src) {
+      if (k.charCodeAt(0) === 103 /* g */ && k.startsWith(REQUEST_PREFIX) && k !== ATTR.requestModel) {
+        params += `,${JSON.stringify(k.slice(REQUEST_PREFIX.length))}:${jsonValue(src[k]!)}`;
+      }
       if (STRIPPED.has(k)) continue;
       if (k.charCodeAt(0) === 100 /* d */ && k.startsWith(ATTR.traceMetadataPrefix)) {
         const key = LF.traceMetadataPrefix + k.slice(ATTR.traceMetadataPrefix.length);
@@ -422,13 +429,6 @@ export class LangfuseMapper implements BatchMapping {
     const model = typeof responseModel === 'string' && responseModel !== '' ? responseModel : requestModel;
     if (typeof model === 'string' && model !== '') out[LF.modelName] = model;
     // JSON objects written by hand: the same text JSON.stringify gives, at a fraction of the cost.
-    // Every request parameter (temperature, max_tokens, top_p, seed, stop_sequences, …): Langfuse
-    // reads no gen_ai.request.* key once model.parameters is set.
-    let params = '';
-    for (const k in src) {
-      if (k.charCodeAt(0) !== 103 /* g */ || !k.startsWith(REQUEST_PREFIX) || k === ATTR.requestModel) continue;
-      params += `,${JSON.stringify(k.slice(REQUEST_PREFIX.length))}:${jsonValue(src[k]!)}`;
-    }
     if (params) out[LF.modelParameters] = `{${params.slice(1)}}`;
 
     // Usage and cost.
@@ -579,9 +579,10 @@ export class LangfuseMapper implements BatchMapping {
     }
     // Versions count from 1: Langfuse reads 0 as no version, and drops a generation with a prompt name but no version.
     if (typeof version === 'number' && Number.isSafeInteger(version) && version >= 1) return { name, version };
-    if (typeof version === 'string' && INTEGER_STRING.test(version.trim()) && Number.isSafeInteger(Number(version.trim())) && Number(version.trim()) >= 1) {
+    const parsed = typeof version === 'string' && INTEGER_STRING.test(version.trim()) ? Number(version.trim()) : Number.NaN;
+    if (Number.isSafeInteger(parsed) && parsed >= 1) {
       this.onRepair('prompt_version_coerced');
-      return { name, version: Number(version.trim()) };
+      return { name, version: parsed };
     }
     this.onRepair('prompt_version_invalid');
     return undefined;
