@@ -211,13 +211,19 @@ describe('faults', () => {
     assert.equal(fake.spans.length, 500);
   });
 
-  test('with --spool-dir, what the shutdown timeout could not deliver is kept and sent by the next run', async () => {
-    const spool = join(tmp.dir, 'spool');
+  /** A run against a backend answering 503 that gets `n` spans of `service` and is stopped (SIGTERM, so it spools them); returns the spool dir. The backend stays down. */
+  const spoolWithBackendDown = async (name: string, service: string, n: number): Promise<string> => {
+    const spool = join(tmp.dir, name);
     fake.mode({ status: 503 });
     const d = await start(['--flush-interval', '20', '--shutdown-timeout', '300', '--spool-dir', spool]);
-    await sendOverSocket(socket, [JSON.stringify({ v: 1, type: 'hello', resource: { 'service.name': 'spooled' } }), ...lines(0, 200)]);
-    await d.eventually(async () => assert.equal((await d.status()).spans.received, 200));
+    await sendOverSocket(socket, [JSON.stringify({ v: 1, type: 'hello', resource: { 'service.name': service } }), ...lines(0, n)]);
+    await d.eventually(async () => assert.equal((await d.status()).spans.received, n));
     assert.equal((await d.stop('SIGTERM')).code, 0);
+    return spool;
+  };
+
+  test('with --spool-dir, what the shutdown timeout could not deliver is kept and sent by the next run', async () => {
+    const spool = await spoolWithBackendDown('spool', 'spooled', 200);
     assert.equal(readdirSync(spool).length, 1);
     fake.mode(null);
     const d2 = await start(['--flush-interval', '20', '--spool-dir', spool]);
@@ -230,17 +236,12 @@ describe('faults', () => {
   });
 
   test('a spool is kept until what it held is delivered: a crash during its replay loses nothing', async () => {
-    const spool = join(tmp.dir, 'spool-crash');
-    fake.mode({ status: 503 });
-    const d = await start(['--flush-interval', '20', '--shutdown-timeout', '300', '--spool-dir', spool]);
-    await sendOverSocket(socket, [JSON.stringify({ v: 1, type: 'hello', resource: { 'service.name': 'crash' } }), ...lines(0, 100)]);
-    await d.eventually(async () => assert.equal((await d.status()).spans.received, 100));
-    assert.equal((await d.stop('SIGTERM')).code, 0);
+    const spool = await spoolWithBackendDown('spool-crash', 'crash', 100);
     // The next run replays it while the backend is still down, and is killed (OOM, a crash).
     const d2 = await start(['--flush-interval', '20', '--spool-dir', spool]);
     await d2.eventually(async () => assert.equal((await d2.status()).spans.received, 100));
     await new Promise((r) => setTimeout(r, 1_500)); // past the daemon's check of the replayed spool
-    assert.equal(readdirSync(spool).filter((f) => f.endsWith('.ndjson')).length, 1, 'still there: nothing of it was delivered');
+    assert.equal(spoolFilesIn(spool).length, 1, 'still there: nothing of it was delivered');
     assert.equal((await d2.stop('SIGKILL')).signal, 'SIGKILL');
     fake.mode(null);
     const d3 = await start(['--flush-interval', '20', '--spool-dir', spool]);
