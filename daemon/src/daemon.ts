@@ -22,7 +22,7 @@ import { registerOpsRoutes, type DaemonStatus } from './ops/routes.js';
 import { Stats } from './ops/stats.js';
 import { setQueueMemoryCeiling } from './model.js';
 import { SpanQueue } from './queue/span-queue.js';
-import { lockSpoolDir, removeSpoolFiles, replaySpool, writeSpool } from './queue/spool.js';
+import { lockSpoolDir, recoverSpoolTmp, removeSpoolFiles, replaySpool, writeSpool } from './queue/spool.js';
 import { VERSION } from './version.js';
 
 export interface RunningDaemon {
@@ -105,6 +105,14 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
   // Ours alone from here to the exit (released by stop(), or below if the start fails).
   const releaseSpool = config.spoolDir ? lockSpoolDir(config.spoolDir) : () => undefined;
   if (config.spoolDir) {
+    // With the lock held no live daemon is writing here: a `.tmp` is a write cut short (SIGKILL, crash).
+    const leftover = await recoverSpoolTmp(config.spoolDir);
+    if (leftover.files) {
+      log.warn(
+        { files: leftover.files, bytes: leftover.bytes, recovered: leftover.recovered, recoveredBytes: leftover.recoveredBytes },
+        'spool: temporary files left by a write cut short (kill or crash); their whole records are replayed, the rest removed',
+      );
+    }
     let splitter: LineSplitter | undefined;
     spoolFiles = await replaySpool(config.spoolDir, {
       begin: () => {

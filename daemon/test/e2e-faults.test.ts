@@ -278,6 +278,37 @@ describe('faults', () => {
     await invariant(d);
   });
 
+  test('a spool .tmp left by a write cut short (SIGKILL, crash): its whole records are replayed, the rest removed, with one warning', async () => {
+    const spool = join(tmp.dir, 'spool-tmp');
+    mkdirSync(spool);
+    const hello = (service: string) => JSON.stringify({ v: 1, type: 'hello', resource: { 'service.name': service } });
+    const id = (i: number) => (i + 1).toString(16).padStart(16, '0');
+    const leftovers: Record<string, string> = {
+      // Killed mid-line: five whole spans, then a torn one.
+      'spool-1700000000000-4242.tmp': `${hello('killed')}\n${lines(0, 5).join('\n')}\n${spanLine(5).slice(0, 60)}`,
+      // The machine died before a page was written back (zeros): nothing after it is trusted, not even a whole line with its own hello.
+      'spool-1700000000001-4243.tmp': `${hello('lost-page')}\n${lines(10, 12).join('\n')}\n${'\0'.repeat(4096)}\n${hello('other')}\n${lines(12, 14).join('\n')}\n`,
+      // Not one whole line: nothing to replay.
+      'spool-1700000000002-4244.tmp': '{"v":1,"type":"hel',
+    };
+    for (const [name, content] of Object.entries(leftovers)) writeFileSync(join(spool, name), content);
+    // Not of the daemon's naming: not its to remove.
+    writeFileSync(join(spool, 'notes.tmp'), 'mine');
+    writeFileSync(join(spool, 'spool-x-1.tmp'), 'mine too');
+    const d = await start(['--flush-interval', '20', '--spool-dir', spool]);
+    const warned = d.logs.filter((l) => /temporary files left by a write cut short/.test(l.msg)) as { level: number; files?: number; bytes?: number; recovered?: number }[];
+    assert.equal(warned.length, 1, 'one warning line');
+    const bytes = Object.values(leftovers).reduce((t, c) => t + Buffer.byteLength(c), 0);
+    assert.deepEqual({ level: warned[0]!.level, files: warned[0]!.files, bytes: warned[0]!.bytes, recovered: warned[0]!.recovered }, { level: 40, files: 3, bytes, recovered: 2 });
+    assert.deepEqual(readdirSync(spool).filter((f) => f.endsWith('.tmp')).sort(), ['notes.tmp', 'spool-x-1.tmp'], 'our .tmp files are gone, the others stay');
+    await fake.waitForSpans(7, 10_000);
+    // Removed once what they held has left the daemon, like any spool file.
+    await d.eventually(() => assert.deepEqual(spoolFilesIn(spool), []));
+    assert.deepEqual(fake.spans.map((s) => `${s.resource['service.name']}:${s.spanId}`).sort(), [...[0, 1, 2, 3, 4].map((i) => `killed:${id(i)}`), `lost-page:${id(10)}`, `lost-page:${id(11)}`].sort());
+    const s = await invariant(d);
+    assert.deepEqual(Object.keys(s.records.invalid).filter((k) => k.startsWith('spool/')), [], 'the torn tail was cut off, not replayed as an invalid record');
+  });
+
   test('with --spool-dir, scores the shutdown could not deliver are kept and sent by the next run, same bodies', async () => {
     const spool = join(tmp.dir, 'spool');
     fake.failScores({ status: 503 }, 1_000);

@@ -8,12 +8,16 @@
  * past V8's string limit; reading it whole at the next start counted it against --memory-limit.
  */
 import { closeSync, createReadStream, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
-import { lstat, mkdir, open, readdir, rename, unlink } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, rename, truncate, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ScoreRecord } from '@dspy-o11y/proto';
 import type { QueuedSpan, Resource } from '../model.js';
 
 const SUFFIX = '.ndjson';
+/** {@link writeSpool}'s temporary name: `spool-<ms>-<pid>.tmp`. */
+const TMP_NAME = /^spool-\d+-\d+\.tmp$/;
+/** How every file {@link writeSpool} writes begins. */
+const HELLO_START = Buffer.from('{"v":1,"type":"hello",');
 /** Bytes gathered before each write. */
 const CHUNK_CHARS = 1 << 20;
 
@@ -85,6 +89,92 @@ export async function writeSpool(
   }
   await rename(tmp, join(dir, name + SUFFIX));
   return { file: join(dir, name + SUFFIX), spans: spansWritten, scores: scoresWritten };
+}
+
+/** What {@link recoverSpoolTmp} found: temporary files left by a write that never finished. */
+export interface LeftoverTmp {
+  readonly files: number;
+  readonly bytes: number;
+  /** Of those, renamed to spool files (their whole records, replayed with the others). */
+  readonly recovered: number;
+  readonly recoveredBytes: number;
+}
+
+/**
+ * A `spool-<ms>-<pid>.tmp` is what {@link writeSpool} had written when its process died (SIGKILL,
+ * a crash, the machine going down) before the rename; nothing else would ever read or remove it.
+ * Call it only with the spool dir locked ({@link lockSpoolDir}): then no live daemon is writing it.
+ *
+ * Kept rather than deleted, when it can be told safely: the file is appended to in whole lines,
+ * each record a self-contained NDJSON line (stable ids: a record replayed twice is upserted, not
+ * doubled) after the `hello` of its resource, so any prefix of it that ends at a newline holds
+ * only whole records, each with its own resource. What a kill cuts short is the tail: one torn
+ * line at most, cut off here. A machine that died before writing back the file's pages can leave
+ * them as zeros, anywhere: JSON.stringify never writes a NUL byte, so the file is kept only up to
+ * the last newline before its first NUL (a lost page must not drop a `hello` and give the records
+ * after it another resource). A file that does not begin with a `hello`, or holds no whole line
+ * before that point, is not one we can read: it is removed. The kept part is renamed to a spool
+ * file and replayed like one (removed once it has left the daemon). Entries that are not regular
+ * files, or not of that name, are not ours: left alone.
+ */
+export async function recoverSpoolTmp(dir: string): Promise<LeftoverTmp> {
+  let names: string[];
+  try {
+    names = (await readdir(dir)).filter((n) => TMP_NAME.test(n));
+  } catch {
+    names = [];
+  }
+  let files = 0;
+  let bytes = 0;
+  let recovered = 0;
+  let recoveredBytes = 0;
+  for (const name of names) {
+    const path = join(dir, name);
+    try {
+      const st = await lstat(path);
+      if (!st.isFile()) continue;
+      files++;
+      bytes += st.size;
+      const keep = await wholeLinesOf(path);
+      const target = join(dir, name.slice(0, -'.tmp'.length) + SUFFIX);
+      const taken = await lstat(target).then(() => true, () => false);
+      if (keep > 0 && !taken) {
+        if (keep < st.size) await truncate(path, keep);
+        await rename(path, target);
+        recovered++;
+        recoveredBytes += keep;
+        continue;
+      }
+    } catch {
+      /* unreadable: removed below */
+    }
+    await unlink(path).catch(() => undefined);
+  }
+  return { files, bytes, recovered, recoveredBytes };
+}
+
+/** Bytes of a spool `.tmp` that can be replayed: up to its last newline before any NUL; 0 if it does not begin with a `hello`. */
+async function wholeLinesOf(path: string): Promise<number> {
+  const fh = await open(path, 'r');
+  try {
+    const buf = Buffer.alloc(CHUNK_CHARS);
+    let offset = 0;
+    let keep = 0;
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, 0, buf.length, offset);
+      if (bytesRead === 0) break;
+      const chunk = buf.subarray(0, bytesRead);
+      if (offset === 0 && (bytesRead < HELLO_START.length || !chunk.subarray(0, HELLO_START.length).equals(HELLO_START))) return 0;
+      const nul = chunk.indexOf(0);
+      const nl = chunk.subarray(0, nul === -1 ? bytesRead : nul).lastIndexOf(0x0a);
+      if (nl !== -1) keep = offset + nl + 1;
+      if (nul !== -1) break;
+      offset += bytesRead;
+    }
+    return keep;
+  } finally {
+    await fh.close();
+  }
 }
 
 /** Replay events of one spool file. */
