@@ -4,3 +4,4 @@ export * from './vocabulary.js';
 export * from './ids.js';
 export * from './vectors.js';
 export * from './prices.js';
+export * from './retry-after.js';

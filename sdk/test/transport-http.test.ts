@@ -57,6 +57,125 @@ test('5xx answers are retried with backoff; every record arrives exactly once', 
   await r.close();
 });
 
+test('a 503 with Retry-After: 1 is retried no sooner than 1 s after the answer, a flush() meanwhile included; every record arrives once', async () => {
+  const r = await HttpReceiver.create();
+  configure({ endpoint: r.endpoint });
+  await flush();
+  r.failNext = 1;
+  r.failStatus = 503;
+  r.failRetryAfter = ['1'];
+  try {
+    for (let i = 0; i < 100; i++) span(`s${i}`, () => i);
+    await r.waitFor(() => r.requests.length > 0);
+    // A flush skips the backoff, but not the pause the daemon asked for: the retry used to come ~0.1 s later.
+    assert.equal(await flush(10_000), true);
+    assert.deepEqual(r.requests.map((q) => q.status), [503, 202]);
+    const gap = r.times[1]!.arrived - r.times[0]!.answered;
+    assert.ok(gap >= 980, `retried ${gap} ms after the 503 that said Retry-After: 1`);
+    assert.equal(new Set(r.spans().map((s) => s.spanId)).size, 100);
+    assert.equal(r.spans().length, 100);
+  } finally {
+    await r.close();
+  }
+});
+
+test('a 429 with Retry-After as an HTTP-date is retried no sooner than that date', async () => {
+  const r = await HttpReceiver.create();
+  configure({ endpoint: r.endpoint });
+  await flush();
+  // Whole seconds only: 2 to 3 s from now.
+  const date = new Date(Date.now() + 3000).toUTCString();
+  r.failNext = 1;
+  r.failStatus = 429;
+  r.failRetryAfter = [date];
+  try {
+    for (let i = 0; i < 10; i++) span(`s${i}`, () => i);
+    assert.equal(await flush(10_000), true);
+    assert.deepEqual(r.requests.map((q) => q.status), [429, 202]);
+    const early = Date.parse(date) - r.times[1]!.arrived;
+    assert.ok(early <= 20, `retried ${early} ms before ${date}`);
+    assert.equal(r.spans().length, 10);
+  } finally {
+    await r.close();
+  }
+});
+
+test('an invalid, negative or past Retry-After falls back to the normal backoff', async () => {
+  const r = await HttpReceiver.create();
+  configure({ endpoint: r.endpoint });
+  await flush();
+  r.failNext = 4;
+  r.failStatus = 503;
+  r.failRetryAfter = ['soon', '-5', '1e3', 'Wed, 21 Oct 2015 07:28:00 GMT'];
+  try {
+    for (let i = 0; i < 10; i++) span(`s${i}`, () => i);
+    // Liveness only: read as a pause, any of them would hold the retry for minutes (up to the 5 min cap).
+    assert.equal(await flush(10_000), true);
+    assert.deepEqual(r.requests.map((q) => q.status), [503, 503, 503, 503, 202]);
+    assert.equal(r.spans().length, 10);
+  } finally {
+    await r.close();
+  }
+});
+
+test('a Retry-After longer than the flush timeout: flush() answers false at its timeout, and the retry still waits for the pause', async () => {
+  const r = await HttpReceiver.create();
+  r.failNext = 1;
+  r.failStatus = 503;
+  r.failRetryAfter = ['2'];
+  const hello = JSON.stringify({ v: 1, type: 'hello', resource: { 'service.name': 'retry-after' } }) + '\n';
+  const t = new HttpTransport(new URL(r.endpoint), { hello, maxBufferRecords: 1000, maxBufferBytes: 1 << 20 });
+  try {
+    for (let i = 0; i < 10; i++) {
+      t.send(JSON.stringify({ v: 1, type: 'span', traceId: 'a'.repeat(32), spanId: (i + 1).toString(16).padStart(16, '0'), name: `t${i}`, startTimeUnixNano: '1', endTimeUnixNano: '2' }) + '\n');
+    }
+    await r.waitFor(() => r.requests.length > 0);
+    // false: its own timeout ended it, not a delivery after the pause.
+    assert.equal(await t.flush(300), false);
+    assert.equal(r.requests.length, 1, 'no retry before the pause ends');
+    await r.waitForSpans(10, 10_000);
+    const gap = r.times[1]!.arrived - r.times[0]!.answered;
+    assert.ok(gap >= 1980, `retried ${gap} ms after the 503 that said Retry-After: 2`);
+    assert.equal(await t.flush(5000), true);
+  } finally {
+    t.close();
+    await r.close();
+  }
+});
+
+test('a finished app waits out a Retry-After that ends within flushTimeoutMs at exit, and does not wait for a longer one', async () => {
+  const r = await HttpReceiver.create();
+  r.failNext = 1;
+  r.failStatus = 503;
+  r.failRetryAfter = ['2'];
+  try {
+    // The 503 comes while the app still reads stdin; the pause ends after it finished, within the exit flush.
+    const run = await runApp({ DSPY_O11Y_ENDPOINT: r.endpoint, FIXTURE_SPANS: '100', FIXTURE_READ_STDIN: '1', FIXTURE_FLUSH_TIMEOUT: '8000' }, 15_000, 500);
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(run.report?.stats.dropped, 0, JSON.stringify(run.report?.stats));
+    assert.deepEqual(r.requests.map((q) => q.status), [503, 202]);
+    const gap = r.times[1]!.arrived - r.times[0]!.answered;
+    assert.ok(gap >= 1980, `retried ${gap} ms after the 503 that said Retry-After: 2`);
+  } finally {
+    await r.close();
+  }
+  const paused = await HttpReceiver.create();
+  paused.failNext = 1;
+  paused.failStatus = 503;
+  paused.failRetryAfter = ['60'];
+  try {
+    const run = await runApp({ DSPY_O11Y_ENDPOINT: paused.endpoint, FIXTURE_SPANS: '100', FIXTURE_READ_STDIN: '1', FIXTURE_FLUSH_TIMEOUT: '1000' }, 15_000, 500);
+    assert.notEqual(run.code, null, 'the process exited by itself');
+    assert.equal(run.code, 0, run.stderr);
+    const s = run.report?.stats;
+    assert.ok((s?.droppedByReason.exit ?? 0) > 0, JSON.stringify(s));
+    assert.equal(s?.enqueued, (s?.sent ?? 0) + (s?.dropped ?? 0));
+    assert.equal(paused.requests.length, 1, 'no retry before the pause ends');
+  } finally {
+    await paused.close();
+  }
+});
+
 test('a permanent refusal (400) drops that batch, counted; later records still go', async () => {
   const r = await HttpReceiver.create();
   configure({ endpoint: r.endpoint });

@@ -1,4 +1,5 @@
 /** Exponential backoff with full jitter (AWS's recommendation), and `Retry-After` as a floor; waits and deadlines that end when a signal aborts. */
+import { MAX_RETRY_AFTER_MS, retryAfterFloor } from '@dspy-o11y/proto';
 
 export interface BackoffPolicy {
   initialMs: number;
@@ -7,13 +8,13 @@ export interface BackoffPolicy {
   maxRetryAfterMs: number;
 }
 
-export const DEFAULT_BACKOFF: BackoffPolicy = { initialMs: 200, maxMs: 30_000, maxRetryAfterMs: 300_000 };
+export const DEFAULT_BACKOFF: BackoffPolicy = { initialMs: 200, maxMs: 30_000, maxRetryAfterMs: MAX_RETRY_AFTER_MS };
 
 /** Delay before retry number `retry` (0-based). */
 export function backoffDelay(retry: number, retryAfterMs: number | undefined, policy: BackoffPolicy = DEFAULT_BACKOFF, random = Math.random): number {
   const ceiling = Math.min(policy.maxMs, policy.initialMs * 2 ** Math.min(retry, 30));
   const jittered = Math.floor(random() * ceiling);
-  return retryAfterMs === undefined ? jittered : Math.max(jittered, Math.min(retryAfterMs, policy.maxRetryAfterMs));
+  return retryAfterFloor(jittered, retryAfterMs, policy.maxRetryAfterMs);
 }
 
 /** Sleep that ends early, resolving false, when `signal` aborts. */

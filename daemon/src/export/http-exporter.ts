@@ -11,6 +11,7 @@ import { once } from 'node:events';
 import { constants } from 'node:fs';
 import { mkdir, open, stat, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { parseRetryAfter } from '@dspy-o11y/proto';
 import { Pool, type Dispatcher } from 'undici';
 import { spanOf, type QueuedSpan } from '../model.js';
 import { VERSION } from '../version.js';
@@ -21,6 +22,8 @@ import type { ExportOutcome, ExporterKind, PreparedBatch, SpanExporter } from '.
 import { sleep, unlessAborted } from './backoff.js';
 
 export type { Compression } from './prepare.js';
+/** Shared with the SDK's transport (one rule); exported here too, where it always was. */
+export { parseRetryAfter };
 
 /** Instrumentation scope name of everything the daemon exports (never `langfuse-sdk…`). */
 export const SCOPE_NAME = 'dspy-o11y';
@@ -50,19 +53,6 @@ export interface HttpExporterOptions {
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-/**
- * `Retry-After` → milliseconds from now: delta seconds or an HTTP-date (RFC 9110 §10.2.3).
- * `undefined` when absent or unreadable; a date in the past gives 0.
- */
-export function parseRetryAfter(value: string | string[] | undefined, nowMs: number = Date.now()): number | undefined {
-  const v = (Array.isArray(value) ? value[0] : value)?.trim();
-  if (!v) return undefined;
-  if (/^[0-9]+(\.[0-9]+)?$/.test(v)) return Math.round(Number(v) * 1000);
-  const at = Date.parse(v);
-  if (Number.isNaN(at)) return undefined;
-  return Math.max(0, at - nowMs);
-}
 
 /**
  * `OTEL_EXPORTER_OTLP_HEADERS` format: `k=v,k2=v2`, values URL-decoded (keys too), whitespace

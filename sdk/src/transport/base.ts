@@ -6,6 +6,7 @@
  * Rules: `send()` never blocks, never awaits and never throws; no timer, socket or immediate
  * keeps the process alive, except the timer of an explicit `flush()` the app is awaiting.
  */
+import { retryAfterFloor } from '@dspy-o11y/proto';
 import type { RecordBuffer } from './ring.js';
 
 /** Records waiting beyond which a new one is taken to wait even with no write in progress. */
@@ -91,6 +92,8 @@ export abstract class Transport<B extends RecordBuffer = RecordBuffer> {
   private waiters: Waiter[] = [];
   private backoffMs = 0;
   private nextAttemptAt = 0;
+  /** Until when the daemon asked not to be retried (`Retry-After`; 0: no such ask). A flush does not skip it. */
+  private retryAfterUntil = 0;
   protected retryTimer: NodeJS.Timeout | undefined;
   /** The pending `tick()` of `schedule()`, if any. */
   private immediate: NodeJS.Immediate | undefined;
@@ -213,17 +216,24 @@ export abstract class Transport<B extends RecordBuffer = RecordBuffer> {
   }
 
   /**
-   * After a failure: back off (100 ms doubling to 5 s, equal jitter). `nobodyListening` (the
-   * connection was refused, the socket file is missing): flush waiters hear false at once, so an
-   * app run without a daemon does not wait out every `flush()`. Any other failure (a 503, a 429, a
-   * reset, a timeout) is a daemon that is there: waiters keep waiting for the retries within their
-   * timeout; giving up at the first one made `shutdown()` and `configure()` drop everything.
+   * After a failure: back off (100 ms doubling to 5 s, equal jitter), or for as long as the
+   * answer's `Retry-After` asks if that is longer (up to 5 min: the daemon exporter's rule).
+   * `nobodyListening` (the connection was refused, the socket file is missing): flush waiters hear
+   * false at once, so an app run without a daemon does not wait out every `flush()`. Any other
+   * failure (a 503, a 429, a reset, a timeout) is a daemon that is there: waiters keep waiting for
+   * the retries within their timeout; giving up at the first one made `shutdown()` and
+   * `configure()` drop everything.
    */
-  protected failed(nobodyListening: boolean): void {
+  protected failed(nobodyListening: boolean, retryAfterMs?: number): void {
     counters.failures++;
     this.backoffMs = this.backoffMs ? Math.min(this.backoffMs * 2, MAX_BACKOFF_MS) : MIN_BACKOFF_MS;
-    const delay = this.backoffMs / 2 + Math.random() * (this.backoffMs / 2);
-    this.nextAttemptAt = Date.now() + delay;
+    const now = Date.now();
+    const backoff = this.backoffMs / 2 + Math.random() * (this.backoffMs / 2);
+    const delay = retryAfterFloor(backoff, retryAfterMs);
+    this.nextAttemptAt = now + delay;
+    // The daemon's ask alone (capped): what a flush does not skip.
+    const pause = retryAfterFloor(0, retryAfterMs);
+    this.retryAfterUntil = pause > 0 ? now + pause : 0;
     if (nobodyListening) this.resolveWaiters(false);
     if (this.ring.size > 0 || this.hasUnreported) this.armRetry(delay);
   }
@@ -232,6 +242,7 @@ export abstract class Transport<B extends RecordBuffer = RecordBuffer> {
   protected succeeded(): void {
     this.backoffMs = 0;
     this.nextAttemptAt = 0;
+    this.retryAfterUntil = 0;
   }
 
   /** A connection that worked went away: reconnect soon, not immediately. */
@@ -249,21 +260,44 @@ export abstract class Transport<B extends RecordBuffer = RecordBuffer> {
 
   private armRetry(delay: number): void {
     if (this.retryTimer || this.closed) return;
-    this.retryTimer = setTimeout(() => {
+    const timer = setTimeout(() => {
       this.retryTimer = undefined;
       try {
         this.kick();
       } catch {
         /* never throw */
       }
+      // Timers run on the event loop's clock, at times a few ms before `nextAttemptAt` by Date.now():
+      // mayAttempt() then waits the rest, and a timer that held the process (exitFlush) still does.
+      if (timer.hasRef()) this.holdRetry();
     }, Math.max(0, delay));
-    this.retryTimer.unref();
+    timer.unref();
+    this.retryTimer = timer;
+  }
+
+  /** The pending retry keeps the process up (only the exit flush asks for this). */
+  private holdRetry(): void {
+    this.retryTimer?.ref();
   }
 
   protected clearRetry(): void {
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
     this.nextAttemptAt = 0;
+  }
+
+  /**
+   * Flush requested: skip the backoff wait, but not a pause the daemon asked for (`Retry-After`):
+   * the retry then waits for that alone, and the flush's own timeout still bounds the wait.
+   * Returns whether an attempt may start now.
+   */
+  protected skipBackoff(): boolean {
+    this.clearRetry();
+    const left = this.retryAfterUntil - Date.now();
+    if (left <= 0) return true;
+    this.nextAttemptAt = this.retryAfterUntil;
+    this.armRetry(left);
+    return false;
   }
 
   /** Everything written: resolve the flush waiters. */
@@ -336,7 +370,11 @@ export abstract class Transport<B extends RecordBuffer = RecordBuffer> {
     if (mark === this.lastExitMark) return;
     this.lastExitMark = mark;
     this.immediate?.ref();
-    this.clearRetry();
+    if (!this.skipBackoff()) {
+      // The daemon asked for a pause: hold the process for it if it ends in time, else let it go.
+      if (this.nextAttemptAt < this.exitUntil) this.holdRetry();
+      return;
+    }
     this.urgent();
   }
 

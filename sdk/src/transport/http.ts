@@ -3,12 +3,14 @@
  * keep-alive agent with one socket (node:http: no dependency, and with one request at a time
  * undici's pipelining would buy nothing). Each body starts with `hello` (the daemon scopes a
  * resource to a body) and any unreported drops as `stats`. Network errors, 408, 429 and 5xx put
- * the batch back at the front of the ring and back off; 413 halves the batch (down to one record); other 4xx
- * drop the batch (counted). Sockets are unref'd except while flushing at exit.
+ * the batch back at the front of the ring and back off (no sooner than an answer's `Retry-After`);
+ * 413 halves the batch (down to one record); other 4xx drop the batch (counted). Sockets are
+ * unref'd except while flushing at exit.
  */
 import http from 'node:http';
 import https from 'node:https';
 import type { Socket } from 'node:net';
+import { parseRetryAfter } from '@dspy-o11y/proto';
 import { debug } from '../config.js';
 import { Transport, counters, type TransportOptions } from './base.js';
 import { Ring } from './ring.js';
@@ -60,7 +62,7 @@ export class HttpTransport extends Transport<Ring> {
       }
       return;
     }
-    this.clearRetry();
+    if (!this.skipBackoff()) return;
     if (this.exiting) this.tick();
     else this.schedule();
   }
@@ -77,7 +79,7 @@ export class HttpTransport extends Transport<Ring> {
     this.busy = true;
     this.inFlight = lines.length;
     const id = ++this.requestId;
-    const finish = (status: number, answer: string, error?: Error): void => {
+    const finish = (status: number, answer: string, error?: Error, retryAfter?: string): void => {
       if (id !== this.requestId) return; // answered already, or cut short by release()
       this.requestId++;
       this.clearDeadline();
@@ -85,7 +87,7 @@ export class HttpTransport extends Transport<Ring> {
       this.req = undefined;
       this.reqSocket = undefined;
       this.inFlight = 0;
-      this.onAnswer(status, answer, error, lines, stats.snapshot);
+      this.onAnswer(status, answer, error, lines, stats.snapshot, retryAfter);
     };
     const headers: http.OutgoingHttpHeaders = {
       'content-type': 'application/x-ndjson',
@@ -113,13 +115,13 @@ export class HttpTransport extends Transport<Ring> {
       res.on('data', (c: string) => {
         if (answer.length < MAX_ANSWER) answer += c;
       });
-      res.on('end', () => finish(res.statusCode ?? 0, answer));
+      res.on('end', () => finish(res.statusCode ?? 0, answer, undefined, res.headers['retry-after']));
       res.on('error', (e) => finish(0, '', e));
     });
     req.end(body);
   }
 
-  private onAnswer(status: number, answer: string, error: Error | undefined, lines: string[], snapshot: Map<string, number> | undefined): void {
+  private onAnswer(status: number, answer: string, error: Error | undefined, lines: string[], snapshot: Map<string, number> | undefined, retryAfter?: string): void {
     if (status >= 200 && status < 300) {
       this.ok = true;
       counters.sent += lines.length;
@@ -156,7 +158,8 @@ export class HttpTransport extends Transport<Ring> {
     if (status === 0 || status === 408 || status === 429 || status >= 500) {
       debug(`ingest request failed (${error?.message ?? `HTTP ${status}`}); retrying with backoff`);
       this.drop('buffer_full', this.ring.unshiftAll(lines));
-      this.failed(NOBODY_LISTENING.has((error as NodeJS.ErrnoException | undefined)?.code ?? ''));
+      // A 429 or 503 may say when to come back (Retry-After): no sooner, whatever the backoff says.
+      this.failed(NOBODY_LISTENING.has((error as NodeJS.ErrnoException | undefined)?.code ?? ''), parseRetryAfter(retryAfter));
       return;
     }
     // A permanent refusal (400, 401, 403, 413 for a single record, …): retrying cannot help.

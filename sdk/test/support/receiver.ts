@@ -179,9 +179,13 @@ export interface HttpRequestSeen {
 
 export class HttpReceiver extends Receiver {
   readonly requests: HttpRequestSeen[] = [];
+  /** When each of `requests` arrived and was answered (Date.now(), measured here, on the server side). */
+  readonly times: { arrived: number; answered: number }[] = [];
   /** Answer with this status instead of 202 (e.g. 500 to test retries), for the next `failNext` requests. */
   failStatus = 500;
   failNext = 0;
+  /** `Retry-After` of the next failed answers, one value each (none once used up). */
+  failRetryAfter: string[] = [];
   /** Bodies longer than this (bytes) are refused with 413, as a proxy with a body limit does. */
   maxBodyBytes = Infinity;
   /** Answer this long after the body arrived (a slow daemon). */
@@ -205,6 +209,7 @@ export class HttpReceiver extends Receiver {
   static async create(port = 0): Promise<HttpReceiver> {
     let self: HttpReceiver | undefined;
     const server = http.createServer((req, res) => {
+      const arrived = Date.now();
       let body = '';
       req.setEncoding('utf8');
       req.on('data', (c: string) => (body += c));
@@ -216,6 +221,7 @@ export class HttpReceiver extends Receiver {
         if (me.trickleNext > 0) {
           me.trickleNext--;
           me.requests.push({ path: req.url ?? '', contentType: req.headers['content-type'], authorization: req.headers.authorization, lines: lines.length, status: 0 });
+          me.times.push({ arrived, answered: Date.now() });
           res.writeHead(202, { 'content-type': 'application/json' });
           const drip = setInterval(() => res.write(' '), me.trickleMs);
           res.on('close', () => clearInterval(drip));
@@ -227,8 +233,11 @@ export class HttpReceiver extends Receiver {
           status = me.failStatus;
         }
         me.requests.push({ path: req.url ?? '', contentType: req.headers['content-type'], authorization: req.headers.authorization, lines: lines.length, status });
+        me.times.push({ arrived, answered: Date.now() });
         if (status !== 202) {
-          res.writeHead(status, { 'content-type': 'application/json' }).end('{"message":"test failure"}');
+          const retryAfter = me.failRetryAfter.shift();
+          res.writeHead(status, { 'content-type': 'application/json', ...(retryAfter === undefined ? {} : { 'retry-after': retryAfter }) });
+          res.end('{"message":"test failure"}');
           return;
         }
         const before = me.invalid.length;
