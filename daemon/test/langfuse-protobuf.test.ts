@@ -183,6 +183,32 @@ describe('langfuse-protobuf: the fast path writes what the general path writes',
     assert.ok(p.fastRepairs.length > 0, 'the general lines include repairs');
   });
 
+  // Minimized from a differential fuzzer (hand-written JSON text: every escape, whitespace, number form).
+  test('span times written with \\u escapes: valid once parsed, so the fast path leaves them to the general one', () => {
+    const p = pair();
+    const line = String.raw`{"v":1,"type":"span","traceId":"5fc3454a04f64ab4bfb1a476f86f16cf","spanId":"1a4f2191a4055bc8","name":"a","startTimeUnixNano":"\u0035\u0038","endTimeUnixNano":"\u0031\u0034\u0032"}`;
+    assert.ok(validateRecord(JSON.parse(line)).ok);
+    p.same([line], [RESOURCES[0]], 'escaped times');
+    const child = String.raw`{"v":1,"type":"span","traceId":"5fc3454a04f64ab4bfb1a476f86f16cf","spanId":"2a4f2191a4055bc8","parentSpanId":"1a4f2191a4055bc8","name":"b","startTimeUnixNano":"1732700000000000000","endTimeUnixNano":"17327000000000000\u0030\u0039","attributes":{"user.id":"u"}}`;
+    assert.ok(validateRecord(JSON.parse(child)).ok);
+    p.same([child, line], [RESOURCES[1], RESOURCES[1]], 'an escaped end time');
+  });
+
+  test('a resource whose spans all speak Langfuse is not mapped: no repairs reported for it', () => {
+    const p = pair();
+    // service.version not a string and an environment to sanitize: mapping this resource reports two repairs.
+    const resource: Resource = { attributes: { 'service.name': 'other-sdk', 'service.version': 7, 'deployment.environment.name': 'Staging EU' } };
+    const langfuse = '{"attributes":{"langfuse.":0},"startTimeUnixNano":"8","traceId":"6088ad7c16b3dc12b0cf5eda79632fa0","spanId":"ed86deeeef2d073f","endTimeUnixNano":"18","v":1,"type":"span","name":"a"}';
+    assert.ok(validateRecord(JSON.parse(langfuse)).ok);
+    p.same([langfuse], [resource], 'only a span that speaks Langfuse');
+    assert.deepEqual(p.fastRepairs, []);
+    // An SDK span of the same resource (same trace, so the trace's values are filled in): mapped now, once.
+    const sdk = '{"v":1,"type":"span","traceId":"6088ad7c16b3dc12b0cf5eda79632fa0","spanId":"fd86deeeef2d073f","name":"b","startTimeUnixNano":"8","endTimeUnixNano":"18","attributes":{"user.id":"u"}}';
+    p.same([langfuse, sdk, langfuse], [resource, resource, resource], 'then an SDK span of that resource');
+    assert.deepEqual(p.fastRepairs, ['version_coerced', 'environment_sanitized']);
+    assert.equal(p.encoder.fastLines, 1);
+  });
+
   test('a trace whose root arrives in a later batch: earlier spans keep the values they had, later ones get the root\'s', () => {
     const p = pair();
     const trace = 'aaaabbbbccccddddeeeeffff00001111';

@@ -269,10 +269,12 @@ class LineScan {
         case F_START:
           this.startTime = this.string() + 1;
           this.startTimeEnd = this.p - 1;
+          if (this.escaped) throw NOT_FAST; // "\u0031…": valid once parsed, but its bytes are not the digits
           break;
         case F_END:
           this.endTime = this.string() + 1;
           this.endTimeEnd = this.p - 1;
+          if (this.escaped) throw NOT_FAST;
           break;
         case F_STATUS:
           this.status();
@@ -966,7 +968,9 @@ export class LangfuseProtobufEncoder {
     const w = new Writer(Math.max(4096, Math.ceil(n * this.bytesPerSpan * 1.25)));
     for (const [resource, group] of groups) {
       const marks = beginResourceGroup(w, resource, this.scope);
-      const fromResource = this.mapper.resourceValues(resource);
+      // Looked up for fast-path spans only (fast() mapped their resource already): a resource whose
+      // spans all speak Langfuse is never mapped by LangfuseMapper, so it must not report repairs here.
+      let fromResource: TraceAttrs | undefined;
       for (const i of group) {
         w.uint32(tag(2, LEN));
         const at = w.begin(2);
@@ -975,8 +979,9 @@ export class LangfuseProtobufEncoder {
         const t = traceId === undefined ? undefined : traces.get(traceId);
         if (t) {
           const own = owned[i];
+          if (typeof own === 'number') fromResource ??= this.mapper.resourceValues(resource);
           for (const k in t) {
-            if (typeof own === 'number' ? ownsKey(own, fromResource, k) : k in own) continue;
+            if (typeof own === 'number' ? ownsKey(own, fromResource as TraceAttrs, k) : k in own) continue;
             writeAttribute(w, 9, k, t[k]);
           }
         }
