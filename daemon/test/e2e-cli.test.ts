@@ -2,9 +2,11 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { VERSION } from '../src/version.js';
 import { startFakeLangfuse } from './support/fake-langfuse.js';
-import { postIngest, runCli, sendOverSocket, startDaemonProcess, tempDir } from './support/daemon-process.js';
+import { CLI, postIngest, runCli, sendOverSocket, startDaemonProcess, tempDir } from './support/daemon-process.js';
 
 const span = (id: string, name = 'cli') =>
   JSON.stringify({ v: 1, type: 'span', traceId: 'b'.repeat(32), spanId: id, name, startTimeUnixNano: '1732700000000000000', endTimeUnixNano: '1732700000000000005' });
@@ -212,6 +214,31 @@ describe('cli', () => {
     const down = await runCli(['status', '--http', host]);
     assert.equal(down.code, 1);
     assert.match(down.stderr, /no daemon answers at http:\/\/[^ ]+: (ECONNREFUSED|ENOENT)/, "the reason, not fetch's \"fetch failed\"");
+    tmp.cleanup();
+  });
+
+  test("the package's bin is a file of the source tree (npm ci in a fresh clone links it) and runs the built CLI", async () => {
+    const pkgDir = join(CLI, '../../..');
+    const pkg = JSON.parse(readFileSync(join(pkgDir, 'package.json'), 'utf8')) as { bin: Record<string, string>; files: string[] };
+    const rel = pkg.bin['dspy-o11yd']!;
+    // npm links a bin only if its file exists when it installs: in a clone that is before any build.
+    assert.ok(!/(^|\/)(dist|node_modules)\//.test(rel), `${rel} is not a build output`);
+    assert.ok(pkg.files.some((f) => rel.replace(/^\.\//, '').startsWith(`${f}/`)), `${rel} is published`);
+    const bin = join(pkgDir, rel);
+    const run = (file: string, args: string[]) => spawnSync(process.execPath, [file, ...args], { env: { PATH: process.env.PATH }, encoding: 'utf8', timeout: 15_000 });
+    const version = run(bin, ['--version']);
+    assert.equal(version.status, 0, version.stderr);
+    assert.equal(version.stdout.trim(), VERSION);
+    const bad = run(bin, ['start', '--queue-max-spans', 'lots']);
+    assert.equal(bad.status, 2);
+    assert.match(bad.stderr.trim(), /^dspy-o11yd: invalid --queue-max-spans "lots"/);
+    // The same file in a tree that was never built: one line saying what to do.
+    const tmp = tempDir();
+    mkdirSync(join(tmp.dir, 'bin'));
+    copyFileSync(bin, join(tmp.dir, rel));
+    const unbuilt = run(join(tmp.dir, rel), ['--version']);
+    assert.equal(unbuilt.status, 1);
+    assert.match(unbuilt.stderr, /^dspy-o11yd: not built yet: run `npm run build`/);
     tmp.cleanup();
   });
 
