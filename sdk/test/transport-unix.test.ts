@@ -239,6 +239,20 @@ test('no daemon at all: the app runs, drops are exact, and the process exits by 
   assert.equal(s?.droppedByReason.exit, 100, 'what was still buffered at exit');
 });
 
+test('DSPY_O11Y_DEBUG=1 with no daemon: one diagnostic naming the socket (as the HTTP transport gives one); none when it connects', async () => {
+  const dir = tempDir();
+  const path = join(dir, 'nobody.sock');
+  const run = await runApp({ DSPY_O11Y_ENDPOINT: `unix://${path}`, DSPY_O11Y_DEBUG: '1', FIXTURE_SPANS: '250', FIXTURE_MAX_BUFFER: '100' });
+  assert.equal(run.code, 0, run.stderr);
+  const said = run.stderr.split('\n').filter((l) => l.startsWith('[dspy-o11y] cannot connect'));
+  assert.deepEqual(said, [`[dspy-o11y] cannot connect to ${path} (ENOENT): is dspy-o11yd running? retrying with backoff`]);
+  const r = await UnixReceiver.create();
+  const ok = await runApp({ DSPY_O11Y_ENDPOINT: r.endpoint, DSPY_O11Y_DEBUG: '1', FIXTURE_SPANS: '10' });
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.doesNotMatch(ok.stderr, /cannot connect/);
+  await r.dispose();
+});
+
 test('at exit, pending records are delivered without any flush() call; resource from OTEL_* env', async () => {
   const r = await UnixReceiver.create();
   const run = await runApp({

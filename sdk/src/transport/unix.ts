@@ -7,6 +7,7 @@
  * starts with `hello`; drops not yet reported go out as `stats` records in front of the next batch.
  */
 import net from 'node:net';
+import { debug } from '../config.js';
 import { Transport, counters, type TransportOptions } from './base.js';
 import { ByteRing } from './byte-ring.js';
 
@@ -130,8 +131,12 @@ export class UnixTransport extends Transport<ByteRing> {
       if (this.exiting) this.tick();
       else this.schedule();
     });
-    socket.on('error', () => {
-      /* 'close' follows */
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      // 'close' follows. Without a diagnostic, an app whose daemon is not running (the usual
+      // first mistake) was silent even under DSPY_O11Y_DEBUG=1, while the HTTP transport says so.
+      if (this.socket === socket && this.state === 'connecting') {
+        debug(`cannot connect to ${this.path} (${err.code ?? err.message}): is dspy-o11yd running? retrying with backoff`);
+      }
     });
     socket.on('close', () => this.onClose(socket));
   }
