@@ -35,13 +35,46 @@ const url = z.string().refine((v) => {
   }
 }, 'must be an http:// or https:// URL');
 
+/** An HTTP header name (RFC 9110 token): undici refuses anything else on every request. */
+const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const decodeLoose = (s: string): string => {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+};
+/**
+ * Why an `--otlp-headers` value (`k=v,k2=v2`, percent-encoded, read as parseOtlpHeaders reads
+ * it) could not be sent, or undefined. Checked at start: a malformed entry was dropped silently
+ * (`Authorization: Bearer x`) or made every export fail (`invalid header key`) until the batch
+ * was dropped, instead of one line at start.
+ */
+export function otlpHeadersProblem(value: string): string | undefined {
+  // Header values are often credentials: a problem names the entry by position, never its text.
+  const items = value.split(',');
+  for (let i = 0; i < items.length; i++) {
+    const item = items[i]!;
+    if (item.trim() === '') continue;
+    const eq = item.indexOf('=');
+    const key = eq > 0 ? decodeLoose(item.slice(0, eq).trim()) : '';
+    if (!HEADER_NAME.test(key)) return `entry ${i + 1} is not name=value with a valid header name (expected k=v,k2=v2, percent-encoded)`;
+    if (/[\r\n\0]/.test(decodeLoose(item.slice(eq + 1).trim()))) return `the value of entry ${i + 1} (${key}) holds a line break or NUL`;
+  }
+  return undefined;
+}
+const otlpHeaders = z.string().superRefine((v, ctx) => {
+  const problem = otlpHeadersProblem(v);
+  if (problem) ctx.addIssue({ code: 'custom', message: problem });
+});
+
 const ConfigSchema = z.object({
   socket: z.string(),
   http: hostPort,
   exporter: z.enum(['langfuse', 'otlp', 'console', 'file']).optional(),
   langfuseHost: url,
   otlpEndpoint: url.optional(),
-  otlpHeaders: z.string().optional(),
+  otlpHeaders: otlpHeaders.optional(),
   file: z.string().min(1).optional(),
   encoding: z.enum(['protobuf', 'json']),
   queueMaxSpans: int(1),
@@ -192,7 +225,9 @@ export function resolveConfig(flags: RawConfig, env: NodeJS.ProcessEnv = process
     const issue = parsed.error.issues[0]!;
     const key = String(issue.path[0]);
     const option = OPTIONS.find((o) => o.key === key);
-    throw new ConfigError(`invalid ${origin[key] ?? option?.flag ?? key} ${JSON.stringify(raw[key])}: ${issue.message}`);
+    // The headers' values are not echoed: they are usually credentials (an Authorization header).
+    const shown = key === 'otlpHeaders' ? '' : ` ${JSON.stringify(raw[key])}`;
+    throw new ConfigError(`invalid ${origin[key] ?? option?.flag ?? key}${shown}: ${issue.message}`);
   }
   const c = parsed.data;
   const publicKey = env.LANGFUSE_PUBLIC_KEY || undefined;

@@ -40,6 +40,25 @@ describe('cli', () => {
     await assertConfigErrors(cases);
   });
 
+  test('--otlp-headers: an entry that is not name=value is a config error (not dropped, not a failing export), its text never shown', async () => {
+    const otlp = ['start', '--socket', '', '--http', '127.0.0.1:0', '--exporter', 'otlp', '--otlp-endpoint', 'http://127.0.0.1:9/v1/traces'];
+    await assertConfigErrors([
+      [[...otlp, '--otlp-headers', 'Authorization: Bearer s3cret'], {}, /^dspy-o11yd: invalid --otlp-headers: entry 1 is not name=value/],
+      [otlp, { OTEL_EXPORTER_OTLP_HEADERS: 'authorization=Bearer%20s3cret,s3cret' }, /^dspy-o11yd: invalid --otlp-headers \(from OTEL_EXPORTER_OTLP_HEADERS\): entry 2 /],
+      [[...otlp, '--otlp-headers', 'x-key=s3cret%0d%0aX-Injected: 1'], {}, /^dspy-o11yd: invalid --otlp-headers: the value of entry 1 \(x-key\) holds a line break/],
+      [['check', '--exporter', 'otlp', '--otlp-endpoint', 'http://127.0.0.1:9/v1/traces', '--otlp-headers', '=s3cret'], {}, /^dspy-o11yd: invalid --otlp-headers: entry 1/],
+    ]);
+    for (const headers of ['Authorization: Bearer s3cret', '=s3cret']) {
+      const r = await runCli([...otlp, '--otlp-headers', headers]);
+      assert.ok(!r.stderr.includes('s3cret'), r.stderr);
+    }
+    // Well-formed ones (a trailing comma, percent-encoded values) still start.
+    const fake = await startFakeLangfuse({ publicKey: 'pk-h', secretKey: 'sk-h' });
+    const ok = await runCli(['check', '--exporter', 'otlp', '--otlp-endpoint', `${fake.url}/api/public/otel/v1/traces`, '--otlp-headers', `authorization=${encodeURIComponent(fake.authorization)},x-team=blue,`]);
+    assert.equal(ok.code, 0, ok.stdout + ok.stderr);
+    await fake.close();
+  });
+
   test('start --help shows each default; the env twin still beats the default and the flag the env', async () => {
     const help = await runCli(['start', '--help']);
     assert.equal(help.code, 0);
