@@ -26,10 +26,11 @@ function fail(message: string, code = EXIT_CONFIG): never {
   process.exit(code);
 }
 
-function loadConfig(flags: RawConfig, forStart = false): DaemonConfig {
+function loadConfig(flags: RawConfig, paths: 'create' | 'test'): DaemonConfig {
   try {
     const config = resolveConfig(flags);
-    if (forStart) preparePaths(config);
+    // `check` tests the paths as `start` would, leaving nothing behind: it says "ok" only where start would run.
+    preparePaths(config, { keep: paths === 'create' });
     return config;
   } catch (err) {
     if (err instanceof ConfigError) fail(err.message);
@@ -57,7 +58,7 @@ for (const o of OPTIONS) {
   start.addOption(new Option(`${o.flag} <value>`, `${o.help}${def}${o.env.length ? ` [env: ${o.env.join(', ')}]` : ''}`));
 }
 start.action(async (flags: RawConfig) => {
-  const config = loadConfig(flags, true);
+  const config = loadConfig(flags, 'create');
   const secrets = [config.langfuse.secretKey];
   if (config.langfuse.publicKey && config.langfuse.secretKey) {
     secrets.push(Buffer.from(`${config.langfuse.publicKey}:${config.langfuse.secretKey}`).toString('base64'));
@@ -181,7 +182,7 @@ program
 const check = program.command('check').description('validate the configuration and try the exporter (for langfuse: the credentials)');
 for (const o of OPTIONS) check.addOption(new Option(`${o.flag} <value>`, o.help).hideHelp());
 check.action(async (flags: RawConfig) => {
-  const config = loadConfig(flags);
+  const config = loadConfig(flags, 'test');
   const result = await checkCredentials(config);
   process.stdout.write(`${result.ok ? 'ok' : 'FAILED'}: ${result.message}\n`);
   process.exit(result.ok ? 0 : 1);

@@ -3,7 +3,7 @@
  * flag > env > default; the merged strings are validated by zod, and a bad value becomes one
  * clear line naming the flag (and the env variable it came from), then exit code 2.
  */
-import { accessSync, closeSync, constants, mkdirSync, openSync, statSync, unlinkSync, type Stats } from 'node:fs';
+import { accessSync, closeSync, constants, mkdirSync, openSync, rmdirSync, statSync, unlinkSync, type Stats } from 'node:fs';
 import { isIP } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
@@ -313,7 +313,7 @@ export function resolveConfig(flags: RawConfig, env: NodeJS.ProcessEnv = process
  * mkdir -p one level at a time: Node's `recursive: true` loops forever where a parent keeps
  * answering ENOENT (e.g. under /proc), which would hang the start instead of failing it.
  */
-function makeDirs(dir: string): void {
+function makeDirs(dir: string, created: string[] = []): void {
   const missing: string[] = [];
   for (let d = resolve(dir); ; d = dirname(d)) {
     try {
@@ -324,7 +324,10 @@ function makeDirs(dir: string): void {
       missing.push(d);
     }
   }
-  for (const d of missing.reverse()) mkdirSync(d);
+  for (const d of missing.reverse()) {
+    mkdirSync(d);
+    created.push(d);
+  }
 }
 
 /** sun_path is 108 bytes on Linux, the last for the terminating NUL. */
@@ -334,18 +337,22 @@ export const MAX_SOCKET_PATH_BYTES = 107;
  * For `start`, before anything listens: create `--spool-dir` and prove it writable, and open
  * `--file` for append. A path that cannot work fails now with one line naming the flag, not at
  * the first export or at shutdown (where the spans it was meant to keep would be lost).
+ * `keep: false` (for `check`): the same test, then what it created is removed again.
  */
-export function preparePaths(config: DaemonConfig): void {
+export function preparePaths(config: DaemonConfig, { keep = true }: { keep?: boolean } = {}): void {
   const name = (key: keyof RawConfig, flag: string) => config.origin?.[key] ?? flag;
   const reason = (err: unknown) => (err as NodeJS.ErrnoException).code ?? (err as Error).message;
   if (config.spoolDir) {
     const probe = join(config.spoolDir, `.write-probe-${process.pid}`);
+    const created: string[] = [];
     try {
-      makeDirs(config.spoolDir);
+      makeDirs(config.spoolDir, created);
       closeSync(openSync(probe, 'w', 0o600));
       unlinkSync(probe);
     } catch (err) {
       throw new ConfigError(`invalid ${name('spoolDir', '--spool-dir')} ${JSON.stringify(config.spoolDir)}: cannot create or write the directory (${reason(err)})`);
+    } finally {
+      if (!keep) for (const d of created.reverse()) rmdirSync(d);
     }
   }
   if (config.exporter === 'file' && config.file) {
@@ -358,7 +365,10 @@ export function preparePaths(config: DaemonConfig): void {
       }
       // A FIFO (or device) is only checked for write permission: opening a FIFO blocks until a reader comes.
       if (existing && (existing.isFIFO() || existing.isCharacterDevice())) accessSync(config.file, constants.W_OK);
-      else closeSync(openSync(config.file, 'a'));
+      else {
+        closeSync(openSync(config.file, 'a'));
+        if (!keep && !existing) unlinkSync(config.file);
+      }
     } catch (err) {
       throw new ConfigError(`invalid ${name('file', '--file')} ${JSON.stringify(config.file)}: cannot open it for append (${reason(err)})`);
     }

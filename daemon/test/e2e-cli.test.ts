@@ -93,7 +93,14 @@ describe('cli', () => {
       [['start', '--socket', '', '--http', '127.0.0.1:0', '--exporter', 'file', '--file', tmp.dir], {}, /invalid --file .*EISDIR/],
     ];
     await assertConfigErrors(cases);
+    // `check` validates the configuration `start` would run with: the same paths fail it the same way.
+    await assertConfigErrors(cases.map(([args, env, pattern]) => [['check', ...args.slice(1)], env, pattern]));
     // bind() would have cut the long path at 107 bytes and left a socket file there.
+    assert.deepEqual(readdirSync(tmp.dir), ['a-file']);
+    // And where they work, `check` says ok without creating the spool dir or the file (start does).
+    const ok = await runCli(['check', '--exporter', 'file', '--file', join(tmp.dir, 'out.jsonl'), '--spool-dir', join(tmp.dir, 'new', 'spool')]);
+    assert.equal(ok.code, 0, ok.stdout + ok.stderr);
+    assert.match(ok.stdout, /^ok: configuration valid; exporter file/);
     assert.deepEqual(readdirSync(tmp.dir), ['a-file']);
     tmp.cleanup();
   });
