@@ -179,7 +179,11 @@ program
     }
   });
 
-const check = program.command('check').description('validate the configuration and try the exporter (for langfuse: the credentials)');
+const check = program
+  .command('check')
+  .description('validate the configuration and try the exporter (for langfuse: the credentials)')
+  // The options are start's, hidden here so that the list is not printed twice: say where it is.
+  .addHelpText('after', '\nTakes the same options and environment variables as `start` (see `dspy-o11yd start --help`).');
 for (const o of OPTIONS) check.addOption(new Option(`${o.flag} <value>`, o.help).hideHelp());
 check.action(async (flags: RawConfig) => {
   const config = loadConfig(flags, 'test');

@@ -126,7 +126,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'maxRecordBytes', flag: '--max-record-bytes', env: ['DSPY_O11YD_MAX_RECORD_BYTES'], default: String(1024 * 1024), help: 'longest accepted record line' },
   { key: 'partialLineTimeout', flag: '--partial-line-timeout', env: ['DSPY_O11YD_PARTIAL_LINE_TIMEOUT'], default: '60000', help: 'ms a socket connection may hold part of a record without sending more; then it is closed and the part counted invalid (incomplete); 0 disables' },
   { key: 'httpReadTimeout', flag: '--http-read-timeout', env: ['DSPY_O11YD_HTTP_READ_TIMEOUT'], default: '30000', help: 'ms an HTTP request may take to arrive whole; a slower one is answered 408 and closed (a client that stalls mid-body must not hold its memory)' },
-  { key: 'ingestToken', flag: '--ingest-token', env: ['DSPY_O11YD_INGEST_TOKEN'], help: 'bearer token required on HTTP ingest (required when --http is not loopback)' },
+  { key: 'ingestToken', flag: '--ingest-token', env: ['DSPY_O11YD_INGEST_TOKEN'], help: 'bearer token required on HTTP ingest (/v1/ingest, /v1/traces), /v1/status and /v1/tail (required when --http is not loopback)' },
   { key: 'logLevel', flag: '--log-level', env: ['DSPY_O11YD_LOG_LEVEL'], default: 'info', help: 'fatal | error | warn | info | debug | trace | silent' },
   { key: 'nice', flag: '--nice', env: ['DSPY_O11YD_NICE'], default: '0', help: 'CPU scheduling priority of the daemon\'s threads, -20..19 (higher yields more, e.g. 10: the app comes first when CPU is short)' },
   { key: 'sampleRatio', flag: '--sample-ratio', env: ['DSPY_O11YD_SAMPLE_RATIO', 'LANGFUSE_SAMPLE_RATE'], default: '1', help: 'fraction of traces kept (decided by trace id)' },
