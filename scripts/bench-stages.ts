@@ -4,11 +4,9 @@
  * collection is paid as in the daemon (CPU time of the process, so GC helper threads count):
  *
  *   main thread:   JSON.parse of a line · zod validation (validateRecord)
- *   export worker: the whole step (export/prepare.ts `prepareInWorker`, what the worker does per
- *                  batch) · of which the lines → Langfuse protobuf path (langfuse-protobuf.ts) ·
- *                  gzip; and the general path it falls back to for lines outside the SDK's shape:
- *                  JSON.parse of the batch · Langfuse mapping · protobuf encoding (ours, and
- *                  otlp-transformer's serializer, which writes the same bytes, for comparison)
+ *   export worker: JSON.parse of the batch · Langfuse mapping · protobuf encoding (ours, and
+ *                  otlp-transformer's serializer, which writes the same bytes, for comparison) · gzip
+ *   whole worker step (export/prepare.ts `prepareInWorker`, what the worker does per batch)
  *
  *   npm run build && node scripts/dist/bench-stages.js [--spans 40000] [--batch 2048] [--rounds 5] [--gzip-level 1]
  *                                                      [--per-trace 10]  (1: every span the root of its own trace)
@@ -17,7 +15,6 @@ import { gzipSync } from 'node:zlib';
 import { validateRecord, type SpanRecord } from '@dspy-o11y/proto';
 import type { Resource } from 'dspy-o11yd/dist/src/model.js';
 import { LangfuseMapper } from 'dspy-o11yd/dist/src/export/langfuse-map.js';
-import { LangfuseProtobufEncoder } from 'dspy-o11yd/dist/src/export/langfuse-protobuf.js';
 import { encodeTraces, serializeWithOtlpTransformer, type EncodableSpan } from 'dspy-o11yd/dist/src/export/otlp-encode.js';
 import { BatchEncoder, prepareInWorker, type PrepareRequest } from 'dspy-o11yd/dist/src/export/prepare.js';
 import { benchSpanLines, BENCH_RESOURCE } from './lib/spans.js';
@@ -81,11 +78,7 @@ const repairs = new Map();
 let id = 0;
 const ndjson = batches.map((ls) => Buffer.from(ls.join('\n')));
 const request = (b: number): PrepareRequest => ({ id: ++id, lines: ndjson[b]!, resourceIds: new Int32Array(batches[b]!.length).fill(1), defs: [], forget: [] });
-stage('  prepareInWorker (parse, map, encode, gzip)', request, (m) => prepareInWorker(encoder, 'gzip', resources, m, repairs));
-const fused = new LangfuseProtobufEncoder(new LangfuseMapper(), scope);
-stage('  LangfuseProtobufEncoder (no gzip)', (b) => ndjson[b]!, (lines) => fused.encode(lines, BATCH, () => resource));
-console.log(`    (lines on its fast path: ${fused.fastLines} of ${fused.fastLines + fused.generalLines})`);
-console.log('  the general path, for lines outside the SDK\'s shape:');
+stage('  prepareInWorker (all of the below)', request, (m) => prepareInWorker(encoder, 'gzip', resources, m, repairs));
 const joined = batches.map((ls) => `[${ls.join(',')}]`);
 stage('  JSON.parse (the batch as one array)', (b) => joined[b]!, (j) => JSON.parse(j));
 const mapper = new LangfuseMapper();
@@ -95,7 +88,6 @@ const mapped = batches.map((_, b) => new LangfuseMapper().map(encodable(b)));
 stage('  encodeTraces (protobuf)', (b) => mapped[b]!, (spans) => encodeTraces(spans, { encoding: 'protobuf', scope }));
 stage('  (otlp-transformer, same bytes)', (b) => mapped[b]!, (spans) => serializeWithOtlpTransformer(spans, { encoding: 'protobuf', scope }));
 const bodies = mapped.map((spans) => encodeTraces(spans, { encoding: 'protobuf', scope }));
-console.log('  both:');
 stage(`  gzip level ${GZIP_LEVEL}`, (b) => bodies[b]!, (body) => gzipSync(body, { level: GZIP_LEVEL }));
 const sizes = bodies.map((body) => [body.length, gzipSync(body, { level: GZIP_LEVEL }).length, gzipSync(body).length]);
 const per = (k: number) => (sizes.reduce((t, s) => t + s[k]!, 0) / (batches.length * BATCH)).toFixed(0);

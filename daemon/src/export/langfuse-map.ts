@@ -120,7 +120,7 @@ const INTEGER_STRING = /^-?[0-9]+$/;
 const ENV_MAX = 40;
 
 /** Trace-level attributes of one trace, already in Langfuse's keys. */
-export type TraceAttrs = Record<string, AttributeValue>;
+type TraceAttrs = Record<string, AttributeValue>;
 
 /** What the mapper remembers of a trace between batches, and about what it occupies. */
 interface RememberedTrace {
@@ -208,11 +208,6 @@ function hasLangfuseAttributes(attrs: Attributes): boolean {
   return false;
 }
 
-/** A span that already speaks Langfuse (any `langfuse.*` attribute): passed on unchanged. */
-export function isLangfuseSpan(span: EncodableSpanRecord): boolean {
-  return span.attributes !== undefined && hasLangfuseAttributes(span.attributes);
-}
-
 const toJsonString = (v: AttributeValue): string => (typeof v === 'string' ? v : JSON.stringify(v));
 
 /**
@@ -288,14 +283,19 @@ export class LangfuseMapper implements BatchMapping {
   add(item: EncodableSpan): void {
     const out = this.out;
     const span = item.span;
-    if (isLangfuseSpan(span)) {
+    const attrs = span.attributes;
+    if (attrs && hasLangfuseAttributes(attrs)) {
       // Another SDK's span (over OTLP) already speaks Langfuse: pass it unchanged.
       out.push(item);
       return;
     }
+    // Trace-level values of this span go to `t` as they are translated; a root span's win over its descendants'.
+    let t = this.batchTraces.get(span.traceId);
+    if (!t) this.batchTraces.set(span.traceId, (t = {}));
+    const mapped = this.translate(span, item.resource, t);
     this.indexes.push(out.length);
     this.traceIds.push(span.traceId);
-    out.push({ span: this.translateOwn(span, item.resource), resource: item.resource });
+    out.push({ span: translatedSpan(span, mapped), resource: item.resource });
     const events = span.events;
     if (events && events.length > 0) {
       for (let i = 0; i < events.length; i++) {
@@ -307,43 +307,12 @@ export class LangfuseMapper implements BatchMapping {
   }
 
   finish(): EncodableSpan[] {
-    const { out, indexes, traceIds } = this;
+    const { out, indexes, traceIds, batchTraces } = this;
     this.out = [];
     this.indexes = [];
     this.traceIds = [];
-    const traces = this.settleTraces();
-    for (let i = 0; i < indexes.length; i++) {
-      const t = traces.get(traceIds[i]);
-      if (!t) continue;
-      const attrs = out[indexes[i]].span.attributes as Record<string, AttributeValue>;
-      for (const k in t) if (!(k in attrs)) attrs[k] = t[k];
-    }
-    return out;
-  }
-
-  /**
-   * The batch's values of trace `traceId` so far (created empty): {@link translateOwn} and the
-   * export worker's fast path (langfuse-protobuf.ts) add to them as they translate its spans.
-   */
-  traceValues(traceId: string): TraceAttrs {
-    let t = this.batchTraces.get(traceId);
-    if (!t) this.batchTraces.set(traceId, (t = {}));
-    return t;
-  }
-
-  /** One SDK span translated (without its events), its trace-level values added to the batch's trace. */
-  translateOwn(span: EncodableSpanRecord, resource: Resource): EncodableSpanRecord {
-    return translatedSpan(span, this.translate(span, resource, this.traceValues(span.traceId)));
-  }
-
-  /**
-   * Ends a batch's trace gathering: merges each trace's values with what earlier batches taught
-   * us, remembers the result (bounded), and returns traceId → the values every span of that
-   * trace in this batch gets where it has none of its own.
-   */
-  settleTraces(): Map<string, TraceAttrs> {
-    const batchTraces = this.batchTraces;
     this.batchTraces = new Map();
+    // Merge with what earlier batches taught us, remember the result, fill every span in.
     for (const [traceId, fromBatch] of batchTraces) {
       const known = this.traces.get(traceId);
       let merged = fromBatch;
@@ -369,17 +338,13 @@ export class LangfuseMapper implements BatchMapping {
         if (--excess <= 0 && this.bytes <= REMEMBERED_BYTES_MAX) break;
       }
     }
-    return batchTraces;
-  }
-
-  /** What a resource implies for each of its spans (`langfuse.release`, `.environment`, `.version`), once per resource. */
-  resourceValues(resource: Resource): TraceAttrs {
-    let values = this.resourceAttrs.get(resource);
-    if (!values) {
-      values = this.fromResource(resource);
-      this.resourceAttrs.set(resource, values);
+    for (let i = 0; i < indexes.length; i++) {
+      const t = batchTraces.get(traceIds[i]);
+      if (!t) continue;
+      const attrs = out[indexes[i]].span.attributes as Record<string, AttributeValue>;
+      for (const k in t) if (!(k in attrs)) attrs[k] = t[k];
     }
-    return values;
+    return out;
   }
 
   /**
@@ -450,7 +415,11 @@ export class LangfuseMapper implements BatchMapping {
     if (userId !== undefined && userId !== '') toTrace(LF.userId, (out[LF.userId] = String(userId)));
     const sessionId = src[ATTR.sessionId];
     if (sessionId !== undefined && sessionId !== '') toTrace(LF.sessionId, (out[LF.sessionId] = String(sessionId)));
-    const fromResource = this.resourceValues(resource);
+    let fromResource = this.resourceAttrs.get(resource);
+    if (!fromResource) {
+      fromResource = this.fromResource(resource);
+      this.resourceAttrs.set(resource, fromResource);
+    }
     // release and environment: trace-level too
     for (const k in fromResource) toTrace(k, (out[k] = fromResource[k]));
 
@@ -656,7 +625,7 @@ function translatedSpan(span: EncodableSpanRecord, attributes: Attributes): Enco
 }
 
 /** A span event as its own zero-length child observation of type `event`. */
-export function eventSpan(parent: EncodableSpanRecord, event: SpanEvent, index: number): EncodableSpanRecord {
+function eventSpan(parent: EncodableSpanRecord, event: SpanEvent, index: number): EncodableSpanRecord {
   const attributes: Record<string, AttributeValue> = { [LF.observationType]: 'event' };
   const src = event.attributes;
   if (src) {

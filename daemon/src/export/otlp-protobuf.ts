@@ -14,7 +14,7 @@
  * Byte for byte what `ProtobufTraceSerializer.serializeRequest(toReadableSpans(spans))` writes:
  * the same field order, the same always-written zero counts, minimal varints, span flags 0x101.
  */
-import type { AttributeValue, Attributes, SpanEvent, SpanStatus } from '@dspy-o11y/proto';
+import type { AttributeValue, Attributes } from '@dspy-o11y/proto';
 import { writeUtf8 } from '@dspy-o11y/proto/bytes';
 import type { Resource } from '../model.js';
 import type { EncodableSpan, EncodableSpanRecord, EncodeOptions } from './otlp-encode.js';
@@ -27,7 +27,7 @@ const FIXED32 = 5;
 
 const NO_EVENTS: readonly never[] = [];
 
-export const tag = (field: number, wire: number) => (field << 3) | wire;
+const tag = (field: number, wire: number) => (field << 3) | wire;
 
 // Span.kind: the SDK's INTERNAL (0) + 1, as otlp-transformer writes it.
 const SPAN_KIND_INTERNAL = 1;
@@ -57,11 +57,11 @@ export function nsToHrTime(ns: string): [number, number] {
   return [Number(ns.slice(0, len - 9)), Number(ns.slice(len - 9))];
 }
 
-export const varintSize = (v: number) => (v < 0x80 ? 1 : v < 0x4000 ? 2 : v < 0x200000 ? 3 : v < 0x10000000 ? 4 : 5);
+const varintSize = (v: number) => (v < 0x80 ? 1 : v < 0x4000 ? 2 : v < 0x200000 ? 3 : v < 0x10000000 ? 4 : 5);
 const utf8Length = (s: string) => (s.length <= SHORT_STRING ? -1 : Buffer.byteLength(s, 'utf8'));
 
 /** A protobuf writer over a growing Buffer; lengths of nested messages are back-patched. */
-export class Writer {
+class Writer {
   buf: Buffer;
   pos = 0;
 
@@ -197,11 +197,6 @@ export class Writer {
   /** Unix-ns decimal string → fixed64, exactly (split at 10^9, no bigint); malformed → 0. */
   unixNano(ns: string): void {
     const [seconds, nanos] = nsToHrTime(ns);
-    this.hrTime(seconds, nanos);
-  }
-
-  /** seconds × 10^9 + nanos as a fixed64, exactly. */
-  hrTime(seconds: number, nanos: number): void {
     // seconds * 10^9 + nanos as two 32-bit halves without losing bits above 2^53.
     const lower = (seconds & 0xffff) * 1_000_000_000;
     const upper = ((seconds / 0x10000) >>> 0) * 1_000_000_000;
@@ -211,7 +206,7 @@ export class Writer {
   }
 }
 
-export function writeAnyValue(w: Writer, value: unknown): void {
+function writeAnyValue(w: Writer, value: unknown): void {
   switch (typeof value) {
     case 'string':
       w.uint32(tag(1, LEN));
@@ -323,55 +318,43 @@ function cachedEntry(key: string, value: string): Uint8Array | undefined {
 }
 
 /** repeated KeyValue `field`: string values get exact length prefixes, the rest back-patched ones. */
-export function writeAttributes(w: Writer, attributes: Attributes | Readonly<Record<string, AttributeValue>>, field: number): void {
+function writeAttributes(w: Writer, attributes: Attributes | Readonly<Record<string, AttributeValue>>, field: number): void {
   for (const key in attributes) {
     if (!Object.hasOwn(attributes, key)) continue;
-    writeAttribute(w, field, key, (attributes as Record<string, unknown>)[key]);
-  }
-}
-
-/** One KeyValue of repeated field `field`. */
-export function writeAttribute(w: Writer, field: number, key: string, value: unknown): void {
-  w.uint32(tag(field, LEN));
-  if (typeof value === 'string' && value.length <= CACHED_VALUE_MAX) {
-    const entry = cachedEntry(key, value);
-    if (entry) {
-      w.ensure(entry.length);
-      w.buf.set(entry, w.pos);
-      w.pos += entry.length;
-      return;
+    const value: unknown = (attributes as Record<string, unknown>)[key];
+    w.uint32(tag(field, LEN));
+    if (typeof value === 'string' && value.length <= CACHED_VALUE_MAX) {
+      const entry = cachedEntry(key, value);
+      if (entry) {
+        w.ensure(entry.length);
+        w.buf.set(entry, w.pos);
+        w.pos += entry.length;
+        continue;
+      }
     }
+    if (typeof value === 'string' && key.length + value.length > SHORT_STRING) {
+      const keyBytes = Buffer.byteLength(key, 'utf8');
+      const valueBytes = Buffer.byteLength(value, 'utf8');
+      const any = 1 + varintSize(valueBytes) + valueBytes;
+      w.uint32(1 + varintSize(keyBytes) + keyBytes + 1 + varintSize(any) + any);
+      w.uint32(tag(1, LEN));
+      w.string(key, keyBytes);
+      w.uint32(tag(2, LEN));
+      w.uint32(any);
+      w.uint32(tag(1, LEN));
+      w.string(value, valueBytes);
+      continue;
+    }
+    const at = w.begin();
+    writeKeyValueBody(w, key, value);
+    w.end(at);
   }
-  if (typeof value === 'string' && key.length + value.length > SHORT_STRING) {
-    const keyBytes = Buffer.byteLength(key, 'utf8');
-    const valueBytes = Buffer.byteLength(value, 'utf8');
-    const any = 1 + varintSize(valueBytes) + valueBytes;
-    w.uint32(1 + varintSize(keyBytes) + keyBytes + 1 + varintSize(any) + any);
-    w.uint32(tag(1, LEN));
-    w.string(key, keyBytes);
-    w.uint32(tag(2, LEN));
-    w.uint32(any);
-    w.uint32(tag(1, LEN));
-    w.string(value, valueBytes);
-    return;
-  }
-  const at = w.begin();
-  writeKeyValueBody(w, key, value);
-  w.end(at);
 }
 
 function writeSpan(w: Writer, span: EncodableSpanRecord): void {
   w.uint32(tag(2, LEN));
   // Most spans are 128 bytes to 16 KiB: a two-byte length, rarely moved.
   const at = w.begin(2);
-  writeSpanHead(w, span);
-  if (span.attributes) writeAttributes(w, span.attributes, 9);
-  writeSpanTail(w, span.status, span.events);
-  w.end(at, 2);
-}
-
-/** A Span's fields before its attributes (ids, name, kind, times). */
-export function writeSpanHead(w: Writer, span: EncodableSpanRecord): void {
   w.uint32(tag(1, LEN));
   w.hexBytes(span.traceId);
   w.uint32(tag(2, LEN));
@@ -388,13 +371,10 @@ export function writeSpanHead(w: Writer, span: EncodableSpanRecord): void {
   w.unixNano(span.startTimeUnixNano);
   w.uint32(tag(8, FIXED64));
   w.unixNano(span.endTimeUnixNano);
-}
-
-/** A Span's fields after its attributes (counts, events, status, flags). */
-export function writeSpanTail(w: Writer, status: SpanStatus | undefined, events: readonly SpanEvent[] = NO_EVENTS): void {
+  if (span.attributes) writeAttributes(w, span.attributes, 9);
   w.uint32(tag(10, VARINT));
   w.uint32(0);
-  for (const event of events) {
+  for (const event of span.events ?? NO_EVENTS) {
     w.uint32(tag(11, LEN));
     const e = w.begin();
     w.uint32(tag(1, FIXED64));
@@ -406,58 +386,22 @@ export function writeSpanTail(w: Writer, status: SpanStatus | undefined, events:
     w.uint32(0);
     w.end(e);
   }
-  writeSpanStatusAndFlags(w, status ? STATUS_CODE[status.code] : STATUS_CODE.unset, status?.message);
-}
-
-/** The fields after the events: counts, status (code, message), flags. */
-export function writeSpanStatusAndFlags(w: Writer, code: number, message?: string): void {
   w.uint32(tag(12, VARINT));
   w.uint32(0);
   w.uint32(tag(14, VARINT));
   w.uint32(0);
   w.uint32(tag(15, LEN));
   const status = w.begin();
-  if (message) {
+  if (span.status?.message) {
     w.uint32(tag(2, LEN));
-    w.string(message);
+    w.string(span.status.message);
   }
   w.uint32(tag(3, VARINT));
-  w.uint32(code);
+  w.uint32(span.status ? STATUS_CODE[span.status.code] : STATUS_CODE.unset);
   w.end(status);
   w.uint32(tag(16, FIXED32));
   w.fixed32(SPAN_FLAGS);
-}
-
-/**
- * Opens a ResourceSpans (its Resource) and its ScopeSpans (the scope), for the spans that follow;
- * returns where the two lengths go, for {@link endResourceGroup}.
- */
-export function beginResourceGroup(w: Writer, resource: Resource, scope: EncodeOptions['scope']): [number, number] {
-  w.uint32(tag(1, LEN)); // ResourceSpans
-  const resourceSpans = w.begin(3);
-  w.uint32(tag(1, LEN)); // Resource
-  const r = w.begin();
-  writeAttributes(w, resource.attributes, 1);
-  w.uint32(tag(2, VARINT));
-  w.uint32(0);
-  w.end(r);
-  w.uint32(tag(2, LEN)); // ScopeSpans
-  const scopeSpans = w.begin(3);
-  w.uint32(tag(1, LEN)); // InstrumentationScope
-  const s = w.begin();
-  w.uint32(tag(1, LEN));
-  w.string(scope.name);
-  if (scope.version) {
-    w.uint32(tag(2, LEN));
-    w.string(scope.version);
-  }
-  w.end(s);
-  return [resourceSpans, scopeSpans];
-}
-
-export function endResourceGroup(w: Writer, [resourceSpans, scopeSpans]: [number, number]): void {
-  w.end(scopeSpans, 3);
-  w.end(resourceSpans, 3);
+  w.end(at, 2);
 }
 
 /** Bytes per span of the last request, to size the next one's buffer (one allocation, usually). */
@@ -474,9 +418,28 @@ export function encodeTracesProtobuf(spans: readonly EncodableSpan[], scope: Enc
   }
   const w = new Writer(Math.max(4096, Math.ceil(spans.length * bytesPerSpan * 1.25)));
   for (const [resource, group] of byResource) {
-    const marks = beginResourceGroup(w, resource, scope);
+    w.uint32(tag(1, LEN)); // ResourceSpans
+    const resourceSpans = w.begin(3);
+    w.uint32(tag(1, LEN)); // Resource
+    const r = w.begin();
+    writeAttributes(w, resource.attributes, 1);
+    w.uint32(tag(2, VARINT));
+    w.uint32(0);
+    w.end(r);
+    w.uint32(tag(2, LEN)); // ScopeSpans
+    const scopeSpans = w.begin(3);
+    w.uint32(tag(1, LEN)); // InstrumentationScope
+    const s = w.begin();
+    w.uint32(tag(1, LEN));
+    w.string(scope.name);
+    if (scope.version) {
+      w.uint32(tag(2, LEN));
+      w.string(scope.version);
+    }
+    w.end(s);
     for (const span of group) writeSpan(w, span);
-    endResourceGroup(w, marks);
+    w.end(scopeSpans, 3);
+    w.end(resourceSpans, 3);
   }
   if (spans.length > 0) bytesPerSpan = Math.max(64, Math.ceil(w.pos / spans.length));
   return w.buf.subarray(0, w.pos);

@@ -1,23 +1,20 @@
 /**
- * Preparing a batch for an OTLP/HTTP request: queued lines → (Langfuse mapping) → OTLP
- * protobuf/JSON → gzip. This is most of the daemon's CPU per span, so the HTTP exporters run it on
- * a worker thread (prepare-worker.ts) while the main thread keeps ingesting; `LocalPreparer` runs
- * the same steps on the calling thread (tests, library use, a worker that died).
+ * Preparing a batch for an OTLP/HTTP request: queued lines → span records → (Langfuse mapping)
+ * → OTLP protobuf/JSON (otlp-transformer) → gzip. This is most of the daemon's CPU per span, so
+ * the HTTP exporters can run it on a worker thread (prepare-worker.ts) while the main thread
+ * keeps ingesting; `LocalPreparer` runs the same steps on the calling thread (tests, library use).
  *
- * Langfuse over protobuf (the default) goes straight from the lines' bytes to the request
- * (langfuse-protobuf.ts); other exporters and encodings parse each line and encode the records.
- * Per span of the daemon benchmark (scripts/bench-stages.ts, CPU time, quiet machine): the whole
- * worker step ~8.8 µs with gzip level 1 (~1 µs), against ~12.5 when each line was parsed, mapped
- * as objects and encoded; the main thread's share is JSON.parse ~2–3 µs and validation ~0.5 µs.
+ * Per span of the daemon benchmark (scripts/bench-stages.ts, CPU time, quiet machine): JSON.parse
+ * of the batch ~2.6 µs, Langfuse mapping ~2 µs, protobuf encoding ~2.7 µs (otlp-protobuf.ts), gzip
+ * level 1 ~1 µs; the main thread's share per span is JSON.parse ~2–3 µs and validation ~0.5 µs.
  */
 import { isAscii } from 'node:buffer';
 import { Worker } from 'node:worker_threads';
 import { promisify } from 'node:util';
 import { gzip as gzipCallback, gzipSync } from 'node:zlib';
 import type { Attributes, SpanRecord } from '@dspy-o11y/proto';
-import { QueuedSpan, cleanSpan, type Resource } from '../model.js';
+import { QueuedSpan, cleanSpan, spanOf, type Resource } from '../model.js';
 import { LangfuseMapper, type RepairReason } from './langfuse-map.js';
-import { LangfuseProtobufEncoder } from './langfuse-protobuf.js';
 import { encodeTraces, type EncodableSpan, type OtlpEncoding } from './otlp-encode.js';
 import type { PreparedBatch } from './types.js';
 
@@ -44,35 +41,12 @@ export interface PrepareOptions {
 /** Maps (when Langfuse) and encodes spans: one ExportTraceServiceRequest body, uncompressed. */
 export class BatchEncoder {
   readonly mapper: LangfuseMapper | undefined;
-  /** Langfuse over protobuf: straight from the lines' bytes (langfuse-protobuf.ts). */
-  private readonly langfuseProtobuf: LangfuseProtobufEncoder | undefined;
 
   constructor(
     private readonly options: PrepareOptions,
     onRepair?: (reason: RepairReason) => void,
   ) {
     this.mapper = options.langfuse ? new LangfuseMapper({ onRepair, maxTraces: options.langfuse.maxTraces }) : undefined;
-    if (this.mapper && options.encoding === 'protobuf') this.langfuseProtobuf = new LangfuseProtobufEncoder(this.mapper, options.scope);
-  }
-
-  /**
-   * Encodes `count` queued span lines (newline-separated UTF-8, as QueuedSpan.joinLines gives
-   * them), the i-th from `resourceAt(i)`.
-   */
-  encodeLines(lines: Buffer, count: number, resourceAt: (i: number) => Resource): Uint8Array {
-    if (this.langfuseProtobuf) return this.langfuseProtobuf.encode(lines, count, resourceAt);
-    // Lines never contain a raw newline (NDJSON framing; JSON.stringify escapes them).
-    // All-ASCII batches (the usual case) decode as latin1, a plain copy: ~0.08 µs per span instead
-    // of ~0.65 for the UTF-8 decoder; the check itself is a SIMD scan (~0.01 µs per span).
-    const text = lines.toString(isAscii(lines) ? 'latin1' : 'utf8');
-    let start = 0;
-    return this.encodeEach(count, (i) => {
-      let end = text.indexOf('\n', start);
-      if (end === -1) end = text.length;
-      const span = cleanSpan(JSON.parse(text.slice(start, end)) as SpanRecord);
-      start = end + 1;
-      return { span, resource: resourceAt(i) };
-    });
   }
 
   encode(spans: readonly EncodableSpan[]): Uint8Array {
@@ -126,7 +100,7 @@ export class LocalPreparer implements BatchPreparer {
   prepare(batch: readonly QueuedSpan[]): Promise<PreparedBatch> {
     let body: Uint8Array;
     try {
-      body = this.encoder.encodeLines(QueuedSpan.joinLines(batch), batch.length, (i) => batch[i].resource);
+      body = this.encoder.encodeEach(batch.length, (i) => ({ span: spanOf(batch[i]), resource: batch[i].resource }));
     } catch (err) {
       return Promise.resolve(failed(err));
     }
@@ -176,11 +150,20 @@ export function prepareInWorker(
   for (const id of m.forget) resources.delete(id);
   for (const [id, attributes] of m.defs) resources.set(id, { attributes });
   try {
+    // Lines never contain a raw newline (NDJSON framing; JSON.stringify escapes them).
     const bytes = Buffer.from(m.lines.buffer, m.lines.byteOffset, m.lines.byteLength);
-    let body = encoder.encodeLines(bytes, m.resourceIds.length, (i) => {
+    // All-ASCII batches (the usual case) decode as latin1, a plain copy: ~0.08 µs per span instead
+    // of ~0.65 for the UTF-8 decoder; the check itself is a SIMD scan (~0.01 µs per span).
+    const text = bytes.toString(isAscii(bytes) ? 'latin1' : 'utf8');
+    let start = 0;
+    let body = encoder.encodeEach(m.resourceIds.length, (i) => {
+      let end = text.indexOf('\n', start);
+      if (end === -1) end = text.length;
+      const span = cleanSpan(JSON.parse(text.slice(start, end)) as SpanRecord);
+      start = end + 1;
       const resource = resources.get(m.resourceIds[i]);
       if (!resource) throw new Error(`unknown resource ${m.resourceIds[i]}`);
-      return resource;
+      return { span, resource };
     });
     if (compression === 'gzip') body = gzipSync(body, { level: GZIP_LEVEL });
     // Transfer, not copy: only a buffer the body owns whole. zlib's output is a view into a larger
