@@ -181,7 +181,12 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
     if (config.socket) socket = await listenSocket(config.socket, sink, log, config.maxRecordBytes, config.partialLineTimeoutMs);
     if (config.http) {
       app = buildHttp(config, sink, stats, { status, registry: metrics.registry, sink });
-      const address = await app.listen({ host: config.http.host, port: config.http.port });
+      const { host, port } = config.http;
+      // Name the flag: "listen EADDRINUSE … 127.0.0.1:4318" alone does not say what to change.
+      const address = await app.listen({ host, port }).catch((err: NodeJS.ErrnoException) => {
+        const hint = err.code === 'EADDRINUSE' ? ': another process listens there (choose another port, or --http \'\' for none)' : '';
+        throw new Error(`--http ${host}:${port}: ${err.message}${hint}`);
+      });
       httpUrl = address;
     }
   } catch (err) {

@@ -126,6 +126,21 @@ describe('cli', () => {
     tmp.cleanup();
   });
 
+  test('an --http port another process holds: one line naming the flag, exit 1, no socket file left', async () => {
+    const tmp = tempDir();
+    const socket = join(tmp.dir, 'd.sock');
+    const { createServer } = await import('node:net');
+    const holder = createServer();
+    await new Promise<void>((r) => holder.listen(0, '127.0.0.1', r));
+    const port = (holder.address() as { port: number }).port;
+    const res = await runCli(['start', '--socket', socket, '--http', `127.0.0.1:${port}`]);
+    await new Promise((r) => holder.close(r));
+    assert.equal(res.code, 1);
+    assert.match(res.stderr, new RegExp(`--http 127\\.0\\.0\\.1:${port}: .*EADDRINUSE.*another process listens there`));
+    assert.ok(!existsSync(socket), 'the socket it had opened is closed and removed');
+    tmp.cleanup();
+  });
+
   test('a start that fails (socket taken by a live daemon) leaves the spool in place', async () => {
     const tmp = tempDir();
     const socket = join(tmp.dir, 'd.sock');
