@@ -106,6 +106,17 @@ describe('delivery over socket and HTTP', () => {
     assert.equal(await daemon.metric('dspy_o11yd_records_invalid_total', { transport: 'uds', reason: 'too_large' }), 1);
   });
 
+  test('a record whose v nests thousands of levels deep is unsupported_version; the daemon and the records after it live on', async () => {
+    // 20 KB, within --max-record-bytes: describing its `v` with JSON.stringify overflowed the stack and killed the daemon.
+    const deep = `{"v":${'['.repeat(10_000)}${']'.repeat(10_000)},"type":"span"}`;
+    const after = JSON.stringify({ v: 1, type: 'span', traceId: 'd'.repeat(32), spanId: 'dddddddddddddd03', name: 'after-deep', startTimeUnixNano: '1732700000000000000', endTimeUnixNano: '1732700000000000000' });
+    const before = await daemon.metric('dspy_o11yd_records_invalid_total', { transport: 'uds', reason: 'unsupported_version' });
+    await sendOverSocket(socket, [deep, after]);
+    await daemon.eventually(() => assert.ok(fake.spans.some((s) => s.spanId === 'dddddddddddddd03')));
+    assert.equal(await daemon.metric('dspy_o11yd_records_invalid_total', { transport: 'uds', reason: 'unsupported_version' }), before + 1);
+    assert.equal(daemon.child.exitCode, null, 'the daemon is still running');
+  });
+
   test('HTTP /v1/ingest takes NDJSON and JSON, answers 202 with counts and the first errors', async () => {
     const hello = JSON.stringify({ v: 1, type: 'hello', resource: { 'service.name': 'over-http' } });
     const spanLine = (id: string) => JSON.stringify({ v: 1, type: 'span', traceId: 'e'.repeat(32), spanId: id, name: `http-${id}`, startTimeUnixNano: '1732700000000000007', endTimeUnixNano: '1732700000000000009', attributes: { 'dspy.observation.type': 'tool', n: 3 } });

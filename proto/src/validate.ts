@@ -41,6 +41,17 @@ function reasonFor(error: z.ZodError): { reason: InvalidReason; message: string 
   return { reason: 'invalid_record', message };
 }
 
+/**
+ * A primitive as JSON, an object or array by its kind: never JSON.stringify of a value from the
+ * wire, which recurses, so a `v` nested a few thousand levels deep (20 KB, within a line's limit)
+ * threw RangeError out of the socket's data handler and killed the daemon.
+ */
+function describeValue(value: unknown): string {
+  if (value === undefined) return 'nothing';
+  if (typeof value !== 'object' || value === null) return JSON.stringify(value);
+  return Array.isArray(value) ? 'an array' : 'an object';
+}
+
 /** Validate an already-parsed value. */
 export function validateRecord(value: unknown): ValidationResult {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
@@ -48,7 +59,7 @@ export function validateRecord(value: unknown): ValidationResult {
   }
   const { v, type } = value as { v?: unknown; type?: unknown };
   if (v !== PROTOCOL_VERSION) {
-    return { ok: false, reason: 'unsupported_version', message: `v must be ${PROTOCOL_VERSION}, got ${JSON.stringify(v) ?? 'nothing'}` };
+    return { ok: false, reason: 'unsupported_version', message: `v must be ${PROTOCOL_VERSION}, got ${describeValue(v)}` };
   }
   if (typeof type !== 'string' || !Object.hasOwn(SCHEMAS, type)) {
     return { ok: false, reason: 'unknown_type', message: `type must be one of ${RECORD_TYPES.join(', ')}` };

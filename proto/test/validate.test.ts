@@ -23,6 +23,15 @@ test('every invalid vector is rejected with its reason', () => {
   }
 });
 
+test('a v of any shape is unsupported_version, described without serializing it (a deep one must not overflow the stack)', () => {
+  const deep = `${'['.repeat(100_000)}${']'.repeat(100_000)}`;
+  for (const [v, got] of [['2', '2'], ['"1"', '"1"'], ['null', 'null'], [deep, 'an array'], ['{"a":{"b":1}}', 'an object']] as const) {
+    const r = parseLine(`{"v":${v},"type":"span"}`);
+    assert.equal(r.ok, false);
+    if (!r.ok) assert.deepEqual([r.reason, r.message], ['unsupported_version', `v must be 1, got ${got}`]);
+  }
+});
+
 test('generated ids are valid W3C ids and distinct', () => {
   const seen = new Set<string>();
   for (let i = 0; i < 5000; i++) {
