@@ -91,6 +91,20 @@ describe('POST /v1/ingest bodies', () => {
     assert.equal(await d.metric('dspy_o11yd_records_invalid_total', { transport: 'http', reason: 'too_large' }), before + 1);
   });
 
+  test('a record of a JSON array nested too deep to measure is rejected as too_large; the records after it are read', async () => {
+    // Past --max-record-bytes (1024) each record is measured with JSON.stringify, which overflowed
+    // the stack on this one: a 500 that lost the records after it, uncounted.
+    const deep = `{"v":1,"type":"span","x":${'['.repeat(10_000)}${']'.repeat(10_000)}}`;
+    const body = `[${span('c00000000000000c')},${deep},${span('c00000000000000d')}]`;
+    const before = await d.metric('dspy_o11yd_records_invalid_total', { transport: 'http', reason: 'too_large' });
+    const r = await post(body, { 'content-type': 'application/json' });
+    assert.equal(r.status, 202, JSON.stringify(r.body));
+    assert.deepEqual({ accepted: r.body.accepted, rejected: r.body.rejected }, { accepted: 2, rejected: 1 });
+    assert.equal(r.body.errors![0]!.index, 1);
+    assert.match(r.body.errors![0]!.message, /^too_large: record nested too deep/);
+    assert.equal(await d.metric('dspy_o11yd_records_invalid_total', { transport: 'http', reason: 'too_large' }), before + 1);
+  });
+
   test('an unparseable JSON body is 400 and counted as invalid_json', async () => {
     const before = await d.metric('dspy_o11yd_records_invalid_total', { transport: 'http', reason: 'invalid_json' });
     const r = await post('{"v":1,', { 'content-type': 'application/json' });

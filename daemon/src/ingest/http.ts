@@ -28,6 +28,19 @@ const YIELD_EVERY_RECORDS = 10_000;
 const YIELD_EVERY_BYTES = 256 * 1024;
 const yieldToOthers = () => new Promise<void>((resolve) => setImmediate(resolve));
 
+/**
+ * A record's size as JSON; undefined for one nested deeper than JSON.stringify can go (a few
+ * thousand levels: it recurses), which no wire record is. Thrown, that answered 500 and lost the
+ * body's records after it, uncounted; now it is counted too_large like any record past the limit.
+ */
+function jsonBytes(record: unknown): number | undefined {
+  try {
+    return Buffer.byteLength(JSON.stringify(record) ?? '');
+  } catch {
+    return undefined;
+  }
+}
+
 export function registerIngestRoutes(app: FastifyInstance, sink: RecordSink, maxRecordBytes: number, maxBodyBytes: number): void {
   const tally = () => {
     const answer: IngestAnswer = { accepted: 0, rejected: 0, errors: [] };
@@ -69,8 +82,9 @@ export function registerIngestRoutes(app: FastifyInstance, sink: RecordSink, max
       for (let i = 0; i < records.length; i++) {
         if (i > 0 && i % YIELD_EVERY_RECORDS === 0) await yieldToOthers();
         const record: unknown = records[i];
-        const bytes = measure ? Buffer.byteLength(JSON.stringify(record) ?? '') : share;
-        count(bytes > maxRecordBytes ? sink.rejectTooLarge(session, maxRecordBytes) : sink.acceptValue(session, record, bytes));
+        const bytes = measure ? jsonBytes(record) : share;
+        if (bytes === undefined) count({ ...sink.rejectTooLarge(session, maxRecordBytes), message: 'record nested too deep to measure against --max-record-bytes' });
+        else count(bytes > maxRecordBytes ? sink.rejectTooLarge(session, maxRecordBytes) : sink.acceptValue(session, record, bytes));
       }
     } else {
       const splitter = new LineSplitter(
