@@ -24,10 +24,10 @@ export const EMPTY_RESOURCE: Resource = Object.freeze({ attributes: Object.freez
 
 /**
  * Bytes a queued span costs besides its line's bytes: the newline stored after the line, and its
- * slot in the queue's four columns (queue/span-queue.ts: two pointers and two int32, 24 bytes),
+ * slot in the queue's five columns (queue/span-queue.ts: two pointers and three int32, 28 bytes),
  * counted twice because the ring's capacity is a power of two, up to twice the spans it holds.
  */
-export const QUEUED_SPAN_OVERHEAD_BYTES = 1 + 2 * 24;
+export const QUEUED_SPAN_OVERHEAD_BYTES = 1 + 2 * 28;
 
 const store = new LineStore();
 
@@ -44,7 +44,8 @@ export class QueuedSpan {
   readonly length: number;
   /**
    * What `--queue-max-bytes` and `--batch-max-bytes` count: the line's bytes plus the span's
-   * fixed overhead ({@link QUEUED_SPAN_OVERHEAD_BYTES}); the memory the queued span holds.
+   * fixed overhead ({@link QUEUED_SPAN_OVERHEAD_BYTES}), plus `resourceBytes`; the memory the
+   * queued span holds.
    */
   readonly bytes: number;
 
@@ -53,11 +54,17 @@ export class QueuedSpan {
     offset: number,
     length: number,
     readonly resource: Resource,
+    /**
+     * The size of `resource` (its attributes as JSON) when this is the first span queued with
+     * it, else 0: a resource is counted once, with its first span, so spans of large resources
+     * cannot hold memory no bound sees.
+     */
+    readonly resourceBytes = 0,
   ) {
     this.slab = slab;
     this.offset = offset;
     this.length = length;
-    this.bytes = length + QUEUED_SPAN_OVERHEAD_BYTES;
+    this.bytes = length + QUEUED_SPAN_OVERHEAD_BYTES + resourceBytes;
   }
 
   /**
@@ -67,15 +74,16 @@ export class QueuedSpan {
    * The size is measured, not taken from the wire: invalid UTF-8 on the wire was decoded to
    * U+FFFD (3 bytes each), which is what was validated and what is queued.
    * `ascii`: the line is known to be ASCII (its UTF-8 bytes are its characters, copied as latin1).
+   * `resourceBytes`: see {@link resourceBytes}.
    */
-  static fromLine(line: string, resource: Resource, ascii = false): QueuedSpan {
+  static fromLine(line: string, resource: Resource, ascii = false, resourceBytes = 0): QueuedSpan {
     const utf8Bytes = ascii ? line.length : Buffer.byteLength(line, 'utf8');
     const { slab, offset } = store.alloc(utf8Bytes + 1);
     // Writing the string (~0.3 µs with measuring it) costs less than Buffer#copy from the wire chunk (~0.4 µs).
     if (ascii) writeLatin1(slab.buf, line, offset, utf8Bytes);
     else writeUtf8(slab.buf, line, offset, utf8Bytes);
     slab.buf[offset + utf8Bytes] = 0x0a;
-    return new QueuedSpan(slab, offset, utf8Bytes, resource);
+    return new QueuedSpan(slab, offset, utf8Bytes, resource, resourceBytes);
   }
 
   /**
@@ -106,8 +114,8 @@ export class QueuedSpan {
   }
 
   /** For the queue: a span that owns `length` bytes at `offset` of `slab` (from {@link handOver}). */
-  static adopt(slab: Slab, offset: number, length: number, resource: Resource): QueuedSpan {
-    return new QueuedSpan(slab, offset, length, resource);
+  static adopt(slab: Slab, offset: number, length: number, resource: Resource, resourceBytes: number): QueuedSpan {
+    return new QueuedSpan(slab, offset, length, resource, resourceBytes);
   }
 
   /** For the queue: release bytes it holds without a QueuedSpan (a dropped span). */
@@ -149,8 +157,8 @@ export class QueuedSpan {
 }
 
 /** A queued span from a validated record object (JSON bodies, OTLP ingest, events, tests). */
-export function queuedSpan(span: SpanRecord, resource: Resource): QueuedSpan {
-  return QueuedSpan.fromLine(JSON.stringify(span), resource);
+export function queuedSpan(span: SpanRecord, resource: Resource, resourceBytes = 0): QueuedSpan {
+  return QueuedSpan.fromLine(JSON.stringify(span), resource, false, resourceBytes);
 }
 
 /** Releases every span of a batch (see {@link QueuedSpan.release}). */

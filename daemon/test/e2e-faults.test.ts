@@ -151,6 +151,41 @@ describe('faults', () => {
     await invariant(d);
   });
 
+  test('a span counts the resource it is the first to hold: a large hello or OTLP resource per span stays within --queue-max-bytes', async () => {
+    fake.mode({ status: 503 });
+    const d = await start(['--queue-max-bytes', String(1024 * 1024), '--max-record-bytes', String(256 * 1024), '--batch-max-spans', '1', '--flush-interval', '60000', '--max-retries', '1000']);
+    // Each resource is 100 KB that the spans' lines (~200 bytes) did not count: spans of 60 such
+    // resources were "20 KB" of queue holding 6 MB (and so on, without bound).
+    const pad = (i: number) => String(i).padStart(100_000, 'r');
+    const hello = (i: number) => JSON.stringify({ v: 1, type: 'hello', resource: { 'service.name': 'big', pad: pad(i) } });
+    const socketLines: string[] = [];
+    for (let i = 0; i < 40; i++) socketLines.push(hello(i), spanLine(i));
+    await sendOverSocket(socket, socketLines);
+    for (let i = 40; i < 60; i++) {
+      const span = { traceId: TRACE, spanId: (i + 1).toString(16).padStart(16, '0'), name: `s${i}`, startTimeUnixNano: '1732700000000000000', endTimeUnixNano: '1732700000000000001' };
+      const body = { resourceSpans: [{ resource: { attributes: [{ key: 'pad', value: { stringValue: pad(i) } }] }, scopeSpans: [{ spans: [span] }] }] };
+      const res = await fetch(`${d.httpUrl}/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      assert.equal(res.status, 200);
+    }
+    // JSON bodies: a record's bytes there are its share of the body, not the hello's own size.
+    for (let i = 60; i < 80; i++) {
+      const body = `[${hello(i)},${[0, 1, 2, 3].map((k) => spanLine(100 + 4 * i + k)).join(',')}]`;
+      const res = await fetch(`${d.httpUrl}/v1/ingest`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+      assert.equal(res.status, 202);
+    }
+    await d.eventually(async () => assert.equal((await d.status()).spans.received, 40 + 20 + 80));
+    const s = await invariant(d);
+    assert.ok(s.queue.bytes <= s.queue.maxBytes && s.queue.bytes >= 10 * 100_000, `${s.queue.bytes} bytes counted for ${s.queue.spans} spans`);
+    // What the queue held, delivered once the backend is back: spans of at most 10 resources of
+    // 100 KB (1 MiB), plus the oldest one's if only its first span was dropped, plus the one in flight.
+    fake.mode(null);
+    await fake.waitForSpans(s.queue.spans + s.spans.inFlight, 30_000);
+    const resources = new Set(fake.spans.map((x) => x.resource.pad));
+    assert.ok(resources.size <= 12, `spans of ${resources.size} distinct 100 KB resources were queued at once`);
+    assert.ok(resources.has(pad(79)), 'the newest were kept');
+    await invariant(d);
+  });
+
   test('partial lines of hung clients share one budget (16 × --max-record-bytes): a line past it is rejected, its connection lives on', async () => {
     const d = await start(['--max-record-bytes', '65536']);
     // 24 clients each hold 60,000 bytes without a newline: 17 fit in 16 × 65,536, the rest do not.

@@ -14,6 +14,13 @@ import type { Stats, Transport } from '../ops/stats.js';
 export interface IngestSession {
   readonly transport: Transport;
   resource: Resource;
+  /**
+   * The size of `resource` until a span is queued with it, which then counts it (then 0). A
+   * resource is held by every span queued with it, and those count only their lines: one small span
+   * after each 60 KB `hello`, or OTLP requests of one span and a large resource, held hundreds of
+   * MB the queue counted as a few, past --queue-max-bytes and --memory-limit alike.
+   */
+  resourceBytes: number;
 }
 
 export type Rejection = { reason: string; message: string };
@@ -47,8 +54,9 @@ export class RecordSink {
     this.emptyResource = this.withDefaults(EMPTY_RESOURCE);
   }
 
-  session(transport: Transport, resource?: Resource): IngestSession {
-    return { transport, resource: resource ? this.withDefaults(resource) : this.emptyResource };
+  /** `resourceBytes`: the size of `resource` (e.g. its attributes as JSON), counted with its first queued span. */
+  session(transport: Transport, resource?: Resource, resourceBytes = 0): IngestSession {
+    return { transport, resource: resource ? this.withDefaults(resource) : this.emptyResource, resourceBytes };
   }
 
   /** `resource`, or a copy with the default attributes it lacks (the same object when it lacks none). */
@@ -97,7 +105,7 @@ export class RecordSink {
   /** Spans that come in already as spans (OTLP ingest, spool reload). */
   acceptSpan(session: IngestSession, span: SpanRecord, bytes: number, type: WireRecord['type'] = 'span'): void {
     this.stats.recordsReceived.add([session.transport, type]);
-    this.enqueue(span, session.resource);
+    this.enqueue(session, span);
   }
 
   private accept(session: IngestSession, result: ValidationResult, bytes: number, line?: string, ascii = false): Rejection | undefined {
@@ -112,12 +120,14 @@ export class RecordSink {
     switch (record.type) {
       case 'hello':
         session.resource = this.withDefaults({ attributes: record.resource ?? {}, sdk: record.sdk });
+        // Measured as OTLP resources are (a JSON body's record has only its share of the body).
+        session.resourceBytes = Buffer.byteLength(JSON.stringify(session.resource.attributes));
         break;
       case 'span':
-        this.enqueue(record, session.resource, line, ascii);
+        this.enqueue(session, record, line, ascii);
         break;
       case 'event':
-        this.enqueue(eventAsSpan(record), session.resource);
+        this.enqueue(session, eventAsSpan(record));
         break;
       case 'stats':
         this.stats.drop('client_buffer', record.droppedRecords);
@@ -130,14 +140,20 @@ export class RecordSink {
     return undefined;
   }
 
-  /** `line`: the span's wire line when it has one (`ascii` when known to be), else the record is serialized. */
-  private enqueue(span: SpanRecord, resource: Resource, line?: string, ascii = false): void {
+  /**
+   * `line`: the span's wire line when it has one (`ascii` when known to be), else the record is
+   * serialized. The first span queued with the session's resource also counts the resource's bytes.
+   */
+  private enqueue(session: IngestSession, span: SpanRecord, line?: string, ascii = false): void {
     this.stats.spansReceived++;
     if (this.options.sampleRatio < 1 && !keepTrace(span.traceId, this.options.sampleRatio)) {
       this.stats.drop('sampled', 1);
       return;
     }
-    this.queue.push(line === undefined ? queuedSpan(span, resource) : QueuedSpan.fromLine(line, resource, ascii));
+    const resource = session.resource;
+    const resourceBytes = session.resourceBytes;
+    session.resourceBytes = 0;
+    this.queue.push(line === undefined ? queuedSpan(span, resource, resourceBytes) : QueuedSpan.fromLine(line, resource, ascii, resourceBytes));
   }
 
   private tail(record: WireRecord): void {

@@ -5,9 +5,9 @@
  * OpenTelemetry SDK and Collector drop the newest instead).
  *
  * A growable ring buffer: O(1) push, drop-oldest and take, no array shifting. It stores each
- * span's parts in columns (slab, offset, length, resource) rather than the QueuedSpan objects:
- * a queue of a million spans is then four arrays, not a million small long-lived objects for the
- * garbage collector to promote and trace (model.ts, queue/line-store.ts). `push` takes over the
+ * span's parts in columns (slab, offset, length, resource, resource bytes) rather than the
+ * QueuedSpan objects: a queue of a million spans is then five arrays, not a million small
+ * long-lived objects for the garbage collector to promote and trace (model.ts, queue/line-store.ts). `push` takes over the
  * span's bytes; `take` hands out new QueuedSpans that own them. A dropped span's bytes are
  * released here; taken spans are released by the export loop once delivered or dropped.
  */
@@ -25,6 +25,7 @@ export class SpanQueue {
   private resources: (Resource | undefined)[] = new Array(this.capacity);
   private offsets = new Int32Array(this.capacity);
   private lengths = new Int32Array(this.capacity);
+  private resourceBytes = new Int32Array(this.capacity);
   private head = 0;
   private count = 0;
   private byteCount = 0;
@@ -74,7 +75,7 @@ export class SpanQueue {
     const out: QueuedSpan[] = [];
     let bytes = 0;
     while (this.count > 0 && out.length < maxSpans) {
-      const next = this.lengths[this.head] + QUEUED_SPAN_OVERHEAD_BYTES;
+      const next = this.lengths[this.head] + QUEUED_SPAN_OVERHEAD_BYTES + this.resourceBytes[this.head];
       if (out.length > 0 && bytes + next > maxBytes) break;
       out.push(this.shift());
       bytes += next;
@@ -143,13 +144,14 @@ export class SpanQueue {
     this.slabs[i] = slab;
     this.offsets[i] = offset;
     this.lengths[i] = item.length;
+    this.resourceBytes[i] = item.resourceBytes;
     this.resources[i] = item.resource;
   }
 
   /** Remove the front span and hand it out as a QueuedSpan that owns its bytes. */
   private shift(): QueuedSpan {
     const i = this.head;
-    const q = QueuedSpan.adopt(this.slabs[i]!, this.offsets[i], this.lengths[i], this.resources[i]!);
+    const q = QueuedSpan.adopt(this.slabs[i]!, this.offsets[i], this.lengths[i], this.resources[i]!, this.resourceBytes[i]);
     this.clear(i);
     return q;
   }
@@ -157,14 +159,14 @@ export class SpanQueue {
   /** Drop the front span, releasing its bytes; returns the bytes it counted. */
   private dropOldest(): number {
     const i = this.head;
-    const bytes = this.lengths[i] + QUEUED_SPAN_OVERHEAD_BYTES;
+    const bytes = this.lengths[i] + QUEUED_SPAN_OVERHEAD_BYTES + this.resourceBytes[i];
     QueuedSpan.releaseBytes(this.slabs[i]!);
     this.clear(i);
     return bytes;
   }
 
   private clear(i: number): void {
-    this.byteCount -= this.lengths[i] + QUEUED_SPAN_OVERHEAD_BYTES;
+    this.byteCount -= this.lengths[i] + QUEUED_SPAN_OVERHEAD_BYTES + this.resourceBytes[i];
     this.slabs[i] = undefined;
     this.resources[i] = undefined;
     this.head = (i + 1) & (this.capacity - 1);
@@ -177,6 +179,7 @@ export class SpanQueue {
     const resources: (Resource | undefined)[] = new Array(capacity);
     const offsets = new Int32Array(capacity);
     const lengths = new Int32Array(capacity);
+    const resourceBytes = new Int32Array(capacity);
     const mask = this.capacity - 1;
     for (let k = 0; k < this.count; k++) {
       const i = (this.head + k) & mask;
@@ -184,11 +187,13 @@ export class SpanQueue {
       resources[k] = this.resources[i];
       offsets[k] = this.offsets[i];
       lengths[k] = this.lengths[i];
+      resourceBytes[k] = this.resourceBytes[i];
     }
     this.slabs = slabs;
     this.resources = resources;
     this.offsets = offsets;
     this.lengths = lengths;
+    this.resourceBytes = resourceBytes;
     this.capacity = capacity;
     this.head = 0;
   }
