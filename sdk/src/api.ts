@@ -15,6 +15,7 @@ import {
   SpanImpl,
   TraceScope,
   sampleTrace,
+  tagList,
   traceInfo,
   type GenerationHandle,
   type Scope,
@@ -310,7 +311,7 @@ export function withTrace<T>(options: TraceOptions, fn: (trace: TraceHandle) => 
     if (options.name !== undefined) fields.name = options.name;
     if (options.userId !== undefined) fields.userId = options.userId;
     if (options.sessionId !== undefined) fields.sessionId = options.sessionId;
-    if (options.tags !== undefined) fields.tags = [...(inherited.tags ?? []), ...options.tags];
+    if (options.tags !== undefined) fields.tags = [...(inherited.tags ?? []), ...tagList(options.tags, cfg().maxValueLength)];
     if (options.metadata !== undefined) fields.metadata = { ...inherited.metadata, ...options.metadata };
     // A trace already active keeps its decision; a new one (or one continued from a remote
     // `traceparent`, whose `sampled` flag is not used) is decided here: see sampleTrace().

@@ -6,7 +6,7 @@
 import { ATTR, EVENT_NAMES, OBSERVATION_TYPES, keepTrace, nowUnixNano, type AttributeValue, type Level, type ObservationType } from '@dspy-o11y/proto';
 import { dispatch, handlersFor, type EventContext } from './events.js';
 import { newSpanId, newTraceId } from './ids.js';
-import { TRUNCATION_MARKER, attributeJson, fitsRecord, forEachReadable, memberList, quote, quoteName, recordName, toAttributeValue, toAttributes, toJson, validKey } from './json.js';
+import { MAX_NAME_LENGTH, TRUNCATION_MARKER, attributeJson, fitsRecord, forEachReadable, memberList, quote, quoteName, recordName, toAttributeValue, toAttributes, toJson, validKey } from './json.js';
 import { generationCost } from './cost.js';
 import { emitScore, type ScoreValue, type SpanScoreOptions } from './score.js';
 import { cfg, countSampledOut, send } from './state.js';
@@ -101,22 +101,69 @@ const USER_ID_KEY = `,${JSON.stringify(ATTR.userId)}:`;
 const SESSION_ID_KEY = `,${JSON.stringify(ATTR.sessionId)}:`;
 const TRACE_TAGS_KEY = `,${JSON.stringify(ATTR.traceTags)}:`;
 
-export function traceInfo(fields: TraceFields): TraceInfo {
-  let m = '';
-  if (fields.name) m += TRACE_NAME_KEY + quoteName(String(fields.name));
-  if (fields.userId !== undefined && fields.userId !== null && fields.userId !== '') m += USER_ID_KEY + quote(String(fields.userId));
-  if (fields.sessionId !== undefined && fields.sessionId !== null && fields.sessionId !== '') m += SESSION_ID_KEY + quote(String(fields.sessionId));
-  if (Array.isArray(fields.tags)) m += TRACE_TAGS_KEY + JSON.stringify(fields.tags.map(String));
-  if (fields.metadata && typeof fields.metadata === 'object') {
-    const a: Record<string, AttributeValue> = {};
-    const max = cfg().maxValueLength;
-    for (const k of Object.keys(fields.metadata)) {
-      const key = ATTR.traceMetadataPrefix + k;
-      if (!validKey(key)) continue;
-      const v = toAttributeValue(fields.metadata[k], max);
-      if (v !== undefined) a[key] = v;
+/**
+ * Trace-level members go on every span and event of the trace: past this many characters the
+ * rest is left out, so that each record stays under the daemon's line limit and each span's end
+ * does not copy (and measure) them again: 10^7 tags, say, cost every span ~120 ms and made every
+ * event too long for the daemon.
+ */
+const MAX_TRACE_MEMBERS = 256 * 1024;
+/** Tags of a trace looked at (a sparse array may claim millions). */
+const MAX_TAGS = 1024;
+
+/**
+ * A trace field as text: a string (cut at `max`), a number or boolean as written; anything else
+ * undefined (String() of an app's array or object is unbounded work for '[object Object]' or commas).
+ */
+function fieldText(v: unknown, max: number): string | undefined {
+  if (typeof v === 'string') return v.length > max ? v.slice(0, max) + TRUNCATION_MARKER : v;
+  if (typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint') return String(v);
+  return undefined;
+}
+
+/** `tags` as text, at most {@link MAX_TAGS} of `max` characters in all; not an array: none. Never throws. */
+export function tagList(tags: unknown, max: number): string[] {
+  const out: string[] = [];
+  try {
+    if (!Array.isArray(tags)) return out;
+    let room = max;
+    for (let i = 0; i < tags.length && i < MAX_TAGS; i++) {
+      const t = fieldText(tags[i], max);
+      if (t === undefined) continue;
+      room -= t.length;
+      if (room < 0) break;
+      out.push(t);
     }
-    m += memberList(a);
+  } catch {
+    /* a throwing element or length: the tags read so far */
+  }
+  return out;
+}
+
+export function traceInfo(fields: TraceFields): TraceInfo {
+  const max = cfg().maxValueLength;
+  let m = '';
+  const add = (member: string): void => {
+    if (m.length + member.length <= MAX_TRACE_MEMBERS) m += member;
+  };
+  const name = fieldText(fields.name, MAX_NAME_LENGTH);
+  if (name) add(TRACE_NAME_KEY + quoteName(name));
+  const userId = fieldText(fields.userId, max);
+  if (userId) add(USER_ID_KEY + quote(userId));
+  const sessionId = fieldText(fields.sessionId, max);
+  if (sessionId) add(SESSION_ID_KEY + quote(sessionId));
+  if (fields.tags !== undefined) {
+    // Kept cleaned: a nested withTrace adds its own to these.
+    fields.tags = tagList(fields.tags, max);
+    if (fields.tags.length > 0) add(TRACE_TAGS_KEY + JSON.stringify(fields.tags));
+  }
+  if (fields.metadata && typeof fields.metadata === 'object') {
+    forEachReadable(fields.metadata, (k, value) => {
+      const key = ATTR.traceMetadataPrefix + k;
+      if (m.length >= MAX_TRACE_MEMBERS || !validKey(key)) return;
+      const v = toAttributeValue(value, max);
+      if (v !== undefined) add(`,${quoteName(key)}:${attributeJson(v)}`);
+    });
   }
   return { members: m, fields };
 }

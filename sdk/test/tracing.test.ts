@@ -365,6 +365,31 @@ test('records stay under the daemon\'s 1 MiB line limit: many-attribute events a
   for (const rec of [e, s]) assert.ok(Buffer.byteLength(JSON.stringify(rec)) < 1024 * 1024);
 });
 
+test('trace-level fields are capped as attributes are: huge ones never make a record too long for the daemon, a bad one never loses the trace', async () => {
+  const tags: unknown[] = ['beta', 7, { not: 'text' }];
+  tags[5_000_000] = 'past the tags looked at';
+  const metadata: Record<string, string> = {};
+  for (let i = 0; i < 300; i++) metadata[`k${i}`] = 'v'.repeat(8000); // 2.4 MB together
+  await withTrace({ name: 'n'.repeat(10_000), userId: 'u'.repeat(2_000_000), sessionId: 's'.repeat(2_000_000), tags: tags as string[], metadata }, async () => {
+    event('in.trace');
+    span('s', () => 1);
+    await withTrace({ tags: 5 as never }, () => span('nested', () => 1));
+  });
+  await flush();
+  await r.waitFor(() => r.events().length >= 1 && r.spans().length >= 2);
+  assert.deepEqual(r.invalid, []);
+  for (const line of r.lines) assert.ok(Buffer.byteLength(line) < 1024 * 1024, `a ${Buffer.byteLength(line)}-byte record`);
+  const [e, s] = [r.events()[0]!, r.span('s')];
+  for (const rec of [e, s]) {
+    assert.equal(rec.attributes?.['dspy.trace.name'], 'n'.repeat(4096) + TRUNCATION_MARKER);
+    assert.equal(rec.attributes?.['user.id'], 'u'.repeat(32 * 1024) + TRUNCATION_MARKER);
+    assert.equal(rec.attributes?.['session.id'], 's'.repeat(32 * 1024) + TRUNCATION_MARKER);
+    assert.deepEqual(rec.attributes?.['dspy.trace.tags'], ['beta', '7']);
+    assert.equal(rec.attributes?.['dspy.trace.metadata.k0'], 'v'.repeat(8000));
+  }
+  assert.equal(r.span('nested').traceId, s.traceId, 'tags that are not an array are ignored, the trace kept');
+});
+
 test('app objects with throwing getters never make a setter throw; the other values are kept', async () => {
   const trap = <T extends object>(o: T): T =>
     Object.defineProperty(o, 'boom', {
