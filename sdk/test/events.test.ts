@@ -1,14 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { BudgetExceededError, TokenBudget, configure, event, flush, generation, span, startGeneration, subscribe, withTrace } from '../src/index.js';
-import { patternToRegExp } from '../src/events.js';
+import { matchesPattern } from '../src/events.js';
 import { UnixReceiver, useReceiver } from './support/receiver.js';
 
 let r: UnixReceiver;
 useReceiver({}, (x) => (r = x));
 
 test('patterns: * matches any run of characters, anchored', () => {
-  const m = (p: string, n: string) => patternToRegExp(p).test(n);
+  const m = matchesPattern;
   assert.ok(m('llm.*', 'llm.generate'));
   assert.ok(m('llm.*', 'llm.'));
   assert.ok(!m('llm.*', 'xllm.generate'));
@@ -18,6 +18,26 @@ test('patterns: * matches any run of characters, anchored', () => {
   assert.ok(m('react.*.complete', 'react.x.y.complete'));
   assert.ok(!m('llm.generate', 'llmXgenerate'), 'dots are literal');
   assert.ok(m('a+b(c)', 'a+b(c)'), 'regex characters are literal');
+  assert.ok(m('*', 'line\nbreak\u2028'), 'line breaks are characters too');
+  assert.ok(m('a*b*c', 'aXbYbZc') && !m('a*b*c', 'aXbYbZ') && m('**', '') && m('a**', 'a') && !m('', 'a') && m('*b', 'abab'));
+  assert.ok(m('x*', 'x*') && !m('x.y', 'x*y'), 'a * in a name is an ordinary character');
+  // Several wildcards against a long name that almost matches: a backtracking regular expression took seconds.
+  const t0 = performance.now();
+  assert.ok(!m('*a*a*a*a*a*a*b', 'a'.repeat(60)));
+  assert.ok(performance.now() - t0 < 100, 'linear-ish, not exponential');
+});
+
+test('subscribe() with a pattern that is not a string or a handler that is not a function subscribes nothing; odd event names never throw', () => {
+  const offs = [subscribe(42 as never, () => undefined), subscribe(undefined as never, () => undefined), subscribe('odd.*', null as never)];
+  const seen: unknown[] = [];
+  const offAll = subscribe('*', (name) => seen.push(name));
+  event('odd.event');
+  event('a\nb');
+  for (const name of [Object.create(null), { toString: () => { throw new Error('toString'); } }, 7, undefined]) event(name as never);
+  span('s', (s) => s.event(Object.create(null) as never));
+  assert.deepEqual(seen, ['odd.event', 'a\nb'], 'names that are not strings reach no subscriber');
+  offAll();
+  for (const off of offs) off();
 });
 
 test('subscribers receive matching events synchronously; unsubscribe stops them', () => {
