@@ -2,7 +2,7 @@
  * Options (from `configure()` and the environment) and the resource sent in `hello`.
  */
 import { readFileSync } from 'node:fs';
-import type { AttributeValue, ModelPrice } from '@dspy-o11y/proto';
+import { MAX_ATTRIBUTE_KEY_LENGTH, type AttributeValue, type ModelPrice } from '@dspy-o11y/proto';
 
 export const SDK_NAME = 'dspy-o11y';
 export const SDK_VERSION: string = (() => {
@@ -132,6 +132,22 @@ export function parseResourceAttributes(raw: string | undefined): Record<string,
   return out;
 }
 
+/**
+ * What the wire protocol's AttributeValue accepts: a string, a finite number, a boolean, or an
+ * array of one of those. By hand, stopping at the first odd element: zod listed an issue for every
+ * element of a sparse 10^7-item array (out of memory).
+ */
+function isAttributeValue(v: unknown): boolean {
+  const t = typeof v;
+  if (t === 'string' || t === 'boolean') return true;
+  if (t === 'number') return Number.isFinite(v);
+  if (!Array.isArray(v)) return false;
+  const first = typeof v[0];
+  if (v.length > 0 && first !== 'string' && first !== 'number' && first !== 'boolean') return false;
+  for (const x of v) if (typeof x !== first || (first === 'number' && !Number.isFinite(x))) return false;
+  return true;
+}
+
 export function resolveConfig(opts: ConfigureOptions, env: NodeJS.ProcessEnv = process.env): ResolvedConfig {
   const resource: Record<string, AttributeValue> = { ...parseResourceAttributes(env.OTEL_RESOURCE_ATTRIBUTES) };
   // Langfuse's own variables, as its SDKs read them: they win over the generic OTEL_RESOURCE_ATTRIBUTES.
@@ -144,6 +160,13 @@ export function resolveConfig(opts: ConfigureOptions, env: NodeJS.ProcessEnv = p
   resource['service.name'] = serviceName;
   if (opts.serviceVersion !== undefined) resource['service.version'] = opts.serviceVersion;
   if (opts.environment !== undefined) resource['deployment.environment.name'] = opts.environment;
+  // What the wire protocol does not take is left out: one such value (null, NaN, an object) made
+  // the whole `hello` invalid, so the daemon used a default resource (no service.name) for the
+  // connection, and a BigInt made `hello` throw, so nothing was ever sent (or counted).
+  for (const k of Object.keys(resource)) {
+    if (k.length > MAX_ATTRIBUTE_KEY_LENGTH || !isAttributeValue(resource[k])) delete resource[k];
+  }
+  resource['service.name'] ??= 'unknown_service:node';
   return {
     endpoint: opts.endpoint ?? (env.DSPY_O11Y_ENDPOINT?.trim() || DEFAULT_ENDPOINT),
     disabled: opts.disabled ?? (truthy(env.DSPY_O11Y_DISABLED) || falsy(env.LANGFUSE_TRACING_ENABLED)),

@@ -73,6 +73,25 @@ test('records of one event-loop turn go out in ONE socket write; hello first on 
   await r.dispose();
 });
 
+test('resource values the wire protocol does not take are left out of hello, so the daemon keeps the service name (a BigInt one sent nothing at all)', async () => {
+  const r = await UnixReceiver.create();
+  const holes: number[] = [];
+  holes[10_000_000] = 1;
+  const resource = { ok: 'yes', list: ['a', 'b'], nested: { a: 1 }, nan: NaN, none: null, mixed: [1, 'a'], holes, ['k'.repeat(300)]: 1, big: 10n };
+  configure({ endpoint: r.endpoint, serviceName: 'svc', serviceVersion: null as never, environment: NaN as never, resource: resource as never });
+  try {
+    span('s', () => 1);
+    assert.equal(await flush(), true);
+    await r.waitForSpans(1);
+    assert.deepEqual(r.invalid, []);
+    assert.deepEqual(r.hellos()[0]?.resource, { ok: 'yes', list: ['a', 'b'], 'service.name': 'svc' });
+    assert.equal(resolveConfig({ serviceName: {} as never }, {}).resource['service.name'], 'unknown_service:node');
+  } finally {
+    configure({ serviceVersion: undefined, environment: undefined, resource: undefined });
+    await r.dispose();
+  }
+});
+
 test('a backlog built while a write waited goes out in bounded writes, not in one', async () => {
   const r = await stalledReceiver({ maxBufferRecords: 100_000, maxBufferBytes: 64 * 1024 * 1024 });
   const input = 'b'.repeat(2000);
