@@ -7,6 +7,13 @@ import { costAtPrice, resolveModelPrice, type ModelPrice, type TokenUsage } from
 import type { ResolvedConfig } from './config.js';
 
 const CACHE_MAX = 1024;
+/**
+ * Longer names have no price (no model's name is that long) and are not looked up: normalising
+ * one strips snapshot suffixes one at a time and tries every `-` prefix, each a copy of the name,
+ * so a 32 Ki-character model name (the value cap; a response's model is the server's word) held
+ * the generation's end() for seconds. Nor are they cached: 1,024 of them would have been 64 MB.
+ */
+const MAX_MODEL_NAME = 256;
 /** Prices by model name, for the configuration they were resolved with (its `prices` overrides). */
 let cache = new Map<string, ModelPrice | null>();
 let cachedFor: ResolvedConfig | undefined;
@@ -27,6 +34,7 @@ function priceOf(model: string, config: ResolvedConfig): ModelPrice | undefined 
 
 /** `costUsd(model, usage, config.prices)` with the price cached per model name. */
 export function generationCost(model: string, usage: TokenUsage, config: ResolvedConfig): number | undefined {
+  if (model.length > MAX_MODEL_NAME) return undefined;
   const price = priceOf(model, config);
   return price ? costAtPrice(price, usage) : undefined;
 }

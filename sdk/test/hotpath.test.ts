@@ -130,6 +130,15 @@ test('the cost of a generation, cached per model, equals costUsd', () => {
   }
 });
 
+test('a model name far longer than any model\'s has no price and costs no time (it held a generation\'s end for seconds)', () => {
+  const config = resolveConfig({});
+  const usage = { input: 1000, output: 1000 };
+  const t0 = performance.now();
+  for (const model of ['a-'.repeat(16_384), '@a'.repeat(16_384), 'gpt-4o-mini' + '-1234'.repeat(6_000)]) assert.equal(generationCost(model, usage, config), undefined);
+  assert.ok(performance.now() - t0 < 500, `${Math.round(performance.now() - t0)} ms`);
+  assert.equal(generationCost(`openai/gpt-4o-mini${'-latest'.repeat(20)}`, usage, config), costUsd('gpt-4o-mini', usage), 'a long but plausible name is still priced');
+});
+
 test('pooled ids: lowercase hex of the W3C lengths, not all zeros, not repeating', () => {
   const seen = new Set<string>();
   for (let i = 0; i < 5000; i++) {
