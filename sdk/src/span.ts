@@ -263,7 +263,14 @@ const PARAMETER_SLOT = new Map<string, number>([
   ['topP', S_TOP_P],
   ['top_p', S_TOP_P],
 ]);
-const tokens = (x: unknown): number | undefined => (typeof x === 'number' && Number.isFinite(x) && x >= 0 ? Math.round(x) : undefined);
+/**
+ * A token count as the daemon takes it, a whole number from 0 to 2^53 - 1. Larger ones were kept:
+ * two of Number.MAX_VALUE made the total Infinity, written as null, and the daemon refused the span.
+ */
+const tokens = (x: unknown): number | undefined => {
+  const n = typeof x === 'number' ? Math.round(x) : NaN;
+  return n >= 0 && Number.isSafeInteger(n) ? n : undefined;
+};
 
 /**
  * The counts of `usage` that are whole non-negative numbers, the total derived when it is absent.
@@ -277,7 +284,7 @@ function cleanUsage(usage: Usage): Usage {
     cacheRead: tokens(usage.cacheRead),
     cacheWrite: tokens(usage.cacheWrite),
   };
-  if (u.total === undefined && (u.input !== undefined || u.output !== undefined)) u.total = (u.input ?? 0) + (u.output ?? 0);
+  if (u.total === undefined && (u.input !== undefined || u.output !== undefined)) u.total = tokens((u.input ?? 0) + (u.output ?? 0));
   return u;
 }
 
@@ -616,7 +623,8 @@ export class SpanImpl implements GenerationHandle, Scope {
         } catch {
           c = undefined;
         }
-        if (c !== undefined) slots[S_COST] = c;
+        // A price override without `input` (or NaN) gave NaN: written as null, the span was refused.
+        if (c !== undefined && Number.isFinite(c) && c >= 0) slots[S_COST] = c;
       }
     }
     return true;
@@ -757,7 +765,7 @@ export class LiteGeneration extends NoopSpan {
     if (this.usage && typeof model === 'string') {
       try {
         const c = generationCost(model, this.usage, cfg());
-        if (c !== undefined) this.a[ATTR.usageCost] = c;
+        if (c !== undefined && Number.isFinite(c) && c >= 0) this.a[ATTR.usageCost] = c;
       } catch {
         /* never throw */
       }

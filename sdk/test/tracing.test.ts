@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { SpanRecord } from '@dspy-o11y/proto';
+import { costUsd, type SpanRecord } from '@dspy-o11y/proto';
 import {
   configure,
   event,
@@ -472,6 +472,22 @@ test('a generation: parameters, usage that replaces the previous one, attributes
   // Each key once on the wire.
   const keys = [...line.matchAll(/"([a-z_.]+)":/g)].map((m) => m[1]);
   assert.equal(new Set(keys).size, keys.length, line);
+});
+
+test('usage counts past 2^53 - 1 and a cost that is not a number are left out, so the span stays valid (Infinity and NaN were written as null: the daemon refused it)', async () => {
+  configure({ prices: { 'output-priced-only': { output: 2 } as never } });
+  try {
+    generation('huge', { model: 'gpt-4o-mini' }, (g) => g.setUsage({ input: Number.MAX_VALUE, output: Number.MAX_VALUE }));
+    generation('beyond', { model: 'gpt-4o-mini' }, (g) => g.setUsage({ input: 2 ** 53, output: 10 }));
+    generation('nan-cost', { model: 'output-priced-only' }, (g) => g.setUsage({ input: 10, output: 10 }));
+  } finally {
+    configure({ prices: undefined });
+  }
+  await collect(3);
+  const usage = (name: string) => Object.fromEntries(Object.entries(r.span(name).attributes ?? {}).filter(([k]) => k.startsWith('gen_ai.usage.')));
+  assert.deepEqual(usage('huge'), {});
+  assert.deepEqual(usage('beyond'), { 'gen_ai.usage.output_tokens': 10, 'gen_ai.usage.total_tokens': 10, 'gen_ai.usage.cost': costUsd('gpt-4o-mini', { output: 10 }) });
+  assert.deepEqual(usage('nan-cost'), { 'gen_ai.usage.input_tokens': 10, 'gen_ai.usage.output_tokens': 10, 'gen_ai.usage.total_tokens': 20 });
 });
 
 test('update() reaches the spans already open in the trace (a request root span, its children) as they end', async () => {
