@@ -92,6 +92,19 @@ test('resource values the wire protocol does not take are left out of hello, so 
   }
 });
 
+test('an endpoint that is not a string: records are counted as dropped (invalid_endpoint), not lost uncounted', async () => {
+  const dropped = (): number => sdkStats().droppedByReason.invalid_endpoint ?? 0;
+  const [enqueued, before] = [sdkStats().enqueued, dropped()];
+  configure({ endpoint: 42 as never });
+  try {
+    span('s', () => 1);
+    assert.equal(sdkStats().enqueued - enqueued, 1);
+    assert.equal(dropped() - before, 1);
+  } finally {
+    configure({ endpoint: undefined });
+  }
+});
+
 test('a backlog built while a write waited goes out in bounded writes, not in one', async () => {
   const r = await stalledReceiver({ maxBufferRecords: 100_000, maxBufferBytes: 64 * 1024 * 1024 });
   const input = 'b'.repeat(2000);

@@ -7,6 +7,12 @@ export { Transport, counters, type Counters, type TransportOptions } from './bas
 
 /** A transport for `unix:///path` or `http(s)://host:port`; undefined (telemetry off) if unusable. */
 export function createTransport(endpoint: string, opts: TransportOptions): Transport | undefined {
+  // Not a string (configure({ endpoint: 42 })): startsWith below threw inside every send(), and
+  // each record was lost uncounted.
+  if (typeof endpoint !== 'string') {
+    debug('endpoint must be a string; telemetry is off');
+    return undefined;
+  }
   let url: URL;
   try {
     url = new URL(endpoint);
