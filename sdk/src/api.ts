@@ -23,7 +23,7 @@ import {
   type TraceFields,
 } from './span.js';
 import { emitScore, type ScoreOptions } from './score.js';
-import { cfg, countSampledOut, isDisabled, send } from './state.js';
+import { cfg, countInvalid, countSampledOut, isDisabled, send } from './state.js';
 import { formatTraceparent, parseTraceparent, type HeaderCarrier, type TraceContext } from './traceparent.js';
 
 const als = new AsyncLocalStorage<Scope>();
@@ -80,14 +80,21 @@ const validSpanId = (id: unknown): id is string => typeof id === 'string' && SPA
 function parentScope(parent: SpanOptions['parent']): Scope | undefined {
   if (parent === undefined) return als.getStore();
   if (parent === null) return undefined;
-  if (parent instanceof SpanImpl) return parent;
-  const p = parent as Partial<TraceContext>;
-  if (validTraceId(p.traceId) && validSpanId(p.spanId)) {
+  if (isSpan(parent)) return parent;
+  // Each id read once: a getter may answer differently the second time (past the check).
+  let traceId: unknown;
+  let spanId: unknown;
+  try {
+    ({ traceId, spanId } = parent as Partial<TraceContext>);
+  } catch {
+    return als.getStore(); // a throwing getter, a revoked Proxy: not a parent
+  }
+  if (validTraceId(traceId) && validSpanId(spanId)) {
     const active = als.getStore();
     // A remote parent's `sampled` flag is not used: see sampleTrace().
-    return active && active.traceId === p.traceId
-      ? new TraceScope(p.traceId, p.spanId, active.trace, active.sampled)
-      : new TraceScope(p.traceId, p.spanId, EMPTY_TRACE, sampleTrace(p.traceId));
+    return active && active.traceId === traceId
+      ? new TraceScope(traceId, spanId, active.trace, active.sampled)
+      : new TraceScope(traceId, spanId, EMPTY_TRACE, sampleTrace(traceId));
   }
   return als.getStore();
 }
@@ -132,7 +139,20 @@ function newGeneration(name: string, opts: GenerationOptions | undefined): SpanI
  * one is timed like a synchronous callback.
  */
 function isThenable(v: unknown): v is Promise<unknown> {
-  return v instanceof Promise;
+  try {
+    return v instanceof Promise;
+  } catch {
+    return false; // a revoked Proxy (its getPrototypeOf throws): the callback's value, returned as it is
+  }
+}
+
+/** Whether `v` is one of our spans; never throws (a revoked Proxy's getPrototypeOf does). */
+function isSpan(v: unknown): v is SpanImpl {
+  try {
+    return v instanceof SpanImpl;
+  } catch {
+    return false;
+  }
 }
 
 /** Runs `fn` with `s` active; ends `s` when `fn` returns or settles; errors pass through unchanged. */
@@ -205,9 +225,7 @@ export function runGeneration<T>(name: string, opts: GenerationOptions | undefin
 }
 
 function runLite<T>(opts: GenerationOptions | undefined, fn: (g: GenerationHandle) => T): T {
-  const g = new LiteGeneration();
-  if (opts?.model) g.setModel(opts.model);
-  if (opts?.provider) g.setProvider(opts.provider);
+  const g = liteGeneration(opts);
   let r: T;
   try {
     r = fn(g);
@@ -244,7 +262,7 @@ export function startSpan(name: string, options?: SpanOptions): SpanHandle {
 
 /** Starts a generation that you end yourself. */
 export function startGeneration(name: string, options?: GenerationOptions): GenerationHandle {
-  if (isDisabled()) return hasSubscribers() ? startLite(options) : NOOP_SPAN;
+  if (isDisabled()) return hasSubscribers() ? liteGeneration(options) : NOOP_SPAN;
   try {
     return newGeneration(name, options);
   } catch {
@@ -252,16 +270,21 @@ export function startGeneration(name: string, options?: GenerationOptions): Gene
   }
 }
 
-function startLite(options: GenerationOptions | undefined): GenerationHandle {
+/** A disabled-mode generation with the model and provider of `options` (a throwing getter leaves them out). */
+function liteGeneration(options: GenerationOptions | undefined): LiteGeneration {
   const g = new LiteGeneration();
-  if (options?.model) g.setModel(options.model);
-  if (options?.provider) g.setProvider(options.provider);
+  try {
+    if (options?.model) g.setModel(options.model);
+    if (options?.provider) g.setProvider(options.provider);
+  } catch {
+    /* never throw into the app */
+  }
   return g;
 }
 
 /** Runs `fn` with `span` as the active span (for spans from `startSpan`/`startGeneration`). */
 export function withActiveSpan<T>(span: SpanHandle, fn: () => T): T {
-  if (!(span instanceof SpanImpl)) return fn();
+  if (!isSpan(span)) return fn();
   return als.run(span, fn);
 }
 
@@ -292,12 +315,16 @@ export function withTrace<T>(options: TraceOptions, fn: (trace: TraceHandle) => 
     const active = als.getStore();
     let traceId: string;
     let parentId: string | undefined;
-    const remote = typeof options.traceparent === 'string' ? parseTraceparent(options.traceparent) : options.traceparent;
-    if (remote && validTraceId(remote.traceId) && validSpanId(remote.spanId)) {
-      traceId = remote.traceId;
-      parentId = remote.spanId;
-    } else if (validTraceId(options.traceId)) {
-      traceId = options.traceId;
+    // Each option read once: a getter may answer differently the second time, past its check
+    // (an invalid trace id on every span of the trace).
+    const { traceparent, traceId: givenTraceId, name, userId, sessionId, tags, metadata } = options;
+    const remote = typeof traceparent === 'string' ? parseTraceparent(traceparent) : traceparent;
+    const { traceId: remoteTraceId, spanId: remoteSpanId } = remote ?? {};
+    if (validTraceId(remoteTraceId) && validSpanId(remoteSpanId)) {
+      traceId = remoteTraceId;
+      parentId = remoteSpanId;
+    } else if (validTraceId(givenTraceId)) {
+      traceId = givenTraceId;
       parentId = undefined;
     } else if (active) {
       traceId = active.traceId;
@@ -308,11 +335,11 @@ export function withTrace<T>(options: TraceOptions, fn: (trace: TraceHandle) => 
     }
     const inherited = active && active.traceId === traceId ? active.trace.fields : {};
     const fields: TraceFields = { ...inherited };
-    if (options.name !== undefined) fields.name = options.name;
-    if (options.userId !== undefined) fields.userId = options.userId;
-    if (options.sessionId !== undefined) fields.sessionId = options.sessionId;
-    if (options.tags !== undefined) fields.tags = [...(inherited.tags ?? []), ...tagList(options.tags, cfg().maxValueLength)];
-    if (options.metadata !== undefined) fields.metadata = { ...inherited.metadata, ...options.metadata };
+    if (name !== undefined) fields.name = name;
+    if (userId !== undefined) fields.userId = userId;
+    if (sessionId !== undefined) fields.sessionId = sessionId;
+    if (tags !== undefined) fields.tags = [...(inherited.tags ?? []), ...tagList(tags, cfg().maxValueLength)];
+    if (metadata !== undefined) fields.metadata = { ...inherited.metadata, ...metadata };
     // A trace already active keeps its decision; a new one (or one continued from a remote
     // `traceparent`, whose `sampled` flag is not used) is decided here: see sampleTrace().
     const sampled = active && active.traceId === traceId ? active.sampled : sampleTrace(traceId);
@@ -420,7 +447,7 @@ export function score(options: ScoreOptions): void {
       sampled,
     );
   } catch {
-    /* never throw */
+    countInvalid('invalid_score'); // reading `options` threw (a getter, a Proxy): bad input
   }
 }
 
@@ -430,7 +457,7 @@ export function score(options: ScoreOptions): void {
  */
 export function injectTraceparent(carrier?: HeaderCarrier, from?: SpanHandle): string | undefined {
   try {
-    const s: Scope | undefined = from instanceof SpanImpl ? from : als.getStore();
+    const s: Scope | undefined = isSpan(from) ? from : als.getStore();
     if (!s || !s.spanId) return undefined;
     const value = formatTraceparent({ traceId: s.traceId, spanId: s.spanId, sampled: s.sampled });
     if (carrier) {

@@ -134,9 +134,13 @@ async function callLM(llm: LM, request: LMRequest): Promise<Fields> {
     { input: request, module: request.module, signature: request.signature },
     async (g: GenerationHandle) => {
       const res = await llm(request);
-      if (res?.model) g.setModel(res.model);
-      if (res?.provider) g.setProvider(res.provider);
-      if (res?.usage) g.setUsage(res.usage);
+      try {
+        if (res?.model) g.setModel(res.model);
+        if (res?.provider) g.setProvider(res.provider);
+        if (res?.usage) g.setUsage(res.usage);
+      } catch {
+        /* a throwing getter on the answer: left out of the telemetry, not a failed run */
+      }
       const output = res && typeof res.output === 'object' && res.output !== null ? res.output : {};
       if (!(g instanceof SpanImpl) || !g.hasOutput) g.setOutput(output);
       return output;

@@ -9,7 +9,7 @@ import { newSpanId, newTraceId } from './ids.js';
 import { MAX_NAME_LENGTH, TRUNCATION_MARKER, attributeJson, fitsRecord, forEachReadable, memberList, quote, quoteName, recordName, toAttributeValue, toAttributes, toJson, validKey } from './json.js';
 import { generationCost } from './cost.js';
 import { emitScore, type ScoreValue, type SpanScoreOptions } from './score.js';
-import { cfg, countSampledOut, send } from './state.js';
+import { cfg, countInvalid, countSampledOut, send } from './state.js';
 
 /** Token counts of one LLM call. `input` counts all input tokens, cached ones included. */
 export interface Usage {
@@ -76,6 +76,8 @@ export interface GenerationHandle extends SpanHandle {
 }
 
 const TYPES = new Set<string>(OBSERVATION_TYPES);
+/** Unix-epoch nanoseconds as the wire protocol writes them. */
+const UNIX_NANO = /^[1-9][0-9]{0,18}$/;
 const MAX_EVENTS_PER_SPAN = 128;
 const MAX_ERROR_MESSAGE = 2048;
 const MAX_STACK = 8192;
@@ -559,19 +561,31 @@ export class SpanImpl implements GenerationHandle, Scope {
     if (this.ended) return this;
     let ns: string | undefined;
     if (time === undefined) ns = nowUnixNano();
-    else if (typeof time === 'string' && /^[1-9][0-9]{0,18}$/.test(time)) ns = time;
+    else if (typeof time === 'string') ns = time;
     else if (typeof time === 'number' && Number.isFinite(time) && time > 0) ns = `${Math.round(time)}000000`;
-    if (ns) this.setSlot(S_COMPLETION_START, ns);
+    // Milliseconds of 10^13 and more (nanoseconds given as a number, say) made 20+ digits or
+    // `1e+21000000`, not a time: the daemon dropped it.
+    if (ns && UNIX_NANO.test(ns)) this.setSlot(S_COMPLETION_START, ns);
     return this;
   }
 
   setFinishReasons(reasons: readonly string[]): this {
-    if (Array.isArray(reasons)) this.setAttribute(ATTR.responseFinishReasons, reasons.filter((r) => typeof r === 'string'));
+    try {
+      if (Array.isArray(reasons)) this.setAttribute(ATTR.responseFinishReasons, reasons.filter((r) => typeof r === 'string'));
+    } catch {
+      /* a revoked Proxy, a throwing element: not recorded */
+    }
     return this;
   }
 
   score(name: string, value: ScoreValue, options?: SpanScoreOptions): this {
-    const o = options && typeof options === 'object' ? options : {};
+    let o: SpanScoreOptions;
+    try {
+      o = options && typeof options === 'object' ? { dataType: options.dataType, comment: options.comment, id: options.id } : {};
+    } catch {
+      countInvalid('invalid_score'); // a throwing getter: bad input, as score() counts it
+      return this;
+    }
     emitScore(
       { traceId: this.traceId, observationId: this.spanId, sessionId: undefined, name, value, dataType: o.dataType, comment: o.comment, id: o.id },
       this.sampled,

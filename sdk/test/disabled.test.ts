@@ -94,6 +94,9 @@ test('disabled, with a budget subscriber: failed generations are heard too (they
     await assert.rejects(generation('async-fail', {}, async (g) => { g.setUsage({ input: 7, output: 1 }); throw boom; }), (e) => e === boom);
     const throwing = { get input(): number { throw new Error('getter'); } };
     assert.doesNotThrow(() => generation('getter', {}, (g) => g.setUsage(throwing)));
+    const throwingModel = { get model(): string { throw new Error('getter'); } };
+    assert.doesNotThrow(() => generation('getter-model', throwingModel, () => 1));
+    assert.doesNotThrow(() => startGeneration('getter-model', throwingModel).end());
   } finally {
     off();
     configure({ disabled: false });

@@ -150,6 +150,20 @@ test('ChainOfThought: chain span with chain_of_thought.reasoning_complete; Predi
   assert.equal(children(pr)[0]?.name, 'llm.generate');
 });
 
+test('an answer whose model, provider or usage getter throws still gives its output: telemetry never fails the run', async () => {
+  const answer = {
+    output: { label: 'ham' },
+    get model(): string {
+      throw new Error('model getter');
+    },
+  };
+  const p = predict('Classify', { llm: () => answer });
+  assert.deepEqual(await p({ text: 'hello' }), { label: 'ham' });
+  await flush();
+  await r.waitForSpans(2);
+  assert.deepEqual(r.invalid, []);
+});
+
 test('CodeAct: DSPy.rb\'s tree: CodeAct.forward → codeact.iteration → llm.generate and codeact.code_execution; codeact.iteration_complete per step', async () => {
   const agent = codeAct('Compute', {
     llm: (req) =>

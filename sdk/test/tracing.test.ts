@@ -9,11 +9,14 @@ import {
   generation,
   getActiveSpan,
   injectTraceparent,
+  score,
+  sdkStats,
   span,
   startGeneration,
   startSpan,
   withActiveSpan,
   withTrace,
+  type TraceContext,
 } from '../src/index.js';
 import { TRUNCATION_MARKER } from '../src/json.js';
 import { UnixReceiver, useReceiver, assertTreeComplete, sleep } from './support/receiver.js';
@@ -503,6 +506,44 @@ test('update() reaches the spans already open in the trace (a request root span,
     assert.equal(attr(r.span(name), 'user.id'), 'alice', name);
     assert.equal(attr(r.span(name), 'session.id'), 's1', name);
   }
+});
+
+test('never throws into the app: revoked Proxies as a span, a callback\'s value or finish reasons; throwing score options; a time in the wrong unit', async () => {
+  const { proxy: revoked, revoke } = Proxy.revocable({}, {});
+  revoke();
+  const getter = { get dataType(): never { throw new Error('getter'); } };
+  const before = sdkStats().droppedByReason.invalid_score ?? 0;
+  assert.equal(withActiveSpan(revoked as never, () => 'ran'), 'ran');
+  assert.equal(span('returns-revoked', () => revoked), revoked, 'the value is returned as it is');
+  assert.equal(startSpan('revoked-parent', { parent: revoked as never }).traceId.length, 32);
+  generation('odd-generation', (g) => {
+    g.setFinishReasons(revoked as never);
+    g.score('quality', 1, getter as never);
+    score(new Proxy({ name: 'quality', value: 1 }, { get: (): never => { throw new Error('proxy'); } }));
+    g.setCompletionStart(1_700_000_000_000_000_000); // nanoseconds as a number, not milliseconds
+  });
+  generation('in-ms', (g) => g.setCompletionStart(1_700_000_000_123));
+  assert.equal(injectTraceparent({}, revoked as never), undefined);
+  assert.equal((sdkStats().droppedByReason.invalid_score ?? 0) - before, 2, 'bad score input is counted');
+  await collect(3);
+  assert.ok(r.span('returns-revoked').endTimeUnixNano, 'the span ended');
+  assert.equal(attr(r.span('odd-generation'), 'dspy.completion_start_time'), undefined);
+  assert.equal(attr(r.span('in-ms'), 'dspy.completion_start_time'), '1700000000123000000');
+});
+
+test('a trace or span id is read once: a getter that answers differently the second time never puts an invalid id on the wire', async () => {
+  const flip = (good: string): PropertyDescriptor => {
+    let n = 0;
+    return { enumerable: true, get: () => (n++ % 2 === 0 ? good : 'not-an-id') };
+  };
+  const context = (): TraceContext => Object.defineProperties({ sampled: true }, { traceId: flip('a'.repeat(32)), spanId: flip('b'.repeat(16)) }) as TraceContext;
+  withTrace({ traceparent: context() }, () => span('by-traceparent', () => 1));
+  withTrace(Object.defineProperties({}, { traceId: flip('c'.repeat(32)) }), () => span('by-trace-id', () => 1));
+  span('by-parent', { parent: context() }, () => 1);
+  await collect(3);
+  assert.equal(r.span('by-traceparent').traceId, 'a'.repeat(32));
+  assert.equal(r.span('by-trace-id').traceId, 'c'.repeat(32));
+  assert.equal(r.span('by-parent').parentSpanId, 'b'.repeat(16));
 });
 
 test('never throws into the app: setStatus with a message that cannot be made text; traceparent as W3C has it (lowercase only)', async () => {
