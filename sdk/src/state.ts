@@ -98,6 +98,25 @@ export function countInvalid(reason: string): void {
   counters.rejected++;
 }
 
+const OPTION_KEYS = Object.keys({
+  endpoint: 0,
+  serviceName: 0,
+  serviceVersion: 0,
+  environment: 0,
+  resource: 0,
+  disabled: 0,
+  ingestToken: 0,
+  maxValueLength: 0,
+  maxBufferRecords: 0,
+  maxBufferBytes: 0,
+  maxBatchBytes: 0,
+  flushTimeoutMs: 0,
+  prices: 0,
+  captureIO: 0,
+  mask: 0,
+  sampleRatio: 0,
+} satisfies Record<keyof ConfigureOptions, 0>) as (keyof ConfigureOptions)[];
+
 /**
  * Configure the SDK (optional: everything has an environment variable or a default). Options
  * merge with those of earlier calls. Changing the endpoint, token, buffer bounds or resource
@@ -105,7 +124,14 @@ export function countInvalid(reason: string): void {
  */
 export function configure(opts: ConfigureOptions = {}): void {
   try {
-    options = { ...options, ...opts };
+    // The known options only: merging the whole object kept anything else in it for good, and
+    // copied it at every later configure() (a string spreads into one key per character:
+    // configure('x'.repeat(2e6)) made each later call take seconds).
+    const next: Record<string, unknown> = { ...options };
+    if (opts && typeof opts === 'object') {
+      for (const k of OPTION_KEYS) if (Object.prototype.propertyIsEnumerable.call(opts, k)) next[k] = opts[k];
+    }
+    options = next as ConfigureOptions;
     const c = resolveConfig(options);
     config = c;
     stopped = false;

@@ -393,6 +393,15 @@ test('trace-level fields are capped as attributes are: huge ones never make a re
   assert.equal(r.span('nested').traceId, s.traceId, 'tags that are not an array are ignored, the trace kept');
 });
 
+test('configure() keeps only its own options: anything else (a string\'s million characters) was copied again at every later call', () => {
+  assert.doesNotThrow(() => configure('x'.repeat(1_000_000) as never));
+  assert.doesNotThrow(() => configure(null as never));
+  assert.doesNotThrow(() => configure(5 as never));
+  const t0 = performance.now();
+  for (let i = 0; i < 5; i++) configure({ captureIO: true });
+  assert.ok(performance.now() - t0 < 200, `${Math.round(performance.now() - t0)} ms`);
+});
+
 test('app objects with throwing getters never make a setter throw; the other values are kept', async () => {
   const trap = <T extends object>(o: T): T =>
     Object.defineProperty(o, 'boom', {
