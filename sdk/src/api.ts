@@ -72,6 +72,9 @@ export interface TraceHandle {
   update(fields: TraceFields): void;
 }
 
+/** An object to merge (a string would spread into one key per character). */
+const isObject = (v: unknown): v is Readonly<Record<string, unknown>> => typeof v === 'object' && v !== null;
+
 const TRACE_ID = /^[0-9a-f]{32}$/;
 const SPAN_ID = /^[0-9a-f]{16}$/;
 const validTraceId = (id: unknown): id is string => typeof id === 'string' && TRACE_ID.test(id) && !/^0+$/.test(id);
@@ -339,7 +342,7 @@ export function withTrace<T>(options: TraceOptions, fn: (trace: TraceHandle) => 
     if (userId !== undefined) fields.userId = userId;
     if (sessionId !== undefined) fields.sessionId = sessionId;
     if (tags !== undefined) fields.tags = [...(inherited.tags ?? []), ...tagList(tags, cfg().maxValueLength)];
-    if (metadata !== undefined) fields.metadata = { ...inherited.metadata, ...metadata };
+    if (isObject(metadata)) fields.metadata = { ...inherited.metadata, ...metadata };
     // A trace already active keeps its decision; a new one (or one continued from a remote
     // `traceparent`, whose `sampled` flag is not used) is decided here: see sampleTrace().
     const sampled = active && active.traceId === traceId ? active.sampled : sampleTrace(traceId);
@@ -360,8 +363,11 @@ class TraceHandleImpl implements TraceHandle {
   }
   update(fields: TraceFields): void {
     try {
+      // Objects only: a string spreads into one key per character (2 MB: 2 million keys, seconds).
+      if (!fields || typeof fields !== 'object') return;
       const t = this.#scope.trace;
-      const next = traceInfo({ ...t.fields, ...fields, metadata: fields.metadata ? { ...t.fields.metadata, ...fields.metadata } : t.fields.metadata });
+      const { metadata } = fields;
+      const next = traceInfo({ ...t.fields, ...fields, metadata: isObject(metadata) ? { ...t.fields.metadata, ...metadata } : t.fields.metadata });
       // In place: the spans already open in this trace (a request's root span, its children)
       // hold this object, and end after the update (a user known only once authenticated).
       if (t === EMPTY_TRACE) this.#scope.trace = next;

@@ -404,7 +404,8 @@ export function forEachReadable(o: Readonly<Record<string, unknown>>, fn: (key: 
 
 /** Sanitized copy of `attrs` (invalid keys and empty values skipped). */
 export function toAttributes(attrs: Readonly<Record<string, unknown>> | undefined, max: number): Record<string, AttributeValue> | undefined {
-  if (!attrs) return undefined;
+  // A string is no map: for-in gave one attribute per character (2 MB: 2 million, seconds per event).
+  if (!attrs || typeof attrs !== 'object') return undefined;
   let out: Record<string, AttributeValue> | undefined;
   for (const k in attrs) {
     if (!Object.prototype.hasOwnProperty.call(attrs, k) || !validKey(k)) continue;

@@ -6,7 +6,7 @@
 import { ATTR, EVENT_NAMES, OBSERVATION_TYPES, keepTrace, nowUnixNano, type AttributeValue, type Level, type ObservationType } from '@dspy-o11y/proto';
 import { dispatch, handlersFor, type EventContext } from './events.js';
 import { newSpanId, newTraceId } from './ids.js';
-import { MAX_NAME_LENGTH, TRUNCATION_MARKER, attributeJson, fitsRecord, forEachReadable, memberList, quote, quoteName, recordName, toAttributeValue, toAttributes, toJson, validKey } from './json.js';
+import { MAX_NAME_LENGTH, MAX_RECORD_BYTES, TRUNCATION_MARKER, attributeJson, fitsRecord, forEachReadable, memberList, quote, quoteName, recordName, toAttributeValue, toAttributes, toJson, validKey } from './json.js';
 import { generationCost } from './cost.js';
 import { emitScore, type ScoreValue, type SpanScoreOptions } from './score.js';
 import { cfg, countInvalid, countSampledOut, send } from './state.js';
@@ -456,6 +456,9 @@ export class SpanImpl implements GenerationHandle, Scope {
     try {
       const a = toAttributes(attributes, cfg().maxValueLength);
       const ev = `{"name":${q(recordName(name, 'event'))},"timeUnixNano":"${nowUnixNano()}"${a ? `,"attributes":${q(a)}` : ''}}`;
+      // Events past the record limit could never be sent (the span would go out without any):
+      // not kept, so a span's 128 events cannot hold hundreds of MB until it ends.
+      if ((this.events?.length ?? 0) + ev.length > MAX_RECORD_BYTES) return;
       this.events = this.events === undefined ? ev : `${this.events},${ev}`;
       this.eventCount++;
     } catch {

@@ -393,6 +393,28 @@ test('trace-level fields are capped as attributes are: huge ones never make a re
   assert.equal(r.span('nested').traceId, s.traceId, 'tags that are not an array are ignored, the trace kept');
 });
 
+test('a string is no attribute map (it gave an attribute per character), and a span keeps only the events that fit in its record', async () => {
+  event('string-attributes', 'abc' as never);
+  await withTrace({ metadata: 'ab' as never }, (t) => {
+    t.update({ metadata: 'cd' as never });
+    t.update('ef' as never);
+    span('many-events', (s) => {
+      s.event('string-attributes', 'xyz' as never);
+      // 128 events of ~90 KB: together far past the daemon's line limit, which dropped every one of them.
+      for (let i = 0; i < 128; i++) s.event('big', { a: 'a'.repeat(30_000), b: 'b'.repeat(30_000), c: 'c'.repeat(30_000) });
+    });
+  });
+  await collect(1);
+  await r.waitFor(() => r.events().length >= 1);
+  assert.equal(r.events()[0]?.attributes, undefined);
+  const s = r.span('many-events');
+  assert.deepEqual(Object.keys(s.attributes ?? {}).filter((k) => k.startsWith('dspy.trace.metadata.')), []);
+  assert.equal(attr(s, 'dspy.truncated'), undefined);
+  assert.equal(s.events?.[0]?.attributes, undefined);
+  const big = s.events?.filter((e) => e.name === 'big').length ?? 0;
+  assert.ok(big > 5 && big < 128, `${big} events kept`);
+});
+
 test('configure() keeps only its own options: anything else (a string\'s million characters) was copied again at every later call', () => {
   assert.doesNotThrow(() => configure('x'.repeat(1_000_000) as never));
   assert.doesNotThrow(() => configure(null as never));
