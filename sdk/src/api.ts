@@ -168,16 +168,21 @@ function run<H, T>(s: SpanImpl, fn: (handle: H) => T): T {
     throw e;
   }
   if (isThenable(r)) {
-    return r.then(
-      (v) => {
-        s.end();
-        return v;
-      },
-      (e: unknown) => {
-        s.fail(e);
-        throw e;
-      },
-    ) as T;
+    try {
+      return r.then(
+        (v) => {
+          s.end();
+          return v;
+        },
+        (e: unknown) => {
+          s.fail(e);
+          throw e;
+        },
+      ) as T;
+    } catch {
+      // Its `then` threw (a subclass's own; a Proxy of a promise: "incompatible receiver"). The
+      // value goes back as it came, as without telemetry, and the span ends now, as for a value.
+    }
   }
   s.end();
   return r;
@@ -238,16 +243,20 @@ function runLite<T>(opts: GenerationOptions | undefined, fn: (g: GenerationHandl
     throw e;
   }
   if (isThenable(r)) {
-    return r.then(
-      (v) => {
-        g.end();
-        return v;
-      },
-      (e: unknown) => {
-        g.end();
-        throw e;
-      },
-    ) as T;
+    try {
+      return r.then(
+        (v) => {
+          g.end();
+          return v;
+        },
+        (e: unknown) => {
+          g.end();
+          throw e;
+        },
+      ) as T;
+    } catch {
+      /* its `then` threw: returned as it came (see run) */
+    }
   }
   g.end();
   return r;

@@ -3,6 +3,10 @@
  */
 import { readFileSync } from 'node:fs';
 import { MAX_ATTRIBUTE_KEY_LENGTH, type AttributeValue, type ModelPrice } from '@dspy-o11y/proto';
+import { TRUNCATION_MARKER } from './json.js';
+
+/** Characters of resource attributes sent in `hello`, at most: a quarter of the daemon's line limit. */
+const MAX_RESOURCE_CHARS = 256 * 1024;
 
 export const SDK_NAME = 'dspy-o11y';
 export const SDK_VERSION: string = (() => {
@@ -162,16 +166,26 @@ export function resolveConfig(opts: ConfigureOptions, env: NodeJS.ProcessEnv = p
   if (opts.environment !== undefined) resource['deployment.environment.name'] = opts.environment;
   // What the wire protocol does not take is left out: one such value (null, NaN, an object) made
   // the whole `hello` invalid, so the daemon used a default resource (no service.name) for the
-  // connection, and a BigInt made `hello` throw, so nothing was ever sent (or counted).
-  for (const k of Object.keys(resource)) {
-    if (k.length > MAX_ATTRIBUTE_KEY_LENGTH || !isAttributeValue(resource[k])) delete resource[k];
+  // connection, and a BigInt made `hello` throw, so nothing was ever sent (or counted). Strings
+  // are cut at maxValueLength, as attribute values, and past MAX_RESOURCE_CHARS in all the rest
+  // is left out (service.name first): a hello over the daemon's line limit is dropped whole too.
+  const max = posInt(opts.maxValueLength, 32 * 1024);
+  const clean: Record<string, AttributeValue> = {};
+  let room = MAX_RESOURCE_CHARS;
+  for (const k of ['service.name', ...Object.keys(resource)]) {
+    let v = resource[k];
+    if (Object.hasOwn(clean, k) || k.length > MAX_ATTRIBUTE_KEY_LENGTH || !isAttributeValue(v)) continue;
+    if (typeof v === 'string' && v.length > max) v = v.slice(0, max) + TRUNCATION_MARKER;
+    room -= k.length + JSON.stringify(v).length;
+    if (room < 0) break;
+    clean[k] = v;
   }
-  resource['service.name'] ??= 'unknown_service:node';
+  clean['service.name'] ??= 'unknown_service:node';
   return {
     endpoint: opts.endpoint ?? (env.DSPY_O11Y_ENDPOINT?.trim() || DEFAULT_ENDPOINT),
     disabled: opts.disabled ?? (truthy(env.DSPY_O11Y_DISABLED) || falsy(env.LANGFUSE_TRACING_ENABLED)),
     ingestToken: opts.ingestToken ?? (env.DSPY_O11Y_INGEST_TOKEN || undefined),
-    maxValueLength: posInt(opts.maxValueLength, 32 * 1024),
+    maxValueLength: max,
     maxBufferRecords: posInt(opts.maxBufferRecords, 100_000),
     maxBufferBytes: posInt(opts.maxBufferBytes, 64 * 1024 * 1024),
     maxBatchBytes: opts.maxBatchBytes === undefined ? undefined : posInt(opts.maxBatchBytes, 1024 * 1024),
@@ -180,7 +194,7 @@ export function resolveConfig(opts: ConfigureOptions, env: NodeJS.ProcessEnv = p
     captureIO: opts.captureIO ?? true,
     mask: opts.mask,
     sampleRatio: ratio(opts.sampleRatio, env),
-    resource,
+    resource: clean,
   };
 }
 

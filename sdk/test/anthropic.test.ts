@@ -65,6 +65,21 @@ test('messages.create streaming: same Stream and events; usage, time to first to
   assert.deepEqual(JSON.parse(attr(gen, 'dspy.output') as string), { role: 'assistant', content: [{ type: 'text', text: 'Bonjour' }] });
 });
 
+test('a content block index far out of range (the server\'s word) is not recorded: the stream\'s end walked an array that long', async () => {
+  const far = anthropicStream(['Bon', 'jour']) as { sse: Array<{ event?: string; data: unknown }> };
+  far.sse.splice(5, 0,
+    { event: 'content_block_start', data: { type: 'content_block_start', index: 10_000_000, content_block: { type: 'text', text: '' } } },
+    { event: 'content_block_delta', data: { type: 'content_block_delta', index: 20_000_000, delta: { type: 'text_delta', text: 'far' } } },
+  );
+  provider.script(PATH, far);
+  const stream = await client.messages.create({ model: 'claude-haiku-4-5', max_tokens: 64, messages: [{ role: 'user', content: 'Hello' }], stream: true });
+  let events = 0;
+  for await (const _ of stream) events++;
+  assert.equal(events, 9, 'the app sees every event, unchanged');
+  const [gen] = (await generations(1)) as [SpanRecord];
+  assert.deepEqual(JSON.parse(attr(gen, 'dspy.output') as string), { role: 'assistant', content: [{ type: 'text', text: 'Bonjour' }] });
+});
+
 test('messages.stream() helper goes through the traced create', async () => {
   provider.script(PATH, anthropicStream(['Hi']));
   const final = await client.messages.stream({ model: 'claude-haiku-4-5', max_tokens: 64, messages: [{ role: 'user', content: 'Hello' }] }).finalMessage();

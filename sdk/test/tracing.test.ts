@@ -562,6 +562,21 @@ test('never throws into the app: revoked Proxies as a span, a callback\'s value 
   assert.equal(attr(r.span('in-ms'), 'dspy.completion_start_time'), '1700000000123000000');
 });
 
+test('a callback\'s promise whose then() throws (a subclass, a Proxy of a promise) comes back as it was, and its span ends', async () => {
+  class OwnThen<T> extends Promise<T> {
+    override then(): never {
+      throw new Error('own then');
+    }
+  }
+  const own = new OwnThen<number>((resolve) => resolve(1));
+  const proxied = new Proxy(Promise.resolve(2), {});
+  assert.equal(span('own-then', () => own), own);
+  assert.equal(span('proxied', () => proxied), proxied, 'no "incompatible receiver" TypeError from the SDK');
+  assert.equal(generation('proxied-generation', () => proxied), proxied);
+  await collect(3);
+  for (const name of ['own-then', 'proxied', 'proxied-generation']) assert.ok(r.span(name).endTimeUnixNano);
+});
+
 test('a trace or span id is read once: a getter that answers differently the second time never puts an invalid id on the wire', async () => {
   const flip = (good: string): PropertyDescriptor => {
     let n = 0;

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { configure, flush, sdkStats, shutdown, span } from '../src/index.js';
 import { runApp } from './support/child.js';
 import { resolveConfig } from '../src/config.js';
+import { TRUNCATION_MARKER } from '../src/json.js';
 import { UnixReceiver, sleep, tempDir, within } from './support/receiver.js';
 
 const delta = (before: ReturnType<typeof sdkStats>) => {
@@ -73,18 +74,18 @@ test('records of one event-loop turn go out in ONE socket write; hello first on 
   await r.dispose();
 });
 
-test('resource values the wire protocol does not take are left out of hello, so the daemon keeps the service name (a BigInt one sent nothing at all)', async () => {
+test('resource values the wire protocol does not take are left out of hello and long ones cut, so the daemon keeps the service name (a BigInt one sent nothing at all)', async () => {
   const r = await UnixReceiver.create();
   const holes: number[] = [];
   holes[10_000_000] = 1;
-  const resource = { ok: 'yes', list: ['a', 'b'], nested: { a: 1 }, nan: NaN, none: null, mixed: [1, 'a'], holes, ['k'.repeat(300)]: 1, big: 10n };
+  const resource = { ok: 'yes', list: ['a', 'b'], long: 'l'.repeat(2_000_000), nested: { a: 1 }, nan: NaN, none: null, mixed: [1, 'a'], holes, ['k'.repeat(300)]: 1, big: 10n };
   configure({ endpoint: r.endpoint, serviceName: 'svc', serviceVersion: null as never, environment: NaN as never, resource: resource as never });
   try {
     span('s', () => 1);
     assert.equal(await flush(), true);
     await r.waitForSpans(1);
     assert.deepEqual(r.invalid, []);
-    assert.deepEqual(r.hellos()[0]?.resource, { ok: 'yes', list: ['a', 'b'], 'service.name': 'svc' });
+    assert.deepEqual(r.hellos()[0]?.resource, { ok: 'yes', list: ['a', 'b'], long: 'l'.repeat(32 * 1024) + TRUNCATION_MARKER, 'service.name': 'svc' });
     assert.equal(resolveConfig({ serviceName: {} as never }, {}).resource['service.name'], 'unknown_service:node');
   } finally {
     configure({ serviceVersion: undefined, environment: undefined, resource: undefined });

@@ -3,7 +3,7 @@
  * (and `messages.stream`, which is built on it), streamed or not.
  */
 import type { GenerationHandle, Usage } from '../span.js';
-import { appendCapped, isObj, num, patchDerivedClients, patchFetch, patchMethod, pick, str, type Adapter, type Obj, type StreamObserver, type WrapOptions } from './common.js';
+import { appendCapped, isObj, num, patchDerivedClients, patchFetch, patchMethod, pick, slot, str, type Adapter, type Obj, type StreamObserver, type WrapOptions } from './common.js';
 
 const PARAMS = ['max_tokens', 'temperature', 'top_p', 'top_k'] as const;
 
@@ -54,7 +54,8 @@ function adapter(options: WrapOptions): Adapter {
               break;
             }
             case 'content_block_start': {
-              const i = num(ev.index) ?? blocks.length;
+              const i = slot(ev.index ?? blocks.length);
+              if (i === undefined) break;
               // The block as it starts (a thinking block's `thinking` and `signature`, a tool result's
               // content), its deltas appended below.
               const b: Obj = isObj(ev.content_block) ? { ...ev.content_block } : {};
@@ -71,7 +72,8 @@ function adapter(options: WrapOptions): Adapter {
                 first = false;
                 g.setCompletionStart();
               }
-              const i = num(ev.index) ?? 0;
+              const i = slot(ev.index ?? 0);
+              if (i === undefined) break;
               const d = isObj(ev.delta) ? ev.delta : {};
               const b = (blocks[i] ??= { type: 'text', text: '' });
               if (d.type === 'text_delta') b.text = appendCapped(String(b.text ?? ''), d.text);

@@ -5,7 +5,7 @@
  * time to first token, retries and errors. The client is patched in place and returned.
  */
 import type { GenerationHandle, Usage } from '../span.js';
-import { appendCapped, isObj, num, patchDerivedClients, patchFetch, patchMethod, pick, str, type Adapter, type Obj, type StreamObserver, type WrapOptions } from './common.js';
+import { appendCapped, isObj, num, patchDerivedClients, patchFetch, patchMethod, pick, slot, str, type Adapter, type Obj, type StreamObserver, type WrapOptions } from './common.js';
 
 export type { WrapOptions } from './common.js';
 
@@ -74,7 +74,8 @@ function chatAdapter(options: WrapOptions): Adapter {
           if (choices) {
             for (const c of choices) {
               if (!isObj(c)) continue;
-              const i = num(c.index) ?? 0;
+              const i = slot(c.index ?? 0);
+              if (i === undefined) continue;
               const d = isObj(c.delta) ? c.delta : undefined;
               if (d) {
                 // The first chunk carries the role and an empty content: the first token is the first non-empty piece.
@@ -87,7 +88,8 @@ function chatAdapter(options: WrapOptions): Adapter {
                   const acc = (tools[i] ??= []);
                   for (const tc of d.tool_calls as unknown[]) {
                     if (!isObj(tc)) continue;
-                    const k = num(tc.index) ?? 0;
+                    const k = slot(tc.index ?? 0);
+                    if (k === undefined) continue;
                     const t = (acc[k] ??= { type: 'function', function: { name: '', arguments: '' } });
                     if (str(tc.id)) t.id = tc.id as string;
                     const f = isObj(tc.function) ? tc.function : undefined;
