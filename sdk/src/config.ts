@@ -114,8 +114,9 @@ function ratio(opt: number | undefined, env: NodeJS.ProcessEnv): number {
   return 1;
 }
 
+/** A whole number from 1 (rounded down), else `dflt`: 0.5 became 0, and a ring of 0 records lost everything (NaN slots). */
 const posInt = (v: number | undefined, dflt: number): number =>
-  typeof v === 'number' && Number.isFinite(v) && v > 0 ? Math.floor(v) : dflt;
+  typeof v === 'number' && Number.isFinite(v) && v >= 1 ? Math.floor(v) : dflt;
 
 /** `OTEL_RESOURCE_ATTRIBUTES`: `k=v,k2=v2`, values percent-encoded; malformed entries skipped. */
 export function parseResourceAttributes(raw: string | undefined): Record<string, string> {

@@ -106,6 +106,24 @@ test('an endpoint that is not a string: records are counted as dropped (invalid_
   }
 });
 
+test('sizes under 1 (maxBufferRecords: 0.5) keep their defaults: rounded down to 0, the ring lost every record and sdkStats() stopped adding up', async () => {
+  const r = await UnixReceiver.create();
+  configure({ endpoint: r.endpoint, maxBufferRecords: 0.5, maxBufferBytes: 0.5 });
+  try {
+    for (let i = 0; i < 5; i++) span(`s${i}`, () => 1);
+    await sleep(1);
+    for (let i = 5; i < 10; i++) span(`s${i}`, () => 1);
+    assert.equal(await flush(), true);
+    await r.waitForSpans(10);
+    assertConservation();
+    assert.equal(resolveConfig({ maxBufferRecords: 0.5, maxValueLength: 0.9 }, {}).maxBufferRecords, 100_000);
+    assert.equal(resolveConfig({ maxValueLength: 0.9 }, {}).maxValueLength, 32 * 1024);
+  } finally {
+    configure({ maxBufferRecords: undefined, maxBufferBytes: undefined });
+    await r.dispose();
+  }
+});
+
 test('a backlog built while a write waited goes out in bounded writes, not in one', async () => {
   const r = await stalledReceiver({ maxBufferRecords: 100_000, maxBufferBytes: 64 * 1024 * 1024 });
   const input = 'b'.repeat(2000);
