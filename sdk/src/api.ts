@@ -167,24 +167,37 @@ function run<H, T>(s: SpanImpl, fn: (handle: H) => T): T {
     s.fail(e);
     throw e;
   }
+  return whenSettled(r, s, endSpan);
+}
+
+const endSpan = (s: SpanImpl, failed: boolean, error: unknown): void => (failed ? s.fail(error) : s.end());
+/** A lite generation ends the same whether the call failed or not: subscribers hear of its usage either way. */
+const endLite = (g: LiteGeneration): void => g.end();
+
+/**
+ * `r` as it came, with `end(x, failed, error)` called once it settles if it is a thenable (the
+ * caller gets a promise for the same value or rejection), at once otherwise. A thenable whose
+ * `then` throws (a subclass's own; a Proxy of a promise: "incompatible receiver") goes back as it
+ * came, as without telemetry, and `x` ends now, as for a value.
+ */
+function whenSettled<T, X>(r: T, x: X, end: (x: X, failed: boolean, error: unknown) => void): T {
   if (isThenable(r)) {
     try {
       return r.then(
         (v) => {
-          s.end();
+          end(x, false, undefined);
           return v;
         },
         (e: unknown) => {
-          s.fail(e);
+          end(x, true, e);
           throw e;
         },
       ) as T;
     } catch {
-      // Its `then` threw (a subclass's own; a Proxy of a promise: "incompatible receiver"). The
-      // value goes back as it came, as without telemetry, and the span ends now, as for a value.
+      /* returned as it came, below */
     }
   }
-  s.end();
+  end(x, false, undefined);
   return r;
 }
 
@@ -242,24 +255,7 @@ function runLite<T>(opts: GenerationOptions | undefined, fn: (g: GenerationHandl
     g.end();
     throw e;
   }
-  if (isThenable(r)) {
-    try {
-      return r.then(
-        (v) => {
-          g.end();
-          return v;
-        },
-        (e: unknown) => {
-          g.end();
-          throw e;
-        },
-      ) as T;
-    } catch {
-      /* its `then` threw: returned as it came (see run) */
-    }
-  }
-  g.end();
-  return r;
+  return whenSettled(r, g, endLite);
 }
 
 /** Starts a span that you end yourself (streams, callbacks). It is not made active: see `withActiveSpan`. */

@@ -57,13 +57,19 @@ test('5xx answers are retried with backoff; every record arrives exactly once', 
   await r.close();
 });
 
-test('a 503 with Retry-After: 1 is retried no sooner than 1 s after the answer, a flush() meanwhile included; every record arrives once', async () => {
+/** A receiver the SDK is configured for (connected), whose next answers are `status` with these `Retry-After` values, one each. */
+async function pausingReceiver(status: number, retryAfter: string[]): Promise<HttpReceiver> {
   const r = await HttpReceiver.create();
   configure({ endpoint: r.endpoint });
   await flush();
-  r.failNext = 1;
-  r.failStatus = 503;
-  r.failRetryAfter = ['1'];
+  r.failNext = retryAfter.length;
+  r.failStatus = status;
+  r.failRetryAfter = retryAfter;
+  return r;
+}
+
+test('a 503 with Retry-After: 1 is retried no sooner than 1 s after the answer, a flush() meanwhile included; every record arrives once', async () => {
+  const r = await pausingReceiver(503, ['1']);
   try {
     for (let i = 0; i < 100; i++) span(`s${i}`, () => i);
     await r.waitFor(() => r.requests.length > 0);
@@ -80,14 +86,9 @@ test('a 503 with Retry-After: 1 is retried no sooner than 1 s after the answer, 
 });
 
 test('a 429 with Retry-After as an HTTP-date is retried no sooner than that date', async () => {
-  const r = await HttpReceiver.create();
-  configure({ endpoint: r.endpoint });
-  await flush();
   // Whole seconds only: 2 to 3 s from now.
   const date = new Date(Date.now() + 3000).toUTCString();
-  r.failNext = 1;
-  r.failStatus = 429;
-  r.failRetryAfter = [date];
+  const r = await pausingReceiver(429, [date]);
   try {
     for (let i = 0; i < 10; i++) span(`s${i}`, () => i);
     assert.equal(await flush(10_000), true);
@@ -101,12 +102,7 @@ test('a 429 with Retry-After as an HTTP-date is retried no sooner than that date
 });
 
 test('an invalid, negative or past Retry-After falls back to the normal backoff', async () => {
-  const r = await HttpReceiver.create();
-  configure({ endpoint: r.endpoint });
-  await flush();
-  r.failNext = 4;
-  r.failStatus = 503;
-  r.failRetryAfter = ['soon', '-5', '1e3', 'Wed, 21 Oct 2015 07:28:00 GMT'];
+  const r = await pausingReceiver(503, ['soon', '-5', '1e3', 'Wed, 21 Oct 2015 07:28:00 GMT']);
   try {
     for (let i = 0; i < 10; i++) span(`s${i}`, () => i);
     // Liveness only: read as a pause, any of them would hold the retry for minutes (up to the 5 min cap).
