@@ -3,7 +3,7 @@
  * use so that importing the SDK costs nothing and the environment is read when it is used.
  */
 import { type ConfigureOptions, type ResolvedConfig, debug, helloLine, resolveConfig } from './config.js';
-import { type Transport, counters, createTransport } from './transport/index.js';
+import { type Transport, type Unusable, counters, createTransport } from './transport/index.js';
 
 let options: ConfigureOptions = {};
 let config: ResolvedConfig | undefined;
@@ -18,8 +18,8 @@ let closing: Promise<boolean> | undefined;
 let transportKey = '';
 /** After `shutdown()`: records are discarded until `configure()` is called again. */
 let stopped = false;
-/** The endpoint is unusable (logged with DSPY_O11Y_DEBUG=1): records are discarded. */
-let unusable = false;
+/** Why the endpoint or token is unusable (logged with DSPY_O11Y_DEBUG=1): records are discarded under this reason. */
+let unusable: Unusable | undefined;
 
 /** The resolved configuration (read from the environment on first use). */
 export function cfg(): ResolvedConfig {
@@ -43,15 +43,18 @@ export function isDisabled(): boolean {
   return (config ?? init()).disabled;
 }
 
+/** Strings as they are, anything else by its type: JSON.stringify threw on a BigInt endpoint or token, and send() lost the record uncounted. */
+const keyPart = (v: unknown): string => (typeof v === 'string' ? v : `(${typeof v})`);
+
 function keyOf(c: ResolvedConfig): string {
-  return JSON.stringify([c.endpoint, c.ingestToken ?? '', c.maxBufferRecords, c.maxBufferBytes, c.maxBatchBytes ?? 0, c.resource]);
+  return JSON.stringify([keyPart(c.endpoint), keyPart(c.ingestToken ?? ''), c.maxBufferRecords, c.maxBufferBytes, c.maxBatchBytes ?? 0, c.resource]);
 }
 
 function currentTransport(): Transport | undefined {
   if (transport || stopped || unusable) return transport;
   const c = cfg();
   if (c.disabled) return undefined;
-  transport = createTransport(c.endpoint, {
+  const made = createTransport(c.endpoint, {
     hello: helloLine(c.resource),
     maxBufferRecords: c.maxBufferRecords,
     maxBufferBytes: c.maxBufferBytes,
@@ -60,9 +63,13 @@ function currentTransport(): Transport | undefined {
     // Read at exit: configure({ flushTimeoutMs }) alone does not replace the transport.
     exitFlushMs: () => cfg().flushTimeoutMs,
   });
+  if (typeof made === 'string') {
+    unusable = made;
+    return undefined;
+  }
+  transport = made;
   transportKey = keyOf(c);
-  if (!transport) unusable = true;
-  else if (carried.size > 0) {
+  if (carried.size > 0) {
     transport.adoptUnreported(carried);
     carried.clear();
   }
@@ -75,7 +82,7 @@ export function send(line: string): void {
   if (t) t.send(line);
   else if (!cfg().disabled) {
     counters.enqueued++;
-    const reason = stopped ? 'shutdown' : 'invalid_endpoint';
+    const reason = stopped ? 'shutdown' : (unusable ?? 'invalid_endpoint');
     counters.dropped++;
     counters.droppedByReason[reason] = (counters.droppedByReason[reason] ?? 0) + 1;
   }
@@ -135,7 +142,7 @@ export function configure(opts: ConfigureOptions = {}): void {
     const c = resolveConfig(options);
     config = c;
     stopped = false;
-    unusable = false;
+    unusable = undefined;
     if (transport && (c.disabled || keyOf(c) !== transportKey)) {
       const old = transport;
       transport = undefined;
@@ -220,7 +227,8 @@ export interface SdkStats {
   /**
    * Records lost, total and by reason (`buffer_full`, `connection_lost`, `write_timeout`,
    * `http_<status>`, `record_too_large`, `shutdown`, and for scores the SDK refused:
-   * `invalid_score`, `score_without_target`).
+   * `invalid_score`, `score_without_target`). With an endpoint or ingest token the SDK cannot
+   * use, every record: `invalid_endpoint`, `invalid_ingest_token`.
    */
   dropped: number;
   droppedByReason: Record<string, number>;

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { configure, flush, sdkStats, shutdown, span } from '../src/index.js';
 import { HttpTransport } from '../src/transport/http.js';
-import { HttpReceiver } from './support/receiver.js';
+import { HttpReceiver, sleep } from './support/receiver.js';
 import { runApp } from './support/child.js';
 
 test('http://: batched NDJSON POSTs to /v1/ingest with the bearer token; hello first in every body', async () => {
@@ -37,6 +37,49 @@ test('the token can come from DSPY_O11Y_INGEST_TOKEN', async () => {
   }
   assert.equal(r.requests[0]?.authorization, 'Bearer from-env');
   await r.close();
+});
+
+test('a token no HTTP header can carry (a line break, a control character, U+20AC, not a string): telemetry off, records dropped as invalid_ingest_token, never retried', async () => {
+  const r = await HttpReceiver.create();
+  const reason = (): number => sdkStats().droppedByReason.invalid_ingest_token ?? 0;
+  try {
+    for (const token of ['s3cret\nX-Injected: 1', 's3cret\r', 'a\u0000b', 'price\u20ac', 10n as never, Symbol('t') as never]) {
+      const [before, failures] = [reason(), sdkStats().failures];
+      configure({ endpoint: r.endpoint, ingestToken: token });
+      span('s', () => 1);
+      span('t', () => 2);
+      // Counted at once, nothing buffered for retries: node:http threw on every request, taken for
+      // a network error and retried for ever (never delivered, never dropped).
+      assert.equal(reason() - before, 2, String(token));
+      assert.equal(sdkStats().buffered + sdkStats().inFlight, 0);
+      assert.equal(await flush(100), true);
+      await sleep(50);
+      assert.equal(sdkStats().failures, failures, 'no request attempted');
+    }
+    assert.equal(r.requests.length, 0);
+    // A good token again: delivered.
+    configure({ ingestToken: 'tok-ok' });
+    span('after', () => 1);
+    assert.equal(await flush(), true);
+    await r.waitForSpans(1);
+    assert.equal(r.requests[0]?.authorization, 'Bearer tok-ok');
+  } finally {
+    configure({ endpoint: undefined, ingestToken: undefined });
+    await r.close();
+  }
+  // One line through DSPY_O11Y_DEBUG, without the token; an app run with it exits with every record counted.
+  const app = await HttpReceiver.create();
+  const run = await runApp({ DSPY_O11Y_ENDPOINT: app.endpoint, DSPY_O11Y_INGEST_TOKEN: 's3cret\nvalue', DSPY_O11Y_DEBUG: '1', FIXTURE_SPANS: '10' });
+  await app.close();
+  assert.equal(run.code, 0, run.stderr);
+  assert.deepEqual(run.stderr.trim().split('\n'), [
+    '[dspy-o11y] ingestToken (or DSPY_O11Y_INGEST_TOKEN) holds a character an HTTP header cannot carry (a line break, another control character, or one past U+00FF); telemetry is off',
+  ]);
+  assert.doesNotMatch(run.stderr, /s3cret/);
+  const s = run.report?.stats;
+  assert.equal(s?.droppedByReason.invalid_ingest_token, 12);
+  assert.equal(s?.enqueued, s?.dropped);
+  assert.equal(app.requests.length, 0);
 });
 
 test('5xx answers are retried with backoff; every record arrives exactly once', async () => {
