@@ -5,7 +5,7 @@
  */
 import { Command, CommanderError, Option } from 'commander';
 import { setPriority } from 'node:os';
-import { ConfigError, OPTIONS, preparePaths, resolveConfig, type DaemonConfig, type RawConfig } from './config.js';
+import { ConfigError, OPTIONS, ingestTokenProblem, preparePaths, resolveConfig, type DaemonConfig, type RawConfig } from './config.js';
 import { startDaemon, type RunningDaemon } from './daemon.js';
 import { createLogger } from './log.js';
 import { checkCredentials } from './check.js';
@@ -115,6 +115,9 @@ start.action(async (flags: RawConfig) => {
 const TOKEN_HELP = 'bearer token of a daemon started with --ingest-token [env: DSPY_O11YD_INGEST_TOKEN]';
 function authHeaders(token: string | undefined): Record<string, string> {
   const value = token ?? process.env.DSPY_O11YD_INGEST_TOKEN;
+  // A token no header can carry: a config error, as for `start`; fetch's own error quoted it.
+  const problem = value ? ingestTokenProblem(value) : undefined;
+  if (problem) fail(`invalid --ingest-token${token === undefined ? ' (from DSPY_O11YD_INGEST_TOKEN)' : ''}: ${problem}`);
   return value ? { authorization: `Bearer ${value}` } : {};
 }
 function failOnStatus(url: string, status: number, flags: { ingestToken?: string }): void {

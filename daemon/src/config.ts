@@ -63,6 +63,23 @@ export function otlpHeadersProblem(value: string): string | undefined {
   }
   return undefined;
 }
+/**
+ * Why an `--ingest-token` could never be matched, or undefined. A token is compared with what
+ * arrives after `Bearer `, trimmed: one with a line break, another control character or a
+ * character past U+00FF cannot be sent in a header (Node's and undici's clients refuse it), and
+ * one starting or ending with a space or tab arrives without it. Either way every request got a
+ * 401, which `start` gave no sign of. A problem never shows the token.
+ */
+export function ingestTokenProblem(token: string): string | undefined {
+  if (/[^\t\x20-\x7e\x80-\xff]/.test(token)) return 'holds a line break, another control character or a character past U+00FF, which no HTTP client can send';
+  if (/^[\t ]|[\t ]$/.test(token)) return 'starts or ends with a space or tab, which HTTP strips from a header, so no request could match it';
+  return undefined;
+}
+const ingestToken = z.string().min(1).superRefine((v, ctx) => {
+  const problem = ingestTokenProblem(v);
+  if (problem) ctx.addIssue({ code: 'custom', message: problem });
+});
+
 const otlpHeaders = z.string().superRefine((v, ctx) => {
   const problem = otlpHeadersProblem(v);
   if (problem) ctx.addIssue({ code: 'custom', message: problem });
@@ -90,7 +107,7 @@ const ConfigSchema = z.object({
   maxRecordBytes: int(64),
   partialLineTimeout: int(0),
   httpReadTimeout: int(1),
-  ingestToken: z.string().min(1).optional(),
+  ingestToken: ingestToken.optional(),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
   sampleRatio: z.coerce.number().min(0).max(1),
   // Langfuse's rule for an environment (FACTS.md): checked here, not sanitized, since it is ours to get right.
@@ -225,8 +242,8 @@ export function resolveConfig(flags: RawConfig, env: NodeJS.ProcessEnv = process
     const issue = parsed.error.issues[0]!;
     const key = String(issue.path[0]);
     const option = OPTIONS.find((o) => o.key === key);
-    // The headers' values are not echoed: they are usually credentials (an Authorization header).
-    const shown = key === 'otlpHeaders' ? '' : ` ${JSON.stringify(raw[key])}`;
+    // Secrets are not echoed: the token, and the headers' values (usually an Authorization header).
+    const shown = key === 'otlpHeaders' || key === 'ingestToken' ? '' : ` ${JSON.stringify(raw[key])}`;
     throw new ConfigError(`invalid ${origin[key] ?? option?.flag ?? key}${shown}: ${issue.message}`);
   }
   const c = parsed.data;

@@ -316,6 +316,29 @@ describe('cli', () => {
     await d.stop();
   });
 
+  test('an --ingest-token no client can send (a line break, a control character, past U+00FF) or match (padded with spaces): one line naming the flag, exit 2, the token never shown', async () => {
+    const start = ['start', '--socket', '', '--http', '127.0.0.1:0', '--exporter', 'console'];
+    const check = ['check', ...start.slice(1)];
+    const unsendable = /: holds a line break, another control character or a character past U\+00FF, which no HTTP client can send$/;
+    const cases: [string[], Record<string, string>, RegExp][] = [
+      [[...check, '--ingest-token', 's3cret\nX-Injected: 1'], {}, /^dspy-o11yd: invalid --ingest-token: holds a line break/],
+      [[...start, '--ingest-token', 's3cret\nX-Injected: 1'], {}, unsendable],
+      [[...start, '--ingest-token', 's3cret\u0001'], {}, unsendable],
+      [[...start, '--ingest-token', 's3cret\u20ac'], {}, unsendable],
+      [start, { DSPY_O11YD_INGEST_TOKEN: 's3cret\r\n' }, /^dspy-o11yd: invalid --ingest-token \(from DSPY_O11YD_INGEST_TOKEN\): holds a line break/],
+      [start, { DSPY_O11YD_INGEST_TOKEN: ' s3cret' }, /^dspy-o11yd: invalid --ingest-token \(from DSPY_O11YD_INGEST_TOKEN\): starts or ends with a space or tab/],
+      [[...start, '--ingest-token', 's3cret\t'], {}, /starts or ends with a space or tab/],
+      // status and tail send it: the same line, not fetch's "invalid header value" quoting the token.
+      [['status', '--http', '127.0.0.1:9', '--ingest-token', 's3cret\n'], {}, unsendable],
+      [['tail', '--http', '127.0.0.1:9'], { DSPY_O11YD_INGEST_TOKEN: 's3cret\n' }, /^dspy-o11yd: invalid --ingest-token \(from DSPY_O11YD_INGEST_TOKEN\): holds a line break/],
+    ];
+    await assertConfigErrors(cases);
+    for (const [args, env] of cases) {
+      const r = await runCli(args, env);
+      assert.ok(!r.stderr.includes('s3cret'), r.stderr);
+    }
+  });
+
   test('--http-read-timeout: a client that sends part of a body and stalls is answered 408 and closed; others are served meanwhile', async () => {
     const d = await startDaemonProcess(['--socket', '', '--http', '127.0.0.1:0', '--exporter', 'console', '--http-read-timeout', '500'], {});
     const { port } = new URL(d.httpUrl!);
