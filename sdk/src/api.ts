@@ -5,6 +5,7 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { nowUnixNano, type Level, type ObservationType } from '@dspy-o11y/proto';
+import { debug } from './config.js';
 import { dispatch, handlersFor, hasSubscribers } from './events.js';
 import { newSpanId, newTraceId } from './ids.js';
 import { fitsRecord, memberList, quoteName, recordName, toAttributes } from './json.js';
@@ -464,7 +465,9 @@ export function score(options: ScoreOptions): void {
 
 /**
  * Writes `traceparent` for the active span (or `from`) into `carrier` (a `Headers`, or a plain
- * object) and returns the value; undefined outside any span.
+ * object) and returns the value; undefined outside any span. A carrier that does not take it
+ * (frozen, sealed, a read-only `traceparent`, a Proxy or `set()` that throws) is left as it is,
+ * and the value is still returned. Never throws.
  */
 export function injectTraceparent(carrier?: HeaderCarrier, from?: SpanHandle): string | undefined {
   try {
@@ -472,9 +475,15 @@ export function injectTraceparent(carrier?: HeaderCarrier, from?: SpanHandle): s
     if (!s || !s.spanId) return undefined;
     const value = formatTraceparent({ traceId: s.traceId, spanId: s.spanId, sampled: s.sampled });
     if (carrier) {
-      const setter = (carrier as { set?: unknown }).set;
-      if (typeof setter === 'function') (carrier as { set(n: string, v: string): unknown }).set('traceparent', value);
-      else (carrier as Record<string, unknown>).traceparent = value;
+      // On its own: a carrier that refused the write made this return undefined inside a span,
+      // so the app lost the value it could still send another way.
+      try {
+        const setter = (carrier as { set?: unknown }).set;
+        if (typeof setter === 'function') (carrier as { set(n: string, v: string): unknown }).set('traceparent', value);
+        else (carrier as Record<string, unknown>).traceparent = value;
+      } catch {
+        debug('injectTraceparent: the carrier did not take traceparent (frozen, sealed or read-only); the value is returned only');
+      }
     }
     return value;
   } catch {

@@ -562,6 +562,32 @@ test('never throws into the app: revoked Proxies as a span, a callback\'s value 
   assert.equal(attr(r.span('in-ms'), 'dspy.completion_start_time'), '1700000000123000000');
 });
 
+test('injectTraceparent into a carrier that does not take it (frozen, sealed, read-only, a throwing Proxy or set()): left as it is, the value still returned, nothing thrown', () => {
+  const getterOnly = Object.defineProperty({}, 'traceparent', { get: () => 'theirs', enumerable: true });
+  const carriers: [string, object, (c: object) => void][] = [
+    ['frozen', Object.freeze({ a: '1' }), (c) => assert.deepEqual(c, { a: '1' })],
+    ['sealed', Object.seal({ a: '1' }), (c) => assert.deepEqual(c, { a: '1' })],
+    ['not extensible', Object.preventExtensions({}), (c) => assert.deepEqual(Object.keys(c), [])],
+    ['getter-only traceparent', getterOnly, (c) => assert.equal((c as { traceparent: string }).traceparent, 'theirs')],
+    ['read-only traceparent', Object.defineProperty({}, 'traceparent', { value: 'theirs', writable: false }), (c) => assert.equal((c as { traceparent: string }).traceparent, 'theirs')],
+    ['Proxy whose set throws', new Proxy({}, { set: (): never => { throw new Error('no'); } }), (c) => assert.deepEqual(Object.keys(c), [])],
+    ['set() that throws', { set: (): never => { throw new Error('no'); } }, () => undefined],
+    ['a throwing set getter', { get set(): never { throw new Error('no'); } }, () => undefined],
+  ];
+  const caller = span('caller', (s) => {
+    for (const [what, carrier, unchanged] of carriers) {
+      let value: string | undefined;
+      assert.doesNotThrow(() => (value = injectTraceparent(carrier as never)), what);
+      assert.equal(value, `00-${s.traceId}-${s.spanId}-01`, what);
+      unchanged(carrier);
+    }
+    return s;
+  });
+  // From a span given explicitly, outside its callback, the same.
+  assert.equal(injectTraceparent(Object.freeze({}) as never, caller), `00-${caller.traceId}-${caller.spanId}-01`);
+  assert.equal(injectTraceparent(Object.freeze({}) as never), undefined, 'outside any span: nothing');
+});
+
 test('a callback\'s promise whose then() throws (a subclass, a Proxy of a promise) comes back as it was, and its span ends', async () => {
   class OwnThen<T> extends Promise<T> {
     override then(): never {
