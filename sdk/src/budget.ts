@@ -10,6 +10,7 @@
  * or the last step of the stream iteration. `setUsage` never throws.
  */
 import { ATTR } from '@dspy-o11y/proto';
+import { debug } from './config.js';
 import { subscribe, type EventContext } from './events.js';
 
 export class BudgetExceededError extends Error {
@@ -31,14 +32,35 @@ export interface TokenBudgetOptions {
 
 const num = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) && v > 0 ? v : 0);
 
+/** What a bad limit is, for the message (its type; never its value). */
+const kindOf = (v: unknown): string => (v === null ? 'null' : typeof v === 'number' ? 'NaN' : typeof v);
+
 export class TokenBudget {
+  /** The limit in tokens; Infinity (count only) when the one given was not a number. */
+  readonly limit: number;
+  private readonly options: TokenBudgetOptions;
   private usedTokens = 0;
   private off: (() => void) | undefined;
 
-  constructor(
-    readonly limit: number,
-    private readonly options: TokenBudgetOptions = {},
-  ) {}
+  /**
+   * `limit`: tokens, a number from 0 (`Infinity`: count, never stop). A bad one does not throw,
+   * as no other SDK call does for bad input: one that is not a number (or NaN) makes a budget that
+   * counts but never stops a run, a negative one is taken as 0 (spent); either way with a
+   * `DSPY_O11Y_DEBUG` message. A Symbol or BigInt limit used to throw a TypeError out of the
+   * app's generation() calls.
+   */
+  constructor(limit: number, options: TokenBudgetOptions = {}) {
+    const l: unknown = limit;
+    if (typeof l !== 'number' || Number.isNaN(l)) {
+      debug(`TokenBudget: limit must be a number of tokens from 0, not ${kindOf(l)}; this budget counts but never stops a run`);
+      this.limit = Infinity;
+    } else if (l < 0) {
+      debug('TokenBudget: limit must be a number of tokens from 0; a negative one is taken as 0');
+      this.limit = 0;
+    } else this.limit = l;
+    // Not an object (null): start() read options.pattern and threw.
+    this.options = options !== null && typeof options === 'object' ? options : {};
+  }
 
   /** Subscribe (idempotent); returns this. */
   start(): this {

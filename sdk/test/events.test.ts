@@ -125,6 +125,51 @@ test('TokenBudget throws BudgetExceededError from the generation that crosses th
   assert.equal(r.spans().filter((s) => s.status?.code === 'error').length, 0, 'the LLM calls themselves succeeded');
 });
 
+test('a TokenBudget with a bad limit never throws a TypeError: not a number counts but never stops a run, negative is 0; one debug line naming the limit and its type', async () => {
+  const write = process.stderr.write;
+  const said: string[] = [];
+  process.env.DSPY_O11Y_DEBUG = '1';
+  process.stderr.write = ((chunk: string | Uint8Array) => (said.push(String(chunk)), true)) as typeof process.stderr.write;
+  const call = (tokens: number) => generation('llm.generate', { model: 'gpt-4o-mini' }, (g) => g.setUsage({ input: tokens, output: 0 }));
+  try {
+    for (const limit of [Symbol('limit'), 10n, NaN, 'secret-100', {}, undefined, null]) {
+      const budget = new TokenBudget(limit as never).start();
+      try {
+        assert.doesNotThrow(() => call(500), String(typeof limit));
+        assert.doesNotThrow(() => call(500));
+        assert.equal(budget.used, 1000, 'it still counts');
+        assert.equal(budget.limit, Infinity);
+        assert.equal(budget.remaining, Infinity);
+      } finally {
+        budget.stop();
+      }
+    }
+    const negative = new TokenBudget(-5).start();
+    try {
+      assert.equal(negative.limit, 0);
+      assert.throws(() => call(1), (e) => e instanceof BudgetExceededError && e.limit === 0);
+    } finally {
+      negative.stop();
+    }
+    // Options that are no object (null): start() threw reading options.pattern.
+    const noOptions = new TokenBudget(10, null as never);
+    assert.doesNotThrow(() => noOptions.start());
+    assert.throws(() => call(11), BudgetExceededError);
+    noOptions.stop();
+  } finally {
+    process.stderr.write = write;
+    delete process.env.DSPY_O11Y_DEBUG;
+  }
+  const lines = said.join('').split('\n').filter((l) => l.includes('TokenBudget'));
+  assert.deepEqual(lines, [
+    ...['symbol', 'bigint', 'NaN', 'string', 'object', 'undefined', 'null'].map(
+      (kind) => `[dspy-o11y] TokenBudget: limit must be a number of tokens from 0, not ${kind}; this budget counts but never stops a run`,
+    ),
+    '[dspy-o11y] TokenBudget: limit must be a number of tokens from 0; a negative one is taken as 0',
+  ]);
+  assert.ok(!said.join('').includes('secret-100'), 'the value is never shown');
+});
+
 test('a per-trace TokenBudget only counts its own trace', async () => {
   await withTrace({ name: 'a' }, async (t) => {
     const budget = new TokenBudget(10, { traceId: t.traceId }).start();
