@@ -189,11 +189,20 @@ function prefixMatch(table: PriceTable, name: string): ModelPrice | undefined {
 }
 
 /**
+ * Longest model name that has a price (no model's name comes near it). Longer ones are not looked
+ * up: normalising strips snapshot suffixes one at a time and the prefix match tries every `-`
+ * boundary, each step copying the name, so the work grew with the square of its length (a 40,000
+ * character name took seconds, one of 1 MB hours). Bounded, it is bounded work whatever the input.
+ */
+export const MAX_MODEL_NAME_LENGTH = 256;
+
+/**
  * The price of `model`: overrides first (exact, then normalised, then prefix), then the built-in
- * table (exact, normalised, prefix). Undefined when unknown.
+ * table (exact, normalised, prefix). Undefined when unknown, and for a name longer than
+ * {@link MAX_MODEL_NAME_LENGTH} (an override with such a key included).
  */
 export function resolveModelPrice(model: string, overrides?: PriceTable): ModelPrice | undefined {
-  if (!model) return undefined;
+  if (!model || typeof model !== 'string' || model.length > MAX_MODEL_NAME_LENGTH) return undefined;
   const lower = model.trim().toLowerCase();
   const norm = normalizeModelName(model);
   for (const table of overrides ? [overrides, MODEL_PRICES] : [MODEL_PRICES]) {
@@ -206,7 +215,8 @@ export function resolveModelPrice(model: string, overrides?: PriceTable): ModelP
 const finite = (n: number | undefined): number => (typeof n === 'number' && Number.isFinite(n) && n > 0 ? n : 0);
 
 /**
- * Cost in USD of one call, or undefined when the model's price is unknown or there is no usage.
+ * Cost in USD of one call, or undefined when the model's price is unknown (a name longer than
+ * {@link MAX_MODEL_NAME_LENGTH} included) or there is no usage.
  * Cached input is priced at `cachedInput`, cache writes at `cacheWrite`, the rest at `input`.
  */
 export function costUsd(model: string, usage: TokenUsage, overrides?: PriceTable): number | undefined {

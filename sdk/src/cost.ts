@@ -3,17 +3,16 @@
  * looked up once per model name (the lookup normalises the name with several regular
  * expressions: it was ~5 % of a span's cost when done for every generation).
  */
-import { costAtPrice, resolveModelPrice, type ModelPrice, type TokenUsage } from '@dspy-o11y/proto';
+import { MAX_MODEL_NAME_LENGTH, costAtPrice, resolveModelPrice, type ModelPrice, type TokenUsage } from '@dspy-o11y/proto';
 import type { ResolvedConfig } from './config.js';
 
 const CACHE_MAX = 1024;
 /**
- * Longer names have no price (no model's name is that long) and are not looked up: normalising
- * one strips snapshot suffixes one at a time and tries every `-` prefix, each a copy of the name,
- * so a 32 Ki-character model name (the value cap; a response's model is the server's word) held
- * the generation's end() for seconds. Nor are they cached: 1,024 of them would have been 64 MB.
+ * Longer names have no price (resolveModelPrice's bound: a 32 Ki-character model name, the value
+ * cap, held the generation's end() for seconds) and are not cached either: 1,024 of them would
+ * have been 64 MB.
  */
-const MAX_MODEL_NAME = 256;
+const MAX_MODEL_NAME = MAX_MODEL_NAME_LENGTH;
 /** Prices by model name, for the configuration they were resolved with (its `prices` overrides). */
 let cache = new Map<string, ModelPrice | null>();
 let cachedFor: ResolvedConfig | undefined;

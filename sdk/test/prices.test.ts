@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { MODEL_PRICES, PRICES_AS_OF, costUsd, normalizeModelName, resolveModelPrice } from '@dspy-o11y/proto';
+import { MAX_MODEL_NAME_LENGTH, MODEL_PRICES, PRICES_AS_OF, costUsd, normalizeModelName, resolveModelPrice } from '@dspy-o11y/proto';
 
 test('the price table is dated and covers current OpenAI, Anthropic and Google models', () => {
   assert.match(PRICES_AS_OF, /^\d{4}-\d{2}-\d{2}$/);
@@ -50,4 +50,24 @@ test('costUsd: uncached, cached and cache-write input, output; overrides; unknow
   assert.equal(costUsd('mystery-2025-01-01', { input: 1_000_000 }, { mystery: { input: 2, output: 4 } }), 2);
   assert.equal(costUsd('gpt-4o-mini', { input: 1_000_000 }, { 'gpt-4o-mini': { input: 9, output: 9 } }), 9, 'overrides win');
   assert.equal(costUsd('gpt-4o-mini', { input: -5, output: NaN }), 0);
+});
+
+test('a model name longer than 256 characters has no price, whatever its shape: bounded work, not quadratic in its length', () => {
+  const usage = { input: 1_000_000, output: 0 };
+  // At the bound a name is still looked up (here priced as gpt-4o by prefix)…
+  const atBound = 'gpt-4o-' + 'a'.repeat(256 - 7);
+  assert.equal(atBound.length, 256);
+  assert.equal(costUsd(atBound, usage), 2.5);
+  // …one character more is not, even where a lookup would find a price. These names priced as
+  // gpt-4o before, after work growing with the square of their length (a 40,000-character one
+  // took seconds; the 1 MB ones, hours).
+  assert.equal(costUsd(atBound + 'a', usage), undefined);
+  const mb = 1024 * 1024;
+  for (const name of ['gpt-4o' + '-a'.repeat(mb / 2), 'gpt-4o' + '-0001'.repeat(mb / 5), '-v1'.repeat(mb / 3) + 'x', 'gpt-4o' + ' '.repeat(mb)]) {
+    assert.equal(costUsd(name, usage), undefined);
+    assert.equal(resolveModelPrice(name, { [name]: { input: 1, output: 1 } }), undefined, 'an override with such a key too');
+  }
+  assert.equal(MAX_MODEL_NAME_LENGTH, 256);
+  // Not a string (costUsd is public, and re-exported by the SDK): no price, nothing thrown.
+  assert.equal(costUsd(42 as never, usage), undefined);
 });
