@@ -209,8 +209,9 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
     spoolWatch.unref();
   }
 
+  // The exporter's own encoding, not --encoding: console and file write OTLP/JSON whatever it says.
   log.info(
-    { version: VERSION, socket: config.socket, http: httpUrl, exporter: exporter.kind, destination: exporter.destination, encoding: config.encoding },
+    { version: VERSION, socket: config.socket, http: httpUrl, exporter: exporter.kind, destination: exporter.destination, encoding: exporter.encoding },
     `dspy-o11yd ${VERSION} listening on ${[config.socket && `unix:${config.socket}`, httpUrl].filter(Boolean).join(' and ')}; exporting to ${exporter.kind} at ${exporter.destination}`,
   );
   if (config.exporterNote) log.warn(config.exporterNote);

@@ -230,6 +230,37 @@ describe('cli', () => {
     tmp.cleanup();
   });
 
+  test('the startup line gives the encoding each exporter really writes (console and file: JSON, whatever --encoding says), never the secret', async () => {
+    const tmp = tempDir();
+    const keys = { LANGFUSE_PUBLIC_KEY: 'pk-lf-enc', LANGFUSE_SECRET_KEY: 'sk-lf-enc-secret-value' };
+    const fake = await startFakeLangfuse({ publicKey: keys.LANGFUSE_PUBLIC_KEY, secretKey: keys.LANGFUSE_SECRET_KEY });
+    const otlp = ['--exporter', 'otlp', '--otlp-endpoint', `${fake.url}/api/public/otel/v1/traces`];
+    const file = ['--exporter', 'file', '--file', join(tmp.dir, 'out.jsonl')];
+    const cases: [string[], string][] = [
+      [[], 'protobuf'], // langfuse (both keys set), --encoding's default
+      [['--encoding', 'json'], 'json'],
+      [otlp, 'protobuf'],
+      [[...otlp, '--encoding', 'json'], 'json'],
+      [['--exporter', 'console'], 'json'],
+      [[...file, '--encoding', 'protobuf'], 'json'],
+    ];
+    try {
+      await Promise.all(
+        cases.map(async ([args, encoding]) => {
+          const d = await startDaemonProcess(['--socket', '', '--http', '127.0.0.1:0', ...args], { ...keys, LANGFUSE_HOST: fake.url });
+          const startup = await d.waitForLog((l) => /listening on/.test(l.msg));
+          assert.equal((await d.stop()).code, 0);
+          assert.equal(startup.encoding, encoding, `${args.join(' ') || 'langfuse'}: ${JSON.stringify(startup)}`);
+          for (const text of [d.stderr, d.stdout]) assert.ok(!text.includes(keys.LANGFUSE_SECRET_KEY), 'the secret is never printed');
+        }),
+      );
+      assert.equal(fake.requests.length, 0, 'no spans, no requests');
+    } finally {
+      await fake.close();
+      tmp.cleanup();
+    }
+  });
+
   test('file exporter appends OTLP JSON lines; status and tail talk to the running daemon', async () => {
     const tmp = tempDir();
     const socket = join(tmp.dir, 'd.sock');

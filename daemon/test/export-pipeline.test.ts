@@ -124,6 +124,7 @@ describe('queued spans and their slabs', () => {
 class ScriptedExporter implements SpanExporter {
   readonly kind = 'otlp' as const;
   readonly destination = 'test';
+  readonly encoding = 'json' as const;
   readonly prepared: string[][] = [];
   readonly sent: { names: string[]; prepared: PreparedBatch | undefined }[] = [];
   inFlight = 0;

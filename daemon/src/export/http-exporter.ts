@@ -135,7 +135,7 @@ class HttpExporter implements SpanExporter {
   private readonly pool: Pool;
   private readonly path: string;
   private readonly headers: Record<string, string>;
-  private readonly encoding: OtlpEncoding;
+  readonly encoding: OtlpEncoding;
   private readonly compression: Compression;
   readonly preparer: BatchPreparer;
   private closed = false;
@@ -330,6 +330,7 @@ function jsonLine(batch: readonly QueuedSpan[], scopeVersion: string): Buffer {
 
 class StreamExporter implements SpanExporter {
   readonly kind = 'console' as const;
+  readonly encoding = 'json' as const;
   /**
    * The last line handed to the stream whose write has not completed (the reader stalls). Only
    * one at a time: nothing more is written until it is, so the stream's buffer stays bounded.
@@ -384,6 +385,7 @@ const FIFO_POLL_MS = 20;
 
 class FileExporter implements SpanExporter {
   readonly kind = 'file' as const;
+  readonly encoding = 'json' as const;
   private handle: Promise<FileHandle> | undefined;
   private closed = false;
   /**

@@ -3,6 +3,7 @@
  * exporters (how one batch becomes one request). An exporter never retries by itself.
  */
 import type { QueuedSpan } from '../model.js';
+import type { OtlpEncoding } from './otlp-encode.js';
 
 export type ExportOutcome =
   /** Any 2xx (or a local sink that wrote the batch). */
@@ -23,6 +24,11 @@ export interface SpanExporter {
   readonly kind: ExporterKind;
   /** Where spans go, for the startup line and `/v1/status`. Never contains a secret. */
   readonly destination: string;
+  /**
+   * What `send` writes, for the startup line: the HTTP exporters follow `--encoding`; console and
+   * file always write OTLP/JSON lines.
+   */
+  readonly encoding: OtlpEncoding;
   /**
    * Optional: turn a batch into what `send` transmits, once per batch. The export loop calls it
    * in batch order as soon as it takes a batch — while the previous batch's request is still in
