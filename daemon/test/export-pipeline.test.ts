@@ -173,6 +173,15 @@ const until = async (cond: () => boolean, what: string) => {
   for (let i = 0; i < 2000 && !cond(); i++) await new Promise((r) => setTimeout(r, 5));
   assert.ok(cond(), what);
 };
+/**
+ * `until` for tests whose timers are mocked: checked between turns of the event loop (setImmediate,
+ * not mocked), so every promise chain that could run has run when `cond` is read.
+ */
+const settled = async (cond: () => boolean, what: string) => {
+  const deadline = Date.now() + 10_000;
+  while (!cond() && Date.now() < deadline) await new Promise((r) => setImmediate(r));
+  assert.ok(cond(), what);
+};
 
 describe('export loop, pipelined one batch deep', () => {
   test('the next batch is prepared while the current request is in flight; one request at a time', async () => {
@@ -196,16 +205,25 @@ describe('export loop, pipelined one batch deep', () => {
     await p.loop.stop(1000, () => p.queue.drain());
   });
 
-  test('a retried batch is prepared once; during its backoff the next batch waits in the queue', async () => {
+  test('a retried batch is prepared once; during its backoff the next batch waits in the queue', async (t) => {
+    // The backoffs' clock is the test's: each lasts until ticked, so the queue is looked at during
+    // it. With real timers a 0–29 ms jitter could let all retries and the next batch go first.
+    t.mock.timers.enable({ apis: ['setTimeout'] });
+    t.after(() => t.mock.timers.reset());
     const exporter = new ScriptedExporter((attempt) => (attempt <= 3 ? { kind: 'retryable', reason: 'http_503', status: 503 } : { kind: 'delivered' }));
     const p = pipeline(exporter, 4);
     p.push(spans(8));
     p.loop.start();
-    await until(() => exporter.sent.length >= 2, 'retrying');
-    p.invariant();
-    assert.equal(p.loop.inFlightSpans, 4, 'only the batch being retried is held');
-    assert.equal(p.queue.spans, 4, 'the next batch is back in the queue');
-    await until(() => p.stats.spansExported === 8, 'all delivered');
+    for (let attempt = 1; attempt <= 3; attempt++) {
+      await settled(() => exporter.sent.length === attempt && p.loop.state === 'backoff', `backoff after attempt ${attempt}`);
+      p.invariant();
+      assert.equal(p.loop.inFlightSpans, 4, 'only the batch being retried is held');
+      assert.equal(p.queue.spans, 4, 'the next batch is back in the queue');
+      t.mock.timers.tick(30); // the policy's longest backoff
+    }
+    await settled(() => p.stats.spansExported === 8, 'all delivered');
+    t.mock.timers.reset();
+    assert.equal(exporter.sent.length, 5);
     const first = exporter.sent.slice(0, 4);
     assert.ok(first.every((s) => s.prepared === first[0]!.prepared), 'every attempt sent the same prepared body');
     assert.equal(exporter.prepared.filter((names) => names[0] === first[0]!.names[0]).length, 1, 'batch 1 prepared once for its 4 attempts');

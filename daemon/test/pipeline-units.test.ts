@@ -241,7 +241,11 @@ test('backoff: full jitter under an exponential ceiling, Retry-After as a floor'
 test('request deadline: times out with a TimeoutError, follows the parent, and leaves nothing on the parent once done', async () => {
   const parent = new AbortController();
   const t = deadline(10, parent.signal);
-  await new Promise((r) => setTimeout(r, 40));
+  // Waits for the abort itself, not for a longer sleep. The deadline's timer is unref'd: a ref'd
+  // one keeps the process up meanwhile.
+  const alive = setTimeout(() => undefined, 60_000);
+  await new Promise((r) => t.signal.addEventListener('abort', r, { once: true }));
+  clearTimeout(alive);
   assert.ok(t.signal.aborted && t.timedOut);
   assert.equal((t.signal.reason as Error).name, 'TimeoutError');
   t.done();
