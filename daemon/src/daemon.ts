@@ -102,7 +102,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
   let spoolFiles: string[] = [];
   let spooledSpans = 0;
   let spooledScores = 0;
-  // Ours alone from here to the exit (released by stop(), or below if the start fails).
+  // Ours alone from here to the exit (released by stop() once no spool write goes on, or below if the start fails).
   const releaseSpool = config.spoolDir ? lockSpoolDir(config.spoolDir) : () => undefined;
   if (config.spoolDir) {
     // With the lock held no live daemon is writing here: a `.tmp` is a write cut short (SIGKILL, crash).
@@ -242,13 +242,19 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
       // The last run's spool, if what it held has not all left yet: what is left of it is among
       // `left` now, so it goes once the new spool holds that (or nothing was left to keep).
       let keepOldSpool = false;
+      // A spool write given up on but still going (a hung disk): the lock waits for its end.
+      let stillWriting: Promise<unknown> | undefined;
       if ((left.length || scoresUnsent.length) && config.spoolDir) {
         try {
           // Bounded: a spool dir on a hung mount (or somewhere mkdir never returns) must not keep
           // the daemon from exiting; a slow disk stops at the deadline and keeps what it wrote.
           const writeBy = Date.now() + Math.max(remaining(), spoolReserveMs);
-          const written = await within(writeSpool(config.spoolDir, left, scoresUnsent, writeBy), Math.max(remaining(), spoolReserveMs) + CLOSE_GRACE_MS);
-          if (written === TIMED_OUT) throw new Error('writing the spool did not finish in time');
+          const writing = writeSpool(config.spoolDir, left, scoresUnsent, writeBy);
+          const written = await within(writing, Math.max(remaining(), spoolReserveMs) + CLOSE_GRACE_MS);
+          if (written === TIMED_OUT) {
+            stillWriting = writing;
+            throw new Error('writing the spool did not finish in time');
+          }
           const spans = written?.spans ?? 0;
           const scoreCount = written?.scores ?? 0;
           dropLeft(left.length - spans, scoresUnsent.length - scoreCount);
@@ -269,7 +275,10 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
       }
       // A new spool could not hold everything: the old files stay, replayed again at the next start (same ids).
       if (spoolFiles.length && !keepOldSpool) await removeSpoolFiles(spoolFiles);
-      releaseSpool();
+      // Held until the write has ended (or the process exits, which a write stuck in the kernel
+      // delays too): a daemon that took the dir meanwhile would replay a `.tmp` still being written.
+      if (stillWriting) void stillWriting.then(releaseSpool, releaseSpool);
+      else releaseSpool();
       // Nothing left to deliver: closing is only tidiness, and the process exits right after.
       await within(exporter.close(), Math.min(CLOSE_GRACE_MS, remaining()));
       setQueueMemoryCeiling(undefined);

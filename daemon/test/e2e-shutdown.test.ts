@@ -8,9 +8,13 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { closeSync, constants, mkdirSync, openSync, readdirSync, readFileSync, symlinkSync, unlinkSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { setTimeout as delay } from 'node:timers/promises';
 import { startFakeLangfuse, type FakeLangfuse } from './support/fake-langfuse.js';
 import { CLI, DaemonProcess, sendOverSocket, startDaemonProcess, tempDir } from './support/daemon-process.js';
+
+/** Preload that hangs the spool write like a stuck disk (see the file). */
+const HUNG_SPOOL_WRITE = fileURLToPath(new URL('./support/hung-spool-write.js', import.meta.url));
 
 const KEYS = { LANGFUSE_PUBLIC_KEY: 'pk-lf-shut', LANGFUSE_SECRET_KEY: 'sk-lf-shut' };
 const spanLine = (i: number) =>
@@ -100,6 +104,69 @@ describe('shutdown with stuck exporters', () => {
     assert.ok(d.logs.some((l) => /could not write the spool/.test(l.msg)));
     const stopped = d.logs.find((l) => l.msg === 'dspy-o11yd stopped') as { dropped: Record<string, number> } | undefined;
     assert.equal(stopped?.dropped.shutdown, 50);
+  });
+
+  test('a spool write still going when the shutdown gives up keeps the dir locked: a daemon started meanwhile is refused, not replaying the .tmp', async (t) => {
+    if (process.platform !== 'linux') return t.skip('the hung disk is simulated through /proc/self/fd');
+    fake = await startFakeLangfuse({ publicKey: KEYS.LANGFUSE_PUBLIC_KEY, secretKey: KEYS.LANGFUSE_SECRET_KEY });
+    fake.mode({ status: 503 });
+    const spool = join(tmp.dir, 'spool');
+    const disk = join(tmp.dir, 'disk.fifo');
+    execFileSync('mkfifo', [disk]);
+    const env = { ...KEYS, LANGFUSE_HOST: fake.url };
+    // --shutdown-timeout 2000 keeps 400 ms (+ 250 grace) for the spool: time enough to reach its
+    // first write, where the disk hangs, before the shutdown gives up on it, even under load.
+    const d = (daemon = await startDaemonProcess(
+      ['--socket', socket, '--http', '127.0.0.1:0', '--flush-interval', '10', '--shutdown-timeout', '2000', '--spool-dir', spool],
+      { ...env, DSPY_TEST_HANG_FIFO: disk },
+      socket,
+      ['--import', HUNG_SPOOL_WRITE],
+    ));
+    let diskBack = false;
+    const bringDiskBack = () => {
+      if (diskBack) return;
+      diskBack = true;
+      closeSync(openSync(disk, constants.O_RDONLY | constants.O_NONBLOCK)); // the blocked open returns
+    };
+    let second: DaemonProcess | undefined;
+    try {
+      await sendOverSocket(socket, lines(50));
+      await d.eventually(async () => assert.equal((await d.status()).spans.received, 50));
+      d.child.kill('SIGTERM');
+      await d.waitForLog((l) => l.msg === 'dspy-o11yd stopped');
+      assert.ok(d.logs.some((l) => /could not write the spool/.test(l.msg)), 'the shutdown gave up on the spool write');
+      // Its write is stuck in the kernel, and so is its exit: the process is still there.
+      assert.equal(d.child.exitCode, null);
+      const [tmpName, ...more] = readdirSync(spool).filter((f) => f.endsWith('.tmp'));
+      assert.ok(tmpName && more.length === 0, readdirSync(spool).join(', '));
+      const written = readFileSync(join(spool, tmpName));
+
+      const next = await startDaemonProcess(['--socket', join(tmp.dir, 'second.sock'), '--http', '', '--spool-dir', spool], env).then(
+        (started) => started,
+        (err: Error) => err,
+      );
+      if (!(next instanceof Error)) {
+        second = next;
+        assert.fail(`a second daemon took the spool dir while the first was still writing it: ${next.stderr}`);
+      }
+      assert.match(next.message, new RegExp(`daemon exited \\(1\\).*another dspy-o11yd \\(pid ${d.child.pid}\\) uses the spool dir`, 's'));
+      assert.deepEqual(readFileSync(join(spool, tmpName)), written, 'the .tmp is left to its writer');
+
+      // The disk comes back: the write ends with the process, which leaves a stale lock and the
+      // .tmp, taken at the next start like any write cut short.
+      bringDiskBack();
+      assert.deepEqual(await exitOrHang(d), { code: 0, signal: null });
+      fake.mode(null);
+      const spans = written.toString().split('\n').filter((l) => l.includes('"span"')).length;
+      assert.ok(spans > 0 && spans < 50, `${spans} spans written before the disk hung`);
+      second = await startDaemonProcess(['--socket', join(tmp.dir, 'second.sock'), '--http', '127.0.0.1:0', '--flush-interval', '10', '--spool-dir', spool], env);
+      await fake.waitForSpans(spans);
+      assert.equal(new Set(fake.spans.map((s) => s.spanId)).size, spans);
+      assert.ok(second.logs.some((l) => /temporary files left by a write cut short/.test(l.msg) && (l as { recovered?: number }).recovered === 1));
+    } finally {
+      bringDiskBack();
+      await second?.stop('SIGKILL');
+    }
   });
 });
 

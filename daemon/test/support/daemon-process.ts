@@ -34,7 +34,7 @@ export class DaemonProcess {
   stdout = '';
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   httpUrl = '';
-  private logWaiters: { match: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];
+  private logWaiters: { match: (l: LogLine) => boolean; resolve: (l: LogLine) => void; fail: () => void }[] = [];
 
   constructor(readonly child: ChildProcess, readonly socketPath: string | undefined) {
     let pending = '';
@@ -57,6 +57,11 @@ export class DaemonProcess {
     });
     child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (this.stdout += chunk));
     this.exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+    // Its output has ended: no line can match any more (and no waiter's timer may hold the test file open).
+    child.once('close', () => {
+      for (const w of this.logWaiters) w.fail();
+      this.logWaiters = [];
+    });
   }
 
   waitForLog(match: (l: LogLine) => boolean, timeoutMs = 10_000): Promise<LogLine> {
@@ -64,7 +69,8 @@ export class DaemonProcess {
     if (found) return Promise.resolve(found);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`no matching log line within ${timeoutMs} ms; stderr:\n${this.stderr.slice(-3000)}`)), timeoutMs);
-      this.logWaiters.push({ match, resolve: (l) => (clearTimeout(timer), resolve(l)) });
+      const fail = () => (clearTimeout(timer), reject(new Error(`the daemon exited without a matching log line; stderr:\n${this.stderr.slice(-3000)}`)));
+      this.logWaiters.push({ match, resolve: (l) => (clearTimeout(timer), resolve(l)), fail });
     });
   }
 
@@ -127,16 +133,18 @@ export function tempDir(prefix = 'dspy-o11yd-test-'): { dir: string; cleanup: ()
   return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
-/** Start the daemon CLI; resolves once it logs its startup line. */
-export async function startDaemonProcess(args: string[], env: Record<string, string | undefined> = {}, socketPath?: string): Promise<DaemonProcess> {
-  const child = spawn(process.execPath, [CLI, 'start', ...args], {
+/** Start the daemon CLI; resolves once it logs its startup line. `nodeArgs` go to node before the CLI (e.g. `--import` a fault). */
+export async function startDaemonProcess(args: string[], env: Record<string, string | undefined> = {}, socketPath?: string, nodeArgs: readonly string[] = []): Promise<DaemonProcess> {
+  const child = spawn(process.execPath, [...nodeArgs, CLI, 'start', ...args], {
     env: { PATH: process.env.PATH, ...env } as NodeJS.ProcessEnv,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   detach(child);
   const daemon = new DaemonProcess(child, socketPath);
   const startup = daemon.waitForLog((l) => typeof l.msg === 'string' && l.msg.includes('listening on'));
-  const result = await Promise.race([startup, daemon.exited.then((e) => e)]);
+  // A daemon that exits has its waiters failed too: then its exit is the answer.
+  const ended = () => daemon.child.exitCode !== null || daemon.child.signalCode !== null;
+  const result = await Promise.race([startup, daemon.exited]).catch((err: unknown) => (ended() ? daemon.exited : Promise.reject(err)));
   if (!('msg' in result)) throw new Error(`daemon exited (${result.code}) before starting:\n${daemon.stderr}`);
   daemon.httpUrl = String((result as LogLine).http ?? '');
   return daemon;
