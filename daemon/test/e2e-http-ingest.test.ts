@@ -1,9 +1,13 @@
-/** POST /v1/ingest body handling: content codings, media type case, per-record limits in JSON arrays, unparseable bodies. */
+/**
+ * POST /v1/ingest body handling: content codings, media type case, per-record limits in JSON
+ * arrays, unparseable bodies; blank lines in NDJSON, there and on the Unix socket.
+ */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
+import { join } from 'node:path';
 import { deflateRawSync, deflateSync, gzipSync } from 'node:zlib';
-import { startDaemonProcess, type DaemonProcess } from './support/daemon-process.js';
+import { sendOverSocket, startDaemonProcess, tempDir, type DaemonProcess } from './support/daemon-process.js';
 
 const span = (id: string, name = 'http-ingest') =>
   JSON.stringify({ v: 1, type: 'span', traceId: 'c'.repeat(32), spanId: id, name, startTimeUnixNano: '1732700000000000000', endTimeUnixNano: '1732700000000000005' });
@@ -135,5 +139,42 @@ describe('a large body of tiny records', () => {
     assert.equal(status, 200);
     assert.deepEqual({ accepted: answer.accepted, rejected: answer.rejected }, { accepted: 0, rejected: 15_000_000 });
     assert.deepEqual(order, ['healthz', 'ingest']);
+  });
+});
+
+describe('blank lines in NDJSON', () => {
+  let d: DaemonProcess;
+  let tmp: ReturnType<typeof tempDir>;
+  let socket: string;
+  before(async () => {
+    tmp = tempDir();
+    socket = join(tmp.dir, 'd.sock');
+    d = await startDaemonProcess(['--socket', socket, '--http', '127.0.0.1:0', '--exporter', 'console'], {}, socket);
+  });
+  after(async () => {
+    await d.stop();
+    tmp.cleanup();
+  });
+
+  // Blank lines of every kind, a record with whitespace before it, and one line that is not JSON.
+  const body = (ids: [string, string, string]) =>
+    ['', span(ids[0]), '   ', '\t', ' \t \r', '\r', `  \t${span(ids[1])}`, ' x', '\t \t', span(ids[2]), ' \t '].join('\n') + '\r\n \n';
+  const invalid = (transport: string) => d.metric('dspy_o11yd_records_invalid_total', { transport, reason: 'invalid_json' });
+
+  test('are skipped like empty lines over HTTP: not records, not counted, not in the indexes', async () => {
+    const r = await fetch(`${d.httpUrl}/v1/ingest`, { method: 'POST', headers: { 'content-type': 'application/x-ndjson' }, body: body(['d000000000000001', 'd000000000000002', 'd000000000000003']) });
+    assert.equal(r.status, 202);
+    const answer = (await r.json()) as { accepted: number; rejected: number; errors: { index: number; message: string }[] };
+    assert.deepEqual({ accepted: answer.accepted, rejected: answer.rejected }, { accepted: 3, rejected: 1 });
+    assert.deepEqual(answer.errors.map((e) => e.index), [2], 'the one bad line is the third record: blank lines take no index');
+    assert.match(answer.errors[0]!.message, /^invalid_json/);
+    assert.equal(await invalid('http'), 1);
+  });
+
+  test('are skipped like empty lines on the Unix socket', async () => {
+    await sendOverSocket(socket, body(['d000000000000004', 'd000000000000005', 'd000000000000006']));
+    await d.eventually(async () => assert.equal(await d.metric('dspy_o11yd_records_received_total', { transport: 'uds', type: 'span' }), 3));
+    assert.equal(await invalid('uds'), 1);
+    await d.eventually(() => assert.match(d.stdout, /d000000000000006/));
   });
 });

@@ -181,6 +181,16 @@ test('line splitter frames lines across chunks and skips over-long lines without
   assert.equal(tooLong, 2);
 });
 
+test('line splitter skips blank lines, empty or of spaces, tabs and CRs alone, also across chunks; a line that only starts with whitespace is kept', () => {
+  const lines: string[] = [];
+  const s = new LineSplitter(100, (b, st, e) => lines.push(b.toString('utf8', st, e)), () => assert.fail('no line is too long'));
+  s.push(Buffer.from('a\n\n   \n\t\n \t \r\n\r\n \r \n  {"x":1}\n \tx\n  '));
+  s.push(Buffer.from('\t\r'));
+  s.push(Buffer.from('\nb\n \t'));
+  s.end();
+  assert.deepEqual(lines, ['a', '  {"x":1}', ' \tx', 'b']);
+});
+
 test('line splitter: the CR of a CRLF does not count toward the line limit, in one chunk or split before the LF', () => {
   const lines: string[] = [];
   let tooLong = 0;

@@ -20,6 +20,9 @@ export class PartialLineBudget {
   }
 }
 
+/** JSON's whitespace but the LF that ends a line. */
+const isSpace = (byte: number | undefined) => byte === 0x20 || byte === 0x09 || byte === 0x0d;
+
 /**
  * NDJSON framing on raw bytes. A line longer than `maxLineBytes` (not counting a CR before its
  * LF) is reported once and skipped up to its newline without ever being buffered whole, so one
@@ -35,7 +38,8 @@ export class LineSplitter {
   constructor(
     private readonly maxLineBytes: number,
     /**
-     * Called with each complete line's bytes (without `\n` / `\r\n`); empty lines are skipped.
+     * Called with each complete line's bytes (without `\n` / `\r\n`); blank lines (empty, or
+     * only spaces, tabs and CRs) are skipped.
      * `ascii`: the bytes are known to be ASCII (the consumer may decode them as latin1, a copy).
      */
     private readonly onLine: (buf: Buffer, start: number, end: number, ascii: boolean) => void,
@@ -124,7 +128,11 @@ export class LineSplitter {
 
   private emit(buf: Buffer, start: number, end: number, ascii: boolean): void {
     if (end > start && buf[end - 1] === 13) end--; // tolerate CRLF
-    if (end > start) this.onLine(buf, start, end, ascii);
+    if (end === start) return;
+    // Whitespace alone is a blank line, as for JSON and NDJSON readers (jq), not invalid JSON.
+    // Scanned only when the line starts with whitespace: a record starts with `{`.
+    if (isSpace(buf[start]) && blank(buf, start, end)) return;
+    this.onLine(buf, start, end, ascii);
   }
 
   private resetPartial(): void {
@@ -132,4 +140,10 @@ export class LineSplitter {
     this.partial = [];
     this.partialBytes = 0;
   }
+}
+
+/** Whether `buf[start..end)` is JSON whitespace alone. */
+function blank(buf: Buffer, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) if (!isSpace(buf[i])) return false;
+  return true;
 }
