@@ -182,7 +182,7 @@ test('a Retry-After longer than the flush timeout: flush() answers false at its 
   }
 });
 
-test('a finished app waits out a Retry-After that ends within flushTimeoutMs at exit, and does not wait for a longer one', async () => {
+test('a finished app waits out a Retry-After that ends within flushTimeoutMs at exit (also one answering the exit flush itself), and does not wait for a longer one', async () => {
   const r = await HttpReceiver.create();
   r.failNext = 1;
   r.failStatus = 503;
@@ -197,6 +197,22 @@ test('a finished app waits out a Retry-After that ends within flushTimeoutMs at 
     assert.ok(gap >= 1980, `retried ${gap} ms after the 503 that said Retry-After: 2`);
   } finally {
     await r.close();
+  }
+  // The app ends at once: the 503 answers the exit flush's own first request, and is retried too.
+  for (const retryAfter of [['1'], []]) {
+    const atExit = await HttpReceiver.create();
+    atExit.failNext = 1;
+    atExit.failStatus = 503;
+    atExit.failRetryAfter = retryAfter;
+    try {
+      const run = await runApp({ DSPY_O11Y_ENDPOINT: atExit.endpoint, FIXTURE_SPANS: '100', FIXTURE_FLUSH_TIMEOUT: '8000' }, 15_000);
+      assert.equal(run.code, 0, run.stderr);
+      assert.deepEqual(run.report?.stats.droppedByReason, {}, `Retry-After ${retryAfter.join()}: ${JSON.stringify(run.report?.stats)}`);
+      assert.deepEqual(atExit.requests.map((q) => q.status), [503, 202]);
+      if (retryAfter.length) assert.ok(atExit.times[1]!.arrived - atExit.times[0]!.answered >= 980, 'not before the Retry-After');
+    } finally {
+      await atExit.close();
+    }
   }
   const paused = await HttpReceiver.create();
   paused.failNext = 1;

@@ -236,6 +236,9 @@ export abstract class Transport<B extends RecordBuffer = RecordBuffer> {
     this.retryAfterUntil = pause > 0 ? now + pause : 0;
     if (nobodyListening) this.resolveWaiters(false);
     if (this.ring.size > 0 || this.hasUnreported) this.armRetry(delay);
+    // At exit, a daemon that answered (a 503, a 429, a reset) is retried as a flush() retries it,
+    // while the exit flush lasts: a short script whose first request met a 503 lost every record.
+    if (this.exiting && !nobodyListening && this.nextAttemptAt < this.exitUntil) this.holdRetry();
   }
 
   /** After a success: the next failure starts from the smallest backoff again. */
