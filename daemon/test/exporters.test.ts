@@ -13,8 +13,6 @@ import { gzipSync } from 'node:zlib';
 import type { SpanRecord } from '@dspy-o11y/proto';
 import {
   MAX_ERROR_BODY_BYTES,
-  createConsoleExporter,
-  createFileExporter,
   createLangfuseExporter,
   createOtlpExporter,
   outcomeForStatus,
@@ -22,6 +20,7 @@ import {
   parseRetryAfter,
   type LangfuseExporter,
 } from '../src/export/http-exporter.js';
+import { createConsoleExporter, createFileExporter } from '../src/export/local-exporters.js';
 import { encodeTraces } from '../src/export/otlp-encode.js';
 import type { ExportOutcome, SpanExporter } from '../src/export/types.js';
 import { queuedSpan, spanOf, type QueuedSpan, type Resource } from '../src/model.js';
