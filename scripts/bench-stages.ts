@@ -77,7 +77,7 @@ const resources = new Map<number, Resource>([[1, resource]]);
 const repairs = new Map();
 let id = 0;
 const ndjson = batches.map((ls) => Buffer.from(ls.join('\n')));
-const request = (b: number): PrepareRequest => ({ id: ++id, lines: ndjson[b]!, resourceIds: new Int32Array(batches[b]!.length).fill(1), defs: [], forget: [] });
+const request = (b: number): PrepareRequest => ({ id: ++id, lines: ndjson[b]!, resourceIds: new Float64Array(batches[b]!.length).fill(1), defs: [], forget: [] });
 stage('  prepareInWorker (all of the below)', request, (m) => prepareInWorker(encoder, 'gzip', resources, m, repairs));
 const joined = batches.map((ls) => `[${ls.join(',')}]`);
 stage('  JSON.parse (the batch as one array)', (b) => joined[b]!, (j) => JSON.parse(j));

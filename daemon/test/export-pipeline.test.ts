@@ -281,13 +281,32 @@ describe('worker-thread preparation', () => {
     for (const compression of ['gzip', 'none'] as const) {
       const encoder = new BatchEncoder({ ...options, compression });
       const batch = spans(3);
-      const m: PrepareRequest = { id: 1, lines: QueuedSpan.joinLines(batch), resourceIds: new Int32Array(batch.length).fill(1), defs: [[1, resource.attributes]], forget: [] };
+      const m: PrepareRequest = { id: 1, lines: QueuedSpan.joinLines(batch), resourceIds: new Float64Array(batch.length).fill(1), defs: [[1, resource.attributes]], forget: [] };
       const { response, transfer } = prepareInWorker(encoder, compression, new Map(), m, new Map());
       assert.ok('body' in response, JSON.stringify(response));
       assert.equal(transfer.length, 1);
       assert.equal(transfer[0], response.body.buffer);
       assert.equal(response.body.byteOffset, 0);
       assert.equal(response.body.buffer.byteLength, response.body.byteLength, `${compression}: the transferred buffer is the body's alone`);
+    }
+  });
+
+  test('resource ids past 2^31 still name their resource (ids are never reused: a daemon running for weeks gets there)', async () => {
+    const worker = new WorkerPreparer(options);
+    try {
+      // As after 2^31 resources since the start (one per OTLP request's resource, per body or connection with a hello).
+      (worker as unknown as { nextResourceId: number }).nextResourceId = 2 ** 31 - 1;
+      for (let b = 0; b < 3; b++) {
+        const batch = [...spans(2, { attributes: { 'service.name': `a${b}` } }), ...spans(2, { attributes: { 'service.name': `b${b}` } })];
+        const prepared = await worker.prepare(batch);
+        assert.ok('body' in prepared, `batch ${b}: ${'error' in prepared ? prepared.error : ''}`);
+        const body = gunzipSync(prepared.body).toString('latin1');
+        assert.ok(body.includes(`a${b}`) && body.includes(`b${b}`), `batch ${b}: both resources are in the body`);
+      }
+      const internals = worker as unknown as { worker?: unknown; local?: unknown };
+      assert.ok(internals.worker && !internals.local, 'prepared on the worker');
+    } finally {
+      await worker.close();
     }
   });
 

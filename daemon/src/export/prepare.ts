@@ -122,8 +122,13 @@ export interface PrepareRequest {
   readonly id: number;
   /** The batch's lines, UTF-8, separated by newlines (transferred, not copied). */
   readonly lines: Uint8Array;
-  /** Resource id of each span. */
-  readonly resourceIds: Int32Array;
+  /**
+   * Resource id of each span. Float64: ids are never reused (one per resource the daemon ever
+   * prepared: each OTLP request's, each body or connection with a `hello`), and in an Int32Array
+   * id 2^31 became -2^31, unknown to the worker: from then on every batch failed and its spans
+   * were dropped as rejected (~50 days of an SDK posting 500 bodies a second). Exact up to 2^53.
+   */
+  readonly resourceIds: Float64Array;
   /** Resources the worker has not seen yet. */
   readonly defs: readonly (readonly [number, Attributes])[];
   /** Resources no span refers to any more (garbage-collected on the main thread). */
@@ -224,7 +229,7 @@ export class WorkerPreparer implements BatchPreparer {
     if (this.closed) return Promise.resolve({ error: 'could not encode the batch: exporter closed' });
     if (this.local) return this.local.prepare(batch);
     const worker = this.worker ?? this.start();
-    const resourceIds = new Int32Array(batch.length);
+    const resourceIds = new Float64Array(batch.length);
     const defs: [number, Attributes][] = [];
     // The lines' bytes copied once into a buffer of their own, which is then transferred.
     const lines = QueuedSpan.joinLines(batch);
