@@ -7,7 +7,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { setPriority } from 'node:os';
 import { ConfigError, OPTIONS, ingestTokenProblem, preparePaths, resolveConfig, type DaemonConfig, type RawConfig } from './config.js';
 import { startDaemon, type RunningDaemon } from './daemon.js';
-import { createLogger } from './log.js';
+import { closeLog, createLogger } from './log.js';
 import { checkCredentials } from './check.js';
 import { VERSION } from './version.js';
 
@@ -89,14 +89,10 @@ start.action(async (flags: RawConfig) => {
     shuttingDown = true;
     log.info({ signal }, 'shutting down: closing listeners and flushing');
     void daemon.stop().then(
-      () => {
-        log.flush();
-        process.exit(0);
-      },
+      () => closeLog(log).then(() => process.exit(0)),
       (err: unknown) => {
         log.error({ err }, 'shutdown failed');
-        log.flush();
-        process.exit(1);
+        return closeLog(log).then(() => process.exit(1));
       },
     );
   };

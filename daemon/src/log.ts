@@ -3,7 +3,10 @@
  * is redacted everywhere: by path for structured fields, and by value in any string a log call
  * carries, including the Basic auth form it is sent in.
  */
-import { pino, type Logger } from 'pino';
+import { pino, type DestinationStream, type Logger } from 'pino';
+
+/** The part of pino's async destination (sonic-boom) that closeLog uses. */
+type SonicBoom = DestinationStream & { end(): void; destroy(): void; readonly destroyed: boolean; once(event: 'close', fn: () => void): void };
 
 export type { Logger };
 
@@ -14,6 +17,36 @@ export type { Logger };
  * 100,000 `stats` records from a client held ~17 MiB more heap, for good, on the way to OOM.
  */
 export const LOG_BUFFER_MAX_BYTES = 4 * 1024 * 1024;
+
+/** How long, at exit, the log lines still waiting may take to be written before they are abandoned. */
+export const LOG_EXIT_WAIT_MS = 1000;
+
+/**
+ * Writes out the log lines still waiting, then closes the destination; resolves once it has, or
+ * after `waitMs` (the lines then abandoned: stderr is not being read). Call before `process.exit`:
+ * otherwise pino writes the rest synchronously at exit, which on a stderr nobody reads (a stalled
+ * pipe, a stopped log collector) blocked the process for good, long after its shutdown timeout.
+ */
+export function closeLog(logger: Logger, waitMs = LOG_EXIT_WAIT_MS): Promise<void> {
+  const dest = (logger as unknown as Record<symbol, unknown>)[pino.symbols.streamSym] as SonicBoom | undefined;
+  if (!dest || typeof dest.end !== 'function' || dest.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      dest.destroy(); // what could not be written is dropped, so nothing is left for the exit handler
+      resolve();
+    }, waitMs);
+    dest.once('close', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    try {
+      dest.end();
+    } catch {
+      clearTimeout(timer);
+      resolve();
+    }
+  });
+}
 
 /** `destination`: a file descriptor or path (stderr by default). */
 export function createLogger(level: string, secrets: readonly (string | undefined)[] = [], destination: number | string = 2): Logger {

@@ -106,6 +106,34 @@ describe('shutdown with stuck exporters', () => {
     assert.equal(stopped?.dropped.shutdown, 50);
   });
 
+  test('a stderr nobody reads (a stalled log collector) does not hold the exit: SIGTERM delivers what is queued and exits 0', async () => {
+    fake = await startFakeLangfuse({ publicKey: KEYS.LANGFUSE_PUBLIC_KEY, secretKey: KEYS.LANGFUSE_SECRET_KEY });
+    const logPipe = join(tmp.dir, 'stderr.fifo');
+    execFileSync('mkfifo', [logPipe]);
+    const held = openSync(logPipe, constants.O_RDWR); // open, never read: its 64 KiB buffer fills
+    const stderr = openSync(logPipe, constants.O_WRONLY);
+    try {
+      const child = spawn(process.execPath, [CLI, 'start', '--socket', socket, '--http', '', '--flush-interval', '10', '--shutdown-timeout', '2000'], {
+        env: { PATH: process.env.PATH, ...KEYS, LANGFUSE_HOST: fake.url },
+        stdio: ['ignore', 'ignore', stderr],
+      });
+      const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+      for (let i = 0; i < 400 && !readdirSync(tmp.dir).includes('d.sock'); i++) await delay(25);
+      // Each client `stats` record is a warn line: ~2 MB of log lines, far past the pipe's buffer.
+      const stats = JSON.stringify({ v: 1, type: 'stats', droppedRecords: 1, reason: 'buffer_full' });
+      await sendOverSocket(socket, [...lines(5), ...Array.from({ length: 10_000 }, () => stats)]);
+      await fake.waitForSpans(5);
+      child.kill('SIGTERM');
+      const exit = await Promise.race([exited, delay(20_000, 'still running' as const, { ref: false })]);
+      if (exit === 'still running') child.kill('SIGKILL');
+      // pino wrote its waiting lines synchronously at exit, blocked on the full pipe for good.
+      assert.deepEqual(exit, { code: 0, signal: null });
+    } finally {
+      closeSync(stderr);
+      closeSync(held);
+    }
+  });
+
   test('a spool write still going when the shutdown gives up keeps the dir locked: a daemon started meanwhile is refused, not replaying the .tmp', async (t) => {
     if (process.platform !== 'linux') return t.skip('the hung disk is simulated through /proc/self/fd');
     fake = await startFakeLangfuse({ publicKey: KEYS.LANGFUSE_PUBLIC_KEY, secretKey: KEYS.LANGFUSE_SECRET_KEY });
