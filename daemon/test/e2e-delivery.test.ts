@@ -148,6 +148,15 @@ describe('delivery over socket and HTTP', () => {
     assert.equal(bad.status, 415);
   });
 
+  test('client drop reports are counted exactly and logged at most once per 10 s, not once each', async () => {
+    const warnings = () => daemon.logs.filter((l) => l.msg === 'a client reports records it dropped before sending').length;
+    const before = { warnings: warnings(), dropped: await daemon.metric('dspy_o11yd_spans_dropped_total', { reason: 'client_buffer' }) };
+    const stats = JSON.stringify({ v: 1, type: 'stats', droppedRecords: 3, reason: 'buffer_full' });
+    await sendOverSocket(socket, Array.from({ length: 1000 }, () => stats));
+    await daemon.eventually(async () => assert.equal(await daemon.metric('dspy_o11yd_spans_dropped_total', { reason: 'client_buffer' }), before.dropped + 3000));
+    assert.ok(warnings() - before.warnings <= 1, `${warnings() - before.warnings} warnings for 1,000 reports`);
+  });
+
   test('many concurrent socket connections each keep their own resource', async () => {
     const before = fake.spans.length;
     await Promise.all(

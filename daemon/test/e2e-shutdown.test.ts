@@ -113,15 +113,14 @@ describe('shutdown with stuck exporters', () => {
     const held = openSync(logPipe, constants.O_RDWR); // open, never read: its 64 KiB buffer fills
     const stderr = openSync(logPipe, constants.O_WRONLY);
     try {
-      const child = spawn(process.execPath, [CLI, 'start', '--socket', socket, '--http', '', '--flush-interval', '10', '--shutdown-timeout', '2000'], {
+      const child = spawn(process.execPath, [CLI, 'start', '--socket', socket, '--http', '', '--flush-interval', '10', '--shutdown-timeout', '2000', '--log-level', 'debug'], {
         env: { PATH: process.env.PATH, ...KEYS, LANGFUSE_HOST: fake.url },
         stdio: ['ignore', 'ignore', stderr],
       });
       const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
       for (let i = 0; i < 400 && !readdirSync(tmp.dir).includes('d.sock'); i++) await delay(25);
-      // Each client `stats` record is a warn line: ~2 MB of log lines, far past the pipe's buffer.
-      const stats = JSON.stringify({ v: 1, type: 'stats', droppedRecords: 1, reason: 'buffer_full' });
-      await sendOverSocket(socket, [...lines(5), ...Array.from({ length: 10_000 }, () => stats)]);
+      // At debug level each invalid record is a line: ~2 MB of log lines, far past the pipe's buffer.
+      await sendOverSocket(socket, [...lines(5), ...Array.from({ length: 10_000 }, () => '{"v":1,"type":"span"}')]);
       await fake.waitForSpans(5);
       child.kill('SIGTERM');
       const exit = await Promise.race([exited, delay(20_000, 'still running' as const, { ref: false })]);

@@ -25,6 +25,9 @@ export interface IngestSession {
 
 export type Rejection = { reason: string; message: string };
 
+/** Client drop reports are logged at most this often (the rest summed into the next warning). */
+export const CLIENT_DROPS_LOG_MS = 10_000;
+
 export interface RecordSinkOptions {
   sampleRatio: number;
   /** Scores go to their own sender (Langfuse's REST API), not the span queue. */
@@ -43,6 +46,8 @@ export class RecordSink {
   private readonly defaults: readonly (readonly [string, AttributeValue])[];
   /** The resource of a session that sends no `hello`: the defaults alone, one object for all. */
   private readonly emptyResource: Resource;
+  /** Client drop reports since the last warning about them (warnClientDrops). */
+  private clientDrops = { loggedAt: -Infinity, records: 0, reports: 0 };
 
   constructor(
     private readonly queue: SpanQueue,
@@ -52,6 +57,22 @@ export class RecordSink {
   ) {
     this.defaults = Object.entries(options.resourceDefaults ?? {});
     this.emptyResource = this.withDefaults(EMPTY_RESOURCE);
+  }
+
+  /**
+   * One warning per {@link CLIENT_DROPS_LOG_MS} at most, with what was reported meanwhile: every
+   * `stats` record was a line of its own, so a client could write the log as fast as it wrote to
+   * the socket. The counts are exact in `spans_dropped_total{reason="client_buffer"}`.
+   */
+  private warnClientDrops(session: IngestSession, dropped: number, reason: string): void {
+    this.clientDrops.records += dropped;
+    this.clientDrops.reports++;
+    const now = Date.now();
+    if (now - this.clientDrops.loggedAt < CLIENT_DROPS_LOG_MS) return;
+    const { records, reports } = this.clientDrops;
+    this.clientDrops = { loggedAt: now, records: 0, reports: 0 };
+    const since = reports > 1 ? { reports, droppedInAll: records } : {};
+    this.log.warn({ transport: session.transport, dropped, reason, service: session.resource.attributes['service.name'], ...since }, 'a client reports records it dropped before sending');
   }
 
   /** `resourceBytes`: the size of `resource` (e.g. its attributes as JSON), counted with its first queued span. */
@@ -131,7 +152,7 @@ export class RecordSink {
         break;
       case 'stats':
         this.stats.drop('client_buffer', record.droppedRecords);
-        this.log.warn({ transport: session.transport, dropped: record.droppedRecords, reason: record.reason, service: session.resource.attributes['service.name'] }, 'a client reports records it dropped before sending');
+        this.warnClientDrops(session, record.droppedRecords, record.reason);
         break;
       case 'score':
         if (this.options.onScore) this.options.onScore(record, session);
