@@ -265,6 +265,12 @@ export function resolveConfig(flags: RawConfig, env: NodeJS.ProcessEnv = process
     throw new ConfigError('invalid --exporter otlp: needs --otlp-endpoint (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT / OTEL_EXPORTER_OTLP_ENDPOINT)');
   }
   if (exporter === 'file' && !c.file) throw new ConfigError('invalid --exporter file: needs --file PATH');
+  // Said, not refused: the setting is harmless, but a user who asked for protobuf should know.
+  const encodingGiven = flags.encoding !== undefined || OPTIONS.find((o) => o.key === 'encoding')!.env.some((n) => env[n] !== undefined);
+  if ((exporter === 'console' || exporter === 'file') && encodingGiven && c.encoding !== 'json') {
+    const note = `${origin.encoding} ${c.encoding} does not apply to the ${exporter} exporter, which writes OTLP/JSON lines`;
+    exporterNote = exporterNote ? `${exporterNote}; ${note}` : note;
+  }
 
   const http = c.http === '' ? undefined : parseHostPort(c.http);
   if (http && !isLoopback(http.host) && !c.ingestToken) {

@@ -288,6 +288,11 @@ test('config: flag beats env beats default; bad values name the flag', () => {
   assert.equal(c.exporter, 'console');
   assert.match(c.exporterNote ?? '', /LANGFUSE_PUBLIC_KEY/);
   assert.equal(resolveConfig({}, { LANGFUSE_PUBLIC_KEY: 'pk', LANGFUSE_SECRET_KEY: 'sk' }).exporter, 'langfuse');
+  // An encoding the local sinks do not write is said (they write OTLP/JSON), not silently ignored.
+  assert.match(resolveConfig({ exporter: 'file', file: '/tmp/x', encoding: 'protobuf' }, {}).exporterNote ?? '', /--encoding protobuf does not apply to the file exporter/);
+  assert.match(resolveConfig({ exporter: 'console' }, { DSPY_O11YD_ENCODING: 'protobuf' }).exporterNote ?? '', /--encoding \(from DSPY_O11YD_ENCODING\) protobuf does not apply/);
+  assert.equal(resolveConfig({ exporter: 'console' }, {}).exporterNote, undefined);
+  assert.equal(resolveConfig({ exporter: 'file', file: '/tmp/x', encoding: 'json' }, {}).exporterNote, undefined);
   assert.equal(resolveConfig({}, { LANGFUSE_BASE_URL: 'http://127.0.0.1:3000/' }).langfuse.host, 'http://127.0.0.1:3000');
   assert.equal(resolveConfig({ exporter: 'otlp' }, { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4000' }).otlp.endpoint, 'http://127.0.0.1:4000/v1/traces');
   assert.throws(() => resolveConfig({ queueMaxSpans: 'lots' }), (e: Error) => e instanceof ConfigError && /--queue-max-spans/.test(e.message));
