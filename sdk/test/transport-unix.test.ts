@@ -377,6 +377,30 @@ test('a finished app whose daemon stopped reading exits within the flush timeout
   }
 });
 
+test('a finished app whose daemon is slow to read for a while gets the exit flush\'s time (flushTimeoutMs): nothing is dropped', async () => {
+  const r = await UnixReceiver.create();
+  r.stopReading();
+  try {
+    // ~1 MB: more than the socket buffers hold, so a write waits for the daemon, and the app is
+    // done while it waits. The write was given up on 250 to 500 ms later (write_timeout), whatever
+    // flushTimeoutMs said: a daemon busy for half a second cost a finished app its last records.
+    const app = runApp({ DSPY_O11Y_ENDPOINT: r.endpoint, FIXTURE_SPANS: '500', FIXTURE_INPUT_BYTES: '2000', FIXTURE_FLUSH_TIMEOUT: '20000' }, 40_000);
+    await r.waitFor(() => r.connections > 0, 20_000, 'the app to connect');
+    await sleep(3000); // the app does its work, is done, and waits for the daemon meanwhile
+    r.resumeReading();
+    const run = await app;
+    assert.equal(run.code, 0, run.stderr);
+    const s = run.report?.stats;
+    assert.deepEqual(s?.droppedByReason, {}, `nothing given up on: ${JSON.stringify(s)}`);
+    assert.equal(s?.sent, 502);
+    await r.waitFor(() => r.spans().length >= 501, 10_000, 'all spans');
+    assert.equal(r.spans().length, 501);
+    assert.equal(r.connections, 1, 'the write was waited for, not cut and sent again on a new connection');
+  } finally {
+    await r.dispose();
+  }
+});
+
 test('configure() and shutdown() close the old connection even when the daemon stopped reading', { skip: process.platform !== 'linux' && 'counts /proc/self/fd' }, async () => {
   // The daemon that never reads runs in its own process, so this process's descriptors are the SDK's alone.
   const path = join(tempDir(), 'never-reads.sock');

@@ -358,15 +358,32 @@ export abstract class Transport<B extends RecordBuffer = RecordBuffer> {
     return Math.max(0, this.exitUntil - Date.now());
   }
 
+  /**
+   * The app is done but for a write of ours the daemon is slow to take: the pending write holds
+   * the event loop, so `beforeExit` has not come, but this is the exit flush all the same. Starts
+   * its deadline (flushTimeoutMs) as `exitFlush` does, or goes on with the one running; returns
+   * whether the write may still be waited for.
+   */
+  protected exitFlushWaitingForWrite(): boolean {
+    if (this.closed) return false;
+    this.startExitFlush(Date.now());
+    return this.exiting;
+  }
+
+  /** The first exit flush, or the app produced more since the last one: a new one, with its deadline. False if none starts. */
+  private startExitFlush(now: number): boolean {
+    if (counters.enqueued === this.exitEnqueued) return false;
+    this.exitEnqueued = counters.enqueued;
+    this.exitUntil = now + Math.min(this.opts.exitFlushMs?.() ?? DEFAULT_EXIT_FLUSH_MS, MAX_TIMER_MS);
+    return true;
+  }
+
   /** At `beforeExit`: one more attempt to deliver what is buffered, if it can make progress in time. */
   private exitFlush(): void {
     if (this.closed || (this.ring.size === 0 && this.inFlight === 0 && !this.hasUnreported)) return;
     const now = Date.now();
-    if (counters.enqueued !== this.exitEnqueued) {
-      // The first beforeExit, or the app produced more since the last one: a new exit flush.
-      this.exitEnqueued = counters.enqueued;
-      this.exitUntil = now + Math.min(this.opts.exitFlushMs?.() ?? DEFAULT_EXIT_FLUSH_MS, MAX_TIMER_MS);
-    } else if (now >= this.exitUntil) return;
+    // The first beforeExit, or the app produced more since the last one: a new exit flush.
+    if (!this.startExitFlush(now) && now >= this.exitUntil) return;
     // Retry only if the last attempt delivered something or the app produced more since: a daemon
     // that is down or stuck gets one attempt, then the process is let go.
     const mark = `${counters.sent}/${counters.enqueued}`;

@@ -225,8 +225,11 @@ export class UnixTransport extends Transport<ByteRing> {
 
   /**
    * A write the daemon does not read holds the event loop open (libuv counts the write request),
-   * which would keep an app that is done from exiting. Give up on it when the app is otherwise
-   * idle, or after `writeTimeoutMs` in any case.
+   * which would keep an app that is done from exiting. While the app is busy, give up on it after
+   * `writeTimeoutMs`. Once nothing else keeps the app up it is done: that wait is its exit flush,
+   * and the write is given up on when the exit flush's time (flushTimeoutMs) is over. Giving up
+   * at the first check (250 ms) lost the batch of a finished app whose daemon was briefly slow
+   * to read (a CPU-starved daemon, a GC pause), whatever flushTimeoutMs allowed.
    */
   private checkStall(): void {
     if (this.inFlightId === 0) {
@@ -234,7 +237,8 @@ export class UnixTransport extends Transport<ByteRing> {
       return;
     }
     const age = Date.now() - this.inFlightSince;
-    if (age >= this.writeTimeoutMs || (age >= WRITE_WATCH_MS && onlyWritesKeepProcessAlive())) {
+    const done = age >= WRITE_WATCH_MS && onlyWritesKeepProcessAlive();
+    if (done ? !this.exitFlushWaitingForWrite() : age >= this.writeTimeoutMs) {
       this.abortInFlight('write_timeout');
       this.socket?.destroy();
     }
