@@ -528,7 +528,7 @@ describe('the fake Langfuse itself', () => {
   });
 });
 
-async function waitUntil(check: () => boolean, timeoutMs = 2_000): Promise<void> {
+async function waitUntil(check: () => boolean, timeoutMs = 15_000): Promise<void> {
   const until = Date.now() + timeoutMs;
   while (!check()) {
     if (Date.now() > until) throw new Error('condition not met in time');

@@ -216,7 +216,7 @@ test('ReAct: a budget exceeded in a tool stops the run (no further paid call); F
     off();
   }
   await flush();
-  await r.waitFor(() => r.spans().some((s) => s.name === 'react.tool_call'), 5000, 'the tool call');
+  await r.waitFor(() => r.spans().some((s) => s.name === 'react.tool_call'), 15_000, 'the tool call');
   const toolCall = r.spans().find((s) => s.name === 'react.tool_call');
   assert.equal(attr(toolCall!, 'tool.name'), 'lookup', 'recorded as matched, as DSPy.rb does');
   assert.equal(toolCall!.status?.code, 'error');
@@ -241,7 +241,7 @@ test('maxIterations that is not a whole number from 1 uses the default (NaN ran 
   }
   assert.equal(names.filter((n) => n === 'codeact.max_iterations').length, 1);
   await flush();
-  await r.waitFor(() => r.spans().some((s) => s.name === 'codeact.code_execution'), 5000, 'a code execution');
+  await r.waitFor(() => r.spans().some((s) => s.name === 'codeact.code_execution'), 15_000, 'a code execution');
   const exec = r.spans().find((s) => s.name === 'codeact.code_execution');
   assert.equal(attr(exec!, 'code.length'), 3);
   // A tool that throws something with no text (a null-prototype object) is an observation, not the end of the run.

@@ -48,7 +48,7 @@ async function arrived(): Promise<WireRecord[]> {
   span(mark, () => undefined);
   configure({ sampleRatio: 0.5 });
   assert.equal(await flush(), true);
-  await r.waitFor(() => r.spans().some((s) => s.name === mark), 5000, mark);
+  await r.waitFor(() => r.spans().some((s) => s.name === mark), 15_000, mark);
   assert.deepEqual(r.invalid, [], 'every line valid');
   return r.records.filter((x) => x.type !== 'hello' && !(x.type === 'span' && x.name === mark));
 }

@@ -17,7 +17,7 @@ async function arrived(): Promise<ScoreRecord[]> {
   const mark = `mark-${++marks}`;
   span(mark, () => undefined);
   assert.equal(await flush(), true);
-  await r.waitFor(() => r.spans().some((s) => s.name === mark), 5000, mark);
+  await r.waitFor(() => r.spans().some((s) => s.name === mark), 15_000, mark);
   assert.deepEqual(r.invalid, [], 'every line valid');
   const scores = r.scores();
   for (const s of scores) {

@@ -89,7 +89,7 @@ test('5xx answers are retried with backoff; every record arrives exactly once', 
   r.failNext = 2;
   r.failStatus = 503;
   for (let i = 0; i < 100; i++) span(`s${i}`, () => i);
-  await r.waitForSpans(100, 5000);
+  await r.waitForSpans(100, 15_000);
   assert.deepEqual(
     r.requests.map((q) => q.status),
     [503, 503, 202],
@@ -286,7 +286,7 @@ test('daemon down: records buffer up to the bound, the rest are dropped and repo
   assert.equal(await flush(1000), false, 'nothing can be delivered');
   assert.equal((sdkStats().droppedByReason.buffer_full ?? 0) - (before.droppedByReason.buffer_full ?? 0), 20);
   const back = await HttpReceiver.create(port);
-  await back.waitForSpans(10, 8000);
+  await back.waitForSpans(10, 20_000);
   await back.waitFor(() => back.stats().length > 0);
   assert.deepEqual(
     back.spans().map((s) => s.name),
@@ -386,7 +386,7 @@ test('a finished app whose HTTP daemon trickles its answer exits within the flus
     const run = await runApp({ DSPY_O11Y_ENDPOINT: slow.endpoint, FIXTURE_SPANS: '100', FIXTURE_FLUSH_TIMEOUT: '5000' }, 15_000);
     assert.equal(run.code, 0, run.stderr);
     assert.equal(run.report?.stats.dropped, 0, JSON.stringify(run.report?.stats));
-    await slow.waitForSpans(100, 5000);
+    await slow.waitForSpans(100, 15_000);
   } finally {
     await slow.close();
   }

@@ -204,7 +204,7 @@ test('daemon killed and restarted mid-run: buffered records arrive, drops are ex
   await r.waitForSpans(10);
 
   await r.close(); // kill: connections dropped, socket file gone
-  await r.waitFor(() => !sdkStats().connected, 2000, 'the SDK to notice');
+  await r.waitFor(() => !sdkStats().connected, 15_000, 'the SDK to notice');
   const before = sdkStats();
   for (let i = 0; i < 300; i++) {
     span(`down${i}`, () => i);
@@ -219,7 +219,7 @@ test('daemon killed and restarted mid-run: buffered records arrive, drops are ex
   await r.listen(); // restarted
   assert.equal(await flush(5000), true);
   await r.waitForSpans(100);
-  await r.waitFor(() => r.stats().length > 0, 2000, 'stats record');
+  await r.waitFor(() => r.stats().length > 0, 15_000, 'stats record');
   assert.equal(r.records[0]?.type, 'hello', 'a hello first on the new connection');
   assert.deepEqual(r.stats(), [{ v: 1, type: 'stats', droppedRecords: 200, reason: 'buffer_full' }]);
   assert.deepEqual(
@@ -264,7 +264,7 @@ test('a daemon that accepts but stops reading: the app keeps running, the buffer
   assert.equal(await flush(10_000), true);
   const sent = sdkStats().sent - before.sent;
   await r.waitFor(() => r.spans().length >= sent, 10_000, `${sent} spans`);
-  await r.waitFor(() => r.stats().reduce((n, s) => n + s.droppedRecords, 0) >= d.bufferFull, 5000, 'stats');
+  await r.waitFor(() => r.stats().reduce((n, s) => n + s.droppedRecords, 0) >= d.bufferFull, 15_000, 'stats');
   assert.equal(r.spans().length, sent, 'every record counted as sent arrived');
   assert.equal(sent + (sdkStats().dropped - before.dropped), 4000, 'sent + dropped = produced');
   assert.equal(
@@ -313,7 +313,7 @@ test('at exit, pending records are delivered without any flush() call; resource 
     OTEL_RESOURCE_ATTRIBUTES: 'service.name=loses-to-OTEL_SERVICE_NAME,deployment.environment.name=staging,team=a%20b,broken',
   });
   assert.equal(run.code, 0, run.stderr);
-  await r.waitFor(() => r.spans().length >= 501 && r.events().length >= 1, 5000, 'all records');
+  await r.waitFor(() => r.spans().length >= 501 && r.events().length >= 1, 15_000, 'all records');
   assert.deepEqual(r.hellos()[0]?.resource, { 'service.name': 'svc-from-env', 'deployment.environment.name': 'staging', team: 'a b' });
   assert.equal(run.report?.stats.sent, 502);
   assert.equal(run.report?.stats.dropped, 0);
@@ -333,7 +333,7 @@ test("Langfuse's variables: LANGFUSE_TRACING_ENVIRONMENT and LANGFUSE_RELEASE se
     LANGFUSE_RELEASE: '1.2.3',
   });
   assert.equal(run.code, 0, run.stderr);
-  await r.waitFor(() => r.spans().length >= 11, 5000, 'all records');
+  await r.waitFor(() => r.spans().length >= 11, 15_000, 'all records');
   assert.deepEqual(r.hellos()[0]?.resource, { 'service.name': 'svc', 'deployment.environment.name': 'qa', 'service.version': '1.2.3' });
   const off = await runApp({ DSPY_O11Y_ENDPOINT: r.endpoint, FIXTURE_SPANS: '10', LANGFUSE_TRACING_ENABLED: 'false' });
   assert.equal(off.code, 0, off.stderr);
@@ -408,7 +408,7 @@ test('configure() and shutdown() close the old connection even when the daemon s
   let out = '';
   daemon.stdout.setEncoding('utf8').on('data', (c: string) => (out += c));
   const until = async (pred: () => boolean, what: string) => {
-    for (const end = Date.now() + 5000; !pred(); await sleep(10)) if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    for (const end = Date.now() + 15_000; !pred(); await sleep(10)) if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
   };
   const connections = () => out.split('+').length - 1;
   try {
@@ -448,7 +448,7 @@ test('an app waiting for stdin is not done: a write the daemon is slow to read i
   const s = run.report?.stats;
   assert.deepEqual(s?.droppedByReason, {}, `nothing abandoned: ${JSON.stringify(s)}`);
   assert.equal(s?.sent, 202);
-  await r.waitFor(() => r.spans().length >= 201, 5000, 'all spans');
+  await r.waitFor(() => r.spans().length >= 201, 15_000, 'all spans');
   assert.equal(r.spans().length, 201);
   await r.dispose();
 });
@@ -458,7 +458,7 @@ test('shutdown() while a write is stuck: the write is counted dropped (shutdown)
   const before = sdkStats();
   const input = 'i'.repeat(20_000);
   for (let i = 0; i < 300; i++) span(`s${i}`, { input }, () => i);
-  await r.waitFor(() => sdkStats().inFlight > 0, 2000, 'a write in flight');
+  await r.waitFor(() => sdkStats().inFlight > 0, 15_000, 'a write in flight');
   const pending = flush(60_000);
   const first = shutdown(300);
   assert.equal(await shutdown(), false, 'a second shutdown() answers with the first one\'s outcome');
@@ -505,7 +505,7 @@ test('configure() to another endpoint: drops the old transport could not report 
   span('new', () => 1);
   assert.equal(await flush(), true);
   const reported = () => r.stats().filter((x) => x.reason === 'buffer_full').reduce((n, x) => n + x.droppedRecords, 0);
-  await r.waitFor(() => reported() >= 20, 5000, 'the old drops reported');
+  await r.waitFor(() => reported() >= 20, 15_000, 'the old drops reported');
   await sleep(100);
   assert.equal(reported(), 20);
   assert.deepEqual(r.spans().map((x) => x.name), ['new']);
@@ -529,7 +529,7 @@ test('shutdown(): flushes, closes the connection; later records are dropped (cou
   for (let i = 0; i < 20; i++) span(`s${i}`, () => i);
   assert.equal(await shutdown(), true);
   await r.waitForSpans(20);
-  await r.waitFor(() => r.openConnections === 0, 2000, 'connection closed');
+  await r.waitFor(() => r.openConnections === 0, 15_000, 'connection closed');
   const before = sdkStats();
   assert.equal(span('after-shutdown', () => 'still runs'), 'still runs');
   assert.equal((sdkStats().droppedByReason.shutdown ?? 0) - (before.droppedByReason.shutdown ?? 0), 1);

@@ -141,7 +141,8 @@ export async function startDaemonProcess(args: string[], env: Record<string, str
   });
   detach(child);
   const daemon = new DaemonProcess(child, socketPath);
-  const startup = daemon.waitForLog((l) => typeof l.msg === 'string' && l.msg.includes('listening on'));
+  // Generous: a daemon starting on a loaded machine (several test files at once) takes seconds.
+  const startup = daemon.waitForLog((l) => typeof l.msg === 'string' && l.msg.includes('listening on'), 20_000);
   // A daemon that exits has its waiters failed too: then its exit is the answer.
   const ended = () => daemon.child.exitCode !== null || daemon.child.signalCode !== null;
   const result = await Promise.race([startup, daemon.exited]).catch((err: unknown) => (ended() ? daemon.exited : Promise.reject(err)));

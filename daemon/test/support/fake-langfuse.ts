@@ -240,7 +240,7 @@ export class FakeLangfuse {
   }
 
   /** Resolves with the stored scores once at least `n` are stored; rejects after `timeoutMs`. */
-  waitForScores(n: number, timeoutMs = 5_000): Promise<RecordedScore[]> {
+  waitForScores(n: number, timeoutMs = 15_000): Promise<RecordedScore[]> {
     return this.waitFor(() => this.scores.length >= n, timeoutMs, () => `${n} scores (got ${this.scores.length})`).then(() => this.scores);
   }
 
@@ -279,12 +279,12 @@ export class FakeLangfuse {
   // Queries
 
   /** Resolves with all spans once at least `n` were accepted; rejects after `timeoutMs`. */
-  waitForSpans(n: number, timeoutMs = 5_000): Promise<RecordedSpan[]> {
+  waitForSpans(n: number, timeoutMs = 15_000): Promise<RecordedSpan[]> {
     return this.waitFor(() => this.spans.length >= n, timeoutMs, () => `${n} spans (got ${this.spans.length})`).then(() => this.spans);
   }
 
   /** Resolves once at least `n` export requests were answered (any status, or hang/reset). */
-  waitForRequests(n: number, timeoutMs = 5_000): Promise<RecordedRequest[]> {
+  waitForRequests(n: number, timeoutMs = 15_000): Promise<RecordedRequest[]> {
     const done = () => this.requests.filter((r) => r.answeredAt !== undefined).length;
     return this.waitFor(() => done() >= n, timeoutMs, () => `${n} requests (got ${done()})`).then(() => this.requests);
   }

@@ -63,8 +63,11 @@ export abstract class Receiver {
     return s;
   }
 
-  /** Polls `pred` until true; rejects after `timeoutMs` with a description of what arrived. */
-  async waitFor(pred: () => boolean, timeoutMs = 5000, what = 'condition'): Promise<void> {
+  /**
+   * Polls `pred` until true; rejects after `timeoutMs` with a description of what arrived. Generous:
+   * what is waited for is asynchronous, and a loaded CI machine can hold a process for seconds.
+   */
+  async waitFor(pred: () => boolean, timeoutMs = 15_000, what = 'condition'): Promise<void> {
     const until = Date.now() + timeoutMs;
     while (!pred()) {
       if (Date.now() > until) {
@@ -74,7 +77,7 @@ export abstract class Receiver {
     }
   }
 
-  waitForSpans(n: number, timeoutMs = 5000): Promise<void> {
+  waitForSpans(n: number, timeoutMs = 15_000): Promise<void> {
     return this.waitFor(() => this.spans().length >= n, timeoutMs, `${n} spans`);
   }
 
@@ -306,7 +309,7 @@ export function useReceiver(options: ConfigureOptions, set: (r: UnixReceiver) =>
 /** After a flush: the first `n` (or more) `llm.generate` spans the receiver got, none of its records invalid. */
 export async function flushedGenerations(r: UnixReceiver, n: number): Promise<SpanRecord[]> {
   assert.equal(await flush(), true);
-  await r.waitFor(() => r.spans().filter((s) => s.name === 'llm.generate').length >= n, 5000, `${n} generations`);
+  await r.waitFor(() => r.spans().filter((s) => s.name === 'llm.generate').length >= n, 15_000, `${n} generations`);
   assert.deepEqual(r.invalid, []);
   return r.spans().filter((s) => s.name === 'llm.generate');
 }
