@@ -500,10 +500,17 @@ describe('the fake Langfuse itself', () => {
   });
 
   test('maxInFlight sees concurrent requests; waitForSpans resolves and times out', async () => {
-    fake.mode({ delayMs: 100 });
+    // Each answer is held until all three requests are in: with a 100 ms delay instead, a test
+    // process held up for longer (a loaded machine) could answer the first before the last arrived.
+    let release!: () => void;
+    fake.mode({ release: new Promise<void>((r) => (release = r)) });
     const body = encodeTraces([{ span: spanOf(queued()), resource: RESOURCE }], { encoding: 'protobuf', scope: { name: 'dspy-o11y', version: '1' } });
-    const waiting = fake.waitForSpans(3, 5_000);
-    const answers = await Promise.all([0, 1, 2].map(() => post(body, { 'content-type': 'application/x-protobuf' })));
+    const waiting = fake.waitForSpans(3, 15_000);
+    const pending = Promise.all([0, 1, 2].map(() => post(body, { 'content-type': 'application/x-protobuf' })));
+    await waitUntil(() => fake.inFlight === 3);
+    assert.equal(fake.spans.length, 0, 'none answered yet');
+    release();
+    const answers = await pending;
     for (const a of answers) {
       assert.equal(a.status, 200);
       await a.arrayBuffer();

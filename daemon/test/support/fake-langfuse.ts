@@ -53,7 +53,8 @@ export interface FakeLangfuseOptions {
 
 /**
  * What to do with one request instead of (or before) answering it normally. Fields combine in
- * this order: `delayMs` (wait, then go on), `reset` (destroy the socket), `hang` (never answer),
+ * this order: `delayMs` (wait, then go on), `release` (wait for it, then go on), `reset` (destroy
+ * the socket), `hang` (never answer),
  * `status` (answer with it), `tooLargeAboveSpans`/`tooLargeAboveBytes` (413 when the batch is
  * bigger, else answer normally).
  */
@@ -71,6 +72,8 @@ export interface Fault {
   readonly hang?: boolean;
   readonly reset?: boolean;
   readonly delayMs?: number;
+  /** Hold the answer until this settles: requests kept in flight for as long as the test needs, whatever the machine's speed. */
+  readonly release?: Promise<unknown>;
 }
 
 export interface RecordedRequest {
@@ -411,6 +414,7 @@ export class FakeLangfuse {
     const fault = this.faults.shift() ?? this.sticky ?? undefined;
     record.fault = fault;
     if (fault?.delayMs) await sleep(fault.delayMs);
+    if (fault?.release) await fault.release.catch(() => undefined);
     if (res.destroyed) return;
     if (fault?.reset) {
       record.answeredAt = Date.now();
