@@ -170,11 +170,17 @@ describe('langfuse exporter against the fake Langfuse', () => {
   });
 
   test('429 + Retry-After as an HTTP-date → retryAfterMs until then', async () => {
-    fake.fail({ status: 429, retryAfterDate: new Date(Date.now() + 4_000) });
+    const date = new Date(Date.now() + 10_000);
+    fake.fail({ status: 429, retryAfterDate: date });
+    // The header has whole seconds; the time left is counted from when the answer is read, between
+    // these two readings of the clock (a fixed 2 to 4 s window would fail a request that took over 1 s).
+    const at = Math.floor(date.getTime() / 1000) * 1000;
+    const before = Date.now();
     const o = await send(exporter, batch(1));
+    const after = Date.now();
     assert.equal(o.kind, 'retryable');
     const ms = o.kind === 'retryable' ? o.retryAfterMs : undefined;
-    assert.ok(ms !== undefined && ms > 2_000 && ms <= 4_000, `retryAfterMs ${ms}`);
+    assert.ok(ms !== undefined && ms >= at - after && ms <= at - before, `retryAfterMs ${ms}, expected ${at - after} to ${at - before}`);
   });
 
   test('413 → too_large; tooLargeAboveSpans lets smaller batches through', async () => {
