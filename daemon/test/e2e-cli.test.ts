@@ -200,8 +200,10 @@ describe('cli', () => {
       // The langfuse exporter prepares batches on its worker thread (nothing is sent: no spans).
       const keys = { LANGFUSE_PUBLIC_KEY: 'pk', LANGFUSE_SECRET_KEY: 'sk', LANGFUSE_HOST: 'http://127.0.0.1:9' };
       const d = await startDaemonProcess(['--socket', socket, '--http', '', ...args], keys, socket);
+      // Up to 15 s for the export worker to start and take its priority: a thread starts slowly
+      // on a loaded machine (this waited 2 s).
       let nice = niceOf(d.child.pid!);
-      for (let i = 0; i < 100 && nice.filter((n) => n === expected).length < 2; i++) {
+      for (const end = Date.now() + 15_000; nice.filter((n) => n === expected).length < 2 && Date.now() < end; ) {
         await new Promise((r) => setTimeout(r, 20));
         nice = niceOf(d.child.pid!);
       }
