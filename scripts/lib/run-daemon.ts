@@ -26,21 +26,26 @@ export async function runDaemon(socket: string, args: string[], env: NodeJS.Proc
   child.stderr!.setEncoding('utf8').on('data', (c: string) => (err = (err + c).slice(-50_000)));
   child.stdout!.resume();
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  for (let i = 0; ; i++) {
+  // One deadline for the whole start, generous: a loaded machine (a CI runner running the tests)
+  // starts a node process slowly. The HTTP address got 2 s of its own after the socket, and a
+  // daemon that took longer came back without it.
+  const deadline = Date.now() + 30_000;
+  const wantHttp = args.includes('--http') && args[args.indexOf('--http') + 1] !== '';
+  let httpUrl: string | undefined;
+  for (;;) {
+    let listening = false;
     try {
-      if (statSync(socket).isSocket()) break;
+      listening = statSync(socket).isSocket();
     } catch {
       /* not yet */
     }
-    if (child.exitCode !== null || i > 400) throw new Error(`dspy-o11yd did not start:\n${err}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  let httpUrl: string | undefined;
-  if (args.includes('--http') && args[args.indexOf('--http') + 1] !== '') {
-    for (let i = 0; i < 200 && !httpUrl; i++) {
-      httpUrl = /"http":"(http:\/\/[^"]+)"/.exec(err)?.[1];
-      if (!httpUrl) await new Promise((r) => setTimeout(r, 10));
+    if (wantHttp) httpUrl = /"http":"(http:\/\/[^"]+)"/.exec(err)?.[1];
+    if (listening && (!wantHttp || httpUrl)) break;
+    if (child.exitCode !== null || Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`dspy-o11yd did not start:\n${err}`);
     }
+    await new Promise((r) => setTimeout(r, 10));
   }
   return {
     child,

@@ -73,7 +73,8 @@ test("the Dockerfile's start command, environment and health check work outside 
   let stderr = '';
   child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
   try {
-    for (let i = 0; i < 200 && !/"http":"http:\/\/[^"]+"/.test(stderr); i++) await new Promise((r) => setTimeout(r, 25));
+    // Up to 20 s for the start (its startup line): a node process starts slowly on a loaded machine.
+    for (const end = Date.now() + 20_000; !/"http":"http:\/\/[^"]+"/.test(stderr) && Date.now() < end; ) await new Promise((r) => setTimeout(r, 25));
     const port = /"http":"http:\/\/[^:]+:(\d+)"/.exec(stderr)?.[1];
     assert.ok(port, `started: ${stderr}`);
     assert.ok(statSync(runEnv.DSPY_O11YD_SOCKET!).isSocket(), 'socket where the image puts it');
