@@ -93,6 +93,48 @@ test('resource values the wire protocol does not take are left out of hello and 
   }
 });
 
+test('a daemon whose queue of connections waiting to be accepted is full (EAGAIN) is there: flush() waits for it, not false at once', async () => {
+  const path = join(tempDir(), 'busy.sock');
+  // A daemon that is there but does not accept for a while (busy): backlog 1, its event loop held
+  // for 1.5 s, then it counts the span lines it reads.
+  const daemon = spawn(process.execPath, ['-e', `
+    const net = require('node:net');
+    let spans = 0;
+    net.createServer((c) => {
+      let rest = '';
+      c.on('data', (d) => { const lines = (rest + d).split('\\n'); rest = lines.pop(); spans += lines.filter((l) => l.includes('"span"')).length; });
+    }).listen({ path: ${JSON.stringify(path)}, backlog: 1 }, () => {
+      process.stdout.write('ready\\n');
+      const until = Date.now() + 1500;
+      while (Date.now() < until);
+    });
+    process.stdin.on('data', () => process.stdout.write('spans ' + spans + '\\n'));`], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const lines: string[] = [];
+  daemon.stdout!.setEncoding('utf8').on('data', (d: string) => lines.push(...d.split('\n').filter(Boolean)));
+  const fillers: net.Socket[] = [];
+  try {
+    for (const end = Date.now() + 20_000; !lines.includes('ready'); ) {
+      assert.ok(Date.now() < end, 'the busy daemon listens');
+      await sleep(10);
+    }
+    // Two connections fill a backlog of 1: the SDK's own connect is then refused with EAGAIN.
+    for (let i = 0; i < 2; i++) fillers.push(await new Promise<net.Socket>((resolve, reject) => { const c = net.connect(path, () => resolve(c)); c.on('error', reject); }));
+    configure({ endpoint: `unix://${path}` });
+    for (let i = 0; i < 10; i++) span(`busy${i}`, () => i);
+    assert.equal(await flush(20_000), true, `flushed once the daemon accepted: ${JSON.stringify(sdkStats())}`);
+    // Written is not yet read: ask until the daemon has read all ten.
+    for (const end = Date.now() + 15_000; lines.at(-1) !== 'spans 10'; ) {
+      assert.ok(Date.now() < end, `the busy daemon reads the ten spans: ${lines.at(-1)}`);
+      daemon.stdin!.write('count\n');
+      await sleep(50);
+    }
+  } finally {
+    for (const c of fillers) c.destroy();
+    await shutdown();
+    daemon.kill();
+  }
+});
+
 test('an endpoint that is not a string: records are counted as dropped (invalid_endpoint), not lost uncounted', async () => {
   const dropped = (): number => sdkStats().droppedByReason.invalid_endpoint ?? 0;
   const [enqueued, before] = [sdkStats().enqueued, dropped()];

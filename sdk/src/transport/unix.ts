@@ -62,6 +62,8 @@ type State = 'idle' | 'connecting' | 'connected';
 export class UnixTransport extends Transport<ByteRing> {
   private socket: net.Socket | undefined;
   private state: State = 'idle';
+  /** The error code of the connection attempt in progress, if it failed. */
+  private connectError: string | undefined;
   private needHello = false;
   private writeId = 0;
   private inFlightId = 0;
@@ -135,7 +137,12 @@ export class UnixTransport extends Transport<ByteRing> {
       // 'close' follows. Without a diagnostic, an app whose daemon is not running (the usual
       // first mistake) was silent even under DSPY_O11Y_DEBUG=1, while the HTTP transport says so.
       if (this.socket === socket && this.state === 'connecting') {
-        debug(`cannot connect to ${this.path} (${err.code ?? err.message}): is dspy-o11yd running? retrying with backoff`);
+        this.connectError = err.code;
+        debug(
+          err.code === 'EAGAIN'
+            ? `dspy-o11yd at ${this.path} has more connections waiting than it accepts yet (EAGAIN): retrying with backoff`
+            : `cannot connect to ${this.path} (${err.code ?? err.message}): is dspy-o11yd running? retrying with backoff`,
+        );
       }
     });
     socket.on('close', () => this.onClose(socket));
@@ -150,7 +157,11 @@ export class UnixTransport extends Transport<ByteRing> {
     this.stopWatchdog();
     if (this.closed) return;
     if (wasConnected) this.lost();
-    else this.failed(true); // could not connect: nobody listens on the socket
+    // Could not connect: nobody listens on the socket, unless its queue of connections waiting to
+    // be accepted was full (EAGAIN: a daemon that is there, busy, as when many apps start at once),
+    // which flush() and the exit flush wait for like any other failure of a daemon that is there.
+    else this.failed(this.connectError !== 'EAGAIN');
+    this.connectError = undefined;
   }
 
   protected tick(): void {
