@@ -224,7 +224,11 @@ export function costUsd(model: string, usage: TokenUsage, overrides?: PriceTable
   return price ? costAtPrice(price, usage) : undefined;
 }
 
-/** The arithmetic of `costUsd` for an already resolved price (the SDK caches prices per model). */
+/**
+ * The arithmetic of `costUsd` for an already resolved price (the SDK caches prices per model).
+ * Undefined, not NaN or a negative sum, for a price that is not a table of non-negative numbers
+ * (an override without `input`): a cost of NaN is written as null, and the daemon refuses the span.
+ */
 export function costAtPrice(price: ModelPrice, usage: TokenUsage): number | undefined {
   const input = finite(usage.input);
   const output = finite(usage.output);
@@ -238,6 +242,7 @@ export function costAtPrice(price: ModelPrice, usage: TokenUsage): number | unde
       cacheWrite * (price.cacheWrite ?? price.input) +
       output * price.output) /
     1_000_000;
+  if (!Number.isFinite(usd) || usd < 0) return undefined;
   // Round to 1e-10 USD: avoids float noise like 0.000123000000001 in the UI.
   return Math.round(usd * 1e10) / 1e10;
 }

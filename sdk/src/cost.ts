@@ -7,12 +7,6 @@ import { MAX_MODEL_NAME_LENGTH, costAtPrice, resolveModelPrice, type ModelPrice,
 import type { ResolvedConfig } from './config.js';
 
 const CACHE_MAX = 1024;
-/**
- * Longer names have no price (resolveModelPrice's bound: a 32 Ki-character model name, the value
- * cap, held the generation's end() for seconds) and are not cached either: 1,024 of them would
- * have been 64 MB.
- */
-const MAX_MODEL_NAME = MAX_MODEL_NAME_LENGTH;
 /** Prices by model name, for the configuration they were resolved with (its `prices` overrides). */
 let cache = new Map<string, ModelPrice | null>();
 let cachedFor: ResolvedConfig | undefined;
@@ -33,7 +27,9 @@ function priceOf(model: string, config: ResolvedConfig): ModelPrice | undefined 
 
 /** `costUsd(model, usage, config.prices)` with the price cached per model name. */
 export function generationCost(model: string, usage: TokenUsage, config: ResolvedConfig): number | undefined {
-  if (model.length > MAX_MODEL_NAME) return undefined;
+  // Longer names have no price (resolveModelPrice's bound) and are not cached either: 1,024 of
+  // them (a response's model is the server's word) would have held 64 MB.
+  if (model.length > MAX_MODEL_NAME_LENGTH) return undefined;
   const price = priceOf(model, config);
   return price ? costAtPrice(price, usage) : undefined;
 }

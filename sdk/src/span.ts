@@ -640,8 +640,7 @@ export class SpanImpl implements GenerationHandle, Scope {
         } catch {
           c = undefined;
         }
-        // A price override without `input` (or NaN) gave NaN: written as null, the span was refused.
-        if (c !== undefined && Number.isFinite(c) && c >= 0) slots[S_COST] = c;
+        if (c !== undefined) slots[S_COST] = c;
       }
     }
     return true;
@@ -782,7 +781,7 @@ export class LiteGeneration extends NoopSpan {
     if (this.usage && typeof model === 'string') {
       try {
         const c = generationCost(model, this.usage, cfg());
-        if (c !== undefined && Number.isFinite(c) && c >= 0) this.a[ATTR.usageCost] = c;
+        if (c !== undefined) this.a[ATTR.usageCost] = c;
       } catch {
         /* never throw */
       }

@@ -50,6 +50,9 @@ test('costUsd: uncached, cached and cache-write input, output; overrides; unknow
   assert.equal(costUsd('mystery-2025-01-01', { input: 1_000_000 }, { mystery: { input: 2, output: 4 } }), 2);
   assert.equal(costUsd('gpt-4o-mini', { input: 1_000_000 }, { 'gpt-4o-mini': { input: 9, output: 9 } }), 9, 'overrides win');
   assert.equal(costUsd('gpt-4o-mini', { input: -5, output: NaN }), 0);
+  // A price that is not a table of numbers (an override without `input`, a negative one): no cost, not NaN.
+  assert.equal(costUsd('half-priced', { input: 10, output: 10 }, { 'half-priced': { output: 2 } as never }), undefined);
+  assert.equal(costUsd('negative', { input: 10, output: 10 }, { negative: { input: -1, output: -1 } }), undefined);
 });
 
 test('a model name longer than 256 characters has no price, whatever its shape: bounded work, not quadratic in its length', () => {
