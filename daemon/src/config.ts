@@ -221,6 +221,8 @@ const isLoopback = (host: string) =>
 export function resolveConfig(flags: RawConfig, env: NodeJS.ProcessEnv = process.env): DaemonConfig {
   const raw: Record<string, string | undefined> = {};
   const origin: Record<string, string> = {};
+  /** Options set by neither a flag nor the environment. */
+  const defaulted = new Set<string>();
   for (const o of OPTIONS) {
     const fromFlag = flags[o.key];
     const envName = o.env.find((name) => env[name] !== undefined);
@@ -233,6 +235,7 @@ export function resolveConfig(flags: RawConfig, env: NodeJS.ProcessEnv = process
     } else {
       raw[o.key] = o.default;
       origin[o.key] = o.flag;
+      defaulted.add(o.key);
     }
     // An empty optional value means "not set", except where '' has a meaning (disable a listener).
     if (raw[o.key] === '' && o.key !== 'socket' && o.key !== 'http') raw[o.key] = undefined;
@@ -266,8 +269,7 @@ export function resolveConfig(flags: RawConfig, env: NodeJS.ProcessEnv = process
   }
   if (exporter === 'file' && !c.file) throw new ConfigError('invalid --exporter file: needs --file PATH');
   // Said, not refused: the setting is harmless, but a user who asked for protobuf should know.
-  const encodingGiven = flags.encoding !== undefined || OPTIONS.find((o) => o.key === 'encoding')!.env.some((n) => env[n] !== undefined);
-  if ((exporter === 'console' || exporter === 'file') && encodingGiven && c.encoding !== 'json') {
+  if ((exporter === 'console' || exporter === 'file') && !defaulted.has('encoding') && c.encoding !== 'json') {
     const note = `${origin.encoding} ${c.encoding} does not apply to the ${exporter} exporter, which writes OTLP/JSON lines`;
     exporterNote = exporterNote ? `${exporterNote}; ${note}` : note;
   }
