@@ -129,9 +129,8 @@ export function registerOtlpRoutes(app: FastifyInstance, sink: RecordSink, optio
     let rejected = 0;
     const reasons: string[] = [];
     for (const rs of decoded.resourceSpans) {
-      const resource = toResource(rs.resource);
       // Each request's resource is an object of its own, held by its spans: counted with the first.
-      const session = sink.session('otlp', resource, Buffer.byteLength(JSON.stringify(resource.attributes)));
+      const session = sink.session('otlp', toResource(rs.resource));
       for (const ss of rs.scopeSpans) {
         for (const span of ss.spans) {
           const rejection = sink.acceptValue(session, toSpanRecord(span, options), share);

@@ -75,9 +75,20 @@ export class RecordSink {
     this.log.warn({ transport: session.transport, dropped, reason, service: session.resource.attributes['service.name'], ...since }, 'a client reports records it dropped before sending');
   }
 
-  /** `resourceBytes`: the size of `resource` (e.g. its attributes as JSON), counted with its first queued span. */
-  session(transport: Transport, resource?: Resource, resourceBytes = 0): IngestSession {
-    return { transport, resource: resource ? this.withDefaults(resource) : this.emptyResource, resourceBytes };
+  /** A session whose records have `resource` (with the defaults), or none until a `hello`. */
+  session(transport: Transport, resource?: Resource): IngestSession {
+    const session: IngestSession = { transport, resource: this.emptyResource, resourceBytes: 0 };
+    if (resource) this.useResource(session, resource);
+    return session;
+  }
+
+  /**
+   * The resource of the session's records from now on, measured (its attributes as JSON) to be
+   * counted with the first span queued with it. The shared default resource is not counted.
+   */
+  private useResource(session: IngestSession, resource: Resource): void {
+    session.resource = this.withDefaults(resource);
+    session.resourceBytes = Buffer.byteLength(JSON.stringify(session.resource.attributes));
   }
 
   /** `resource`, or a copy with the default attributes it lacks (the same object when it lacks none). */
@@ -140,9 +151,7 @@ export class RecordSink {
     if (this.tailListeners.size) this.tail(record);
     switch (record.type) {
       case 'hello':
-        session.resource = this.withDefaults({ attributes: record.resource ?? {}, sdk: record.sdk });
-        // Measured as OTLP resources are (a JSON body's record has only its share of the body).
-        session.resourceBytes = Buffer.byteLength(JSON.stringify(session.resource.attributes));
+        this.useResource(session, { attributes: record.resource ?? {}, sdk: record.sdk });
         break;
       case 'span':
         this.enqueue(session, record, line, ascii);
