@@ -11,10 +11,11 @@ export async function checkCredentials(config: DaemonConfig): Promise<{ ok: bool
   let url: string;
   let headers: Record<string, string>;
   switch (config.exporter) {
+    // What `start` would warn about (missing keys, an --encoding these exporters ignore), said here too.
     case 'console':
       return { ok: true, message: `configuration valid; exporter console (stdout)${config.exporterNote ? `: ${config.exporterNote}` : ''}` };
     case 'file':
-      return { ok: true, message: `configuration valid; exporter file (${config.file})` };
+      return { ok: true, message: `configuration valid; exporter file (${config.file})${config.exporterNote ? `: ${config.exporterNote}` : ''}` };
     case 'langfuse': {
       url = `${config.langfuse.host}/api/public/otel/v1/traces`;
       const auth = Buffer.from(`${config.langfuse.publicKey}:${config.langfuse.secretKey}`).toString('base64');

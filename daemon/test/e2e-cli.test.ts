@@ -336,6 +336,19 @@ describe('cli', () => {
     await fake.close();
   });
 
+  test('check says what start warns: --encoding protobuf does not apply to the console and file exporters', async () => {
+    const tmp = tempDir();
+    for (const exporter of [['--exporter', 'console'], ['--exporter', 'file', '--file', join(tmp.dir, 'out.jsonl')]]) {
+      const r = await runCli(['check', ...exporter, '--encoding', 'protobuf']);
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      assert.match(r.stdout, new RegExp(`^ok: configuration valid; exporter ${exporter[1]} .*--encoding protobuf does not apply to the ${exporter[1]} exporter`));
+      // Not asked for: nothing to say.
+      const quiet = await runCli(['check', ...exporter]);
+      assert.doesNotMatch(quiet.stdout, /does not apply/);
+    }
+    tmp.cleanup();
+  });
+
   test('--ingest-token guards HTTP ingest', async () => {
     const d = await startDaemonProcess(['--socket', '', '--http', '127.0.0.1:0', '--ingest-token', 'tok-123', '--exporter', 'console'], {});
     const denied = await fetch(`${d.httpUrl}/v1/ingest`, { method: 'POST', headers: { 'content-type': 'application/x-ndjson' }, body: span('b000000000000004') });
