@@ -7,8 +7,8 @@
  *   ChainOfThought  ChainOfThought.forward (chain) → llm.generate; event chain_of_thought.reasoning_complete
  *   ReAct           ReAct.forward (agent) → react.iteration (agent) → llm.generate, react.tool_call (tool);
  *                   event react.iteration_complete per iteration, react.max_iterations if the loop runs out
- *   CodeAct         CodeAct.forward (agent) → llm.generate, codeact.code_execution (tool);
- *                   event codeact.iteration_complete per iteration
+ *   CodeAct         CodeAct.forward (agent) → codeact.iteration (agent) → llm.generate, codeact.code_execution (tool);
+ *                   event codeact.iteration_complete per iteration, codeact.max_iterations if the loop runs out
  *
  * If the `llm` function calls a client wrapped with `wrapOpenAI`/`wrapAnthropic`, that call fills
  * in the module's `llm.generate` (model, usage, cost, time to first token) instead of nesting a
