@@ -135,6 +135,28 @@ test('a daemon whose queue of connections waiting to be accepted is full (EAGAIN
   }
 });
 
+test('a daemon that ends a connection at once (past its --max-connections) still reads what came before its EOF: the records still waiting go out on a later connection, none is written after the EOF and dropped', async () => {
+  const r = await UnixReceiver.create();
+  r.endNext = 3;
+  const before = sdkStats();
+  configure({ endpoint: r.endpoint, maxBufferRecords: 10_000, maxBufferBytes: 64 * 1024 * 1024 });
+  try {
+    // 3 MB: many writes, so some are due after an EOF has arrived.
+    const input = 'x'.repeat(1000);
+    for (let i = 0; i < 3000; i++) span(`ended-${i}`, { input }, () => i);
+    assert.equal(await flush(20_000), true);
+    const d = delta(before);
+    assert.equal(d.dropped, 0, `dropped: ${JSON.stringify(d.now.droppedByReason)}`);
+    await r.waitForSpans(3000);
+    assert.equal(new Set(r.spans().map((s) => s.name)).size, 3000);
+    assert.ok(r.connections >= 4, `${r.connections} connections: the 3 ended ones, then one that stays`);
+    assert.equal(r.endNext, 0);
+    assertConservation();
+  } finally {
+    await r.dispose();
+  }
+});
+
 test('an endpoint that is not a string: records are counted as dropped (invalid_endpoint), not lost uncounted', async () => {
   const dropped = (): number => sdkStats().droppedByReason.invalid_endpoint ?? 0;
   const [enqueued, before] = [sdkStats().enqueued, dropped()];

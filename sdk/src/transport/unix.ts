@@ -167,6 +167,10 @@ export class UnixTransport extends Transport<ByteRing> {
   protected tick(): void {
     const socket = this.socket;
     if (this.state !== 'connected' || this.inFlightId !== 0 || !socket) return;
+    // The daemon ended the connection (shutting down, or past its --max-connections): it still
+    // reads what was written before, but a write now fails (EPIPE) and its records were dropped.
+    // They wait in the ring for the reconnect that 'close' brings.
+    if (socket.readableEnded || !socket.writable) return;
     let prefix = '';
     const hello = this.needHello;
     if (hello) prefix = this.opts.hello;

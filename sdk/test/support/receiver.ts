@@ -92,6 +92,8 @@ export class UnixReceiver extends Receiver {
   private server: net.Server | undefined;
   private readonly sockets = new Set<net.Socket>();
   private paused = false;
+  /** The next this many connections get EOF at once and are still read, as from a daemon past its --max-connections. */
+  endNext = 0;
   readonly dir: string;
   readonly path: string;
 
@@ -133,6 +135,10 @@ export class UnixReceiver extends Receiver {
       });
       sock.on('error', () => undefined);
       if (this.paused) sock.pause();
+      if (this.endNext > 0) {
+        this.endNext--;
+        sock.end();
+      }
     });
     this.server = server;
     return new Promise((resolve, reject) => {
