@@ -106,6 +106,7 @@ const ConfigSchema = z.object({
   shutdownTimeout: int(0),
   maxRecordBytes: int(64),
   partialLineTimeout: int(0),
+  maxConnections: int(0),
   httpReadTimeout: int(1),
   ingestToken: ingestToken.optional(),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
@@ -120,6 +121,16 @@ const ConfigSchema = z.object({
   nice: z.coerce.number().int().min(-20).max(19),
 });
 export type RawConfig = { [K in keyof z.input<typeof ConfigSchema>]?: string };
+
+/**
+ * `--max-connections` by default. Descriptors are what a leaking client (a connection per request,
+ * never closed) exhausts, and then the exporter cannot open its own. Node raises its soft
+ * RLIMIT_NOFILE to the hard limit at start (measured: a shell's soft 1024 became the hard 20000),
+ * so the budget is the hard limit, 1024 at its lowest (`ulimit -n 1024`). 512, plus at most
+ * REFUSED_MAX_OPEN (64) refused connections being closed, leaves the other half for the exporter,
+ * HTTP clients, the spool, logs and the daemon itself (23 when idle); an app process needs one.
+ */
+export const DEFAULT_MAX_CONNECTIONS = 512;
 
 export const OPTIONS: readonly OptionSpec[] = [
   { key: 'socket', flag: '--socket', env: ['DSPY_O11YD_SOCKET'], default: '/tmp/dspy-o11yd.sock', help: "Unix socket to listen on ('' disables)" },
@@ -142,6 +153,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'shutdownTimeout', flag: '--shutdown-timeout', env: ['DSPY_O11YD_SHUTDOWN_TIMEOUT'], default: '10000', help: 'ms to flush on SIGTERM/SIGINT' },
   { key: 'maxRecordBytes', flag: '--max-record-bytes', env: ['DSPY_O11YD_MAX_RECORD_BYTES'], default: String(1024 * 1024), help: 'longest accepted record line' },
   { key: 'partialLineTimeout', flag: '--partial-line-timeout', env: ['DSPY_O11YD_PARTIAL_LINE_TIMEOUT'], default: '60000', help: 'ms a socket connection may hold part of a record without sending more; then it is closed and the part counted invalid (incomplete); 0 disables' },
+  { key: 'maxConnections', flag: '--max-connections', env: ['DSPY_O11YD_MAX_CONNECTIONS'], default: String(DEFAULT_MAX_CONNECTIONS), help: 'Unix socket connections open at once at most (an app holds one); past it a new one gets EOF at once, what it already wrote is still read, and it is counted in connections_refused_total; 0: no limit' },
   { key: 'httpReadTimeout', flag: '--http-read-timeout', env: ['DSPY_O11YD_HTTP_READ_TIMEOUT'], default: '30000', help: 'ms an HTTP request may take to arrive whole; a slower one is answered 408 and closed (a client that stalls mid-body must not hold its memory)' },
   { key: 'ingestToken', flag: '--ingest-token', env: ['DSPY_O11YD_INGEST_TOKEN'], help: 'bearer token required on HTTP ingest (/v1/ingest, /v1/traces), /v1/status and /v1/tail (required when --http is not loopback)' },
   { key: 'logLevel', flag: '--log-level', env: ['DSPY_O11YD_LOG_LEVEL'], default: 'info', help: 'fatal | error | warn | info | debug | trace | silent' },
@@ -172,6 +184,8 @@ export interface DaemonConfig {
   maxRecordBytes: number;
   /** ms a socket connection may hold a partial line without sending more (0: no limit). */
   partialLineTimeoutMs: number;
+  /** Unix socket connections open at once at most (0: no limit). */
+  maxConnections: number;
   /** ms an HTTP request may take to arrive whole (Fastify's requestTimeout). */
   httpReadTimeoutMs: number;
   ingestToken?: string;
@@ -321,6 +335,7 @@ export function resolveConfig(flags: RawConfig, env: NodeJS.ProcessEnv = process
     shutdownTimeoutMs: c.shutdownTimeout,
     maxRecordBytes: c.maxRecordBytes,
     partialLineTimeoutMs: c.partialLineTimeout,
+    maxConnections: c.maxConnections,
     httpReadTimeoutMs: c.httpReadTimeout,
     ingestToken: c.ingestToken,
     logLevel: c.logLevel,

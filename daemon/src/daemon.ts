@@ -86,13 +86,15 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
   const batcher = new Batcher(queue, { maxSpans: config.batch.maxSpans, maxBytes: config.batch.maxBytes, flushIntervalMs: config.batch.flushIntervalMs });
   const exporter = createExporter(config, (reason) => stats.repairs.add([reason]));
   let exportLoop: ExportLoop | undefined;
+  /** Set once listening (below); the gauges and status read it meanwhile. */
+  let socket: SocketReceiver | undefined;
   const metrics = createMetrics(stats, () => ({
     spans: queue.spans,
     bytes: queue.bytes,
     inFlightSpans: exportLoop?.inFlightSpans ?? 0,
     maxSpans: config.queue.maxSpans,
     maxBytes: config.queue.maxBytes,
-  }));
+  }), () => ({ uds: socket?.connections ?? 0 }));
   exportLoop = new ExportLoop(batcher, exporter, stats, log, { exportTimeoutMs: config.exportTimeoutMs, maxRetries: config.maxRetries }, metrics.exportDuration);
   const loop = exportLoop;
 
@@ -156,6 +158,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
         lastSuccessAt: loop.lastSuccessAt?.toISOString(),
       },
       listeners: { socket: config.socket, http: httpUrl },
+      connections: { open: socket?.connections ?? 0, max: config.maxConnections, refused: stats.connectionsRefused.get(['uds']) },
       queue: { spans: queue.spans, bytes: queue.bytes, maxSpans: config.queue.maxSpans, maxBytes: config.queue.maxBytes, inFlightSpans: loop.inFlightSpans, memoryLimit: config.memoryLimitBytes, rss: process.memoryUsage.rss() },
       spans: { received: stats.spansReceived, exported: stats.spansExported, dropped, queued: queue.spans, inFlight: loop.inFlightSpans },
       records: {
@@ -175,10 +178,14 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
     };
   };
 
-  let socket: SocketReceiver | undefined;
   let app: FastifyInstance | undefined;
   try {
-    if (config.socket) socket = await listenSocket(config.socket, sink, log, config.maxRecordBytes, config.partialLineTimeoutMs);
+    if (config.socket) {
+      socket = await listenSocket(config.socket, sink, log, config.maxRecordBytes, config.partialLineTimeoutMs, {
+        maxConnections: config.maxConnections,
+        onRefused: () => stats.connectionsRefused.add(['uds']),
+      });
+    }
     if (config.http) {
       app = buildHttp(config, sink, stats, { status, registry: metrics.registry, sink });
       const { host, port } = config.http;

@@ -36,6 +36,11 @@ describe('cli', () => {
       [['start'], { LANGFUSE_TRACING_ENVIRONMENT: 'Production' }, /--environment \(from LANGFUSE_TRACING_ENVIRONMENT\) "Production": must be 1 to 40 characters/],
       [['start', '--environment', 'langfuse-prod'], {}, /--environment "langfuse-prod": must not start with "langfuse"/],
       [['start'], { LANGFUSE_SAMPLE_RATE: '2' }, /--sample-ratio \(from LANGFUSE_SAMPLE_RATE\)/],
+      // 0 is "no limit" (like --memory-limit and --partial-line-timeout); below it, or not a whole number, is an error.
+      [['start', '--max-connections', '-1'], {}, /^dspy-o11yd: invalid --max-connections "-1": .*>=0/],
+      [['start', '--max-connections', '2.5'], {}, /^dspy-o11yd: invalid --max-connections "2\.5": .*int/],
+      [['start', '--max-connections', 'lots'], {}, /^dspy-o11yd: invalid --max-connections "lots"/],
+      [['start'], { DSPY_O11YD_MAX_CONNECTIONS: '-8' }, /^dspy-o11yd: invalid --max-connections \(from DSPY_O11YD_MAX_CONNECTIONS\) "-8"/],
     ];
     await assertConfigErrors(cases);
   });
@@ -62,7 +67,7 @@ describe('cli', () => {
   test('start --help shows each default; the env twin still beats the default and the flag the env', async () => {
     const help = await runCli(['start', '--help']);
     assert.equal(help.code, 0);
-    for (const [flag, def] of [['--socket', '/tmp/dspy-o11yd.sock'], ['--http', '127.0.0.1:4318'], ['--queue-max-spans', '200000'], ['--encoding', 'protobuf'], ['--log-level', 'info']]) {
+    for (const [flag, def] of [['--socket', '/tmp/dspy-o11yd.sock'], ['--http', '127.0.0.1:4318'], ['--queue-max-spans', '200000'], ['--encoding', 'protobuf'], ['--log-level', 'info'], ['--max-connections', '512']]) {
       assert.match(help.stdout.replace(/\s+/g, ' '), new RegExp(`${flag} <value> .*?\\(default: ${def.replace(/\./g, '\\.')}\\)`), `${flag} shows its default`);
     }
     assert.match(help.stdout.replace(/\s+/g, ' '), /--ingest-token <value> bearer token required on HTTP ingest \(\/v1\/ingest, \/v1\/traces\), \/v1\/status and \/v1\/tail/);

@@ -8,6 +8,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { once } from 'node:events';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { configure, flush, sdkStats, span } from 'dspy-o11y';
 import { startFakeLangfuse, type FakeLangfuse, type RecordedSpan } from 'dspy-o11yd/dist/test/support/fake-langfuse.js';
@@ -172,5 +174,36 @@ describe('SDK → dspy-o11yd → Langfuse', () => {
     });
     const arrived = fake.spans.filter((s) => s.name === 'stalled').length;
     assert.equal(arrived + dropped, 20_000, 'every span either arrived or was counted as dropped');
+  });
+
+  test('a daemon at its --max-connections: the SDK is refused and reconnects, drops nothing, delivers every record, and holds a connection once a slot frees', async () => {
+    fake.reset();
+    const capped = join(dir, 'capped.sock');
+    const d = await runDaemon(capped, ['--http', '127.0.0.1:0', '--flush-interval', '20', '--max-connections', '1'], { ...KEYS, LANGFUSE_HOST: fake.url });
+    daemons.push(d);
+    const connections = async () => ((await (await fetch(`${d.httpUrl}/v1/status`)).json()) as { connections: { open: number; refused: number } }).connections;
+    // Another client holds the only slot.
+    const holder = connect(capped);
+    holder.on('error', () => undefined);
+    holder.resume();
+    await once(holder, 'connect');
+    await eventually(async () => assert.equal((await connections()).open, 1));
+    const before = sdkStats();
+    configure({ endpoint: `unix://${capped}`, maxBufferRecords: 10_000, maxBufferBytes: 64 * 1024 * 1024 });
+    // 3 MB: more than one write, so records are still waiting when an EOF arrives.
+    const input = 'x'.repeat(1000);
+    for (let i = 0; i < 3000; i++) void span(`capped-${i}`, { input }, () => i);
+    await eventually(async () => assert.ok((await connections()).refused >= 2, 'the SDK was refused, reconnected, and was refused again'));
+    holder.end();
+    assert.equal(await flush(20_000), true);
+    const now = sdkStats();
+    assert.equal(now.dropped - before.dropped, 0, `dropped: ${JSON.stringify(now.droppedByReason)}`);
+    await eventually(() => assert.equal(new Set(fake.spans.filter((s) => s.name.startsWith('capped-')).map((s) => s.name)).size, 3000));
+    // The freed slot is the SDK's now: one connection that stays.
+    await eventually(async () => {
+      assert.equal((await connections()).open, 1);
+      assert.equal(sdkStats().connected, true);
+    });
+    await d.stop();
   });
 });

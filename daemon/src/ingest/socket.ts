@@ -1,6 +1,7 @@
 /**
- * Unix socket receiver: many concurrent connections, each an NDJSON stream with its own
- * `hello` resource. Reads as fast as the kernel delivers; nothing here waits on export.
+ * Unix socket receiver: many concurrent connections (up to --max-connections), each an NDJSON
+ * stream with its own `hello` resource. Reads as fast as the kernel delivers; nothing here waits
+ * on export.
  */
 import { chmod, lstat, unlink } from 'node:fs/promises';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
@@ -10,6 +11,7 @@ import type { RecordSink } from './record-sink.js';
 
 export interface SocketReceiver {
   readonly path: string;
+  /** Connections open now within --max-connections (refused ones being closed are not counted). */
   readonly connections: number;
   /** Stop listening; connections still open after `forceAfterMs` (default 1000) are destroyed. */
   close(forceAfterMs?: number): Promise<void>;
@@ -23,6 +25,26 @@ export class SocketInUseError extends Error {}
  * newline; its connection and the other records live on.
  */
 export const PARTIAL_LINES_BUDGET_RECORDS = 16;
+
+/**
+ * Refused connections (past --max-connections) still open. A refused connection is sent EOF at
+ * once and read until its client closes: an SDK writes its first batch as soon as it connects,
+ * before it can see the EOF, and closing without reading (Node's `server.maxConnections`) lost
+ * that batch on every reconnect. Past this many, the oldest is destroyed, so that a client that
+ * never closes cannot hold more descriptors this way.
+ */
+export const REFUSED_MAX_OPEN = 64;
+/** How long a refused connection may stay open after our EOF: an SDK closes it within a turn of its event loop. */
+export const REFUSED_CLOSE_GRACE_MS = 5_000;
+/** One warning about refused connections per this many ms at most: a leaking client is refused as fast as it connects. */
+export const REFUSED_LOG_MS = 10_000;
+
+export interface SocketLimits {
+  /** Connections open at once at most (--max-connections; 0: no limit). */
+  readonly maxConnections: number;
+  /** Each refused connection, as it is refused (for the counters). */
+  readonly onRefused?: () => void;
+}
 
 /** A socket file left by a dead daemon is replaced; a live daemon on it is an error. */
 async function clearStaleSocket(path: string): Promise<void> {
@@ -57,13 +79,52 @@ async function clearStaleSocket(path: string): Promise<void> {
  * long is closed and the part counted invalid (`incomplete`): a hung client must not keep its
  * share of the partial-line budget forever. Idle connections between records are left alone.
  */
-export async function listenSocket(path: string, sink: RecordSink, log: Logger, maxRecordBytes: number, partialLineTimeoutMs = 60_000): Promise<SocketReceiver> {
+export async function listenSocket(
+  path: string,
+  sink: RecordSink,
+  log: Logger,
+  maxRecordBytes: number,
+  partialLineTimeoutMs = 60_000,
+  limits: SocketLimits = { maxConnections: 0 },
+): Promise<SocketReceiver> {
   await clearStaleSocket(path);
   const open = new Set<Socket>();
+  /** Refused connections not closed yet, oldest first. */
+  const refusing = new Set<Socket>();
+  const refusals = { loggedAt: -Infinity, since: 0 };
   const budget = new PartialLineBudget(PARTIAL_LINES_BUDGET_RECORDS * maxRecordBytes);
 
+  /**
+   * Past --max-connections: EOF now, so the client goes and reconnects later (the SDK with its
+   * backoff, keeping its records); what it writes meanwhile is read as usual. No idle timeout
+   * closes accepted connections instead: an SDK's one connection may rightly idle for hours.
+   */
+  const refuse = (socket: Socket) => {
+    limits.onRefused?.();
+    if (refusing.size >= REFUSED_MAX_OPEN) {
+      const oldest = refusing.values().next().value!;
+      refusing.delete(oldest);
+      oldest.destroy();
+    }
+    refusing.add(socket);
+    socket.end();
+    const grace = setTimeout(() => socket.destroy(), REFUSED_CLOSE_GRACE_MS);
+    grace.unref();
+    socket.once('close', () => clearTimeout(grace));
+    refusals.since++;
+    const now = Date.now();
+    if (now - refusals.loggedAt < REFUSED_LOG_MS) return;
+    log.warn(
+      { maxConnections: limits.maxConnections, connections: open.size, refused: refusals.since },
+      `Unix socket connections at --max-connections (${limits.maxConnections}): new ones are refused (told to reconnect later; what they already wrote is kept). A client that opens connections and never closes them holds the others; if that many apps share this daemon, raise --max-connections`,
+    );
+    refusals.loggedAt = now;
+    refusals.since = 0;
+  };
+
   const server: Server = createServer((socket) => {
-    open.add(socket);
+    if (limits.maxConnections > 0 && open.size >= limits.maxConnections) refuse(socket);
+    else open.add(socket);
     const session = sink.session('uds');
     let warned = false;
     const splitter = new LineSplitter(
@@ -95,6 +156,7 @@ export async function listenSocket(path: string, sink: RecordSink, log: Logger, 
     socket.on('error', (err) => log.debug({ err }, 'socket connection error'));
     socket.on('close', () => {
       open.delete(socket);
+      refusing.delete(socket);
       splitter.discard(); // a partial line left by a client gone without a newline
     });
   });
@@ -119,7 +181,7 @@ export async function listenSocket(path: string, sink: RecordSink, log: Logger, 
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       // Clients get EOF; whatever they already wrote has been read by then.
       for (const socket of open) socket.end();
-      const forced = setTimeout(() => open.forEach((s) => s.destroy()), forceAfterMs);
+      const forced = setTimeout(() => [...open, ...refusing].forEach((s) => s.destroy()), forceAfterMs);
       await closed;
       clearTimeout(forced);
       await unlink(path).catch(() => undefined);

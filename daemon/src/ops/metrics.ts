@@ -15,6 +15,11 @@ export interface QueueGauges {
   readonly maxBytes: number;
 }
 
+/** Connections held now: the Unix socket's (within --max-connections). */
+export interface ConnectionGauges {
+  readonly uds: number;
+}
+
 const P = 'dspy_o11yd_';
 
 export interface Metrics {
@@ -22,7 +27,7 @@ export interface Metrics {
   readonly exportDuration: Histogram<'outcome'>;
 }
 
-export function createMetrics(stats: Stats, queue: () => QueueGauges): Metrics {
+export function createMetrics(stats: Stats, queue: () => QueueGauges, connections: () => ConnectionGauges): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: P });
 
@@ -48,6 +53,7 @@ export function createMetrics(stats: Stats, queue: () => QueueGauges): Metrics {
   fromCounts('scores_exported_total', 'Scores delivered to the backend', [], () => [[{}, stats.scoresExported]]);
   fromCounts('scores_dropped_total', 'Scores dropped, by reason', ['reason'], () => SCORE_DROP_REASONS.map((reason) => [{ reason }, stats.scoresDropped[reason]] as [Record<'reason', string>, number]));
   fromCounts('langfuse_repairs_total', 'Span values Langfuse would silently drop, repaired or removed before export', ['reason'], () => stats.repairs.entries());
+  fromCounts('connections_refused_total', 'Connections refused past the cap, by transport (uds: --max-connections)', ['transport'], () => stats.connectionsRefused.entries());
 
   const gauge = (name: string, help: string, read: () => number) =>
     new Gauge({ name: P + name, help, registers: [registry], collect() { this.set(read()); } });
@@ -56,6 +62,15 @@ export function createMetrics(stats: Stats, queue: () => QueueGauges): Metrics {
   gauge('queue_capacity_spans', 'Queue bound in spans', () => queue().maxSpans);
   gauge('queue_capacity_bytes', 'Queue bound in bytes', () => queue().maxBytes);
   gauge('inflight_spans', 'Spans in the export request in flight (or waiting to be retried)', () => queue().inFlightSpans);
+  new Gauge({
+    name: P + 'connections',
+    help: 'Connections open now, by transport (uds: the Unix socket, at most --max-connections)',
+    labelNames: ['transport'],
+    registers: [registry],
+    collect() {
+      this.set({ transport: 'uds' }, connections().uds);
+    },
+  });
 
   const exportDuration = new Histogram({
     name: P + 'export_duration_seconds',

@@ -21,6 +21,8 @@ export interface DaemonStatus {
     memoryLimit: number;
     rss: number;
   };
+  /** Unix socket connections open now, their cap (`--max-connections`, 0: none) and those refused past it since start. */
+  connections: { open: number; max: number; refused: number };
   spans: { received: number; exported: number; dropped: Record<string, number>; queued: number; inFlight: number };
   records: { received: Record<string, number>; invalid: Record<string, number> };
   export: { requests: Record<string, number>; retries: number };

@@ -55,6 +55,8 @@ export class Stats {
   readonly recordsInvalid = new LabeledCounts<'transport' | 'reason'>(['transport', 'reason']);
   readonly exportRequests = new LabeledCounts<'outcome'>(['outcome']);
   readonly repairs = new LabeledCounts<'reason'>(['reason']);
+  /** Connections refused past a cap (`uds`: --max-connections). */
+  readonly connectionsRefused = new LabeledCounts<'transport'>(['transport']);
   readonly dropped: Record<DropReason, number> = {
     queue_overflow: 0, retries_exhausted: 0, rejected: 0, shutdown: 0, client_buffer: 0, sampled: 0,
   };

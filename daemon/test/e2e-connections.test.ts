@@ -1,0 +1,100 @@
+/**
+ * Connection caps: --max-connections on the Unix socket (a client that leaks connections must not
+ * run the daemon out of descriptors).
+ */
+import { afterEach, beforeEach, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { connect, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { startFakeLangfuse, type FakeLangfuse } from './support/fake-langfuse.js';
+import { startDaemonProcess, tempDir, type DaemonProcess } from './support/daemon-process.js';
+
+const KEYS = { LANGFUSE_PUBLIC_KEY: 'pk-lf-conn', LANGFUSE_SECRET_KEY: 'sk-lf-conn' };
+const spanLine = (i: number, name: string) =>
+  JSON.stringify({ v: 1, type: 'span', traceId: 'c'.repeat(32), spanId: (i + 1).toString(16).padStart(16, '0'), name, startTimeUnixNano: '1732700000000000000', endTimeUnixNano: '1732700000000000001' }) + '\n';
+
+/** `p`, or a failure naming `what` after a generous `ms` (a loaded machine is slow, never this slow). */
+function within<T>(p: Promise<T>, what: string, ms = 20_000): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms)));
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
+
+describe('connection caps', () => {
+  let fake: FakeLangfuse;
+  let daemon: DaemonProcess | undefined;
+  let tmp: ReturnType<typeof tempDir>;
+  let socket: string;
+  const clients: Socket[] = [];
+
+  /** A raw connection that stays open; `ended` is true once the daemon sent EOF (false if the connection failed instead). */
+  const open = async (onConnect?: (c: Socket) => void) => {
+    const c = connect(socket);
+    clients.push(c);
+    const ended = once(c, 'end').then(() => true, () => false);
+    c.on('error', () => undefined);
+    c.resume();
+    await within(once(c, 'connect'), 'connect');
+    onConnect?.(c);
+    return { c, ended };
+  };
+
+  beforeEach(async () => {
+    tmp = tempDir();
+    socket = join(tmp.dir, 'd.sock');
+    fake = await startFakeLangfuse({ publicKey: KEYS.LANGFUSE_PUBLIC_KEY, secretKey: KEYS.LANGFUSE_SECRET_KEY });
+  });
+  afterEach(async () => {
+    clients.splice(0).forEach((c) => c.destroy());
+    await daemon?.stop('SIGKILL');
+    daemon = undefined;
+    await fake.close();
+    tmp.cleanup();
+  });
+
+  test('--max-connections 3: a 4th connection gets EOF at once (what it wrote first is still read), counted in the metric and status with one warning; the 3 deliver; once one closes, a new one is accepted', async () => {
+    const d = (daemon = await startDaemonProcess(['--socket', socket, '--http', '127.0.0.1:0', '--max-connections', '3', '--flush-interval', '20'], { ...KEYS, LANGFUSE_HOST: fake.url }, socket));
+    const held = [await open(), await open(), await open()];
+    await d.eventually(async () => assert.equal((await d.status()).connections.open, 3), 20_000);
+
+    // The 4th writes a record as soon as it is connected, as the SDK does, before it can see the EOF.
+    const fourth = await open((c) => c.write(spanLine(100, 'written-before-eof')));
+    assert.equal(await within(fourth.ended, 'EOF to the 4th connection'), true, 'EOF, not a reset');
+    await within(once(fourth.c, 'close'), 'the 4th connection closed');
+    await d.eventually(async () => assert.equal(await d.metric('dspy_o11yd_connections_refused_total', { transport: 'uds' }), 1), 20_000);
+    assert.deepEqual((await d.status()).connections, { open: 3, max: 3, refused: 1 });
+    assert.equal(await d.metric('dspy_o11yd_connections', { transport: 'uds' }), 3);
+    const warning = await d.waitForLog((l) => /--max-connections \(3\)/.test(l.msg), 20_000);
+    assert.equal(warning.level, 40);
+    assert.equal(warning.maxConnections, 3);
+
+    // The 3 held connections were left alone and still deliver; the refused one's record arrived too.
+    held.forEach((h, i) => h.c.write(spanLine(i, `held-${i}`)));
+    await fake.waitForSpans(4, 20_000);
+    assert.deepEqual(fake.spans.map((s) => s.name).sort(), ['held-0', 'held-1', 'held-2', 'written-before-eof']);
+
+    // One leaves: its slot is free again.
+    held[0]!.c.end();
+    await d.eventually(async () => assert.equal((await d.status()).connections.open, 2), 20_000);
+    const fifth = await open((c) => c.write(spanLine(200, 'after-a-slot-freed')));
+    await fake.waitForSpans(5, 20_000);
+    // Refused or not is decided when a connection is accepted, before its record is read.
+    assert.deepEqual((await d.status()).connections, { open: 3, max: 3, refused: 1 });
+    assert.ok(!fifth.c.readableEnded, 'the 5th connection got no EOF');
+    fifth.c.write(spanLine(201, 'still-open'));
+    held[1]!.c.write(spanLine(202, 'still-open'));
+    await fake.waitForSpans(7, 20_000);
+    assert.equal((await d.status()).connections.refused, 1);
+  });
+
+  test('--max-connections 0 (here from its env twin) is no limit; the default is 512', async () => {
+    const d = (daemon = await startDaemonProcess(['--socket', socket, '--http', '127.0.0.1:0', '--exporter', 'console'], { DSPY_O11YD_MAX_CONNECTIONS: '0' }, socket));
+    const all = await Promise.all(Array.from({ length: 8 }, () => open()));
+    await d.eventually(async () => assert.deepEqual((await d.status()).connections, { open: 8, max: 0, refused: 0 }), 20_000);
+    assert.ok(all.every((a) => !a.c.readableEnded));
+    await d.stop();
+    const byDefault = (daemon = await startDaemonProcess(['--socket', socket, '--http', '127.0.0.1:0', '--exporter', 'console'], {}, socket));
+    assert.equal((await byDefault.status()).connections.max, 512);
+  });
+});
