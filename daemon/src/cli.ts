@@ -116,12 +116,25 @@ function authHeaders(token: string | undefined): Record<string, string> {
   if (problem) fail(`invalid --ingest-token${token === undefined ? ' (from DSPY_O11YD_INGEST_TOKEN)' : ''}: ${problem}`);
   return value ? { authorization: `Bearer ${value}` } : {};
 }
-function failOnStatus(url: string, status: number, flags: { ingestToken?: string }): void {
+/** The daemon's `{"error": "…"}` from an answer's body, on one line; undefined if there is none. */
+async function errorIn(body: () => Promise<string>): Promise<string | undefined> {
+  try {
+    const error = (JSON.parse(await body()) as { error?: unknown }).error;
+    return typeof error === 'string' && error ? error.replace(/\s+/g, ' ').slice(0, 500) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+async function failOnStatus(url: string, status: number, flags: { ingestToken?: string }, body: () => Promise<string>): Promise<void> {
   if (status === 401) {
     const given = flags.ingestToken !== undefined ? '--ingest-token' : process.env.DSPY_O11YD_INGEST_TOKEN ? 'DSPY_O11YD_INGEST_TOKEN' : undefined;
     fail(`${url} answered 401: ${given ? `the token from ${given} is wrong` : 'the daemon needs --ingest-token (or DSPY_O11YD_INGEST_TOKEN)'}`, 1);
   }
-  if (status !== 200) fail(`${url} answered ${status}`, 1);
+  // E.g. tail's 503 past its readers cap: the daemon's reason, not the bare status.
+  if (status !== 200) {
+    const error = await errorIn(body);
+    fail(`${url} answered ${status}${error ? `: ${error}` : ''}`, 1);
+  }
 }
 
 program
@@ -139,7 +152,7 @@ program
     } catch (err) {
       fail(`no daemon answers at ${url}: ${whyUnreachable(err)}`, 1);
     }
-    failOnStatus(url, res.status, flags);
+    await failOnStatus(url, res.status, flags, () => res.text());
     try {
       body = (await res.json()) as Record<string, unknown>;
     } catch (err) {
@@ -163,7 +176,7 @@ program
     } catch (err) {
       fail(`no daemon answers at ${url}: ${whyUnreachable(err)}`, 1);
     }
-    failOnStatus(url, res.statusCode, flags);
+    await failOnStatus(url, res.statusCode, flags, () => res.body.text());
     let partial = '';
     try {
       for await (const chunk of res.body.setEncoding('utf8')) {

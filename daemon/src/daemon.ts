@@ -18,7 +18,7 @@ import { LineSplitter } from './ingest/line-splitter.js';
 import { RecordSink } from './ingest/record-sink.js';
 import { listenSocket, type SocketReceiver } from './ingest/socket.js';
 import { createMetrics } from './ops/metrics.js';
-import { registerOpsRoutes, type DaemonStatus } from './ops/routes.js';
+import { MAX_TAIL_READERS, registerOpsRoutes, type DaemonStatus } from './ops/routes.js';
 import { Stats } from './ops/stats.js';
 import { setQueueMemoryCeiling } from './model.js';
 import { SpanQueue } from './queue/span-queue.js';
@@ -94,7 +94,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
     inFlightSpans: exportLoop?.inFlightSpans ?? 0,
     maxSpans: config.queue.maxSpans,
     maxBytes: config.queue.maxBytes,
-  }), () => ({ uds: socket?.connections ?? 0 }));
+  }), () => ({ uds: socket?.connections ?? 0, tailReaders: sink.tailListeners.size }));
   exportLoop = new ExportLoop(batcher, exporter, stats, log, { exportTimeoutMs: config.exportTimeoutMs, maxRetries: config.maxRetries }, metrics.exportDuration);
   const loop = exportLoop;
 
@@ -159,6 +159,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
       },
       listeners: { socket: config.socket, http: httpUrl },
       connections: { open: socket?.connections ?? 0, max: config.maxConnections, refused: stats.connectionsRefused.get(['uds']) },
+      tail: { readers: sink.tailListeners.size, max: MAX_TAIL_READERS },
       queue: { spans: queue.spans, bytes: queue.bytes, maxSpans: config.queue.maxSpans, maxBytes: config.queue.maxBytes, inFlightSpans: loop.inFlightSpans, memoryLimit: config.memoryLimitBytes, rss: process.memoryUsage.rss() },
       spans: { received: stats.spansReceived, exported: stats.spansExported, dropped, queued: queue.spans, inFlight: loop.inFlightSpans },
       records: {

@@ -1,14 +1,16 @@
 /**
  * Connection caps: --max-connections on the Unix socket (a client that leaks connections must not
- * run the daemon out of descriptors).
+ * run the daemon out of descriptors), and the cap on /v1/tail readers.
  */
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
+import { MAX_TAIL_READERS } from '../src/ops/routes.js';
 import { startFakeLangfuse, type FakeLangfuse } from './support/fake-langfuse.js';
-import { startDaemonProcess, tempDir, type DaemonProcess } from './support/daemon-process.js';
+import { CLI, runCli, startDaemonProcess, tempDir, type DaemonProcess } from './support/daemon-process.js';
 
 const KEYS = { LANGFUSE_PUBLIC_KEY: 'pk-lf-conn', LANGFUSE_SECRET_KEY: 'sk-lf-conn' };
 const spanLine = (i: number, name: string) =>
@@ -96,5 +98,44 @@ describe('connection caps', () => {
     await d.stop();
     const byDefault = (daemon = await startDaemonProcess(['--socket', socket, '--http', '127.0.0.1:0', '--exporter', 'console'], {}, socket));
     assert.equal((await byDefault.status()).connections.max, 512);
+  });
+
+  test(`/v1/tail takes ${MAX_TAIL_READERS} readers; the next gets 503 with a JSON error, and \`dspy-o11yd tail\` prints it on one line and exits 1`, { timeout: 120_000 }, async () => {
+    const d = (daemon = await startDaemonProcess(['--socket', socket, '--http', '127.0.0.1:0', '--exporter', 'console'], {}, socket));
+    const readers: Response[] = [];
+    try {
+      for (let i = 0; i < MAX_TAIL_READERS; i++) {
+        const res = await fetch(`${d.httpUrl}/v1/tail`);
+        assert.equal(res.status, 200, `reader ${i + 1}`);
+        readers.push(res);
+      }
+      assert.deepEqual((await d.status()).tail, { readers: MAX_TAIL_READERS, max: MAX_TAIL_READERS });
+      assert.equal(await d.metric('dspy_o11yd_tail_readers'), MAX_TAIL_READERS);
+      const refused = await fetch(`${d.httpUrl}/v1/tail`);
+      assert.equal(refused.status, 503);
+      const body = (await refused.json()) as { error: string };
+      assert.match(body.error, new RegExp(`too many /v1/tail readers: ${MAX_TAIL_READERS} connected, ${MAX_TAIL_READERS} at most`));
+
+      const host = d.httpUrl.replace('http://', '');
+      const cli = await runCli(['tail', '--http', host], {}, 20_000);
+      assert.equal(cli.code, 1, cli.stderr);
+      assert.equal(cli.stdout, '');
+      const lines = cli.stderr.trim().split('\n');
+      assert.equal(lines.length, 1, cli.stderr);
+      assert.match(lines[0]!, /^dspy-o11yd: http:\/\/[^ ]+\/v1\/tail answered 503: too many \/v1\/tail readers: 16 connected, 16 at most/);
+
+      // A reader that leaves frees its place: `tail` is served again.
+      await readers.pop()!.body!.cancel();
+      await d.eventually(async () => assert.equal((await d.status()).tail.readers, MAX_TAIL_READERS - 1), 20_000);
+      const tail = spawn(process.execPath, [CLI, 'tail', '--http', host], { stdio: ['ignore', 'pipe', 'pipe'] });
+      try {
+        await d.eventually(async () => assert.equal((await d.status()).tail.readers, MAX_TAIL_READERS), 20_000);
+        assert.equal(tail.exitCode, null, 'tail is reading');
+      } finally {
+        tail.kill();
+      }
+    } finally {
+      await Promise.all(readers.map((r) => r.body?.cancel()));
+    }
   });
 });

@@ -15,9 +15,10 @@ export interface QueueGauges {
   readonly maxBytes: number;
 }
 
-/** Connections held now: the Unix socket's (within --max-connections). */
+/** Connections held now: the Unix socket's (within --max-connections) and /v1/tail's readers. */
 export interface ConnectionGauges {
   readonly uds: number;
+  readonly tailReaders: number;
 }
 
 const P = 'dspy_o11yd_';
@@ -71,6 +72,7 @@ export function createMetrics(stats: Stats, queue: () => QueueGauges, connection
       this.set({ transport: 'uds' }, connections().uds);
     },
   });
+  gauge('tail_readers', 'Readers of /v1/tail (dspy-o11yd tail) connected now', () => connections().tailReaders);
 
   const exportDuration = new Histogram({
     name: P + 'export_duration_seconds',

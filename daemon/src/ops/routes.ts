@@ -23,6 +23,8 @@ export interface DaemonStatus {
   };
   /** Unix socket connections open now, their cap (`--max-connections`, 0: none) and those refused past it since start. */
   connections: { open: number; max: number; refused: number };
+  /** `/v1/tail` readers connected now and their cap. */
+  tail: { readers: number; max: number };
   spans: { received: number; exported: number; dropped: Record<string, number>; queued: number; inFlight: number };
   records: { received: Record<string, number>; invalid: Record<string, number> };
   export: { requests: Record<string, number>; retries: number };
@@ -38,6 +40,15 @@ export interface OpsHooks {
 
 /** Empty line on an idle `/v1/tail` stream, under common proxy idle timeouts (60 s). */
 export const TAIL_HEARTBEAT_MS = 30_000;
+/**
+ * `/v1/tail` readers at once at most; the next is answered 503. Each holds a connection, and up
+ * to TAIL_BUFFER_BYTES of lines while it reads slower than records arrive: a script that opens
+ * readers and never closes them must not run the daemon out of descriptors or memory. A person
+ * watching needs one or two.
+ */
+export const MAX_TAIL_READERS = 16;
+/** Lines a `/v1/tail` reader may have waiting; past it, it loses lines rather than growing the daemon's memory. */
+export const TAIL_BUFFER_BYTES = 1024 * 1024;
 
 export function registerOpsRoutes(app: FastifyInstance, hooks: OpsHooks): void {
   app.get('/healthz', async () => ({ status: 'ok' }));
@@ -57,6 +68,12 @@ export function registerOpsRoutes(app: FastifyInstance, hooks: OpsHooks): void {
 
   // The live record stream for `dspy-o11yd tail`: NDJSON, one line per accepted record.
   app.get('/v1/tail', (request, reply) => {
+    const readers = hooks.sink.tailListeners.size;
+    if (readers >= MAX_TAIL_READERS) {
+      // 503, not 429: the daemon is full because of other readers, not because of this client's rate.
+      void reply.code(503).send({ error: `too many /v1/tail readers: ${readers} connected, ${MAX_TAIL_READERS} at most; stop one (or wait for one to end) and try again` });
+      return;
+    }
     reply.hijack();
     const res = reply.raw;
     res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
@@ -65,7 +82,7 @@ export function registerOpsRoutes(app: FastifyInstance, hooks: OpsHooks): void {
     res.flushHeaders();
     const listener = (line: string) => {
       // A slow reader loses lines rather than growing the daemon's memory.
-      if (res.writableLength < 1024 * 1024) res.write(line + '\n');
+      if (res.writableLength < TAIL_BUFFER_BYTES) res.write(line + '\n');
     };
     // An empty line now and then keeps idle proxies and body timeouts from cutting the stream;
     // NDJSON readers skip blank lines (and so does `dspy-o11yd tail`).

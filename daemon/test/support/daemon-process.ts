@@ -123,6 +123,7 @@ export interface DaemonStatusJson {
   exporter: { kind: string; destination: string; state: string; lastError?: string };
   queue: { spans: number; bytes: number; maxSpans: number; maxBytes: number; inFlightSpans: number };
   connections: { open: number; max: number; refused: number };
+  tail: { readers: number; max: number };
   spans: { received: number; exported: number; dropped: Record<string, number>; queued: number; inFlight: number };
   records: { received: Record<string, number>; invalid: Record<string, number> };
   export: { requests: Record<string, number>; retries: number };
