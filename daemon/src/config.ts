@@ -13,7 +13,7 @@ import { RESOURCE } from '@dspy-o11y/proto/vocabulary';
 export type Encoding = 'protobuf' | 'json';
 export type ExporterChoice = 'langfuse' | 'otlp' | 'console' | 'file';
 
-/** One option: its flag, the env variables that set it (first present wins), its default and its help. */
+/** One option: its flag, the env variables that set it (the first one set and not empty wins), its default and its help. */
 export interface OptionSpec {
   readonly key: keyof RawConfig;
   readonly flag: string;
@@ -22,7 +22,23 @@ export interface OptionSpec {
   readonly default?: string;
 }
 
-const int = (min: number) => z.coerce.number().int().min(min);
+/**
+ * A whole number written in decimal digits (surrounding whitespace ignored). Not `z.coerce.number()`:
+ * it read `' '` as 0 (for --max-connections: no limit) and `0x10` as 16.
+ */
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
+  z
+    .string()
+    .trim()
+    .regex(/^[+-]?[0-9]+$/, 'must be a whole number in decimal digits')
+    .transform(Number)
+    .pipe(z.number().int().min(min).max(max));
+/** A decimal number (`0.25`, `.5`, `1e-2`); `' '` was 0 (a sample ratio that dropped every trace). */
+const decimal = z
+  .string()
+  .trim()
+  .regex(/^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$/, 'must be a decimal number')
+  .transform(Number);
 const hostPort = z
   .string()
   .refine((v) => v === '' || parseHostPort(v) !== undefined, 'must be host:port (e.g. 127.0.0.1:4318) or empty to disable');
@@ -110,7 +126,7 @@ const ConfigSchema = z.object({
   httpReadTimeout: int(1),
   ingestToken: ingestToken.optional(),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
-  sampleRatio: z.coerce.number().min(0).max(1),
+  sampleRatio: decimal.pipe(z.number().min(0).max(1)),
   // Langfuse's rule for an environment (FACTS.md): checked here, not sanitized, since it is ours to get right.
   environment: z
     .string()
@@ -118,7 +134,7 @@ const ConfigSchema = z.object({
     .refine((v) => !v.startsWith('langfuse'), 'must not start with "langfuse" (reserved by Langfuse)')
     .optional(),
   release: z.string().max(1024).optional(),
-  nice: z.coerce.number().int().min(-20).max(19),
+  nice: int(-20, 19),
 });
 export type RawConfig = { [K in keyof z.input<typeof ConfigSchema>]?: string };
 
@@ -238,8 +254,11 @@ export function resolveConfig(flags: RawConfig, env: NodeJS.ProcessEnv = process
   /** Options set by neither a flag nor the environment. */
   const defaulted = new Set<string>();
   for (const o of OPTIONS) {
-    const fromFlag = flags[o.key];
-    const envName = o.env.find((name) => env[name] !== undefined);
+    // An empty value is no value (as OpenTelemetry reads its variables: \`X=\` is X unset), except
+    // where '' has a meaning (disable a listener): the next variable, else the default, applies.
+    const unset = (v: string | undefined) => v === undefined || (v === '' && o.key !== 'socket' && o.key !== 'http');
+    const fromFlag = unset(flags[o.key]) ? undefined : flags[o.key];
+    const envName = o.env.find((name) => !unset(env[name]));
     if (fromFlag !== undefined) {
       raw[o.key] = fromFlag;
       origin[o.key] = o.flag;
@@ -251,8 +270,6 @@ export function resolveConfig(flags: RawConfig, env: NodeJS.ProcessEnv = process
       origin[o.key] = o.flag;
       defaulted.add(o.key);
     }
-    // An empty optional value means "not set", except where '' has a meaning (disable a listener).
-    if (raw[o.key] === '' && o.key !== 'socket' && o.key !== 'http') raw[o.key] = undefined;
   }
   const parsed = ConfigSchema.safeParse(raw);
   if (!parsed.success) {

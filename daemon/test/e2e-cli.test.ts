@@ -38,7 +38,8 @@ describe('cli', () => {
       [['start'], { LANGFUSE_SAMPLE_RATE: '2' }, /--sample-ratio \(from LANGFUSE_SAMPLE_RATE\)/],
       // 0 is "no limit" (like --memory-limit and --partial-line-timeout); below it, or not a whole number, is an error.
       [['start', '--max-connections', '-1'], {}, /^dspy-o11yd: invalid --max-connections "-1": .*>=0/],
-      [['start', '--max-connections', '2.5'], {}, /^dspy-o11yd: invalid --max-connections "2\.5": .*int/],
+      [['start', '--max-connections', '2.5'], {}, /^dspy-o11yd: invalid --max-connections "2\.5": must be a whole number/],
+      [['start', '--max-connections', '0x10'], {}, /^dspy-o11yd: invalid --max-connections "0x10": must be a whole number in decimal digits/],
       [['start', '--max-connections', 'lots'], {}, /^dspy-o11yd: invalid --max-connections "lots"/],
       [['start'], { DSPY_O11YD_MAX_CONNECTIONS: '-8' }, /^dspy-o11yd: invalid --max-connections \(from DSPY_O11YD_MAX_CONNECTIONS\) "-8"/],
     ];

@@ -281,6 +281,28 @@ test('request deadline: times out with a TimeoutError, follows the parent, and l
   assert.ok(grown < 2 * 1024 * 1024, `200,000 requests kept ${grown} bytes on the heap`);
 });
 
+test('config: numbers are decimal (0x10, 1e3 and a blank are errors, not 16, 1000 and 0); an empty variable is unset', () => {
+  const bad = (flags: Record<string, string>, env: Record<string, string>, pattern: RegExp) =>
+    assert.throws(() => resolveConfig(flags, env), (e: Error) => e instanceof ConfigError && pattern.test(e.message), JSON.stringify({ flags, env }));
+  bad({ maxConnections: '0x10' }, {}, /--max-connections "0x10": must be a whole number in decimal digits/);
+  bad({ maxConnections: ' ' }, {}, /--max-connections " ": must be a whole number/); // was 0: no limit
+  bad({ queueMaxSpans: '1e3' }, {}, /--queue-max-spans "1e3"/);
+  bad({ nice: '0x5' }, {}, /--nice "0x5"/);
+  bad({}, { DSPY_O11YD_SAMPLE_RATIO: ' ' }, /--sample-ratio \(from DSPY_O11YD_SAMPLE_RATIO\) " ": must be a decimal number/); // was 0: every trace dropped
+  bad({ sampleRatio: '0x1' }, {}, /--sample-ratio "0x1"/);
+  // Surrounding whitespace (a value read from a file) and the usual decimal forms still read.
+  assert.equal(resolveConfig({}, { DSPY_O11YD_MAX_CONNECTIONS: ' 12\n' }).maxConnections, 12);
+  assert.equal(resolveConfig({ sampleRatio: '.5' }).sampleRatio, 0.5);
+  assert.equal(resolveConfig({ sampleRatio: '1e-1' }).sampleRatio, 0.1);
+  assert.equal(resolveConfig({ nice: '-5' }).nice, -5);
+  // `X=` is X unset, as OpenTelemetry reads its variables: the next variable or the default applies…
+  assert.equal(resolveConfig({}, { DSPY_O11YD_QUEUE_MAX_SPANS: '' }).queue.maxSpans, 200_000);
+  assert.equal(resolveConfig({}, { LANGFUSE_HOST: '', LANGFUSE_BASE_URL: 'http://127.0.0.1:3000' }).langfuse.host, 'http://127.0.0.1:3000');
+  assert.equal(resolveConfig({}, { LANGFUSE_HOST: '' }).langfuse.host, 'https://cloud.langfuse.com');
+  // …except where '' means something: a listener disabled.
+  assert.equal(resolveConfig({}, { DSPY_O11YD_SOCKET: '' }).socket, undefined);
+});
+
 test('config: flag beats env beats default; bad values name the flag', () => {
   const c = resolveConfig({ queueMaxSpans: '50' }, { DSPY_O11YD_QUEUE_MAX_SPANS: '70', DSPY_O11YD_BATCH_MAX_SPANS: '20' });
   assert.equal(c.queue.maxSpans, 50);
