@@ -147,7 +147,9 @@ const BEDROCK = /^(?:[a-z]{2,6}\.)?anthropic\./;
 const SUFFIXES = [/-v\d+(?::\d+)?$/, /@[a-z0-9-]+$/, /-\d{4}-\d{2}-\d{2}$/, /-\d{8}$/, /-\d{4}$/, /-latest$/, /-0\d\d$/];
 
 /** Lowercase, strip provider prefixes and snapshot suffixes. */
+/** `model` as the price table spells names; '' for anything but a string (a public helper never throws). */
 export function normalizeModelName(model: string): string {
+  if (typeof model !== 'string') return '';
   let m = model.trim().toLowerCase().replace(PREFIX, '').replace(BEDROCK, '');
   for (let changed = true; changed; ) {
     changed = false;
@@ -216,10 +218,11 @@ const finite = (n: number | undefined): number => (typeof n === 'number' && Numb
 
 /**
  * Cost in USD of one call, or undefined when the model's price is unknown (a name longer than
- * {@link MAX_MODEL_NAME_LENGTH} included) or there is no usage.
+ * {@link MAX_MODEL_NAME_LENGTH} included) or there is no usage (`usage` undefined, null, or
+ * without `input` and `output`). Never throws.
  * Cached input is priced at `cachedInput`, cache writes at `cacheWrite`, the rest at `input`.
  */
-export function costUsd(model: string, usage: TokenUsage, overrides?: PriceTable): number | undefined {
+export function costUsd(model: string, usage: TokenUsage | null | undefined, overrides?: PriceTable): number | undefined {
   const price = resolveModelPrice(model, overrides);
   return price ? costAtPrice(price, usage) : undefined;
 }
@@ -228,8 +231,12 @@ export function costUsd(model: string, usage: TokenUsage, overrides?: PriceTable
  * The arithmetic of `costUsd` for an already resolved price (the SDK caches prices per model).
  * Undefined, not NaN or a negative sum, for a price that is not a table of non-negative numbers
  * (an override without `input`): a cost of NaN is written as null, and the daemon refuses the span.
+ * Undefined too for no usage, as `costUsd`.
  */
-export function costAtPrice(price: ModelPrice, usage: TokenUsage): number | undefined {
+export function costAtPrice(price: ModelPrice, usage: TokenUsage | null | undefined): number | undefined {
+  // A JS caller is not held to the types: no usage (a call that reported none), or no price, is
+  // no cost rather than a TypeError thrown into the app.
+  if (!usage || typeof usage !== 'object' || !price || typeof price !== 'object') return undefined;
   const input = finite(usage.input);
   const output = finite(usage.output);
   if (usage.input === undefined && usage.output === undefined) return undefined;

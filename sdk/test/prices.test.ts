@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { MAX_MODEL_NAME_LENGTH, MODEL_PRICES, PRICES_AS_OF, costUsd, normalizeModelName, resolveModelPrice } from '@dspy-o11y/proto';
+import { MAX_MODEL_NAME_LENGTH, MODEL_PRICES, PRICES_AS_OF, costAtPrice, costUsd, normalizeModelName, resolveModelPrice } from '@dspy-o11y/proto';
+import { costUsd as sdkCostUsd } from '../src/index.js';
 
 test('the price table is dated and covers current OpenAI, Anthropic and Google models', () => {
   assert.match(PRICES_AS_OF, /^\d{4}-\d{2}-\d{2}$/);
@@ -73,4 +74,17 @@ test('a model name longer than 256 characters has no price, whatever its shape: 
   assert.equal(MAX_MODEL_NAME_LENGTH, 256);
   // Not a string (costUsd is public, and re-exported by the SDK): no price, nothing thrown.
   assert.equal(costUsd(42 as never, usage), undefined);
+});
+
+test('the cost helpers given no usage, no price or no name answer undefined (or no name), never throw', () => {
+  // What an API gives for a call without usage (OpenAI's `usage: null` in a stream) reaches the
+  // public helpers as is; a plain JS caller is not stopped by the types.
+  for (const usage of [undefined, null, 'lots', 42]) {
+    assert.equal(costUsd('gpt-4o-mini', usage as never), undefined, String(usage));
+    assert.equal(sdkCostUsd('gpt-4o-mini', usage as never), undefined, `SDK's costUsd, ${String(usage)}`);
+    assert.equal(costAtPrice(MODEL_PRICES['gpt-4o-mini']!, usage as never), undefined, String(usage));
+  }
+  assert.equal(costUsd('gpt-4o-mini', { input: 1_000_000 }, null as never), 0.15, 'null overrides: the built-in table');
+  for (const price of [undefined, null, 'cheap']) assert.equal(costAtPrice(price as never, { input: 10 }), undefined, String(price));
+  for (const model of [undefined, null, 42]) assert.equal(normalizeModelName(model as never), '', String(model));
 });
