@@ -5,7 +5,8 @@
  */
 import { Command, CommanderError, Option } from 'commander';
 import { setPriority } from 'node:os';
-import { ConfigError, OPTIONS, ingestTokenProblem, preparePaths, resolveConfig, type DaemonConfig, type RawConfig } from './config.js';
+import { parseIngestToken } from '@dspy-o11y/proto';
+import { ConfigError, OPTIONS, preparePaths, resolveConfig, type DaemonConfig, type RawConfig } from './config.js';
 import { startDaemon, type RunningDaemon } from './daemon.js';
 import { closeLog, createLogger } from './log.js';
 import { checkCredentials } from './check.js';
@@ -111,10 +112,12 @@ start.action(async (flags: RawConfig) => {
 const TOKEN_HELP = 'bearer token of a daemon started with --ingest-token [env: DSPY_O11YD_INGEST_TOKEN]';
 function authHeaders(token: string | undefined): Record<string, string> {
   const value = token ?? process.env.DSPY_O11YD_INGEST_TOKEN;
-  // A token no header can carry: a config error, as for `start`; fetch's own error quoted it.
-  const problem = value ? ingestTokenProblem(value) : undefined;
-  if (problem) fail(`invalid --ingest-token${token === undefined ? ' (from DSPY_O11YD_INGEST_TOKEN)' : ''}: ${problem}`);
-  return value ? { authorization: `Bearer ${value}` } : {};
+  if (!value) return {};
+  // Trimmed and checked as `start` does; a token no header can carry is a config error, as for
+  // `start` (fetch's own error quoted it).
+  const t = parseIngestToken(value);
+  if (!t.ok) fail(`invalid --ingest-token${token === undefined ? ' (from DSPY_O11YD_INGEST_TOKEN)' : ''}: ${t.problem}`);
+  return { authorization: `Bearer ${t.token}` };
 }
 /** The daemon's `{"error": "…"}` from an answer's body, on one line; undefined if there is none. */
 async function errorIn(body: () => Promise<string>): Promise<string | undefined> {

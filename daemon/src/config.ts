@@ -7,7 +7,7 @@ import { accessSync, closeSync, constants, mkdirSync, openSync, rmdirSync, statS
 import { isIP } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
-import type { Attributes } from '@dspy-o11y/proto';
+import { parseIngestToken, type Attributes } from '@dspy-o11y/proto';
 import { RESOURCE } from '@dspy-o11y/proto/vocabulary';
 
 export type Encoding = 'protobuf' | 'json';
@@ -80,20 +80,15 @@ export function otlpHeadersProblem(value: string): string | undefined {
   return undefined;
 }
 /**
- * Why an `--ingest-token` could never be matched, or undefined. A token is compared with what
- * arrives after `Bearer `, trimmed: one with a line break, another control character or a
- * character past U+00FF cannot be sent in a header (Node's and undici's clients refuse it), and
- * one starting or ending with a space or tab arrives without it. Either way every request got a
- * 401, which `start` gave no sign of. A problem never shows the token.
+ * `--ingest-token` as the daemon compares it (trimmed), or an issue: parseIngestToken is the
+ * SDK's rule too. A token no request could carry or match got a 401 on every request, which
+ * `start` gave no sign of. An issue never shows the token.
  */
-export function ingestTokenProblem(token: string): string | undefined {
-  if (/[^\t\x20-\x7e\x80-\xff]/.test(token)) return 'holds a line break, another control character or a character past U+00FF, which no HTTP client can send';
-  if (/^[\t ]|[\t ]$/.test(token)) return 'starts or ends with a space or tab, which HTTP strips from a header, so no request could match it';
-  return undefined;
-}
-const ingestToken = z.string().min(1).superRefine((v, ctx) => {
-  const problem = ingestTokenProblem(v);
-  if (problem) ctx.addIssue({ code: 'custom', message: problem });
+const ingestToken = z.string().transform((v, ctx) => {
+  const t = parseIngestToken(v);
+  if (t.ok) return t.token;
+  ctx.issues.push({ code: 'custom', message: t.problem, input: v });
+  return z.NEVER;
 });
 
 const otlpHeaders = z.string().superRefine((v, ctx) => {

@@ -371,21 +371,49 @@ describe('cli', () => {
     await d.stop();
   });
 
-  test('an --ingest-token no client can send (a line break, a control character, past U+00FF) or match (padded with spaces): one line naming the flag, exit 2, the token never shown', async () => {
+  test('an --ingest-token with a trailing newline (a mounted secret) or padded with spaces is trimmed, from DSPY_O11YD_INGEST_TOKEN and from the flag, by start and by status', { timeout: 60_000 }, async () => {
+    const d = await startDaemonProcess(['--socket', '', '--http', '127.0.0.1:0', '--exporter', 'console'], { DSPY_O11YD_INGEST_TOKEN: 'tok-secret-file\n' });
+    try {
+      assert.equal((await postIngest(d.httpUrl, span('b00000000000000a'), 'application/x-ndjson', { authorization: 'Bearer tok-secret-file' })).status, 202);
+      assert.equal((await postIngest(d.httpUrl, span('b00000000000000b'), 'application/x-ndjson')).status, 401);
+      const host = d.httpUrl.replace('http://', '');
+      const status = await runCli(['status', '--http', host], { DSPY_O11YD_INGEST_TOKEN: 'tok-secret-file\r\n' });
+      assert.equal(status.code, 0, status.stderr);
+      assert.equal((await runCli(['status', '--http', host, '--ingest-token', ' tok-secret-file\t'])).code, 0);
+      assert.ok(!d.stderr.includes('tok-secret-file'));
+    } finally {
+      await d.stop();
+    }
+    const f = await startDaemonProcess(['--socket', '', '--http', '127.0.0.1:0', '--exporter', 'console', '--ingest-token', ' \ttok-flag\n'], {});
+    try {
+      assert.equal((await postIngest(f.httpUrl, span('b00000000000000c'), 'application/x-ndjson', { authorization: 'Bearer tok-flag' })).status, 202);
+    } finally {
+      await f.stop();
+    }
+  });
+
+  test('an --ingest-token no header carries as is (a line break, a control character, a non-ASCII character) or only whitespace: one line naming the flag, exit 2, the token never shown', async () => {
     const start = ['start', '--socket', '', '--http', '127.0.0.1:0', '--exporter', 'console'];
     const check = ['check', ...start.slice(1)];
-    const unsendable = /: holds a line break, another control character or a character past U\+00FF, which no HTTP client can send$/;
+    const unsendable = /: holds a character other than visible ASCII, space or tab \(a line break, another control character, or a non-ASCII one\), which an HTTP header cannot carry as is$/;
     const cases: [string[], Record<string, string>, RegExp][] = [
-      [[...check, '--ingest-token', 's3cret\nX-Injected: 1'], {}, /^dspy-o11yd: invalid --ingest-token: holds a line break/],
+      [[...check, '--ingest-token', 's3cret\nX-Injected: 1'], {}, /^dspy-o11yd: invalid --ingest-token: holds a character other than visible ASCII/],
       [[...start, '--ingest-token', 's3cret\nX-Injected: 1'], {}, unsendable],
       [[...start, '--ingest-token', 's3cret\u0001'], {}, unsendable],
       [[...start, '--ingest-token', 's3cret\u20ac'], {}, unsendable],
-      [start, { DSPY_O11YD_INGEST_TOKEN: 's3cret\r\n' }, /^dspy-o11yd: invalid --ingest-token \(from DSPY_O11YD_INGEST_TOKEN\): holds a line break/],
-      [start, { DSPY_O11YD_INGEST_TOKEN: ' s3cret' }, /^dspy-o11yd: invalid --ingest-token \(from DSPY_O11YD_INGEST_TOKEN\): starts or ends with a space or tab/],
-      [[...start, '--ingest-token', 's3cret\t'], {}, /starts or ends with a space or tab/],
+      // One byte each in a header, but é is 0xe9 from one client and 0xc3 0xa9 from another (UTF-8):
+      // such a token matched some clients and not others.
+      [[...start, '--ingest-token', 'caf\u00e9-s3cret'], {}, unsendable],
+      [[...start, '--ingest-token', 's3cret\u0080'], {}, unsendable],
+      [start, { DSPY_O11YD_INGEST_TOKEN: 's3cret\u00ff' }, /^dspy-o11yd: invalid --ingest-token \(from DSPY_O11YD_INGEST_TOKEN\): holds a character other than visible ASCII/],
+      [start, { DSPY_O11YD_INGEST_TOKEN: 's3cret\r\nX-Injected: 1\n' }, /^dspy-o11yd: invalid --ingest-token \(from DSPY_O11YD_INGEST_TOKEN\): holds a character other than visible ASCII/],
+      // An empty secret file: a mistake, not "no token" (which would open ingest on a loopback address).
+      [start, { DSPY_O11YD_INGEST_TOKEN: '\n' }, /^dspy-o11yd: invalid --ingest-token \(from DSPY_O11YD_INGEST_TOKEN\): is only whitespace$/],
+      [[...start, '--ingest-token', ' \t '], {}, /^dspy-o11yd: invalid --ingest-token: is only whitespace$/],
       // status and tail send it: the same line, not fetch's "invalid header value" quoting the token.
-      [['status', '--http', '127.0.0.1:9', '--ingest-token', 's3cret\n'], {}, unsendable],
-      [['tail', '--http', '127.0.0.1:9'], { DSPY_O11YD_INGEST_TOKEN: 's3cret\n' }, /^dspy-o11yd: invalid --ingest-token \(from DSPY_O11YD_INGEST_TOKEN\): holds a line break/],
+      [['status', '--http', '127.0.0.1:9', '--ingest-token', 's3cret\nX'], {}, unsendable],
+      [['status', '--http', '127.0.0.1:9', '--ingest-token', 'caf\u00e9-s3cret'], {}, unsendable],
+      [['tail', '--http', '127.0.0.1:9'], { DSPY_O11YD_INGEST_TOKEN: 's3cret\nX' }, /^dspy-o11yd: invalid --ingest-token \(from DSPY_O11YD_INGEST_TOKEN\): holds a character other than visible ASCII/],
     ];
     await assertConfigErrors(cases);
     for (const [args, env] of cases) {

@@ -5,3 +5,4 @@ export * from './ids.js';
 export * from './vectors.js';
 export * from './prices.js';
 export * from './retry-after.js';
+export * from './ingest-token.js';

@@ -33,7 +33,7 @@ export interface ConfigureOptions {
   resource?: Record<string, string | number | boolean>;
   /** Turn telemetry off: every call becomes a cheap no-op (env `DSPY_O11Y_DISABLED=1`, or Langfuse's `LANGFUSE_TRACING_ENABLED=false`). */
   disabled?: boolean;
-  /** Bearer token for the HTTP transport (env `DSPY_O11Y_INGEST_TOKEN`). */
+  /** Bearer token for the HTTP transport (env `DSPY_O11Y_INGEST_TOKEN`); leading and trailing whitespace is trimmed. */
   ingestToken?: string;
   /** Cap, in characters, of each captured input/output/attribute string (default 32768). */
   maxValueLength?: number;

@@ -1,4 +1,4 @@
-import { validateHeaderValue } from 'node:http';
+import { parseIngestToken } from '@dspy-o11y/proto';
 import { debug } from '../config.js';
 import { Transport, type TransportOptions } from './base.js';
 import { HttpTransport } from './http.js';
@@ -35,31 +35,27 @@ export function createTransport(endpoint: string, opts: TransportOptions): Trans
     return new UnixTransport(path, opts);
   }
   if (url.protocol === 'http:' || url.protocol === 'https:') {
-    const problem = tokenProblem(opts.ingestToken);
-    if (problem) {
+    const token = ingestToken(opts.ingestToken);
+    if (!token.ok) {
       // The value is a secret: never shown.
-      debug(`ingestToken (or DSPY_O11Y_INGEST_TOKEN) ${problem}; telemetry is off`);
+      debug(`ingestToken (or DSPY_O11Y_INGEST_TOKEN) ${token.problem}; telemetry is off`);
       return 'invalid_ingest_token';
     }
-    return new HttpTransport(url, opts);
+    return new HttpTransport(url, { ...opts, ingestToken: token.token });
   }
   debug(`unsupported endpoint scheme ${url.protocol}; telemetry is off`);
   return 'invalid_endpoint';
 }
 
 /**
- * What makes the bearer token unusable, if anything. node:http refuses a header value with a line
- * break, another control character or one past U+00FF: every request threw, was taken for a
- * network error and retried for ever, so nothing was delivered and nothing counted dropped.
+ * The bearer token as sent (trimmed: a mounted secret's trailing newline), or what makes it
+ * unusable: the daemon's rule (parseIngestToken). A token node:http refuses in a header made every
+ * request throw, taken for a network error and retried for ever, so nothing was delivered and
+ * nothing counted dropped; one the daemon cannot be started with could only be refused.
  */
-function tokenProblem(token: unknown): string | undefined {
+function ingestToken(token: unknown): { ok: true; token: string | undefined } | { ok: false; problem: string } {
   // No token, as the transport reads it (it sends none for any falsy value).
-  if (!token) return undefined;
-  if (typeof token !== 'string') return 'must be a string';
-  try {
-    validateHeaderValue('authorization', `Bearer ${token}`);
-  } catch {
-    return 'holds a character an HTTP header cannot carry (a line break, another control character, or one past U+00FF)';
-  }
-  return undefined;
+  if (!token) return { ok: true, token: undefined };
+  if (typeof token !== 'string') return { ok: false, problem: 'must be a string' };
+  return parseIngestToken(token);
 }
