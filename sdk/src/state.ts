@@ -167,7 +167,11 @@ function carry(drops: ReadonlyMap<string, number>): void {
   }
 }
 
-/** Resolves once buffered records are written (true), or after `timeoutMs`, or at once when no daemon listens (false). Never rejects. */
+/**
+ * Resolves once buffered records are written (true; over HTTP, accepted with a 2xx), or after
+ * `timeoutMs`, at once when no daemon listens, or when the daemon refused some for good (a 4xx:
+ * a wrong ingest token's 401; false). Never rejects.
+ */
 export function flush(timeoutMs?: number): Promise<boolean> {
   try {
     const t = transport;

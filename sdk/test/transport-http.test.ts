@@ -265,21 +265,57 @@ test('a finished app waits out a Retry-After that ends within flushTimeoutMs at 
 
 test('a permanent refusal (400) drops that batch, counted; later records still go', async () => {
   const r = await HttpReceiver.create();
-  configure({ endpoint: r.endpoint });
-  await flush();
-  const before = sdkStats();
-  r.failNext = 1;
-  r.failStatus = 400;
-  for (let i = 0; i < 10; i++) span(`refused${i}`, () => i);
-  assert.equal(await flush(), true);
-  span('after', () => 1);
-  assert.equal(await flush(), true);
-  await r.waitForSpans(1);
-  assert.deepEqual(r.spans().map((s) => s.name), ['after']);
-  assert.equal((sdkStats().droppedByReason.http_400 ?? 0) - (before.droppedByReason.http_400 ?? 0), 10);
-  await r.waitFor(() => r.stats().length > 0);
-  assert.deepEqual(r.stats(), [{ v: 1, type: 'stats', droppedRecords: 10, reason: 'http_400' }]);
-  await r.close();
+  try {
+    configure({ endpoint: r.endpoint });
+    await flush();
+    const before = sdkStats();
+    r.failNext = 1;
+    r.failStatus = 400;
+    for (let i = 0; i < 10; i++) span(`refused${i}`, () => i);
+    assert.equal(await flush(), false, 'the records were not accepted');
+    span('after', () => 1);
+    assert.equal(await flush(), true);
+    await r.waitForSpans(1);
+    assert.deepEqual(r.spans().map((s) => s.name), ['after']);
+    assert.equal((sdkStats().droppedByReason.http_400 ?? 0) - (before.droppedByReason.http_400 ?? 0), 10);
+    await r.waitFor(() => r.stats().length > 0);
+    assert.deepEqual(r.stats(), [{ v: 1, type: 'stats', droppedRecords: 10, reason: 'http_400' }]);
+  } finally {
+    await r.close();
+  }
+});
+
+test('flush() answers false when the daemon refused records for good (401, 403), also when later ones were accepted; true again once records are', async () => {
+  const r = await HttpReceiver.create();
+  try {
+    configure({ endpoint: r.endpoint, ingestToken: 'tok-wrong' });
+    await flush();
+    for (const status of [401, 403]) {
+      const before = sdkStats().droppedByReason[`http_${status}`] ?? 0;
+      r.failNext = 1;
+      r.failStatus = status;
+      for (let i = 0; i < 10; i++) span(`refused${status}-${i}`, () => i);
+      // "written" over HTTP is a 2xx: these are counted dropped (http_401), not sent, and retrying cannot help.
+      assert.equal(await flush(), false, `after a ${status}`);
+      assert.equal((sdkStats().droppedByReason[`http_${status}`] ?? 0) - before, 10);
+      span(`after${status}`, () => 1);
+      assert.equal(await flush(), true, `the next records, accepted, after a ${status}`);
+    }
+    // One flush waiting for a refused batch and a later accepted one: not everything it waited for got in.
+    r.failNext = 1;
+    r.failStatus = 401;
+    for (let i = 0; i < 10; i++) span(`first${i}`, () => i);
+    await new Promise((resolve) => setImmediate(resolve)); // that batch's request is under way
+    assert.equal(sdkStats().inFlight, 10);
+    for (let i = 0; i < 10; i++) span(`second${i}`, () => i);
+    assert.equal(await flush(), false);
+    await r.waitForSpans(12);
+    assert.deepEqual(r.spans().map((s) => s.name).slice(2), Array.from({ length: 10 }, (_, i) => `second${i}`));
+    assert.deepEqual(r.requests.map((q) => q.status).slice(-2), [401, 202]);
+  } finally {
+    configure({ endpoint: undefined, ingestToken: undefined });
+    await r.close();
+  }
 });
 
 test('413 from a body limit far below the batch size: batches shrink until they pass; every record arrives once', async () => {
@@ -298,7 +334,7 @@ test('413 from a body limit far below the batch size: batches shrink until they 
   const requests = r.requests.length;
   span('huge', { input: 'h'.repeat(4000) }, () => 1);
   span('small', () => 1);
-  assert.equal(await flush(10_000), true);
+  assert.equal(await flush(10_000), false, 'one of the records it waited for was refused');
   await r.waitForSpans(61);
   assert.equal(r.spans().at(-1)?.name, 'small');
   assert.equal((sdkStats().droppedByReason.record_too_large ?? 0) - (before.droppedByReason.record_too_large ?? 0), 1);

@@ -54,6 +54,8 @@ const DEFAULT_EXIT_FLUSH_MS = 2000;
 interface Waiter {
   resolve: (ok: boolean) => void;
   timer: NodeJS.Timeout;
+  /** Records it waited for were refused for good: it answers false, whatever follows. */
+  refused?: boolean;
 }
 
 /**
@@ -303,6 +305,15 @@ export abstract class Transport<B extends RecordBuffer = RecordBuffer> {
     return false;
   }
 
+  /**
+   * Records were refused for good (an HTTP 4xx: dropped, never retried): the flushes waiting now
+   * answer false when they end, even if the records after them are accepted. They resolved true,
+   * as if the records had been written, and `sent` did not count them.
+   */
+  protected refusedRecords(): void {
+    for (const w of this.waiters) w.refused = true;
+  }
+
   /** Everything written: resolve the flush waiters. */
   protected settle(): void {
     if (this.ring.size === 0 && this.inFlight === 0) this.resolveWaiters(true);
@@ -314,13 +325,14 @@ export abstract class Transport<B extends RecordBuffer = RecordBuffer> {
     this.waiters = [];
     for (const w of ws) {
       clearTimeout(w.timer);
-      w.resolve(ok);
+      w.resolve(ok && !w.refused);
     }
   }
 
   /**
-   * Resolves true once everything buffered is written; false on timeout, or at once when nobody
-   * listens (see `failed`): a daemon that fails a request is retried meanwhile. Never rejects.
+   * Resolves true once everything buffered is written (over HTTP: accepted, a 2xx); false on
+   * timeout, at once when nobody listens (see `failed`), or when some of it was refused for good
+   * (`refusedRecords`): a daemon that fails a request is retried meanwhile. Never rejects.
    * `timeoutMs` beyond what a timer can wait (~24.8 days, e.g. Infinity) waits that long; a negative
    * or NaN one does not wait.
    */

@@ -4,8 +4,8 @@
  * undici's pipelining would buy nothing). Each body starts with `hello` (the daemon scopes a
  * resource to a body) and any unreported drops as `stats`. Network errors, 408, 429 and 5xx put
  * the batch back at the front of the ring and back off (no sooner than an answer's `Retry-After`);
- * 413 halves the batch (down to one record); other 4xx drop the batch (counted). Sockets are
- * unref'd except while flushing at exit.
+ * 413 halves the batch (down to one record); other 4xx drop the batch (counted), and a flush
+ * waiting for it answers false. Sockets are unref'd except while flushing at exit.
  */
 import http from 'node:http';
 import https from 'node:https';
@@ -165,6 +165,7 @@ export class HttpTransport extends Transport<Ring> {
     // A permanent refusal (400, 401, 403, 413 for a single record, …): retrying cannot help.
     debug(`ingest refused with HTTP ${status}: ${answer.slice(0, 200)}`);
     this.drop(status === 413 ? 'record_too_large' : `http_${status}`, lines.length);
+    if (lines.length > 0) this.refusedRecords();
     counters.failures++;
     if (this.ring.size > 0) this.schedule();
     else this.settle();
