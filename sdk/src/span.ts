@@ -123,17 +123,22 @@ function fieldText(v: unknown, max: number): string | undefined {
   return undefined;
 }
 
-/** `tags` as text, at most {@link MAX_TAGS} of `max` characters in all; not an array: none. Never throws. */
+/**
+ * `tags` as text, of the first {@link MAX_TAGS}, those that fit in `max` characters in all; not an
+ * array: none. A tag that does not fit is left out, not cut (a cut tag is another label), and the
+ * ones after it are still looked at: one oversized tag used to cost every tag that followed it.
+ * Never throws.
+ */
 export function tagList(tags: unknown, max: number): string[] {
   const out: string[] = [];
   try {
     if (!Array.isArray(tags)) return out;
     let room = max;
     for (let i = 0; i < tags.length && i < MAX_TAGS; i++) {
-      const t = fieldText(tags[i], max);
-      if (t === undefined) continue;
+      const v: unknown = tags[i];
+      const t = typeof v === 'string' ? v : fieldText(v, max);
+      if (t === undefined || t.length > room) continue;
       room -= t.length;
-      if (room < 0) break;
       out.push(t);
     }
   } catch {

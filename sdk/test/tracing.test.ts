@@ -369,7 +369,8 @@ test('records stay under the daemon\'s 1 MiB line limit: many-attribute events a
 });
 
 test('trace-level fields are capped as attributes are: huge ones never make a record too long for the daemon, a bad one never loses the trace', async () => {
-  const tags: unknown[] = ['beta', 7, { not: 'text' }];
+  // A tag over the cap is left out, not cut, and the tags after it are still kept.
+  const tags: unknown[] = ['beta', 7, { not: 'text' }, 't'.repeat(40_000), 'after'];
   tags[5_000_000] = 'past the tags looked at';
   const metadata: Record<string, string> = {};
   for (let i = 0; i < 300; i++) metadata[`k${i}`] = 'v'.repeat(8000); // 2.4 MB together
@@ -387,7 +388,7 @@ test('trace-level fields are capped as attributes are: huge ones never make a re
     assert.equal(rec.attributes?.['dspy.trace.name'], 'n'.repeat(4096) + TRUNCATION_MARKER);
     assert.equal(rec.attributes?.['user.id'], 'u'.repeat(32 * 1024) + TRUNCATION_MARKER);
     assert.equal(rec.attributes?.['session.id'], 's'.repeat(32 * 1024) + TRUNCATION_MARKER);
-    assert.deepEqual(rec.attributes?.['dspy.trace.tags'], ['beta', '7']);
+    assert.deepEqual(rec.attributes?.['dspy.trace.tags'], ['beta', '7', 'after']);
     assert.equal(rec.attributes?.['dspy.trace.metadata.k0'], 'v'.repeat(8000));
   }
   assert.equal(r.span('nested').traceId, s.traceId, 'tags that are not an array are ignored, the trace kept');
