@@ -5,7 +5,7 @@
  */
 import { request } from 'undici';
 import type { DaemonConfig } from './config.js';
-import { parseOtlpHeaders } from './export/http-exporter.js';
+import { LANGFUSE_TRACES_PATH, appendUrlPath, parseOtlpHeaders, safeDestination } from './export/http-exporter.js';
 
 export async function checkCredentials(config: DaemonConfig): Promise<{ ok: boolean; message: string }> {
   let url: string;
@@ -17,7 +17,7 @@ export async function checkCredentials(config: DaemonConfig): Promise<{ ok: bool
     case 'file':
       return { ok: true, message: `configuration valid; exporter file (${config.file})${config.exporterNote ? `: ${config.exporterNote}` : ''}` };
     case 'langfuse': {
-      url = `${config.langfuse.host}/api/public/otel/v1/traces`;
+      url = appendUrlPath(config.langfuse.host, LANGFUSE_TRACES_PATH);
       const auth = Buffer.from(`${config.langfuse.publicKey}:${config.langfuse.secretKey}`).toString('base64');
       headers = { authorization: `Basic ${auth}`, 'x-langfuse-ingestion-version': '4' };
       break;
@@ -27,6 +27,8 @@ export async function checkCredentials(config: DaemonConfig): Promise<{ ok: bool
       headers = parseOtlpHeaders(config.otlp.headers ?? '');
       break;
   }
+  // Shown without credentials or query string, as the exporter shows its destination.
+  const shown = safeDestination(new URL(url));
   try {
     const res = await request(url, {
       method: 'POST',
@@ -35,9 +37,9 @@ export async function checkCredentials(config: DaemonConfig): Promise<{ ok: bool
       signal: AbortSignal.timeout(config.exportTimeoutMs),
     });
     const body = (await res.body.text()).slice(0, 300);
-    if (res.statusCode >= 200 && res.statusCode < 300) return { ok: true, message: `${config.exporter} at ${url} accepted an empty export (${res.statusCode})` };
-    return { ok: false, message: `${config.exporter} at ${url} answered ${res.statusCode}: ${body}` };
+    if (res.statusCode >= 200 && res.statusCode < 300) return { ok: true, message: `${config.exporter} at ${shown} accepted an empty export (${res.statusCode})` };
+    return { ok: false, message: `${config.exporter} at ${shown} answered ${res.statusCode}: ${body}` };
   } catch (err) {
-    return { ok: false, message: `${config.exporter} at ${url} is unreachable: ${(err as Error).message}` };
+    return { ok: false, message: `${config.exporter} at ${shown} is unreachable: ${(err as Error).message}` };
   }
 }

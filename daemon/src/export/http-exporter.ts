@@ -117,8 +117,22 @@ export function networkReason(err: unknown, signal: AbortSignal): string {
   return `network_${code}${message}`;
 }
 
+/**
+ * `path` appended to the path of the base URL `base`: a path prefix (Langfuse behind
+ * `https://example.com/langfuse`) is kept and trailing slashes are not doubled. Not string
+ * concatenation, which put the path inside a query string (`…/langfuse?x=1/api/…`, sent to
+ * `/langfuse`) or after a fragment (never sent at all): the query string is kept where it belongs,
+ * the fragment dropped.
+ */
+export function appendUrlPath(base: string, path: string): string {
+  const url = new URL(base);
+  url.pathname = `${url.pathname.replace(/\/+$/, '')}${path}`;
+  url.hash = '';
+  return url.href;
+}
+
 /** `destination`: origin and path only (no credentials, no query string). */
-function safeDestination(url: URL): string {
+export function safeDestination(url: URL): string {
   return `${url.origin}${url.pathname}`;
 }
 
@@ -229,7 +243,7 @@ export function createHttpExporter(options: HttpExporterOptions): SpanExporter {
 }
 
 export interface LangfuseExporterOptions {
-  /** e.g. `https://cloud.langfuse.com` (a path prefix is kept; trailing slashes are not). */
+  /** e.g. `https://cloud.langfuse.com` (a path prefix and a query string are kept: {@link appendUrlPath}). */
   readonly host: string;
   readonly publicKey: string;
   readonly secretKey: string;
@@ -257,7 +271,7 @@ export function createLangfuseExporter(o: LangfuseExporterOptions): LangfuseExpo
   const onRepair = o.onRepair;
   const exporter = new HttpExporter({
     kind: 'langfuse',
-    url: `${o.host.replace(/\/+$/, '')}${LANGFUSE_TRACES_PATH}`,
+    url: appendUrlPath(o.host, LANGFUSE_TRACES_PATH),
     encoding: o.encoding ?? 'protobuf',
     compression: o.compression ?? 'gzip',
     scopeVersion: o.sdkVersion,

@@ -26,7 +26,7 @@ import type { ScoreDropReason, Stats } from '../ops/stats.js';
 import { BoundedQueue } from '../queue/bounded-queue.js';
 import { VERSION } from '../version.js';
 import { DEFAULT_BACKOFF, backoffDelay, deadline, sleep, type BackoffPolicy } from './backoff.js';
-import { MAX_ERROR_BODY_BYTES, networkReason, outcomeForStatus, readLimited } from './http-exporter.js';
+import { MAX_ERROR_BODY_BYTES, appendUrlPath, networkReason, outcomeForStatus, readLimited } from './http-exporter.js';
 import { langfuseEnvironment } from './langfuse-map.js';
 import type { ExportOutcome } from './types.js';
 
@@ -158,7 +158,7 @@ export interface ScoreSink {
 }
 
 export interface ScoreSenderOptions {
-  /** Langfuse base URL (a path prefix is kept). */
+  /** Langfuse base URL (a path prefix and a query string are kept, as for traces). */
   readonly host: string;
   readonly publicKey: string;
   readonly secretKey: string;
@@ -206,9 +206,10 @@ export class ScoreSender implements ScoreSink {
     private readonly stats: Stats,
     private readonly log: Logger,
   ) {
-    const url = new URL(options.host);
+    const url = new URL(appendUrlPath(options.host, LANGFUSE_SCORES_PATH));
     if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`Langfuse host must be http(s), got ${url.protocol}`);
-    this.path = `${url.pathname.replace(/\/+$/, '')}${LANGFUSE_SCORES_PATH}`;
+    // The traces' rule: the host's path prefix and query string are kept.
+    this.path = `${url.pathname}${url.search}`;
     // One connection: one request in flight, kept alive between scores.
     this.pool = new Pool(url.origin, { connections: 1, pipelining: 1 });
     this.headers = {

@@ -1,0 +1,92 @@
+/**
+ * How users configure the daemon, as users of OpenTelemetry, Langfuse and the Datadog agent write
+ * it: URLs with path prefixes, env files with stray whitespace, the OTEL_EXPORTER_OTLP_* family.
+ * Each case runs the real CLI; destinations are servers on 127.0.0.1 that record what reached them.
+ */
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer, type IncomingHttpHeaders } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { runCli, sendOverSocket, startDaemonProcess, tempDir } from './support/daemon-process.js';
+
+interface Hit {
+  method: string;
+  url: string;
+  headers: IncomingHttpHeaders;
+  bytes: number;
+}
+
+/** An HTTP server on 127.0.0.1 that answers 200 `{}` to everything and records each request. */
+async function recorder(): Promise<{ url: string; hits: Hit[]; close: () => Promise<void> }> {
+  const hits: Hit[] = [];
+  const server = createServer((req, res) => {
+    let bytes = 0;
+    req.on('data', (c: Buffer) => (bytes += c.length));
+    req.on('end', () => {
+      hits.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, bytes });
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    hits,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}
+
+async function until(check: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+const TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
+const spanLine = (spanId: string) =>
+  JSON.stringify({ v: 1, type: 'span', traceId: TRACE, spanId, name: 'cfg', startTimeUnixNano: '1732700000000000000', endTimeUnixNano: '1732700000000000005' });
+const scoreLine = JSON.stringify({ v: 1, type: 'score', traceId: TRACE, name: 'helpfulness', value: 0.9 });
+const KEYS = { LANGFUSE_PUBLIC_KEY: 'pk-lf-cfg', LANGFUSE_SECRET_KEY: 'sk-lf-cfg' };
+
+const tmp = tempDir('dspy-o11yd-config-');
+after(() => tmp.cleanup());
+let n = 0;
+const socketPath = () => join(tmp.dir, `d${n++}.sock`);
+
+describe('langfuse host', () => {
+  test('a self-hosted Langfuse behind a path prefix: spans and scores go under the prefix, a query string stays a query string', async () => {
+    const server = await recorder();
+    try {
+      const cases: { host: string; traces: string; scores: string }[] = [
+        { host: `${server.url}/langfuse`, traces: '/langfuse/api/public/otel/v1/traces', scores: '/langfuse/api/public/scores' },
+        { host: `${server.url}/langfuse//`, traces: '/langfuse/api/public/otel/v1/traces', scores: '/langfuse/api/public/scores' },
+        // Was POST /langfuse?x=1/api/public/otel/v1/traces: the API path ended up inside the query string.
+        { host: `${server.url}/langfuse/?x=1`, traces: '/langfuse/api/public/otel/v1/traces?x=1', scores: '/langfuse/api/public/scores?x=1' },
+        // Was POST /langfuse: the fragment (never sent) swallowed the API path.
+        { host: `${server.url}/langfuse#top`, traces: '/langfuse/api/public/otel/v1/traces', scores: '/langfuse/api/public/scores' },
+        { host: `HTTP://127.0.0.1:${new URL(server.url).port}/Langfuse`, traces: '/Langfuse/api/public/otel/v1/traces', scores: '/Langfuse/api/public/scores' },
+      ];
+      for (const c of cases) {
+        server.hits.length = 0;
+        const checked = await runCli(['check', '--socket', '', '--http', '127.0.0.1:0'], { ...KEYS, LANGFUSE_HOST: c.host });
+        assert.equal(checked.code, 0, checked.stdout + checked.stderr);
+        assert.deepEqual(server.hits.map((h) => h.url), [c.traces], `check with ${c.host}`);
+        server.hits.length = 0;
+        const socket = socketPath();
+        const d = await startDaemonProcess(['--socket', socket, '--http', '', '--langfuse-host', c.host, '--flush-interval', '10'], KEYS, socket);
+        try {
+          await sendOverSocket(socket, [spanLine('00f067aa0ba902b7'), scoreLine]);
+          await until(() => server.hits.some((h) => h.url === c.traces) && server.hits.some((h) => h.url === c.scores), `POST ${c.traces} and ${c.scores} for ${c.host}; got ${JSON.stringify(server.hits.map((h) => h.url))}`);
+          assert.deepEqual([...new Set(server.hits.map((h) => h.url))].sort(), [c.scores, c.traces].sort());
+        } finally {
+          await d.stop();
+        }
+      }
+    } finally {
+      await server.close();
+    }
+  });
+});
