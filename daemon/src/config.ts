@@ -147,7 +147,8 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'socket', flag: '--socket', env: ['DSPY_O11YD_SOCKET'], default: '/tmp/dspy-o11yd.sock', help: "Unix socket to listen on ('' disables)" },
   { key: 'http', flag: '--http', env: ['DSPY_O11YD_HTTP'], default: '127.0.0.1:4318', help: "HTTP host:port for /v1/ingest, /v1/traces and ops ('' disables)" },
   { key: 'exporter', flag: '--exporter', env: ['DSPY_O11YD_EXPORTER'], help: 'langfuse | otlp | console | file (default: langfuse when both Langfuse keys are set, else console)' },
-  { key: 'langfuseHost', flag: '--langfuse-host', env: ['LANGFUSE_HOST', 'LANGFUSE_BASE_URL'], default: 'https://cloud.langfuse.com', help: 'Langfuse base URL' },
+  // LANGFUSE_BASE_URL first: Langfuse's SDKs read it before LANGFUSE_HOST, which they deprecate.
+  { key: 'langfuseHost', flag: '--langfuse-host', env: ['LANGFUSE_BASE_URL', 'LANGFUSE_HOST'], default: 'https://cloud.langfuse.com', help: 'Langfuse base URL' },
   { key: 'otlpEndpoint', flag: '--otlp-endpoint', env: ['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', 'OTEL_EXPORTER_OTLP_ENDPOINT'], help: 'OTLP/HTTP traces endpoint for --exporter otlp' },
   { key: 'otlpHeaders', flag: '--otlp-headers', env: ['OTEL_EXPORTER_OTLP_TRACES_HEADERS', 'OTEL_EXPORTER_OTLP_HEADERS'], help: 'headers for --exporter otlp, as k=v,k2=v2' },
   { key: 'file', flag: '--file', env: ['DSPY_O11YD_FILE'], help: 'path for --exporter file (OTLP JSON lines)' },

@@ -89,4 +89,23 @@ describe('langfuse host', () => {
       await server.close();
     }
   });
+
+  test("LANGFUSE_BASE_URL, Langfuse's current name, wins over LANGFUSE_HOST (deprecated) when both are set, as in Langfuse's SDKs", async () => {
+    const server = await recorder();
+    try {
+      const r = await runCli(['check', '--socket', '', '--http', '127.0.0.1:0'], { ...KEYS, LANGFUSE_HOST: `${server.url}/old`, LANGFUSE_BASE_URL: `${server.url}/new` });
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      assert.deepEqual(server.hits.map((h) => h.url), ['/new/api/public/otel/v1/traces']);
+      // The flag still beats both; an empty LANGFUSE_BASE_URL is unset, so LANGFUSE_HOST applies.
+      server.hits.length = 0;
+      await runCli(['check', '--socket', '', '--http', '127.0.0.1:0', '--langfuse-host', `${server.url}/flag`], { ...KEYS, LANGFUSE_HOST: `${server.url}/old`, LANGFUSE_BASE_URL: `${server.url}/new` });
+      await runCli(['check', '--socket', '', '--http', '127.0.0.1:0'], { ...KEYS, LANGFUSE_HOST: `${server.url}/old`, LANGFUSE_BASE_URL: '' });
+      assert.deepEqual(server.hits.map((h) => h.url), ['/flag/api/public/otel/v1/traces', '/old/api/public/otel/v1/traces']);
+      const bad = await runCli(['check'], { ...KEYS, LANGFUSE_HOST: `${server.url}/old`, LANGFUSE_BASE_URL: 'cloud.langfuse.com' });
+      assert.equal(bad.code, 2);
+      assert.match(bad.stderr, /^dspy-o11yd: invalid --langfuse-host \(from LANGFUSE_BASE_URL\) "cloud\.langfuse\.com": must be an http:\/\/ or https:\/\/ URL\n$/);
+    } finally {
+      await server.close();
+    }
+  });
 });
