@@ -9,6 +9,7 @@ import { dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { parseIngestToken, type Attributes } from '@dspy-o11y/proto';
 import { RESOURCE } from '@dspy-o11y/proto/vocabulary';
+import { appendUrlPath } from './export/http-exporter.js';
 
 export type Encoding = 'protobuf' | 'json';
 export type ExporterChoice = 'langfuse' | 'otlp' | 'console' | 'file';
@@ -324,10 +325,12 @@ export function resolveConfig(flags: RawConfig, env: NodeJS.ProcessEnv = process
     throw new ConfigError(`invalid --batch-max-spans ${c.batchMaxSpans}: larger than --queue-max-spans ${c.queueMaxSpans}`);
   }
 
-  // OTEL_EXPORTER_OTLP_ENDPOINT is a base URL: the spec appends the signal path to it.
+  // OTEL_EXPORTER_OTLP_ENDPOINT is a base URL: the spec appends the signal path to its path (the
+  // flag and the TRACES variable are used as they are). Decided by where the value came from: an
+  // empty flag is unset, and then the base URL was used as a full one.
   let otlpEndpoint = c.otlpEndpoint;
-  if (otlpEndpoint && flags.otlpEndpoint === undefined && !env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT && env.OTEL_EXPORTER_OTLP_ENDPOINT) {
-    otlpEndpoint = `${otlpEndpoint.replace(/\/+$/, '')}/v1/traces`;
+  if (otlpEndpoint && origin.otlpEndpoint?.endsWith('(from OTEL_EXPORTER_OTLP_ENDPOINT)')) {
+    otlpEndpoint = appendUrlPath(otlpEndpoint, '/v1/traces');
   }
 
   return {

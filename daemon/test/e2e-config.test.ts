@@ -109,3 +109,43 @@ describe('langfuse host', () => {
     }
   });
 });
+
+describe('otlp endpoint', () => {
+  const otlp = ['--socket', '', '--http', '127.0.0.1:0', '--exporter', 'otlp'];
+  test('OTEL_EXPORTER_OTLP_ENDPOINT is a base URL (+ /v1/traces, its path and query string kept); the TRACES one and the flag are used as they are', async () => {
+    const server = await recorder();
+    try {
+      const cases: { flags?: string[]; env: Record<string, string>; path: string }[] = [
+        { env: { OTEL_EXPORTER_OTLP_ENDPOINT: server.url }, path: '/v1/traces' },
+        { env: { OTEL_EXPORTER_OTLP_ENDPOINT: `${server.url}/` }, path: '/v1/traces' },
+        { env: { OTEL_EXPORTER_OTLP_ENDPOINT: `${server.url}/collector/` }, path: '/collector/v1/traces' },
+        // Was /collector?tenant=a/v1/traces: the signal path went into the query string.
+        { env: { OTEL_EXPORTER_OTLP_ENDPOINT: `${server.url}/collector?tenant=a` }, path: '/collector/v1/traces?tenant=a' },
+        // An empty flag is unset, so the base URL applies, and is a base URL (it was sent to /b as is).
+        { flags: ['--otlp-endpoint', ''], env: { OTEL_EXPORTER_OTLP_ENDPOINT: `${server.url}/b` }, path: '/b/v1/traces' },
+        { env: { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: '', OTEL_EXPORTER_OTLP_ENDPOINT: `${server.url}/b2/` }, path: '/b2/v1/traces' },
+        { env: { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: `${server.url}/custom?k=v`, OTEL_EXPORTER_OTLP_ENDPOINT: `${server.url}/ignored` }, path: '/custom?k=v' },
+        { flags: ['--otlp-endpoint', `${server.url}/flag`], env: { OTEL_EXPORTER_OTLP_ENDPOINT: `${server.url}/ignored` }, path: '/flag' },
+      ];
+      for (const c of cases) {
+        server.hits.length = 0;
+        const r = await runCli(['check', ...otlp, ...(c.flags ?? [])], c.env);
+        assert.equal(r.code, 0, r.stdout + r.stderr);
+        assert.deepEqual(server.hits.map((h) => h.url), [c.path], JSON.stringify(c));
+      }
+      // The exporter posts where check did.
+      server.hits.length = 0;
+      const socket = socketPath();
+      const d = await startDaemonProcess(['--socket', socket, '--http', '', '--exporter', 'otlp', '--flush-interval', '10'], { OTEL_EXPORTER_OTLP_ENDPOINT: `${server.url}/collector?tenant=a` }, socket);
+      try {
+        await sendOverSocket(socket, [spanLine('00f067aa0ba902b8')]);
+        await until(() => server.hits.length > 0, 'an export');
+        assert.equal(server.hits[0]!.url, '/collector/v1/traces?tenant=a');
+      } finally {
+        await d.stop();
+      }
+    } finally {
+      await server.close();
+    }
+  });
+});
