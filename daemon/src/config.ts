@@ -40,10 +40,25 @@ const decimal = z
   .trim()
   .regex(/^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$/, 'must be a decimal number')
   .transform(Number);
-const hostPort = z
-  .string()
-  .refine((v) => v === '' || parseHostPort(v) !== undefined, 'must be host:port (e.g. 127.0.0.1:4318) or empty to disable');
-const url = z.string().refine((v) => {
+/**
+ * Strings are trimmed: a value from an env file or a mounted file often ends with a newline or
+ * spaces, which made a socket path, a file name or a release differ from the one meant and a URL
+ * post to `/path%20/…`. A value of only whitespace is an error (as for numbers), not unset.
+ */
+const text = (what = 'must not be blank') => z.string().trim().min(1, what);
+/** `''` disables a listener; a blank value is refused rather than read as `''`. */
+const listener = (what: string) =>
+  z
+    .string()
+    .refine((v) => v === '' || v.trim() !== '', `is blank: give ${what}, or '' to disable it`)
+    .transform((v) => v.trim());
+/** An enum, read in any case as OpenTelemetry reads its enum variables (`--log-level INFO`). */
+const oneOf = <const T extends readonly [string, ...string[]]>(values: T) => z.string().trim().toLowerCase().pipe(z.enum(values));
+const hostPort = listener('host:port').refine(
+  (v) => v === '' || parseHostPort(v) !== undefined,
+  'must be host:port (e.g. 127.0.0.1:4318) or empty to disable',
+);
+const url = z.string().trim().refine((v) => {
   try {
     const u = new URL(v);
     return u.protocol === 'http:' || u.protocol === 'https:';
@@ -98,14 +113,14 @@ const otlpHeaders = z.string().superRefine((v, ctx) => {
 });
 
 const ConfigSchema = z.object({
-  socket: z.string(),
+  socket: listener('a path'),
   http: hostPort,
-  exporter: z.enum(['langfuse', 'otlp', 'console', 'file']).optional(),
+  exporter: oneOf(['langfuse', 'otlp', 'console', 'file']).optional(),
   langfuseHost: url,
   otlpEndpoint: url.optional(),
   otlpHeaders: otlpHeaders.optional(),
-  file: z.string().min(1).optional(),
-  encoding: z.enum(['protobuf', 'json']),
+  file: text('is blank').optional(),
+  encoding: oneOf(['protobuf', 'json']),
   queueMaxSpans: int(1),
   queueMaxBytes: int(1024),
   memoryLimit: int(0).optional(),
@@ -114,22 +129,23 @@ const ConfigSchema = z.object({
   flushInterval: int(1),
   exportTimeout: int(1),
   maxRetries: int(0),
-  spoolDir: z.string().min(1).optional(),
+  spoolDir: text('is blank').optional(),
   shutdownTimeout: int(0),
   maxRecordBytes: int(64),
   partialLineTimeout: int(0),
   maxConnections: int(0),
   httpReadTimeout: int(1),
   ingestToken: ingestToken.optional(),
-  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
+  logLevel: oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
   sampleRatio: decimal.pipe(z.number().min(0).max(1)),
   // Langfuse's rule for an environment (FACTS.md): checked here, not sanitized, since it is ours to get right.
   environment: z
     .string()
+    .trim()
     .regex(/^[a-z0-9_-]{1,40}$/, 'must be 1 to 40 characters of a-z, 0-9, - and _ (what Langfuse accepts as an environment)')
     .refine((v) => !v.startsWith('langfuse'), 'must not start with "langfuse" (reserved by Langfuse)')
     .optional(),
-  release: z.string().max(1024).optional(),
+  release: text('is blank').max(1024).optional(),
   nice: int(-20, 19),
 });
 export type RawConfig = { [K in keyof z.input<typeof ConfigSchema>]?: string };
@@ -238,8 +254,9 @@ export function parseHostPort(v: string): { host: string; port: number } | undef
   return { host: m[1] ?? m[2]!, port };
 }
 
+// Host names are not case-sensitive: LOCALHOST is loopback too.
 const isLoopback = (host: string) =>
-  host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
+  host.toLowerCase() === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
 
 /**
  * Merge flags (already parsed by commander, as strings) with the environment and defaults,

@@ -149,3 +149,63 @@ describe('otlp endpoint', () => {
     }
   });
 });
+
+describe('values from env files', () => {
+  test('string values are trimmed (a newline or spaces from an env file) and enums read in any case, as OpenTelemetry reads its enums', async () => {
+    const server = await recorder();
+    const socket = socketPath();
+    const file = join(tmp.dir, 'trimmed.jsonl');
+    const spool = join(tmp.dir, 'trimmed-spool');
+    try {
+      const d = await startDaemonProcess(
+        ['--socket', ` ${socket}\n`, '--http', ' 127.0.0.1:0\n', '--exporter', ' File', '--file', `${file} `, '--spool-dir', `\t${spool}\n`, '--log-level', 'INFO', '--release', ' 1.2.3\n', '--environment', 'production\n', '--flush-interval', '10'],
+        { DSPY_O11YD_ENCODING: 'JSON\n' },
+        socket,
+      );
+      try {
+        const startup = await d.waitForLog((l) => /listening on/.test(l.msg));
+        assert.equal(startup.socket, socket);
+        assert.equal(startup.exporter, 'file');
+        assert.match(d.httpUrl, /^http:\/\/127\.0\.0\.1:\d+$/);
+        await sendOverSocket(socket, [spanLine('00f067aa0ba902b9')]);
+        const { existsSync, readFileSync } = await import('node:fs');
+        await until(() => existsSync(file) && readFileSync(file, 'utf8').includes('00f067aa0ba902b9'), 'the span in the file');
+        const resource = JSON.stringify((JSON.parse(readFileSync(file, 'utf8').split('\n')[0]!) as { resourceSpans: { resource: unknown }[] }).resourceSpans[0]!.resource);
+        assert.match(resource, /"key":"service\.version","value":\{"stringValue":"1\.2\.3"\}/);
+        assert.match(resource, /"key":"deployment\.environment\.name","value":\{"stringValue":"production"\}/);
+        assert.ok(existsSync(spool), 'the spool dir at the trimmed path');
+      } finally {
+        await d.stop();
+      }
+      // A URL from an env file, and LANGFUSE_BASE_URL with a trailing newline: the destination has no stray %20.
+      const lf = await startDaemonProcess(['--socket', '', '--http', '127.0.0.1:0', '--exporter', 'LANGFUSE', '--encoding', ' Protobuf'], { ...KEYS, LANGFUSE_BASE_URL: ` ${server.url}/lf \n` });
+      try {
+        const startup = await lf.waitForLog((l) => /listening on/.test(l.msg));
+        assert.equal(startup.destination, `${server.url}/lf/api/public/otel/v1/traces`);
+        assert.equal(startup.encoding, 'protobuf');
+      } finally {
+        await lf.stop();
+      }
+      // Host names are not case-sensitive: LOCALHOST is loopback, no ingest token needed.
+      const local = await startDaemonProcess(['--socket', '', '--http', 'LOCALHOST:0']);
+      await local.stop();
+    } finally {
+      await server.close();
+    }
+  });
+
+  test('a value of only whitespace is an error, not a silent default, and for --socket and --http not the empty value that disables them', async () => {
+    for (const [args, env, pattern] of [
+      [['check', '--socket', ' '], {}, /^dspy-o11yd: invalid --socket " ": is blank/],
+      [['check', '--socket', ''], { DSPY_O11YD_HTTP: ' \n' }, /^dspy-o11yd: invalid --http \(from DSPY_O11YD_HTTP\) " \\n": is blank/],
+      [['check', '--exporter', ' '], {}, /^dspy-o11yd: invalid --exporter " ": Invalid option/],
+      [['check', '--exporter', 'file', '--file', '  '], {}, /^dspy-o11yd: invalid --file "  ": is blank/],
+      [['check'], { LANGFUSE_BASE_URL: ' ' }, /^dspy-o11yd: invalid --langfuse-host \(from LANGFUSE_BASE_URL\) " ": must be an http/],
+    ] as [string[], Record<string, string>, RegExp][]) {
+      const r = await runCli(args, env);
+      assert.equal(r.code, 2, `${JSON.stringify(args)} ${JSON.stringify(env)}: ${r.stdout}${r.stderr}`);
+      assert.match(r.stderr, pattern);
+      assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    }
+  });
+});
