@@ -295,8 +295,10 @@ export function resolveConfig(flags: RawConfig, env: NodeJS.ProcessEnv = process
     throw new ConfigError(`invalid ${origin[key] ?? option?.flag ?? key}${shown}: ${issue.message}`);
   }
   const c = parsed.data;
-  const publicKey = env.LANGFUSE_PUBLIC_KEY || undefined;
-  const secretKey = env.LANGFUSE_SECRET_KEY || undefined;
+  // Trimmed, as the ingest token is: a key read from a mounted secret ends with a newline, which
+  // went into the Basic credentials (401 on every export). Langfuse's keys never hold whitespace.
+  const publicKey = env.LANGFUSE_PUBLIC_KEY?.trim() || undefined;
+  const secretKey = env.LANGFUSE_SECRET_KEY?.trim() || undefined;
 
   let exporter: ExporterChoice;
   let exporterNote: string | undefined;

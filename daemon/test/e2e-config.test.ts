@@ -9,6 +9,7 @@ import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { runCli, sendOverSocket, startDaemonProcess, tempDir } from './support/daemon-process.js';
+import { startFakeLangfuse } from './support/fake-langfuse.js';
 
 interface Hit {
   method: string;
@@ -206,6 +207,22 @@ describe('values from env files', () => {
       assert.equal(r.code, 2, `${JSON.stringify(args)} ${JSON.stringify(env)}: ${r.stdout}${r.stderr}`);
       assert.match(r.stderr, pattern);
       assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    }
+  });
+});
+
+describe('langfuse keys', () => {
+  test('keys read from mounted secrets (a trailing newline) are trimmed, as the ingest token is; keys of only whitespace are no keys', async () => {
+    const fake = await startFakeLangfuse({ publicKey: 'pk-lf-trim', secretKey: 'sk-lf-trim' });
+    try {
+      const r = await runCli(['check', '--socket', '', '--http', '127.0.0.1:0'], { LANGFUSE_PUBLIC_KEY: ' pk-lf-trim\n', LANGFUSE_SECRET_KEY: 'sk-lf-trim\n', LANGFUSE_BASE_URL: fake.url });
+      assert.equal(r.code, 0, r.stdout + r.stderr); // was 401: the newline was part of the Basic credentials
+      assert.match(r.stdout, /^ok: langfuse/);
+      const blank = await runCli(['check', '--socket', '', '--http', '127.0.0.1:0'], { LANGFUSE_PUBLIC_KEY: 'pk-lf-trim', LANGFUSE_SECRET_KEY: ' \n', LANGFUSE_BASE_URL: fake.url });
+      assert.equal(blank.code, 0, blank.stdout + blank.stderr);
+      assert.match(blank.stdout, /^ok: configuration valid; exporter console \(stdout\): LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY are not both set/);
+    } finally {
+      await fake.close();
     }
   });
 });
