@@ -56,7 +56,8 @@ for (const o of OPTIONS) {
   // The default is in the help text, not given to commander: a commander default would fill the
   // flag and so beat the env twin (precedence is flag > env > default, resolved in config.ts).
   const def = o.default === undefined ? '' : ` (default: ${o.default === '' ? "''" : o.default})`;
-  start.addOption(new Option(`${o.flag} <value>`, `${o.help}${def}${o.env.length ? ` [env: ${o.env.join(', ')}]` : ''}`));
+  const env = [...o.env, ...(o.otlpEnv ?? []).map((name) => `${name} (with --exporter otlp)`)];
+  start.addOption(new Option(`${o.flag} <value>`, `${o.help}${def}${env.length ? ` [env: ${env.join(', ')}]` : ''}`));
 }
 start.action(async (flags: RawConfig) => {
   const config = loadConfig(flags, 'create');

@@ -19,6 +19,11 @@ export interface OptionSpec {
   readonly key: keyof RawConfig;
   readonly flag: string;
   readonly env: readonly string[];
+  /**
+   * OpenTelemetry's exporter variables, read after `env` and only with `--exporter otlp`: an app's
+   * own (a sidecar often shares its environment) must not configure, or stop, another exporter.
+   */
+  readonly otlpEnv?: readonly string[];
   readonly help: string;
   readonly default?: string;
 }
@@ -166,8 +171,8 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'exporter', flag: '--exporter', env: ['DSPY_O11YD_EXPORTER'], help: 'langfuse | otlp | console | file (default: langfuse when both Langfuse keys are set, else console)' },
   // LANGFUSE_BASE_URL first: Langfuse's SDKs read it before LANGFUSE_HOST, which they deprecate.
   { key: 'langfuseHost', flag: '--langfuse-host', env: ['LANGFUSE_BASE_URL', 'LANGFUSE_HOST'], default: 'https://cloud.langfuse.com', help: 'Langfuse base URL' },
-  { key: 'otlpEndpoint', flag: '--otlp-endpoint', env: ['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', 'OTEL_EXPORTER_OTLP_ENDPOINT'], help: 'OTLP/HTTP traces endpoint for --exporter otlp' },
-  { key: 'otlpHeaders', flag: '--otlp-headers', env: ['OTEL_EXPORTER_OTLP_TRACES_HEADERS', 'OTEL_EXPORTER_OTLP_HEADERS'], help: 'headers for --exporter otlp, as k=v,k2=v2' },
+  { key: 'otlpEndpoint', flag: '--otlp-endpoint', env: [], otlpEnv: ['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', 'OTEL_EXPORTER_OTLP_ENDPOINT'], help: 'OTLP/HTTP traces endpoint for --exporter otlp' },
+  { key: 'otlpHeaders', flag: '--otlp-headers', env: [], otlpEnv: ['OTEL_EXPORTER_OTLP_TRACES_HEADERS', 'OTEL_EXPORTER_OTLP_HEADERS'], help: 'headers for --exporter otlp, as k=v,k2=v2' },
   { key: 'file', flag: '--file', env: ['DSPY_O11YD_FILE'], help: 'path for --exporter file (OTLP JSON lines)' },
   { key: 'encoding', flag: '--encoding', env: ['DSPY_O11YD_ENCODING'], default: 'protobuf', help: 'protobuf | json' },
   { key: 'queueMaxSpans', flag: '--queue-max-spans', env: ['DSPY_O11YD_QUEUE_MAX_SPANS'], default: '200000', help: 'queue bound in spans; overflow drops the oldest' },
@@ -267,12 +272,14 @@ export function resolveConfig(flags: RawConfig, env: NodeJS.ProcessEnv = process
   const origin: Record<string, string> = {};
   /** Options set by neither a flag nor the environment. */
   const defaulted = new Set<string>();
+  const exporterSet = flags.exporter || OPTIONS.find((o) => o.key === 'exporter')!.env.map((name) => env[name]).find(Boolean);
+  const otlp = exporterSet?.trim().toLowerCase() === 'otlp';
   for (const o of OPTIONS) {
     // An empty value is no value (as OpenTelemetry reads its variables: \`X=\` is X unset), except
     // where '' has a meaning (disable a listener): the next variable, else the default, applies.
     const unset = (v: string | undefined) => v === undefined || (v === '' && o.key !== 'socket' && o.key !== 'http');
     const fromFlag = unset(flags[o.key]) ? undefined : flags[o.key];
-    const envName = o.env.find((name) => !unset(env[name]));
+    const envName = (otlp && o.otlpEnv ? [...o.env, ...o.otlpEnv] : o.env).find((name) => !unset(env[name]));
     if (fromFlag !== undefined) {
       raw[o.key] = fromFlag;
       origin[o.key] = o.flag;

@@ -226,3 +226,28 @@ describe('langfuse keys', () => {
     }
   });
 });
+
+describe('OTEL_EXPORTER_OTLP_* and other exporters', () => {
+  test("the OTEL_EXPORTER_OTLP_* variables configure the otlp exporter only: an app's (shared env) cannot stop a langfuse daemon", async () => {
+    const server = await recorder();
+    // What an app's environment may hold for its own OpenTelemetry SDK: a gRPC endpoint without a
+    // scheme, headers in another tool's syntax. The sidecar, exporting to Langfuse, has no use for them.
+    const appEnv = { OTEL_EXPORTER_OTLP_ENDPOINT: 'collector:4317', OTEL_EXPORTER_OTLP_TRACES_HEADERS: 'Authorization: Bearer s3cret' };
+    try {
+      const r = await runCli(['check', '--socket', '', '--http', '127.0.0.1:0'], { ...KEYS, LANGFUSE_BASE_URL: server.url, ...appEnv });
+      assert.equal(r.code, 0, r.stdout + r.stderr); // was exit 2: invalid --otlp-endpoint (from OTEL_EXPORTER_OTLP_ENDPOINT)
+      assert.deepEqual(server.hits.map((h) => h.url), ['/api/public/otel/v1/traces']);
+      const d = await startDaemonProcess(['--socket', '', '--http', '127.0.0.1:0'], { ...KEYS, LANGFUSE_BASE_URL: server.url, ...appEnv });
+      await d.stop();
+      // With --exporter otlp they are read and checked as before; a flag is always checked.
+      const otlp = await runCli(['check', '--exporter', 'otlp'], appEnv);
+      assert.equal(otlp.code, 2);
+      assert.match(otlp.stderr, /^dspy-o11yd: invalid --otlp-endpoint \(from OTEL_EXPORTER_OTLP_ENDPOINT\) "collector:4317"/);
+      const flag = await runCli(['check', '--otlp-endpoint', 'collector:4317'], { ...KEYS, LANGFUSE_BASE_URL: server.url });
+      assert.equal(flag.code, 2);
+      assert.match(flag.stderr, /^dspy-o11yd: invalid --otlp-endpoint "collector:4317"/);
+    } finally {
+      await server.close();
+    }
+  });
+});

@@ -161,7 +161,7 @@ test("docker: env names are the CLI's and the SDK's, ports and timeouts agree", 
     services: Record<string, { environment: Record<string, string>; stop_grace_period?: string }>;
   };
   const { env, health, text } = finalStage();
-  const daemonEnv = new Set([...OPTIONS.flatMap((o) => o.env), 'LANGFUSE_PUBLIC_KEY', 'LANGFUSE_SECRET_KEY', 'NODE_ENV']);
+  const daemonEnv = new Set([...OPTIONS.flatMap((o) => [...o.env, ...(o.otlpEnv ?? [])]), 'LANGFUSE_PUBLIC_KEY', 'LANGFUSE_SECRET_KEY', 'NODE_ENV']);
   for (const name of Object.keys(env)) assert.ok(daemonEnv.has(name), `Dockerfile ENV ${name} is read by dspy-o11yd start`);
   const daemon = compose.services['dspy-o11yd']!;
   for (const name of Object.keys(daemon.environment)) assert.ok(daemonEnv.has(name), `compose dspy-o11yd: ${name} is read by dspy-o11yd start`);
