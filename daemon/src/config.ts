@@ -125,7 +125,14 @@ const ConfigSchema = z.object({
   otlpEndpoint: url.optional(),
   otlpHeaders: otlpHeaders.optional(),
   file: text('is blank').optional(),
-  encoding: oneOf(['protobuf', 'json']),
+  encoding: z
+    .string()
+    .trim()
+    .toLowerCase()
+    // OTEL_EXPORTER_OTLP_PROTOCOL's values: the same two encodings over HTTP, and gRPC, which we do not speak.
+    .transform((v) => (v === 'http/protobuf' ? 'protobuf' : v === 'http/json' ? 'json' : v))
+    .refine((v) => v !== 'grpc', 'the otlp exporter sends OTLP/HTTP: http/protobuf or http/json (a Collector takes it on port 4318), not grpc')
+    .pipe(z.enum(['protobuf', 'json'])),
   queueMaxSpans: int(1),
   queueMaxBytes: int(1024),
   memoryLimit: int(0).optional(),
@@ -174,7 +181,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'otlpEndpoint', flag: '--otlp-endpoint', env: [], otlpEnv: ['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', 'OTEL_EXPORTER_OTLP_ENDPOINT'], help: 'OTLP/HTTP traces endpoint for --exporter otlp' },
   { key: 'otlpHeaders', flag: '--otlp-headers', env: [], otlpEnv: ['OTEL_EXPORTER_OTLP_TRACES_HEADERS', 'OTEL_EXPORTER_OTLP_HEADERS'], help: 'headers for --exporter otlp, as k=v,k2=v2' },
   { key: 'file', flag: '--file', env: ['DSPY_O11YD_FILE'], help: 'path for --exporter file (OTLP JSON lines)' },
-  { key: 'encoding', flag: '--encoding', env: ['DSPY_O11YD_ENCODING'], default: 'protobuf', help: 'protobuf | json' },
+  { key: 'encoding', flag: '--encoding', env: ['DSPY_O11YD_ENCODING'], otlpEnv: ['OTEL_EXPORTER_OTLP_TRACES_PROTOCOL', 'OTEL_EXPORTER_OTLP_PROTOCOL'], default: 'protobuf', help: 'protobuf | json (also http/protobuf | http/json, as OTEL_EXPORTER_OTLP_PROTOCOL)' },
   { key: 'queueMaxSpans', flag: '--queue-max-spans', env: ['DSPY_O11YD_QUEUE_MAX_SPANS'], default: '200000', help: 'queue bound in spans; overflow drops the oldest' },
   { key: 'queueMaxBytes', flag: '--queue-max-bytes', env: ['DSPY_O11YD_QUEUE_MAX_BYTES'], default: String(256 * 1024 * 1024), help: 'queue bound in bytes of memory; overflow drops the oldest' },
   { key: 'memoryLimit', flag: '--memory-limit', env: ['DSPY_O11YD_MEMORY_LIMIT'], help: 'RSS in bytes past which the queue stops growing and drops its oldest instead (default: --queue-max-bytes + 85 MB, at least 200 MB; 0 disables)' },

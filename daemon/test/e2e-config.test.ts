@@ -250,4 +250,48 @@ describe('OTEL_EXPORTER_OTLP_* and other exporters', () => {
       await server.close();
     }
   });
+
+  test('OTEL_EXPORTER_OTLP_PROTOCOL (and …_TRACES_PROTOCOL) pick the otlp encoding: http/json, http/protobuf; grpc is a config error, not protobuf sent to a gRPC port', async () => {
+    const server = await recorder();
+    const otlp = ['--socket', '', '--http', '127.0.0.1:0', '--exporter', 'otlp'];
+    const endpoint = { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: `${server.url}/v1/traces` };
+    try {
+      const cases: [Record<string, string>, string[], string][] = [
+        [{ OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' }, [], 'json'],
+        [{ OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'http/protobuf' }, [], 'protobuf'],
+        [{ OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'HTTP/JSON' }, [], 'json'],
+        // Ours beat OpenTelemetry's.
+        [{ OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', DSPY_O11YD_ENCODING: 'protobuf' }, [], 'protobuf'],
+        [{ OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf' }, ['--encoding', 'json'], 'json'],
+        [{}, [], 'protobuf'],
+      ];
+      for (const [env, flags, encoding] of cases) {
+        const d = await startDaemonProcess([...otlp, ...flags], { ...endpoint, ...env });
+        try {
+          const startup = await d.waitForLog((l) => /listening on/.test(l.msg));
+          assert.equal(startup.encoding, encoding, JSON.stringify({ env, flags }));
+        } finally {
+          await d.stop();
+        }
+      }
+      // What the exporter sends, end to end.
+      const socket = socketPath();
+      const d = await startDaemonProcess(['--socket', socket, '--http', '', '--exporter', 'otlp', '--flush-interval', '10'], { ...endpoint, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' }, socket);
+      try {
+        await sendOverSocket(socket, [spanLine('00f067aa0ba902ba')]);
+        await until(() => server.hits.length > 0, 'an export');
+        assert.equal(server.hits[0]!.headers['content-type'], 'application/json');
+      } finally {
+        await d.stop();
+      }
+      const grpc = await runCli(['start', ...otlp], { ...endpoint, OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' });
+      assert.equal(grpc.code, 2);
+      assert.match(grpc.stderr, /^dspy-o11yd: invalid --encoding \(from OTEL_EXPORTER_OTLP_PROTOCOL\) "grpc": the otlp exporter sends OTLP\/HTTP: http\/protobuf or http\/json/);
+      // Another exporter does not read it.
+      const lf = await runCli(['check', '--socket', '', '--http', '127.0.0.1:0'], { ...KEYS, LANGFUSE_BASE_URL: server.url, OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' });
+      assert.equal(lf.code, 0, lf.stdout + lf.stderr);
+    } finally {
+      await server.close();
+    }
+  });
 });
