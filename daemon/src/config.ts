@@ -9,7 +9,7 @@ import { dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { parseIngestToken, type Attributes } from '@dspy-o11y/proto';
 import { RESOURCE } from '@dspy-o11y/proto/vocabulary';
-import { appendUrlPath } from './export/http-exporter.js';
+import { appendUrlPath, type Compression } from './export/http-exporter.js';
 
 export type Encoding = 'protobuf' | 'json';
 export type ExporterChoice = 'langfuse' | 'otlp' | 'console' | 'file';
@@ -124,6 +124,7 @@ const ConfigSchema = z.object({
   langfuseHost: url,
   otlpEndpoint: url.optional(),
   otlpHeaders: otlpHeaders.optional(),
+  otlpCompression: oneOf(['gzip', 'none']),
   file: text('is blank').optional(),
   encoding: z
     .string()
@@ -180,6 +181,8 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'langfuseHost', flag: '--langfuse-host', env: ['LANGFUSE_BASE_URL', 'LANGFUSE_HOST'], default: 'https://cloud.langfuse.com', help: 'Langfuse base URL' },
   { key: 'otlpEndpoint', flag: '--otlp-endpoint', env: [], otlpEnv: ['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', 'OTEL_EXPORTER_OTLP_ENDPOINT'], help: 'OTLP/HTTP traces endpoint for --exporter otlp' },
   { key: 'otlpHeaders', flag: '--otlp-headers', env: [], otlpEnv: ['OTEL_EXPORTER_OTLP_TRACES_HEADERS', 'OTEL_EXPORTER_OTLP_HEADERS'], help: 'headers for --exporter otlp, as k=v,k2=v2' },
+  // gzip by default (OpenTelemetry's default is none): every Collector and OTLP backend takes it.
+  { key: 'otlpCompression', flag: '--otlp-compression', env: [], otlpEnv: ['OTEL_EXPORTER_OTLP_TRACES_COMPRESSION', 'OTEL_EXPORTER_OTLP_COMPRESSION'], default: 'gzip', help: 'gzip | none: the body encoding of --exporter otlp' },
   { key: 'file', flag: '--file', env: ['DSPY_O11YD_FILE'], help: 'path for --exporter file (OTLP JSON lines)' },
   { key: 'encoding', flag: '--encoding', env: ['DSPY_O11YD_ENCODING'], otlpEnv: ['OTEL_EXPORTER_OTLP_TRACES_PROTOCOL', 'OTEL_EXPORTER_OTLP_PROTOCOL'], default: 'protobuf', help: 'protobuf | json (also http/protobuf | http/json, as OTEL_EXPORTER_OTLP_PROTOCOL)' },
   { key: 'queueMaxSpans', flag: '--queue-max-spans', env: ['DSPY_O11YD_QUEUE_MAX_SPANS'], default: '200000', help: 'queue bound in spans; overflow drops the oldest' },
@@ -211,7 +214,7 @@ export interface DaemonConfig {
   /** Why the exporter was chosen, for the startup line (e.g. a warning that keys are missing). */
   exporterNote?: string;
   langfuse: { host: string; publicKey?: string; secretKey?: string };
-  otlp: { endpoint?: string; headers?: string };
+  otlp: { endpoint?: string; headers?: string; compression: Compression };
   file?: string;
   encoding: Encoding;
   queue: { maxSpans: number; maxBytes: number };
@@ -372,7 +375,7 @@ export function resolveConfig(flags: RawConfig, env: NodeJS.ProcessEnv = process
     exporter,
     exporterNote,
     langfuse: { host: c.langfuseHost.replace(/\/+$/, ''), publicKey, secretKey },
-    otlp: { endpoint: otlpEndpoint, headers: c.otlpHeaders },
+    otlp: { endpoint: otlpEndpoint, headers: c.otlpHeaders, compression: c.otlpCompression },
     file: c.file,
     encoding: c.encoding,
     queue: { maxSpans: c.queueMaxSpans, maxBytes: c.queueMaxBytes },

@@ -294,4 +294,33 @@ describe('OTEL_EXPORTER_OTLP_* and other exporters', () => {
       await server.close();
     }
   });
+
+  test('OTEL_EXPORTER_OTLP_COMPRESSION (and …_TRACES_COMPRESSION, --otlp-compression): none sends the body as is, gzip by default', async () => {
+    const server = await recorder();
+    try {
+      const cases: [Record<string, string>, string[], string | undefined][] = [
+        [{}, [], 'gzip'],
+        [{ OTEL_EXPORTER_OTLP_COMPRESSION: 'none' }, [], undefined],
+        [{ OTEL_EXPORTER_OTLP_COMPRESSION: 'none', OTEL_EXPORTER_OTLP_TRACES_COMPRESSION: 'GZIP' }, [], 'gzip'],
+        [{ OTEL_EXPORTER_OTLP_COMPRESSION: 'gzip' }, ['--otlp-compression', 'none'], undefined],
+      ];
+      for (const [env, flags, encoding] of cases) {
+        server.hits.length = 0;
+        const socket = socketPath();
+        const d = await startDaemonProcess(['--socket', socket, '--http', '', '--exporter', 'otlp', '--flush-interval', '10', ...flags], { OTEL_EXPORTER_OTLP_ENDPOINT: server.url, ...env }, socket);
+        try {
+          await sendOverSocket(socket, [spanLine('00f067aa0ba902bb')]);
+          await until(() => server.hits.length > 0, 'an export');
+          assert.equal(server.hits[0]!.headers['content-encoding'], encoding, JSON.stringify({ env, flags }));
+        } finally {
+          await d.stop();
+        }
+      }
+      const bad = await runCli(['check', '--exporter', 'otlp'], { OTEL_EXPORTER_OTLP_ENDPOINT: server.url, OTEL_EXPORTER_OTLP_COMPRESSION: 'zstd' });
+      assert.equal(bad.code, 2);
+      assert.match(bad.stderr, /^dspy-o11yd: invalid --otlp-compression \(from OTEL_EXPORTER_OTLP_COMPRESSION\) "zstd": Invalid option: expected one of "gzip"\|"none"/);
+    } finally {
+      await server.close();
+    }
+  });
 });

@@ -19,7 +19,13 @@ export function createExporter(config: DaemonConfig, onRepair: (reason: string) 
         worker: true,
       });
     case 'otlp':
-      return createOtlpExporter({ endpoint: config.otlp.endpoint!, headers: parseOtlpHeaders(config.otlp.headers ?? ''), encoding: config.encoding, worker: true });
+      return createOtlpExporter({
+        endpoint: config.otlp.endpoint!,
+        headers: parseOtlpHeaders(config.otlp.headers ?? ''),
+        encoding: config.encoding,
+        compression: config.otlp.compression,
+        worker: true,
+      });
     case 'file':
       return createFileExporter(config.file!);
     case 'console':
