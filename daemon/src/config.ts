@@ -191,7 +191,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'batchMaxSpans', flag: '--batch-max-spans', env: ['DSPY_O11YD_BATCH_MAX_SPANS'], default: '2048', help: 'spans per export request at most' },
   { key: 'batchMaxBytes', flag: '--batch-max-bytes', env: ['DSPY_O11YD_BATCH_MAX_BYTES'], default: String(4 * 1024 * 1024), help: 'record bytes per export request at most' },
   { key: 'flushInterval', flag: '--flush-interval', env: ['DSPY_O11YD_FLUSH_INTERVAL'], default: '1000', help: 'ms a span may wait for a fuller batch' },
-  { key: 'exportTimeout', flag: '--export-timeout', env: ['DSPY_O11YD_EXPORT_TIMEOUT'], default: '10000', help: 'ms before an export request is abandoned (then retried)' },
+  { key: 'exportTimeout', flag: '--export-timeout', env: ['DSPY_O11YD_EXPORT_TIMEOUT'], otlpEnv: ['OTEL_EXPORTER_OTLP_TRACES_TIMEOUT', 'OTEL_EXPORTER_OTLP_TIMEOUT'], default: '10000', help: 'ms before an export request is abandoned (then retried)' },
   { key: 'maxRetries', flag: '--max-retries', env: ['DSPY_O11YD_MAX_RETRIES'], default: '20', help: 'retries of one batch before it is dropped' },
   { key: 'spoolDir', flag: '--spool-dir', env: ['DSPY_O11YD_SPOOL_DIR'], help: 'directory where spans still queued at shutdown are saved and reloaded at start' },
   { key: 'shutdownTimeout', flag: '--shutdown-timeout', env: ['DSPY_O11YD_SHUTDOWN_TIMEOUT'], default: '10000', help: 'ms to flush on SIGTERM/SIGINT' },

@@ -18,15 +18,17 @@ interface Hit {
   bytes: number;
 }
 
-/** An HTTP server on 127.0.0.1 that answers 200 `{}` to everything and records each request. */
-async function recorder(): Promise<{ url: string; hits: Hit[]; close: () => Promise<void> }> {
+/** An HTTP server on 127.0.0.1 that answers 200 `{}` to everything (after `delayMs`) and records each request. */
+async function recorder(delayMs = 0): Promise<{ url: string; hits: Hit[]; close: () => Promise<void> }> {
   const hits: Hit[] = [];
   const server = createServer((req, res) => {
     let bytes = 0;
     req.on('data', (c: Buffer) => (bytes += c.length));
     req.on('end', () => {
       hits.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, bytes });
-      res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+      const answer = () => res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+      if (delayMs > 0) setTimeout(answer, delayMs).unref();
+      else answer();
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -34,7 +36,10 @@ async function recorder(): Promise<{ url: string; hits: Hit[]; close: () => Prom
   return {
     url: `http://127.0.0.1:${port}`,
     hits,
-    close: () => new Promise((resolve) => server.close(() => resolve())),
+    close: () => new Promise((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    }),
   };
 }
 
@@ -321,6 +326,25 @@ describe('OTEL_EXPORTER_OTLP_* and other exporters', () => {
       assert.match(bad.stderr, /^dspy-o11yd: invalid --otlp-compression \(from OTEL_EXPORTER_OTLP_COMPRESSION\) "zstd": Invalid option: expected one of "gzip"\|"none"/);
     } finally {
       await server.close();
+    }
+  });
+
+  test('OTEL_EXPORTER_OTLP_TIMEOUT (and …_TRACES_TIMEOUT, in ms) bound the otlp export request, under --export-timeout and DSPY_O11YD_EXPORT_TIMEOUT', async () => {
+    // Answers after 3 s: inside the default 10 s, far outside 300 ms.
+    const slow = await recorder(3000);
+    try {
+      const otlp = ['check', '--socket', '', '--http', '127.0.0.1:0', '--exporter', 'otlp'];
+      const short = await runCli(otlp, { OTEL_EXPORTER_OTLP_ENDPOINT: slow.url, OTEL_EXPORTER_OTLP_TIMEOUT: '300' });
+      assert.equal(short.code, 1, short.stdout + short.stderr); // was ok: the variable was ignored
+      assert.match(short.stdout, /^FAILED: otlp at http:\/\/127\.0\.0\.1:\d+\/v1\/traces is unreachable: .*timeout/);
+      const traces = await runCli(otlp, { OTEL_EXPORTER_OTLP_ENDPOINT: slow.url, OTEL_EXPORTER_OTLP_TIMEOUT: '30000', OTEL_EXPORTER_OTLP_TRACES_TIMEOUT: '300' });
+      assert.equal(traces.code, 1, traces.stdout + traces.stderr);
+      const ours = await runCli(otlp, { OTEL_EXPORTER_OTLP_ENDPOINT: slow.url, OTEL_EXPORTER_OTLP_TIMEOUT: '300', DSPY_O11YD_EXPORT_TIMEOUT: '30000' });
+      assert.equal(ours.code, 0, ours.stdout + ours.stderr);
+      const lf = await runCli(['check', '--socket', '', '--http', '127.0.0.1:0'], { ...KEYS, LANGFUSE_BASE_URL: slow.url, OTEL_EXPORTER_OTLP_TIMEOUT: '300' });
+      assert.equal(lf.code, 0, lf.stdout + lf.stderr);
+    } finally {
+      await slow.close();
     }
   });
 });
