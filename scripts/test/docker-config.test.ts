@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { startFakeLangfuse } from 'dspy-o11yd/dist/test/support/fake-langfuse.js';
-import { OPTIONS } from 'dspy-o11yd/dist/src/config.js';
+import { OPTIONS, resolveConfig } from 'dspy-o11yd/dist/src/config.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const dockerfile = readFileSync(join(ROOT, 'docker/Dockerfile'), 'utf8');
@@ -53,6 +53,22 @@ test('docker-compose.yml: the sidecar shares the socket with the app and needs t
   assert.equal(app.environment.DSPY_O11Y_ENDPOINT, `unix://${env.DSPY_O11YD_SOCKET}`);
   assert.equal(app.depends_on?.['dspy-o11yd']?.condition, 'service_healthy');
   assert.ok(daemon.volumes.some((v) => v.endsWith(`:${env.DSPY_O11YD_SPOOL_DIR}`)), 'the spool survives restarts on a volume');
+});
+
+test("docker-compose.yml: a self-hosted Langfuse set by LANGFUSE_BASE_URL (Langfuse's current name) or LANGFUSE_HOST reaches the daemon", () => {
+  const compose = parseYaml(readFileSync(join(ROOT, 'docker-compose.yml'), 'utf8')) as { services: Record<string, { environment: Record<string, string> }> };
+  const daemon = compose.services['dspy-o11yd']!.environment;
+  // Compose's interpolation, as far as the file uses it: ${VAR:-default} and ${VAR:?message}.
+  const interpolate = (shell: Record<string, string>) =>
+    Object.fromEntries(
+      Object.entries(daemon).map(([k, v]) => [k, String(v).replace(/\$\{(\w+)(?::[-?]([^}]*))?\}/g, (_, name: string, dflt = '') => shell[name] || (v.includes(':?') ? '' : dflt))]),
+    );
+  const keys = { LANGFUSE_PUBLIC_KEY: 'pk', LANGFUSE_SECRET_KEY: 'sk', DSPY_O11YD_INGEST_TOKEN: 'token' };
+  const host = (shell: Record<string, string>) => resolveConfig({}, interpolate({ ...keys, ...shell })).langfuse.host;
+  assert.equal(host({ LANGFUSE_BASE_URL: 'https://us.cloud.langfuse.com' }), 'https://us.cloud.langfuse.com');
+  assert.equal(host({ LANGFUSE_HOST: 'https://langfuse.example.com' }), 'https://langfuse.example.com');
+  assert.equal(host({ LANGFUSE_HOST: 'https://old.example.com', LANGFUSE_BASE_URL: 'https://new.example.com' }), 'https://new.example.com');
+  assert.equal(host({}), 'https://cloud.langfuse.com');
 });
 
 test("the Dockerfile's start command, environment and health check work outside Docker", async () => {
