@@ -6,7 +6,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { setPriority } from 'node:os';
 import { parseIngestToken } from '@dspy-o11y/proto';
-import { ConfigError, OPTIONS, preparePaths, resolveConfig, type DaemonConfig, type RawConfig } from './config.js';
+import { ConfigError, OPTIONS, parseHostPort, preparePaths, resolveConfig, type DaemonConfig, type RawConfig } from './config.js';
 import { startDaemon, type RunningDaemon } from './daemon.js';
 import { closeLog, createLogger } from './log.js';
 import { checkCredentials } from './check.js';
@@ -39,10 +39,42 @@ function loadConfig(flags: RawConfig, paths: 'create' | 'test'): DaemonConfig {
   }
 }
 
-/** Where `status` and `tail` find a running daemon: --http, else DSPY_O11YD_HTTP, else the default. */
+/** How long `status` (the whole answer) and `tail` (its headers) wait for the daemon. */
+const ANSWER_TIMEOUT_MS = 10_000;
+
+/**
+ * Where `status` and `tail` find a running daemon: --http, else DSPY_O11YD_HTTP, else the
+ * default, read as `start` reads it (trimmed; host:port or [v6]:port), or an http(s) URL. Anything
+ * else was pasted after `http://`: a bare port became a host (`--http 4318` asked 0.0.16.238).
+ * Empty is start's "HTTP disabled", so there is no address to ask (it was `http:///v1/status`).
+ */
 function daemonUrl(http: string | undefined): string {
-  const value = http ?? process.env.DSPY_O11YD_HTTP ?? '127.0.0.1:4318';
-  return value.startsWith('http') ? value : `http://${value}`;
+  const raw = http ?? process.env.DSPY_O11YD_HTTP ?? '127.0.0.1:4318';
+  const name = http === undefined && process.env.DSPY_O11YD_HTTP !== undefined ? '--http (from DSPY_O11YD_HTTP)' : '--http';
+  const value = raw.trim();
+  if (value === '') fail(`invalid ${name} "": the daemon's HTTP listener is disabled; status and tail need it (give --http host:port)`);
+  if (/^https?:\/\//i.test(value)) {
+    try {
+      const url = new URL(value);
+      return `${url.origin}${url.pathname.replace(/\/+$/, '')}`;
+    } catch {
+      fail(`invalid ${name} ${JSON.stringify(raw)}: not a valid URL`);
+    }
+  }
+  const hp = parseHostPort(value);
+  if (!hp) fail(`invalid ${name} ${JSON.stringify(raw)}: must be host:port (e.g. 127.0.0.1:4318) or an http:// URL`);
+  return `http://${hp.host.includes(':') ? `[${hp.host}]` : hp.host}:${hp.port}`;
+}
+
+/** One line for a request to the daemon that failed, then exit 1. */
+function unreachable(url: string, err: unknown): never {
+  fail(timedOut(err) ? `no answer from ${url} within ${ANSWER_TIMEOUT_MS / 1000} s` : `no daemon answers at ${url}: ${whyUnreachable(err)}`, 1);
+}
+
+/** fetch's and undici's words for "nothing answered in time". */
+function timedOut(err: unknown): boolean {
+  const e = err as { name?: unknown; code?: unknown; cause?: { code?: unknown } };
+  return e?.name === 'TimeoutError' || e?.code === 'UND_ERR_HEADERS_TIMEOUT' || e?.cause?.code === 'UND_ERR_HEADERS_TIMEOUT';
 }
 
 const program = new Command('dspy-o11yd')
@@ -151,16 +183,18 @@ program
     const url = `${daemonUrl(flags.http)}/v1/status`;
     let body: Record<string, unknown>;
     let res: Response;
+    // Something that accepts connections and never answers (a wrong port) held status for ever.
+    const signal = AbortSignal.timeout(ANSWER_TIMEOUT_MS);
     try {
-      res = await fetch(url, { headers: authHeaders(flags.ingestToken) });
+      res = await fetch(url, { headers: authHeaders(flags.ingestToken), signal });
     } catch (err) {
-      fail(`no daemon answers at ${url}: ${whyUnreachable(err)}`, 1);
+      unreachable(url, err);
     }
     await failOnStatus(url, res.status, flags, () => res.text());
     try {
       body = (await res.json()) as Record<string, unknown>;
     } catch (err) {
-      fail(`no daemon answers at ${url}: ${whyUnreachable(err)}`, 1);
+      unreachable(url, err);
     }
     process.stdout.write(JSON.stringify(body, null, flags.json ? 0 : 2) + '\n');
   });
@@ -175,10 +209,10 @@ program
     const { Agent, request } = await import('undici');
     let res: Awaited<ReturnType<typeof request>>;
     try {
-      // The stream may stay idle for long (a quiet app): no body timeout.
-      res = await request(url, { headers: authHeaders(flags.ingestToken), dispatcher: new Agent({ bodyTimeout: 0 }) });
+      // The stream may stay idle for long (a quiet app): no body timeout. Its headers come at once.
+      res = await request(url, { headers: authHeaders(flags.ingestToken), dispatcher: new Agent({ bodyTimeout: 0, headersTimeout: ANSWER_TIMEOUT_MS }) });
     } catch (err) {
-      fail(`no daemon answers at ${url}: ${whyUnreachable(err)}`, 1);
+      unreachable(url, err);
     }
     await failOnStatus(url, res.statusCode, flags, () => res.body.text());
     let partial = '';

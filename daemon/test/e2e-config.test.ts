@@ -348,3 +348,55 @@ describe('OTEL_EXPORTER_OTLP_* and other exporters', () => {
     }
   });
 });
+
+describe('status and tail', () => {
+  test('--http and DSPY_O11YD_HTTP are read as start reads them: trimmed, host:port or a URL; anything else, or empty (HTTP disabled), is one line and exit 2', async () => {
+    const socket = socketPath();
+    const d = await startDaemonProcess(['--socket', socket, '--http', '127.0.0.1:0']);
+    const hostPort = d.httpUrl.replace('http://', '');
+    try {
+      // Was exit 1, "no daemon answers at http:// 127.0.0.1:…: ERR_INVALID_URL".
+      const padded = await runCli(['status', '--json'], { DSPY_O11YD_HTTP: ` ${hostPort}\n` });
+      assert.equal(padded.code, 0, padded.stderr);
+      assert.equal((JSON.parse(padded.stdout) as { ready: boolean }).ready, true);
+      // Was …//v1/status, answered 404.
+      const slash = await runCli(['status', '--http', `${d.httpUrl}/`]);
+      assert.equal(slash.code, 0, slash.stderr);
+      const cases: [string[], Record<string, string>, RegExp][] = [
+        // A bare number is a host to a URL parser: 2130706433 is 127.0.0.1 (and 4318 is 0.0.16.238,
+        // where `status --http 4318` sent its request). Not host:port: refused, nothing sent.
+        [['status', '--http', '2130706433'], {}, /^dspy-o11yd: invalid --http "2130706433": must be host:port \(e\.g\. 127\.0\.0\.1:4318\) or an http:\/\/ URL$/],
+        [['tail'], { DSPY_O11YD_HTTP: '127.0.0.1' }, /^dspy-o11yd: invalid --http \(from DSPY_O11YD_HTTP\) "127\.0\.0\.1": must be host:port/],
+        // Empty: the daemon's HTTP listener is disabled (as for start), not the default address, nor a request to http:///v1/status.
+        [['status'], { DSPY_O11YD_HTTP: '' }, /^dspy-o11yd: invalid --http \(from DSPY_O11YD_HTTP\) "": the daemon's HTTP listener is disabled; status and tail need it/],
+        [['tail', '--http', ''], {}, /^dspy-o11yd: invalid --http "": the daemon's HTTP listener is disabled/],
+      ];
+      for (const [args, env, pattern] of cases) {
+        const r = await runCli(args, env);
+        assert.equal(r.code, 2, `${JSON.stringify(args)} ${JSON.stringify(env)}: ${r.stderr}`);
+        assert.match(r.stderr.trim(), pattern);
+        assert.equal(r.stderr.trim().split('\n').length, 1);
+      }
+    } finally {
+      await d.stop();
+    }
+  });
+
+  test('a port where something accepts connections but never answers: status and tail give up with one line and exit 1, not a hang', async () => {
+    const { createServer: createTcpServer } = await import('node:net');
+    const held: import('node:net').Socket[] = [];
+    const silent = createTcpServer((c) => held.push(c));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const at = `127.0.0.1:${(silent.address() as AddressInfo).port}`;
+    try {
+      for (const cmd of ['status', 'tail']) {
+        const r = await runCli([cmd, '--http', at], {}, 40_000);
+        assert.equal(r.code, 1, `${cmd}: ${r.stderr}`);
+        assert.match(r.stderr, new RegExp(`^dspy-o11yd: no answer from http://${at.replace(/\./g, '\\.')}/v1/(status|tail) within 10 s\\n$`));
+      }
+    } finally {
+      held.forEach((c) => c.destroy());
+      silent.close();
+    }
+  });
+});
