@@ -160,7 +160,8 @@ export function resolveConfig(opts: ConfigureOptions, env: NodeJS.ProcessEnv = p
   if (lfEnvironment) resource['deployment.environment.name'] = lfEnvironment[1];
   const lfRelease = firstSet(env, 'LANGFUSE_RELEASE');
   if (lfRelease) resource['service.version'] = lfRelease[1];
-  const serviceName = opts.serviceName ?? env.OTEL_SERVICE_NAME ?? resource['service.name'] ?? 'unknown_service:node';
+  // Empty (or blank) is unset, as OpenTelemetry reads its variables: `OTEL_SERVICE_NAME=` was a name of "".
+  const serviceName = opts.serviceName ?? firstSet(env, 'OTEL_SERVICE_NAME')?.[1] ?? resource['service.name'] ?? 'unknown_service:node';
   Object.assign(resource, opts.resource ?? {});
   resource['service.name'] = serviceName;
   if (opts.serviceVersion !== undefined) resource['service.version'] = opts.serviceVersion;

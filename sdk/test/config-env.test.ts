@@ -1,0 +1,37 @@
+/**
+ * How users configure the SDK, as users of OpenTelemetry and Langfuse write it: the real SDK in a
+ * child app (test/fixtures/app.ts), its environment and configure() as they come, and a receiver
+ * on a Unix socket in a temp dir that sees what the app sent.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { runApp, type ChildRun } from './support/child.js';
+import { UnixReceiver } from './support/receiver.js';
+
+/** Runs the fixture app (a few spans) with `env`; its `hello` resource and the run. */
+async function resourceOf(env: Record<string, string>): Promise<{ resource: Record<string, unknown> | undefined; run: ChildRun }> {
+  const r = await UnixReceiver.create();
+  try {
+    const run = await runApp({ DSPY_O11Y_ENDPOINT: r.endpoint, FIXTURE_SPANS: '2', ...env });
+    assert.equal(run.code, 0, run.stderr);
+    if ((run.report?.stats.sent ?? 0) > 0) await r.waitFor(() => r.hellos().length > 0, 15_000, 'hello');
+    return { resource: r.hellos()[0]?.resource as Record<string, unknown> | undefined, run };
+  } finally {
+    await r.dispose();
+  }
+}
+
+test('OTEL_SERVICE_NAME: empty is unset (the spec), so service.name in OTEL_RESOURCE_ATTRIBUTES or the default applies; surrounding whitespace is trimmed', async () => {
+  const cases: [Record<string, string>, string][] = [
+    // Was service.name "": an empty variable counted as a name.
+    [{ OTEL_SERVICE_NAME: '', OTEL_RESOURCE_ATTRIBUTES: 'service.name=from-attrs' }, 'from-attrs'],
+    [{ OTEL_SERVICE_NAME: '' }, 'unknown_service:node'],
+    [{ OTEL_SERVICE_NAME: ' \n', OTEL_RESOURCE_ATTRIBUTES: 'service.name=from-attrs' }, 'from-attrs'],
+    [{ OTEL_SERVICE_NAME: ' coffee-shop\n' }, 'coffee-shop'],
+    [{ OTEL_SERVICE_NAME: 'coffee-shop', OTEL_RESOURCE_ATTRIBUTES: 'service.name=from-attrs' }, 'coffee-shop'],
+  ];
+  for (const [env, name] of cases) {
+    const { resource } = await resourceOf(env);
+    assert.equal(resource?.['service.name'], name, JSON.stringify(env));
+  }
+});
