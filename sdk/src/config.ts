@@ -23,13 +23,13 @@ export const DEFAULT_ENDPOINT = 'unix:///tmp/dspy-o11yd.sock';
 export interface ConfigureOptions {
   /** `unix:///path/to.sock` or `http://host:port` (env `DSPY_O11Y_ENDPOINT`; default `unix:///tmp/dspy-o11yd.sock`). */
   endpoint?: string;
-  /** `service.name` of the resource (env `OTEL_SERVICE_NAME`, then `service.name` in `OTEL_RESOURCE_ATTRIBUTES`). */
+  /** `service.name` of the resource (else `service.name` in `resource`, env `OTEL_SERVICE_NAME`, then `service.name` in `OTEL_RESOURCE_ATTRIBUTES`). */
   serviceName?: string;
   /** `service.version` of the resource (Langfuse release; env `LANGFUSE_RELEASE`, then `service.version` in `OTEL_RESOURCE_ATTRIBUTES`). */
   serviceVersion?: string;
   /** `deployment.environment.name` of the resource (Langfuse environment; env `LANGFUSE_TRACING_ENVIRONMENT`, then `OTEL_RESOURCE_ATTRIBUTES`). */
   environment?: string;
-  /** More resource attributes; win over `OTEL_RESOURCE_ATTRIBUTES`. */
+  /** More resource attributes; win over the environment (`OTEL_RESOURCE_ATTRIBUTES`, `OTEL_SERVICE_NAME`, Langfuse's). */
   resource?: Record<string, string | number | boolean>;
   /** Turn telemetry off: every call becomes a cheap no-op (env `DSPY_O11Y_DISABLED=1`, or Langfuse's `LANGFUSE_TRACING_ENABLED=false`). */
   disabled?: boolean;
@@ -160,8 +160,11 @@ export function resolveConfig(opts: ConfigureOptions, env: NodeJS.ProcessEnv = p
   if (lfEnvironment) resource['deployment.environment.name'] = lfEnvironment[1];
   const lfRelease = firstSet(env, 'LANGFUSE_RELEASE');
   if (lfRelease) resource['service.version'] = lfRelease[1];
+  // The app's own resource wins over the environment (the spec merges OTEL_RESOURCE_ATTRIBUTES
+  // under it), service.name included: the default used to overwrite `resource: {'service.name'}`.
   // Empty (or blank) is unset, as OpenTelemetry reads its variables: `OTEL_SERVICE_NAME=` was a name of "".
-  const serviceName = opts.serviceName ?? firstSet(env, 'OTEL_SERVICE_NAME')?.[1] ?? resource['service.name'] ?? 'unknown_service:node';
+  const ownName = opts.resource && typeof opts.resource === 'object' ? opts.resource['service.name'] : undefined;
+  const serviceName = opts.serviceName ?? ownName ?? firstSet(env, 'OTEL_SERVICE_NAME')?.[1] ?? resource['service.name'] ?? 'unknown_service:node';
   Object.assign(resource, opts.resource ?? {});
   resource['service.name'] = serviceName;
   if (opts.serviceVersion !== undefined) resource['service.version'] = opts.serviceVersion;

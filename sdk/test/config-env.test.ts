@@ -35,3 +35,18 @@ test('OTEL_SERVICE_NAME: empty is unset (the spec), so service.name in OTEL_RESO
     assert.equal(resource?.['service.name'], name, JSON.stringify(env));
   }
 });
+
+test("service.name: configure({ serviceName }) > configure({ resource }) > OTEL_SERVICE_NAME > OTEL_RESOURCE_ATTRIBUTES > default (the app's own resource wins over the environment, as the spec merges them)", async () => {
+  const cfg = (o: unknown) => ({ FIXTURE_CONFIGURE: JSON.stringify(o) });
+  const cases: [Record<string, string>, string][] = [
+    // Was unknown_service:node: the resource option's service.name was overwritten by the default.
+    [cfg({ resource: { 'service.name': 'from-code', team: 'a' } }), 'from-code'],
+    [{ ...cfg({ resource: { 'service.name': 'from-code' } }), OTEL_SERVICE_NAME: 'from-env', OTEL_RESOURCE_ATTRIBUTES: 'service.name=from-attrs' }, 'from-code'],
+    [{ ...cfg({ serviceName: 'option', resource: { 'service.name': 'from-code' } }), OTEL_SERVICE_NAME: 'from-env' }, 'option'],
+    [{ ...cfg({ resource: { team: 'a' } }), OTEL_SERVICE_NAME: 'from-env' }, 'from-env'],
+  ];
+  for (const [env, name] of cases) {
+    const { resource } = await resourceOf(env);
+    assert.equal(resource?.['service.name'], name, JSON.stringify(env));
+  }
+});
