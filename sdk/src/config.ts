@@ -118,21 +118,30 @@ function ratio(opt: number | undefined, env: NodeJS.ProcessEnv): number {
 const posInt = (v: number | undefined, dflt: number): number =>
   typeof v === 'number' && Number.isFinite(v) && v >= 1 ? Math.floor(v) : dflt;
 
-/** `OTEL_RESOURCE_ATTRIBUTES`: `k=v,k2=v2`, values percent-encoded; malformed entries skipped. */
+/**
+ * `OTEL_RESOURCE_ATTRIBUTES`: `k=v,k2=v2`, keys and values trimmed and percent-decoded (the spec
+ * has `,` and `=` percent-encoded in both: a key was kept encoded), empty entries ignored. The spec
+ * would discard the whole value for one malformed entry; like the Go SDK, only that entry is
+ * skipped, with a debug line (by position: values may be private).
+ */
 export function parseResourceAttributes(raw: string | undefined): Record<string, string> {
   const out: Record<string, string> = {};
   if (!raw) return out;
-  for (const part of raw.split(',')) {
+  const parts = raw.split(',');
+  for (let i = 0; i < parts.length; i++) {
+    const part = parts[i]!;
+    if (part.trim() === '') continue;
     const eq = part.indexOf('=');
-    if (eq <= 0) continue;
-    const key = part.slice(0, eq).trim();
-    let value = part.slice(eq + 1).trim();
+    let key: string | undefined;
+    let value: string | undefined;
     try {
-      value = decodeURIComponent(value);
+      // The first `=` ends the key: a raw `=` in a value is kept, as most SDKs read it.
+      if (eq > 0) [key, value] = [decodeURIComponent(part.slice(0, eq).trim()), decodeURIComponent(part.slice(eq + 1).trim())];
     } catch {
-      continue;
+      key = undefined;
     }
-    if (key) out[key] = value;
+    if (key && value !== undefined) out[key] = value;
+    else debug(`OTEL_RESOURCE_ATTRIBUTES: entry ${i + 1} is not key=value with a percent-encoded key and value; skipped`);
   }
   return out;
 }

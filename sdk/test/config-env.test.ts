@@ -50,3 +50,12 @@ test("service.name: configure({ serviceName }) > configure({ resource }) > OTEL_
     assert.equal(resource?.['service.name'], name, JSON.stringify(env));
   }
 });
+
+test('OTEL_RESOURCE_ATTRIBUTES: keys and values trimmed and percent-decoded (the spec encodes "," and "=" in both), empty entries ignored, a malformed entry skipped with a debug line naming its position', async () => {
+  const { resource, run } = await resourceOf({
+    DSPY_O11Y_DEBUG: '1',
+    OTEL_RESOURCE_ATTRIBUTES: ' service.name = svc , , team=a%2Cb,k=a=b, my%2Ckey=v, deployment.environment.name=prod%20eu,broken,bad=%E0%A4%A,=novalue,',
+  });
+  assert.deepEqual(resource, { 'service.name': 'svc', team: 'a,b', k: 'a=b', 'my,key': 'v', 'deployment.environment.name': 'prod eu' });
+  for (const i of [7, 8, 9]) assert.match(run.stderr, new RegExp(`OTEL_RESOURCE_ATTRIBUTES: entry ${i} is not key=value with a percent-encoded key and value; skipped`));
+});
