@@ -7,7 +7,7 @@ import { accessSync, closeSync, constants, mkdirSync, openSync, rmdirSync, statS
 import { isIP } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
-import { parseIngestToken, type Attributes } from '@dspy-o11y/proto';
+import { DECIMAL_NUMBER, parseIngestToken, type Attributes } from '@dspy-o11y/proto';
 import { RESOURCE } from '@dspy-o11y/proto/vocabulary';
 import { appendUrlPath, type Compression } from './export/http-exporter.js';
 
@@ -43,7 +43,7 @@ const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
 const decimal = z
   .string()
   .trim()
-  .regex(/^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$/, 'must be a decimal number')
+  .regex(DECIMAL_NUMBER, 'must be a decimal number')
   .transform(Number);
 /**
  * Strings are trimmed: a value from an env file or a mounted file often ends with a newline or

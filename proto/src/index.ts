@@ -6,3 +6,4 @@ export * from './vectors.js';
 export * from './prices.js';
 export * from './retry-after.js';
 export * from './ingest-token.js';
+export * from './numbers.js';

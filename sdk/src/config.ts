@@ -2,7 +2,7 @@
  * Options (from `configure()` and the environment) and the resource sent in `hello`.
  */
 import { readFileSync } from 'node:fs';
-import { MAX_ATTRIBUTE_KEY_LENGTH, type AttributeValue, type ModelPrice } from '@dspy-o11y/proto';
+import { MAX_ATTRIBUTE_KEY_LENGTH, parseDecimal, type AttributeValue, type ModelPrice } from '@dspy-o11y/proto';
 import { TRUNCATION_MARKER } from './json.js';
 
 /** Characters of resource attributes sent in `hello`, at most: a quarter of the daemon's line limit. */
@@ -105,7 +105,8 @@ function ratio(opt: number | undefined, env: NodeJS.ProcessEnv): number {
   let from = 'sampleRatio';
   const raw = v === undefined ? firstSet(env, 'DSPY_O11Y_SAMPLE_RATIO', 'LANGFUSE_SAMPLE_RATE') : undefined;
   if (raw) {
-    v = Number(raw[1]);
+    // The daemon's rule (parseDecimal): Number() read 0x0 and 0b0 as 0, and dropped every trace.
+    v = parseDecimal(raw[1]) ?? Number.NaN;
     from = raw[0];
   }
   if (v === undefined) return 1;

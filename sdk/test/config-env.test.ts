@@ -59,3 +59,32 @@ test('OTEL_RESOURCE_ATTRIBUTES: keys and values trimmed and percent-decoded (the
   assert.deepEqual(resource, { 'service.name': 'svc', team: 'a,b', k: 'a=b', 'my,key': 'v', 'deployment.environment.name': 'prod eu' });
   for (const i of [7, 8, 9]) assert.match(run.stderr, new RegExp(`OTEL_RESOURCE_ATTRIBUTES: entry ${i} is not key=value with a percent-encoded key and value; skipped`));
 });
+
+test("DSPY_O11Y_SAMPLE_RATIO / LANGFUSE_SAMPLE_RATE are decimal numbers, the daemon's rule: 0x0 or 0b0 is no ratio (it was 0: every trace dropped)", async () => {
+  const cases: [Record<string, string>, 'all' | 'none'][] = [
+    [{ DSPY_O11Y_SAMPLE_RATIO: '0x0' }, 'all'],
+    [{ LANGFUSE_SAMPLE_RATE: '0b0' }, 'all'],
+    [{ DSPY_O11Y_SAMPLE_RATIO: 'Infinity' }, 'all'],
+    [{ DSPY_O11Y_SAMPLE_RATIO: 'NaN' }, 'all'],
+    [{ DSPY_O11Y_SAMPLE_RATIO: ' ' }, 'all'],
+    [{ DSPY_O11Y_SAMPLE_RATIO: ' 0.0\n' }, 'none'],
+    [{ DSPY_O11Y_SAMPLE_RATIO: '0e0' }, 'none'],
+    [{ LANGFUSE_SAMPLE_RATE: '.0' }, 'none'],
+  ];
+  for (const [env, kept] of cases) {
+    const r = await UnixReceiver.create();
+    try {
+      const run = await runApp({ DSPY_O11Y_ENDPOINT: r.endpoint, DSPY_O11Y_DEBUG: '1', FIXTURE_SPANS: '5', ...env });
+      assert.equal(run.code, 0, run.stderr);
+      const stats = run.report!.stats;
+      if (kept === 'all') {
+        assert.equal(stats.sampledOut, 0, `${JSON.stringify(env)}: ${JSON.stringify(stats)}`);
+        assert.equal(stats.sent, 7);
+      } else assert.equal(stats.sent, 0, `${JSON.stringify(env)}: ${JSON.stringify(stats)}`);
+      const name = Object.keys(env)[0]!;
+      if (kept === 'all' && env[name]!.trim() !== '') assert.match(run.stderr, new RegExp(`${name} must be a number from 0 to 1`));
+    } finally {
+      await r.dispose();
+    }
+  }
+});
