@@ -88,3 +88,42 @@ test("DSPY_O11Y_SAMPLE_RATIO / LANGFUSE_SAMPLE_RATE are decimal numbers, the dae
     }
   }
 });
+
+test('DSPY_O11Y_ENDPOINT unix forms: unix:///abs, unix:/abs, unix:relative (to the working directory, as gRPC reads it); unix://host/path is refused (it was /path: the first segment taken as a host)', async () => {
+  const { relative } = await import('node:path');
+  const r = await UnixReceiver.create();
+  try {
+    for (const endpoint of [`unix://${r.path}`, `unix:${r.path}`, `unix:${relative(process.cwd(), r.path)}`, r.path]) {
+      r.reset();
+      const run = await runApp({ DSPY_O11Y_ENDPOINT: endpoint, FIXTURE_SPANS: '2' });
+      assert.equal(run.report?.stats.sent, 4, `${endpoint}: ${JSON.stringify(run.report?.stats)}`);
+    }
+    // unix://tmp/d.sock, a slash short: was a connection to /d.sock retried for ever.
+    const hosted = `unix:/${r.path}`;
+    const run = await runApp({ DSPY_O11Y_ENDPOINT: hosted, DSPY_O11Y_DEBUG: '1', FIXTURE_SPANS: '2' });
+    assert.equal(run.code, 0, run.stderr);
+    assert.deepEqual(run.report?.stats.droppedByReason, { invalid_endpoint: 4 }, JSON.stringify(run.report?.stats));
+    assert.match(run.stderr, /endpoint unix:\/\/[^ ]+ names a host \([^)]+\): a socket path is unix:\/\/\/absolute\/path or unix:relative\/path; telemetry is off/);
+    // A broken percent-encoding threw inside every send(): each record was lost, not even counted.
+    const broken = await runApp({ DSPY_O11Y_ENDPOINT: `unix://${r.dir}/%E0.sock`, DSPY_O11Y_DEBUG: '1', FIXTURE_SPANS: '2' });
+    assert.deepEqual(broken.report?.stats.droppedByReason, { invalid_endpoint: 4 }, JSON.stringify(broken.report?.stats));
+    assert.match(broken.stderr, /invalid endpoint "unix:\/\/[^"]+%E0\.sock"; telemetry is off/);
+  } finally {
+    await r.dispose();
+  }
+});
+
+test('DSPY_O11Y_ENDPOINT http forms: a path is a prefix of /v1/ingest, a trailing slash is not doubled', async () => {
+  const { HttpReceiver } = await import('./support/receiver.js');
+  const r = await HttpReceiver.create();
+  try {
+    for (const [suffix, path] of [['', '/v1/ingest'], ['/', '/v1/ingest'], ['/dspy/', '/dspy/v1/ingest'], ['/a/b', '/a/b/v1/ingest']] as const) {
+      r.requests.length = 0;
+      const run = await runApp({ DSPY_O11Y_ENDPOINT: `${r.endpoint}${suffix}`, FIXTURE_SPANS: '2' });
+      assert.equal(run.report?.stats.sent, 4, JSON.stringify(run.report?.stats));
+      assert.deepEqual([...new Set(r.requests.map((q) => q.path))], [path]);
+    }
+  } finally {
+    await r.close();
+  }
+});

@@ -27,7 +27,20 @@ export function createTransport(endpoint: string, opts: TransportOptions): Trans
     return 'invalid_endpoint';
   }
   if (url.protocol === 'unix:') {
-    const path = decodeURIComponent(url.pathname || url.host);
+    // unix:///abs/path, unix:/abs/path or unix:relative/path (gRPC's forms). A host is refused:
+    // unix://tmp/d.sock (a slash short) read `tmp` as a host and connected to /d.sock for ever.
+    if (url.host) {
+      debug(`endpoint ${endpoint} names a host (${url.host}): a socket path is unix:///absolute/path or unix:relative/path; telemetry is off`);
+      return 'invalid_endpoint';
+    }
+    let path: string;
+    try {
+      path = decodeURIComponent(url.pathname);
+    } catch {
+      // A broken percent-encoding (%E0) threw inside every send(): each record lost, uncounted.
+      debug(`invalid endpoint ${JSON.stringify(endpoint)}; telemetry is off`);
+      return 'invalid_endpoint';
+    }
     if (!path) {
       debug(`endpoint ${endpoint} has no socket path; telemetry is off`);
       return 'invalid_endpoint';
