@@ -31,7 +31,7 @@ export interface ConfigureOptions {
   environment?: string;
   /** More resource attributes; win over the environment (`OTEL_RESOURCE_ATTRIBUTES`, `OTEL_SERVICE_NAME`, Langfuse's). */
   resource?: Record<string, string | number | boolean>;
-  /** Turn telemetry off: every call becomes a cheap no-op (env `DSPY_O11Y_DISABLED=1`, or Langfuse's `LANGFUSE_TRACING_ENABLED=false`). */
+  /** Turn telemetry off: every call becomes a cheap no-op (env `DSPY_O11Y_DISABLED=1`, Langfuse's `LANGFUSE_TRACING_ENABLED=false` or OpenTelemetry's `OTEL_SDK_DISABLED=true`). */
   disabled?: boolean;
   /** Bearer token for the HTTP transport (env `DSPY_O11Y_INGEST_TOKEN`); leading and trailing whitespace is trimmed. */
   ingestToken?: string;
@@ -88,7 +88,33 @@ export interface ResolvedConfig {
 }
 
 const truthy = (v: string | undefined): boolean => v !== undefined && /^(1|true|yes|on)$/i.test(v.trim());
-const falsy = (v: string | undefined): boolean => v !== undefined && /^(0|false|no|off)$/i.test(v.trim());
+
+/**
+ * A yes/no variable of ours or Langfuse's: 1/true/yes/on or 0/false/no/off, any case; undefined
+ * when unset or empty, or for any other value, which is said in a debug line (OpenTelemetry's rule
+ * for a value it does not know: the safe default, with a warning), rather than ignored silently.
+ */
+function onOff(env: NodeJS.ProcessEnv, name: string): boolean | undefined {
+  const v = env[name]?.trim();
+  if (!v) return undefined;
+  if (/^(1|true|yes|on)$/i.test(v)) return true;
+  if (/^(0|false|no|off)$/i.test(v)) return false;
+  debug(`${name}=${JSON.stringify(v)} is not one of 1, true, yes, on, 0, false, no, off; telemetry stays on`);
+  return undefined;
+}
+
+/**
+ * OpenTelemetry's off switch, read by its rule for booleans: only "true" (any case) is true, and
+ * any value but "false" is false with a warning. Langfuse's SDKs stop with it too (they run on
+ * OpenTelemetry's), so an app that sets it for every SDK expects ours off as well.
+ */
+function otelSdkDisabled(env: NodeJS.ProcessEnv): boolean {
+  const v = env.OTEL_SDK_DISABLED?.trim();
+  if (!v) return false;
+  if (/^true$/i.test(v)) return true;
+  if (!/^false$/i.test(v)) debug(`OTEL_SDK_DISABLED=${JSON.stringify(v)} is neither true nor false; telemetry stays on`);
+  return false;
+}
 
 /** The first of `names` set to something in `env`: [name, value]. */
 function firstSet(env: NodeJS.ProcessEnv, ...names: string[]): [string, string] | undefined {
@@ -198,7 +224,8 @@ export function resolveConfig(opts: ConfigureOptions, env: NodeJS.ProcessEnv = p
   clean['service.name'] ??= 'unknown_service:node';
   return {
     endpoint: opts.endpoint ?? (env.DSPY_O11Y_ENDPOINT?.trim() || DEFAULT_ENDPOINT),
-    disabled: opts.disabled ?? (truthy(env.DSPY_O11Y_DISABLED) || falsy(env.LANGFUSE_TRACING_ENABLED)),
+    // Each switch is read (and its odd value said) on its own; any that says off wins.
+    disabled: opts.disabled ?? [onOff(env, 'DSPY_O11Y_DISABLED') === true, onOff(env, 'LANGFUSE_TRACING_ENABLED') === false, otelSdkDisabled(env)].includes(true),
     ingestToken: opts.ingestToken ?? (env.DSPY_O11Y_INGEST_TOKEN || undefined),
     maxValueLength: max,
     maxBufferRecords: posInt(opts.maxBufferRecords, 100_000),

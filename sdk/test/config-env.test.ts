@@ -127,3 +127,41 @@ test('DSPY_O11Y_ENDPOINT http forms: a path is a prefix of /v1/ingest, a trailin
     await r.close();
   }
 });
+
+test("off switches: DSPY_O11Y_DISABLED (1/true/yes/on), OpenTelemetry's OTEL_SDK_DISABLED (true, any case), Langfuse's LANGFUSE_TRACING_ENABLED (false/0/no/off); any other value keeps telemetry on and says so in a debug line", async () => {
+  const r = await UnixReceiver.create();
+  try {
+    const cases: [Record<string, string>, 'on' | 'off', RegExp?][] = [
+      // Was on: OTEL_SDK_DISABLED, OpenTelemetry's off switch (which Langfuse's SDKs obey too), was not read.
+      [{ OTEL_SDK_DISABLED: 'true' }, 'off'],
+      [{ OTEL_SDK_DISABLED: ' TRUE\n' }, 'off'],
+      [{ OTEL_SDK_DISABLED: 'false' }, 'on'],
+      // OpenTelemetry: only "true" is true; anything else but "false" is false with a warning.
+      [{ OTEL_SDK_DISABLED: '1' }, 'on', /OTEL_SDK_DISABLED="1" is neither true nor false; telemetry stays on/],
+      [{ DSPY_O11Y_DISABLED: 'true' }, 'off'],
+      [{ DSPY_O11Y_DISABLED: '1' }, 'off'],
+      [{ DSPY_O11Y_DISABLED: 'TRUE' }, 'off'],
+      [{ DSPY_O11Y_DISABLED: ' yes\n' }, 'off'],
+      [{ DSPY_O11Y_DISABLED: '0' }, 'on'],
+      [{ DSPY_O11Y_DISABLED: 'false' }, 'on'],
+      [{ DSPY_O11Y_DISABLED: '' }, 'on'],
+      [{ DSPY_O11Y_DISABLED: 'disabled' }, 'on', /DSPY_O11Y_DISABLED="disabled" is not one of 1, true, yes, on, 0, false, no, off; telemetry stays on/],
+      [{ LANGFUSE_TRACING_ENABLED: 'FALSE' }, 'off'],
+      [{ LANGFUSE_TRACING_ENABLED: '0' }, 'off'],
+      [{ LANGFUSE_TRACING_ENABLED: 'true' }, 'on'],
+      [{ LANGFUSE_TRACING_ENABLED: 'nope' }, 'on', /LANGFUSE_TRACING_ENABLED="nope" is not one of 1, true, yes, on, 0, false, no, off; telemetry stays on/],
+      // Any switch that says off wins.
+      [{ DSPY_O11Y_DISABLED: '0', OTEL_SDK_DISABLED: 'true' }, 'off'],
+      [{ DSPY_O11Y_DISABLED: 'false', LANGFUSE_TRACING_ENABLED: 'false' }, 'off'],
+    ];
+    for (const [env, state, said] of cases) {
+      const run = await runApp({ DSPY_O11Y_ENDPOINT: r.endpoint, DSPY_O11Y_DEBUG: '1', FIXTURE_SPANS: '2', ...env });
+      assert.equal(run.code, 0, run.stderr);
+      assert.equal(run.report?.stats.enqueued === 0 ? 'off' : 'on', state, `${JSON.stringify(env)}: ${JSON.stringify(run.report?.stats)}`);
+      if (said) assert.match(run.stderr, said);
+      else assert.doesNotMatch(run.stderr, /is not one of|is neither true nor false/, JSON.stringify(env));
+    }
+  } finally {
+    await r.dispose();
+  }
+});
