@@ -142,8 +142,49 @@ function ratio(opt: number | undefined, env: NodeJS.ProcessEnv): number {
 }
 
 /** A whole number from 1 (rounded down), else `dflt`: 0.5 became 0, and a ring of 0 records lost everything (NaN slots). */
-const posInt = (v: number | undefined, dflt: number): number =>
-  typeof v === 'number' && Number.isFinite(v) && v >= 1 ? Math.floor(v) : dflt;
+function posInt(name: keyof ConfigureOptions, v: unknown, dflt: number): number {
+  if (typeof v === 'number' && Number.isFinite(v) && v >= 1) return Math.floor(v);
+  if (v !== undefined && v !== null) debug(`configure({ ${name} }) must be a whole number from 1; the default is used`);
+  return dflt;
+}
+
+/*
+ * configure() is called from JavaScript too, where nothing checks the types. An option of the
+ * wrong type never throws; it is read the way its caller surely meant, or ignored (its variable or
+ * default applies) with a debug line, never taken by JavaScript's truthiness: disabled: 'false'
+ * turned telemetry off, captureIO: 'false' captured everything, a resource string became one
+ * attribute per character. null is unset, as undefined.
+ */
+
+/** A boolean, or a string or number read like the yes/no variables (1/true/yes/on, 0/false/no/off). */
+function yesNo(name: keyof ConfigureOptions, v: unknown): boolean | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v === 'boolean') return v;
+  if (typeof v === 'string' || typeof v === 'number') {
+    const t = String(v).trim();
+    if (/^(1|true|yes|on)$/i.test(t)) return true;
+    if (/^(0|false|no|off)$/i.test(t)) return false;
+  }
+  debug(`configure({ ${name} }) must be a boolean (or 1/true/yes/on, 0/false/no/off); ignored`);
+  return undefined;
+}
+
+/** A string; a finite number is written as one (serviceVersion: 2). */
+function text(name: keyof ConfigureOptions, v: unknown): string | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v === 'string') return v;
+  if (typeof v === 'number' && Number.isFinite(v)) return String(v);
+  debug(`configure({ ${name} }) must be a string; ignored`);
+  return undefined;
+}
+
+/** A plain object of attributes (not an array, not a string spread into characters). */
+function attributes(v: unknown): Record<string, unknown> | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v === 'object' && !Array.isArray(v)) return v as Record<string, unknown>;
+  debug('configure({ resource }) must be an object of attributes; ignored');
+  return undefined;
+}
 
 /**
  * `OTEL_RESOURCE_ATTRIBUTES`: `k=v,k2=v2`, keys and values trimmed and percent-decoded (the spec
@@ -189,6 +230,19 @@ function isAttributeValue(v: unknown): boolean {
   return true;
 }
 
+/**
+ * A mask that is not a function cannot mask: what it was meant to hide is not sent, each value
+ * replaced by the marker of a mask that threw, as before, and now a debug line says why.
+ */
+function maskOf(v: unknown): ResolvedConfig['mask'] {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v === 'function') return v as ResolvedConfig['mask'];
+  debug('configure({ mask }) must be a function; inputs and outputs are replaced by "[mask threw]"');
+  return () => {
+    throw new TypeError('mask is not a function');
+  };
+}
+
 export function resolveConfig(opts: ConfigureOptions, env: NodeJS.ProcessEnv = process.env): ResolvedConfig {
   const resource: Record<string, AttributeValue> = { ...parseResourceAttributes(env.OTEL_RESOURCE_ATTRIBUTES) };
   // Langfuse's own variables, as its SDKs read them: they win over the generic OTEL_RESOURCE_ATTRIBUTES.
@@ -199,23 +253,30 @@ export function resolveConfig(opts: ConfigureOptions, env: NodeJS.ProcessEnv = p
   // The app's own resource wins over the environment (the spec merges OTEL_RESOURCE_ATTRIBUTES
   // under it), service.name included: the default used to overwrite `resource: {'service.name'}`.
   // Empty (or blank) is unset, as OpenTelemetry reads its variables: `OTEL_SERVICE_NAME=` was a name of "".
-  const ownName = opts.resource && typeof opts.resource === 'object' ? opts.resource['service.name'] : undefined;
-  const serviceName = opts.serviceName ?? ownName ?? firstSet(env, 'OTEL_SERVICE_NAME')?.[1] ?? resource['service.name'] ?? 'unknown_service:node';
-  Object.assign(resource, opts.resource ?? {});
+  const own = attributes(opts.resource);
+  const ownName = typeof own?.['service.name'] === 'string' ? own['service.name'] : undefined;
+  const serviceName = text('serviceName', opts.serviceName) ?? ownName ?? firstSet(env, 'OTEL_SERVICE_NAME')?.[1] ?? resource['service.name'] ?? 'unknown_service:node';
+  Object.assign(resource, own ?? {});
   resource['service.name'] = serviceName;
-  if (opts.serviceVersion !== undefined) resource['service.version'] = opts.serviceVersion;
-  if (opts.environment !== undefined) resource['deployment.environment.name'] = opts.environment;
+  const serviceVersion = text('serviceVersion', opts.serviceVersion);
+  if (serviceVersion !== undefined) resource['service.version'] = serviceVersion;
+  const environment = text('environment', opts.environment);
+  if (environment !== undefined) resource['deployment.environment.name'] = environment;
   // What the wire protocol does not take is left out: one such value (null, NaN, an object) made
   // the whole `hello` invalid, so the daemon used a default resource (no service.name) for the
   // connection, and a BigInt made `hello` throw, so nothing was ever sent (or counted). Strings
   // are cut at maxValueLength, as attribute values, and past MAX_RESOURCE_CHARS in all the rest
   // is left out (service.name first): a hello over the daemon's line limit is dropped whole too.
-  const max = posInt(opts.maxValueLength, 32 * 1024);
+  const max = posInt('maxValueLength', opts.maxValueLength, 32 * 1024);
   const clean: Record<string, AttributeValue> = {};
   let room = MAX_RESOURCE_CHARS;
   for (const k of ['service.name', ...Object.keys(resource)]) {
     let v = resource[k];
-    if (Object.hasOwn(clean, k) || k.length > MAX_ATTRIBUTE_KEY_LENGTH || !isAttributeValue(v)) continue;
+    if (Object.hasOwn(clean, k) || k.length > MAX_ATTRIBUTE_KEY_LENGTH) continue;
+    if (!isAttributeValue(v)) {
+      if (v !== undefined && v !== null) debug(`resource attribute ${JSON.stringify(k.slice(0, 64))} is not a string, a finite number, a boolean or an array of one of those; left out`);
+      continue;
+    }
     if (typeof v === 'string' && v.length > max) v = v.slice(0, max) + TRUNCATION_MARKER;
     room -= k.length + JSON.stringify(v).length;
     if (room < 0) break;
@@ -225,16 +286,16 @@ export function resolveConfig(opts: ConfigureOptions, env: NodeJS.ProcessEnv = p
   return {
     endpoint: opts.endpoint ?? (env.DSPY_O11Y_ENDPOINT?.trim() || DEFAULT_ENDPOINT),
     // Each switch is read (and its odd value said) on its own; any that says off wins.
-    disabled: opts.disabled ?? [onOff(env, 'DSPY_O11Y_DISABLED') === true, onOff(env, 'LANGFUSE_TRACING_ENABLED') === false, otelSdkDisabled(env)].includes(true),
+    disabled: yesNo('disabled', opts.disabled) ?? [onOff(env, 'DSPY_O11Y_DISABLED') === true, onOff(env, 'LANGFUSE_TRACING_ENABLED') === false, otelSdkDisabled(env)].includes(true),
     ingestToken: opts.ingestToken ?? (env.DSPY_O11Y_INGEST_TOKEN || undefined),
     maxValueLength: max,
-    maxBufferRecords: posInt(opts.maxBufferRecords, 100_000),
-    maxBufferBytes: posInt(opts.maxBufferBytes, 64 * 1024 * 1024),
-    maxBatchBytes: opts.maxBatchBytes === undefined ? undefined : posInt(opts.maxBatchBytes, 1024 * 1024),
-    flushTimeoutMs: posInt(opts.flushTimeoutMs, 2000),
+    maxBufferRecords: posInt('maxBufferRecords', opts.maxBufferRecords, 100_000),
+    maxBufferBytes: posInt('maxBufferBytes', opts.maxBufferBytes, 64 * 1024 * 1024),
+    maxBatchBytes: opts.maxBatchBytes === undefined ? undefined : posInt('maxBatchBytes', opts.maxBatchBytes, 1024 * 1024),
+    flushTimeoutMs: posInt('flushTimeoutMs', opts.flushTimeoutMs, 2000),
     prices: opts.prices,
-    captureIO: opts.captureIO ?? true,
-    mask: opts.mask,
+    captureIO: yesNo('captureIO', opts.captureIO) ?? true,
+    mask: maskOf(opts.mask),
     sampleRatio: ratio(opts.sampleRatio, env),
     resource: clean,
   };

@@ -165,3 +165,50 @@ test("off switches: DSPY_O11Y_DISABLED (1/true/yes/on), OpenTelemetry's OTEL_SDK
     await r.dispose();
   }
 });
+
+test('configure() from JS with options of the wrong type: never a throw; a yes/no given as a string is read like the variables, others are ignored (or a number made a string) with a debug line', async () => {
+  const r = await UnixReceiver.create();
+  const run = async (options: unknown) => {
+    r.reset();
+    const child = await runApp({ DSPY_O11Y_ENDPOINT: r.endpoint, DSPY_O11Y_DEBUG: '1', FIXTURE_SPANS: '2', FIXTURE_CONFIGURE: JSON.stringify(options) });
+    assert.equal(child.code, 0, child.stderr);
+    const sent = child.report?.stats.sent ?? 0;
+    if (sent > 0) await r.waitFor(() => r.spans().length > 0, 15_000, 'spans');
+    return { child, on: (child.report?.stats.enqueued ?? 0) > 0, hello: r.hellos()[0]?.resource, input: r.spans().find((s) => s.name === 'job-0')?.attributes?.['dspy.input'] };
+  };
+  try {
+    // Was off: any non-empty string is truthy, 'false' included.
+    assert.equal((await run({ disabled: 'false' })).on, true);
+    assert.equal((await run({ disabled: 'TRUE' })).on, false);
+    assert.equal((await run({ disabled: 0 })).on, true);
+    const odd = await run({ disabled: { yes: true } });
+    assert.equal(odd.on, true);
+    assert.match(odd.child.stderr, /configure\(\{ disabled \}\) must be a boolean \(or 1\/true\/yes\/on, 0\/false\/no\/off\); ignored/);
+    // Was captured: captureIO 'false' asked for privacy and got every input and output.
+    assert.equal((await run({ captureIO: 'false' })).input, undefined);
+    assert.equal((await run({ captureIO: 0 })).input, undefined);
+    assert.equal((await run({ captureIO: 'yes' })).input, '"small"');
+    // Was {"0":"a","1":"b","2":"c",…}: a string spread into one attribute per character.
+    const str = await run({ resource: 'abc', serviceName: 'svc' });
+    assert.deepEqual(str.hello, { 'service.name': 'svc' });
+    assert.match(str.child.stderr, /configure\(\{ resource \}\) must be an object of attributes; ignored/);
+    assert.deepEqual((await run({ resource: ['x'], serviceName: 'svc' })).hello, { 'service.name': 'svc' });
+    const dropped = await run({ resource: { ok: 1, nested: { a: 1 }, none: null }, serviceName: 'svc' });
+    assert.deepEqual(dropped.hello, { ok: 1, 'service.name': 'svc' });
+    assert.match(dropped.child.stderr, /resource attribute "nested" is not a string, a finite number, a boolean or an array of one of those; left out/);
+    // Was service.name 42 (a number): names are strings.
+    assert.deepEqual((await run({ serviceName: 42, serviceVersion: 2 })).hello, { 'service.name': '42', 'service.version': '2' });
+    const obj = await run({ serviceName: { name: 'x' } });
+    assert.deepEqual(obj.hello, { 'service.name': 'unknown_service:node' });
+    assert.match(obj.child.stderr, /configure\(\{ serviceName \}\) must be a string; ignored/);
+    const n = await run({ maxBufferRecords: 'lots', flushTimeoutMs: -1 });
+    assert.equal(n.on, true);
+    assert.match(n.child.stderr, /configure\(\{ maxBufferRecords \}\) must be a whole number from 1; the default is used/);
+    assert.match(n.child.stderr, /configure\(\{ flushTimeoutMs \}\) must be a whole number from 1; the default is used/);
+    const mask = await run({ mask: 'redact' });
+    assert.equal(mask.input, '"[mask threw]"', 'nothing unmasked leaves');
+    assert.match(mask.child.stderr, /configure\(\{ mask \}\) must be a function; inputs and outputs are replaced by "\[mask threw\]"/);
+  } finally {
+    await r.dispose();
+  }
+});
