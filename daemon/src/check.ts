@@ -29,6 +29,7 @@ export async function checkCredentials(config: DaemonConfig): Promise<{ ok: bool
   }
   // Shown without credentials or query string, as the exporter shows its destination.
   const shown = safeDestination(new URL(url));
+  const note = config.exporterNote ? ` (${config.exporterNote})` : '';
   try {
     const res = await request(url, {
       method: 'POST',
@@ -37,9 +38,9 @@ export async function checkCredentials(config: DaemonConfig): Promise<{ ok: bool
       signal: AbortSignal.timeout(config.exportTimeoutMs),
     });
     const body = (await res.body.text()).slice(0, 300);
-    if (res.statusCode >= 200 && res.statusCode < 300) return { ok: true, message: `${config.exporter} at ${shown} accepted an empty export (${res.statusCode})` };
-    return { ok: false, message: `${config.exporter} at ${shown} answered ${res.statusCode}: ${body}` };
+    if (res.statusCode >= 200 && res.statusCode < 300) return { ok: true, message: `${config.exporter} at ${shown} accepted an empty export (${res.statusCode})${note}` };
+    return { ok: false, message: `${config.exporter} at ${shown} answered ${res.statusCode}: ${body}${note}` };
   } catch (err) {
-    return { ok: false, message: `${config.exporter} at ${shown} is unreachable: ${(err as Error).message}` };
+    return { ok: false, message: `${config.exporter} at ${shown} is unreachable: ${(err as Error).message}${note}` };
   }
 }

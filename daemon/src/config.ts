@@ -366,6 +366,12 @@ export function resolveConfig(flags: RawConfig, env: NodeJS.ProcessEnv = process
   // empty flag is unset, and then the base URL was used as a full one.
   let otlpEndpoint = c.otlpEndpoint;
   if (otlpEndpoint && origin.otlpEndpoint?.endsWith('(from OTEL_EXPORTER_OTLP_ENDPOINT)')) {
+    // The spec's rule, kept; but a full URL given as the base is a common slip, and every export
+    // would be refused (404) without a word at start.
+    if (/\/v1\/traces\/*$/.test(new URL(otlpEndpoint).pathname)) {
+      const note = 'OTEL_EXPORTER_OTLP_ENDPOINT is a base URL: /v1/traces is appended to it (…/v1/traces/v1/traces); for a full URL set OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or --otlp-endpoint';
+      exporterNote = exporterNote ? `${exporterNote}; ${note}` : note;
+    }
     otlpEndpoint = appendUrlPath(otlpEndpoint, '/v1/traces');
   }
 

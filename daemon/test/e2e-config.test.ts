@@ -117,6 +117,25 @@ describe('langfuse host', () => {
 });
 
 describe('otlp endpoint', () => {
+  test('OTEL_EXPORTER_OTLP_ENDPOINT that already ends with /v1/traces: the spec appends it again, and start and check now say so', async () => {
+    const server = await recorder();
+    try {
+      const env = { OTEL_EXPORTER_OTLP_ENDPOINT: `${server.url}/v1/traces` };
+      const note = /OTEL_EXPORTER_OTLP_ENDPOINT is a base URL: \/v1\/traces is appended to it \(…\/v1\/traces\/v1\/traces\); for a full URL set OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or --otlp-endpoint/;
+      const r = await runCli(['check', '--socket', '', '--http', '127.0.0.1:0', '--exporter', 'otlp'], env);
+      assert.deepEqual(server.hits.map((h) => h.url), ['/v1/traces/v1/traces']);
+      assert.match(r.stdout, note);
+      const d = await startDaemonProcess(['--socket', '', '--http', '127.0.0.1:0', '--exporter', 'otlp'], env);
+      try {
+        await d.waitForLog((l) => l.level === 40 && note.test(l.msg));
+      } finally {
+        await d.stop();
+      }
+    } finally {
+      await server.close();
+    }
+  });
+
   const otlp = ['--socket', '', '--http', '127.0.0.1:0', '--exporter', 'otlp'];
   test('OTEL_EXPORTER_OTLP_ENDPOINT is a base URL (+ /v1/traces, its path and query string kept); the TRACES one and the flag are used as they are', async () => {
     const server = await recorder();
