@@ -59,10 +59,14 @@ const listener = (what: string) =>
     .transform((v) => v.trim());
 /** An enum, read in any case as OpenTelemetry reads its enum variables (`--log-level INFO`). */
 const oneOf = <const T extends readonly [string, ...string[]]>(values: T) => z.string().trim().toLowerCase().pipe(z.enum(values));
-const hostPort = listener('host:port').refine(
-  (v) => v === '' || parseHostPort(v) !== undefined,
-  'must be host:port (e.g. 127.0.0.1:4318) or empty to disable',
-);
+const hostPort = listener('host:port').superRefine((v, ctx) => {
+  if (v === '' || parseHostPort(v) !== undefined) return;
+  // Go's (and the Collector's) `:4318` means every interface; here the host is said, as start requires a token for it.
+  const message = /^:\d+$/.test(v)
+    ? 'has no host: 127.0.0.1:4318 for this machine only, 0.0.0.0:4318 for every interface (with --ingest-token)'
+    : 'must be host:port (e.g. 127.0.0.1:4318) or empty to disable';
+  ctx.addIssue({ code: 'custom', message });
+});
 const url = z.string().trim().refine((v) => {
   try {
     const u = new URL(v);
@@ -353,7 +357,8 @@ export function resolveConfig(flags: RawConfig, env: NodeJS.ProcessEnv = process
     try {
       isDir = statSync(parent).isDirectory();
     } catch {
-      throw bad(`directory ${parent} does not exist`);
+      // Only a shell expands ~; from an env file or a unit file it is a directory named ~.
+      throw bad(`directory ${parent} does not exist${c.socket.startsWith('~') ? ' (~ is not expanded: a shell does that, an env file does not; give the full path)' : ''}`);
     }
     if (!isDir) throw bad(`${parent} is not a directory`);
   }

@@ -419,3 +419,25 @@ describe('status and tail', () => {
     }
   });
 });
+
+describe('listener addresses', () => {
+  test("--http ':4318' (Go's all-interfaces form) and --socket '~/…' (no shell to expand it in an env file): the error says what to write", async () => {
+    for (const [args, env, pattern] of [
+      [['start', '--socket', '', '--http', ':4318'], {}, /^dspy-o11yd: invalid --http ":4318": has no host: 127\.0\.0\.1:4318 for this machine only, 0\.0\.0\.0:4318 for every interface \(with --ingest-token\)$/],
+      [['start', '--socket', '~/dspy-o11yd-test-missing/d.sock', '--http', ''], {}, /^dspy-o11yd: invalid --socket "~\/dspy-o11yd-test-missing\/d\.sock": directory ~\/dspy-o11yd-test-missing does not exist \(~ is not expanded: a shell does that, an env file does not; give the full path\)$/],
+      [['check'], { DSPY_O11YD_SOCKET: '~/d.sock' }, /^dspy-o11yd: invalid --socket \(from DSPY_O11YD_SOCKET\) "~\/d\.sock": directory ~ does not exist \(~ is not expanded/],
+    ] as [string[], Record<string, string>, RegExp][]) {
+      const r = await runCli(args, env);
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr.trim(), pattern);
+    }
+    // Written right: localhost is loopback (no token), port 0 a free port. ([::1]:0 too, where the
+    // machine has IPv6 loopback, which a test cannot count on.)
+    const d = await startDaemonProcess(['--socket', '', '--http', 'localhost:0']);
+    try {
+      assert.match(d.httpUrl, /^http:\/\/(127\.0\.0\.1|\[::1\]):[1-9]\d*$/);
+    } finally {
+      await d.stop();
+    }
+  });
+});
