@@ -29,16 +29,18 @@ export interface OptionSpec {
 }
 
 /**
- * A whole number written in decimal digits (surrounding whitespace ignored). Not `z.coerce.number()`:
- * it read `' '` as 0 (for --max-connections: no limit) and `0x10` as 16.
+ * A whole number written as a decimal number (surrounding whitespace ignored): `1000`, and the
+ * `1e3` or `1000.0` that `z.coerce.number()` took before, so such a config keeps working. Not
+ * `z.coerce.number()` itself: it read `' '` as 0 (for --max-connections: no limit) and `0x10` as 16.
  */
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
   z
     .string()
     .trim()
-    .regex(/^[+-]?[0-9]+$/, 'must be a whole number in decimal digits')
+    .regex(DECIMAL_NUMBER, 'must be a whole number in decimal digits')
     .transform(Number)
-    .pipe(z.number().int().min(min).max(max));
+    // Bounds first: 1e20 is too big, not "not whole" (.int() also refuses past 2^53).
+    .pipe(z.number().min(min).max(max).refine(Number.isInteger, 'must be a whole number'));
 /** A decimal number (`0.25`, `.5`, `1e-2`); `' '` was 0 (a sample ratio that dropped every trace). */
 const decimal = z
   .string()

@@ -281,12 +281,20 @@ test('request deadline: times out with a TimeoutError, follows the parent, and l
   assert.ok(grown < 2 * 1024 * 1024, `200,000 requests kept ${grown} bytes on the heap`);
 });
 
-test('config: numbers are decimal (0x10, 1e3 and a blank are errors, not 16, 1000 and 0); an empty variable is unset', () => {
+test('config: numbers are decimal (0x10 and a blank are errors, not 16 and 0; 1e3 and 1000.0, which worked before, are still 1000); an empty variable is unset', () => {
   const bad = (flags: Record<string, string>, env: Record<string, string>, pattern: RegExp) =>
     assert.throws(() => resolveConfig(flags, env), (e: Error) => e instanceof ConfigError && pattern.test(e.message), JSON.stringify({ flags, env }));
   bad({ maxConnections: '0x10' }, {}, /--max-connections "0x10": must be a whole number in decimal digits/);
   bad({ maxConnections: ' ' }, {}, /--max-connections " ": must be a whole number/); // was 0: no limit
-  bad({ queueMaxSpans: '1e3' }, {}, /--queue-max-spans "1e3"/);
+  bad({ queueMaxSpans: '1e3.5' }, {}, /--queue-max-spans "1e3\.5": must be a whole number in decimal digits/);
+  bad({ queueMaxSpans: '1500.5' }, {}, /--queue-max-spans "1500\.5": must be a whole number$/);
+  bad({ queueMaxSpans: '1e400' }, {}, /--queue-max-spans "1e400": Invalid input: expected number, received Infinity/);
+  bad({ queueMaxSpans: '1e20' }, {}, /--queue-max-spans "1e20": Too big/);
+  // What z.coerce.number() read before and an existing config may hold: still the same number.
+  assert.equal(resolveConfig({ queueMaxSpans: '1e5' }).queue.maxSpans, 100_000);
+  assert.equal(resolveConfig({}, { DSPY_O11YD_QUEUE_MAX_BYTES: '1e9' }).queue.maxBytes, 1e9);
+  assert.equal(resolveConfig({ flushInterval: '1000.0' }).batch.flushIntervalMs, 1000);
+  assert.equal(resolveConfig({ nice: '+5' }).nice, 5);
   bad({ nice: '0x5' }, {}, /--nice "0x5"/);
   bad({}, { DSPY_O11YD_SAMPLE_RATIO: ' ' }, /--sample-ratio \(from DSPY_O11YD_SAMPLE_RATIO\) " ": must be a decimal number/); // was 0: every trace dropped
   bad({ sampleRatio: '0x1' }, {}, /--sample-ratio "0x1"/);
