@@ -89,7 +89,7 @@ test("DSPY_O11Y_SAMPLE_RATIO / LANGFUSE_SAMPLE_RATE are decimal numbers, the dae
   }
 });
 
-test('DSPY_O11Y_ENDPOINT unix forms: unix:///abs, unix:/abs, unix:relative (to the working directory, as gRPC reads it); unix://host/path is refused (it was /path: the first segment taken as a host)', async () => {
+test('DSPY_O11Y_ENDPOINT unix forms: unix:///abs, unix:/abs, unix:relative (to the working directory, as gRPC reads it), unix://relative (as before); unix://host/path is refused (it was /path: the first segment taken as a host)', async () => {
   const { relative } = await import('node:path');
   const r = await UnixReceiver.create();
   try {
@@ -98,6 +98,11 @@ test('DSPY_O11Y_ENDPOINT unix forms: unix:///abs, unix:/abs, unix:relative (to t
       const run = await runApp({ DSPY_O11Y_ENDPOINT: endpoint, FIXTURE_SPANS: '2' });
       assert.equal(run.report?.stats.sent, 4, `${endpoint}: ${JSON.stringify(run.report?.stats)}`);
     }
+    // unix://d.sock, a host and no path: the relative path it was read as before, still.
+    const { basename } = await import('node:path');
+    r.reset();
+    const bare = await runApp({ DSPY_O11Y_ENDPOINT: `unix://${basename(r.path)}`, FIXTURE_SPANS: '2' }, 20_000, undefined, r.dir);
+    assert.equal(bare.report?.stats.sent, 4, `unix://${basename(r.path)} from ${r.dir}: ${JSON.stringify(bare.report?.stats)}`);
     // unix://tmp/d.sock, a slash short: was a connection to /d.sock retried for ever.
     const hosted = `unix:/${r.path}`;
     const run = await runApp({ DSPY_O11Y_ENDPOINT: hosted, DSPY_O11Y_DEBUG: '1', FIXTURE_SPANS: '2' });

@@ -27,8 +27,17 @@ export function createTransport(endpoint: string, opts: TransportOptions): Trans
     return 'invalid_endpoint';
   }
   if (url.protocol === 'unix:') {
-    // unix:///abs/path, unix:/abs/path or unix:relative/path (gRPC's forms). A host is refused:
-    // unix://tmp/d.sock (a slash short) read `tmp` as a host and connected to /d.sock for ever.
+    // unix:///abs/path, unix:/abs/path or unix:relative/path (gRPC's forms). A host before a path
+    // is refused: unix://tmp/d.sock (a slash short) read `tmp` as a host and connected to /d.sock
+    // for ever. A host alone, unix://d.sock, is the relative path it always was read as.
+    if (url.host && !url.pathname) {
+      try {
+        return new UnixTransport(decodeURIComponent(url.host), opts);
+      } catch {
+        debug(`invalid endpoint ${JSON.stringify(endpoint)}; telemetry is off`);
+        return 'invalid_endpoint';
+      }
+    }
     if (url.host) {
       debug(`endpoint ${endpoint} names a host (${url.host}): a socket path is unix:///absolute/path or unix:relative/path; telemetry is off`);
       return 'invalid_endpoint';

@@ -15,11 +15,13 @@ const APP = fileURLToPath(new URL('../fixtures/app.js', import.meta.url));
 /**
  * Runs the fixture app; kills it after `killAfterMs` (a liveness bound, not a speed test).
  * `endStdinAfterMs`: stdin is a pipe, ended after that long (with FIXTURE_READ_STDIN=1 the app
- * reads it until then, like an interactive CLI); otherwise stdin is /dev/null.
+ * reads it until then, like an interactive CLI); otherwise stdin is /dev/null. `cwd`: the app's
+ * working directory (default: this process's).
  */
-export function runApp(env: Record<string, string>, killAfterMs = 20_000, endStdinAfterMs?: number): Promise<ChildRun> {
+export function runApp(env: Record<string, string>, killAfterMs = 20_000, endStdinAfterMs?: number, cwd?: string): Promise<ChildRun> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [APP], {
+      cwd,
       env: { ...process.env, DSPY_O11Y_FIXTURE: '1', ...env },
       stdio: [endStdinAfterMs === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
     });
