@@ -119,7 +119,8 @@ const ingestToken = z.string().transform((v, ctx) => {
 });
 
 const otlpHeaders = z.string().superRefine((v, ctx) => {
-  const problem = otlpHeadersProblem(v);
+  // The rule for every value: only whitespace (an empty secret file) is a mistake, not "no headers".
+  const problem = v.trim() === '' ? 'is blank' : otlpHeadersProblem(v);
   if (problem) ctx.addIssue({ code: 'custom', message: problem });
 });
 

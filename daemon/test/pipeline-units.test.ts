@@ -298,6 +298,9 @@ test('config: numbers are decimal (0x10 and a blank are errors, not 16 and 0; 1e
   bad({ nice: '0x5' }, {}, /--nice "0x5"/);
   bad({}, { DSPY_O11YD_SAMPLE_RATIO: ' ' }, /--sample-ratio \(from DSPY_O11YD_SAMPLE_RATIO\) " ": must be a decimal number/); // was 0: every trace dropped
   bad({ sampleRatio: '0x1' }, {}, /--sample-ratio "0x1"/);
+  // Only whitespace is an error for every option (README), --otlp-headers too (it was no headers), its text not shown.
+  bad({ exporter: 'otlp', otlpEndpoint: 'http://127.0.0.1:9/v1/traces' }, { OTEL_EXPORTER_OTLP_HEADERS: ' \n' }, /^invalid --otlp-headers \(from OTEL_EXPORTER_OTLP_HEADERS\): is blank$/);
+  bad({ otlpHeaders: ' ' }, {}, /^invalid --otlp-headers: is blank$/);
   // Surrounding whitespace (a value read from a file) and the usual decimal forms still read.
   assert.equal(resolveConfig({}, { DSPY_O11YD_MAX_CONNECTIONS: ' 12\n' }).maxConnections, 12);
   assert.equal(resolveConfig({ sampleRatio: '.5' }).sampleRatio, 0.5);
