@@ -87,7 +87,14 @@ export interface ResolvedConfig {
   resource: Record<string, AttributeValue>;
 }
 
-const truthy = (v: string | undefined): boolean => v !== undefined && /^(1|true|yes|on)$/i.test(v.trim());
+/** 1/true/yes/on or 0/false/no/off (any case, trimmed); undefined for anything else. The one yes/no rule of the variables and configure(). */
+function yesNoWord(v: string): boolean | undefined {
+  const t = v.trim();
+  if (/^(1|true|yes|on)$/i.test(t)) return true;
+  if (/^(0|false|no|off)$/i.test(t)) return false;
+  return undefined;
+}
+const truthy = (v: string | undefined): boolean => v !== undefined && yesNoWord(v) === true;
 
 /**
  * A yes/no variable of ours or Langfuse's: 1/true/yes/on or 0/false/no/off, any case; undefined
@@ -97,8 +104,8 @@ const truthy = (v: string | undefined): boolean => v !== undefined && /^(1|true|
 function onOff(env: NodeJS.ProcessEnv, name: string): boolean | undefined {
   const v = env[name]?.trim();
   if (!v) return undefined;
-  if (/^(1|true|yes|on)$/i.test(v)) return true;
-  if (/^(0|false|no|off)$/i.test(v)) return false;
+  const yes = yesNoWord(v);
+  if (yes !== undefined) return yes;
   debug(`${name}=${JSON.stringify(v)} is not one of 1, true, yes, on, 0, false, no, off; telemetry stays on`);
   return undefined;
 }
@@ -161,9 +168,8 @@ function yesNo(name: keyof ConfigureOptions, v: unknown): boolean | undefined {
   if (v === undefined || v === null) return undefined;
   if (typeof v === 'boolean') return v;
   if (typeof v === 'string' || typeof v === 'number') {
-    const t = String(v).trim();
-    if (/^(1|true|yes|on)$/i.test(t)) return true;
-    if (/^(0|false|no|off)$/i.test(t)) return false;
+    const yes = yesNoWord(String(v));
+    if (yes !== undefined) return yes;
   }
   debug(`configure({ ${name} }) must be a boolean (or 1/true/yes/on, 0/false/no/off); ignored`);
   return undefined;
