@@ -146,8 +146,7 @@ const PREFIX = /^(?:openai|anthropic|google(?:ai)?|vertex_ai|azure|bedrock|model
 const BEDROCK = /^(?:[a-z]{2,6}\.)?anthropic\./;
 const SUFFIXES = [/-v\d+(?::\d+)?$/, /@[a-z0-9-]+$/, /-\d{4}-\d{2}-\d{2}$/, /-\d{8}$/, /-\d{4}$/, /-latest$/, /-0\d\d$/];
 
-/** Lowercase, strip provider prefixes and snapshot suffixes. */
-/** `model` as the price table spells names; '' for anything but a string (a public helper never throws). */
+/** `model` as the price table spells names (lowercase, provider prefixes and snapshot suffixes stripped); '' for anything but a string (a public helper never throws). */
 export function normalizeModelName(model: string): string {
   if (typeof model !== 'string') return '';
   let m = model.trim().toLowerCase().replace(PREFIX, '').replace(BEDROCK, '');
