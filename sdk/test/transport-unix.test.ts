@@ -157,6 +157,34 @@ test('a daemon that ends a connection at once (past its --max-connections) still
   }
 });
 
+test('a daemon that keeps ending connections at once (full): the SDK backs off as after failed attempts, instead of reconnecting every 50-100 ms; once it accepts, everything arrives', async () => {
+  const r = await UnixReceiver.create();
+  r.endNext = 1_000_000;
+  const before = sdkStats();
+  configure({ endpoint: r.endpoint });
+  let i = 0;
+  // Records keep coming (each one would trigger a reconnect once the backoff allows it).
+  const producer = setInterval(() => span(`full-${i++}`, () => i), 20);
+  try {
+    await sleep(2500);
+    // With the backoff growing 100, 200, 400… ms (jittered down to half), at most ~6 attempts fit
+    // in 2.5 s; resetting it on every accepted connect made ~25-50. A slower machine makes fewer.
+    assert.ok(r.connections <= 12, `${r.connections} connections in 2.5 s against a daemon that ends each at once`);
+    assert.ok(r.connections >= 2, 'the SDK did reconnect');
+    clearInterval(producer);
+    r.endNext = 0;
+    assert.equal(await flush(20_000), true);
+    const d = delta(before);
+    assert.equal(d.dropped, 0, `dropped: ${JSON.stringify(d.now.droppedByReason)}`);
+    await r.waitForSpans(i);
+    assert.equal(new Set(r.spans().map((s) => s.name)).size, i);
+    assertConservation();
+  } finally {
+    clearInterval(producer);
+    await r.dispose();
+  }
+});
+
 test('an endpoint that is not a string: records are counted as dropped (invalid_endpoint), not lost uncounted', async () => {
   const dropped = (): number => sdkStats().droppedByReason.invalid_endpoint ?? 0;
   const [enqueued, before] = [sdkStats().enqueued, dropped()];

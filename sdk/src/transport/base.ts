@@ -49,6 +49,13 @@ const MIN_BACKOFF_MS = 100;
 /** The longest delay setTimeout honours. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 const MAX_BACKOFF_MS = 5000;
+/**
+ * A connection that lived this long resets the backoff when it goes. One the daemon ends sooner
+ * (past its --max-connections it sends EOF at once) backs off like a failed attempt: resetting on
+ * every accepted connect made a refused app reconnect every 50-100 ms for as long as the daemon
+ * stayed full (~14 connects a second per app).
+ */
+const STABLE_CONNECTION_MS = 1000;
 const DEFAULT_EXIT_FLUSH_MS = 2000;
 
 interface Waiter {
@@ -250,9 +257,22 @@ export abstract class Transport<B extends RecordBuffer = RecordBuffer> {
     this.retryAfterUntil = 0;
   }
 
-  /** A connection that worked went away: reconnect soon, not immediately. */
-  protected lost(): void {
-    this.backoffMs = 0;
+  /**
+   * A connection was made: attempts may start at once again. The backoff itself is kept until
+   * the connection proves stable ({@link lost}): a daemon that accepts and ends it at once is
+   * not one that works.
+   */
+  protected madeConnection(): void {
+    this.nextAttemptAt = 0;
+    this.retryAfterUntil = 0;
+  }
+
+  /**
+   * A connection went away after `livedMs`: reconnect soon (not immediately) if it had lived,
+   * else with a longer backoff than the last time, as after a failed attempt.
+   */
+  protected lost(livedMs: number): void {
+    this.backoffMs = livedMs >= STABLE_CONNECTION_MS ? 0 : Math.min(this.backoffMs * 2, MAX_BACKOFF_MS);
     this.failedSoft();
   }
 

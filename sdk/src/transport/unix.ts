@@ -65,6 +65,8 @@ export class UnixTransport extends Transport<ByteRing> {
   /** The error code of the connection attempt in progress, if it failed. */
   private connectError: string | undefined;
   private needHello = false;
+  /** When the current connection was made (Date.now()), to tell a stable one from one ended at once. */
+  private connectedAt = 0;
   private writeId = 0;
   private inFlightId = 0;
   private inFlightSince = 0;
@@ -123,8 +125,9 @@ export class UnixTransport extends Transport<ByteRing> {
     socket.on('connect', () => {
       if (this.socket !== socket) return;
       this.state = 'connected';
+      this.connectedAt = Date.now();
       counters.connects++;
-      this.succeeded();
+      this.madeConnection();
       this.needHello = true;
       // What was buffered while disconnected is backlog too: it drains like the rest.
       this.pushedAtWrite = this.ring.pushed;
@@ -156,7 +159,7 @@ export class UnixTransport extends Transport<ByteRing> {
     this.abortInFlight('connection_lost');
     this.stopWatchdog();
     if (this.closed) return;
-    if (wasConnected) this.lost();
+    if (wasConnected) this.lost(Date.now() - this.connectedAt);
     // Could not connect: nobody listens on the socket, unless its queue of connections waiting to
     // be accepted was full (EAGAIN: a daemon that is there, busy, as when many apps start at once),
     // which flush() and the exit flush wait for like any other failure of a daemon that is there.
