@@ -185,7 +185,41 @@ test('a stream left after message_delta (stop reason and usage in hand) is not c
   const [gen] = (await generations(1)) as [SpanRecord];
   assert.equal(attr(gen, 'dspy.stream.cancelled'), undefined);
   assert.equal(attr(gen, 'gen_ai.usage.output_tokens'), 3);
+  r.reset(); // wait for the next generation, not the one above
   provider.script(PATH, { status: 200, json: anthropicMessage('Hey') });
   await client.withOptions({ timeout: 5000 }).messages.create({ model: 'claude-haiku-4-5', max_tokens: 16, messages: [{ role: 'user', content: 'x' }] });
   assert.equal((await generations(1)).length, 1);
+});
+
+test('0.26-0.32: beta.promptCaching.messages.create (prompt caching as a beta of its own) is traced, streamed or not', async () => {
+  // The resource as @anthropic-ai/sdk 0.26-0.32 has it (resources/beta/prompt-caching/messages):
+  // a POST through its client; its stream() helper calls this create.
+  const c = new Anthropic({ apiKey: 'sk-ant-test', baseURL: provider.url, maxRetries: 2 });
+  const messages = {
+    _client: c,
+    create(this: { _client: Anthropic }, params: { stream?: boolean }, options?: object) {
+      return this._client.post('/v1/messages?beta=prompt_caching', { body: params, ...options, headers: { 'anthropic-beta': 'prompt-caching-2024-07-31' }, stream: params.stream ?? false });
+    },
+  };
+  (c.beta as unknown as Record<string, unknown>).promptCaching = { messages };
+  wrapAnthropic(c);
+  provider.script(
+    PATH,
+    { status: 529, json: { type: 'error', error: { type: 'overloaded_error', message: 'Overloaded' } }, headers: { 'retry-after-ms': '1' } },
+    { status: 200, json: anthropicMessage('cached', { input: 10, output: 3, cacheRead: 90 }) },
+  );
+  const msg = (await messages.create({ model: 'claude-sonnet-4-5', max_tokens: 16, messages: [{ role: 'user', content: 'x' }] } as { stream?: boolean })) as Anthropic.Message;
+  assert.equal(msg.content[0]?.type === 'text' ? msg.content[0].text : '', 'cached');
+  provider.script(PATH, anthropicStream(['Hi'], { input: 3, output: 2 }));
+  const stream = (await messages.create({ model: 'claude-haiku-4-5', max_tokens: 16, messages: [{ role: 'user', content: 'x' }], stream: true } as { stream?: boolean })) as AsyncIterable<unknown>;
+  for await (const _ of stream) void _;
+  const gens = await generations(2);
+  assert.equal(gens.length, 2);
+  const plain = gens.find((g) => attr(g, 'gen_ai.request.model') === 'claude-sonnet-4-5') as SpanRecord;
+  const streamed = gens.find((g) => attr(g, 'gen_ai.request.model') === 'claude-haiku-4-5') as SpanRecord;
+  assert.equal(attr(plain, 'gen_ai.usage.input_tokens'), 100, 'input includes cache reads');
+  assert.equal(attr(plain, 'gen_ai.usage.cache_read.input_tokens'), 90);
+  assert.deepEqual(plain.events?.find((e) => e.name === 'llm.retry')?.attributes, { attempt: 2, 'http.response.status_code': 529 });
+  assert.equal(attr(streamed, 'gen_ai.usage.output_tokens'), 2);
+  assert.deepEqual(JSON.parse(attr(streamed, 'dspy.output') as string), { role: 'assistant', content: [{ type: 'text', text: 'Hi' }] });
 });

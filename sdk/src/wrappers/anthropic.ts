@@ -1,6 +1,7 @@
 /**
  * `wrapAnthropic(client)`: traces `messages.create` of the official `@anthropic-ai/sdk` client
- * (and `messages.stream`, which is built on it), streamed or not.
+ * (and `messages.stream`, which is built on it), streamed or not; also `beta.messages.create`
+ * and, on 0.26-0.32, `beta.promptCaching.messages.create`.
  */
 import type { GenerationHandle, Usage } from '../span.js';
 import { appendCapped, isObj, num, patchDerivedClients, patchFetch, patchMethod, pick, slot, str, type Adapter, type Obj, type StreamObserver, type WrapOptions } from './common.js';
@@ -119,8 +120,9 @@ function adapter(options: WrapOptions): Adapter {
 }
 
 /**
- * Traces the `@anthropic-ai/sdk` client's `messages.create` (patched in place; idempotent) and
- * returns the same client; what the app receives is unchanged.
+ * Traces the `@anthropic-ai/sdk` client's `messages.create`, `beta.messages.create` and (0.26-0.32)
+ * `beta.promptCaching.messages.create` (patched in place; idempotent) and returns the same
+ * client; what the app receives is unchanged.
  */
 export function wrapAnthropic<T extends object>(client: T, options: WrapOptions = {}): T {
   try {
@@ -128,6 +130,10 @@ export function wrapAnthropic<T extends object>(client: T, options: WrapOptions 
     patchMethod(c.messages, 'create', adapter(options), options);
     const beta = isObj(c.beta) ? c.beta : undefined;
     patchMethod(beta?.messages, 'create', adapter(options), options);
+    // 0.26-0.32 had prompt caching as a beta of its own (`beta.promptCaching.messages`, whose
+    // `stream()` helper calls its `create`); 0.33 made it part of `messages`.
+    const caching = beta && isObj(beta.promptCaching) ? beta.promptCaching : undefined;
+    patchMethod(caching?.messages, 'create', adapter(options), options);
     patchFetch(c);
     // withOptions() (per-call timeouts, retries) makes a new client: traced like this one.
     patchDerivedClients(c, (derived) => wrapAnthropic(derived, options));
