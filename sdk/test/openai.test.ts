@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import OpenAI from 'openai';
 import { nowUnixNano, type SpanRecord } from '@dspy-o11y/proto';
 import { predict, span, subscribe, wrapOpenAI } from '../src/index.js';
-import { FakeProvider, useFakeProvider, chatCompletion, chatStream } from './support/fake-provider.js';
+import { FakeProvider, useFakeProvider, chatCompletion, chatStream, textCompletion, textCompletionStream } from './support/fake-provider.js';
 import { UnixReceiver, flushedGenerations, useReceiver } from './support/receiver.js';
 
 let r: UnixReceiver;
@@ -424,4 +424,98 @@ test('a client made by withOptions() (per-call timeout, retries) is traced too',
   await client.withOptions({ maxRetries: 0 }).withOptions({ timeout: 1000 }).chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hi' }] });
   const gens = await generations(2);
   assert.equal(gens.length, 2);
+});
+
+// --- the legacy text-completions API, completions.create ---
+
+const COMPLETIONS = '/v1/completions';
+/** The same client, not wrapped: what the app would receive without the wrapper. */
+const plainClient = (): OpenAI => new OpenAI({ apiKey: 'sk-test', baseURL: `${provider.url}/v1`, maxRetries: 0 });
+
+test('completions.create (legacy text completions, non-streaming): same result and APIPromise; generation with model, parameters, usage, cost, output', async () => {
+  provider.script(COMPLETIONS, { status: 200, json: textCompletion('Paris.', { prompt: 1000, completion: 200 }), headers: { 'x-request-id': 'req_c1' } });
+  const result = await span('handler', () => client.completions.create({ model: 'gpt-3.5-turbo-instruct', prompt: 'The capital of France is', max_tokens: 16, temperature: 0.2, top_p: 0.9 }));
+  provider.script(COMPLETIONS, { status: 200, json: textCompletion('Paris.', { prompt: 1000, completion: 200 }), headers: { 'x-request-id': 'req_c1' } });
+  const plain = await plainClient().completions.create({ model: 'gpt-3.5-turbo-instruct', prompt: 'The capital of France is', max_tokens: 16, temperature: 0.2, top_p: 0.9 });
+  assert.deepEqual(result, plain, 'what the client returns without the wrapper');
+  assert.equal(result._request_id, 'req_c1');
+  assert.deepEqual(provider.seen[0]?.body, provider.seen[1]?.body, 'the request is the app\'s, unchanged');
+
+  provider.script(COMPLETIONS, { status: 200, json: textCompletion(['one', 'two'], { prompt: 4, completion: 2 }) });
+  const p = client.completions.create({ model: 'gpt-3.5-turbo-instruct', prompt: ['Say a number'], n: 2 });
+  assert.equal(typeof p.withResponse, 'function', 'still an APIPromise');
+  const { data } = await p.withResponse();
+  assert.deepEqual(data.choices.map((c) => c.text), ['one', 'two']);
+
+  const [gen, gen2] = (await generations(2)) as [SpanRecord, SpanRecord];
+  assert.equal(gen.parentSpanId, r.span('handler').spanId);
+  assert.equal(attr(gen, 'dspy.observation.type'), 'generation');
+  assert.equal(gen.name, 'llm.generate');
+  assert.equal(attr(gen, 'gen_ai.provider.name'), 'openai');
+  assert.equal(attr(gen, 'gen_ai.operation.name'), 'text_completion');
+  assert.equal(attr(gen, 'gen_ai.request.model'), 'gpt-3.5-turbo-instruct');
+  assert.equal(attr(gen, 'gen_ai.response.model'), 'gpt-3.5-turbo-instruct');
+  assert.equal(attr(gen, 'gen_ai.request.temperature'), 0.2);
+  assert.equal(attr(gen, 'gen_ai.request.max_tokens'), 16);
+  assert.equal(attr(gen, 'gen_ai.request.top_p'), 0.9);
+  assert.equal(attr(gen, 'gen_ai.usage.input_tokens'), 1000);
+  assert.equal(attr(gen, 'gen_ai.usage.output_tokens'), 200);
+  assert.equal(attr(gen, 'gen_ai.usage.total_tokens'), 1200);
+  assert.equal(attr(gen, 'gen_ai.usage.cost'), Math.round(((1000 * 1.5 + 200 * 2) / 1e6) * 1e10) / 1e10);
+  assert.equal(JSON.parse(attr(gen, 'dspy.input') as string), 'The capital of France is');
+  assert.equal(JSON.parse(attr(gen, 'dspy.output') as string), 'Paris.');
+  assert.deepEqual(attr(gen, 'gen_ai.response.finish_reasons'), ['stop']);
+  assert.equal(gen.status, undefined);
+  assert.deepEqual(JSON.parse(attr(gen2, 'dspy.output') as string), ['one', 'two'], 'several choices: one text each');
+  assert.equal(attr(gen2, 'gen_ai.usage.total_tokens'), 6);
+});
+
+test('completions.create streaming: same Stream and chunks as without the wrapper (no usage-only chunk, no usage key); usage, cost, output, time to first token', async () => {
+  provider.script(COMPLETIONS, textCompletionStream(['Once', ' upon', ' a time'], { prompt: 20, completion: 3 }));
+  const stream = await client.completions.create({ model: 'gpt-3.5-turbo-instruct', prompt: 'Tell a story', max_tokens: 3, stream: true });
+  assert.equal(stream.constructor.name, 'Stream');
+  assert.ok(stream.controller instanceof AbortController);
+  const chunks: OpenAI.Completions.Completion[] = [];
+  for await (const c of stream) chunks.push(c);
+  assert.deepEqual(provider.seen[0]?.body.stream_options, { include_usage: true }, 'the wrapper asked for usage');
+
+  provider.script(COMPLETIONS, textCompletionStream(['Once', ' upon', ' a time'], { prompt: 20, completion: 3 }));
+  const plain: OpenAI.Completions.Completion[] = [];
+  for await (const c of await plainClient().completions.create({ model: 'gpt-3.5-turbo-instruct', prompt: 'Tell a story', max_tokens: 3, stream: true })) plain.push(c);
+  assert.equal(provider.seen[1]?.body.stream_options, undefined);
+  assert.deepEqual(chunks, plain, 'exactly what the client returns without the wrapper');
+  assert.equal(chunks.length, 3, 'three text chunks: no usage-only chunk');
+  assert.ok(chunks.every((c) => !('usage' in c)), 'no usage key the app did not ask for');
+  assert.equal(chunks.map((c) => c.choices[0]?.text).join(''), 'Once upon a time');
+
+  const [gen] = (await generations(1)) as [SpanRecord];
+  assert.equal(attr(gen, 'gen_ai.operation.name'), 'text_completion');
+  assert.equal(attr(gen, 'gen_ai.request.model'), 'gpt-3.5-turbo-instruct');
+  assert.equal(attr(gen, 'gen_ai.response.model'), 'gpt-3.5-turbo-instruct');
+  assert.equal(attr(gen, 'gen_ai.request.max_tokens'), 3);
+  assert.equal(attr(gen, 'gen_ai.usage.input_tokens'), 20);
+  assert.equal(attr(gen, 'gen_ai.usage.output_tokens'), 3);
+  assert.equal(attr(gen, 'gen_ai.usage.total_tokens'), 23);
+  assert.equal(attr(gen, 'gen_ai.usage.cost'), Math.round(((20 * 1.5 + 3 * 2) / 1e6) * 1e10) / 1e10);
+  assert.equal(JSON.parse(attr(gen, 'dspy.input') as string), 'Tell a story');
+  assert.equal(JSON.parse(attr(gen, 'dspy.output') as string), 'Once upon a time');
+  assert.deepEqual(attr(gen, 'gen_ai.response.finish_reasons'), ['length']);
+  assert.equal(attr(gen, 'dspy.stream.cancelled'), undefined);
+  const ttft = BigInt(attr(gen, 'dspy.completion_start_time') as string);
+  assert.ok(ttft >= BigInt(gen.startTimeUnixNano) && ttft <= BigInt(gen.endTimeUnixNano));
+});
+
+test('completions.create streaming with include_usage asked by the app: the usage chunk and the usage keys are the app\'s', async () => {
+  provider.script(COMPLETIONS, textCompletionStream(['a', 'b'], { prompt: 7, completion: 2 }));
+  const chunks: OpenAI.Completions.Completion[] = [];
+  for await (const c of await client.completions.create({ model: 'gpt-3.5-turbo-instruct', prompt: 'x', stream: true, stream_options: { include_usage: true } })) chunks.push(c);
+  provider.script(COMPLETIONS, textCompletionStream(['a', 'b'], { prompt: 7, completion: 2 }));
+  const plain: OpenAI.Completions.Completion[] = [];
+  for await (const c of await plainClient().completions.create({ model: 'gpt-3.5-turbo-instruct', prompt: 'x', stream: true, stream_options: { include_usage: true } })) plain.push(c);
+  assert.deepEqual(chunks, plain);
+  assert.equal(chunks.length, 3);
+  assert.deepEqual(chunks.at(-1)?.usage, { prompt_tokens: 7, completion_tokens: 2, total_tokens: 9 });
+  const [gen] = (await generations(1)) as [SpanRecord];
+  assert.equal(attr(gen, 'gen_ai.usage.total_tokens'), 9);
+  assert.equal(JSON.parse(attr(gen, 'dspy.output') as string), 'ab');
 });

@@ -46,6 +46,8 @@ export const str = (v: unknown): string | undefined => (typeof v === 'string' &&
 /** What a provider adapter knows about one method. */
 export interface Adapter {
   provider: string;
+  /** `gen_ai.operation.name` of the generation it starts (default `chat`). */
+  operation?: string;
   /** May return a modified copy of the request body to send instead (e.g. usage in streams). */
   prepare?(body: Obj): Obj;
   /** Request attributes: model, parameters, input. */
@@ -166,7 +168,7 @@ function begin(name: string, adapter: Adapter, body: Obj): Call | undefined {
   if (scope instanceof SpanImpl && scope.adoptable && scope.isGeneration && !scope.ended) {
     scope.adoptable = false;
     call = { gen: scope, owned: false, done: false };
-  } else call = { gen: startGeneration(name, { provider: adapter.provider, operation: 'chat' }), owned: true, done: false };
+  } else call = { gen: startGeneration(name, { provider: adapter.provider, operation: adapter.operation ?? 'chat' }), owned: true, done: false };
   const g = call.gen;
   g.setProvider(adapter.provider);
   adapter.request(g, body);

@@ -1,7 +1,7 @@
 /**
- * `wrapOpenAI(client)`: traces `chat.completions.create` and `responses.create` of the official
- * `openai` client (and the helpers built on them, e.g. `chat.completions.parse`/`stream`),
- * streamed or not, as `llm.generate` generations with model, provider, parameters, usage, cost,
+ * `wrapOpenAI(client)`: traces `chat.completions.create`, `responses.create` and the legacy
+ * text-completions API `completions.create` of the official `openai` client (and the helpers
+ * built on them, e.g. `chat.completions.parse`/`stream`), streamed or not, as `llm.generate` generations with model, provider, parameters, usage, cost,
  * time to first token, retries and errors. The client is patched in place and returned.
  */
 import type { GenerationHandle, Usage } from '../span.js';
@@ -11,6 +11,7 @@ export type { WrapOptions } from './common.js';
 
 const CHAT_PARAMS = ['temperature', 'max_tokens', 'max_completion_tokens', 'top_p', 'frequency_penalty', 'presence_penalty', 'seed', 'n', 'reasoning_effort'] as const;
 const RESPONSES_PARAMS = ['temperature', 'max_output_tokens', 'top_p'] as const;
+const COMPLETIONS_PARAMS = ['temperature', 'max_tokens', 'top_p', 'frequency_penalty', 'presence_penalty', 'seed', 'n', 'best_of'] as const;
 
 function chatUsage(u: unknown): Usage | undefined {
   if (!isObj(u)) return undefined;
@@ -30,16 +31,36 @@ interface ToolCallAcc {
   function: { name: string; arguments: string };
 }
 
-function chatAdapter(options: WrapOptions): Adapter {
+/**
+ * A streamed request asks for usage (`stream_options.include_usage`) unless the caller set it or
+ * `includeUsage` is false: returns the body to send (a copy when changed).
+ */
+function askUsage(options: WrapOptions): (body: Obj) => Obj {
   const includeUsage = options.includeUsage ?? true;
+  return (body: Obj): Obj => {
+    if (!includeUsage || body.stream !== true) return body;
+    const so = isObj(body.stream_options) ? body.stream_options : undefined;
+    if (so && so.include_usage !== undefined) return body;
+    return { ...body, stream_options: { ...so, include_usage: true } };
+  };
+}
+
+/**
+ * The app did not ask for usage (`injected`): hide what asking added, the usage-only chunk
+ * (returns true) and the `usage: null` of the others. Usage a server sends on a chunk with
+ * choices unasked (some OpenAI-compatible ones do) is the app's, asked or not: left alone.
+ */
+function hideAskedUsage(chunk: Obj, choices: unknown[] | undefined, injected: boolean): boolean {
+  if (!injected || !('usage' in chunk)) return false;
+  if (choices && choices.length === 0 && isObj(chunk.usage)) return true;
+  if (chunk.usage === null) delete chunk.usage;
+  return false;
+}
+
+function chatAdapter(options: WrapOptions): Adapter {
   return {
     provider: options.provider ?? 'openai',
-    prepare(body: Obj): Obj {
-      if (!includeUsage || body.stream !== true) return body;
-      const so = isObj(body.stream_options) ? body.stream_options : undefined;
-      if (so && so.include_usage !== undefined) return body;
-      return { ...body, stream_options: { ...so, include_usage: true } };
-    },
+    prepare: askUsage(options),
     request(g: GenerationHandle, body: Obj): void {
       const model = str(body.model);
       if (model) g.setModel(model);
@@ -103,14 +124,7 @@ function chatAdapter(options: WrapOptions): Adapter {
               if (typeof c.finish_reason === 'string') finish[i] = c.finish_reason;
             }
           }
-          if (injected && 'usage' in chunk) {
-            // The app did not ask for usage: hide what asking added, the usage-only chunk and the
-            // `usage: null` of the others. Usage a server sends on a chunk with choices unasked
-            // (some OpenAI-compatible ones do) is the app's, asked or not: left alone.
-            if (choices && choices.length === 0 && isObj(chunk.usage)) return true;
-            if (chunk.usage === null) delete chunk.usage;
-          }
-          return false;
+          return hideAskedUsage(chunk, choices, injected);
         },
         answered(): boolean {
           // Every choice seen has its finish reason: an app that stops reading here has the whole answer.
@@ -130,6 +144,82 @@ function chatAdapter(options: WrapOptions): Adapter {
             messages.push(m);
           }
           g.setOutput(messages.length === 1 ? messages[0] : messages);
+          g.setFinishReasons(finish.filter((r) => typeof r === 'string'));
+        },
+      };
+    },
+  };
+}
+
+/**
+ * The legacy text-completions API, `completions.create({ model, prompt, … })`: input the prompt,
+ * output the `choices[].text` (one string for one choice), usage as in chat completions.
+ */
+function completionsAdapter(options: WrapOptions): Adapter {
+  return {
+    provider: options.provider ?? 'openai',
+    operation: 'text_completion',
+    prepare: askUsage(options),
+    request(g: GenerationHandle, body: Obj): void {
+      const model = str(body.model);
+      if (model) g.setModel(model);
+      g.setParameters(pick(body, COMPLETIONS_PARAMS));
+      g.setInput(body.prompt);
+    },
+    response(g: GenerationHandle, data: unknown): void {
+      if (!isObj(data)) return;
+      const model = str(data.model);
+      if (model) g.setResponseModel(model);
+      const usage = chatUsage(data.usage);
+      if (usage) g.setUsage(usage);
+      const choices = Array.isArray(data.choices) ? (data.choices as unknown[]).filter(isObj) : [];
+      const texts = choices.map((c) => c.text);
+      g.setOutput(texts.length === 1 ? texts[0] : texts);
+      g.setFinishReasons(choices.map((c) => c.finish_reason).filter((r): r is string => typeof r === 'string'));
+    },
+    stream(g: GenerationHandle, body: Obj, sent: Obj): StreamObserver {
+      const injected = sent !== body;
+      const texts: string[] = [];
+      const finish: string[] = [];
+      let model: string | undefined;
+      let usage: Usage | undefined;
+      let first = true;
+      return {
+        item(chunk: unknown): boolean {
+          if (!isObj(chunk)) return false;
+          model = str(chunk.model) ?? model;
+          if (isObj(chunk.usage)) usage = chatUsage(chunk.usage);
+          const choices = Array.isArray(chunk.choices) ? (chunk.choices as unknown[]) : undefined;
+          if (choices) {
+            for (const c of choices) {
+              if (!isObj(c)) continue;
+              const i = slot(c.index ?? 0);
+              if (i === undefined) continue;
+              if (typeof c.text === 'string') {
+                if (first && c.text !== '') {
+                  first = false;
+                  g.setCompletionStart();
+                }
+                texts[i] = appendCapped(texts[i] ?? '', c.text);
+              }
+              if (typeof c.finish_reason === 'string') finish[i] = c.finish_reason;
+            }
+          }
+          return hideAskedUsage(chunk, choices, injected);
+        },
+        answered(): boolean {
+          const n = Math.max(texts.length, finish.length);
+          if (n === 0) return false;
+          for (let i = 0; i < n; i++) if (finish[i] === undefined) return false;
+          return true;
+        },
+        finish(): void {
+          if (model) g.setResponseModel(model);
+          if (usage) g.setUsage(usage);
+          const n = Math.max(texts.length, finish.length, 1);
+          const out: string[] = [];
+          for (let i = 0; i < n; i++) out.push(texts[i] ?? '');
+          g.setOutput(out.length === 1 ? out[0] : out);
           g.setFinishReasons(finish.filter((r) => typeof r === 'string'));
         },
       };
@@ -204,7 +294,8 @@ function responsesAdapter(options: WrapOptions): Adapter {
 }
 
 /**
- * Traces the `openai` client's `chat.completions.create` and `responses.create` (patched in place;
+ * Traces the `openai` client's `chat.completions.create`, `responses.create` and
+ * `completions.create` (patched in place;
  * idempotent) and returns the same client. What the app receives is unchanged: the same
  * `APIPromise`, the same `Stream` objects and chunks (minus the usage-only chunk that the wrapper
  * itself asked for), the same errors.
@@ -215,6 +306,7 @@ export function wrapOpenAI<T extends object>(client: T, options: WrapOptions = {
     const chat = isObj(c.chat) ? c.chat : undefined;
     patchMethod(chat?.completions, 'create', chatAdapter(options), options);
     patchMethod(c.responses, 'create', responsesAdapter(options), options);
+    patchMethod(c.completions, 'create', completionsAdapter(options), options);
     patchFetch(c);
     // withOptions() (per-call timeouts, retries) makes a new client: traced like this one.
     patchDerivedClients(c, (derived) => wrapOpenAI(derived, options));

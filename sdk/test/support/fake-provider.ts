@@ -133,6 +133,48 @@ export function chatStream(pieces: string[], opts: { model?: string; prompt?: nu
   };
 }
 
+// --- canned OpenAI legacy text completions (`/v1/completions`) ---
+
+export function textCompletion(texts: string | string[], opts: { model?: string; prompt?: number; completion?: number } = {}): unknown {
+  const prompt = opts.prompt ?? 10;
+  const completion = opts.completion ?? 5;
+  const list = typeof texts === 'string' ? [texts] : texts;
+  return {
+    id: 'cmpl-1',
+    object: 'text_completion',
+    created: 1732700000,
+    model: opts.model ?? 'gpt-3.5-turbo-instruct',
+    choices: list.map((text, index) => ({ text, index, logprobs: null, finish_reason: 'stop' })),
+    usage: { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion },
+  };
+}
+
+/**
+ * SSE chunks of a streamed text completion (`choices[].text` deltas, the finish reason on the
+ * last piece); usage only when the request asked for it (like OpenAI): `usage: null` on every
+ * chunk, then a usage-only chunk with no choices.
+ */
+export function textCompletionStream(pieces: string[], opts: { model?: string; prompt?: number; completion?: number } = {}): Reply {
+  return {
+    fn: (body) => {
+      const so = body.stream_options as { include_usage?: boolean } | undefined;
+      const withUsage = so?.include_usage === true;
+      const base = { id: 'cmpl-2', object: 'text_completion', created: 1732700000, model: opts.model ?? 'gpt-3.5-turbo-instruct' };
+      const extra = withUsage ? { usage: null } : {};
+      const sse: Array<{ data: unknown }> = pieces.map((text, i) => ({
+        data: { ...base, choices: [{ text, index: 0, logprobs: null, finish_reason: i === pieces.length - 1 ? 'length' : null }], ...extra },
+      }));
+      if (withUsage) {
+        const prompt = opts.prompt ?? 10;
+        const completion = opts.completion ?? pieces.length;
+        sse.push({ data: { ...base, choices: [], usage: { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion } } });
+      }
+      sse.push({ data: '[DONE]' });
+      return { sse };
+    },
+  };
+}
+
 // --- canned Anthropic messages ---
 
 export function anthropicMessage(text: string, opts: { model?: string; input?: number; output?: number; cacheRead?: number } = {}): unknown {
