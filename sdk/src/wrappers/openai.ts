@@ -57,27 +57,33 @@ function hideAskedUsage(chunk: Obj, choices: unknown[] | undefined, injected: bo
   return false;
 }
 
+/** A chat or text completion request: model, parameters, input (messages or prompt). */
+function recordRequest(g: GenerationHandle, body: Obj, params: readonly string[], input: unknown): void {
+  const model = str(body.model);
+  if (model) g.setModel(model);
+  g.setParameters(pick(body, params));
+  g.setInput(input);
+}
+
+/** A chat or text completion answer: model, usage, each choice's output (`message` or `text`; one choice: itself), finish reasons. */
+function recordChoices(g: GenerationHandle, data: unknown, output: (choice: Obj) => unknown): void {
+  if (!isObj(data)) return;
+  const model = str(data.model);
+  if (model) g.setResponseModel(model);
+  const usage = chatUsage(data.usage);
+  if (usage) g.setUsage(usage);
+  const choices = Array.isArray(data.choices) ? (data.choices as unknown[]).filter(isObj) : [];
+  const outputs = choices.map(output);
+  g.setOutput(outputs.length === 1 ? outputs[0] : outputs);
+  g.setFinishReasons(choices.map((c) => c.finish_reason).filter((r): r is string => typeof r === 'string'));
+}
+
 function chatAdapter(options: WrapOptions): Adapter {
   return {
     provider: options.provider ?? 'openai',
     prepare: askUsage(options),
-    request(g: GenerationHandle, body: Obj): void {
-      const model = str(body.model);
-      if (model) g.setModel(model);
-      g.setParameters(pick(body, CHAT_PARAMS));
-      g.setInput(body.messages);
-    },
-    response(g: GenerationHandle, data: unknown): void {
-      if (!isObj(data)) return;
-      const model = str(data.model);
-      if (model) g.setResponseModel(model);
-      const usage = chatUsage(data.usage);
-      if (usage) g.setUsage(usage);
-      const choices = Array.isArray(data.choices) ? (data.choices as unknown[]).filter(isObj) : [];
-      const messages = choices.map((c) => c.message);
-      g.setOutput(messages.length === 1 ? messages[0] : messages);
-      g.setFinishReasons(choices.map((c) => c.finish_reason).filter((r): r is string => typeof r === 'string'));
-    },
+    request: (g, body) => recordRequest(g, body, CHAT_PARAMS, body.messages),
+    response: (g, data) => recordChoices(g, data, (c) => c.message),
     stream(g: GenerationHandle, body: Obj, sent: Obj): StreamObserver {
       const injected = sent !== body;
       const texts: string[] = [];
@@ -160,23 +166,8 @@ function completionsAdapter(options: WrapOptions): Adapter {
     provider: options.provider ?? 'openai',
     operation: 'text_completion',
     prepare: askUsage(options),
-    request(g: GenerationHandle, body: Obj): void {
-      const model = str(body.model);
-      if (model) g.setModel(model);
-      g.setParameters(pick(body, COMPLETIONS_PARAMS));
-      g.setInput(body.prompt);
-    },
-    response(g: GenerationHandle, data: unknown): void {
-      if (!isObj(data)) return;
-      const model = str(data.model);
-      if (model) g.setResponseModel(model);
-      const usage = chatUsage(data.usage);
-      if (usage) g.setUsage(usage);
-      const choices = Array.isArray(data.choices) ? (data.choices as unknown[]).filter(isObj) : [];
-      const texts = choices.map((c) => c.text);
-      g.setOutput(texts.length === 1 ? texts[0] : texts);
-      g.setFinishReasons(choices.map((c) => c.finish_reason).filter((r): r is string => typeof r === 'string'));
-    },
+    request: (g, body) => recordRequest(g, body, COMPLETIONS_PARAMS, body.prompt),
+    response: (g, data) => recordChoices(g, data, (c) => c.text),
     stream(g: GenerationHandle, body: Obj, sent: Obj): StreamObserver {
       const injected = sent !== body;
       const texts: string[] = [];
