@@ -30,21 +30,13 @@ export function createTransport(endpoint: string, opts: TransportOptions): Trans
     // unix:///abs/path, unix:/abs/path or unix:relative/path (gRPC's forms). A host before a path
     // is refused: unix://tmp/d.sock (a slash short) read `tmp` as a host and connected to /d.sock
     // for ever. A host alone, unix://d.sock, is the relative path it always was read as.
-    if (url.host && !url.pathname) {
-      try {
-        return new UnixTransport(decodeURIComponent(url.host), opts);
-      } catch {
-        debug(`invalid endpoint ${JSON.stringify(endpoint)}; telemetry is off`);
-        return 'invalid_endpoint';
-      }
-    }
-    if (url.host) {
+    if (url.host && url.pathname) {
       debug(`endpoint ${endpoint} names a host (${url.host}): a socket path is unix:///absolute/path or unix:relative/path; telemetry is off`);
       return 'invalid_endpoint';
     }
     let path: string;
     try {
-      path = decodeURIComponent(url.pathname);
+      path = decodeURIComponent(url.pathname || url.host);
     } catch {
       // A broken percent-encoding (%E0) threw inside every send(): each record lost, uncounted.
       debug(`invalid endpoint ${JSON.stringify(endpoint)}; telemetry is off`);
