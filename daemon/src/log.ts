@@ -22,6 +22,20 @@ export const LOG_BUFFER_MAX_BYTES = 4 * 1024 * 1024;
 export const LOG_EXIT_WAIT_MS = 1000;
 
 /**
+ * A gate that opens at most once per `ms` (the first call included), for warnings a client can
+ * cause as fast as it writes: the caller sums what happened meanwhile and says it when it opens.
+ */
+export function oncePer(ms: number): () => boolean {
+  let openedAt = -Infinity;
+  return () => {
+    const now = Date.now();
+    if (now - openedAt < ms) return false;
+    openedAt = now;
+    return true;
+  };
+}
+
+/**
  * Writes out the log lines still waiting, then closes the destination; resolves once it has, or
  * after `waitMs` (the lines then abandoned: stderr is not being read). Call before `process.exit`:
  * otherwise pino writes the rest synchronously at exit, which on a stderr nobody reads (a stalled

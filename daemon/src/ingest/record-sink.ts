@@ -5,7 +5,7 @@
  * nothing here throws back into a transport.
  */
 import { ATTR, keepTrace, newSpanId, parseLine, validateRecord, type AttributeValue, type Attributes, type EventRecord, type ScoreRecord, type SpanRecord, type ValidationResult, type WireRecord } from '@dspy-o11y/proto';
-import type { Logger } from '../log.js';
+import { oncePer, type Logger } from '../log.js';
 import { EMPTY_RESOURCE, QueuedSpan, queuedSpan, type Resource } from '../model.js';
 import type { SpanQueue } from '../queue/span-queue.js';
 import type { Stats, Transport } from '../ops/stats.js';
@@ -47,7 +47,8 @@ export class RecordSink {
   /** The resource of a session that sends no `hello`: the defaults alone, one object for all. */
   private readonly emptyResource: Resource;
   /** Client drop reports since the last warning about them (warnClientDrops). */
-  private clientDrops = { loggedAt: -Infinity, records: 0, reports: 0 };
+  private clientDrops = { records: 0, reports: 0 };
+  private readonly clientDropsWarning = oncePer(CLIENT_DROPS_LOG_MS);
 
   constructor(
     private readonly queue: SpanQueue,
@@ -67,10 +68,9 @@ export class RecordSink {
   private warnClientDrops(session: IngestSession, dropped: number, reason: string): void {
     this.clientDrops.records += dropped;
     this.clientDrops.reports++;
-    const now = Date.now();
-    if (now - this.clientDrops.loggedAt < CLIENT_DROPS_LOG_MS) return;
+    if (!this.clientDropsWarning()) return;
     const { records, reports } = this.clientDrops;
-    this.clientDrops = { loggedAt: now, records: 0, reports: 0 };
+    this.clientDrops = { records: 0, reports: 0 };
     const since = reports > 1 ? { reports, droppedInAll: records } : {};
     this.log.warn({ transport: session.transport, dropped, reason, service: session.resource.attributes['service.name'], ...since }, 'a client reports records it dropped before sending');
   }

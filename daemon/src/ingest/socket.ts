@@ -5,7 +5,7 @@
  */
 import { chmod, lstat, unlink } from 'node:fs/promises';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
-import type { Logger } from '../log.js';
+import { oncePer, type Logger } from '../log.js';
 import { LineSplitter, PartialLineBudget } from './line-splitter.js';
 import type { RecordSink } from './record-sink.js';
 
@@ -91,7 +91,9 @@ export async function listenSocket(
   const open = new Set<Socket>();
   /** Refused connections not closed yet, oldest first. */
   const refusing = new Set<Socket>();
-  const refusals = { loggedAt: -Infinity, since: 0 };
+  const refusalWarning = oncePer(REFUSED_LOG_MS);
+  /** Refused since the last warning. */
+  let refusedSince = 0;
   const budget = new PartialLineBudget(PARTIAL_LINES_BUDGET_RECORDS * maxRecordBytes);
 
   /**
@@ -111,15 +113,13 @@ export async function listenSocket(
     const grace = setTimeout(() => socket.destroy(), REFUSED_CLOSE_GRACE_MS);
     grace.unref();
     socket.once('close', () => clearTimeout(grace));
-    refusals.since++;
-    const now = Date.now();
-    if (now - refusals.loggedAt < REFUSED_LOG_MS) return;
+    refusedSince++;
+    if (!refusalWarning()) return;
     log.warn(
-      { maxConnections: limits.maxConnections, connections: open.size, refused: refusals.since },
+      { maxConnections: limits.maxConnections, connections: open.size, refused: refusedSince },
       `Unix socket connections at --max-connections (${limits.maxConnections}): new ones are refused (told to reconnect later; what they already wrote is kept). A client that opens connections and never closes them holds the others; if that many apps share this daemon, raise --max-connections`,
     );
-    refusals.loggedAt = now;
-    refusals.since = 0;
+    refusedSince = 0;
   };
 
   const server: Server = createServer((socket) => {

@@ -253,8 +253,7 @@ export abstract class Transport<B extends RecordBuffer = RecordBuffer> {
   /** After a success: the next failure starts from the smallest backoff again. */
   protected succeeded(): void {
     this.backoffMs = 0;
-    this.nextAttemptAt = 0;
-    this.retryAfterUntil = 0;
+    this.madeConnection();
   }
 
   /**
