@@ -78,6 +78,45 @@ function recordChoices(g: GenerationHandle, data: unknown, output: (choice: Obj)
   g.setFinishReasons(choices.map((c) => c.finish_reason).filter((r): r is string => typeof r === 'string'));
 }
 
+/**
+ * What the chat and text completion streams both keep from their chunks: the model, the usage (the
+ * final chunk's), each choice's finish reason; `onChoice` takes the rest of each choice (index i).
+ */
+function choiceChunks(injected: boolean, onChoice: (i: number, choice: Obj) => void) {
+  const finish: string[] = [];
+  let model: string | undefined;
+  let usage: Usage | undefined;
+  return {
+    finish,
+    item(chunk: unknown): boolean {
+      if (!isObj(chunk)) return false;
+      model = str(chunk.model) ?? model;
+      if (isObj(chunk.usage)) usage = chatUsage(chunk.usage);
+      const choices = Array.isArray(chunk.choices) ? (chunk.choices as unknown[]) : undefined;
+      for (const c of choices ?? []) {
+        if (!isObj(c)) continue;
+        const i = slot(c.index ?? 0);
+        if (i === undefined) continue;
+        onChoice(i, c);
+        if (typeof c.finish_reason === 'string') finish[i] = c.finish_reason;
+      }
+      return hideAskedUsage(chunk, choices, injected);
+    },
+    /** Every one of the `n` choices seen has its finish reason: an app that stops reading here has the whole answer. */
+    answered(n: number): boolean {
+      if (n === 0) return false;
+      for (let i = 0; i < n; i++) if (finish[i] === undefined) return false;
+      return true;
+    },
+    /** The model, usage and finish reasons on the generation. */
+    totals(g: GenerationHandle): void {
+      if (model) g.setResponseModel(model);
+      if (usage) g.setUsage(usage);
+      g.setFinishReasons(finish.filter((r) => typeof r === 'string'));
+    },
+  };
+}
+
 function chatAdapter(options: WrapOptions): Adapter {
   return {
     provider: options.provider ?? 'openai',
@@ -85,64 +124,40 @@ function chatAdapter(options: WrapOptions): Adapter {
     request: (g, body) => recordRequest(g, body, CHAT_PARAMS, body.messages),
     response: (g, data) => recordChoices(g, data, (c) => c.message),
     stream(g: GenerationHandle, body: Obj, sent: Obj): StreamObserver {
-      const injected = sent !== body;
       const texts: string[] = [];
       const tools: ToolCallAcc[][] = [];
-      const finish: string[] = [];
-      let model: string | undefined;
-      let usage: Usage | undefined;
       let first = true;
-      return {
-        item(chunk: unknown): boolean {
-          if (!isObj(chunk)) return false;
-          model = str(chunk.model) ?? model;
-          if (isObj(chunk.usage)) usage = chatUsage(chunk.usage);
-          const choices = Array.isArray(chunk.choices) ? (chunk.choices as unknown[]) : undefined;
-          if (choices) {
-            for (const c of choices) {
-              if (!isObj(c)) continue;
-              const i = slot(c.index ?? 0);
-              if (i === undefined) continue;
-              const d = isObj(c.delta) ? c.delta : undefined;
-              if (d) {
-                // The first chunk carries the role and an empty content: the first token is the first non-empty piece.
-                if (first && ((typeof d.content === 'string' && d.content !== '') || (Array.isArray(d.tool_calls) && d.tool_calls.length > 0) || (typeof d.refusal === 'string' && d.refusal !== ''))) {
-                  first = false;
-                  g.setCompletionStart();
-                }
-                if (typeof d.content === 'string') texts[i] = appendCapped(texts[i] ?? '', d.content);
-                if (Array.isArray(d.tool_calls)) {
-                  const acc = (tools[i] ??= []);
-                  for (const tc of d.tool_calls as unknown[]) {
-                    if (!isObj(tc)) continue;
-                    const k = slot(tc.index ?? 0);
-                    if (k === undefined) continue;
-                    const t = (acc[k] ??= { type: 'function', function: { name: '', arguments: '' } });
-                    if (str(tc.id)) t.id = tc.id as string;
-                    const f = isObj(tc.function) ? tc.function : undefined;
-                    if (f) {
-                      t.function.name = appendCapped(t.function.name, f.name);
-                      t.function.arguments = appendCapped(t.function.arguments, f.arguments);
-                    }
-                  }
-                }
-              }
-              if (typeof c.finish_reason === 'string') finish[i] = c.finish_reason;
+      const chunks = choiceChunks(sent !== body, (i, c) => {
+        const d = isObj(c.delta) ? c.delta : undefined;
+        if (!d) return;
+        // The first chunk carries the role and an empty content: the first token is the first non-empty piece.
+        if (first && ((typeof d.content === 'string' && d.content !== '') || (Array.isArray(d.tool_calls) && d.tool_calls.length > 0) || (typeof d.refusal === 'string' && d.refusal !== ''))) {
+          first = false;
+          g.setCompletionStart();
+        }
+        if (typeof d.content === 'string') texts[i] = appendCapped(texts[i] ?? '', d.content);
+        if (Array.isArray(d.tool_calls)) {
+          const acc = (tools[i] ??= []);
+          for (const tc of d.tool_calls as unknown[]) {
+            if (!isObj(tc)) continue;
+            const k = slot(tc.index ?? 0);
+            if (k === undefined) continue;
+            const t = (acc[k] ??= { type: 'function', function: { name: '', arguments: '' } });
+            if (str(tc.id)) t.id = tc.id as string;
+            const f = isObj(tc.function) ? tc.function : undefined;
+            if (f) {
+              t.function.name = appendCapped(t.function.name, f.name);
+              t.function.arguments = appendCapped(t.function.arguments, f.arguments);
             }
           }
-          return hideAskedUsage(chunk, choices, injected);
-        },
-        answered(): boolean {
-          // Every choice seen has its finish reason: an app that stops reading here has the whole answer.
-          const n = Math.max(texts.length, tools.length, finish.length);
-          if (n === 0) return false;
-          for (let i = 0; i < n; i++) if (finish[i] === undefined) return false;
-          return true;
-        },
+        }
+      });
+      return {
+        item: chunks.item,
+        answered: () => chunks.answered(Math.max(texts.length, tools.length, chunks.finish.length)),
         finish(): void {
-          if (model) g.setResponseModel(model);
-          if (usage) g.setUsage(usage);
-          const n = Math.max(texts.length, tools.length, finish.length, 1);
+          chunks.totals(g);
+          const n = Math.max(texts.length, tools.length, chunks.finish.length, 1);
           const messages: Obj[] = [];
           for (let i = 0; i < n; i++) {
             const m: Obj = { role: 'assistant', content: texts[i] ?? null };
@@ -150,7 +165,6 @@ function chatAdapter(options: WrapOptions): Adapter {
             messages.push(m);
           }
           g.setOutput(messages.length === 1 ? messages[0] : messages);
-          g.setFinishReasons(finish.filter((r) => typeof r === 'string'));
         },
       };
     },
@@ -169,49 +183,25 @@ function completionsAdapter(options: WrapOptions): Adapter {
     request: (g, body) => recordRequest(g, body, COMPLETIONS_PARAMS, body.prompt),
     response: (g, data) => recordChoices(g, data, (c) => c.text),
     stream(g: GenerationHandle, body: Obj, sent: Obj): StreamObserver {
-      const injected = sent !== body;
       const texts: string[] = [];
-      const finish: string[] = [];
-      let model: string | undefined;
-      let usage: Usage | undefined;
       let first = true;
+      const chunks = choiceChunks(sent !== body, (i, c) => {
+        if (typeof c.text !== 'string') return;
+        if (first && c.text !== '') {
+          first = false;
+          g.setCompletionStart();
+        }
+        texts[i] = appendCapped(texts[i] ?? '', c.text);
+      });
       return {
-        item(chunk: unknown): boolean {
-          if (!isObj(chunk)) return false;
-          model = str(chunk.model) ?? model;
-          if (isObj(chunk.usage)) usage = chatUsage(chunk.usage);
-          const choices = Array.isArray(chunk.choices) ? (chunk.choices as unknown[]) : undefined;
-          if (choices) {
-            for (const c of choices) {
-              if (!isObj(c)) continue;
-              const i = slot(c.index ?? 0);
-              if (i === undefined) continue;
-              if (typeof c.text === 'string') {
-                if (first && c.text !== '') {
-                  first = false;
-                  g.setCompletionStart();
-                }
-                texts[i] = appendCapped(texts[i] ?? '', c.text);
-              }
-              if (typeof c.finish_reason === 'string') finish[i] = c.finish_reason;
-            }
-          }
-          return hideAskedUsage(chunk, choices, injected);
-        },
-        answered(): boolean {
-          const n = Math.max(texts.length, finish.length);
-          if (n === 0) return false;
-          for (let i = 0; i < n; i++) if (finish[i] === undefined) return false;
-          return true;
-        },
+        item: chunks.item,
+        answered: () => chunks.answered(Math.max(texts.length, chunks.finish.length)),
         finish(): void {
-          if (model) g.setResponseModel(model);
-          if (usage) g.setUsage(usage);
-          const n = Math.max(texts.length, finish.length, 1);
+          chunks.totals(g);
+          const n = Math.max(texts.length, chunks.finish.length, 1);
           const out: string[] = [];
           for (let i = 0; i < n; i++) out.push(texts[i] ?? '');
           g.setOutput(out.length === 1 ? out[0] : out);
-          g.setFinishReasons(finish.filter((r) => typeof r === 'string'));
         },
       };
     },
