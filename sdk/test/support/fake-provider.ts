@@ -114,23 +114,26 @@ export function chatCompletion(text: string, opts: { model?: string; prompt?: nu
 export function chatStream(pieces: string[], opts: { model?: string; prompt?: number; completion?: number } = {}): Reply {
   return {
     fn: (body) => {
-      const so = body.stream_options as { include_usage?: boolean } | undefined;
-      const withUsage = so?.include_usage === true;
       const model = opts.model ?? 'gpt-4o-mini-2024-07-18';
       const base = { id: 'chatcmpl-2', object: 'chat.completion.chunk', created: 1732700000, model, system_fingerprint: 'fp' };
-      const extra = withUsage ? { usage: null } : {};
-      const sse: Array<{ data: unknown }> = [{ data: { ...base, choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }], ...extra } }];
-      for (const p of pieces) sse.push({ data: { ...base, choices: [{ index: 0, delta: { content: p }, finish_reason: null }], ...extra } });
-      sse.push({ data: { ...base, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }], ...extra } });
-      if (withUsage) {
-        const prompt = opts.prompt ?? 10;
-        const completion = opts.completion ?? pieces.length;
-        sse.push({ data: { ...base, choices: [], usage: { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion } } });
-      }
-      sse.push({ data: '[DONE]' });
-      return { sse };
+      const usage = askedUsage(body, base, opts.prompt ?? 10, opts.completion ?? pieces.length);
+      const sse: Array<{ data: unknown }> = [{ data: { ...base, choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }], ...usage.extra } }];
+      for (const p of pieces) sse.push({ data: { ...base, choices: [{ index: 0, delta: { content: p }, finish_reason: null }], ...usage.extra } });
+      sse.push({ data: { ...base, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }], ...usage.extra } });
+      return { sse: [...sse, ...usage.last, { data: '[DONE]' }] };
     },
   };
+}
+
+/**
+ * What OpenAI adds to a stream whose request asks for `stream_options.include_usage`: `usage: null`
+ * on every chunk (`extra`), then a usage-only chunk with no choices (`last`); nothing otherwise.
+ */
+function askedUsage(body: Record<string, unknown>, base: object, prompt: number, completion: number): { extra: object; last: Array<{ data: unknown }> } {
+  const so = body.stream_options as { include_usage?: boolean } | undefined;
+  if (so?.include_usage !== true) return { extra: {}, last: [] };
+  const usage = { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+  return { extra: { usage: null }, last: [{ data: { ...base, choices: [], usage } }] };
 }
 
 // --- canned OpenAI legacy text completions (`/v1/completions`) ---
@@ -157,20 +160,12 @@ export function textCompletion(texts: string | string[], opts: { model?: string;
 export function textCompletionStream(pieces: string[], opts: { model?: string; prompt?: number; completion?: number } = {}): Reply {
   return {
     fn: (body) => {
-      const so = body.stream_options as { include_usage?: boolean } | undefined;
-      const withUsage = so?.include_usage === true;
       const base = { id: 'cmpl-2', object: 'text_completion', created: 1732700000, model: opts.model ?? 'gpt-3.5-turbo-instruct' };
-      const extra = withUsage ? { usage: null } : {};
+      const usage = askedUsage(body, base, opts.prompt ?? 10, opts.completion ?? pieces.length);
       const sse: Array<{ data: unknown }> = pieces.map((text, i) => ({
-        data: { ...base, choices: [{ text, index: 0, logprobs: null, finish_reason: i === pieces.length - 1 ? 'length' : null }], ...extra },
+        data: { ...base, choices: [{ text, index: 0, logprobs: null, finish_reason: i === pieces.length - 1 ? 'length' : null }], ...usage.extra },
       }));
-      if (withUsage) {
-        const prompt = opts.prompt ?? 10;
-        const completion = opts.completion ?? pieces.length;
-        sse.push({ data: { ...base, choices: [], usage: { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion } } });
-      }
-      sse.push({ data: '[DONE]' });
-      return { sse };
+      return { sse: [...sse, ...usage.last, { data: '[DONE]' }] };
     },
   };
 }
