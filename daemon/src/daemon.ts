@@ -2,7 +2,6 @@
  * Wires the pipeline — ingest (socket, HTTP) → record sink → queue → batcher → export loop →
  * exporter — plus the ops endpoints, and owns startup and graceful shutdown.
  */
-import { timingSafeEqual } from 'node:crypto';
 import { createServer as createHttpServer } from 'node:http';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { DaemonConfig } from './config.js';
@@ -12,8 +11,10 @@ import { createExporter } from './export/create-exporter.js';
 import { ExportLoop } from './export/export-loop.js';
 import { createScoreSink } from './export/scores.js';
 import type { SpanExporter } from './export/types.js';
+import { LANGFUSE_TRACES_PATH } from './export/http-exporter.js';
+import { authorize, type AuthOptions } from './ingest/auth.js';
 import { registerIngestRoutes } from './ingest/http.js';
-import { registerOtlpRoutes } from './ingest/otlp-http.js';
+import { LANGFUSE_API_PREFIX, OTLP_TRACES_PATH, registerOtlpRoutes } from './ingest/otlp-http.js';
 import { LineSplitter } from './ingest/line-splitter.js';
 import { RecordSink } from './ingest/record-sink.js';
 import { listenSocket, type SocketReceiver } from './ingest/socket.js';
@@ -297,7 +298,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
 }
 
 /** Ingest routes, by the transport their records are counted under. */
-const INGEST_ROUTES: Readonly<Record<string, 'http' | 'otlp'>> = { '/v1/ingest': 'http', '/v1/traces': 'otlp' };
+const INGEST_ROUTES: Readonly<Record<string, 'http' | 'otlp'>> = { '/v1/ingest': 'http', [OTLP_TRACES_PATH]: 'otlp', [LANGFUSE_TRACES_PATH]: 'otlp' };
 
 /** Routes that stay open with --ingest-token: liveness, readiness, Prometheus. */
 const OPEN_ROUTES = new Set(['/healthz', '/readyz', '/metrics']);
@@ -320,18 +321,21 @@ function buildHttp(config: DaemonConfig, sink: RecordSink, stats: Stats, ops: Pa
   app.removeAllContentTypeParsers();
   // Bodies stay raw: each route frames and validates them itself (NDJSON lines, OTLP protobuf).
   app.addContentTypeParser(['application/json', 'application/x-ndjson', 'application/x-protobuf'], { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
-  if (config.ingestToken) {
-    const expected = Buffer.from(config.ingestToken);
+  const auth: AuthOptions = {
+    token: config.ingestToken,
+    langfuseKeys: config.exporter === 'langfuse' && config.langfuse.publicKey && config.langfuse.secretKey
+      ? { publicKey: config.langfuse.publicKey, secretKey: config.langfuse.secretKey }
+      : undefined,
+  };
+  if (auth.token !== undefined || auth.langfuseKeys) {
     app.addHook('onRequest', async (request, reply) => {
       // Probes and scrapers cannot send a token and get no record contents; everything else
       // (ingest, /v1/tail's live records, /v1/status's exporter errors) needs it.
       if ((request.method === 'GET' || request.method === 'HEAD') && OPEN_ROUTES.has(request.routeOptions.url ?? '')) return;
-      // `Bearer <token>`, the scheme in any case (RFC 9110 §11.1: auth schemes are case-insensitive).
-      const m = /^bearer +(.*)$/i.exec(request.headers.authorization ?? '');
-      const given = Buffer.from(m ? m[1]!.trim() : '');
-      if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
-        return reply.code(401).send({ error: 'missing or wrong bearer token (--ingest-token)' });
-      }
+      const langfusePath = request.url.startsWith(`${LANGFUSE_API_PREFIX}/`);
+      const refusal = authorize(request.headers.authorization, langfusePath, auth);
+      // Langfuse answers `{"message": …}`: what its SDKs and their users expect there.
+      if (refusal !== undefined) return reply.code(401).send(langfusePath ? { message: refusal } : { error: refusal });
     });
   }
   // Bodies Fastify refuses before a route runs (past the body limit, a media type no route reads)

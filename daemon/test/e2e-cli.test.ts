@@ -71,7 +71,7 @@ describe('cli', () => {
     for (const [flag, def] of [['--socket', '/tmp/dspy-o11yd.sock'], ['--http', '127.0.0.1:4318'], ['--queue-max-spans', '200000'], ['--encoding', 'protobuf'], ['--log-level', 'info'], ['--max-connections', '512']]) {
       assert.match(help.stdout.replace(/\s+/g, ' '), new RegExp(`${flag} <value> .*?\\(default: ${def.replace(/\./g, '\\.')}\\)`), `${flag} shows its default`);
     }
-    assert.match(help.stdout.replace(/\s+/g, ' '), /--ingest-token <value> bearer token required on HTTP ingest \(\/v1\/ingest, \/v1\/traces\), \/v1\/status and \/v1\/tail/);
+    assert.match(help.stdout.replace(/\s+/g, ' '), /--ingest-token <value> bearer token required on HTTP ingest \(\/v1\/ingest, \/v1\/traces; Langfuse's OTLP path also takes the daemon's Langfuse keys\), \/v1\/status and \/v1\/tail/);
     // check takes start's options without listing them: its help says so.
     const checkHelp = await runCli(['check', '--help']);
     assert.equal(checkHelp.code, 0);

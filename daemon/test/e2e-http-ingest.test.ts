@@ -1,6 +1,7 @@
 /**
  * POST /v1/ingest body handling: content codings, media type case, per-record limits in JSON
- * arrays, unparseable bodies; blank lines in NDJSON, there and on the Unix socket.
+ * arrays, unparseable bodies (and the OTLP routes' refusals, counted alike); blank lines in
+ * NDJSON, there and on the Unix socket.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -52,27 +53,49 @@ describe('POST /v1/ingest bodies', () => {
 
   test('bodies refused whole are counted: by our routes (coding, inflation) and by Fastify (body limit, media type)', async () => {
     const invalid = (transport: string, reason: string) => d.metric('dspy_o11yd_records_invalid_total', { transport, reason });
-    const before = { body: await invalid('http', 'invalid_body'), large: await invalid('http', 'too_large'), otlp: await invalid('otlp', 'invalid_otlp') };
+    const before = {
+      body: await invalid('http', 'invalid_body'),
+      large: await invalid('http', 'too_large'),
+      otlp: await invalid('otlp', 'invalid_otlp'),
+      otlpLarge: await invalid('otlp', 'too_large'),
+    };
     const nd = { 'content-type': 'application/x-ndjson' };
     assert.equal((await post(Buffer.from('not gzip at all'), { ...nd, 'content-encoding': 'gzip' })).status, 400);
     assert.equal((await post('x', { ...nd, 'content-encoding': 'br' })).status, 415);
     // Fastify answers these before the route runs.
     assert.equal((await fetch(`${d.httpUrl}/v1/ingest`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'x' })).status, 415);
     // A declared length past the limit is refused on the header alone, before the body is read.
-    const tooLong = await new Promise<number>((resolve, reject) => {
-      const req = request(`${d.httpUrl}/v1/ingest`, { method: 'POST', headers: { ...nd, 'content-length': String(33 * 1024 * 1024) } }, (res) => {
-        res.resume();
-        resolve(res.statusCode ?? 0);
-        req.destroy();
+    const declaredTooLong = (path: string, contentType: string) =>
+      new Promise<number>((resolve, reject) => {
+        const req = request(`${d.httpUrl}${path}`, { method: 'POST', headers: { 'content-type': contentType, 'content-length': String(33 * 1024 * 1024) } }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+          req.destroy();
+        });
+        req.on('error', reject);
+        req.write('x');
       });
-      req.on('error', reject);
-      req.write('x');
-    });
-    assert.equal(tooLong, 413);
+    assert.equal(await declaredTooLong('/v1/ingest', nd['content-type']), 413);
     assert.equal((await fetch(`${d.httpUrl}/v1/traces`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'x' })).status, 415);
+    // Langfuse's OTLP path is the same route: refused and counted the same.
+    assert.equal((await fetch(`${d.httpUrl}/api/public/otel/v1/traces`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'x' })).status, 415);
+    assert.equal(await declaredTooLong('/api/public/otel/v1/traces', 'application/x-protobuf'), 413);
     assert.equal((await invalid('http', 'invalid_body')) - before.body, 3);
     assert.equal((await invalid('http', 'too_large')) - before.large, 1);
-    assert.equal((await invalid('otlp', 'invalid_otlp')) - before.otlp, 1);
+    assert.equal((await invalid('otlp', 'invalid_otlp')) - before.otlp, 2);
+    assert.equal((await invalid('otlp', 'too_large')) - before.otlpLarge, 1);
+  });
+
+  test("Langfuse's OTLP path with an exporter other than langfuse: Basic credentials are not checked (no project to compare them with)", async () => {
+    const before = await d.metric('dspy_o11yd_records_received_total', { transport: 'otlp', type: 'span' });
+    const body = JSON.stringify({
+      resourceSpans: [{ scopeSpans: [{ spans: [{ traceId: 'd'.repeat(32), spanId: 'd000000000000001', name: 'via-langfuse-path', startTimeUnixNano: '1732700000000000000', endTimeUnixNano: '1732700000000000005' }] }] }],
+    });
+    const authorization = `Basic ${Buffer.from('pk-lf-any:sk-lf-any').toString('base64')}`;
+    const res = await fetch(`${d.httpUrl}/api/public/otel/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/json', authorization }, body });
+    assert.equal(res.status, 200);
+    assert.deepEqual(await res.json(), {});
+    assert.equal(await d.metric('dspy_o11yd_records_received_total', { transport: 'otlp', type: 'span' }), before + 1);
   });
 
   test('the JSON media type is matched case-insensitively', async () => {

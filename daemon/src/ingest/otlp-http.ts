@@ -12,10 +12,15 @@
  *   span was accepted, else with `partialSuccess {rejectedSpans, errorMessage}`; 400 with a
  *   google.rpc.Status when the body cannot be decoded (nothing of it is accepted); 413 when it
  *   inflates beyond the body limit or holds more than MAX_REQUEST_ELEMENTS messages (decode.ts).
- *   `--ingest-token` is enforced by the server's onRequest hook.
+ *   `--ingest-token` is enforced by the server's onRequest hook (ingest/auth.ts).
+ * - The same handler serves Langfuse's path, `POST /api/public/otel/v1/traces`, so that Langfuse's
+ *   own SDKs (which append that fixed path to their base URL) can export through the daemon; the
+ *   rest of Langfuse's API (`/api/public/…`: prompts, scores, datasets, media) is not served here
+ *   and answers 404 with a JSON message saying so.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { DecodedTraceRequest, OtlpEncoding } from '../otlp/decode.js';
+import { LANGFUSE_TRACES_PATH } from '../export/http-exporter.js';
 import { decodeBody } from './content-encoding.js';
 import type { RecordSink } from './record-sink.js';
 
@@ -28,6 +33,10 @@ const loadModules = (): Promise<OtlpModules> => (modules ??= Promise.all([import
 
 
 export const OTLP_TRACES_PATH = '/v1/traces';
+/** Where Langfuse's API lives on its host; its OTLP path is the one served under it. */
+export const LANGFUSE_API_PREFIX = '/api/public';
+/** What the rest of Langfuse's API gets (404): the daemon is no Langfuse host. */
+export const LANGFUSE_API_NOT_SERVED = `dspy-o11yd takes only traces from Langfuse's SDKs (POST ${LANGFUSE_TRACES_PATH}): send prompt, score, dataset and media requests to the Langfuse host itself`;
 const PROTOBUF = 'application/x-protobuf';
 const JSON_TYPE = 'application/json';
 /** google.rpc.Code INVALID_ARGUMENT, the code of an undecodable request. */
@@ -104,7 +113,15 @@ export function registerOtlpRoutes(app: FastifyInstance, sink: RecordSink, optio
   void app.register(async (scope) => {
     scope.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
     scope.post(OTLP_TRACES_PATH, handle);
+    scope.post(LANGFUSE_TRACES_PATH, handle);
   });
+  // Fastify's own 404 would say only "Route GET:/api/public/v2/prompts/x not found".
+  void app.register(
+    async (scope) => {
+      scope.setNotFoundHandler((_request, reply) => reply.code(404).send({ message: LANGFUSE_API_NOT_SERVED, error: 'Not Found', statusCode: 404 }));
+    },
+    { prefix: LANGFUSE_API_PREFIX },
+  );
   async function handle(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
     const [{ countSpans, decodeTraceRequest, encodingOfContentType, OtlpTooLargeError }, { toResource, toSpanRecord }] = await loadModules();
     const contentType = request.headers['content-type'];
