@@ -7,7 +7,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { nowUnixNano, type Level, type ObservationType } from '@dspy-o11y/proto';
 import { debug } from './config.js';
 import { dispatch, handlersFor, hasSubscribers } from './events.js';
-import { newSpanId, newTraceId } from './ids.js';
+import { newSpanId, newTraceId, validSpanId, validTraceId } from './ids.js';
 import { fitsRecord, memberList, quoteName, recordName, toAttributes } from './json.js';
 import {
   EMPTY_TRACE,
@@ -23,6 +23,7 @@ import {
   type SpanHandle,
   type TraceFields,
 } from './span.js';
+import { otelParent } from './otel.js';
 import { emitScore, type ScoreOptions } from './score.js';
 import { cfg, countInvalid, countSampledOut, isDisabled, send } from './state.js';
 import { formatTraceparent, parseTraceparent, type HeaderCarrier, type TraceContext } from './traceparent.js';
@@ -40,7 +41,7 @@ export interface SpanOptions {
   level?: Level;
   /**
    * Parent: a span handle, a remote context from `extractTraceparent`, or null for a new trace.
-   * Default: the active span.
+   * Default: the active span, else the active OpenTelemetry span (`configure({ otelContext })`).
    */
   parent?: SpanHandle | TraceContext | null;
 }
@@ -76,13 +77,14 @@ export interface TraceHandle {
 /** An object to merge (a string would spread into one key per character). */
 const isObject = (v: unknown): v is Readonly<Record<string, unknown>> => typeof v === 'object' && v !== null;
 
-const TRACE_ID = /^[0-9a-f]{32}$/;
-const SPAN_ID = /^[0-9a-f]{16}$/;
-const validTraceId = (id: unknown): id is string => typeof id === 'string' && TRACE_ID.test(id) && !/^0+$/.test(id);
-const validSpanId = (id: unknown): id is string => typeof id === 'string' && SPAN_ID.test(id) && !/^0+$/.test(id);
+/**
+ * The scope a span without an explicit parent joins: the active dspy-o11y span or trace, else the
+ * app's active OpenTelemetry span (a new trace of ours would split the request's trace in two).
+ */
+const ambientScope = (): Scope | undefined => als.getStore() ?? otelParent();
 
 function parentScope(parent: SpanOptions['parent']): Scope | undefined {
-  if (parent === undefined) return als.getStore();
+  if (parent === undefined) return ambientScope();
   if (parent === null) return undefined;
   if (isSpan(parent)) return parent;
   // Each id read once: a getter may answer differently the second time (past the check).
@@ -91,7 +93,7 @@ function parentScope(parent: SpanOptions['parent']): Scope | undefined {
   try {
     ({ traceId, spanId } = parent as Partial<TraceContext>);
   } catch {
-    return als.getStore(); // a throwing getter, a revoked Proxy: not a parent
+    return ambientScope(); // a throwing getter, a revoked Proxy: not a parent
   }
   if (validTraceId(traceId) && validSpanId(spanId)) {
     const active = als.getStore();
@@ -100,7 +102,7 @@ function parentScope(parent: SpanOptions['parent']): Scope | undefined {
       ? new TraceScope(traceId, spanId, active.trace, active.sampled)
       : new TraceScope(traceId, spanId, EMPTY_TRACE, sampleTrace(traceId));
   }
-  return als.getStore();
+  return ambientScope();
 }
 
 function applyOptions(s: SpanImpl, o: SpanOptions | undefined): void {
@@ -339,8 +341,10 @@ export function withTrace<T>(options: TraceOptions, fn: (trace: TraceHandle) => 
       traceId = active.traceId;
       parentId = active.spanId;
     } else {
-      traceId = newTraceId();
-      parentId = undefined;
+      // Inside an OpenTelemetry span: its trace, as a child of it (see otelParent()).
+      const otel = otelParent();
+      traceId = otel ? otel.traceId : newTraceId();
+      parentId = otel?.spanId;
     }
     const inherited = active && active.traceId === traceId ? active.trace.fields : {};
     const fields: TraceFields = { ...inherited };
@@ -394,7 +398,7 @@ const NOOP_TRACE: TraceHandle = { traceId: '', update: () => undefined };
  * subscribers. A subscriber's error is rethrown here after the event is recorded.
  */
 export function event(name: string, attributes?: Readonly<Record<string, unknown>>): void {
-  const scope = isDisabled() ? undefined : als.getStore();
+  const scope = isDisabled() ? undefined : ambientScope();
   if (!isDisabled()) sendEvent(name, attributes, scope);
   const hs = handlersFor(name);
   if (hs.length > 0) dispatch(hs, name, attributes ?? {}, { traceId: scope?.traceId, spanId: scope?.spanId });

@@ -69,6 +69,11 @@ export interface ConfigureOptions {
    * An invalid value (not a number in [0, 1]) keeps the default, with a debug message.
    */
   sampleRatio?: number;
+  /**
+   * A span that starts a trace joins the active OpenTelemetry span's trace, as its child, when the
+   * app runs OpenTelemetry (env `DSPY_O11Y_OTEL_CONTEXT`; default true). False: a new trace, as without it.
+   */
+  otelContext?: boolean;
 }
 
 export interface ResolvedConfig {
@@ -84,6 +89,7 @@ export interface ResolvedConfig {
   captureIO: boolean;
   mask: ((value: unknown, kind: 'input' | 'output') => unknown) | undefined;
   sampleRatio: number;
+  otelContext: boolean;
   resource: Record<string, AttributeValue>;
 }
 
@@ -101,12 +107,12 @@ const truthy = (v: string | undefined): boolean => v !== undefined && yesNoWord(
  * when unset or empty, or for any other value, which is said in a debug line (OpenTelemetry's rule
  * for a value it does not know: the safe default, with a warning), rather than ignored silently.
  */
-function onOff(env: NodeJS.ProcessEnv, name: string): boolean | undefined {
+function onOff(env: NodeJS.ProcessEnv, name: string, stays = 'telemetry stays on'): boolean | undefined {
   const v = env[name]?.trim();
   if (!v) return undefined;
   const yes = yesNoWord(v);
   if (yes !== undefined) return yes;
-  debug(`${name}=${JSON.stringify(v)} is not one of 1, true, yes, on, 0, false, no, off; telemetry stays on`);
+  debug(`${name}=${JSON.stringify(v)} is not one of 1, true, yes, on, 0, false, no, off; ${stays}`);
   return undefined;
 }
 
@@ -303,6 +309,7 @@ export function resolveConfig(opts: ConfigureOptions, env: NodeJS.ProcessEnv = p
     captureIO: yesNo('captureIO', opts.captureIO) ?? true,
     mask: maskOf(opts.mask),
     sampleRatio: ratio(opts.sampleRatio, env),
+    otelContext: yesNo('otelContext', opts.otelContext) ?? onOff(env, 'DSPY_O11Y_OTEL_CONTEXT', 'the active OpenTelemetry trace is still joined') ?? true,
     resource: clean,
   };
 }

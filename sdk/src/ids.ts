@@ -40,3 +40,10 @@ export function newSpanId(): string {
   while (id.charCodeAt(0) === ZERO && id === ZERO_SPAN) id = randomHex(16);
   return id;
 }
+
+const TRACE_ID = /^[0-9a-f]{32}$/;
+const SPAN_ID = /^[0-9a-f]{16}$/;
+/** 32 lowercase hex digits, not all zero (W3C trace context). */
+export const validTraceId = (id: unknown): id is string => typeof id === 'string' && TRACE_ID.test(id) && !/^0+$/.test(id);
+/** 16 lowercase hex digits, not all zero. */
+export const validSpanId = (id: unknown): id is string => typeof id === 'string' && SPAN_ID.test(id) && !/^0+$/.test(id);

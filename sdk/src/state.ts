@@ -122,6 +122,7 @@ const OPTION_KEYS = Object.keys({
   captureIO: 0,
   mask: 0,
   sampleRatio: 0,
+  otelContext: 0,
 } satisfies Record<keyof ConfigureOptions, 0>) as (keyof ConfigureOptions)[];
 
 /**
