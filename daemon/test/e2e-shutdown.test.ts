@@ -7,6 +7,7 @@ import { afterEach, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { join } from 'node:path';
+import { connect } from 'node:net';
 import { closeSync, constants, mkdirSync, openSync, readdirSync, readFileSync, symlinkSync, unlinkSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -112,22 +113,36 @@ describe('shutdown with stuck exporters', () => {
     execFileSync('mkfifo', [logPipe]);
     const held = openSync(logPipe, constants.O_RDWR); // open, never read: its 64 KiB buffer fills
     const stderr = openSync(logPipe, constants.O_WRONLY);
+    const child = spawn(process.execPath, [CLI, 'start', '--socket', socket, '--http', '', '--flush-interval', '10', '--shutdown-timeout', '2000', '--log-level', 'debug'], {
+      env: { PATH: process.env.PATH, ...KEYS, LANGFUSE_HOST: fake.url },
+      stdio: ['ignore', 'ignore', stderr],
+    });
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
     try {
-      const child = spawn(process.execPath, [CLI, 'start', '--socket', socket, '--http', '', '--flush-interval', '10', '--shutdown-timeout', '2000', '--log-level', 'debug'], {
-        env: { PATH: process.env.PATH, ...KEYS, LANGFUSE_HOST: fake.url },
-        stdio: ['ignore', 'ignore', stderr],
-      });
-      const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
-      for (let i = 0; i < 400 && !readdirSync(tmp.dir).includes('d.sock'); i++) await delay(25);
+      // Its stderr is not read, so no startup line: wait until a connection is accepted. The file
+      // alone is not enough: it appears at bind(), a moment before listen(), and a send in between
+      // was refused (ECONNREFUSED, 1 run in 10 under load). Up to 20 s, as startDaemonProcess
+      // allows: a daemon takes seconds to start on a loaded machine (1-1.5 s here with the suite
+      // and a CPU burner running; this waited 10 s).
+      const accepts = () =>
+        new Promise<boolean>((resolve) => {
+          const probe = connect(socket);
+          probe.once('connect', () => (probe.destroy(), resolve(true)));
+          probe.once('error', () => resolve(false));
+        });
+      for (const end = Date.now() + 20_000; !(readdirSync(tmp.dir).includes('d.sock') && (await accepts())); await delay(25)) {
+        assert.ok(child.exitCode === null && Date.now() < end, `the daemon listens on ${socket} (exit code ${child.exitCode})`);
+      }
       // At debug level each invalid record is a line: ~2 MB of log lines, far past the pipe's buffer.
       await sendOverSocket(socket, [...lines(5), ...Array.from({ length: 10_000 }, () => '{"v":1,"type":"span"}')]);
       await fake.waitForSpans(5);
       child.kill('SIGTERM');
       const exit = await Promise.race([exited, delay(20_000, 'still running' as const, { ref: false })]);
-      if (exit === 'still running') child.kill('SIGKILL');
       // pino wrote its waiting lines synchronously at exit, blocked on the full pipe for good.
       assert.deepEqual(exit, { code: 0, signal: null });
     } finally {
+      // A failed step must not leave the daemon running (nor this file waiting on it).
+      child.kill('SIGKILL');
       closeSync(stderr);
       closeSync(held);
     }
@@ -212,7 +227,8 @@ describe('file exporter when the disk refuses part of a write', () => {
     });
     const d = new DaemonProcess(child, socket);
     try {
-      d.httpUrl = String((await d.waitForLog((l) => /listening on/.test(l.msg))).http);
+      // 20 s, as startDaemonProcess allows a start on a loaded machine (the default is 10 s).
+      d.httpUrl = String((await d.waitForLog((l) => /listening on/.test(l.msg), 20_000)).http);
       await sendOverSocket(socket, lines(1));
       await d.eventually(async () => assert.equal((await d.status()).spans.exported, 1));
       await sendOverSocket(socket, lines(20));
