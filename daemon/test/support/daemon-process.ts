@@ -153,8 +153,11 @@ export async function startDaemonProcess(args: string[], env: Record<string, str
   return daemon;
 }
 
-/** Run the CLI to completion (config errors, check, status). */
-export function runCli(args: string[], env: Record<string, string | undefined> = {}, timeoutMs = 15_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+/**
+ * Run the CLI to completion (config errors, check, status). The deadline is a hang guard only: a
+ * run takes 1-4 s here under load, and CI machines may be slower.
+ */
+export function runCli(args: string[], env: Record<string, string | undefined> = {}, timeoutMs = 30_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CLI, ...args], { env: { PATH: process.env.PATH, ...env } as NodeJS.ProcessEnv, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
