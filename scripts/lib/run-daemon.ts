@@ -1,6 +1,6 @@
 /** Start the real `dspy-o11yd` CLI as a child process (demo, benchmarks) and wait for its socket. */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { statSync } from 'node:fs';
+import { connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
 
 export const DAEMON_CLI = fileURLToPath(new URL('../../../daemon/dist/src/cli.js', import.meta.url));
@@ -18,6 +18,21 @@ export interface DaemonChild {
  * `nodeArgs`: flags for node itself, before the script (e.g. `--cpu-prof`, not allowed in NODE_OPTIONS).
  * `wrapper`: a command the daemon runs under (e.g. `['chrt', '--idle', '0']`), found on PATH.
  */
+/**
+ * Whether the daemon accepts on `socket`. Not whether the file exists: it appears at bind(), a
+ * moment before listen(), and a client connecting in between is refused (2 of 200 in a loop).
+ */
+function accepts(socket: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = connect(socket);
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => resolve(false));
+  });
+}
+
 export async function runDaemon(socket: string, args: string[], env: NodeJS.ProcessEnv, nodeArgs: string[] = [], wrapper: readonly string[] = []): Promise<DaemonChild> {
   const argv = [process.execPath, ...nodeArgs, DAEMON_CLI, 'start', '--socket', socket, ...args];
   const [command, ...rest] = [...wrapper, ...argv];
@@ -33,12 +48,7 @@ export async function runDaemon(socket: string, args: string[], env: NodeJS.Proc
   const wantHttp = args.includes('--http') && args[args.indexOf('--http') + 1] !== '';
   let httpUrl: string | undefined;
   for (;;) {
-    let listening = false;
-    try {
-      listening = statSync(socket).isSocket();
-    } catch {
-      /* not yet */
-    }
+    const listening = await accepts(socket);
     if (wantHttp) httpUrl = /"http":"(http:\/\/[^"]+)"/.exec(err)?.[1];
     if (listening && (!wantHttp || httpUrl)) break;
     if (child.exitCode !== null || Date.now() > deadline) {
