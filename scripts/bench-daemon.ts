@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startCountingBackend } from './lib/counting-backend.js';
 import { mib, rssOf, spawnLines } from './lib/proc.js';
+import { accepts } from './lib/run-daemon.js';
 import { writeBenchFile } from './lib/spans.js';
 
 const arg = (name: string, fallback: number) => {
@@ -64,14 +65,9 @@ async function startDaemon(dir: string, backendUrl: string, extra: string[] = []
   const d = spawnLines([CLI, 'start', '--socket', socket, '--http', '', '--log-level', 'warn', ...DAEMON_ARGS, ...extra], {
     PATH: process.env.PATH, LANGFUSE_PUBLIC_KEY: 'pk-bench', LANGFUSE_SECRET_KEY: 'sk-bench', LANGFUSE_HOST: backendUrl,
   });
-  // The startup line is logged at info; with --log-level warn we wait for the socket instead.
-  for (let i = 0; i < 200; i++) {
-    try {
-      const { statSync } = await import('node:fs');
-      if (statSync(socket).isSocket()) break;
-    } catch {
-      /* not yet */
-    }
+  // The startup line is logged at info; with --log-level warn we wait until the socket accepts.
+  for (const deadline = Date.now() + 30_000; !(await accepts(socket)); ) {
+    if (Date.now() > deadline) throw new Error(`dspy-o11yd did not start:\n${d.stderr()}`);
     await new Promise((r) => setTimeout(r, 25));
   }
   return { d, socket };

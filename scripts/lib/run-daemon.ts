@@ -22,7 +22,7 @@ export interface DaemonChild {
  * Whether the daemon accepts on `socket`. Not whether the file exists: it appears at bind(), a
  * moment before listen(), and a client connecting in between is refused (2 of 200 in a loop).
  */
-function accepts(socket: string): Promise<boolean> {
+export function accepts(socket: string): Promise<boolean> {
   return new Promise((resolve) => {
     const probe = connect(socket);
     probe.once('connect', () => {
