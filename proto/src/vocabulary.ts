@@ -18,6 +18,11 @@ export const ATTR = {
   promptName: 'dspy.prompt.name',
   promptVersion: 'dspy.prompt.version',
   completionStartTime: 'dspy.completion_start_time',
+  /**
+   * True on a span whose parent is not one of this SDK's (the active OpenTelemetry span, a remote
+   * `traceparent`): the top of this app's part of the trace, which the backend cannot see as a root.
+   */
+  appRoot: 'dspy.app_root',
   providerName: 'gen_ai.provider.name',
   operationName: 'gen_ai.operation.name',
   requestModel: 'gen_ai.request.model',

@@ -100,7 +100,7 @@ function parentScope(parent: SpanOptions['parent']): Scope | undefined {
     // A remote parent's `sampled` flag is not used: see sampleTrace().
     return active && active.traceId === traceId
       ? new TraceScope(traceId, spanId, active.trace, active.sampled)
-      : new TraceScope(traceId, spanId, EMPTY_TRACE, sampleTrace(traceId));
+      : new TraceScope(traceId, spanId, EMPTY_TRACE, sampleTrace(traceId), true);
   }
   return ambientScope();
 }
@@ -326,6 +326,8 @@ export function withTrace<T>(options: TraceOptions, fn: (trace: TraceHandle) => 
     const active = als.getStore();
     let traceId: string;
     let parentId: string | undefined;
+    // The parent is not one of ours: a remote traceparent (outside an active trace of the same id), the OpenTelemetry span.
+    let external = false;
     // Each option read once: a getter may answer differently the second time, past its check
     // (an invalid trace id on every span of the trace).
     const { traceparent, traceId: givenTraceId, name, userId, sessionId, tags, metadata } = options;
@@ -334,17 +336,20 @@ export function withTrace<T>(options: TraceOptions, fn: (trace: TraceHandle) => 
     if (validTraceId(remoteTraceId) && validSpanId(remoteSpanId)) {
       traceId = remoteTraceId;
       parentId = remoteSpanId;
+      external = !(active && active.traceId === traceId);
     } else if (validTraceId(givenTraceId)) {
       traceId = givenTraceId;
       parentId = undefined;
     } else if (active) {
       traceId = active.traceId;
       parentId = active.spanId;
+      external = active instanceof TraceScope && active.external;
     } else {
       // Inside an OpenTelemetry span: its trace, as a child of it (see otelParent()).
       const otel = otelParent();
       traceId = otel ? otel.traceId : newTraceId();
       parentId = otel?.spanId;
+      external = otel !== undefined;
     }
     const inherited = active && active.traceId === traceId ? active.trace.fields : {};
     const fields: TraceFields = { ...inherited };
@@ -356,7 +361,7 @@ export function withTrace<T>(options: TraceOptions, fn: (trace: TraceHandle) => 
     // A trace already active keeps its decision; a new one (or one continued from a remote
     // `traceparent`, whose `sampled` flag is not used) is decided here: see sampleTrace().
     const sampled = active && active.traceId === traceId ? active.sampled : sampleTrace(traceId);
-    scope = new TraceScope(traceId, parentId, traceInfo(fields), sampled);
+    scope = new TraceScope(traceId, parentId, traceInfo(fields), sampled, external);
   } catch {
     return fn(NOOP_TRACE);
   }

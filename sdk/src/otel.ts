@@ -51,7 +51,7 @@ function fromOtel(api: unknown): TraceScope | undefined {
     if (!validTraceId(t) || !validSpanId(s)) return undefined;
     // traceFlags (OpenTelemetry's sampled bit) is not used, as a remote traceparent's is not: the
     // trace is decided by its id (sampleTrace), the same answer here, in other services and the daemon.
-    return new TraceScope(t, s, EMPTY_TRACE, sampleTrace(t));
+    return new TraceScope(t, s, EMPTY_TRACE, sampleTrace(t), true);
   } catch {
     debug('the active OpenTelemetry context could not be read; a new trace is started');
     return undefined;

@@ -203,6 +203,11 @@ export class TraceScope implements Scope {
     readonly spanId: string | undefined,
     public trace: TraceInfo,
     readonly sampled: boolean,
+    /**
+     * `spanId` is a span this SDK did not make (the active OpenTelemetry span, a remote
+     * `traceparent`): spans made here are the top of the app's part of the trace (`dspy.app_root`).
+     */
+    readonly external = false,
   ) {}
 }
 
@@ -363,6 +368,8 @@ export class SpanImpl implements GenerationHandle, Scope {
     }
     this.spanId = newSpanId();
     this.start = nowUnixNano();
+    // Its parent lives in another backend (or service): Langfuse would show no root for this part.
+    if (parent instanceof TraceScope && parent.external) this.set(ATTR.appRoot, true);
   }
 
   get isGeneration(): boolean {

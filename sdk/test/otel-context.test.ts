@@ -66,6 +66,31 @@ test('inside an OpenTelemetry span: the dspy-o11y root takes its trace id and ha
     assert.equal(r.span(name).traceId, ids.traceId, name);
     assert.equal(r.span(name).parentSpanId, root.spanId, name);
   }
+  // The top of the app's part of the trace says so (Langfuse's "app root"); its children do not.
+  assert.equal(root.attributes?.['dspy.app_root'], true);
+  for (const name of ['llm.generate', 'post']) assert.equal(r.span(name).attributes?.['dspy.app_root'], undefined, name);
+});
+
+test('a span whose parent is not one of ours is marked dspy.app_root: OpenTelemetry, a remote traceparent, withTrace continuing either; never a span under ours or a true root', async () => {
+  const remote = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+  await request('GET /mark', async () => {
+    await withTrace({ name: 'otel-trace' }, async () => {
+      await span('wt-otel-top', async () => span('wt-otel-child', () => undefined));
+      // Nested directly in the first: still the first span of the app's part.
+      await withTrace({ userId: 'u2' }, async () => span('wt-otel-nested-top', () => undefined));
+    });
+  });
+  await withTrace({ traceparent: remote }, async () => span('wt-remote-top', async () => span('wt-remote-child', () => undefined)));
+  span('explicit-remote-top', { parent: extractTraceparent({ traceparent: remote })! }, () => undefined);
+  await withTrace({ name: 'own' }, async () => span('own-root', async () => span('own-child', () => undefined)));
+  await collect(8);
+  for (const name of ['wt-otel-top', 'wt-otel-nested-top', 'wt-remote-top', 'explicit-remote-top']) {
+    assert.equal(r.span(name).attributes?.['dspy.app_root'], true, name);
+  }
+  for (const name of ['wt-otel-child', 'wt-remote-child', 'own-root', 'own-child']) {
+    assert.equal(r.span(name).attributes?.['dspy.app_root'], undefined, name);
+  }
+  assert.equal(r.span('own-root').parentSpanId, undefined);
 });
 
 test('withTrace, startSpan and a top-level event inside an OpenTelemetry span join its trace too; an explicit parent (traceparent, null) wins', async () => {
