@@ -53,6 +53,19 @@ function one(attributes: Attributes, extra: Partial<SpanRecord> = {}, resource: 
 }
 
 describe('langfuse mapping, row by row', () => {
+  test("dspy.app_root (the SDK's span whose parent lives elsewhere) → langfuse.internal.is_app_root, as Langfuse's own SDKs mark it; not on a true root, only for true", () => {
+    const top = one({ 'dspy.app_root': true }).s.attributes;
+    assert.equal(top['langfuse.internal.is_app_root'], true);
+    assert.equal('dspy.app_root' in top, false, 'not forwarded as metadata');
+    const root = one({ 'dspy.app_root': true }, { parentSpanId: undefined }).s.attributes;
+    assert.equal('langfuse.internal.is_app_root' in root, false, 'a root span is the root already');
+    for (const v of ['true', 1, false]) {
+      const a = one({ 'dspy.app_root': v }).s.attributes;
+      assert.equal('langfuse.internal.is_app_root' in a, false, String(v));
+      assert.equal('dspy.app_root' in a, false, String(v));
+    }
+  });
+
   test('dspy.observation.type → langfuse.observation.type; an unknown type is dropped and counted', () => {
     assert.equal(one({ 'dspy.observation.type': 'generation' }).s.attributes['langfuse.observation.type'], 'generation');
     for (const t of ['span', 'event', 'agent', 'tool', 'chain', 'retriever', 'embedding', 'evaluator', 'guardrail']) {

@@ -46,6 +46,11 @@ export const LF = {
   environment: 'langfuse.environment',
   release: 'langfuse.release',
   version: 'langfuse.version',
+  /**
+   * What Langfuse's own SDKs set on a span whose parent they do not export (their "app root"):
+   * Langfuse names the trace after such a span as after a root (when no trace name is set).
+   */
+  appRoot: 'langfuse.internal.is_app_root',
 } as const;
 
 /** Why a value was changed or removed before export (metric label values: keep the set closed). */
@@ -106,7 +111,7 @@ const REQUEST_PREFIX = 'gen_ai.request.';
  */
 const STRIPPED = new Set<string>([
   ATTR.observationType, ATTR.input, ATTR.output, ATTR.level, ATTR.traceName, ATTR.traceTags,
-  ATTR.promptName, ATTR.promptVersion, ATTR.completionStartTime,
+  ATTR.promptName, ATTR.promptVersion, ATTR.completionStartTime, ATTR.appRoot,
   ATTR.usageInputTokens, ATTR.usageOutputTokens, ATTR.usageTotalTokens, ATTR.usageCost,
   USAGE_CACHE_READ, USAGE_CACHE_CREATION,
 ]);
@@ -402,6 +407,9 @@ export class LangfuseMapper implements BatchMapping {
       out[LF.output] = s;
       if (isRoot) out[LF.traceOutput] = s;
     }
+
+    // The top of the app's part of a trace whose root is elsewhere (only `true` means it).
+    if (src[ATTR.appRoot] === true && !isRoot) out[LF.appRoot] = true;
 
     // Trace-level fields.
     const traceName = src[ATTR.traceName];
