@@ -6,6 +6,7 @@
  */
 import { keepTrace, nowUnixNano } from '@dspy-o11y/proto';
 import { debug } from './config.js';
+import { validSpanId, validTraceId } from './ids.js';
 import { cfg, countInvalid, countSampledOut, send } from './state.js';
 
 export type ScoreValue = number | string | boolean;
@@ -47,9 +48,6 @@ export interface ScoreFields {
   id: unknown;
 }
 
-const TRACE_ID = /^[0-9a-f]{32}$/;
-const SPAN_ID = /^[0-9a-f]{16}$/;
-const ZEROS = /^0+$/;
 const DATA_TYPES = new Set<string>(['NUMERIC', 'CATEGORICAL', 'BOOLEAN']);
 /** Stay clear of the daemon's default 1 MiB line limit (as spans do). */
 const MAX_RECORD_CHARS = (1024 * 1024 - 4096) / 3;
@@ -72,8 +70,8 @@ function problem(f: ScoreFields): string | undefined {
   else if (typeof v === 'string' && f.dataType !== 'CATEGORICAL') return 'a string value needs dataType CATEGORICAL';
   else if (typeof v === 'number' && f.dataType === 'CATEGORICAL') return 'a CATEGORICAL score needs a string value';
   else if (typeof v === 'number' && f.dataType === 'BOOLEAN' && v !== 0 && v !== 1) return 'a BOOLEAN score needs true/false (or 0/1)';
-  if (f.traceId !== undefined && (typeof f.traceId !== 'string' || !TRACE_ID.test(f.traceId) || ZEROS.test(f.traceId))) return 'traceId must be 32 lowercase hex characters, not all zeros';
-  if (f.observationId !== undefined && (typeof f.observationId !== 'string' || !SPAN_ID.test(f.observationId) || ZEROS.test(f.observationId))) return 'observationId must be 16 lowercase hex characters, not all zeros';
+  if (f.traceId !== undefined && !validTraceId(f.traceId)) return 'traceId must be 32 lowercase hex characters, not all zeros';
+  if (f.observationId !== undefined && !validSpanId(f.observationId)) return 'observationId must be 16 lowercase hex characters, not all zeros';
   if (f.observationId !== undefined && f.traceId === undefined) return 'an observationId needs the traceId of its trace';
   if (f.sessionId !== undefined && typeof f.sessionId !== 'string') return 'sessionId must be a string';
   if (f.comment !== undefined && typeof f.comment !== 'string') return 'comment must be a string';
