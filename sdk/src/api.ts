@@ -23,7 +23,7 @@ import {
   type SpanHandle,
   type TraceFields,
 } from './span.js';
-import { otelParent } from './otel.js';
+import { innermostScope, otelParent, withOtelActive } from './otel.js';
 import { emitScore, type ScoreOptions } from './score.js';
 import { cfg, countInvalid, countSampledOut, isDisabled, send } from './state.js';
 import { formatTraceparent, parseTraceparent, type HeaderCarrier, type TraceContext } from './traceparent.js';
@@ -78,10 +78,14 @@ export interface TraceHandle {
 const isObject = (v: unknown): v is Readonly<Record<string, unknown>> => typeof v === 'object' && v !== null;
 
 /**
- * The scope a span without an explicit parent joins: the active dspy-o11y span or trace, else the
- * app's active OpenTelemetry span (a new trace of ours would split the request's trace in two).
+ * The scope a span without an explicit parent joins: the active dspy-o11y span or trace (or an
+ * OpenTelemetry span started inside it), else the app's active OpenTelemetry span (a new trace of
+ * ours would split the request's trace in two).
  */
-const ambientScope = (): Scope | undefined => als.getStore() ?? otelParent();
+const ambientScope = (): Scope | undefined => {
+  const active = als.getStore();
+  return active === undefined ? otelParent() : innermostScope(active);
+};
 
 function parentScope(parent: SpanOptions['parent']): Scope | undefined {
   if (parent === undefined) return ambientScope();
@@ -161,11 +165,11 @@ function isSpan(v: unknown): v is SpanImpl {
   }
 }
 
-/** Runs `fn` with `s` active; ends `s` when `fn` returns or settles; errors pass through unchanged. */
+/** Runs `fn` with `s` active (for OpenTelemetry too); ends `s` when `fn` returns or settles; errors pass through unchanged. */
 function run<H, T>(s: SpanImpl, fn: (handle: H) => T): T {
   let r: T;
   try {
-    r = als.run(s, fn as (h: SpanImpl) => T, s);
+    r = als.run(s, withOtelActive, s, fn as (h: SpanImpl) => T, s);
   } catch (e) {
     s.fail(e);
     throw e;
@@ -296,7 +300,7 @@ function liteGeneration(options: GenerationOptions | undefined): LiteGeneration 
 /** Runs `fn` with `span` as the active span (for spans from `startSpan`/`startGeneration`). */
 export function withActiveSpan<T>(span: SpanHandle, fn: () => T): T {
   if (!isSpan(span)) return fn();
-  return als.run(span, fn);
+  return als.run(span, withOtelActive, span, fn, undefined);
 }
 
 /** The active span, if any. */
@@ -312,7 +316,7 @@ export function activeScope(): Scope | undefined {
 
 /** @internal runs `fn` with `s` active. */
 export function runWithSpan<T>(s: SpanImpl, fn: () => T): T {
-  return als.run(s, fn);
+  return als.run(s, withOtelActive, s, fn, undefined);
 }
 
 /**

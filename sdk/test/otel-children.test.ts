@@ -1,0 +1,204 @@
+/**
+ * The other direction of the OpenTelemetry interop (otel-context.test.ts has the first): while a
+ * dspy-o11y span's callback runs, it is OpenTelemetry's active span too, so the spans the app's
+ * OpenTelemetry instrumentation starts inside (the LLM call's HTTP client span) are its children,
+ * and a dspy-o11y span started inside one of those is that one's child. The real @opentelemetry/api,
+ * sdk-trace-base (recording into an InMemorySpanExporter) and AsyncLocalStorage context manager;
+ * the real SDK sending to a receiver on a Unix socket; the real `openai` client.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import OpenAI from 'openai';
+import { context, type Span, type Tracer } from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
+import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import type { SpanRecord } from '@dspy-o11y/proto';
+import { configure, event, flush, generation, span, startSpan, withActiveSpan, withTrace, wrapOpenAI } from '../src/index.js';
+import { FakeProvider, chatCompletion, useFakeProvider } from './support/fake-provider.js';
+import { UnixReceiver, sleep, useReceiver } from './support/receiver.js';
+
+let r: UnixReceiver;
+useReceiver({ serviceName: 'otel-children-test' }, (x) => (r = x));
+let provider: FakeProvider;
+useFakeProvider((p) => (provider = p));
+
+context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+const recorded = new InMemorySpanExporter();
+// BasicTracerProvider's default sampler is ParentBased(AlwaysOn), as NodeSDK's.
+const tracer: Tracer = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(recorded)] }).getTracer('app');
+const OTEL_API = Symbol.for('opentelemetry.js.api.1');
+
+async function collect(n: number): Promise<void> {
+  assert.equal(await flush(), true);
+  await r.waitForSpans(n);
+  assert.deepEqual(r.invalid, []);
+}
+
+/** The OpenTelemetry span named `name` that the app ended. */
+function otel(name: string): ReadableSpan {
+  const found = recorded.getFinishedSpans().filter((s) => s.name === name);
+  assert.equal(found.length, 1, `one OpenTelemetry span ${name}, got ${found.length}`);
+  return found[0];
+}
+
+/** What an OpenTelemetry instrumentation does around a call: a span, active while the call runs. */
+function instrumented<T>(name: string, fn: () => Promise<T>): Promise<T> {
+  return tracer.startActiveSpan(name, async (s: Span) => {
+    try {
+      return await fn();
+    } finally {
+      s.end();
+    }
+  });
+}
+
+const parentOf = (s: ReadableSpan): string | undefined => s.parentSpanContext?.spanId;
+
+test('an OpenTelemetry span started inside a dspy-o11y span, generation or withActiveSpan is its child, across awaits', async () => {
+  recorded.reset();
+  await span('agent', async () => {
+    await sleep(1);
+    await instrumented('db.query', () => sleep(1));
+    await generation('llm.generate', { model: 'gpt-4o-mini' }, async () => {
+      await sleep(1);
+      await instrumented('POST /v1/chat/completions', () => sleep(1));
+    });
+  });
+  const manual = startSpan('stream');
+  await withActiveSpan(manual, () => instrumented('POST /stream', () => sleep(1)));
+  manual.end();
+  await collect(3);
+  const agent = r.span('agent');
+  // Before: each OpenTelemetry span was a root of a trace of its own (no active OpenTelemetry span).
+  assert.equal(otel('db.query').spanContext().traceId, agent.traceId);
+  assert.equal(parentOf(otel('db.query')), agent.spanId);
+  const gen = r.span('llm.generate');
+  assert.equal(otel('POST /v1/chat/completions').spanContext().traceId, agent.traceId);
+  assert.equal(parentOf(otel('POST /v1/chat/completions')), gen.spanId);
+  const stream = r.span('stream');
+  assert.equal(otel('POST /stream').spanContext().traceId, stream.traceId);
+  assert.equal(parentOf(otel('POST /stream')), stream.spanId);
+  // After the callback, OpenTelemetry's context is what it was: no span.
+  await instrumented('after', async () => undefined);
+  assert.equal(parentOf(otel('after')), undefined);
+  assert.notEqual(otel('after').spanContext().traceId, agent.traceId);
+});
+
+test("a wrapped OpenAI client's HTTP call, instrumented by OpenTelemetry, is a child of the call's generation", async () => {
+  recorded.reset();
+  // What @opentelemetry/instrumentation-undici does: a client span around each fetch.
+  const fetchWithSpan: typeof fetch = (input, init) => instrumented('POST chat.completions', () => fetch(input, init));
+  const client = wrapOpenAI(new OpenAI({ apiKey: 'sk-test', baseURL: `${provider.url}/v1`, maxRetries: 0, fetch: fetchWithSpan }));
+  provider.script('/v1/chat/completions', { status: 200, json: chatCompletion('hello', { model: 'gpt-4o-mini' }) });
+  const answer = await span('ask', () => client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }));
+  assert.equal(answer.choices[0].message.content, 'hello');
+  await collect(2);
+  const gen = r.spans().find((s: SpanRecord) => s.parentSpanId === r.span('ask').spanId)!;
+  assert.ok(gen, 'the generation');
+  assert.equal(otel('POST chat.completions').spanContext().traceId, gen.traceId);
+  assert.equal(parentOf(otel('POST chat.completions')), gen.spanId);
+});
+
+test('a dspy-o11y span inside an OpenTelemetry span inside a dspy-o11y span nests as the calls did, and is not an app root', async () => {
+  recorded.reset();
+  await span('outer', () =>
+    instrumented('business.step', async () => {
+      await span('inner', async () => {
+        await sleep(1);
+        event('inner.event');
+      });
+      event('step.event');
+    }),
+  );
+  await collect(2);
+  await r.waitFor(() => r.events().length >= 2, 15_000, 'events');
+  const outer = r.span('outer');
+  const step = otel('business.step');
+  const inner = r.span('inner');
+  assert.equal(parentOf(step), outer.spanId);
+  // Before: inner's parent was outer (the OpenTelemetry span in between was skipped).
+  assert.equal(inner.traceId, outer.traceId);
+  assert.equal(inner.parentSpanId, step.spanContext().spanId);
+  assert.equal(inner.attributes?.['dspy.app_root'], undefined);
+  const ev = (name: string) => r.events().find((e) => e.name === name)!;
+  assert.equal(ev('inner.event').parentSpanId, inner.spanId);
+  assert.equal(ev('step.event').parentSpanId, step.spanContext().spanId);
+});
+
+test('inside a request span joined by withTrace, an OpenTelemetry span in between makes the dspy-o11y span under it the app root', async () => {
+  recorded.reset();
+  await instrumented('GET /ask', () =>
+    withTrace({ name: 'ask' }, () => instrumented('auth.check', () => span('answer', async () => sleep(1)))),
+  );
+  await collect(1);
+  const answer = r.span('answer');
+  assert.equal(answer.traceId, otel('GET /ask').spanContext().traceId);
+  assert.equal(answer.parentSpanId, otel('auth.check').spanContext().spanId);
+  assert.equal(parentOf(otel('auth.check')), otel('GET /ask').spanContext().spanId);
+  assert.equal(answer.attributes?.['dspy.app_root'], true);
+});
+
+test('a sampled-out trace hands OpenTelemetry an unsampled parent: a ParentBased sampler drops the children too', async () => {
+  recorded.reset();
+  try {
+    configure({ sampleRatio: 0 });
+    await span('dropped', () => instrumented('child-of-dropped', () => sleep(1)));
+  } finally {
+    configure({ sampleRatio: undefined });
+  }
+  await span('kept', () => instrumented('child-of-kept', () => sleep(1)));
+  await collect(1);
+  assert.equal(r.spans().some((s) => s.name === 'dropped'), false);
+  assert.deepEqual(recorded.getFinishedSpans().map((s) => s.name), ['child-of-kept']);
+});
+
+test('opt-out: with configure({ otelContext: false }) OpenTelemetry spans inside ours are not its children', async () => {
+  recorded.reset();
+  try {
+    configure({ otelContext: false });
+    await span('private', () => instrumented('not-a-child', () => sleep(1)));
+  } finally {
+    configure({ otelContext: undefined });
+  }
+  await collect(1);
+  assert.notEqual(otel('not-a-child').spanContext().traceId, r.span('private').traceId);
+  assert.equal(parentOf(otel('not-a-child')), undefined);
+});
+
+test('a broken context manager costs the link, never the call: the callback runs once, its value and error pass through unchanged', async () => {
+  const g = globalThis as Record<symbol, unknown>;
+  const real = g[OTEL_API];
+  const active = () => ({ getValue: () => undefined, setValue: () => ({}) });
+  const managers: [string, unknown][] = [
+    ['with() throws before calling', { context: { active, with: () => { throw new Error('manager'); } } }],
+    ['with() never calls', { context: { active, with: () => 'not the value' } }],
+    ['setValue() throws', { context: { active: () => ({ getValue: () => undefined, setValue: () => { throw new Error('boom'); } }), with: () => 0 } }],
+    ['setValue() returns undefined', { context: { active: () => ({ getValue: () => undefined, setValue: () => undefined }), with: () => 0 } }],
+    ['with is not a function', { context: { active, with: 1 } }],
+  ];
+  const boom = new Error('from the app');
+  try {
+    for (const [name, api] of managers) {
+      g[OTEL_API] = api;
+      let calls = 0;
+      assert.equal(span(`v:${name}`, () => ++calls), 1, name);
+      assert.equal(calls, 1, name);
+      assert.equal(await generation(`g:${name}`, async () => 'ok'), 'ok', name);
+      calls = 0;
+      assert.throws(
+        () =>
+          span(`e:${name}`, () => {
+            calls++;
+            throw boom;
+          }),
+        (e) => e === boom,
+        name,
+      );
+      assert.equal(calls, 1, name);
+    }
+  } finally {
+    g[OTEL_API] = real;
+  }
+  await collect(3 * managers.length);
+  for (const [name] of managers) assert.equal(r.span(`e:${name}`).status?.code, 'error', name);
+});
