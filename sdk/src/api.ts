@@ -442,7 +442,7 @@ function sendEvent(name: string, attributes: Readonly<Record<string, unknown>> |
  *
  * Target: `traceId`/`observationId`/`sessionId` when given. With none of them, the active span
  * (its trace, and the span itself as `observationId`), or inside `withTrace` but outside any
- * span, the trace alone. An `observationId` alone is taken in the active trace; a `sessionId`
+ * span, the trace alone, or inside an OpenTelemetry span only (`otelContext`), its trace alone. An `observationId` alone is taken in the active trace; a `sessionId`
  * alone scores the session (the active trace is not added). `dataType` defaults from the value:
  * number → NUMERIC, boolean → BOOLEAN, string → CATEGORICAL.
  *
@@ -465,6 +465,14 @@ export function score(options: ScoreOptions): void {
         traceId = scope.traceId;
         sampled = scope.sampled;
         if (none(observationId) && scope instanceof SpanImpl) observationId = scope.spanId;
+      } else {
+        // Inside an OpenTelemetry span only: its trace, not the span as the observation (the app's
+        // OpenTelemetry spans may go to another backend than Langfuse).
+        const otel = otelParent();
+        if (otel) {
+          traceId = otel.traceId;
+          sampled = otel.sampled;
+        }
       }
     }
     emitScore(

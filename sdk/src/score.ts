@@ -27,7 +27,8 @@ export interface ScoreOptions extends SpanScoreOptions {
   value: ScoreValue;
   /**
    * The target. With none of `traceId`, `observationId`, `sessionId`: the active span (its trace
-   * and its span as the observation), or inside `withTrace` but outside any span, the trace. An
+   * and its span as the observation), or inside `withTrace` but outside any span, the trace (or
+   * inside an OpenTelemetry span only, its trace). An
    * `observationId` alone is taken in the active trace. A `sessionId` alone scores the session.
    */
   traceId?: string;

@@ -13,7 +13,7 @@ import { context, type Span, type Tracer } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import type { SpanRecord } from '@dspy-o11y/proto';
-import { configure, event, flush, generation, span, startSpan, withActiveSpan, withTrace, wrapOpenAI } from '../src/index.js';
+import { configure, event, flush, generation, score, span, startSpan, withActiveSpan, withTrace, wrapOpenAI } from '../src/index.js';
 import { FakeProvider, chatCompletion, useFakeProvider } from './support/fake-provider.js';
 import { UnixReceiver, sleep, useReceiver } from './support/receiver.js';
 
@@ -163,6 +163,20 @@ test('opt-out: with configure({ otelContext: false }) OpenTelemetry spans inside
   await collect(1);
   assert.notEqual(otel('not-a-child').spanContext().traceId, r.span('private').traceId);
   assert.equal(parentOf(otel('not-a-child')), undefined);
+});
+
+test('score() inside an OpenTelemetry span but outside any dspy-o11y scope scores its trace (not the span, which may not be in Langfuse)', async () => {
+  recorded.reset();
+  await instrumented('GET /feedback', async () => score({ name: 'helpful', value: 1 }));
+  score({ name: 'no-target', value: 1 }); // outside both: dropped, as before
+  assert.equal(await flush(), true);
+  await r.waitFor(() => r.scores().length >= 1, 15_000, 'the score');
+  const [s] = r.scores();
+  assert.equal(r.scores().length, 1);
+  assert.equal(s.name, 'helpful');
+  // Before: no target, so the score was dropped as score_without_target.
+  assert.equal(s.traceId, otel('GET /feedback').spanContext().traceId);
+  assert.equal(s.observationId, undefined);
 });
 
 test('a broken context manager costs the link, never the call: the callback runs once, its value and error pass through unchanged', async () => {
