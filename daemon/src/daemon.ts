@@ -12,7 +12,7 @@ import { ExportLoop } from './export/export-loop.js';
 import { createScoreSink } from './export/scores.js';
 import type { SpanExporter } from './export/types.js';
 import { LANGFUSE_TRACES_PATH } from './export/http-exporter.js';
-import { authorize, type AuthOptions } from './ingest/auth.js';
+import { authorize, refusalWarner, schemeOf, type AuthOptions } from './ingest/auth.js';
 import { registerIngestRoutes } from './ingest/http.js';
 import { LANGFUSE_API_PREFIX, OTLP_TRACES_PATH, registerOtlpRoutes } from './ingest/otlp-http.js';
 import { LineSplitter } from './ingest/line-splitter.js';
@@ -160,6 +160,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
       },
       listeners: { socket: config.socket, http: httpUrl },
       connections: { open: socket?.connections ?? 0, max: config.maxConnections, refused: stats.connectionsRefused.get(['uds']) },
+      requests: { refused: Object.fromEntries([...stats.requestsRefused.entries()].map(([l, v]) => [`${l.transport}/${l.reason}`, v])) },
       tail: { readers: sink.tailListeners.size, max: MAX_TAIL_READERS },
       queue: { spans: queue.spans, bytes: queue.bytes, maxSpans: config.queue.maxSpans, maxBytes: config.queue.maxBytes, inFlightSpans: loop.inFlightSpans, memoryLimit: config.memoryLimitBytes, rss: process.memoryUsage.rss() },
       spans: { received: stats.spansReceived, exported: stats.spansExported, dropped, queued: queue.spans, inFlight: loop.inFlightSpans },
@@ -189,7 +190,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
       });
     }
     if (config.http) {
-      app = buildHttp(config, sink, stats, { status, registry: metrics.registry, sink });
+      app = buildHttp(config, sink, stats, log, { status, registry: metrics.registry, sink });
       const { host, port } = config.http;
       // Name the flag: "listen EADDRINUSE … 127.0.0.1:4318" alone does not say what to change.
       const address = await app.listen({ host, port }).catch((err: NodeJS.ErrnoException) => {
@@ -303,7 +304,7 @@ const INGEST_ROUTES: Readonly<Record<string, 'http' | 'otlp'>> = { '/v1/ingest':
 /** Routes that stay open with --ingest-token: liveness, readiness, Prometheus. */
 const OPEN_ROUTES = new Set(['/healthz', '/readyz', '/metrics']);
 
-function buildHttp(config: DaemonConfig, sink: RecordSink, stats: Stats, ops: Parameters<typeof registerOpsRoutes>[1]): FastifyInstance {
+function buildHttp(config: DaemonConfig, sink: RecordSink, stats: Stats, log: Logger, ops: Parameters<typeof registerOpsRoutes>[1]): FastifyInstance {
   const bodyLimit = Math.max(32 * 1024 * 1024, config.maxRecordBytes * 4);
   // requestTimeout: a client that sends part of a body and then nothing (or a trickle) is cut off
   // (408) instead of holding up to a body's worth of memory for ever, like the partial lines of
@@ -328,14 +329,28 @@ function buildHttp(config: DaemonConfig, sink: RecordSink, stats: Stats, ops: Pa
       : undefined,
   };
   if (auth.token !== undefined || auth.langfuseKeys) {
+    const warnRefused = refusalWarner(log);
     app.addHook('onRequest', async (request, reply) => {
       // Probes and scrapers cannot send a token and get no record contents; everything else
       // (ingest, /v1/tail's live records, /v1/status's exporter errors) needs it.
       if ((request.method === 'GET' || request.method === 'HEAD') && OPEN_ROUTES.has(request.routeOptions.url ?? '')) return;
       const langfusePath = request.url.startsWith(`${LANGFUSE_API_PREFIX}/`);
       const refusal = authorize(request.headers.authorization, langfusePath, auth);
+      if (refusal === undefined) return;
+      // Counted and logged, or only the app would see its 401. Ingest routes under their records'
+      // transport label; the rest (status, tail, unknown paths) as `other`.
+      const transport = INGEST_ROUTES[request.routeOptions.url ?? ''] ?? 'other';
+      stats.requestsRefused.add([transport, refusal.reason]);
+      warnRefused(refusal, {
+        transport,
+        method: request.method,
+        // No query (a client may put anything there), and bounded: the path is the client's text.
+        path: request.url.split('?')[0]!.slice(0, 200),
+        remoteAddress: request.ip,
+        scheme: schemeOf(request.headers.authorization),
+      });
       // Langfuse answers `{"message": …}`: what its SDKs and their users expect there.
-      if (refusal !== undefined) return reply.code(401).send(langfusePath ? { message: refusal } : { error: refusal });
+      return reply.code(401).send(langfusePath ? { message: refusal.message } : { error: refusal.message });
     });
   }
   // Bodies Fastify refuses before a route runs (past the body limit, a media type no route reads)

@@ -23,6 +23,8 @@ export interface DaemonStatus {
   };
   /** Unix socket connections open now, their cap (`--max-connections`, 0: none) and those refused past it since start. */
   connections: { open: number; max: number; refused: number };
+  /** HTTP requests refused (401) since start, by `transport/reason` (`requests_refused_total`). */
+  requests: { refused: Record<string, number> };
   /** `/v1/tail` readers connected now and their cap. */
   tail: { readers: number; max: number };
   spans: { received: number; exported: number; dropped: Record<string, number>; queued: number; inFlight: number };

@@ -57,6 +57,8 @@ export class Stats {
   readonly repairs = new LabeledCounts<'reason'>(['reason']);
   /** Connections refused past a cap (`uds`: --max-connections). */
   readonly connectionsRefused = new LabeledCounts<'transport'>(['transport']);
+  /** HTTP requests refused (401) by the auth check (ingest/auth.ts), by route transport and reason. */
+  readonly requestsRefused = new LabeledCounts<'transport' | 'reason'>(['transport', 'reason']);
   readonly dropped: Record<DropReason, number> = {
     queue_overflow: 0, retries_exhausted: 0, rejected: 0, shutdown: 0, client_buffer: 0, sampled: 0,
   };
