@@ -21,7 +21,7 @@ import { listenSocket, type SocketReceiver } from './ingest/socket.js';
 import { createMetrics } from './ops/metrics.js';
 import { MAX_TAIL_READERS, registerOpsRoutes, type DaemonStatus } from './ops/routes.js';
 import { Stats } from './ops/stats.js';
-import { setQueueMemoryCeiling } from './model.js';
+import { setQueueMemoryCeiling, type QueuedSpan, type Resource } from './model.js';
 import { SpanQueue } from './queue/span-queue.js';
 import { lockSpoolDir, recoverSpoolTmp, removeSpoolFiles, replaySpool, writeSpool } from './queue/spool.js';
 import { VERSION } from './version.js';
@@ -103,6 +103,8 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
   // files are removed only once what they held has left the daemon (see spoolGone): a failed
   // start, or a crash before that, must not lose them.
   let spoolFiles: string[] = [];
+  /** The resources of the replayed spans (the spool's `hello`s): they tell its spans from the apps'. */
+  const spoolResources = new WeakSet<Resource>();
   let spooledSpans = 0;
   let spooledScores = 0;
   // Ours alone from here to the exit (released by stop() once no spool write goes on, or below if the start fails).
@@ -119,10 +121,18 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
     let splitter: LineSplitter | undefined;
     spoolFiles = await replaySpool(config.spoolDir, {
       begin: () => {
-        const session = sink.session('spool');
+        // A resource of its own even before a `hello`: the replayed spans are told apart by theirs.
+        const session = sink.session('spool', { attributes: {} });
         // No --max-record-bytes here: these lines were accepted once (an OTLP span has only the body
         // limit, an event grows as it becomes a span); refusing them now would lose them.
-        splitter = new LineSplitter(Number.MAX_SAFE_INTEGER, (buf, s, e, ascii) => sink.acceptLine(session, buf, s, e, ascii), () => undefined);
+        splitter = new LineSplitter(
+          Number.MAX_SAFE_INTEGER,
+          (buf, s, e, ascii) => {
+            sink.acceptLine(session, buf, s, e, ascii);
+            spoolResources.add(session.resource);
+          },
+          () => undefined,
+        );
       },
       chunk: (bytes) => splitter?.push(bytes),
       end: () => splitter?.end(),
@@ -131,14 +141,17 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
     spooledSpans = queue.spans;
     spooledScores = stats.scoresReceived;
   }
-  // The replayed spans are the first in the queue, so they have all left it (exported, or dropped
-  // and counted) once that many more spans have left it than at this point. Every score received
-  // so far came from the spool: they have all left once as many scores have left the sender.
-  // Sampled-out spans are dropped before the queue: they never took a replayed span's place.
-  const spansGone = () => stats.spansExported + stats.droppedInDaemon() - stats.dropped.sampled;
+  // The replayed spans have all left the daemon (exported, or dropped and counted) once none is
+  // queued or in flight. Not a count of spans gone: the apps' spans dropped while the replayed
+  // ones were in flight (a full queue, the backend down) counted too, and the spool was removed
+  // under spans a crash then lost. They were queued before any other, and the queue keeps its
+  // order (a batch put back goes to the front): none is queued once the oldest queued span is
+  // not one. Every score received so far came from the spool: they have all left once as many
+  // scores have left the sender.
+  const isSpooled = (q: QueuedSpan) => spoolResources.has(q.resource);
+  const spansGone = () => !(queue.oldestResource && spoolResources.has(queue.oldestResource)) && !loop.holdsAny(isSpooled);
   const scoresGone = () => stats.scoresExported + Object.values(stats.scoresDropped).reduce((t, n) => t + n, 0);
-  const spansGoneAtReplay = spansGone();
-  const spoolGone = () => spansGone() - spansGoneAtReplay >= spooledSpans && scoresGone() >= spooledScores;
+  const spoolGone = () => spansGone() && scoresGone() >= spooledScores;
   let spoolWatch: NodeJS.Timeout | undefined;
 
   let httpUrl: string | undefined;

@@ -286,6 +286,25 @@ describe('faults', () => {
     await invariant(d3);
   });
 
+  test('a spool is kept while its spans are in flight, however many newer spans the queue drops meanwhile: a crash then loses nothing', async () => {
+    const spool = await spoolWithBackendDown('spool-overflow', 'overflow', 100);
+    // The next run replays it into one batch, retried while the backend is still down…
+    const d2 = await start(['--flush-interval', '20', '--spool-dir', spool, '--queue-max-spans', '100', '--batch-max-spans', '100']);
+    await d2.eventually(async () => assert.equal((await d2.status()).spans.inFlight, 100));
+    // …while the apps go on sending: the queue is full, and drops its oldest (none of them spooled).
+    await sendOverSocket(socket, lines(1000, 1200));
+    await d2.eventually(async () => assert.equal((await d2.status()).spans.dropped.queue_overflow, 100));
+    await new Promise((r) => setTimeout(r, 1_500)); // past the daemon's check of the replayed spool
+    assert.equal(spoolFilesIn(spool).length, 1, 'still there: its spans are in flight, not delivered');
+    assert.equal((await d2.stop('SIGKILL')).signal, 'SIGKILL');
+    fake.mode(null);
+    const d3 = await start(['--flush-interval', '20', '--spool-dir', spool]);
+    await fake.waitForSpans(100, 15_000);
+    assert.deepEqual(new Set(fake.spans.map((s) => s.spanId)), new Set(lines(0, 100).map((l) => (JSON.parse(l) as { spanId: string }).spanId)));
+    await d3.eventually(() => assert.equal(spoolFilesIn(spool).length, 0));
+    await invariant(d3);
+  });
+
   test('one daemon per spool dir: a second one is refused with the first one\'s pid; the dir is free again once it stops', async () => {
     const spool = join(tmp.dir, 'spool-locked');
     const d = await start(['--spool-dir', spool]);

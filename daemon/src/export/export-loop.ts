@@ -111,6 +111,12 @@ export class ExportLoop {
     return [...left, ...this.unfinished, ...queued()];
   }
 
+  /** Whether a span taken from the queue and not yet delivered or dropped passes `test`. */
+  holdsAny(test: (span: QueuedSpan) => boolean): boolean {
+    for (const batch of this.unsettled) if (batch.some(test)) return true;
+    return false;
+  }
+
   /** `batch` is no longer in flight. False once `stop()` gave up on the loop (it already returned the batch). */
   private settle(batch: QueuedSpan[]): boolean {
     if (this.abandoned) return false;

@@ -46,6 +46,11 @@ export class SpanQueue {
     return this.byteCount;
   }
 
+  /** The resource of the oldest queued span; undefined when the queue is empty. */
+  get oldestResource(): Resource | undefined {
+    return this.count > 0 ? this.resources[this.head] : undefined;
+  }
+
   /** Queue a span (the queue takes over its bytes: `item` is spent). */
   push(item: QueuedSpan): void {
     if (item.bytes > this.bounds.maxBytes) {
