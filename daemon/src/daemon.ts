@@ -146,12 +146,16 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
   // ones were in flight (a full queue, the backend down) counted too, and the spool was removed
   // under spans a crash then lost. They were queued before any other, and the queue keeps its
   // order (a batch put back goes to the front): none is queued once the oldest queued span is
-  // not one. Every score received so far came from the spool: they have all left once as many
-  // scores have left the sender.
+  // not one. Every score received so far came from the spool, and the sender sends its queue in
+  // order: the spool's have all left once as many have left the sender's queue (delivered, or
+  // dropped there) as the spool put in it. Not counting the scores dropped as they arrive
+  // (invalid, sampled, …): an app's refused there never waited behind the spool's.
   const isSpooled = (q: QueuedSpan) => spoolResources.has(q.resource);
   const spansGone = () => !(queue.oldestResource && spoolResources.has(queue.oldestResource)) && !loop.holdsAny(isSpooled);
-  const scoresGone = () => stats.scoresExported + Object.values(stats.scoresDropped).reduce((t, n) => t + n, 0);
-  const spoolGone = () => spansGone() && scoresGone() >= spooledScores;
+  const { scoresDropped } = stats;
+  const scoresLeftSender = () => stats.scoresExported + scoresDropped.queue_overflow + scoresDropped.retries_exhausted + scoresDropped.rejected;
+  const spooledScoresSent = spooledScores - (scoresDropped.invalid + scoresDropped.sampled + scoresDropped.unsupported_exporter + scoresDropped.shutdown);
+  const spoolGone = () => spansGone() && scoresLeftSender() >= spooledScoresSent;
   let spoolWatch: NodeJS.Timeout | undefined;
 
   let httpUrl: string | undefined;

@@ -395,6 +395,30 @@ describe('faults', () => {
     assert.deepEqual({ received: s.scores.received, exported: s.scores.exported }, { received: 3, exported: 3 });
   });
 
+  test('a spool is kept while its scores are unsent, whatever scores of the apps are refused meanwhile: a crash then loses nothing', async () => {
+    const spool = join(tmp.dir, 'spool-scores');
+    fake.failScores({ status: 503 }, 1_000);
+    const d = await start(['--flush-interval', '20', '--shutdown-timeout', '300', '--spool-dir', spool]);
+    await sendOverSocket(socket, [JSON.stringify({ v: 1, type: 'score', traceId: TRACE, name: 'kept', value: 1 })]);
+    await d.eventually(async () => assert.equal((await d.status()).scores.received, 1));
+    assert.equal((await d.stop('SIGTERM')).code, 0);
+    assert.equal(spoolFilesIn(spool).length, 1);
+    // The next run replays it while Langfuse still refuses scores, and an app sends scores Langfuse
+    // would refuse (no trace or session), dropped at once as invalid.
+    const d2 = await start(['--flush-interval', '20', '--spool-dir', spool]);
+    await d2.eventually(async () => assert.equal((await d2.status()).scores.inFlight, 1));
+    await sendOverSocket(socket, [0, 1].map((i) => JSON.stringify({ v: 1, type: 'score', name: `orphan${i}`, value: i })));
+    await d2.eventually(async () => assert.equal((await d2.status()).scores.dropped.invalid, 2));
+    await new Promise((r) => setTimeout(r, 1_500)); // past the daemon's check of the replayed spool
+    assert.equal(spoolFilesIn(spool).length, 1, 'still there: its score is not delivered');
+    assert.equal((await d2.stop('SIGKILL')).signal, 'SIGKILL');
+    fake.clearFaults();
+    const d3 = await start(['--flush-interval', '20', '--spool-dir', spool]);
+    const stored = await fake.waitForScores(1);
+    assert.deepEqual(stored.map((s) => (s.body as { name: string }).name), ['kept']);
+    await d3.eventually(() => assert.equal(spoolFilesIn(spool).length, 0));
+  });
+
   test('without --spool-dir, scores the shutdown could not deliver are counted and logged as dropped', async () => {
     fake.failScores({ status: 503 }, 1_000);
     const d = await start(['--flush-interval', '20', '--shutdown-timeout', '300']);
