@@ -33,14 +33,22 @@ export interface OptionSpec {
  * `1e3` or `1000.0` that `z.coerce.number()` took before, so such a config keeps working. Not
  * `z.coerce.number()` itself: it read `' '` as 0 (for --max-connections: no limit) and `0x10` as 16.
  */
-const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
+const int = (min: number, max = Number.MAX_SAFE_INTEGER, maxMessage?: string) =>
   z
     .string()
     .trim()
     .regex(DECIMAL_NUMBER, 'must be a whole number in decimal digits')
     .transform(Number)
     // Bounds first: 1e20 is too big, not "not whole" (.int() also refuses past 2^53).
-    .pipe(z.number().min(min).max(max).refine(Number.isInteger, 'must be a whole number'));
+    .pipe(z.number().min(min).max(max, maxMessage).refine(Number.isInteger, 'must be a whole number'));
+/** The longest delay a Node timer takes (2^31 - 1 ms): a longer one fires after 1 ms, with a warning each time. */
+export const TIMER_MAX_MS = 2_147_483_647;
+/**
+ * A time in ms that a timer waits for. Past TIMER_MAX_MS, --export-timeout timed every export out
+ * at once (each resent, then dropped), --flush-interval woke the batcher every ms (a warning line
+ * each time) and --shutdown-timeout cut the flush short at once.
+ */
+const ms = (min: number) => int(min, TIMER_MAX_MS, `must be at most ${TIMER_MAX_MS} ms (about 24.8 days), the longest a timer can wait`);
 /** A decimal number (`0.25`, `.5`, `1e-2`); `' '` was 0 (a sample ratio that dropped every trace). */
 const decimal = z
   .string()
@@ -146,11 +154,11 @@ const ConfigSchema = z.object({
   memoryLimit: int(0).optional(),
   batchMaxSpans: int(1),
   batchMaxBytes: int(1024),
-  flushInterval: int(1),
-  exportTimeout: int(1),
+  flushInterval: ms(1),
+  exportTimeout: ms(1),
   maxRetries: int(0),
   spoolDir: text('is blank').optional(),
-  shutdownTimeout: int(0),
+  shutdownTimeout: ms(0),
   maxRecordBytes: int(64),
   partialLineTimeout: int(0),
   maxConnections: int(0),

@@ -46,6 +46,18 @@ describe('cli', () => {
     await assertConfigErrors(cases);
   });
 
+  test('a time in ms longer than a timer can wait (2^31 - 1 ms, about 24.8 days) is a config error: Node would fire it after 1 ms', async () => {
+    const check = ['check', '--socket', '', '--http', '127.0.0.1:0', '--exporter', 'console'];
+    await assertConfigErrors([
+      [[...check, '--export-timeout', '2147483648'], {}, /^dspy-o11yd: invalid --export-timeout "2147483648": must be at most 2147483647 ms/],
+      [[...check, '--flush-interval', '3000000000'], {}, /^dspy-o11yd: invalid --flush-interval "3000000000": must be at most 2147483647 ms/],
+      [check, { DSPY_O11YD_SHUTDOWN_TIMEOUT: '99999999999' }, /^dspy-o11yd: invalid --shutdown-timeout \(from DSPY_O11YD_SHUTDOWN_TIMEOUT\) "99999999999": must be at most 2147483647 ms/],
+      [['check', '--socket', '', '--http', '127.0.0.1:0', '--exporter', 'otlp', '--otlp-endpoint', 'http://127.0.0.1:9/v1/traces'], { OTEL_EXPORTER_OTLP_TIMEOUT: '2147483648' }, /^dspy-o11yd: invalid --export-timeout \(from OTEL_EXPORTER_OTLP_TIMEOUT\) "2147483648": must be at most/],
+    ]);
+    const longest = await runCli([...check, '--export-timeout', '2147483647', '--flush-interval', '2147483647', '--shutdown-timeout', '2147483647']);
+    assert.equal(longest.code, 0, longest.stderr);
+  });
+
   test('--otlp-headers: an entry that is not name=value is a config error (not dropped, not a failing export), its text never shown', async () => {
     const otlp = ['start', '--socket', '', '--http', '127.0.0.1:0', '--exporter', 'otlp', '--otlp-endpoint', 'http://127.0.0.1:9/v1/traces'];
     await assertConfigErrors([
