@@ -42,6 +42,8 @@ export interface RunningDaemon {
 const OVERFLOW_LOG_INTERVAL_MS = 10_000;
 /** How long clients get to close their connections after EOF at shutdown (capped by --shutdown-timeout). */
 const SOCKET_CLOSE_GRACE_MS = 1_000;
+/** How long HTTP requests in progress at shutdown get to finish (capped by --shutdown-timeout); then they are cut off. */
+const HTTP_CLOSE_GRACE_MS = 1_000;
 /**
  * With --spool-dir, the end of --shutdown-timeout kept for writing the spool (at most a fifth of
  * it): what the disk has not taken by the deadline is counted as dropped.
@@ -243,6 +245,18 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
   );
   if (config.exporterNote) log.warn(config.exporterNote);
 
+  /** Stop listening; requests in progress are answered, or cut off after `graceMs`. */
+  const closeHttp = async (graceMs: number) => {
+    if (!app) return;
+    const server = app.server;
+    const force = setTimeout(() => server.closeAllConnections(), graceMs);
+    try {
+      await app.close();
+    } finally {
+      clearTimeout(force);
+    }
+  };
+
   let stopping: Promise<void> | undefined;
   const hurried = new AbortController();
   const stop = () =>
@@ -254,7 +268,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
       // With a spool, the end of the timeout is kept for writing it, so the exit stays within it
       // (an orchestrator's grace period is usually the same 10 s, then SIGKILL).
       const spoolReserveMs = config.spoolDir ? Math.min(SPOOL_WRITE_TIMEOUT_MS, config.shutdownTimeoutMs / 5) : 0;
-      await Promise.all([socket?.close(Math.min(SOCKET_CLOSE_GRACE_MS, config.shutdownTimeoutMs)), app?.close()]);
+      await Promise.all([socket?.close(Math.min(SOCKET_CLOSE_GRACE_MS, config.shutdownTimeoutMs)), closeHttp(Math.min(HTTP_CLOSE_GRACE_MS, config.shutdownTimeoutMs))]);
       clearInterval(spoolWatch);
       const [left, unsent] = await Promise.all([
         loop.stop(Math.max(0, remaining() - spoolReserveMs), () => queue.drain(), hurried.signal),
@@ -331,10 +345,17 @@ function buildHttp(config: DaemonConfig, sink: RecordSink, stats: Stats, log: Lo
   const app = Fastify({
     logger: false,
     bodyLimit,
-    forceCloseConnections: true,
+    // At close, idle connections go at once; a request in progress is answered (its records are
+    // being accepted: cut off, its client would send them all again), within stop()'s grace.
+    forceCloseConnections: 'idle',
     // Node checks request deadlines every connectionsCheckingInterval (30 s by default): a 500 ms
     // timeout fired after 30 to 90 s. Checked at least every second here.
     serverFactory: (handler) => createHttpServer({ requestTimeout: readTimeoutMs, connectionsCheckingInterval: Math.min(1_000, readTimeoutMs) }, handler),
+  });
+  // Once closing, answers close their connection: a keep-alive one would otherwise hold the close.
+  app.addHook('onSend', async (_request, reply, payload) => {
+    if (!app.server.listening) void reply.header('connection', 'close');
+    return payload;
   });
   app.removeAllContentTypeParsers();
   // Bodies stay raw: each route frames and validates them itself (NDJSON lines, OTLP protobuf).

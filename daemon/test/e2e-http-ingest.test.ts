@@ -9,6 +9,7 @@ import { request } from 'node:http';
 import { join } from 'node:path';
 import { deflateRawSync, deflateSync, gzipSync } from 'node:zlib';
 import { sendOverSocket, startDaemonProcess, tempDir, type DaemonProcess } from './support/daemon-process.js';
+import { startFakeLangfuse } from './support/fake-langfuse.js';
 
 const span = (id: string, name = 'http-ingest') =>
   JSON.stringify({ v: 1, type: 'span', traceId: 'c'.repeat(32), spanId: id, name, startTimeUnixNano: '1732700000000000000', endTimeUnixNano: '1732700000000000005' });
@@ -162,6 +163,35 @@ describe('a large body of tiny records', () => {
     assert.equal(status, 200);
     assert.deepEqual({ accepted: answer.accepted, rejected: answer.rejected }, { accepted: 0, rejected: 15_000_000 });
     assert.deepEqual(order, ['healthz', 'ingest']);
+  });
+});
+
+describe('SIGTERM while a request is being read', () => {
+  test('the request is answered with what it accepted, not cut off (a client would send it again); its spans are delivered by the flush', async () => {
+    const keys = { LANGFUSE_PUBLIC_KEY: 'pk-lf-term', LANGFUSE_SECRET_KEY: 'sk-lf-term' };
+    const fake = await startFakeLangfuse({ publicKey: keys.LANGFUSE_PUBLIC_KEY, secretKey: keys.LANGFUSE_SECRET_KEY });
+    const d = await startDaemonProcess(['--socket', '', '--http', '127.0.0.1:0', '--flush-interval', '20'], { ...keys, LANGFUSE_HOST: fake.url });
+    try {
+      const n = 20_000;
+      const body = Array.from({ length: n }, (_, i) => span((i + 1).toString(16).padStart(16, '0'))).join('\n') + '\n';
+      const url = new URL(`${d.httpUrl}/v1/ingest`);
+      const answer = await new Promise<{ status?: number; body?: string; error?: string }>((resolve) => {
+        const req = request({ host: url.hostname, port: url.port, path: url.pathname, method: 'POST', headers: { 'content-type': 'application/x-ndjson' } }, (res) => {
+          let text = '';
+          res.setEncoding('utf8').on('data', (c: string) => (text += c)).on('end', () => resolve({ status: res.statusCode, body: text }));
+        });
+        req.on('error', (err) => resolve({ error: err.message }));
+        // SIGTERM once the whole body is handed to the kernel: the daemon is still reading or splitting it.
+        req.end(body, () => d.child.kill('SIGTERM'));
+      });
+      assert.equal(answer.status, 202, JSON.stringify(answer));
+      assert.deepEqual(JSON.parse(answer.body!), { accepted: n, rejected: 0, errors: [] });
+      assert.equal((await d.exited).code, 0);
+      assert.equal(new Set(fake.spans.map((s) => s.spanId)).size, n);
+    } finally {
+      await d.stop('SIGKILL');
+      await fake.close();
+    }
   });
 });
 

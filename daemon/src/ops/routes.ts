@@ -1,4 +1,5 @@
 /** Operations endpoints: liveness, readiness, Prometheus metrics, JSON status, live tail. */
+import type { ServerResponse } from 'node:http';
 import type { FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
 import type { RecordSink } from '../ingest/record-sink.js';
@@ -53,6 +54,13 @@ export const MAX_TAIL_READERS = 16;
 export const TAIL_BUFFER_BYTES = 1024 * 1024;
 
 export function registerOpsRoutes(app: FastifyInstance, hooks: OpsHooks): void {
+  // Tail streams never end by themselves: cut at shutdown, not left to hold the listener's close.
+  const tails = new Set<ServerResponse>();
+  app.addHook('preClose', (done) => {
+    for (const res of tails) res.destroy();
+    done();
+  });
+
   app.get('/healthz', async () => ({ status: 'ok' }));
 
   app.get('/readyz', async (_request, reply) => {
@@ -93,9 +101,11 @@ export function registerOpsRoutes(app: FastifyInstance, hooks: OpsHooks): void {
     }, TAIL_HEARTBEAT_MS);
     heartbeat.unref();
     hooks.sink.tailListeners.add(listener);
+    tails.add(res);
     request.raw.on('close', () => {
       clearInterval(heartbeat);
       hooks.sink.tailListeners.delete(listener);
+      tails.delete(res);
     });
   });
 }
