@@ -46,7 +46,8 @@ export const TIMER_MAX_MS = 2_147_483_647;
 /**
  * A time in ms that a timer waits for. Past TIMER_MAX_MS, --export-timeout timed every export out
  * at once (each resent, then dropped), --flush-interval woke the batcher every ms (a warning line
- * each time) and --shutdown-timeout cut the flush short at once.
+ * each time) and --shutdown-timeout cut the flush short at once; --partial-line-timeout (a socket
+ * timeout, which Node caps itself) printed a plain-text TimeoutOverflowWarning into the JSON log.
  */
 const ms = (min: number) => int(min, TIMER_MAX_MS, `must be at most ${TIMER_MAX_MS} ms (about 24.8 days), the longest a timer can wait`);
 /** A decimal number (`0.25`, `.5`, `1e-2`); `' '` was 0 (a sample ratio that dropped every trace). */
@@ -160,7 +161,7 @@ const ConfigSchema = z.object({
   spoolDir: text('is blank').optional(),
   shutdownTimeout: ms(0),
   maxRecordBytes: int(64),
-  partialLineTimeout: int(0),
+  partialLineTimeout: ms(0),
   maxConnections: int(0),
   httpReadTimeout: int(1),
   ingestToken: ingestToken.optional(),

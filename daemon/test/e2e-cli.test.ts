@@ -51,10 +51,11 @@ describe('cli', () => {
     await assertConfigErrors([
       [[...check, '--export-timeout', '2147483648'], {}, /^dspy-o11yd: invalid --export-timeout "2147483648": must be at most 2147483647 ms/],
       [[...check, '--flush-interval', '3000000000'], {}, /^dspy-o11yd: invalid --flush-interval "3000000000": must be at most 2147483647 ms/],
+      [[...check, '--partial-line-timeout', '2147483648'], {}, /^dspy-o11yd: invalid --partial-line-timeout "2147483648": must be at most 2147483647 ms/],
       [check, { DSPY_O11YD_SHUTDOWN_TIMEOUT: '99999999999' }, /^dspy-o11yd: invalid --shutdown-timeout \(from DSPY_O11YD_SHUTDOWN_TIMEOUT\) "99999999999": must be at most 2147483647 ms/],
       [['check', '--socket', '', '--http', '127.0.0.1:0', '--exporter', 'otlp', '--otlp-endpoint', 'http://127.0.0.1:9/v1/traces'], { OTEL_EXPORTER_OTLP_TIMEOUT: '2147483648' }, /^dspy-o11yd: invalid --export-timeout \(from OTEL_EXPORTER_OTLP_TIMEOUT\) "2147483648": must be at most/],
     ]);
-    const longest = await runCli([...check, '--export-timeout', '2147483647', '--flush-interval', '2147483647', '--shutdown-timeout', '2147483647']);
+    const longest = await runCli([...check, '--export-timeout', '2147483647', '--flush-interval', '2147483647', '--shutdown-timeout', '2147483647', '--partial-line-timeout', '2147483647']);
     assert.equal(longest.code, 0, longest.stderr);
   });
 
