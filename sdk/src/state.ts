@@ -175,12 +175,24 @@ function carry(drops: ReadonlyMap<string, number>): void {
  */
 export function flush(timeoutMs?: number): Promise<boolean> {
   try {
-    const t = transport;
-    if (!t) return Promise.resolve(true);
-    return t.flush(timeoutMs ?? cfg().flushTimeoutMs);
+    return flushAll(transport, timeoutMs ?? cfg().flushTimeoutMs);
   } catch {
     return Promise.resolve(false);
   }
+}
+
+/**
+ * `t`'s flush and those of the transports being retired (a configure() replaced them): true when
+ * each answers true. Their records are buffered too (sdkStats() counts them): flush() and
+ * shutdown() answered true at once while those were still on their way, and an app that exited
+ * right after lost them.
+ */
+function flushAll(t: Transport | undefined, timeoutMs: number): Promise<boolean> {
+  const all = [...retiring];
+  if (t && !retiring.has(t)) all.push(t);
+  if (all.length === 0) return Promise.resolve(true);
+  if (all.length === 1) return (all[0] as Transport).flush(timeoutMs);
+  return Promise.all(all.map((x) => x.flush(timeoutMs))).then((oks) => oks.every(Boolean));
 }
 
 /**
@@ -192,14 +204,14 @@ export function shutdown(timeoutMs?: number): Promise<boolean> {
   const t = transport;
   stopped = true;
   transport = undefined;
-  // A second call while the first is flushing answers with the first's outcome, not a premature true.
-  if (!t) return closing ?? Promise.resolve(true);
   let wait: number;
   try {
     wait = timeoutMs ?? cfg().flushTimeoutMs;
   } catch {
     wait = 0;
   }
+  // A second call while the first is flushing answers with the first's outcome, not a premature true.
+  if (!t) return closing ?? flushAll(undefined, wait);
   const done = closeTransport(t, wait).finally(() => {
     if (closing === done) closing = undefined;
   });
@@ -211,7 +223,7 @@ async function closeTransport(t: Transport, timeoutMs: number): Promise<boolean>
   let ok = false;
   retiring.add(t);
   try {
-    ok = await t.flush(timeoutMs);
+    ok = await flushAll(t, timeoutMs);
   } catch {
     ok = false;
   }

@@ -254,6 +254,8 @@ test('flush(): true once written; false when the daemon is absent or not reading
   span('lost', () => 1);
   const absent = await within(flush(60_000), 10_000, 'hung');
   assert.equal(absent, false, 'a failed connection attempt resolves flush at once, with false');
+  // That record can never be written: dropped here, else the next flush() waits for it too (false).
+  assert.equal(await shutdown(0), false);
 
   const r = await stalledReceiver({ maxBufferRecords: 100_000, maxBufferBytes: 64 * 1024 * 1024 });
   const big = 'z'.repeat(32 * 1024);
@@ -596,7 +598,7 @@ test('configure() to another endpoint: drops the old transport could not report 
   const r = await UnixReceiver.create();
   configure({ endpoint: r.endpoint, maxBufferRecords: 100_000 });
   span('new', () => 1);
-  assert.equal(await flush(), true);
+  assert.equal(await flush(), false, 'the old transport still held 10 records nobody could take');
   const reported = () => r.stats().filter((x) => x.reason === 'buffer_full').reduce((n, x) => n + x.droppedRecords, 0);
   await r.waitFor(() => reported() >= 20, 15_000, 'the old drops reported');
   await sleep(100);
@@ -634,4 +636,41 @@ test('shutdown(): flushes, closes the connection; later records are dropped (cou
   assert.equal(r.spans().at(-1)?.name, 'reconfigured');
   assertConservation();
   await r.dispose();
+});
+
+test('flush() and shutdown() wait for the records of a transport configure() replaced: they answered true at once while those were still on their way', async () => {
+  const r = await stalledReceiver({ maxBufferRecords: 10_000 });
+  try {
+    const input = 'i'.repeat(20_000);
+    for (let i = 0; i < 200; i++) span(`old${i}`, { input }, () => i);
+    await r.waitFor(() => sdkStats().inFlight > 0, 15_000, 'a write in flight');
+    // A new resource is a new transport: the old one is flushed (and then closed) in the background.
+    configure({ endpoint: r.endpoint, serviceName: 'replaced-1', flushTimeoutMs: 30_000 });
+    assert.ok(sdkStats().buffered + sdkStats().inFlight > 0, 'the old transport still holds records');
+    assert.equal(await flush(300), false, 'the daemon is not reading: those records are not written');
+    assert.equal(await shutdown(300), false, 'nor at shutdown()');
+    r.resumeReading();
+    assert.equal(await flush(30_000), true);
+    const s = sdkStats();
+    assert.equal(s.buffered + s.inFlight, 0, JSON.stringify(s));
+    await r.waitForSpans(201);
+    assert.equal(r.spans().filter((x) => x.name.startsWith('old')).length, 200);
+    assertConservation();
+
+    // The same through shutdown() alone: true only once the old transport's records are written.
+    r.stopReading();
+    configure({ endpoint: r.endpoint, serviceName: 'replaced-2', flushTimeoutMs: 30_000 });
+    for (let i = 0; i < 200; i++) span(`again${i}`, { input }, () => i);
+    await r.waitFor(() => sdkStats().inFlight > 0, 15_000, 'a write in flight');
+    configure({ endpoint: r.endpoint, serviceName: 'replaced-3', flushTimeoutMs: 30_000 });
+    const done = shutdown(30_000);
+    r.resumeReading();
+    assert.equal(await done, true);
+    assert.equal(sdkStats().buffered + sdkStats().inFlight, 0);
+    await r.waitFor(() => r.spans().filter((x) => x.name.startsWith('again')).length === 200, 15_000, 'every record');
+    assertConservation();
+  } finally {
+    r.resumeReading();
+    await r.dispose();
+  }
 });
