@@ -4,7 +4,8 @@
  * unchanged; with telemetry disabled every call is a cheap no-op around the callback.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { nowUnixNano, type Level, type ObservationType } from '@dspy-o11y/proto';
+import type { Level, ObservationType } from '@dspy-o11y/proto';
+import { nowUnixNano } from './clock.js';
 import { debug } from './config.js';
 import { dispatch, handlersFor, hasSubscribers } from './events.js';
 import { newSpanId, newTraceId, validSpanId, validTraceId } from './ids.js';
@@ -427,7 +428,7 @@ function sendEvent(name: string, attributes: Readonly<Record<string, unknown>> |
     const members = traceMembers + memberList(a);
     let s = `{"v":1,"type":"event","traceId":"${traceId}","spanId":"${newSpanId()}"`;
     if (scope?.spanId) s += `,"parentSpanId":"${scope.spanId}"`;
-    s += `,"name":${quoteName(recordName(name, 'event'))},"timeUnixNano":"${nowUnixNano()}"`;
+    s += `,"name":${quoteName(recordName(name, 'event'))},"timeUnixNano":"${scope instanceof SpanImpl ? scope.timeNow() : nowUnixNano()}"`;
     const line = members ? `${s},"attributes":{${members.slice(1)}}}\n` : `${s}}\n`;
     // Each value is capped, their number is not: too big for the daemon, the event keeps its trace's attributes only (as a span would).
     send(fitsRecord(line) ? line : `${s},"attributes":{${(traceMembers + ',"dspy.truncated":true').slice(1)}}}\n`);

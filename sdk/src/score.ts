@@ -4,7 +4,8 @@
  * accept, so a bad score is refused in the app (counted as rejected and dropped, with a debug
  * message) instead of travelling to the daemon to be refused there. Never throws.
  */
-import { keepTrace, nowUnixNano } from '@dspy-o11y/proto';
+import { keepTrace } from '@dspy-o11y/proto';
+import { nowUnixNano } from './clock.js';
 import { debug } from './config.js';
 import { validSpanId, validTraceId } from './ids.js';
 import { cfg, countInvalid, countSampledOut, send } from './state.js';

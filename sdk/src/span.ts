@@ -3,7 +3,8 @@
  * NDJSON line ONCE by string concatenation (no intermediate record object, no zod) and hands it
  * to the transport.
  */
-import { ATTR, EVENT_NAMES, OBSERVATION_TYPES, keepTrace, nowUnixNano, type AttributeValue, type Level, type ObservationType } from '@dspy-o11y/proto';
+import { ATTR, EVENT_NAMES, OBSERVATION_TYPES, keepTrace, type AttributeValue, type Level, type ObservationType } from '@dspy-o11y/proto';
+import { anchorAt, monotonicNs } from './clock.js';
 import { dispatch, handlersFor, type EventContext } from './events.js';
 import { newSpanId, newTraceId } from './ids.js';
 import { MAX_NAME_LENGTH, MAX_RECORD_BYTES, TRUNCATION_MARKER, attributeJson, fitsRecord, forEachReadable, memberList, quote, quoteName, recordName, toAttributeValue, toAttributes, toJson, validKey } from './json.js';
@@ -337,6 +338,8 @@ export class SpanImpl implements GenerationHandle, Scope {
   adoptable = false;
   llmCall: LlmCallState | undefined = undefined;
   private type: string;
+  /** Its clock's anchor to the wall clock (clock.ts): its parent's, so a child stays inside it. */
+  readonly anchor: bigint;
   private readonly start: string;
   private readonly generation: boolean;
   /** Attributes with a slot (see SLOT_KEYS), then all others. */
@@ -367,9 +370,16 @@ export class SpanImpl implements GenerationHandle, Scope {
       this.sampled = sampleTrace(this.traceId);
     }
     this.spanId = newSpanId();
-    this.start = nowUnixNano();
+    const now = monotonicNs();
+    this.anchor = parent instanceof SpanImpl ? parent.anchor : anchorAt(now);
+    this.start = (this.anchor + now).toString();
     // Its parent lives in another backend (or service): Langfuse would show no root for this part.
     if (parent instanceof TraceScope && parent.external) this.set(ATTR.appRoot, true);
+  }
+
+  /** Now on this span's clock, as a unix-ns string. */
+  timeNow(): string {
+    return (this.anchor + monotonicNs()).toString();
   }
 
   get isGeneration(): boolean {
@@ -467,7 +477,7 @@ export class SpanImpl implements GenerationHandle, Scope {
     if (this.ended || !this.sampled || this.eventCount >= MAX_EVENTS_PER_SPAN) return;
     try {
       const a = toAttributes(attributes, cfg().maxValueLength);
-      const ev = `{"name":${q(recordName(name, 'event'))},"timeUnixNano":"${nowUnixNano()}"${a ? `,"attributes":${q(a)}` : ''}}`;
+      const ev = `{"name":${q(recordName(name, 'event'))},"timeUnixNano":"${this.timeNow()}"${a ? `,"attributes":${q(a)}` : ''}}`;
       // Events past the record limit could never be sent (the span would go out without any):
       // not kept, so a span's 128 events cannot hold hundreds of MB until it ends.
       if ((this.events?.length ?? 0) + ev.length > MAX_RECORD_BYTES) return;
@@ -575,7 +585,7 @@ export class SpanImpl implements GenerationHandle, Scope {
   setCompletionStart(time?: string | number): this {
     if (this.ended) return this;
     let ns: string | undefined;
-    if (time === undefined) ns = nowUnixNano();
+    if (time === undefined) ns = this.timeNow();
     else if (typeof time === 'string') ns = time;
     else if (typeof time === 'number' && Number.isFinite(time) && time > 0) ns = `${Math.round(time)}000000`;
     // Milliseconds of 10^13 and more (nanoseconds given as a number, say) made 20+ digits or
@@ -627,7 +637,7 @@ export class SpanImpl implements GenerationHandle, Scope {
         this.ended = true;
         countSampledOut();
       } else {
-        const line = this.line(nowUnixNano());
+        const line = this.line(this.timeNow());
         this.ended = true;
         if (line !== undefined) send(line);
       }

@@ -1,8 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
-import { nowUnixNano, type SpanRecord } from '@dspy-o11y/proto';
+import type { SpanRecord } from '@dspy-o11y/proto';
 import { predict, span, subscribe, wrapOpenAI } from '../src/index.js';
+import { nowUnixNano } from '../src/clock.js';
 import { FakeProvider, useFakeProvider, chatCompletion, chatStream, textCompletion, textCompletionStream } from './support/fake-provider.js';
 import { UnixReceiver, flushedGenerations, useReceiver } from './support/receiver.js';
 
