@@ -64,7 +64,7 @@ type OtelContext = { getValue?: (key: symbol) => unknown; setValue?: (key: symbo
 type ContextManager = { active?: () => unknown; with?: (ctx: unknown, fn: (arg: never) => unknown, thisArg: undefined, arg: never) => unknown };
 type Span = { spanContext?: () => { traceId?: unknown; spanId?: unknown } | undefined };
 
-/** The context manager the app registered, if `otelContext` is on; never throws. */
+/** The context manager the app registered, if `otelContext` is on (callers catch: a broken global's getter may throw). */
 function managerOf(api: unknown): ContextManager | undefined {
   if (!cfg().otelContext) return undefined;
   const manager = (api as { context?: ContextManager } | null)?.context;
