@@ -20,7 +20,7 @@ import { toSpanRecord, toWireAttributes, toWireValue } from '../src/ingest/otlp-
 import { normalizeDialects } from '../src/ingest/otlp-dialects.js';
 import { encodeExportResponse } from '../src/ingest/otlp-http.js';
 import { exportTraceServiceRequestType, type AnyValue, type DecodedSpan } from '../src/otlp/decode.js';
-import type { FakeLangfuse, RecordedSpan } from './support/fake-langfuse.js';
+import { langfuseWouldDrop, type FakeLangfuse, type RecordedSpan } from './support/fake-langfuse.js';
 import { useLangfuseDaemon, type DaemonProcess } from './support/daemon-process.js';
 
 const KEYS = { LANGFUSE_PUBLIC_KEY: 'pk-lf-otlp', LANGFUSE_SECRET_KEY: 'sk-lf-otlp-secret' };
@@ -109,6 +109,21 @@ describe('OTLP/HTTP ingest through the real CLI', () => {
     assert.equal(ev.startTimeUnixNano, '1732700000250000000');
     assert.equal(ev.attributes['langfuse.observation.type'], 'event');
     assert.equal(ev.attributes['langfuse.observation.metadata.attempt'], 2);
+    await p.shutdown();
+  });
+
+  test('a resource with the older `deployment.environment` key gets a valid Langfuse environment (Langfuse reads that key too)', async () => {
+    // Semantic conventions before 1.27 (and many OTEL_RESOURCE_ATTRIBUTES) name it so; Langfuse
+    // reads it after `deployment.environment.name` and drops every observation whose value fails its rule.
+    const p = provider(tracesUrl, 'proto', false, { 'service.name': 'legacy-env-app', 'deployment.environment': 'Production' });
+    const span = finished(p.getTracer('legacy-env'), 'legacy-env-root', { k: 'v' }, 7);
+    await p.forceFlush();
+    const id = span.spanContext().spanId;
+    await daemon.eventually(() => assert.ok(fake.span(id)));
+    const got = fake.span(id)!;
+    assert.equal(got.resource['deployment.environment'], 'Production', 'the resource itself is sent as it came');
+    assert.equal(got.attributes['langfuse.environment'], 'production');
+    assert.equal(langfuseWouldDrop(got), undefined);
     await p.shutdown();
   });
 

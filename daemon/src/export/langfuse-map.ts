@@ -195,6 +195,9 @@ export function langfuseEnvironment(env: string): string | undefined {
   return /[a-z0-9]/.test(clean) && !clean.startsWith('langfuse') ? clean : undefined;
 }
 
+/** The resource's environment key before semantic conventions 1.27, which Langfuse reads after `deployment.environment.name`. */
+const LEGACY_ENVIRONMENT = 'deployment.environment';
+
 /** Langfuse's environment when none is given. */
 export const DEFAULT_ENVIRONMENT = 'default';
 
@@ -509,7 +512,9 @@ export class LangfuseMapper implements BatchMapping {
         this.onRepair('version_coerced');
       }
     }
-    const env = resource.attributes[RESOURCE.environment];
+    // Langfuse falls back to the key of semantic conventions before 1.27 (still common) and
+    // drops the observation on its value just the same.
+    const env = resource.attributes[RESOURCE.environment] || resource.attributes[LEGACY_ENVIRONMENT];
     if (env !== undefined && env !== '') {
       const clean = langfuseEnvironment(String(env));
       if (clean !== env) this.onRepair('environment_sanitized');

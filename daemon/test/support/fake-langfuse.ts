@@ -553,14 +553,21 @@ function scoreRefusal(body: Record<string, unknown>): string | undefined {
   return undefined;
 }
 
+/** Where Langfuse's OTel ingestion reads the environment, key by key (span, then resource): its `extractEnvironment`. */
+const LANGFUSE_ENVIRONMENT_KEYS = ['langfuse.environment', 'deployment.environment.name', 'deployment.environment'];
+
 /**
  * Why Langfuse's OTel ingestion would drop this span's observation without a word ("Failed to
- * parse otel observation"), or undefined: the environment (span, then resource) must pass its
- * rule, the version (span `langfuse.version`, then resource `service.version`) be a string, and a
- * prompt name come with a version (a version of 0 counts as none).
+ * parse otel observation"), or undefined: the environment (the first of its keys set, on the span
+ * then the resource) must pass its rule, the version (span `langfuse.version`, then resource
+ * `service.version`) be a string, and a prompt name come with a version (a version of 0 counts as none).
  */
 export function langfuseWouldDrop(span: RecordedSpan): string | undefined {
-  const env = span.attributes['langfuse.environment'] ?? span.resource['deployment.environment.name'];
+  let env: unknown;
+  for (const k of LANGFUSE_ENVIRONMENT_KEYS) {
+    env = span.attributes[k] || span.resource[k] || undefined;
+    if (env !== undefined) break;
+  }
   if (env !== undefined && (typeof env !== 'string' || !LANGFUSE_ENVIRONMENT.test(env))) return `environment ${JSON.stringify(env)}`;
   const version = span.attributes['langfuse.version'] ?? span.resource['service.version'];
   if (version !== undefined && typeof version !== 'string') return `version ${JSON.stringify(version)} is not a string`;
