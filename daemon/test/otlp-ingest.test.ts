@@ -10,6 +10,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { gzipSync } from 'node:zlib';
 import protobuf from 'protobufjs';
+import type { AttributeValue } from '@dspy-o11y/proto';
 import { context, trace, SpanStatusCode, type Tracer } from '@opentelemetry/api';
 import { OTLPTraceExporter as OTLPJsonTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { OTLPTraceExporter as OTLPProtoTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
@@ -17,7 +18,7 @@ import { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { BasicTracerProvider, BatchSpanProcessor, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { toSpanRecord, toWireAttributes, toWireValue } from '../src/ingest/otlp-convert.js';
-import { normalizeDialects } from '../src/ingest/otlp-dialects.js';
+import { messagesFromEvents, normalizeDialects, type WireEvent } from '../src/ingest/otlp-dialects.js';
 import { encodeExportResponse } from '../src/ingest/otlp-http.js';
 import { exportTraceServiceRequestType, type AnyValue, type DecodedSpan } from '../src/otlp/decode.js';
 import { langfuseWouldDrop, type FakeLangfuse, type RecordedSpan } from './support/fake-langfuse.js';
@@ -268,6 +269,43 @@ describe('OTLP/HTTP ingest through the real CLI', () => {
     // A span that already speaks Langfuse's dialect passes exactly as it was sent.
     assert.deepEqual(fake.span(ids[5]!)!.attributes, langfuseAttrs);
     assert.equal(fake.span(ids[5]!)!.resource['service.name'], 'otel-proto-app');
+    await p.shutdown();
+  });
+
+  test('GenAI messages sent as span events become the generation\'s input and output, as Langfuse reads them', async () => {
+    const p = provider(tracesUrl, 'proto', false, { 'service.name': 'genai-events-app' });
+    const tracer = p.getTracer('genai-events');
+    // Azure AI Inference / OpenTelemetry GenAI events: one per message, then the choice.
+    const chat = tracer.startSpan('chat gpt-4o', { startTime: [T0, 100], attributes: { 'gen_ai.operation.name': 'chat', 'gen_ai.system': 'az.ai.inference', 'gen_ai.request.model': 'gpt-4o' } });
+    chat.addEvent('gen_ai.system.message', { 'gen_ai.event.content': '{"content":"be brief"}' }, [T0, 101]);
+    chat.addEvent('gen_ai.user.message', { 'gen_ai.event.content': '{"content":"hi"}' }, [T0, 102]);
+    chat.addEvent('gen_ai.choice', { 'gen_ai.event.content': '{"index":0,"message":{"content":"hello"}}' }, [T0, 103]);
+    chat.end([T0, 200]);
+    // Semantic Kernel: the older conventions' prompt and completion events; other events stay events.
+    const sk = tracer.startSpan('chat.completions gpt-4o-mini', { startTime: [T0, 300], attributes: { 'gen_ai.system': 'openai', 'gen_ai.request.model': 'gpt-4o-mini' } });
+    sk.addEvent('gen_ai.content.prompt', { 'gen_ai.prompt': '[{"role":"user","content":"hi"}]' }, [T0, 301]);
+    sk.addEvent('gen_ai.content.completion', { 'gen_ai.completion': '[{"role":"assistant","content":"hello"}]' }, [T0, 302]);
+    sk.addEvent('retry', { attempt: 1 }, [T0, 303]);
+    sk.end([T0, 400]);
+    await p.forceFlush();
+    const chatId = chat.spanContext().spanId;
+    const skId = sk.spanContext().spanId;
+    await daemon.eventually(() => assert.ok(fake.span(chatId) && fake.span(skId)));
+
+    const c = fake.span(chatId)!;
+    assert.equal(c.attributes['langfuse.observation.type'], 'generation');
+    assert.deepEqual(JSON.parse(String(c.attributes['langfuse.observation.input'])), [
+      { role: 'system', 'gen_ai.event.content': '{"content":"be brief"}' },
+      { role: 'user', 'gen_ai.event.content': '{"content":"hi"}' },
+    ]);
+    assert.deepEqual(JSON.parse(String(c.attributes['langfuse.observation.output'])), { 'gen_ai.event.content': '{"index":0,"message":{"content":"hello"}}' });
+    assert.equal(c.attributes['langfuse.trace.input'], c.attributes['langfuse.observation.input'], 'a root span gives the trace its input');
+    assert.equal(fake.spans.filter((x) => x.parentSpanId === chatId).length, 0, 'moved, not also sent as event observations');
+
+    const k = fake.span(skId)!;
+    assert.equal(k.attributes['langfuse.observation.input'], '[{"role":"user","content":"hi"}]');
+    assert.equal(k.attributes['langfuse.observation.output'], '[{"role":"assistant","content":"hello"}]');
+    assert.deepEqual(fake.spans.filter((x) => x.parentSpanId === skId).map((x) => x.name), ['retry']);
     await p.shutdown();
   });
 
@@ -544,5 +582,27 @@ describe('dialect normalization', () => {
     assert.deepEqual(normalizeDialects({ ...lf }), lf);
     const plain = { 'http.method': 'GET', 'db.system': 'postgresql' };
     assert.deepEqual(normalizeDialects({ ...plain }), plain);
+  });
+
+  test('GenAI message events: a neutral input or output the span has wins, and langfuse.* spans keep their events', () => {
+    const events: WireEvent[] = [
+      { name: 'gen_ai.user.message', timeUnixNano: '1', attributes: { content: 'hi' } },
+      { name: 'gen_ai.choice', timeUnixNano: '2', attributes: { index: 0 } },
+    ];
+    const attrs: Record<string, AttributeValue> = { 'dspy.input': '"own"' };
+    assert.deepEqual(messagesFromEvents(attrs, events), [events[0]], 'the input event stays an event');
+    assert.deepEqual(attrs, { 'dspy.input': '"own"', 'dspy.output': '{"index":0}' });
+    const lf: Record<string, AttributeValue> = { 'langfuse.observation.type': 'generation' };
+    assert.equal(messagesFromEvents(lf, events), events);
+    assert.deepEqual(lf, { 'langfuse.observation.type': 'generation' });
+    // Several choices are an array; a prompt event without gen_ai.prompt gives its attributes.
+    const many: Record<string, AttributeValue> = {};
+    const rest = messagesFromEvents(many, [
+      { name: 'gen_ai.content.prompt', timeUnixNano: '1', attributes: { other: 'x' } },
+      { name: 'gen_ai.choice', timeUnixNano: '2', attributes: { index: 0 } },
+      { name: 'gen_ai.choice', timeUnixNano: '3', attributes: { index: 1 } },
+    ]);
+    assert.deepEqual(rest, []);
+    assert.deepEqual(many, { 'dspy.input': '{"other":"x"}', 'dspy.output': '[{"index":0},{"index":1}]' });
   });
 });

@@ -12,12 +12,13 @@
  * - attribute keys the wire protocol cannot carry (empty, longer than 256 characters) and
  *   `__proto__` (which the schema drops on every other path) are left out, not the span;
  * - an empty span or event name, "equivalent to an unknown span name" in OTLP, becomes `unknown`;
- * - events are kept; span kind, links and the instrumentation scope are not part of the record.
+ * - events are kept (with dialects normalized, GenAI message events become the input / output:
+ *   otlp-dialects.ts); span kind, links and the instrumentation scope are not part of the record.
  */
 import { MAX_ATTRIBUTE_KEY_LENGTH, type AttributeValue } from '@dspy-o11y/proto';
 import type { Resource } from '../model.js';
 import { anyValueToFlat, flattenAttributes, type AnyValue, type DecodedResource, type DecodedSpan, type KeyValue } from '../otlp/decode.js';
-import { normalizeDialects, type MutableAttributes } from './otlp-dialects.js';
+import { messagesFromEvents, normalizeDialects, type MutableAttributes, type WireEvent } from './otlp-dialects.js';
 
 const STATUS_CODES = ['unset', 'ok', 'error'] as const;
 const ZERO_SPAN_ID = '0000000000000000';
@@ -122,14 +123,16 @@ export function toSpanRecord(s: DecodedSpan, options: ConvertOptions): Record<st
     record.status = s.status.message === undefined ? { code: STATUS_CODES[s.status.code] } : { code: STATUS_CODES[s.status.code], message: s.status.message };
   }
   let attributes = toWireAttributes(s.attributes);
-  if (options.normalizeDialects) attributes = normalizeDialects(attributes);
-  if (Object.keys(attributes).length > 0) record.attributes = attributes;
-  if (s.events.length > 0) {
-    record.events = s.events.map((e) => {
-      const attrs = toWireAttributes(e.attributes);
-      const name = nameOrUnknown(e.name);
-      return Object.keys(attrs).length > 0 ? { name, timeUnixNano: e.timeUnixNano, attributes: attrs } : { name, timeUnixNano: e.timeUnixNano };
-    });
+  let events: readonly WireEvent[] = s.events.map((e) => {
+    const attrs = toWireAttributes(e.attributes);
+    const name = nameOrUnknown(e.name);
+    return Object.keys(attrs).length > 0 ? { name, timeUnixNano: e.timeUnixNano, attributes: attrs } : { name, timeUnixNano: e.timeUnixNano };
+  });
+  if (options.normalizeDialects) {
+    attributes = normalizeDialects(attributes);
+    events = messagesFromEvents(attributes, events);
   }
+  if (Object.keys(attributes).length > 0) record.attributes = attributes;
+  if (events.length > 0) record.events = events;
   return record;
 }

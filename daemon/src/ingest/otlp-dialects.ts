@@ -183,6 +183,66 @@ function observationType(attrs: MutableAttributes): ObservationType | undefined 
   return undefined;
 }
 
+/** A span event as the converter makes it (otlp-convert.ts). */
+export interface WireEvent {
+  readonly name: string;
+  readonly timeUnixNano: string;
+  readonly attributes?: MutableAttributes;
+}
+
+/** GenAI message events (`gen_ai.<role>.message`) that Langfuse reads as a span's input. */
+const GENAI_INPUT_EVENTS = new Set(['gen_ai.system.message', 'gen_ai.user.message', 'gen_ai.assistant.message', 'gen_ai.tool.message']);
+const GENAI_CHOICE_EVENT = 'gen_ai.choice';
+/** The GenAI conventions before messages became events of their own (Semantic Kernel still sends them). */
+const GENAI_PROMPT_EVENT = 'gen_ai.content.prompt';
+const GENAI_COMPLETION_EVENT = 'gen_ai.content.completion';
+
+/**
+ * GenAI span events that carry the messages → `dspy.input` / `dspy.output`, in the shape Langfuse
+ * gives them when it reads the events itself (its OTel ingestion does, for these events only):
+ * input the `gen_ai.<role>.message` events as `[{role, ...attributes}]`, output the
+ * `gen_ai.choice` attributes (an array when several); else the `gen_ai.prompt` / `gen_ai.completion`
+ * of the `gen_ai.content.prompt` / `.completion` events. Without this the events became child
+ * `event` observations and the generation arrived without its input and output. Moved, not
+ * copied: returns the events left. Like {@link normalizeDialects}, it leaves `langfuse.*` spans
+ * and a neutral key the span already has alone.
+ */
+export function messagesFromEvents(attrs: MutableAttributes, events: readonly WireEvent[]): readonly WireEvent[] {
+  if (events.length === 0) return events;
+  for (const k in attrs) if (k.startsWith('langfuse.')) return events;
+  const used = new Set<WireEvent>();
+  if (!(ATTR.input in attrs)) {
+    const messages = events.filter((e) => GENAI_INPUT_EVENTS.has(e.name));
+    if (messages.length > 0) {
+      attrs[ATTR.input] = JSON.stringify(messages.map((e) => ({ role: e.name.slice('gen_ai.'.length, -'.message'.length), ...e.attributes })));
+      for (const e of messages) used.add(e);
+    } else {
+      const prompt = events.find((e) => e.name === GENAI_PROMPT_EVENT);
+      if (prompt) {
+        const a = prompt.attributes ?? {};
+        attrs[ATTR.input] = DIALECT.genAiPrompt in a ? asJson(a[DIALECT.genAiPrompt]!) : JSON.stringify(a);
+        used.add(prompt);
+      }
+    }
+  }
+  if (!(ATTR.output in attrs)) {
+    const choices = events.filter((e) => e.name === GENAI_CHOICE_EVENT);
+    if (choices.length > 0) {
+      const outputs = choices.map((e) => e.attributes ?? {});
+      attrs[ATTR.output] = JSON.stringify(outputs.length === 1 ? outputs[0] : outputs);
+      for (const e of choices) used.add(e);
+    } else {
+      const completion = events.find((e) => e.name === GENAI_COMPLETION_EVENT);
+      if (completion) {
+        const a = completion.attributes ?? {};
+        attrs[ATTR.output] = DIALECT.genAiCompletion in a ? asJson(a[DIALECT.genAiCompletion]!) : JSON.stringify(a);
+        used.add(completion);
+      }
+    }
+  }
+  return used.size === 0 ? events : events.filter((e) => !used.has(e));
+}
+
 /**
  * Rewrite GenAI / OpenInference keys of `attrs` into the neutral vocabulary, in place, and return
  * it. Spans with `langfuse.*` attributes, or in neither dialect, are returned untouched.
