@@ -270,10 +270,13 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
       const spoolReserveMs = config.spoolDir ? Math.min(SPOOL_WRITE_TIMEOUT_MS, config.shutdownTimeoutMs / 5) : 0;
       await Promise.all([socket?.close(Math.min(SOCKET_CLOSE_GRACE_MS, config.shutdownTimeoutMs)), closeHttp(Math.min(HTTP_CLOSE_GRACE_MS, config.shutdownTimeoutMs))]);
       clearInterval(spoolWatch);
+      // Scores stop with the spans, before the spool's share: scores still retrying (Langfuse down)
+      // held the spool write, and so the exit, until past the timeout.
+      const exportMs = Math.max(0, remaining() - spoolReserveMs);
       const [left, unsent] = await Promise.all([
-        loop.stop(Math.max(0, remaining() - spoolReserveMs), () => queue.drain(), hurried.signal),
+        loop.stop(exportMs, () => queue.drain(), hurried.signal),
         // Bounded here too: a stuck score request must not hold the exit; a repeated signal cuts it short.
-        within(scores.stop(remaining(), hurried.signal), remaining() + CLOSE_GRACE_MS),
+        within(scores.stop(exportMs, hurried.signal), exportMs + CLOSE_GRACE_MS),
       ]);
       const scoresUnsent = unsent === TIMED_OUT ? [] : unsent;
       const dropLeft = (spans: number, scoreCount: number) => {

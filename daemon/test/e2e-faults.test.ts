@@ -419,6 +419,27 @@ describe('faults', () => {
     await d3.eventually(() => assert.equal(spoolFilesIn(spool).length, 0));
   });
 
+  test('with --spool-dir, scores still retrying leave the spool its share of --shutdown-timeout: the exit comes before the timeout, with spans and scores spooled', { timeout: 40_000 }, async () => {
+    const spool = join(tmp.dir, 'spool-in-time');
+    fake.mode({ status: 503 });
+    fake.failScores({ status: 503 }, 1_000);
+    // 10 s: its last fifth, 2 s, is the spool's. An orchestrator whose grace period is the timeout kills at 10 s.
+    const timeoutMs = 10_000;
+    const d = await start(['--flush-interval', '20', '--shutdown-timeout', String(timeoutMs), '--spool-dir', spool]);
+    await sendOverSocket(socket, [...lines(0, 3), JSON.stringify({ v: 1, type: 'score', traceId: TRACE, name: 'late', value: 1 })]);
+    await d.eventually(async () => {
+      const s = await d.status();
+      assert.equal(s.scores.received, 1);
+      assert.ok(fake.scoreRequests.length >= 1 && fake.requests.length >= 1, 'both are being retried');
+    });
+    d.child.kill('SIGTERM');
+    const exit = await Promise.race([d.exited, new Promise<'not yet'>((r) => setTimeout(() => r('not yet'), timeoutMs).unref())]);
+    assert.deepEqual(exit, { code: 0, signal: null }, 'exited within --shutdown-timeout');
+    const spooled = spoolFilesIn(spool).flatMap((f) => readFileSync(join(spool, f), 'utf8').split('\n'));
+    assert.equal(spooled.filter((l) => l.includes('"type":"span"')).length, 3);
+    assert.equal(spooled.filter((l) => l.includes('"type":"score"')).length, 1);
+  });
+
   test('without --spool-dir, scores the shutdown could not deliver are counted and logged as dropped', async () => {
     fake.failScores({ status: 503 }, 1_000);
     const d = await start(['--flush-interval', '20', '--shutdown-timeout', '300']);
