@@ -210,6 +210,9 @@ describe('score units', () => {
     fails(score({ traceId: TRACE, name: 'n', value: true, dataType: 'NUMERIC' }), /BOOLEAN/);
     const env = toLangfuseScore(score({ traceId: TRACE, name: 'n', value: 1 }), { attributes: { 'deployment.environment.name': 'EU Prod' } });
     assert.ok(env.ok && env.body.environment === 'eu-prod');
+    // The key before semantic conventions 1.27, which Langfuse reads next (as the spans' mapping does).
+    const legacy = toLangfuseScore(score({ traceId: TRACE, name: 'n', value: 1 }), { attributes: { 'deployment.environment': 'Staging' } });
+    assert.ok(legacy.ok && legacy.body.environment === 'staging', JSON.stringify(legacy));
     // What Langfuse would refuse (nothing valid left, its reserved prefix): no environment, so Langfuse's default applies.
     for (const bad of ['!!!', 'langfuse-dev']) {
       const none = toLangfuseScore(score({ traceId: TRACE, name: 'n', value: 1 }), { attributes: { 'deployment.environment.name': bad } });

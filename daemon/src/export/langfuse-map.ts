@@ -198,6 +198,15 @@ export function langfuseEnvironment(env: string): string | undefined {
 /** The resource's environment key before semantic conventions 1.27, which Langfuse reads after `deployment.environment.name`. */
 const LEGACY_ENVIRONMENT = 'deployment.environment';
 
+/**
+ * A sender's environment as Langfuse reads it from the resource: `deployment.environment.name`,
+ * else the key of semantic conventions before 1.27 (still common), on which Langfuse drops an
+ * observation or score just the same. Not yet sanitized ({@link langfuseEnvironment}).
+ */
+export function resourceEnvironment(attributes: Attributes): AttributeValue | undefined {
+  return attributes[RESOURCE.environment] || attributes[LEGACY_ENVIRONMENT];
+}
+
 /** Langfuse's environment when none is given. */
 export const DEFAULT_ENVIRONMENT = 'default';
 
@@ -512,9 +521,7 @@ export class LangfuseMapper implements BatchMapping {
         this.onRepair('version_coerced');
       }
     }
-    // Langfuse falls back to the key of semantic conventions before 1.27 (still common) and
-    // drops the observation on its value just the same.
-    const env = resource.attributes[RESOURCE.environment] || resource.attributes[LEGACY_ENVIRONMENT];
+    const env = resourceEnvironment(resource.attributes);
     if (env !== undefined && env !== '') {
       const clean = langfuseEnvironment(String(env));
       if (clean !== env) this.onRepair('environment_sanitized');

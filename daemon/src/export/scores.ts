@@ -27,7 +27,7 @@ import { BoundedQueue } from '../queue/bounded-queue.js';
 import { VERSION } from '../version.js';
 import { DEFAULT_BACKOFF, backoffDelay, deadline, sleep, type BackoffPolicy } from './backoff.js';
 import { MAX_ERROR_BODY_BYTES, appendUrlPath, networkReason, outcomeForStatus, readLimited } from './http-exporter.js';
-import { langfuseEnvironment } from './langfuse-map.js';
+import { langfuseEnvironment, resourceEnvironment } from './langfuse-map.js';
 import type { ExportOutcome } from './types.js';
 
 export const LANGFUSE_SCORES_PATH = '/api/public/scores';
@@ -109,9 +109,9 @@ export function toLangfuseScore(score: ScoreRecord, resource: Resource): ScoreCo
   if (v.dataType) body.dataType = v.dataType;
   if (score.comment !== undefined) body.comment = score.comment;
   if (score.timeUnixNano) body.timestamp = nsToIso(score.timeUnixNano);
-  const env = resource.attributes[RESOURCE.environment];
+  const env = resourceEnvironment(resource.attributes);
   // Like the spans' (langfuse-map.ts): an environment Langfuse would refuse is left out (its default then applies).
-  const environment = env === undefined ? undefined : langfuseEnvironment(String(env));
+  const environment = env === undefined || env === '' ? undefined : langfuseEnvironment(String(env));
   if (environment !== undefined) body.environment = environment;
   return { ok: true, body };
 }
