@@ -127,6 +127,15 @@ function finalOutput(out: Fields, actionInput: unknown): Fields {
   return typeof actionInput === 'object' && actionInput !== null && !Array.isArray(actionInput) ? (actionInput as Fields) : { answer: actionInput };
 }
 
+/**
+ * `span.event(name, attributes)` for a module's step event: the values under `io` are the step's
+ * inputs and outputs, so `captureIO: false` and `mask` apply to them as to `dspy.input`/`.output`.
+ */
+function stepEvent(s: SpanHandle, name: string, attributes: Readonly<Record<string, unknown>>, io: Readonly<Record<string, 'input' | 'output'>>): void {
+  if (s instanceof SpanImpl) s.ioEvent(name, attributes, io);
+  else s.event(name, attributes);
+}
+
 /** One LLM call as an `llm.generate` generation that a wrapped client call inside can adopt. */
 async function callLM(llm: LM, request: LMRequest): Promise<Fields> {
   return runGeneration(
@@ -165,12 +174,17 @@ export function chainOfThought(signature: string, options: ModuleOptions): Modul
     span('ChainOfThought.forward', { type: 'chain', module: 'ChainOfThought', signature, input }, async (s: SpanHandle) => {
       const output = await callLM(options.llm, { module: 'ChainOfThought', signature, instructions: options.instructions, input });
       const reasoning = typeof output.reasoning === 'string' ? output.reasoning : '';
-      s.event(EVENT_NAMES.reasoningComplete, {
-        'dspy.signature': signature,
-        'cot.reasoning': reasoning,
-        'cot.reasoning_length': reasoning.length,
-        'cot.reasoning_steps': reasoning ? reasoning.split(/\n+/).filter((l) => l.trim()).length : 0,
-      });
+      stepEvent(
+        s,
+        EVENT_NAMES.reasoningComplete,
+        {
+          'dspy.signature': signature,
+          'cot.reasoning': reasoning,
+          'cot.reasoning_length': reasoning.length,
+          'cot.reasoning_steps': reasoning ? reasoning.split(/\n+/).filter((l) => l.trim()).length : 0,
+        },
+        { 'cot.reasoning': 'output' },
+      );
       s.setOutput(output);
       return output;
     });
@@ -205,14 +219,16 @@ export function react(signature: string, options: ReActOptions): Module<AgentRes
             if (action === 'finish') {
               const step: Step = actionInput === undefined ? { iteration, thought, action } : { iteration, thought, action, actionInput };
               trajectory.push(step);
-              it.event(EVENT_NAMES.reactIterationComplete, { iteration, thought, action, finished: true });
+              stepEvent(it, EVENT_NAMES.reactIterationComplete, { iteration, thought, action, finished: true }, { thought: 'output' });
               it.setOutput(step);
               return finalOutput(out, actionInput);
             }
             const observation = await span(
               SPAN_NAMES.reactToolCall,
-              { type: 'tool', input: actionInput, attributes: { 'tool.name': action, 'tool.input': actionInput, 'react.iteration': iteration } },
+              { type: 'tool', input: actionInput, attributes: { 'tool.name': action, 'react.iteration': iteration } },
               async (t: SpanHandle) => {
+                // The tool's input, as dspy.input is captured (captureIO, mask).
+                if (t instanceof SpanImpl) t.setAttribute('tool.input', t.ioValue(actionInput, 'input'));
                 const tool = tools.get(action);
                 if (!tool) {
                   t.setLevel('WARNING');
@@ -234,7 +250,12 @@ export function react(signature: string, options: ReActOptions): Module<AgentRes
             );
             const step: Step = { iteration, thought, action, actionInput, observation };
             trajectory.push(step);
-            it.event(EVENT_NAMES.reactIterationComplete, { iteration, thought, action, action_input: actionInput, observation });
+            stepEvent(
+              it,
+              EVENT_NAMES.reactIterationComplete,
+              { iteration, thought, action, action_input: actionInput, observation },
+              { thought: 'output', action_input: 'input', observation: 'output' },
+            );
             it.setOutput(step);
             return undefined;
           },
@@ -269,7 +290,7 @@ export function codeAct(signature: string, options: CodeActOptions): Module<Agen
             if (finishing || typeof out.code !== 'string') {
               const step: Step = { iteration, thought, action: 'finish' };
               trajectory.push(step);
-              it.event(EVENT_NAMES.codeactIterationComplete, { iteration, thought, finished: true });
+              stepEvent(it, EVENT_NAMES.codeactIterationComplete, { iteration, thought, finished: true }, { thought: 'output' });
               it.setOutput(step);
               return finalOutput(out, out.action_input ?? out.actionInput);
             }
@@ -291,7 +312,12 @@ export function codeAct(signature: string, options: CodeActOptions): Module<Agen
             );
             const step: Step = { iteration, thought, code, ...result };
             trajectory.push(step);
-            it.event(EVENT_NAMES.codeactIterationComplete, { iteration, thought, code, execution_result: result.observation, error: result.error });
+            stepEvent(
+              it,
+              EVENT_NAMES.codeactIterationComplete,
+              { iteration, thought, code, execution_result: result.observation, error: result.error },
+              { thought: 'output', code: 'input', execution_result: 'output' },
+            );
             it.setOutput(step);
             return undefined;
           },

@@ -488,6 +488,34 @@ export class SpanImpl implements GenerationHandle, Scope {
     }
   }
 
+  /**
+   * @internal `value`, one of a step's inputs or outputs put elsewhere than `dspy.input`/`.output`
+   * (a module's event, `tool.input`), as `setInput`/`setOutput` would let it out: masked, or
+   * undefined (left out) with `captureIO: false`.
+   */
+  ioValue(value: unknown, kind: 'input' | 'output'): unknown {
+    const c = cfg();
+    if (!c.captureIO || !this.sampled || value === undefined) return undefined;
+    if (!c.mask) return value;
+    try {
+      return c.mask(value, kind);
+    } catch {
+      return '[mask threw]';
+    }
+  }
+
+  /** @internal `event()` whose attributes under `io` are step contents: recorded through `ioValue`, given to subscribers as they are. */
+  ioEvent(name: string, attributes: Readonly<Record<string, unknown>>, io: Readonly<Record<string, 'input' | 'output'>>): this {
+    if (!this.ended && this.sampled) {
+      const recorded: Record<string, unknown> = { ...attributes };
+      for (const k of Object.keys(io)) recorded[k] = this.ioValue(attributes[k], io[k] as 'input' | 'output');
+      this.addEvent(name, recorded);
+    }
+    const hs = handlersFor(name);
+    if (hs.length > 0) dispatch(hs, name, attributes, { traceId: this.traceId, spanId: this.spanId });
+    return this;
+  }
+
   event(name: string, attributes?: Readonly<Record<string, unknown>>): this {
     this.addEvent(name, attributes);
     const hs = handlersFor(name);

@@ -253,3 +253,57 @@ test('maxIterations that is not a whole number from 1 uses the default (NaN ran 
   assert.equal(res.finished, true);
   assert.match(String(res.trajectory[0]?.observation), /^Error: /);
 });
+
+test('captureIO: false and mask also cover the step contents modules put in events and tool.input (subscribers still get them as they are)', async () => {
+  // The spans of this test's own trace (a previous test's may still be arriving).
+  let traceId = '';
+  const mine = (): SpanRecord[] => r.spans().filter((s) => s.traceId === traceId);
+  const named = (name: string): SpanRecord => mine().find((s) => s.name === name) as SpanRecord;
+  const runAll = async (): Promise<unknown[]> => {
+    const heard: unknown[] = [];
+    const off = subscribe('*', (name, a) => {
+      if (name === 'react.iteration_complete' && a.observation !== undefined) heard.push(a.observation);
+    });
+    try {
+      await withTrace({ name: 'io' }, async (trace) => {
+        traceId = trace.traceId;
+        const agent = react('Q', {
+          llm: (req) => ({ output: req.iteration === 1 ? { thought: 'THOUGHT-SECRET', action: 'lookup', action_input: { ssn: 'INPUT-SECRET' } } : { thought: 'DONE-SECRET', action: 'finish', answer: 'a' } }),
+          tools: [{ name: 'lookup', run: () => ({ record: 'OBS-SECRET' }) }],
+        });
+        await agent({ q: 1 });
+        await chainOfThought('C', { llm: () => ({ output: { reasoning: 'REASON-SECRET', answer: 'x' } }) })({ q: 1 });
+        await codeAct('K', { llm: (req) => ({ output: req.iteration === 1 ? { thought: 'CT-SECRET', code: 'CODE-SECRET' } : { finish: true } }), execute: () => 'EXEC-SECRET' })({ q: 1 });
+      });
+    } finally {
+      off();
+    }
+    await flush();
+    // ReAct: root, 2 iterations, 2 generations, a tool call; CoT: 2; CodeAct: as ReAct.
+    await r.waitFor(() => mine().length >= 6 + 2 + 6, 15_000, 'the spans of the three modules');
+    assert.deepEqual(r.invalid, []);
+    return heard;
+  };
+  try {
+    configure({ captureIO: false });
+    const heard = await runAll();
+    assert.deepEqual(heard, [{ record: 'OBS-SECRET' }], 'subscribers are in-process: they get the values as given');
+    assert.deepEqual(r.lines.filter((l) => l.includes('SECRET')), [], 'nothing of a step\'s input or output leaves');
+    const tool = named('react.tool_call');
+    assert.equal(attr(tool, 'tool.name'), 'lookup', 'structure is kept');
+    assert.equal(attr(tool, 'tool.input'), undefined);
+    const it1 = mine().find((s) => s.name === 'react.iteration' && attr(s, 'react.iteration') === 1);
+    assert.deepEqual(it1?.events?.find((e) => e.name === 'react.iteration_complete')?.attributes, { iteration: 1, action: 'lookup' });
+
+    r.reset();
+    configure({ captureIO: true, mask: (v) => (typeof v === 'string' || typeof v === 'object' ? '[redacted]' : v) });
+    await runAll();
+    assert.deepEqual(r.lines.filter((l) => l.includes('SECRET')), [], 'every value went through mask');
+    assert.equal(attr(named('react.tool_call'), 'tool.input'), '[redacted]');
+    const ev = named('ChainOfThought.forward').events?.find((e) => e.name === 'chain_of_thought.reasoning_complete');
+    assert.equal(ev?.attributes?.['cot.reasoning'], '[redacted]');
+    assert.equal(ev?.attributes?.['cot.reasoning_length'], 'REASON-SECRET'.length);
+  } finally {
+    configure({ captureIO: true, mask: undefined });
+  }
+});
