@@ -176,15 +176,18 @@ const PRICED_QUALIFIERS = new Set([
 ]);
 
 /**
- * The longest key of `table` equal to `name` or a prefix of it ending at a `-` boundary, so
- * `gemini-2.5-flash-preview-05-20` finds `gemini-2.5-flash` and `gpt-4o` never matches `gpt-4`.
+ * The longest key of `tables` (the first one's on a tie) equal to `name` or a prefix of it
+ * ending at a `-` boundary, so `gemini-2.5-flash-preview-05-20` finds `gemini-2.5-flash` and
+ * `gpt-4o` never matches `gpt-4`.
  * A prefix never skips a priced qualifier (`-mini`, `-pro`, …).
  */
-function prefixMatch(table: PriceTable, name: string): ModelPrice | undefined {
+function prefixMatch(tables: readonly PriceTable[], name: string): ModelPrice | undefined {
   for (let end = name.length; end > 0; end = name.lastIndexOf('-', end - 1)) {
     if (end < name.length && PRICED_QUALIFIERS.has(name.slice(end + 1).split('-')[0] ?? '')) return undefined;
-    const hit = lookup(table, name.slice(0, end));
-    if (hit) return hit;
+    for (const table of tables) {
+      const hit = lookup(table, name.slice(0, end));
+      if (hit) return hit;
+    }
   }
   return undefined;
 }
@@ -198,19 +201,22 @@ function prefixMatch(table: PriceTable, name: string): ModelPrice | undefined {
 export const MAX_MODEL_NAME_LENGTH = 256;
 
 /**
- * The price of `model`: overrides first (exact, then normalised, then prefix), then the built-in
- * table (exact, normalised, prefix). Undefined when unknown, and for a name longer than
+ * The price of `model`: the overrides by name (exact, then normalised), the built-in table by
+ * name, then the longest prefix in either (an override's on a tie). An override's prefix used to
+ * come before the table's names: one for `claude-opus-4` also priced `claude-opus-4-5`, which has
+ * its own entry. Undefined when unknown, and for a name longer than
  * {@link MAX_MODEL_NAME_LENGTH} (an override with such a key included).
  */
 export function resolveModelPrice(model: string, overrides?: PriceTable): ModelPrice | undefined {
   if (!model || typeof model !== 'string' || model.length > MAX_MODEL_NAME_LENGTH) return undefined;
   const lower = model.trim().toLowerCase();
   const norm = normalizeModelName(model);
-  for (const table of overrides ? [overrides, MODEL_PRICES] : [MODEL_PRICES]) {
-    const hit = lookup(table, model) ?? lookup(table, lower) ?? lookup(table, norm) ?? prefixMatch(table, norm);
+  const tables = overrides ? [overrides, MODEL_PRICES] : [MODEL_PRICES];
+  for (const table of tables) {
+    const hit = lookup(table, model) ?? lookup(table, lower) ?? lookup(table, norm);
     if (hit) return hit;
   }
-  return undefined;
+  return prefixMatch(tables, norm);
 }
 
 const finite = (n: number | undefined): number => (typeof n === 'number' && Number.isFinite(n) && n > 0 ? n : 0);

@@ -50,6 +50,8 @@ test('costUsd: uncached, cached and cache-write input, output; overrides; unknow
   assert.equal(costUsd('gpt-4o-mini', {}), undefined);
   assert.equal(costUsd('mystery-2025-01-01', { input: 1_000_000 }, { mystery: { input: 2, output: 4 } }), 2);
   assert.equal(costUsd('gpt-4o-mini', { input: 1_000_000 }, { 'gpt-4o-mini': { input: 9, output: 9 } }), 9, 'overrides win');
+  assert.equal(costUsd('claude-opus-4-5', { input: 1_000_000 }, { 'claude-opus-4': { input: 9, output: 9 } }), 5, 'a more specific name in the table beats an override\'s prefix');
+  assert.equal(costUsd('claude-opus-4-0', { input: 1_000_000 }, { 'claude-opus-4': { input: 9, output: 9 } }), 9, 'an override\'s prefix beats the table\'s on a tie');
   assert.equal(costUsd('gpt-4o-mini', { input: -5, output: NaN }), 0);
   // A price that is not a table of numbers (an override without `input`, a negative one): no cost, not NaN.
   assert.equal(costUsd('half-priced', { input: 10, output: 10 }, { 'half-priced': { output: 2 } as never }), undefined);

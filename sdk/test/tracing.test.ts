@@ -473,6 +473,21 @@ test('configured prices override and extend the table', async () => {
   assert.equal(attr(r.span('explicit'), 'gen_ai.usage.cost'), 0.5);
 });
 
+test('a price override for one model does not reprice another that has its own entry (the most specific name wins)', async () => {
+  // A negotiated price for Claude Opus 4: Opus 4.5 (5/25 in the table) was charged at it too.
+  configure({ prices: { 'claude-opus-4': { input: 13.5, output: 67.5 } } });
+  generation('opus-4-5', { model: 'claude-opus-4-5' }, (g) => g.setUsage({ input: 1_000_000, output: 0 }));
+  generation('opus-4-5-dated', { model: 'claude-opus-4-5-20251101' }, (g) => g.setUsage({ input: 1_000_000, output: 0 }));
+  generation('opus-4-dated', { model: 'claude-opus-4-20250514' }, (g) => g.setUsage({ input: 1_000_000, output: 0 }));
+  generation('opus-4-0', { model: 'claude-opus-4-0' }, (g) => g.setUsage({ input: 1_000_000, output: 0 }));
+  configure({ prices: undefined });
+  await collect(4);
+  assert.equal(attr(r.span('opus-4-5'), 'gen_ai.usage.cost'), 5);
+  assert.equal(attr(r.span('opus-4-5-dated'), 'gen_ai.usage.cost'), 5);
+  assert.equal(attr(r.span('opus-4-dated'), 'gen_ai.usage.cost'), 13.5, 'the overridden model, by its snapshot name');
+  assert.equal(attr(r.span('opus-4-0'), 'gen_ai.usage.cost'), 13.5, 'and by a name only a prefix matches');
+});
+
 test('a generation: parameters, usage that replaces the previous one, attributes set by key or by setter', async () => {
   generation(
     'params',
