@@ -173,6 +173,7 @@ function lookup(table: PriceTable, name: string): ModelPrice | undefined {
 const PRICED_QUALIFIERS = new Set([
   'mini', 'nano', 'pro', 'lite', 'flash', 'turbo', 'audio', 'realtime', 'search', 'codex', 'haiku', 'sonnet',
   'opus', 'large', 'small', 'max', '16k', '32k', 'vision', 'image', 'transcribe', 'tts', 'embedding', 'thinking',
+  'deep', // o3-deep-research is 10/40, not o3's 2/8
 ]);
 
 /**

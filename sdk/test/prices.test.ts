@@ -35,6 +35,10 @@ test('dated snapshots, provider prefixes and cloud spellings resolve to their mo
 test('a prefix never crosses a priced qualifier or a non-boundary', () => {
   assert.equal(resolveModelPrice('gpt-5.1-mini'), undefined, 'not priced as gpt-5.1');
   assert.equal(resolveModelPrice('gpt-4o-mini-audio-preview'), undefined);
+  // Deep research models cost 5x (o3: 10/40) and 2x (o4-mini: 2/8) their family's price.
+  assert.equal(resolveModelPrice('o3-deep-research'), undefined, 'not priced as o3');
+  assert.equal(resolveModelPrice('o3-deep-research-2025-06-26'), undefined);
+  assert.equal(resolveModelPrice('o4-mini-deep-research'), undefined, 'not priced as o4-mini');
   assert.notDeepEqual(resolveModelPrice('gpt-4o'), MODEL_PRICES['gpt-4']);
   assert.equal(resolveModelPrice('gpt-4x'), undefined);
   assert.equal(resolveModelPrice('llama-3-70b'), undefined);
