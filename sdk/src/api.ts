@@ -288,7 +288,7 @@ export function startGeneration(name: string, options?: GenerationOptions): Gene
 
 /** A disabled-mode generation with the model and provider of `options` (a throwing getter leaves them out). */
 function liteGeneration(options: GenerationOptions | undefined): LiteGeneration {
-  const g = new LiteGeneration();
+  const g = new LiteGeneration(als.getStore()?.traceId);
   try {
     if (options?.model) g.setModel(options.model);
     if (options?.provider) g.setProvider(options.provider);
@@ -325,7 +325,7 @@ export function runWithSpan<T>(s: SpanImpl, fn: () => T): T {
  * carry its trace-level fields. Inside an existing trace, the fields are merged into it.
  */
 export function withTrace<T>(options: TraceOptions, fn: (trace: TraceHandle) => T): T {
-  if (isDisabled()) return fn(NOOP_TRACE);
+  if (isDisabled()) return withTraceOff(options, fn);
   let scope: TraceScope;
   try {
     const active = als.getStore();
@@ -404,6 +404,27 @@ class TraceHandleImpl implements TraceHandle {
 const NOOP_TRACE: TraceHandle = { traceId: '', update: () => undefined };
 
 /**
+ * `withTrace` with telemetry off: nothing is recorded, but the trace keeps an id in the context,
+ * so that subscribers hear which trace a generation belongs to. With '' and no context, a
+ * per-trace `TokenBudget` (its `traceId` from this handle) never counted and never stopped a run.
+ */
+function withTraceOff<T>(options: TraceOptions, fn: (trace: TraceHandle) => T): T {
+  let scope: TraceScope;
+  try {
+    const { traceparent, traceId: givenTraceId } = options;
+    const remote = typeof traceparent === 'string' ? parseTraceparent(traceparent) : traceparent;
+    const { traceId: remoteTraceId, spanId: remoteSpanId } = remote ?? {};
+    const active = als.getStore();
+    const traceId =
+      validTraceId(remoteTraceId) && validSpanId(remoteSpanId) ? remoteTraceId : validTraceId(givenTraceId) ? givenTraceId : (active?.traceId ?? newTraceId());
+    scope = new TraceScope(traceId, undefined, EMPTY_TRACE, active && active.traceId === traceId ? active.sampled : sampleTrace(traceId));
+  } catch {
+    return fn(NOOP_TRACE);
+  }
+  return als.run(scope, fn, { traceId: scope.traceId, update: () => undefined });
+}
+
+/**
  * A point event: recorded as an `event` record (child of the active span) and delivered to
  * subscribers. A subscriber's error is rethrown here after the event is recorded.
  */
@@ -411,7 +432,8 @@ export function event(name: string, attributes?: Readonly<Record<string, unknown
   const scope = isDisabled() ? undefined : ambientScope();
   if (!isDisabled()) sendEvent(name, attributes, scope);
   const hs = handlersFor(name);
-  if (hs.length > 0) dispatch(hs, name, attributes ?? {}, { traceId: scope?.traceId, spanId: scope?.spanId });
+  // Telemetry off: the trace of the active `withTrace`, for per-trace subscribers.
+  if (hs.length > 0) dispatch(hs, name, attributes ?? {}, scope ? { traceId: scope.traceId, spanId: scope.spanId } : { traceId: als.getStore()?.traceId, spanId: undefined });
 }
 
 /** The `event` record, unless its trace (the active one, else a new one of its own) is sampled out. */

@@ -792,6 +792,10 @@ export const NOOP_SPAN = new NoopSpan();
 
 /** A disabled-mode generation that only keeps what `llm.generate` subscribers are told. */
 export class LiteGeneration extends NoopSpan {
+  /** `traceOf`: the trace of the active `withTrace`, told to subscribers (a per-trace budget). */
+  constructor(private readonly traceOf: string | undefined = undefined) {
+    super();
+  }
   private a: Record<string, unknown> = {};
   private done = false;
   private usage: Usage | undefined;
@@ -837,7 +841,7 @@ export class LiteGeneration extends NoopSpan {
       }
     }
     const hs = handlersFor(EVENT_NAMES.llmGenerate);
-    if (hs.length > 0) dispatch(hs, EVENT_NAMES.llmGenerate, this.a, { traceId: undefined, spanId: undefined });
+    if (hs.length > 0) dispatch(hs, EVENT_NAMES.llmGenerate, this.a, { traceId: this.traceOf, spanId: undefined });
   }
 }
 

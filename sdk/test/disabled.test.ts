@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import OpenAI from 'openai';
-import { configure, event, flush, generation, getActiveSpan, isDisabled, sdkStats, span, startGeneration, startSpan, subscribe, withTrace, wrapOpenAI } from '../src/index.js';
+import { BudgetExceededError, TokenBudget, configure, event, flush, generation, getActiveSpan, isDisabled, react, sdkStats, span, startGeneration, startSpan, subscribe, withTrace, wrapOpenAI } from '../src/index.js';
 import { runApp } from './support/child.js';
 import { FakeProvider, chatCompletion } from './support/fake-provider.js';
 import { UnixReceiver, sleep } from './support/receiver.js';
@@ -102,4 +102,43 @@ test('disabled, with a budget subscriber: failed generations are heard too (they
     configure({ disabled: false });
   }
   assert.deepEqual(seen.slice(0, 2), [6, 8]);
+});
+
+test('disabled: a per-trace TokenBudget (traceId from withTrace) still stops its own run, and only its own', async () => {
+  configure({ disabled: true });
+  const provider = await FakeProvider.start();
+  // Every call: 100 + 10 tokens, and the model wants one more tool call.
+  const reply = { fn: () => ({ status: 200, json: chatCompletion('{"action":"lookup","action_input":"x"}', { prompt: 100, completion: 10 }) }) };
+  for (let i = 0; i < 40; i++) provider.script('/v1/chat/completions', reply);
+  const client = wrapOpenAI(new OpenAI({ apiKey: 'x', baseURL: `${provider.url}/v1`, maxRetries: 0 }));
+  const calls = new Map<string, number>();
+  const agent = (name: string) =>
+    react('Q', {
+      llm: async () => {
+        calls.set(name, (calls.get(name) ?? 0) + 1);
+        const res = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: name }] });
+        return { output: JSON.parse(res.choices[0]?.message.content ?? '{}') as Record<string, unknown> };
+      },
+      tools: [{ name: 'lookup', run: () => 'nothing' }],
+      maxIterations: 10,
+    });
+  // A server's requests: each its own trace and budget of 250 tokens, two at once.
+  const request = (name: string) =>
+    withTrace({ name }, async (trace) => {
+      const budget = new TokenBudget(250, { traceId: trace.traceId }).start();
+      try {
+        return await agent(name)({ q: name });
+      } finally {
+        budget.stop();
+      }
+    });
+  try {
+    const results = await Promise.allSettled([request('a'), request('b')]);
+    for (const r of results) assert.ok(r.status === 'rejected' && r.reason instanceof BudgetExceededError, 'the budget stopped the run');
+    // 3 × 110 > 250: each run's third call crosses its own budget; the other run's calls do not count.
+    assert.deepEqual(Object.fromEntries(calls), { a: 3, b: 3 });
+  } finally {
+    configure({ disabled: false });
+    await provider.close();
+  }
 });
