@@ -11,8 +11,8 @@ import { tmpdir } from 'node:os';
 import { once } from 'node:events';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { configure, flush, sdkStats, span } from 'dspy-o11y';
-import { startFakeLangfuse, type FakeLangfuse, type RecordedSpan } from 'dspy-o11yd/dist/test/support/fake-langfuse.js';
+import { configure, flush, generation, sdkStats, span, withTrace } from 'dspy-o11y';
+import { langfuseWouldDrop, startFakeLangfuse, type FakeLangfuse, type RecordedSpan } from 'dspy-o11yd/dist/test/support/fake-langfuse.js';
 import { CUSTOMERS, serveCustomers } from '../lib/coffee-shop.js';
 import { runDaemon, type DaemonChild } from '../lib/run-daemon.js';
 
@@ -120,6 +120,44 @@ describe('SDK → dspy-o11yd → Langfuse', () => {
     }
     assert.equal(users.size, CUSTOMERS.length, 'no two customers share a trace');
     assert.equal(fake.maxInFlight, 1);
+  });
+
+  test('a span with a langfuse.* attribute of its own is still translated from the SDK vocabulary', async () => {
+    // Langfuse features outside the vocabulary (a public trace, observation metadata) are set as
+    // langfuse.* attributes; such a span used to pass as if it came from a Langfuse SDK, so its
+    // input, output, trace name, level and usage never reached Langfuse's fields.
+    if (daemons.length === 0) await start(); // the first test's daemon, which the next test kills
+    configure({ endpoint: `unix://${socket}`, serviceName: 'coffee-shop', environment: 'Staging' });
+    await withTrace({ name: 'public-order', userId: 'u-public' }, () =>
+      span('ChainOfThought.forward', { type: 'chain', input: { q: 'latte?' }, level: 'WARNING' }, (s) => {
+        s.setAttribute('langfuse.trace.public', true);
+        generation('llm.generate', { model: 'gpt-4o-mini', provider: 'openai', input: 'hi', attributes: { 'langfuse.observation.metadata.shop': 'north' } }, (g) => {
+          g.setUsage({ input: 12, output: 30 });
+          g.setOutput('yes');
+        });
+        s.setOutput({ answer: 'yes' });
+      }),
+    );
+    assert.ok(await flush());
+    let root: RecordedSpan | undefined;
+    let gen: RecordedSpan | undefined;
+    await eventually(() => {
+      root = fake.spans.find((s) => s.name === 'ChainOfThought.forward' && s.attributes['langfuse.trace.public'] === true);
+      gen = fake.spans.find((s) => s.name === 'llm.generate' && s.attributes['langfuse.observation.metadata.shop'] === 'north');
+      assert.ok(root && gen);
+    });
+    assert.equal(attr(root!, 'langfuse.observation.type'), 'chain');
+    assert.equal(attr(root!, 'langfuse.observation.input'), '{"q":"latte?"}');
+    assert.equal(attr(root!, 'langfuse.trace.output'), '{"answer":"yes"}');
+    assert.equal(attr(root!, 'langfuse.observation.level'), 'WARNING');
+    assert.equal(attr(root!, 'langfuse.environment'), 'staging');
+    assert.equal(attr(gen!, 'langfuse.observation.type'), 'generation');
+    assert.deepEqual(JSON.parse(String(attr(gen!, 'langfuse.observation.usage_details'))), { input: 12, output: 30, total: 42 });
+    for (const s of [root!, gen!]) {
+      assert.equal(attr(s, 'langfuse.trace.name'), 'public-order', s.name);
+      assert.equal(attr(s, 'langfuse.user.id'), 'u-public', s.name);
+      assert.equal(langfuseWouldDrop(s), undefined, s.name);
+    }
   });
 
   test('daemon killed and restarted mid-run: buffered records arrive, drops are counted exactly on both sides', async () => {

@@ -220,7 +220,14 @@ function isLangfuseKey(key: string): boolean {
   return key.charCodeAt(0) === 108 /* l */ && key.startsWith('langfuse.');
 }
 
-function hasLangfuseAttributes(attrs: Attributes): boolean {
+/**
+ * Another SDK's span (over OTLP) that already speaks Langfuse: a `langfuse.*` key and no
+ * `dspy.observation.type`, which every span and event of the SDK carries. An SDK span with a
+ * `langfuse.*` attribute of the app's own (`langfuse.trace.public`, observation metadata) passed
+ * untranslated: its input, output, type, level and trace fields never reached Langfuse's.
+ */
+function speaksLangfuse(attrs: Attributes): boolean {
+  if (Object.hasOwn(attrs, ATTR.observationType)) return false;
   for (const k in attrs) if (isLangfuseKey(k)) return true;
   return false;
 }
@@ -301,7 +308,7 @@ export class LangfuseMapper implements BatchMapping {
     const out = this.out;
     const span = item.span;
     const attrs = span.attributes;
-    if (attrs && hasLangfuseAttributes(attrs)) {
+    if (attrs && speaksLangfuse(attrs)) {
       // Another SDK's span (over OTLP) already speaks Langfuse: pass it unchanged.
       out.push(item);
       return;
