@@ -574,6 +574,85 @@ describe('dialect normalization', () => {
     assert.equal(normalizeDialects({ 'openinference.span.kind': 'RERANKER', 'llm.model_name': 'r' })['dspy.observation.type'], 'generation');
   });
 
+  test('Vercel AI SDK (ai 5/6 keys) → neutral vocabulary, as Langfuse reads an `ai`-scope span', () => {
+    // A model call: the GenAI keys the SDK also sets are read first and win; ai.* fills the rest.
+    assert.deepEqual(
+      normalizeDialects({
+        'ai.operationId': 'ai.streamText.doStream', 'ai.model.id': 'gpt-4o', 'ai.model.provider': 'openai.chat',
+        'gen_ai.system': 'openai.chat', 'gen_ai.request.model': 'gpt-4o', 'gen_ai.request.temperature': 0.2,
+        'ai.settings.temperature': 0.2, 'ai.settings.maxOutputTokens': 50, 'ai.settings.maxRetries': 2,
+        'ai.prompt.toolChoice': '{"type":"auto"}', 'ai.prompt.messages': '[{"role":"user","content":"hi"}]', 'ai.prompt.tools': ['{}'],
+        'ai.response.text': 'hello', 'ai.usage.inputTokens': 10, 'ai.usage.outputTokens': 3, 'ai.usage.totalTokens': 13,
+        'ai.usage.cachedInputTokens': 4, 'ai.usage.inputTokenDetails.cacheWriteTokens': 1,
+      }),
+      {
+        'ai.operationId': 'ai.streamText.doStream', 'ai.model.id': 'gpt-4o', 'ai.model.provider': 'openai.chat',
+        'gen_ai.provider.name': 'openai.chat', 'gen_ai.request.model': 'gpt-4o', 'gen_ai.request.temperature': 0.2,
+        'ai.settings.temperature': 0.2, 'gen_ai.request.max_tokens': 50, 'gen_ai.request.max_retries': 2,
+        'gen_ai.request.tool_choice': '{"type":"auto"}', 'dspy.input': '[{"role":"user","content":"hi"}]', 'ai.prompt.tools': ['{}'],
+        'dspy.output': '"hello"', 'gen_ai.usage.input_tokens': 10, 'gen_ai.usage.output_tokens': 3, 'gen_ai.usage.total_tokens': 13,
+        'gen_ai.usage.cache_read.input_tokens': 4, 'gen_ai.usage.cache_creation.input_tokens': 1,
+        'dspy.observation.type': 'generation',
+      },
+    );
+    // Text and tool calls together: one assistant message (Langfuse's shape, the calls parsed).
+    assert.deepEqual(
+      JSON.parse(String(normalizeDialects({
+        'ai.operationId': 'ai.generateText.doGenerate', 'ai.model.id': 'm', 'ai.response.text': 'let me look',
+        'ai.response.toolCalls': '[{"toolName":"weather"}]',
+      })['dspy.output'])),
+      { role: 'assistant', content: 'let me look', tool_calls: [{ toolName: 'weather' }] },
+    );
+    // A tool call: a tool with its arguments and result.
+    assert.deepEqual(
+      normalizeDialects({ 'ai.operationId': 'ai.toolCall', 'ai.toolCall.name': 'weather', 'ai.toolCall.args': '{"city":"Paris"}', 'ai.toolCall.result': '"sunny"' }),
+      { 'ai.operationId': 'ai.toolCall', 'ai.toolCall.name': 'weather', 'dspy.input': '{"city":"Paris"}', 'dspy.output': '"sunny"', 'dspy.observation.type': 'tool' },
+    );
+    // The operation around the model calls: a span with its prompt and result, and no usage
+    // (the sum of its calls', which would count them twice), though it has the model.
+    assert.deepEqual(
+      normalizeDialects({
+        'ai.operationId': 'ai.generateObject', 'ai.model.id': 'm', 'ai.settings.mode': 'json', 'ai.prompt': '{"prompt":"q"}',
+        'ai.response.object': '{"a":1}', 'ai.usage.inputTokens': 10,
+      }),
+      {
+        'ai.operationId': 'ai.generateObject', 'gen_ai.request.model': 'm', 'gen_ai.request.mode': 'json', 'dspy.input': '{"prompt":"q"}',
+        'dspy.output': '{"a":1}', 'ai.usage.inputTokens': 10, 'dspy.observation.type': 'span',
+      },
+    );
+    // An embedding call: its one count is input tokens.
+    assert.deepEqual(normalizeDialects({ 'ai.operationId': 'ai.embedMany.doEmbed', 'ai.model.id': 'e', 'ai.usage.tokens': 7 }), {
+      'ai.operationId': 'ai.embedMany.doEmbed', 'gen_ai.request.model': 'e', 'gen_ai.usage.input_tokens': 7, 'dspy.observation.type': 'embedding',
+    });
+  });
+
+  test('Vercel AI SDK: ai 3/4 names, and what the span already states wins', () => {
+    // ai 4: promptTokens / completionTokens; before 4.0: ai.result.*.
+    assert.deepEqual(
+      normalizeDialects({
+        'ai.operationId': 'ai.generateText.doGenerate', 'ai.model.id': 'gpt-4o', 'ai.settings.maxTokens': 9,
+        'ai.usage.promptTokens': 5, 'ai.usage.completionTokens': 2, 'ai.result.text': 'old',
+      }),
+      {
+        'ai.operationId': 'ai.generateText.doGenerate', 'gen_ai.request.model': 'gpt-4o', 'gen_ai.request.max_tokens': 9,
+        'gen_ai.usage.input_tokens': 5, 'gen_ai.usage.output_tokens': 2, 'dspy.output': '"old"', 'dspy.observation.type': 'generation',
+      },
+    );
+    // An empty text is no output (Langfuse's rule): the next key is.
+    assert.equal(normalizeDialects({ 'ai.operationId': 'ai.streamObject', 'ai.response.text': '', 'ai.response.object': '{"b":2}' })['dspy.output'], '{"b":2}');
+    // Neutral keys are never overwritten, an explicit type included; GenAI's operation wins over ai.operationId, as in Langfuse.
+    const own = { 'ai.operationId': 'ai.toolCall', 'ai.toolCall.args': '{}', 'dspy.input': '"mine"', 'dspy.observation.type': 'span' };
+    assert.deepEqual(normalizeDialects({ ...own }), own);
+    assert.equal(normalizeDialects({ 'ai.operationId': 'ai.toolCall', 'gen_ai.operation.name': 'chat' })['dspy.observation.type'], 'generation');
+    // A model call without a model is a span, as Langfuse types it.
+    assert.equal(normalizeDialects({ 'ai.operationId': 'ai.generateText.doGenerate' })['dspy.observation.type'], 'span');
+    // langfuse.* spans pass untouched; a key that merely starts with ai. is no Vercel span.
+    const lf = { 'langfuse.environment': 'prod', 'ai.operationId': 'ai.toolCall', 'ai.toolCall.args': '{}' };
+    assert.deepEqual(normalizeDialects({ ...lf }), lf);
+    const other = { 'ai.operationId': 'chat', 'ai.prompt': 'x' };
+    assert.deepEqual(normalizeDialects({ ...other }), other);
+  });
+
   test('neutral keys win and nothing is overwritten; langfuse.* spans and other spans are untouched', () => {
     assert.deepEqual(normalizeDialects({ 'gen_ai.usage.input_tokens': 9, 'gen_ai.usage.prompt_tokens': 3, 'dspy.observation.type': 'span' }), {
       'gen_ai.usage.input_tokens': 9, 'gen_ai.usage.prompt_tokens': 3, 'dspy.observation.type': 'span',

@@ -103,7 +103,7 @@ export function toResource(resource: DecodedResource): Resource {
 }
 
 export interface ConvertOptions {
-  /** Rewrite GenAI / OpenInference keys into the neutral vocabulary (see otlp-dialects.ts). */
+  /** Rewrite GenAI / OpenInference / Vercel AI SDK keys into the neutral vocabulary (see otlp-dialects.ts). */
   readonly normalizeDialects: boolean;
 }
 

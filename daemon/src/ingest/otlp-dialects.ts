@@ -2,8 +2,9 @@
  * Other SDKs' LLM dialects → the neutral vocabulary (DESIGN §3), for spans received over OTLP.
  *
  * The Langfuse mapper (export/langfuse-map.ts) understands the neutral vocabulary only. Spans from
- * other OpenTelemetry instrumentations speak one of two dialects: the OpenTelemetry GenAI
- * semantic conventions (including their deprecated keys, still common) and Arize's OpenInference.
+ * other OpenTelemetry instrumentations speak one of three dialects: the OpenTelemetry GenAI
+ * semantic conventions (including their deprecated keys, still common), Arize's OpenInference and
+ * the Vercel AI SDK's `ai.*` keys (`experimental_telemetry`).
  * {@link normalizeDialects} rewrites those keys into the neutral ones, at ingest and before
  * validation, so that an LLM call from any of them becomes a Langfuse generation with its model,
  * usage, input and output.
@@ -17,12 +18,19 @@
  *   not interpret lands in the observation's metadata); small keys that still mean something
  *   (`gen_ai.operation.name`, `openinference.span.kind`, `llm.invocation_parameters`) stay;
  * - the observation type follows Langfuse's own precedence (FACTS.md): `openinference.span.kind`,
- *   then `gen_ai.operation.name`, then "a model or token usage is present" → generation.
+ *   then `gen_ai.operation.name`, then the Vercel AI SDK's `ai.operationId`, then "a model or
+ *   token usage is present" → generation.
+ *
+ * Vercel AI SDK spans: Langfuse reads their input, output, model parameters and usage from the
+ * `ai.*` keys only when the instrumentation scope is `ai` (langfuse/langfuse,
+ * packages/shared/src/server/otel/OtelIngestionProcessor.ts), and the daemon re-sends every span
+ * under its own scope; so they are detected by `ai.operationId` and mapped here as Langfuse maps
+ * them (see {@link normalizeVercel}).
  *
  * The daemon applies it only when exporting to Langfuse: an `otlp`, `file` or `console` exporter
  * receives the attributes exactly as the instrumentation sent them.
  */
-import { ATTR, type AttributeValue, type ObservationType } from '@dspy-o11y/proto';
+import { ATTR, MAX_ATTRIBUTE_KEY_LENGTH, type AttributeValue, type ObservationType } from '@dspy-o11y/proto';
 
 export type MutableAttributes = Record<string, AttributeValue>;
 
@@ -76,7 +84,66 @@ export const DIALECT = {
   oiOutputValue: 'output.value',
   oiOutputMimeType: 'output.mime_type',
   oiTags: 'tag.tags',
+  // Vercel AI SDK
+  aiOperationId: 'ai.operationId',
+  aiModelId: 'ai.model.id',
+  aiModelProvider: 'ai.model.provider',
+  aiPromptMessages: 'ai.prompt.messages',
+  aiPrompt: 'ai.prompt',
+  aiPromptToolChoice: 'ai.prompt.toolChoice',
+  aiToolCallArgs: 'ai.toolCall.args',
+  aiToolCallResult: 'ai.toolCall.result',
+  aiResponseText: 'ai.response.text',
+  aiResponseObject: 'ai.response.object',
+  aiResponseToolCalls: 'ai.response.toolCalls',
+  // before ai 4.0
+  aiResultText: 'ai.result.text',
+  aiResultObject: 'ai.result.object',
+  aiResultToolCalls: 'ai.result.toolCalls',
+  aiSettingsPrefix: 'ai.settings.',
 } as const;
+
+/** OpenTelemetry GenAI's cache counts, which the Langfuse mapper prices as Langfuse's cache keys. */
+const USAGE_CACHE_READ = 'gen_ai.usage.cache_read.input_tokens';
+const USAGE_CACHE_CREATION = 'gen_ai.usage.cache_creation.input_tokens';
+
+/**
+ * `ai.operationId` → observation type, as Langfuse's ObservationTypeMapper gives it: the model
+ * calls (`ai.*.do*`, which carry a model) are generations and embeddings, `ai.toolCall` a tool,
+ * every other operation (the `ai.generateText` … around the calls) a span.
+ */
+export const VERCEL_OPERATION_TYPES: Readonly<Record<string, ObservationType>> = {
+  'ai.generateText.doGenerate': 'generation',
+  'ai.streamText.doStream': 'generation',
+  'ai.generateObject.doGenerate': 'generation',
+  'ai.streamObject.doStream': 'generation',
+  'ai.embed.doEmbed': 'embedding',
+  'ai.embedMany.doEmbed': 'embedding',
+  'ai.toolCall': 'tool',
+};
+
+/**
+ * Usage of a model-call span, first name first: ai ≥ 5, then ai 3/4 (the embedding calls' one
+ * count is their input). Only on model calls: the operation around them carries the sum of its
+ * steps, which would count every token twice in the trace (Langfuse gives it none either).
+ */
+const VERCEL_USAGE: readonly (readonly [string, string])[] = [
+  ['ai.usage.inputTokens', ATTR.usageInputTokens],
+  ['ai.usage.promptTokens', ATTR.usageInputTokens],
+  ['ai.usage.outputTokens', ATTR.usageOutputTokens],
+  ['ai.usage.completionTokens', ATTR.usageOutputTokens],
+  ['ai.usage.totalTokens', ATTR.usageTotalTokens],
+  ['ai.usage.inputTokenDetails.cacheReadTokens', USAGE_CACHE_READ],
+  ['ai.usage.cachedInputTokens', USAGE_CACHE_READ],
+  ['ai.usage.inputTokenDetails.cacheWriteTokens', USAGE_CACHE_CREATION],
+];
+const VERCEL_EMBEDDING_USAGE: readonly (readonly [string, string])[] = [['ai.usage.tokens', ATTR.usageInputTokens]];
+
+/** `ai.settings.<name>` whose request parameter is not its snake_case name. */
+const VERCEL_SETTINGS: Readonly<Record<string, string>> = {
+  maxOutputTokens: ATTR.requestMaxTokens,
+  maxTokens: ATTR.requestMaxTokens,
+};
 
 /** Plain renames: dialect key → neutral key (moved when the neutral key is absent). */
 const RENAMES: readonly (readonly [string, string])[] = [
@@ -113,7 +180,8 @@ function speaksDialect(attrs: MutableAttributes): boolean {
         k === DIALECT.oiInputValue ||
         k === DIALECT.oiOutputValue ||
         k === DIALECT.oiEmbeddingModelName ||
-        k === DIALECT.oiTags)
+        k === DIALECT.oiTags ||
+        k === DIALECT.aiOperationId)
     ) {
       found = true;
     }
@@ -163,7 +231,81 @@ function invocationParameters(attrs: MutableAttributes): void {
   }
 }
 
-function observationType(attrs: MutableAttributes): ObservationType | undefined {
+/** `maxRetries` → `max_retries`. */
+const snakeCase = (name: string) => name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+
+/** A JSON string's value, or the string itself when it is not JSON. */
+function parsedOrString(v: AttributeValue): unknown {
+  if (typeof v !== 'string') return v;
+  try {
+    return JSON.parse(v) as unknown;
+  } catch {
+    return v;
+  }
+}
+
+/** The output Langfuse reads from an `ai`-scope span (first present wins), as a JSON string. */
+function vercelOutput(attrs: MutableAttributes): void {
+  if (ATTR.output in attrs) return;
+  const text = attrs[DIALECT.aiResponseText];
+  const toolCalls = attrs[DIALECT.aiResponseToolCalls];
+  // Text and tool calls together: one assistant message, as Langfuse builds it (the calls parsed).
+  if (text !== undefined && toolCalls !== undefined) {
+    attrs[ATTR.output] = JSON.stringify({ role: 'assistant', content: text, tool_calls: parsedOrString(toolCalls) });
+    delete attrs[DIALECT.aiResponseText];
+    delete attrs[DIALECT.aiResponseToolCalls];
+    return;
+  }
+  // Texts are text (JSON-encoded here); the rest the SDK already wrote as JSON.
+  if (text !== undefined && text !== '') return moveText(attrs, DIALECT.aiResponseText);
+  if (DIALECT.aiResultText in attrs) return moveText(attrs, DIALECT.aiResultText);
+  for (const k of [DIALECT.aiToolCallResult, DIALECT.aiResponseObject, DIALECT.aiResultObject, DIALECT.aiResponseToolCalls, DIALECT.aiResultToolCalls]) {
+    if (k in attrs) return moveJson(attrs, k, ATTR.output);
+  }
+}
+
+function moveText(attrs: MutableAttributes, from: string): void {
+  const v = attrs[from]!;
+  attrs[ATTR.output] = typeof v === 'string' ? JSON.stringify(v) : asJson(v);
+  delete attrs[from];
+}
+
+/**
+ * A Vercel AI SDK span (`ai.operationId`) → the neutral vocabulary, reading what Langfuse reads
+ * from an `ai`-scope span: input `ai.prompt.messages` (the model call's), else `ai.prompt` (the
+ * operation's), else `ai.toolCall.args`; output `ai.response.text` / `.toolCalls` / `.object` or
+ * `ai.toolCall.result` (`ai.result.*` before ai 4); model `ai.model.id` and provider
+ * `ai.model.provider`; model parameters `ai.settings.*` and `ai.prompt.toolChoice`; the type from
+ * the operation; usage on model calls only ({@link VERCEL_USAGE}). The keys the SDK also sets in
+ * the GenAI dialect (`gen_ai.request.*`, `gen_ai.usage.*` on model calls) were read before and win.
+ */
+function normalizeVercel(attrs: MutableAttributes, operation: string): ObservationType {
+  move(attrs, DIALECT.aiModelId, ATTR.requestModel);
+  move(attrs, DIALECT.aiModelProvider, ATTR.providerName);
+  const type = Object.hasOwn(VERCEL_OPERATION_TYPES, operation) ? VERCEL_OPERATION_TYPES[operation]! : 'span';
+  if (type === 'generation' || type === 'embedding') {
+    for (const [from, to] of type === 'generation' ? VERCEL_USAGE : VERCEL_EMBEDDING_USAGE) move(attrs, from, to);
+  }
+  for (const k of Object.keys(attrs)) {
+    if (!k.startsWith(DIALECT.aiSettingsPrefix)) continue;
+    const name = k.slice(DIALECT.aiSettingsPrefix.length);
+    if (name === '' || name.includes('.')) continue;
+    const to = VERCEL_SETTINGS[name] ?? `gen_ai.request.${snakeCase(name)}`;
+    if (to.length <= MAX_ATTRIBUTE_KEY_LENGTH) move(attrs, k, to);
+  }
+  move(attrs, DIALECT.aiPromptToolChoice, 'gen_ai.request.tool_choice');
+  for (const k of [DIALECT.aiPromptMessages, DIALECT.aiPrompt, DIALECT.aiToolCallArgs]) {
+    if (k in attrs) {
+      moveJson(attrs, k, ATTR.input);
+      break;
+    }
+  }
+  vercelOutput(attrs);
+  // Langfuse makes a model call without a model a span; the SDK always sets one.
+  return (type === 'generation' || type === 'embedding') && !(ATTR.requestModel in attrs) && !(ATTR.responseModel in attrs) ? 'span' : type;
+}
+
+function observationType(attrs: MutableAttributes, vercelType: ObservationType | undefined): ObservationType | undefined {
   const kind = attrs[DIALECT.oiSpanKind];
   if (typeof kind === 'string') {
     const t = OPENINFERENCE_KIND_TYPES[kind.toUpperCase()];
@@ -171,6 +313,8 @@ function observationType(attrs: MutableAttributes): ObservationType | undefined 
   }
   const op = attrs[ATTR.operationName];
   if (typeof op === 'string' && Object.hasOwn(GENAI_OPERATION_TYPES, op)) return GENAI_OPERATION_TYPES[op];
+  // Explicit even for a span: a Vercel operation around its model calls has their model, not their type.
+  if (vercelType) return vercelType;
   if (
     ATTR.requestModel in attrs ||
     ATTR.responseModel in attrs ||
@@ -244,13 +388,15 @@ export function messagesFromEvents(attrs: MutableAttributes, events: readonly Wi
 }
 
 /**
- * Rewrite GenAI / OpenInference keys of `attrs` into the neutral vocabulary, in place, and return
- * it. Spans with `langfuse.*` attributes, or in neither dialect, are returned untouched.
+ * Rewrite GenAI / OpenInference / Vercel AI SDK keys of `attrs` into the neutral vocabulary, in
+ * place, and return it. Spans with `langfuse.*` attributes, or in no dialect, are returned untouched.
  */
 export function normalizeDialects(attrs: MutableAttributes): MutableAttributes {
   if (!speaksDialect(attrs)) return attrs;
   for (const [from, to] of RENAMES) move(attrs, from, to);
   invocationParameters(attrs);
+  const operation = attrs[DIALECT.aiOperationId];
+  const vercelType = typeof operation === 'string' && operation.startsWith('ai.') ? normalizeVercel(attrs, operation) : undefined;
   // Input / output: OpenInference values, then GenAI messages, then the deprecated GenAI keys.
   moveValue(attrs, DIALECT.oiInputValue, DIALECT.oiInputMimeType, ATTR.input);
   moveValue(attrs, DIALECT.oiOutputValue, DIALECT.oiOutputMimeType, ATTR.output);
@@ -261,7 +407,7 @@ export function normalizeDialects(attrs: MutableAttributes): MutableAttributes {
   const tags = attrs[DIALECT.oiTags];
   if (Array.isArray(tags) && tags.every((t) => typeof t === 'string')) move(attrs, DIALECT.oiTags, ATTR.traceTags);
   if (!(ATTR.observationType in attrs)) {
-    const type = observationType(attrs);
+    const type = observationType(attrs, vercelType);
     if (type) attrs[ATTR.observationType] = type;
   }
   return attrs;
