@@ -638,6 +638,10 @@ describe('dialect normalization', () => {
         'gen_ai.usage.input_tokens': 5, 'gen_ai.usage.output_tokens': 2, 'dspy.output': '"old"', 'dspy.observation.type': 'generation',
       },
     );
+    // A setting of a later SDK: its name in snake_case; a nested one stays as it is.
+    assert.deepEqual(normalizeDialects({ 'ai.operationId': 'ai.generateText', 'ai.settings.reasoningEffort': 'low', 'ai.settings.context.x': 1 }), {
+      'ai.operationId': 'ai.generateText', 'gen_ai.request.reasoning_effort': 'low', 'ai.settings.context.x': 1, 'dspy.observation.type': 'span',
+    });
     // An empty text is no output (Langfuse's rule): the next key is.
     assert.equal(normalizeDialects({ 'ai.operationId': 'ai.streamObject', 'ai.response.text': '', 'ai.response.object': '{"b":2}' })['dspy.output'], '{"b":2}');
     // Neutral keys are never overwritten, an explicit type included; GenAI's operation wins over ai.operationId, as in Langfuse.
