@@ -318,6 +318,24 @@ describe('langfuse mapping, row by row', () => {
     assert.deepEqual(repairs, []);
   });
 
+  test('other langfuse.* keys (LangfuseSpanProcessor\'s) do not stop the mapping, and win over what it derives', () => {
+    const { m } = mapper();
+    // A resource environment `production`; the spans (a root and its child) say `staging`.
+    const root = span({ 'dspy.input': '"q"', 'langfuse.environment': 'staging', 'langfuse.internal.is_app_root': true, 'langfuse.trace.name': 'own-name', 'langfuse.user.id': 'u-1' }, { parentSpanId: undefined });
+    const child = span({ 'dspy.observation.type': 'generation', 'gen_ai.request.model': 'm', 'gen_ai.usage.input_tokens': 2, 'langfuse.environment': 'staging' }, { parentSpanId: root.spanId });
+    const [r, c] = roundTrip(m, [root, child]).map((x) => x.attributes);
+    assert.equal(r!['langfuse.observation.input'], '"q"', 'translated, not passed unchanged');
+    assert.equal(r!['langfuse.environment'], 'staging', 'the span\'s own over the resource\'s');
+    assert.equal(r!['langfuse.internal.is_app_root'], true);
+    assert.equal(r!['langfuse.trace.name'], 'own-name');
+    assert.equal(r!['langfuse.release'], '1.4.2', 'what the span does not state is still derived');
+    assert.equal(c!['langfuse.observation.type'], 'generation');
+    assert.equal(c!['langfuse.observation.model.name'], 'm');
+    assert.equal(c!['langfuse.environment'], 'staging');
+    assert.equal(c!['langfuse.trace.name'], 'own-name', 'the span\'s trace keys are the trace\'s');
+    assert.equal(c!['langfuse.user.id'], 'u-1');
+  });
+
   test('the input batch is never mutated, and mapping it twice gives identical output', () => {
     const { m } = mapper();
     const s = span({ 'dspy.input': 'x', 'gen_ai.usage.input_tokens': 1 }, { events: [{ name: 'e', timeUnixNano: '1732700000150000000', attributes: { a: 1 } }] });

@@ -650,9 +650,14 @@ describe('dialect normalization', () => {
     assert.equal(normalizeDialects({ 'ai.operationId': 'ai.toolCall', 'gen_ai.operation.name': 'chat' })['dspy.observation.type'], 'generation');
     // A model call without a model is a span, as Langfuse types it.
     assert.equal(normalizeDialects({ 'ai.operationId': 'ai.generateText.doGenerate' })['dspy.observation.type'], 'span');
-    // langfuse.* spans pass untouched; a key that merely starts with ai. is no Vercel span.
-    const lf = { 'langfuse.environment': 'prod', 'ai.operationId': 'ai.toolCall', 'ai.toolCall.args': '{}' };
+    // Langfuse's own spans (a langfuse.observation.* key) pass untouched; other langfuse.* keys, as
+    // LangfuseSpanProcessor adds to the SDK's spans, do not stop the mapping and stay.
+    const lf = { 'langfuse.observation.type': 'span', 'ai.operationId': 'ai.toolCall', 'ai.toolCall.args': '{}' };
     assert.deepEqual(normalizeDialects({ ...lf }), lf);
+    assert.deepEqual(normalizeDialects({ 'langfuse.environment': 'prod', 'langfuse.internal.is_app_root': true, 'ai.operationId': 'ai.toolCall', 'ai.toolCall.args': '{}' }), {
+      'langfuse.environment': 'prod', 'langfuse.internal.is_app_root': true, 'ai.operationId': 'ai.toolCall', 'dspy.input': '{}', 'dspy.observation.type': 'tool',
+    });
+    // A key that merely starts with ai. is no Vercel span.
     const other = { 'ai.operationId': 'chat', 'ai.prompt': 'x' };
     assert.deepEqual(normalizeDialects({ ...other }), other);
   });
@@ -678,6 +683,9 @@ describe('dialect normalization', () => {
     const lf: Record<string, AttributeValue> = { 'langfuse.observation.type': 'generation' };
     assert.equal(messagesFromEvents(lf, events), events);
     assert.deepEqual(lf, { 'langfuse.observation.type': 'generation' });
+    const env: Record<string, AttributeValue> = { 'langfuse.environment': 'staging' };
+    assert.deepEqual(messagesFromEvents(env, events), [], 'a langfuse.environment alone does not keep them');
+    assert.equal(env['dspy.output'], '{"index":0}');
     // Several choices are an array; a prompt event without gen_ai.prompt gives its attributes.
     const many: Record<string, AttributeValue> = {};
     const rest = messagesFromEvents(many, [

@@ -221,16 +221,23 @@ function isLangfuseKey(key: string): boolean {
 }
 
 /**
- * Another SDK's span (over OTLP) that already speaks Langfuse: a `langfuse.*` key and no
- * `dspy.observation.type`, which every span and event of the SDK carries. An SDK span with a
- * `langfuse.*` attribute of the app's own (`langfuse.trace.public`, observation metadata) passed
- * untranslated: its input, output, type, level and trace fields never reached Langfuse's.
+ * A span of Langfuse's own SDKs (over OTLP): a `langfuse.observation.*` key, which every
+ * observation of its JS v4/v5 and Python v3 SDKs carries (`langfuse.observation.type`), and no
+ * `dspy.observation.type`, which every span and event of our SDK carries (an SDK span with
+ * observation metadata of the app's own passed untranslated otherwise). Other `langfuse.*` keys do
+ * not make one: LangfuseSpanProcessor adds `langfuse.environment`, `langfuse.release`,
+ * `langfuse.internal.is_app_root` and propagated trace keys to the Vercel AI SDK's spans, which
+ * then passed without their input, output, parameters and usage.
  */
 function speaksLangfuse(attrs: Attributes): boolean {
   if (Object.hasOwn(attrs, ATTR.observationType)) return false;
-  for (const k in attrs) if (isLangfuseKey(k)) return true;
+  for (const k in attrs) if (k.startsWith(LANGFUSE_OBSERVATION_PREFIX)) return true;
   return false;
 }
+
+const LANGFUSE_OBSERVATION_PREFIX = 'langfuse.observation.';
+/** Trace-level keys a span may state itself, in Langfuse's dialect (its `langfuse.trace.*` too). */
+const isTraceLevelKey = (k: string): boolean => TRACE_LEVEL_KEY_SET.has(k) || k.startsWith(LF.traceMetadataPrefix);
 
 const toJsonString = (v: AttributeValue): string => (typeof v === 'string' ? v : JSON.stringify(v));
 
@@ -380,7 +387,11 @@ export class LangfuseMapper implements BatchMapping {
     const src = span.attributes ?? {};
     const out: Record<string, AttributeValue> = {};
     const isRoot = !span.parentSpanId;
+    // `langfuse.*` keys the span states itself win over what is derived here (Langfuse reads the
+    // span's own keys first): its `langfuse.environment` over the resource's.
+    let ownLangfuse = false;
     const toTrace = (k: string, v: AttributeValue) => {
+      if (ownLangfuse && isLangfuseKey(k) && k in src) v = src[k]!;
       if (isRoot || !(k in trace)) trace[k] = v;
     };
 
@@ -394,6 +405,7 @@ export class LangfuseMapper implements BatchMapping {
         params += `,${JSON.stringify(k.slice(REQUEST_PREFIX.length))}:${jsonValue(src[k]!)}`;
       }
       if (STRIPPED.has(k)) continue;
+      if (isLangfuseKey(k)) ownLangfuse = true;
       if (k.charCodeAt(0) === 100 /* d */ && k.startsWith(ATTR.traceMetadataPrefix)) {
         const key = LF.traceMetadataPrefix + k.slice(ATTR.traceMetadataPrefix.length);
         out[key] = src[k];
@@ -507,6 +519,13 @@ export class LangfuseMapper implements BatchMapping {
       if (prompt) {
         out[LF.promptName] = prompt.name;
         out[LF.promptVersion] = prompt.version;
+      }
+    }
+    if (ownLangfuse) {
+      for (const k in src) {
+        if (!isLangfuseKey(k)) continue;
+        out[k] = src[k]!;
+        if (isTraceLevelKey(k)) toTrace(k, src[k]!);
       }
     }
     return out;

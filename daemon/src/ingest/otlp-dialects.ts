@@ -10,8 +10,10 @@
  * usage, input and output.
  *
  * Rules:
- * - a span that already carries any `langfuse.*` attribute is left exactly as it is (it speaks
- *   Langfuse's dialect; the mapper passes it through unchanged);
+ * - a span that carries a `langfuse.observation.*` attribute is left exactly as it is (Langfuse's
+ *   own SDKs set `langfuse.observation.type` on every observation; the mapper passes it through
+ *   unchanged); other `langfuse.*` keys (LangfuseSpanProcessor's `langfuse.environment` on a
+ *   Vercel AI SDK span) do not stop the dialects;
  * - a key is moved (the dialect key removed) only when its neutral key is absent: a value the
  *   span states in the neutral vocabulary always wins, and nothing is ever overwritten;
  * - values are moved, not copied, so Langfuse does not show them twice (every attribute it does
@@ -182,11 +184,17 @@ const INVOCATION_PARAMETERS: readonly (readonly [string, string])[] = [
   ['top_p', ATTR.requestTopP],
 ];
 
+/**
+ * A key only Langfuse's own SDKs' observations carry (JS v4/v5 and Python v3 set
+ * `langfuse.observation.type` on each); the mapper's `speaksLangfuse` uses the same test.
+ */
+const isLangfuseObservationKey = (k: string): boolean => k.startsWith('langfuse.observation.');
+
 /** Does the span speak one of the dialects at all? (cheap prefix test before any work) */
 function speaksDialect(attrs: MutableAttributes): boolean {
   let found = false;
   for (const k in attrs) {
-    if (k.startsWith('langfuse.')) return false;
+    if (isLangfuseObservationKey(k)) return false;
     if (
       !found &&
       (k.startsWith('gen_ai.') ||
@@ -363,12 +371,12 @@ const GENAI_COMPLETION_EVENT = 'gen_ai.content.completion';
  * `gen_ai.choice` attributes (an array when several); else the `gen_ai.prompt` / `gen_ai.completion`
  * of the `gen_ai.content.prompt` / `.completion` events. Without this the events became child
  * `event` observations and the generation arrived without its input and output. Moved, not
- * copied: returns the events left. Like {@link normalizeDialects}, it leaves `langfuse.*` spans
- * and a neutral key the span already has alone.
+ * copied: returns the events left. Like {@link normalizeDialects}, it leaves Langfuse's own spans
+ * (a `langfuse.observation.*` key) and a neutral key the span already has alone.
  */
 export function messagesFromEvents(attrs: MutableAttributes, events: readonly WireEvent[]): readonly WireEvent[] {
   if (events.length === 0) return events;
-  for (const k in attrs) if (k.startsWith('langfuse.')) return events;
+  for (const k in attrs) if (isLangfuseObservationKey(k)) return events;
   const used = new Set<WireEvent>();
   if (!(ATTR.input in attrs)) {
     const messages = events.filter((e) => GENAI_INPUT_EVENTS.has(e.name));
@@ -404,7 +412,8 @@ export function messagesFromEvents(attrs: MutableAttributes, events: readonly Wi
 
 /**
  * Rewrite GenAI / OpenInference / Vercel AI SDK keys of `attrs` into the neutral vocabulary, in
- * place, and return it. Spans with `langfuse.*` attributes, or in no dialect, are returned untouched.
+ * place, and return it. Langfuse's own spans (a `langfuse.observation.*` key), or spans in no
+ * dialect, are returned untouched.
  */
 export function normalizeDialects(attrs: MutableAttributes): MutableAttributes {
   if (!speaksDialect(attrs)) return attrs;
