@@ -4,6 +4,9 @@
  * Langfuse. Langfuse reads the `ai.*` keys of these spans only under the scope `ai`, which the
  * daemon does not keep: the generation must arrive with its input, output, model, parameters and
  * usage in Langfuse's own keys, and the tool call as a tool observation with its arguments and result.
+ * The same through Langfuse's LangfuseSpanProcessor (as Langfuse documents for Vercel apps), whose
+ * `langfuse.environment` / `langfuse.internal.is_app_root` on the SDK's spans must not make the
+ * daemon take them for Langfuse's own spans and pass them untranslated.
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,6 +14,8 @@ import { context } from '@opentelemetry/api';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { BasicTracerProvider, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { LangfuseSpanProcessor } from '@langfuse/otel';
+import { propagateAttributes } from '@langfuse/tracing';
 import { generateText, stepCountIs, tool } from 'ai';
 import { MockLanguageModelV3 } from 'ai/test';
 import { z } from 'zod';
@@ -133,5 +138,69 @@ describe('Vercel AI SDK → OTLP → dspy-o11yd → Langfuse', () => {
     assert.equal(parse(outer.attributes['langfuse.observation.output']), ANSWER);
     assert.equal(parse(outer.attributes['langfuse.trace.output']), ANSWER);
     for (const s of [...calls, toolCall]) assert.equal(s.parentSpanId, outer.spanId);
+  });
+  test('through LangfuseSpanProcessor: the generations keep input, output, parameters and usage; its environment wins', async () => {
+    fake.reset(); // the spans of the test above arrived whole: it waited for all 4
+    const processor = new LangfuseSpanProcessor({
+      publicKey: KEYS.LANGFUSE_PUBLIC_KEY, secretKey: KEYS.LANGFUSE_SECRET_KEY, baseUrl: daemon.httpUrl, environment: 'staging', mediaUploadEnabled: false,
+    });
+    const provider = new BasicTracerProvider({
+      // The resource says production: the processor's environment on each span is what Langfuse reads first.
+      resource: resourceFromAttributes({ 'service.name': 'vercel-app', 'deployment.environment.name': 'production' }),
+      spanProcessors: [processor],
+    });
+    // Under propagateAttributes, the processor also puts the trace's keys on every span.
+    const result = await propagateAttributes({ userId: 'user-7', sessionId: 'session-7', traceName: 'weather' }, () => generateText({
+      model: mockModel(),
+      prompt: QUESTION,
+      temperature: 0.3,
+      maxOutputTokens: 200,
+      stopWhen: stepCountIs(3),
+      tools: {
+        weather: tool({
+          description: 'The weather in a city',
+          inputSchema: z.object({ city: z.string() }),
+          execute: async ({ city }) => ({ city, forecast: 'sunny' }),
+        }),
+      },
+      experimental_telemetry: { isEnabled: true, tracer: provider.getTracer('ai'), functionId: 'weather-answer' },
+    }));
+    assert.equal(result.text, ANSWER);
+    await provider.forceFlush();
+    await provider.shutdown();
+    const spans = await fake.waitForSpans(4);
+    assert.equal(spans.length, 4);
+    for (const s of spans) {
+      assert.equal(s.attributes['langfuse.environment'], 'staging', 'the processor\'s environment over the resource\'s');
+      assert.equal(s.attributes['langfuse.user.id'], 'user-7');
+      assert.equal(s.attributes['langfuse.session.id'], 'session-7');
+      assert.equal(s.attributes['langfuse.trace.name'], 'weather');
+    }
+
+    const calls = byOperation(spans, 'ai.generateText.doGenerate').sort((a, b) => a.startTimeUnixNano.localeCompare(b.startTimeUnixNano));
+    assert.equal(calls.length, 2);
+    for (const g of calls) {
+      assert.equal(g.attributes['langfuse.observation.type'], 'generation');
+      assert.equal(g.attributes['langfuse.observation.model.name'], 'gpt-4o-mini');
+      const params = parse(g.attributes['langfuse.observation.model.parameters']) as Record<string, unknown>;
+      assert.equal(params.temperature, 0.3);
+      assert.equal(params.max_tokens, 200);
+      const input = parse(g.attributes['langfuse.observation.input']) as { role: string }[];
+      assert.ok(Array.isArray(input) && input[0]!.role === 'user', 'ai.prompt.messages is the input');
+    }
+    const [first, second] = calls as [RecordedSpan, RecordedSpan];
+    assert.equal((parse(first.attributes['langfuse.observation.output']) as { toolName: string }[])[0]!.toolName, 'weather');
+    assert.deepEqual(parse(first.attributes['langfuse.observation.usage_details']), { input: 20, output: 8, total: 28 });
+    assert.equal(parse(second.attributes['langfuse.observation.output']), ANSWER);
+    assert.deepEqual(parse(second.attributes['langfuse.observation.usage_details']), { input: 24, output: 6, total: 46, input_cache_read: 16 });
+
+    const [toolCall] = byOperation(spans, 'ai.toolCall');
+    assert.ok(toolCall);
+    assert.equal(toolCall.attributes['langfuse.observation.type'], 'tool');
+    assert.deepEqual(parse(toolCall.attributes['langfuse.observation.output']), { city: 'Paris', forecast: 'sunny' });
+    const [outer] = byOperation(spans, 'ai.generateText');
+    assert.ok(outer);
+    assert.equal(outer.attributes['langfuse.observation.type'], 'span');
+    assert.equal(parse(outer.attributes['langfuse.trace.output']), ANSWER);
   });
 });
