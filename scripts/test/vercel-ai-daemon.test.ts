@@ -10,7 +10,7 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { context } from '@opentelemetry/api';
+import { context, type Tracer } from '@opentelemetry/api';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { BasicTracerProvider, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
@@ -63,6 +63,26 @@ function mockModel() {
 const parse = (v: unknown): unknown => JSON.parse(String(v));
 const byOperation = (spans: readonly RecordedSpan[], op: string) => spans.filter((s) => s.attributes['ai.operationId'] === op);
 
+/** The app's call: a question answered after one call of the weather tool, traced with `tracer`. */
+function askWeather(tracer: Tracer, options: { maxRetries?: number } = {}) {
+  return generateText({
+    model: mockModel(),
+    prompt: QUESTION,
+    temperature: 0.3,
+    maxOutputTokens: 200,
+    ...options,
+    stopWhen: stepCountIs(3),
+    tools: {
+      weather: tool({
+        description: 'The weather in a city',
+        inputSchema: z.object({ city: z.string() }),
+        execute: async ({ city }) => ({ city, forecast: 'sunny' }),
+      }),
+    },
+    experimental_telemetry: { isEnabled: true, tracer, functionId: 'weather-answer' },
+  });
+}
+
 describe('Vercel AI SDK → OTLP → dspy-o11yd → Langfuse', () => {
   let fake: FakeLangfuse;
   let daemon: DaemonProcess;
@@ -73,22 +93,7 @@ describe('Vercel AI SDK → OTLP → dspy-o11yd → Langfuse', () => {
       resource: resourceFromAttributes({ 'service.name': 'vercel-app' }),
       spanProcessors: [new SimpleSpanProcessor(new OTLPTraceExporter({ url: `${daemon.httpUrl}/v1/traces` }))],
     });
-    const result = await generateText({
-      model: mockModel(),
-      prompt: QUESTION,
-      temperature: 0.3,
-      maxOutputTokens: 200,
-      maxRetries: 1,
-      stopWhen: stepCountIs(3),
-      tools: {
-        weather: tool({
-          description: 'The weather in a city',
-          inputSchema: z.object({ city: z.string() }),
-          execute: async ({ city }) => ({ city, forecast: 'sunny' }),
-        }),
-      },
-      experimental_telemetry: { isEnabled: true, tracer: provider.getTracer('ai'), functionId: 'weather-answer' },
-    });
+    const result = await askWeather(provider.getTracer('ai'), { maxRetries: 1 });
     assert.equal(result.text, ANSWER);
     await provider.forceFlush();
     await provider.shutdown();
@@ -150,21 +155,7 @@ describe('Vercel AI SDK → OTLP → dspy-o11yd → Langfuse', () => {
       spanProcessors: [processor],
     });
     // Under propagateAttributes, the processor also puts the trace's keys on every span.
-    const result = await propagateAttributes({ userId: 'user-7', sessionId: 'session-7', traceName: 'weather' }, () => generateText({
-      model: mockModel(),
-      prompt: QUESTION,
-      temperature: 0.3,
-      maxOutputTokens: 200,
-      stopWhen: stepCountIs(3),
-      tools: {
-        weather: tool({
-          description: 'The weather in a city',
-          inputSchema: z.object({ city: z.string() }),
-          execute: async ({ city }) => ({ city, forecast: 'sunny' }),
-        }),
-      },
-      experimental_telemetry: { isEnabled: true, tracer: provider.getTracer('ai'), functionId: 'weather-answer' },
-    }));
+    const result = await propagateAttributes({ userId: 'user-7', sessionId: 'session-7', traceName: 'weather' }, () => askWeather(provider.getTracer('ai')));
     assert.equal(result.text, ANSWER);
     await provider.forceFlush();
     await provider.shutdown();
