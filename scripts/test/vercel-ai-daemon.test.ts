@@ -63,6 +63,22 @@ function mockModel() {
 const parse = (v: unknown): unknown => JSON.parse(String(v));
 const byOperation = (spans: readonly RecordedSpan[], op: string) => spans.filter((s) => s.attributes['ai.operationId'] === op);
 
+/** The two model calls (`ai.generateText.doGenerate`), oldest first, checked as Langfuse generations with the app's model, parameters and input. */
+function modelCalls(spans: readonly RecordedSpan[]): RecordedSpan[] {
+  const calls = byOperation(spans, 'ai.generateText.doGenerate').sort((a, b) => a.startTimeUnixNano.localeCompare(b.startTimeUnixNano));
+  assert.equal(calls.length, 2);
+  for (const g of calls) {
+    assert.equal(g.attributes['langfuse.observation.type'], 'generation');
+    assert.equal(g.attributes['langfuse.observation.model.name'], 'gpt-4o-mini');
+    const params = parse(g.attributes['langfuse.observation.model.parameters']) as Record<string, unknown>;
+    assert.equal(params.temperature, 0.3);
+    assert.equal(params.max_tokens, 200);
+    const input = parse(g.attributes['langfuse.observation.input']) as { role: string }[];
+    assert.ok(Array.isArray(input) && input[0]!.role === 'user', 'ai.prompt.messages is the input');
+  }
+  return calls;
+}
+
 /** The app's call: a question answered after one call of the weather tool, traced with `tracer`. */
 function askWeather(tracer: Tracer, options: { maxRetries?: number } = {}) {
   return generateText({
@@ -102,18 +118,11 @@ describe('Vercel AI SDK → OTLP → dspy-o11yd → Langfuse', () => {
     assert.equal(spans.length, 4);
     assert.ok(spans.every((s) => s.scope.name === 'dspy-o11y'), 'sent under the daemon\'s scope, not `ai`');
 
-    const calls = byOperation(spans, 'ai.generateText.doGenerate').sort((a, b) => a.startTimeUnixNano.localeCompare(b.startTimeUnixNano));
-    assert.equal(calls.length, 2);
+    const calls = modelCalls(spans);
     for (const g of calls) {
-      assert.equal(g.attributes['langfuse.observation.type'], 'generation');
-      assert.equal(g.attributes['langfuse.observation.model.name'], 'gpt-4o-mini');
       const params = parse(g.attributes['langfuse.observation.model.parameters']) as Record<string, unknown>;
-      assert.equal(params.temperature, 0.3);
-      assert.equal(params.max_tokens, 200);
       assert.equal(params.max_retries, 1, 'ai.settings.maxRetries, as Langfuse reads it');
       assert.equal(params.tool_choice, '{"type":"auto"}', 'ai.prompt.toolChoice');
-      const input = parse(g.attributes['langfuse.observation.input']) as { role: string }[];
-      assert.ok(Array.isArray(input) && input[0]!.role === 'user', 'ai.prompt.messages is the input');
       assert.ok(!('ai.prompt.messages' in g.attributes), 'moved, not copied');
     }
     const [first, second] = calls as [RecordedSpan, RecordedSpan];
@@ -168,17 +177,7 @@ describe('Vercel AI SDK → OTLP → dspy-o11yd → Langfuse', () => {
       assert.equal(s.attributes['langfuse.trace.name'], 'weather');
     }
 
-    const calls = byOperation(spans, 'ai.generateText.doGenerate').sort((a, b) => a.startTimeUnixNano.localeCompare(b.startTimeUnixNano));
-    assert.equal(calls.length, 2);
-    for (const g of calls) {
-      assert.equal(g.attributes['langfuse.observation.type'], 'generation');
-      assert.equal(g.attributes['langfuse.observation.model.name'], 'gpt-4o-mini');
-      const params = parse(g.attributes['langfuse.observation.model.parameters']) as Record<string, unknown>;
-      assert.equal(params.temperature, 0.3);
-      assert.equal(params.max_tokens, 200);
-      const input = parse(g.attributes['langfuse.observation.input']) as { role: string }[];
-      assert.ok(Array.isArray(input) && input[0]!.role === 'user', 'ai.prompt.messages is the input');
-    }
+    const calls = modelCalls(spans);
     const [first, second] = calls as [RecordedSpan, RecordedSpan];
     assert.equal((parse(first.attributes['langfuse.observation.output']) as { toolName: string }[])[0]!.toolName, 'weather');
     assert.deepEqual(parse(first.attributes['langfuse.observation.usage_details']), { input: 20, output: 8, total: 28 });
