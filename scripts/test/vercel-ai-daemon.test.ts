@@ -63,7 +63,7 @@ function mockModel() {
 const parse = (v: unknown): unknown => JSON.parse(String(v));
 const byOperation = (spans: readonly RecordedSpan[], op: string) => spans.filter((s) => s.attributes['ai.operationId'] === op);
 
-/** The two model calls (`ai.generateText.doGenerate`), oldest first, checked as Langfuse generations with the app's model, parameters and input. */
+/** The two model calls (`ai.generateText.doGenerate`), oldest first, checked as Langfuse generations with the app's model, parameters, input, output and usage. */
 function modelCalls(spans: readonly RecordedSpan[]): RecordedSpan[] {
   const calls = byOperation(spans, 'ai.generateText.doGenerate').sort((a, b) => a.startTimeUnixNano.localeCompare(b.startTimeUnixNano));
   assert.equal(calls.length, 2);
@@ -76,6 +76,13 @@ function modelCalls(spans: readonly RecordedSpan[]): RecordedSpan[] {
     const input = parse(g.attributes['langfuse.observation.input']) as { role: string }[];
     assert.ok(Array.isArray(input) && input[0]!.role === 'user', 'ai.prompt.messages is the input');
   }
+  const [first, second] = calls as [RecordedSpan, RecordedSpan];
+  // The first call answered with a tool call only: its output is the calls.
+  assert.equal((parse(first.attributes['langfuse.observation.output']) as { toolName: string }[])[0]!.toolName, 'weather');
+  assert.deepEqual(parse(first.attributes['langfuse.observation.usage_details']), { input: 20, output: 8, total: 28 });
+  assert.equal(parse(second.attributes['langfuse.observation.output']), ANSWER);
+  // 16 of the 40 input tokens were cache reads: priced apart, as Langfuse does.
+  assert.deepEqual(parse(second.attributes['langfuse.observation.usage_details']), { input: 24, output: 6, total: 46, input_cache_read: 16 });
   return calls;
 }
 
@@ -125,14 +132,6 @@ describe('Vercel AI SDK → OTLP → dspy-o11yd → Langfuse', () => {
       assert.equal(params.tool_choice, '{"type":"auto"}', 'ai.prompt.toolChoice');
       assert.ok(!('ai.prompt.messages' in g.attributes), 'moved, not copied');
     }
-    const [first, second] = calls as [RecordedSpan, RecordedSpan];
-    // The first call answered with a tool call only: its output is the calls.
-    const firstOutput = parse(first.attributes['langfuse.observation.output']) as { toolName: string; input: string }[];
-    assert.equal(firstOutput[0]!.toolName, 'weather');
-    assert.deepEqual(parse(first.attributes['langfuse.observation.usage_details']), { input: 20, output: 8, total: 28 });
-    assert.equal(parse(second.attributes['langfuse.observation.output']), ANSWER);
-    // 16 of the 40 input tokens were cache reads: priced apart, as Langfuse does.
-    assert.deepEqual(parse(second.attributes['langfuse.observation.usage_details']), { input: 24, output: 6, total: 46, input_cache_read: 16 });
 
     const [toolCall] = byOperation(spans, 'ai.toolCall');
     assert.ok(toolCall);
@@ -177,12 +176,7 @@ describe('Vercel AI SDK → OTLP → dspy-o11yd → Langfuse', () => {
       assert.equal(s.attributes['langfuse.trace.name'], 'weather');
     }
 
-    const calls = modelCalls(spans);
-    const [first, second] = calls as [RecordedSpan, RecordedSpan];
-    assert.equal((parse(first.attributes['langfuse.observation.output']) as { toolName: string }[])[0]!.toolName, 'weather');
-    assert.deepEqual(parse(first.attributes['langfuse.observation.usage_details']), { input: 20, output: 8, total: 28 });
-    assert.equal(parse(second.attributes['langfuse.observation.output']), ANSWER);
-    assert.deepEqual(parse(second.attributes['langfuse.observation.usage_details']), { input: 24, output: 6, total: 46, input_cache_read: 16 });
+    modelCalls(spans);
 
     const [toolCall] = byOperation(spans, 'ai.toolCall');
     assert.ok(toolCall);
