@@ -364,6 +364,12 @@ const GENAI_CHOICE_EVENT = 'gen_ai.choice';
 const GENAI_PROMPT_EVENT = 'gen_ai.content.prompt';
 const GENAI_COMPLETION_EVENT = 'gen_ai.content.completion';
 
+/** A `gen_ai.content.*` event's `key` (its JSON as sent), else all its attributes as JSON. */
+function contentOf(event: WireEvent, key: string): string {
+  const a = event.attributes ?? {};
+  return key in a ? asJson(a[key]!) : JSON.stringify(a);
+}
+
 /**
  * GenAI span events that carry the messages → `dspy.input` / `dspy.output`, in the shape Langfuse
  * gives them when it reads the events itself (its OTel ingestion does, for these events only):
@@ -386,8 +392,7 @@ export function messagesFromEvents(attrs: MutableAttributes, events: readonly Wi
     } else {
       const prompt = events.find((e) => e.name === GENAI_PROMPT_EVENT);
       if (prompt) {
-        const a = prompt.attributes ?? {};
-        attrs[ATTR.input] = DIALECT.genAiPrompt in a ? asJson(a[DIALECT.genAiPrompt]!) : JSON.stringify(a);
+        attrs[ATTR.input] = contentOf(prompt, DIALECT.genAiPrompt);
         used.add(prompt);
       }
     }
@@ -401,8 +406,7 @@ export function messagesFromEvents(attrs: MutableAttributes, events: readonly Wi
     } else {
       const completion = events.find((e) => e.name === GENAI_COMPLETION_EVENT);
       if (completion) {
-        const a = completion.attributes ?? {};
-        attrs[ATTR.output] = DIALECT.genAiCompletion in a ? asJson(a[DIALECT.genAiCompletion]!) : JSON.stringify(a);
+        attrs[ATTR.output] = contentOf(completion, DIALECT.genAiCompletion);
         used.add(completion);
       }
     }
