@@ -220,6 +220,8 @@ export interface LlmCallState {
 }
 
 const q = JSON.stringify;
+/** What `SpanImpl.masked` answers when the configuration keeps a value in the app. */
+const NOT_CAPTURED = Symbol('not captured');
 
 /**
  * The attributes the SDK's own setters write (a generation's model, provider, parameters, usage,
@@ -414,18 +416,21 @@ export class SpanImpl implements GenerationHandle, Scope {
     return Object.assign(a, this.attrs);
   }
 
-  private capture(value: unknown, kind: 'input' | 'output'): string | undefined {
+  /** `value` as the configuration lets it out of the app (`captureIO`, `mask`), or NOT_CAPTURED. */
+  private masked(value: unknown, kind: 'input' | 'output'): unknown {
     const c = cfg();
-    if (!c.captureIO || !this.sampled) return undefined;
-    let v = value;
-    if (c.mask) {
-      try {
-        v = c.mask(value, kind);
-      } catch {
-        return '"[mask threw]"';
-      }
+    if (!c.captureIO || !this.sampled) return NOT_CAPTURED;
+    if (!c.mask) return value;
+    try {
+      return c.mask(value, kind);
+    } catch {
+      return '[mask threw]';
     }
-    return toJson(v, c.maxValueLength);
+  }
+
+  private capture(value: unknown, kind: 'input' | 'output'): string | undefined {
+    const v = this.masked(value, kind);
+    return v === NOT_CAPTURED ? undefined : toJson(v, cfg().maxValueLength);
   }
 
   setInput(value: unknown): this {
@@ -494,14 +499,9 @@ export class SpanImpl implements GenerationHandle, Scope {
    * undefined (left out) with `captureIO: false`.
    */
   ioValue(value: unknown, kind: 'input' | 'output'): unknown {
-    const c = cfg();
-    if (!c.captureIO || !this.sampled || value === undefined) return undefined;
-    if (!c.mask) return value;
-    try {
-      return c.mask(value, kind);
-    } catch {
-      return '[mask threw]';
-    }
+    if (value === undefined) return undefined;
+    const v = this.masked(value, kind);
+    return v === NOT_CAPTURED ? undefined : v;
   }
 
   /** @internal `event()` whose attributes under `io` are step contents: recorded through `ioValue`, given to subscribers as they are. */
