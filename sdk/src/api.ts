@@ -329,33 +329,10 @@ export function withTrace<T>(options: TraceOptions, fn: (trace: TraceHandle) => 
   let scope: TraceScope;
   try {
     const active = als.getStore();
-    let traceId: string;
-    let parentId: string | undefined;
-    // The parent is not one of ours: a remote traceparent (outside an active trace of the same id), the OpenTelemetry span.
-    let external = false;
     // Each option read once: a getter may answer differently the second time, past its check
     // (an invalid trace id on every span of the trace).
     const { traceparent, traceId: givenTraceId, name, userId, sessionId, tags, metadata } = options;
-    const remote = typeof traceparent === 'string' ? parseTraceparent(traceparent) : traceparent;
-    const { traceId: remoteTraceId, spanId: remoteSpanId } = remote ?? {};
-    if (validTraceId(remoteTraceId) && validSpanId(remoteSpanId)) {
-      traceId = remoteTraceId;
-      parentId = remoteSpanId;
-      external = !(active && active.traceId === traceId);
-    } else if (validTraceId(givenTraceId)) {
-      traceId = givenTraceId;
-      parentId = undefined;
-    } else if (active) {
-      traceId = active.traceId;
-      parentId = active.spanId;
-      external = active instanceof TraceScope && active.external;
-    } else {
-      // Inside an OpenTelemetry span: its trace, as a child of it (see otelParent()).
-      const otel = otelParent();
-      traceId = otel ? otel.traceId : newTraceId();
-      parentId = otel?.spanId;
-      external = otel !== undefined;
-    }
+    const { traceId, parentId, external } = traceStart(traceparent, givenTraceId, active, true);
     const inherited = active && active.traceId === traceId ? active.trace.fields : {};
     const fields: TraceFields = { ...inherited };
     if (name !== undefined) fields.name = name;
@@ -371,6 +348,29 @@ export function withTrace<T>(options: TraceOptions, fn: (trace: TraceHandle) => 
     return fn(NOOP_TRACE);
   }
   return als.run(scope, fn, new TraceHandleImpl(scope));
+}
+
+/**
+ * Where a `withTrace` starts: a remote `traceparent`, else a given trace id, else the active
+ * trace, else (with `joinOtel`) the active OpenTelemetry span's trace as its child, else a new
+ * trace; `external`: the parent is not one of ours (a remote caller outside an active trace of
+ * the same id, the OpenTelemetry span).
+ */
+function traceStart(
+  traceparent: TraceOptions['traceparent'],
+  givenTraceId: unknown,
+  active: Scope | undefined,
+  joinOtel: boolean,
+): { traceId: string; parentId: string | undefined; external: boolean } {
+  const remote = typeof traceparent === 'string' ? parseTraceparent(traceparent) : traceparent;
+  const { traceId: remoteTraceId, spanId: remoteSpanId } = remote ?? {};
+  if (validTraceId(remoteTraceId) && validSpanId(remoteSpanId)) {
+    return { traceId: remoteTraceId, parentId: remoteSpanId, external: !(active && active.traceId === remoteTraceId) };
+  }
+  if (validTraceId(givenTraceId)) return { traceId: givenTraceId, parentId: undefined, external: false };
+  if (active) return { traceId: active.traceId, parentId: active.spanId, external: active instanceof TraceScope && active.external };
+  const otel = joinOtel ? otelParent() : undefined;
+  return otel ? { traceId: otel.traceId, parentId: otel.spanId, external: true } : { traceId: newTraceId(), parentId: undefined, external: false };
 }
 
 /** A class rather than an object literal with a closure: one allocation per `withTrace`. */
@@ -412,12 +412,9 @@ function withTraceOff<T>(options: TraceOptions, fn: (trace: TraceHandle) => T): 
   let scope: TraceScope;
   try {
     const { traceparent, traceId: givenTraceId } = options;
-    const remote = typeof traceparent === 'string' ? parseTraceparent(traceparent) : traceparent;
-    const { traceId: remoteTraceId, spanId: remoteSpanId } = remote ?? {};
     const active = als.getStore();
-    const traceId =
-      validTraceId(remoteTraceId) && validSpanId(remoteSpanId) ? remoteTraceId : validTraceId(givenTraceId) ? givenTraceId : (active?.traceId ?? newTraceId());
-    scope = new TraceScope(traceId, undefined, EMPTY_TRACE, active && active.traceId === traceId ? active.sampled : sampleTrace(traceId));
+    const { traceId, parentId } = traceStart(traceparent, givenTraceId, active, false);
+    scope = new TraceScope(traceId, parentId, EMPTY_TRACE, active && active.traceId === traceId ? active.sampled : sampleTrace(traceId));
   } catch {
     return fn(NOOP_TRACE);
   }
