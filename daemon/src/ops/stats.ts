@@ -43,6 +43,12 @@ export class LabeledCounts<L extends string> {
       yield [labels, value];
     }
   }
+  /** The counts keyed by their label values joined with `/` (`uds/span`), as `/v1/status` shows them. */
+  toRecord(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [key, value] of this.values) out[key.split('\u0000').join('/')] = value;
+    return out;
+  }
   total(): number {
     let t = 0;
     for (const v of this.values.values()) t += v;
