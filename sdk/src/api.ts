@@ -367,7 +367,8 @@ function traceStart(
   if (validTraceId(remoteTraceId) && validSpanId(remoteSpanId)) {
     return { traceId: remoteTraceId, parentId: remoteSpanId, external: !(active && active.traceId === remoteTraceId) };
   }
-  if (validTraceId(givenTraceId)) return { traceId: givenTraceId, parentId: undefined, external: false };
+  // The active trace's own id goes on under the active span, as without it: its spans were a second root.
+  if (validTraceId(givenTraceId) && !(active && active.traceId === givenTraceId)) return { traceId: givenTraceId, parentId: undefined, external: false };
   if (active) return { traceId: active.traceId, parentId: active.spanId, external: active instanceof TraceScope && active.external };
   const otel = joinOtel ? otelParent() : undefined;
   return otel ? { traceId: otel.traceId, parentId: otel.spanId, external: true } : { traceId: newTraceId(), parentId: undefined, external: false };

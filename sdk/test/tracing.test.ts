@@ -297,6 +297,17 @@ test('trace-level fields go on every span of the trace; nested withTrace merges;
   assert.equal(attr(c, 'user.id'), 'u2');
 });
 
+test('withTrace({ traceId }) with the active trace\'s own id keeps the active parent (its spans were a second root)', async () => {
+  await span('outer', async (s) => {
+    await withTrace({ traceId: s.traceId, userId: 'u1' }, () => span('inner', () => 1));
+  });
+  await collect(2);
+  const [outer, inner] = [r.span('outer'), r.span('inner')];
+  assert.equal(inner.traceId, outer.traceId);
+  assert.equal(inner.parentSpanId, outer.spanId, 'inner nests under outer, not a second root of the trace');
+  assert.equal(attr(inner, 'user.id'), 'u1');
+});
+
 test('imperative startSpan/startGeneration with end(), withActiveSpan, getActiveSpan', async () => {
   assert.equal(getActiveSpan(), undefined);
   const s = startSpan('ChainOfThought.forward', { type: 'chain', input: 'q' });
