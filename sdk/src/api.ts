@@ -180,7 +180,16 @@ function run<H, T>(s: SpanImpl, fn: (handle: H) => T): T {
 
 const endSpan = (s: SpanImpl, failed: boolean, error: unknown): void => (failed ? s.fail(error) : s.end());
 /** A lite generation ends the same whether the call failed or not: subscribers hear of its usage either way. */
-const endLite = (g: LiteGeneration): void => g.end();
+const endLite = (g: LiteGeneration, failed: boolean): void => (failed ? failLite(g) : g.end());
+
+/** Ends a failed call's lite generation: a subscriber's error must not replace the app's (as `SpanImpl.fail`). */
+function failLite(g: LiteGeneration): void {
+  try {
+    g.end();
+  } catch {
+    /* the app's error wins */
+  }
+}
 
 /**
  * `r` as it came, with `end(x, failed, error)` called once it settles if it is a thenable (the
@@ -260,7 +269,7 @@ function runLite<T>(opts: GenerationOptions | undefined, fn: (g: GenerationHandl
     r = fn(g);
   } catch (e) {
     // A call that failed may have spent tokens: subscribers (budgets) hear of it, as when enabled.
-    g.end();
+    failLite(g);
     throw e;
   }
   return whenSettled(r, g, endLite);

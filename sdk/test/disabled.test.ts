@@ -104,6 +104,21 @@ test('disabled, with a budget subscriber: failed generations are heard too (they
   assert.deepEqual(seen.slice(0, 2), [6, 8]);
 });
 
+test('disabled: a failed generation\'s error reaches the app unchanged when a subscriber throws (a spent budget), as when enabled', async () => {
+  configure({ disabled: true });
+  const budget = new TokenBudget(5).start();
+  try {
+    assert.throws(() => generation('spend', {}, (g) => g.setUsage({ input: 10 })), BudgetExceededError);
+    // Every later generation is refused by the budget; one that failed on its own keeps its error.
+    const boom = new Error('provider down');
+    assert.throws(() => generation('sync-fail', {}, () => { throw boom; }), (e) => e === boom);
+    await assert.rejects(generation('async-fail', {}, async () => { throw boom; }), (e) => e === boom);
+  } finally {
+    budget.stop();
+    configure({ disabled: false });
+  }
+});
+
 test('disabled: a per-trace TokenBudget (traceId from withTrace) still stops its own run, and only its own', async () => {
   configure({ disabled: true });
   const provider = await FakeProvider.start();
