@@ -9,7 +9,7 @@ import { nowUnixNano } from './clock.js';
 import { debug } from './config.js';
 import { dispatch, handlersFor, hasSubscribers } from './events.js';
 import { newSpanId, newTraceId, validSpanId, validTraceId } from './ids.js';
-import { fitsRecord, memberList, quoteName, recordName, toAttributes } from './json.js';
+import { fitsRecord, forEachReadable, memberList, quoteName, recordName, toAttributes } from './json.js';
 import {
   EMPTY_TRACE,
   LiteGeneration,
@@ -77,6 +77,18 @@ export interface TraceHandle {
 
 /** An object to merge (a string would spread into one key per character). */
 const isObject = (v: unknown): v is Readonly<Record<string, unknown>> => typeof v === 'object' && v !== null;
+
+/**
+ * `base` with the readable keys of `more` over it. Not a spread: one throwing getter in the app's
+ * metadata threw out of it, and withTrace lost its whole trace (update() all its fields).
+ */
+function mergeMetadata(base: Readonly<Record<string, unknown>> | undefined, more: Readonly<Record<string, unknown>>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base };
+  forEachReadable(more, (k, v) => {
+    out[k] = v;
+  });
+  return out;
+}
 
 /**
  * The scope a span without an explicit parent joins: the active dspy-o11y span or trace (or an
@@ -348,7 +360,7 @@ export function withTrace<T>(options: TraceOptions, fn: (trace: TraceHandle) => 
     if (userId !== undefined) fields.userId = userId;
     if (sessionId !== undefined) fields.sessionId = sessionId;
     if (tags !== undefined) fields.tags = [...(inherited.tags ?? []), ...tagList(tags, cfg().maxValueLength)];
-    if (isObject(metadata)) fields.metadata = { ...inherited.metadata, ...metadata };
+    if (isObject(metadata)) fields.metadata = mergeMetadata(inherited.metadata, metadata);
     // A trace already active keeps its decision; a new one (or one continued from a remote
     // `traceparent`, whose `sampled` flag is not used) is decided here: see sampleTrace().
     const sampled = active && active.traceId === traceId ? active.sampled : sampleTrace(traceId);
@@ -397,7 +409,7 @@ class TraceHandleImpl implements TraceHandle {
       if (!fields || typeof fields !== 'object') return;
       const t = this.#scope.trace;
       const { metadata } = fields;
-      const next = traceInfo({ ...t.fields, ...fields, metadata: isObject(metadata) ? { ...t.fields.metadata, ...metadata } : t.fields.metadata });
+      const next = traceInfo({ ...t.fields, ...fields, metadata: isObject(metadata) ? mergeMetadata(t.fields.metadata, metadata) : t.fields.metadata });
       // In place: the spans already open in this trace (a request's root span, its children)
       // hold this object, and end after the update (a user known only once authenticated).
       if (t === EMPTY_TRACE) this.#scope.trace = next;

@@ -470,6 +470,33 @@ test('app objects with throwing getters never make a setter throw; the other val
   assert.equal(attr(s, 'boom'), undefined);
 });
 
+test('trace metadata with a throwing getter: that key is skipped, the trace and its other fields are kept (withTrace and update())', async () => {
+  const trap = (o: Record<string, unknown>): Record<string, unknown> =>
+    Object.defineProperty(o, 'boom', {
+      enumerable: true,
+      get(): never {
+        throw new Error('getter');
+      },
+    });
+  let traceId = '';
+  await withTrace({ name: 'req', userId: 'u1', metadata: trap({ plan: 'pro' }) }, async (t) => {
+    traceId = t.traceId;
+    span('a', () => 1);
+    t.update({ sessionId: 's1', metadata: trap({ later: true }) });
+    span('b', () => 1);
+  });
+  await collect(2);
+  const [a, b] = [r.span('a'), r.span('b')];
+  assert.equal(a.traceId, traceId, 'the span is in the trace withTrace gave');
+  assert.equal(attr(a, 'dspy.trace.name'), 'req');
+  assert.equal(attr(a, 'user.id'), 'u1');
+  assert.equal(attr(a, 'dspy.trace.metadata.plan'), 'pro');
+  assert.equal(attr(a, 'dspy.trace.metadata.boom'), undefined);
+  assert.equal(attr(b, 'session.id'), 's1', 'update() applied');
+  assert.equal(attr(b, 'dspy.trace.metadata.later'), true);
+  assert.equal(attr(b, 'dspy.trace.metadata.plan'), 'pro');
+});
+
 test('configured prices override and extend the table', async () => {
   configure({ prices: { 'my-model': { input: 1, output: 2 }, 'gpt-4o-mini': { input: 10, output: 10 } } });
   generation('llm.generate', { model: 'my-model-2025-01-01' }, (g) => g.setUsage({ input: 1_000_000, output: 1_000_000 }));
