@@ -222,6 +222,18 @@ test('responses.create is traced too (non-streaming and streaming)', async () =>
   assert.match(String(attr(gens[1] as SpanRecord, 'dspy.completion_start_time')), /^\d{19}$/);
 });
 
+test('responses.create answering with a function call only: the output is the call, not the empty output_text', async () => {
+  const call = { type: 'function_call', id: 'fc_1', call_id: 'call_1', name: 'get_weather', arguments: '{"city":"Paris"}', status: 'completed' };
+  provider.script('/v1/responses', {
+    status: 200,
+    json: { id: 'resp_t', object: 'response', created_at: 1, model: 'gpt-4.1-2025-04-14', status: 'completed', output: [call], usage: { input_tokens: 9, output_tokens: 6, total_tokens: 15 } },
+  });
+  const res = await client.responses.create({ model: 'gpt-4.1', input: 'Weather in Paris?', tools: [{ type: 'function', name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' } } }, strict: false }] });
+  assert.equal(res.output_text, '', 'the client adds an empty output_text when no message has text');
+  const [gen] = (await generations(1)) as [SpanRecord];
+  assert.deepEqual(JSON.parse(attr(gen, 'dspy.output') as string), [call]);
+});
+
 test('inside a module, a wrapped client call fills in the module\'s llm.generate (no nested generation)', async () => {
   provider.script(PATH, { status: 200, json: chatCompletion('{"label":"spam"}', { prompt: 30, completion: 4 }) });
   const classify = predict('Classify', {

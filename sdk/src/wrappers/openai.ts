@@ -224,7 +224,9 @@ function responsesAdapter(options: WrapOptions): Adapter {
     if (model) g.setResponseModel(model);
     const usage = responsesUsage(r.usage);
     if (usage) g.setUsage(usage);
-    g.setOutput(typeof r.output_text === 'string' ? r.output_text : r.output);
+    // The client sets output_text to '' when no message has text (a function call, say): the
+    // output items are the answer then (Langfuse's OpenAI integration makes the same choice).
+    g.setOutput(typeof r.output_text === 'string' && r.output_text !== '' ? r.output_text : r.output);
     if (str(r.status)) g.setFinishReasons([r.status as string]);
     if (r.status === 'failed') {
       const e = isObj(r.error) ? r.error : {};
