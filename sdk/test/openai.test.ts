@@ -431,6 +431,27 @@ test('an app that stops reading once every choice has its finish reason has not 
   assert.deepEqual(JSON.parse(attr(gen, 'dspy.output') as string), { role: 'assistant', content: 'Hello' });
 });
 
+test('a streamed tool call whose name comes again in later chunks (Fireworks, NVIDIA NIM do) is recorded with the name the client itself assembles', async () => {
+  const base = { id: 'chatcmpl-tc', object: 'chat.completion.chunk', created: 1732700000, model: 'gpt-4o-mini' };
+  const delta = (args: string) => ({ tool_calls: [{ index: 0, id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: args } }] });
+  provider.script(PATH, {
+    sse: [
+      { data: { ...base, choices: [{ index: 0, delta: { role: 'assistant', ...delta('') }, finish_reason: null }] } },
+      { data: { ...base, choices: [{ index: 0, delta: delta('{"city":'), finish_reason: null }] } },
+      { data: { ...base, choices: [{ index: 0, delta: delta('"Paris"}'), finish_reason: 'tool_calls' }] } },
+      { data: '[DONE]' },
+    ],
+  });
+  // The client's own stream helper (it goes through the traced create) assembles the answer.
+  const final = await client.chat.completions.stream({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Weather?' }] }).finalChatCompletion();
+  const fn = final.choices[0]?.message.tool_calls?.[0];
+  assert.deepEqual(fn?.type === 'function' ? fn.function : undefined, { name: 'get_weather', arguments: '{"city":"Paris"}' });
+  const [gen] = (await generations(1)) as [SpanRecord];
+  const out = JSON.parse(attr(gen, 'dspy.output') as string) as { tool_calls: Array<{ id: string; function: unknown }> };
+  assert.equal(out.tool_calls[0]?.id, 'call_1');
+  assert.deepEqual(out.tool_calls[0]?.function, { name: 'get_weather', arguments: '{"city":"Paris"}' });
+});
+
 test('a client made by withOptions() (per-call timeout, retries) is traced too', async () => {
   provider.script(PATH, { status: 200, json: chatCompletion('A') }, { status: 200, json: chatCompletion('B') });
   await client.withOptions({ timeout: 5000 }).chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hi' }] });

@@ -146,7 +146,9 @@ function chatAdapter(options: WrapOptions): Adapter {
             if (str(tc.id)) t.id = tc.id as string;
             const f = isObj(tc.function) ? tc.function : undefined;
             if (f) {
-              t.function.name = appendCapped(t.function.name, f.name);
+              // Set, not appended, as the client's own stream helper does: some servers send the
+              // whole name again in every chunk (it came out as get_weatherget_weather).
+              if (str(f.name)) t.function.name = f.name as string;
               t.function.arguments = appendCapped(t.function.arguments, f.arguments);
             }
           }
