@@ -452,6 +452,24 @@ test('a streamed tool call whose name comes again in later chunks (Fireworks, NV
   assert.deepEqual(out.tool_calls[0]?.function, { name: 'get_weather', arguments: '{"city":"Paris"}' });
 });
 
+test('a responses.create stream left once response.completed arrived has not cancelled anything; left before, it has', async () => {
+  const done = { id: 'resp_c', object: 'response', created_at: 1, model: 'gpt-4.1-2025-04-14', status: 'completed', output: [], usage: { input_tokens: 5, output_tokens: 2, total_tokens: 7 } };
+  const events = {
+    sse: [
+      { event: 'response.output_text.delta', data: { type: 'response.output_text.delta', sequence_number: 0, item_id: 'm', output_index: 0, content_index: 0, delta: 'Yo' } },
+      { event: 'response.completed', data: { type: 'response.completed', sequence_number: 1, response: done } },
+    ],
+  };
+  provider.script('/v1/responses', events, events);
+  for await (const e of await client.responses.create({ model: 'gpt-4.1', input: 'Hi', stream: true })) if (e.type === 'response.completed') break;
+  for await (const e of await client.responses.create({ model: 'gpt-4.1', input: 'Hi again', stream: true })) if (e.type === 'response.output_text.delta') break;
+  const gens = await generations(2);
+  const gen = (input: string) => gens.find((g) => attr(g, 'dspy.input') === JSON.stringify(input)) as SpanRecord;
+  assert.equal(attr(gen('Hi'), 'dspy.stream.cancelled'), undefined);
+  assert.equal(attr(gen('Hi'), 'gen_ai.usage.total_tokens'), 7);
+  assert.equal(attr(gen('Hi again'), 'dspy.stream.cancelled'), true);
+});
+
 test('a client made by withOptions() (per-call timeout, retries) is traced too', async () => {
   provider.script(PATH, { status: 200, json: chatCompletion('A') }, { status: 200, json: chatCompletion('B') });
   await client.withOptions({ timeout: 5000 }).chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hi' }] });

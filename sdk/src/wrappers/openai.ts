@@ -268,6 +268,9 @@ function responsesAdapter(options: WrapOptions): Adapter {
           }
           return false;
         },
+        // response.completed (or incomplete, failed) is the last event and brings the whole
+        // response with its usage: an app that stops reading there has not cancelled anything.
+        answered: () => final !== undefined,
         finish(): void {
           if (final) fromResponse(g, final);
           else if (text) g.setOutput(text);
