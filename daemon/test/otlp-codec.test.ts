@@ -7,6 +7,8 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import type { SpanRecord } from '@dspy-o11y/proto';
+import { JsonTraceSerializer } from '@opentelemetry/otlp-transformer';
+import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { encodeTraces, nsToHrTime, type EncodableSpan, type OtlpEncoding } from '../src/export/otlp-encode.js';
 import {
   MAX_ANY_VALUE_DEPTH,
@@ -477,5 +479,28 @@ describe('OTLP/JSON numbers beyond 2^53', () => {
     assert.throws(() => decodeTraceRequestJson(span({ startTimeUnixNano: 1e21 })), /startTimeUnixNano does not fit in 64 bits/);
     assert.throws(() => decodeTraceRequestJson(span({ endTimeUnixNano: 2 ** 64 })), /endTimeUnixNano does not fit in 64 bits/);
     assert.equal(decodeTraceRequestJson(span({ startTimeUnixNano: 2 ** 63 })).resourceSpans[0]!.scopeSpans[0]!.spans[0]!.startTimeUnixNano, '9223372036854775808');
+  });
+});
+
+describe('OTLP/JSON from the official JS exporter: non-finite numbers', () => {
+  test('NaN and ±Infinity attributes (sent as `doubleValue: null`) do not cost the batch: null oneof members are unset', () => {
+    const exporter = new InMemorySpanExporter();
+    const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
+    const tracer = provider.getTracer('t');
+    tracer.startSpan('fine', { attributes: { a: 1 } }).end();
+    tracer.startSpan('ratio', { attributes: { ratio: 0 / 0, inf: Infinity, kept: 'yes', list: [1, NaN] } }).end();
+    const body = JsonTraceSerializer.serializeRequest(exporter.getFinishedSpans())!;
+    assert.match(Buffer.from(body).toString(), /"doubleValue":null/, 'what JSON.stringify makes of NaN');
+    const spans = decodeTraceRequestJson(body).resourceSpans.flatMap((rs) => rs.scopeSpans.flatMap((ss) => ss.spans));
+    assert.deepEqual(spans.map((s) => s.name), ['fine', 'ratio']);
+    const ratio = spans[1]!;
+    assert.deepEqual(attributeTypes(ratio.attributes), { ratio: 'empty', inf: 'empty', kept: 'string', list: 'array' });
+    assert.deepEqual(arrayElementTypes(ratio.attributes.find((kv) => kv.key === 'list')!.value), ['int', 'empty']);
+    // proto3 JSON: null is the field's absence, for every member of AnyValue's oneof.
+    const value = (v: string) => decodeTraceRequestJson(`{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"${'1'.repeat(32)}","spanId":"${'2'.repeat(16)}","attributes":[{"key":"k","value":${v}}]}]}]}]}`).resourceSpans[0]!.scopeSpans[0]!.spans[0]!.attributes[0]!.value;
+    for (const member of ['stringValue', 'boolValue', 'intValue', 'doubleValue', 'arrayValue', 'kvlistValue', 'bytesValue']) {
+      assert.deepEqual(value(`{"${member}":null}`), { type: 'empty' }, member);
+    }
+    assert.deepEqual(value('{"doubleValue":null,"intValue":"5"}'), { type: 'int', value: 5 });
   });
 });

@@ -742,28 +742,31 @@ class JsonReader {
   anyValue(v: Json | undefined, where: string, depth: number): AnyValue {
     const o = this.object(v, where);
     if (!o) return EMPTY;
-    let x = this.field(o, 'stringValue', 'string_value', where);
+    // proto3 JSON: a null member is an absent one. The official JS exporter writes NaN and
+    // ±Infinity as `doubleValue: null` (JSON.stringify): refusing it cost the whole batch.
+    const member = (camel: string, snake: string) => this.field(o, camel, snake, where) ?? undefined;
+    let x = member('stringValue', 'string_value');
     if (x !== undefined) return { type: 'string', value: this.string(x, `${where}.stringValue`) };
-    x = this.field(o, 'boolValue', 'bool_value', where);
+    x = member('boolValue', 'bool_value');
     if (x !== undefined) {
       if (typeof x !== 'boolean') throw new OtlpDecodeError(`${where}.boolValue must be a boolean`);
       return { type: 'bool', value: x };
     }
-    x = this.field(o, 'intValue', 'int_value', where);
+    x = member('intValue', 'int_value');
     if (x !== undefined) {
       // The official JS JSON exporter writes every integral number, 1e300 too, as intValue; its
       // protobuf exporter writes one beyond int64 as a double: so do we, not refuse the request.
       if (typeof x === 'number' && Number.isInteger(x) && (x < -(2 ** 63) || x >= 2 ** 63)) return { type: 'double', value: x };
       return { type: 'int', value: this.int64(x, `${where}.intValue`) };
     }
-    x = this.field(o, 'doubleValue', 'double_value', where);
+    x = member('doubleValue', 'double_value');
     if (x !== undefined) {
       if (typeof x === 'number') return { type: 'double', value: x };
       if (x === 'NaN' || x === 'Infinity' || x === '-Infinity') return { type: 'double', value: Number(x) };
       if (typeof x === 'string' && x.trim() !== '' && Number.isFinite(Number(x))) return { type: 'double', value: Number(x) };
       throw new OtlpDecodeError(`${where}.doubleValue must be a number`);
     }
-    x = this.field(o, 'arrayValue', 'array_value', where);
+    x = member('arrayValue', 'array_value');
     if (x !== undefined) {
       if (depth >= MAX_ANY_VALUE_DEPTH) throw new OtlpDecodeError(`${where}: attribute values nest deeper than ${MAX_ANY_VALUE_DEPTH}`);
       const arr = this.object(x, `${where}.arrayValue`);
@@ -772,13 +775,13 @@ class JsonReader {
       for (let i = 0; i < src.length; i++) values[i] = this.anyValue(src[i], `${where}.arrayValue.values[${i}]`, depth + 1);
       return { type: 'array', values };
     }
-    x = this.field(o, 'kvlistValue', 'kvlist_value', where);
+    x = member('kvlistValue', 'kvlist_value');
     if (x !== undefined) {
       if (depth >= MAX_ANY_VALUE_DEPTH) throw new OtlpDecodeError(`${where}: attribute values nest deeper than ${MAX_ANY_VALUE_DEPTH}`);
       const kvl = this.object(x, `${where}.kvlistValue`);
       return { type: 'kvlist', values: this.keyValues(kvl?.values, `${where}.kvlistValue.values`, depth + 1) };
     }
-    x = this.field(o, 'bytesValue', 'bytes_value', where);
+    x = member('bytesValue', 'bytes_value');
     if (x !== undefined) {
       const s = this.string(x, `${where}.bytesValue`);
       if (!/^[A-Za-z0-9+/_-]*={0,2}$/.test(s)) throw new OtlpDecodeError(`${where}.bytesValue must be base64`);
