@@ -8,7 +8,7 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { gzipSync } from 'node:zlib';
+import { deflateSync, gzipSync } from 'node:zlib';
 import protobuf from 'protobufjs';
 import type { AttributeValue } from '@dspy-o11y/proto';
 import { context, trace, SpanStatusCode, type Tracer } from '@opentelemetry/api';
@@ -334,6 +334,19 @@ describe('OTLP/HTTP ingest through the real CLI', () => {
     await daemon.eventually(() => assert.ok(fake.span('eee19b7ec3c1b174')));
     assert.equal(fake.span('eee19b7ec3c1b174')!.parentSpanId, undefined);
     assert.equal(fake.span('eee19b7ec3c1b174')!.resource['service.name'], 'gz');
+  });
+
+  test("a deflate body (the Python OTLP exporter's Compression.Deflate, zlib-wrapped) is accepted like gzip", async () => {
+    const type = exportTraceServiceRequestType();
+    const body = type.encode(type.fromObject({
+      resourceSpans: [{ resource: { attributes: [{ key: 'service.name', value: { stringValue: 'py' } }] }, scopeSpans: [{ spans: [
+        { traceId: Buffer.from('6b8efff798038103d269b633813fc60c', 'hex'), spanId: Buffer.from('fee19b7ec3c1b174', 'hex'), name: 'deflated', startTimeUnixNano: '1732700000000000001', endTimeUnixNano: '1732700000000000002' },
+      ] }] }],
+    })).finish();
+    const res = await fetch(tracesUrl, { method: 'POST', headers: { 'content-type': 'application/x-protobuf', 'content-encoding': 'deflate' }, body: deflateSync(body) });
+    assert.equal(res.status, 200);
+    await daemon.eventually(() => assert.ok(fake.span('fee19b7ec3c1b174')));
+    assert.equal(fake.span('fee19b7ec3c1b174')!.resource['service.name'], 'py');
   });
 
   test('invalid spans are rejected one by one: partialSuccess in protobuf and JSON, the rest delivered, each counted', async () => {

@@ -1,6 +1,8 @@
 /**
  * Request bodies as they were sent: `content-encoding` undone within the body limit, for both
- * ingest routes (`/v1/ingest` takes gzip and deflate, OTLP's `/v1/traces` gzip only, as the spec).
+ * ingest routes. Both take gzip and deflate: OTLP/HTTP names only gzip, but the Python OTLP
+ * exporter offers deflate (`OTEL_EXPORTER_OTLP_COMPRESSION=deflate`) and the Collector's receiver
+ * takes it; refusing it cost such an app every span.
  */
 import { promisify } from 'node:util';
 import { gunzip as gunzipCallback, inflate as inflateCallback, inflateRaw as inflateRawCallback, type InputType, type ZlibOptions } from 'node:zlib';
@@ -15,14 +17,12 @@ export interface UnreadableBody {
   readonly error: string;
 }
 
-/** The body as sent, or why it cannot be read; `deflate`: whether that coding is accepted too. */
-export async function decodeBody(body: Buffer, contentEncoding: string, maxBodyBytes: number, deflate: boolean): Promise<Buffer | UnreadableBody> {
+/** The body as sent, or why it cannot be read. */
+export async function decodeBody(body: Buffer, contentEncoding: string, maxBodyBytes: number): Promise<Buffer | UnreadableBody> {
   const coding = contentEncoding.trim().toLowerCase();
   if (coding === '' || coding === 'identity') return body;
-  const gzip = coding === 'gzip' || (deflate && coding === 'x-gzip');
-  if (!gzip && !(deflate && coding === 'deflate')) {
-    return { status: 415, error: `content-encoding must be ${deflate ? 'gzip, deflate' : 'gzip'} or none, got ${coding}` };
-  }
+  const gzip = coding === 'gzip' || coding === 'x-gzip';
+  if (!gzip && coding !== 'deflate') return { status: 415, error: `content-encoding must be gzip, deflate or none, got ${coding}` };
   // The same bound as the compressed body's: a small bomb must not inflate past it.
   const options = { maxOutputLength: maxBodyBytes };
   try {

@@ -56,7 +56,7 @@ export function registerIngestRoutes(app: FastifyInstance, sink: RecordSink, max
   };
 
   app.post('/v1/ingest', async (request, reply) => {
-    const decoded = await decodeBody(Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0), String(request.headers['content-encoding'] ?? ''), maxBodyBytes, true);
+    const decoded = await decodeBody(Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0), String(request.headers['content-encoding'] ?? ''), maxBodyBytes);
     if (!Buffer.isBuffer(decoded)) {
       sink.rejectBody('http', decoded.status === 413 ? 'too_large' : 'invalid_body');
       return reply.code(decoded.status).send({ error: decoded.error });

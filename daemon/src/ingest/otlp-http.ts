@@ -3,7 +3,7 @@
  * "OTLP/HTTP") asks of a server, so any OpenTelemetry SDK's default exporter can send here.
  *
  * - Bodies: binary protobuf (`application/x-protobuf`) or OTLP/JSON (`application/json`), raw
- *   or `content-encoding: gzip`; anything else is 415 (unsupported media type or content coding).
+ *   or `content-encoding: gzip` (or deflate, which the Python exporter offers); anything else is 415 (unsupported media type or content coding).
  * - Each ResourceSpans's resource becomes one daemon Resource shared by its spans; each span is
  *   converted (otlp-convert.ts), normalized from the GenAI / OpenInference dialects when
  *   exporting to Langfuse (otlp-dialects.ts) and validated by the record sink with the proto
@@ -129,7 +129,7 @@ export function registerOtlpRoutes(app: FastifyInstance, sink: RecordSink, optio
     if (!encoding) {
       return refuse(reply, 415, undefined, `content-type must be ${PROTOBUF} or ${JSON_TYPE}, got ${contentType ?? 'none'}`);
     }
-    const body = await decodeBody(Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0), String(request.headers['content-encoding'] ?? ''), options.maxBodyBytes, false);
+    const body = await decodeBody(Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0), String(request.headers['content-encoding'] ?? ''), options.maxBodyBytes);
     if (!Buffer.isBuffer(body)) return refuse(reply, body.status, encoding, body.error);
 
     let decoded: DecodedTraceRequest;
