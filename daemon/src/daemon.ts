@@ -361,8 +361,10 @@ function buildHttp(config: DaemonConfig, sink: RecordSink, stats: Stats, log: Lo
     return payload;
   });
   app.removeAllContentTypeParsers();
-  // Bodies stay raw: each route frames and validates them itself (NDJSON lines, OTLP protobuf).
-  app.addContentTypeParser(['application/json', 'application/x-ndjson', 'application/x-protobuf'], { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+  // Bodies stay raw: each route frames and validates them itself (NDJSON lines). The OTLP routes
+  // read any media type in a scope of their own; here protobuf was read as NDJSON lines, answered
+  // 202 to an OpenTelemetry exporter pointed at /v1/ingest, and its spans were lost as invalid JSON.
+  app.addContentTypeParser(['application/json', 'application/x-ndjson'], { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
   const auth: AuthOptions = {
     token: config.ingestToken,
     langfuseKeys: config.exporter === 'langfuse' && config.langfuse.publicKey && config.langfuse.secretKey

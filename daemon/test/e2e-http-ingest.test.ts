@@ -87,6 +87,18 @@ describe('POST /v1/ingest bodies', () => {
     assert.equal((await invalid('otlp', 'too_large')) - before.otlpLarge, 1);
   });
 
+  test('an OTLP protobuf body (an OpenTelemetry exporter pointed at /v1/ingest) is 415, not read as NDJSON lines', async () => {
+    // A 202 told the exporter its spans were delivered; they were counted as lines of invalid JSON.
+    const invalid = (reason: string) => d.metric('dspy_o11yd_records_invalid_total', { transport: 'http', reason });
+    const before = { body: await invalid('invalid_body'), json: await invalid('invalid_json') };
+    // ExportTraceServiceRequest { resource_spans { resource { attributes { key: "service" … } } } }
+    const pb = Buffer.from([0x0a, 0x10, 0x0a, 0x0e, 0x0a, 0x0c, 0x0a, 0x0a, 0x0a, 0x07, ...Buffer.from('service'), 0x12, 0x00]);
+    const res = await fetch(`${d.httpUrl}/v1/ingest`, { method: 'POST', headers: { 'content-type': 'application/x-protobuf' }, body: pb });
+    assert.equal(res.status, 415, await res.text());
+    assert.equal((await invalid('invalid_body')) - before.body, 1);
+    assert.equal(await invalid('invalid_json'), before.json);
+  });
+
   test("Langfuse's OTLP path with an exporter other than langfuse: Basic credentials are not checked (no project to compare them with)", async () => {
     const before = await d.metric('dspy_o11yd_records_received_total', { transport: 'otlp', type: 'span' });
     const body = JSON.stringify({
