@@ -145,6 +145,17 @@ describe('POST /v1/ingest bodies', () => {
     assert.equal(await d.metric('dspy_o11yd_records_invalid_total', { transport: 'http', reason: 'too_large' }), before + 1);
   });
 
+  test('a UTF-8 BOM before a JSON or NDJSON body is ignored, as Fastify\'s JSON parser and the OTLP/JSON route do', async () => {
+    // Windows editors and PowerShell's utf8 write one: the first record (or a JSON body whole) was lost to it.
+    const bom = Buffer.from([0xef, 0xbb, 0xbf]);
+    const json = await post(Buffer.concat([bom, Buffer.from(`[${span('c00000000000000e')}]`)]), { 'content-type': 'application/json' });
+    assert.equal(json.status, 202, JSON.stringify(json.body));
+    assert.deepEqual({ accepted: json.body.accepted, rejected: json.body.rejected }, { accepted: 1, rejected: 0 });
+    const nd = await post(Buffer.concat([bom, Buffer.from(`${span('c00000000000000f')}\r\n${span('c000000000000010')}\r\n`)]), { 'content-type': 'application/x-ndjson' });
+    assert.equal(nd.status, 202);
+    assert.deepEqual({ accepted: nd.body.accepted, rejected: nd.body.rejected, errors: nd.body.errors }, { accepted: 2, rejected: 0, errors: [] });
+  });
+
   test('an unparseable JSON body is 400 and counted as invalid_json', async () => {
     const before = await d.metric('dspy_o11yd_records_invalid_total', { transport: 'http', reason: 'invalid_json' });
     const r = await post('{"v":1,', { 'content-type': 'application/json' });

@@ -225,6 +225,18 @@ test('line splitter: partial lines share a budget across splitters; a line past 
   assert.equal(budget.used, 0);
 });
 
+test('line splitter: a UTF-8 BOM before a line is left out (RFC 8259 §8.1), also split across chunks; a BOM alone is a blank line', () => {
+  const seen: string[] = [];
+  const s = new LineSplitter(100, (b, st, e) => seen.push(b.toString('utf8', st, e)), () => assert.fail('no line is too long'));
+  const bom = [0xef, 0xbb, 0xbf];
+  s.push(Buffer.from([...bom, ...Buffer.from('{"a":1}\r\n')]));
+  s.push(Buffer.from([...bom, 0x0a, bom[0]!, bom[1]!]));
+  s.push(Buffer.from([bom[2]!, ...Buffer.from('{"b":2}\n{"c":3}\uFEFF\n')]));
+  s.end();
+  // Only a leading BOM: one elsewhere in a line is the line's own.
+  assert.deepEqual(seen, ['{"a":1}', '{"b":2}', '{"c":3}\uFEFF']);
+});
+
 test('line splitter flags ASCII lines (decoded as latin1) and never a line with other bytes', () => {
   const seen: [string, boolean][] = [];
   const s = new LineSplitter(100, (b, st, e, ascii) => seen.push([b.toString('utf8', st, e), ascii]), () => {});

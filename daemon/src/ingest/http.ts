@@ -68,7 +68,9 @@ export function registerIngestRoutes(app: FastifyInstance, sink: RecordSink, max
     if (String(request.headers['content-type'] ?? '').trimStart().toLowerCase().startsWith('application/json')) {
       let value: unknown;
       try {
-        value = JSON.parse(body.toString('utf8'));
+        const text = body.toString('utf8');
+        // A leading BOM is ignored, as in NDJSON (line-splitter.ts): JSON.parse refuses it.
+        value = JSON.parse(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text);
       } catch (err) {
         const message = `body is not JSON: ${(err as Error).message}`;
         sink.rejectInvalidJson(session, message);

@@ -38,8 +38,8 @@ export class LineSplitter {
   constructor(
     private readonly maxLineBytes: number,
     /**
-     * Called with each complete line's bytes (without `\n` / `\r\n`); blank lines (empty, or
-     * only spaces, tabs and CRs) are skipped.
+     * Called with each complete line's bytes (without `\n` / `\r\n`, or a leading UTF-8 BOM);
+     * blank lines (empty, or only spaces, tabs and CRs) are skipped.
      * `ascii`: the bytes are known to be ASCII (the consumer may decode them as latin1, a copy).
      */
     private readonly onLine: (buf: Buffer, start: number, end: number, ascii: boolean) => void,
@@ -128,6 +128,9 @@ export class LineSplitter {
 
   private emit(buf: Buffer, start: number, end: number, ascii: boolean): void {
     if (end > start && buf[end - 1] === 13) end--; // tolerate CRLF
+    // A UTF-8 BOM (Windows editors, PowerShell's utf8) may be ignored (RFC 8259 §8.1), as the
+    // OTLP/JSON route and Fastify's JSON parser do: read as JSON, it cost the first record.
+    if (end - start >= 3 && buf[start] === 0xef && buf[start + 1] === 0xbb && buf[start + 2] === 0xbf) start += 3;
     if (end === start) return;
     // Whitespace alone is a blank line, as for JSON and NDJSON readers (jq), not invalid JSON.
     // Scanned only when the line starts with whitespace: a record starts with `{`.
