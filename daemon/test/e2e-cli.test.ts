@@ -515,6 +515,29 @@ describe('cli', () => {
     tmp.cleanup();
   });
 
+  test('tail ends with exit 0 when the daemon shuts down, not as a broken stream', { timeout: 60_000 }, async () => {
+    const tmp = tempDir();
+    const socket = join(tmp.dir, 'd.sock');
+    const d = await startDaemonProcess(['--socket', socket, '--http', '127.0.0.1:0', '--exporter', 'console'], {}, socket);
+    const { spawn } = await import('node:child_process');
+    const { CLI } = await import('./support/daemon-process.js');
+    const tail = spawn(process.execPath, [CLI, 'tail', '--http', d.httpUrl.replace('http://', '')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let tailed = '';
+    let stderr = '';
+    tail.stdout.setEncoding('utf8').on('data', (c: string) => (tailed += c));
+    tail.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+    const tailExit = new Promise<number | null>((r) => tail.on('exit', (code) => r(code)));
+    await d.eventually(async () => {
+      await sendOverSocket(socket, [JSON.stringify({ v: 1, type: 'hello', resource: { 'service.name': 'tail-end-probe' } })]);
+      assert.match(tailed, /tail-end-probe/);
+    });
+    const stopped = await d.stop();
+    assert.equal(stopped.code, 0);
+    assert.equal(await tailExit, 0, stderr);
+    assert.match(stderr, /the daemon ended the stream/);
+    tmp.cleanup();
+  });
+
   test('tail prints records only: blank heartbeat lines are skipped', { timeout: 60_000 }, async () => {
     const { createServer } = await import('node:http');
     const record = span('b000000000000007', 'between-heartbeats');

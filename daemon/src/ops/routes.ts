@@ -1,5 +1,4 @@
 /** Operations endpoints: liveness, readiness, Prometheus metrics, JSON status, live tail. */
-import type { ServerResponse } from 'node:http';
 import type { FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
 import type { RecordSink } from '../ingest/record-sink.js';
@@ -54,10 +53,12 @@ export const MAX_TAIL_READERS = 16;
 export const TAIL_BUFFER_BYTES = 1024 * 1024;
 
 export function registerOpsRoutes(app: FastifyInstance, hooks: OpsHooks): void {
-  // Tail streams never end by themselves: cut at shutdown, not left to hold the listener's close.
-  const tails = new Set<ServerResponse>();
+  // Tail streams never end by themselves: ended at shutdown, not left to hold the listener's
+  // close. Ended, not destroyed: a cut stream made `dspy-o11yd tail` report a broken stream
+  // (exit 1) at every restart; a reader too slow to take the rest is cut by the close's grace.
+  const tails = new Set<() => void>();
   app.addHook('preClose', (done) => {
-    for (const res of tails) res.destroy();
+    for (const end of tails) end();
     done();
   });
 
@@ -100,12 +101,18 @@ export function registerOpsRoutes(app: FastifyInstance, hooks: OpsHooks): void {
       if (res.writableLength === 0) res.write('\n');
     }, TAIL_HEARTBEAT_MS);
     heartbeat.unref();
-    hooks.sink.tailListeners.add(listener);
-    tails.add(res);
-    request.raw.on('close', () => {
+    // Nothing may be written after end(): records and heartbeats stop first.
+    const stop = () => {
       clearInterval(heartbeat);
       hooks.sink.tailListeners.delete(listener);
-      tails.delete(res);
-    });
+      tails.delete(end);
+    };
+    const end = () => {
+      stop();
+      res.end();
+    };
+    hooks.sink.tailListeners.add(listener);
+    tails.add(end);
+    request.raw.on('close', stop);
   });
 }
