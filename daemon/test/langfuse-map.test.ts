@@ -286,6 +286,31 @@ describe('langfuse mapping, row by row', () => {
     assert.equal(langfuseWouldDrop(numeric.s), undefined);
   });
 
+  test("resource: its own langfuse.environment / langfuse.release (Langfuse's Python SDK puts them there) win over deployment.environment.name / service.version, as Langfuse reads them", () => {
+    // Langfuse Python SDK v3's resource, merged with OTEL_RESOURCE_ATTRIBUTES.
+    const py: Resource = { attributes: { 'service.name': 'py', 'langfuse.environment': 'prod-eu', 'langfuse.release': 'abc123', 'deployment.environment.name': 'production', 'service.version': '1.4.2' } };
+    // A span of another instrumentation (translated) and one of the Langfuse SDK (passed unchanged), same resource.
+    const { m } = mapper();
+    const [translated, own] = roundTrip(m, [span({ 'gen_ai.request.model': 'm' }), span({ 'langfuse.observation.type': 'span' })], py);
+    // What Langfuse reads: the span's key, else the resource's, key by key in its order.
+    const environmentOf = (s: RecordedSpan) => {
+      for (const k of ['langfuse.environment', 'deployment.environment.name', 'deployment.environment']) {
+        const v = s.attributes[k] || s.resource[k];
+        if (v) return v;
+      }
+      return 'default';
+    };
+    const releaseOf = (s: RecordedSpan) => s.attributes['langfuse.release'] ?? s.resource['langfuse.release'];
+    assert.equal(environmentOf(own!), 'prod-eu');
+    assert.equal(environmentOf(translated!), 'prod-eu', 'one environment for the whole trace, the one the sender gave Langfuse');
+    assert.equal(releaseOf(own!), 'abc123');
+    assert.equal(releaseOf(translated!), 'abc123');
+    // Still sanitized when Langfuse would refuse it (the span's key then wins over the resource's).
+    const messy = one({}, {}, { attributes: { 'langfuse.environment': 'Prod EU', 'deployment.environment.name': 'production' } });
+    assert.equal(messy.s.attributes['langfuse.environment'], 'prod-eu');
+    assert.deepEqual(messy.repairs, ['environment_sanitized']);
+  });
+
   test('resource: a service.version that is not a string is also sent as the string langfuse.version (Langfuse drops a non-string version)', () => {
     const { s, repairs } = one({}, {}, { attributes: { 'service.version': 3 } });
     assert.equal(s.resource['service.version'], 3, 'the resource itself is left as sent');

@@ -213,6 +213,9 @@ describe('score units', () => {
     // The key before semantic conventions 1.27, which Langfuse reads next (as the spans' mapping does).
     const legacy = toLangfuseScore(score({ traceId: TRACE, name: 'n', value: 1 }), { attributes: { 'deployment.environment': 'Staging' } });
     assert.ok(legacy.ok && legacy.body.environment === 'staging', JSON.stringify(legacy));
+    // Langfuse's own key comes first (its Python SDK's resource), as for the spans.
+    const own = toLangfuseScore(score({ traceId: TRACE, name: 'n', value: 1 }), { attributes: { 'langfuse.environment': 'prod-eu', 'deployment.environment.name': 'production' } });
+    assert.ok(own.ok && own.body.environment === 'prod-eu', JSON.stringify(own));
     // What Langfuse would refuse (nothing valid left, its reserved prefix): no environment, so Langfuse's default applies.
     for (const bad of ['!!!', 'langfuse-dev']) {
       const none = toLangfuseScore(score({ traceId: TRACE, name: 'n', value: 1 }), { attributes: { 'deployment.environment.name': bad } });

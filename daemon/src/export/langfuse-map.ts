@@ -199,12 +199,13 @@ export function langfuseEnvironment(env: string): string | undefined {
 const LEGACY_ENVIRONMENT = 'deployment.environment';
 
 /**
- * A sender's environment as Langfuse reads it from the resource: `deployment.environment.name`,
- * else the key of semantic conventions before 1.27 (still common), on which Langfuse drops an
- * observation or score just the same. Not yet sanitized ({@link langfuseEnvironment}).
+ * A sender's environment as Langfuse reads it from the resource: its own `langfuse.environment`
+ * (Langfuse's Python SDK puts it on the resource), else `deployment.environment.name`, else the key
+ * of semantic conventions before 1.27 (still common), on which Langfuse drops an observation or
+ * score just the same. Not yet sanitized ({@link langfuseEnvironment}).
  */
 export function resourceEnvironment(attributes: Attributes): AttributeValue | undefined {
-  return attributes[RESOURCE.environment] || attributes[LEGACY_ENVIRONMENT];
+  return attributes[LF.environment] || attributes[RESOURCE.environment] || attributes[LEGACY_ENVIRONMENT];
 }
 
 /** Langfuse's environment when none is given. */
@@ -538,14 +539,15 @@ export class LangfuseMapper implements BatchMapping {
    */
   private fromResource(resource: Resource): TraceAttrs {
     const out: TraceAttrs = {};
-    const release = resource.attributes[RESOURCE.serviceVersion];
-    if (release !== undefined && release !== '') {
-      out[LF.release] = String(release);
-      // Langfuse takes service.version as the observation's version, which must be a string.
-      if (typeof release !== 'string') {
-        out[LF.version] = String(release);
-        this.onRepair('version_coerced');
-      }
+    const version = resource.attributes[RESOURCE.serviceVersion];
+    // The resource's own langfuse.release first (Langfuse's Python SDK puts it there): Langfuse
+    // reads it, and the span's key derived here would otherwise win over it.
+    const release = resource.attributes[LF.release] || version;
+    if (release !== undefined && release !== '') out[LF.release] = String(release);
+    // Langfuse takes service.version as the observation's version, which must be a string.
+    if (version !== undefined && version !== '' && typeof version !== 'string') {
+      out[LF.version] = String(version);
+      this.onRepair('version_coerced');
     }
     const env = resourceEnvironment(resource.attributes);
     if (env !== undefined && env !== '') {
