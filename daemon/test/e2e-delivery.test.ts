@@ -262,4 +262,44 @@ describe("Langfuse's environment variables on the daemon", () => {
     assert.equal(envOf('4'), 'qa');
     assert.equal(envOf('1'), 'staging');
   });
+
+  test("a sender that names its environment or release under another key Langfuse reads keeps it (the older deployment.environment; Langfuse's Python SDK's resource keys)", async () => {
+    const spans = fake.spans.length;
+    const scores = fake.scores.length;
+    // The SDK with OTEL_RESOURCE_ATTRIBUTES=deployment.environment=prod: the key before semantic conventions 1.27.
+    await sendOverSocket(socket, [
+      JSON.stringify({ v: 1, type: 'hello', resource: { 'service.name': 'legacy', 'deployment.environment': 'prod' } }),
+      spanLine('a000000000000006', 'legacy'),
+      JSON.stringify({ v: 1, type: 'score', traceId: 'c'.repeat(31) + '6', name: 'helpfulness', value: 1 }),
+    ]);
+    // Langfuse's Python SDK v3 puts langfuse.environment / langfuse.release on its resource; a span of another instrumentation under it.
+    const str = (key: string, v: string) => ({ key, value: { stringValue: v } });
+    const otlp = {
+      resourceSpans: [{
+        resource: { attributes: [str('service.name', 'py-app'), str('langfuse.environment', 'prod-eu'), str('langfuse.release', 'abc123')] },
+        scopeSpans: [{ scope: { name: 'opentelemetry.instrumentation.openai' }, spans: [{ traceId: 'e'.repeat(32), spanId: 'a000000000000007', name: 'py-openai', kind: 1, startTimeUnixNano: '1732700000000000000', endTimeUnixNano: '1732700000000000005' }] }],
+      }],
+    };
+    const res = await fetch(`${daemon.httpUrl}/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(otlp) });
+    assert.equal(res.status, 200);
+    await fake.waitForSpans(spans + 2, 10_000);
+    const got = (name: string) => fake.spans.find((s) => s.name === name)!;
+    // What Langfuse reads: the span's key, else the resource's, key by key in its order.
+    const environmentOf = (s: (typeof fake.spans)[number]) => {
+      for (const k of ['langfuse.environment', 'deployment.environment.name', 'deployment.environment']) {
+        const v = s.attributes[k] || s.resource[k];
+        if (v) return v;
+      }
+      return 'default';
+    };
+    assert.equal(environmentOf(got('legacy')), 'prod', 'not the daemon default over the environment the sender set');
+    assert.equal(got('legacy').resource['deployment.environment.name'], undefined);
+    assert.equal(got('legacy').attributes['langfuse.release'], '2026.11.27', 'what it left out is still filled in');
+    assert.equal(environmentOf(got('py-openai')), 'prod-eu');
+    assert.equal(got('py-openai').attributes['langfuse.release'] ?? got('py-openai').resource['langfuse.release'], 'abc123');
+    assert.equal(got('py-openai').resource['deployment.environment.name'], undefined);
+    assert.equal(got('py-openai').resource['service.version'], undefined, "Langfuse would show the daemon's release as the observations' version");
+    const [score] = (await fake.waitForScores(scores + 1, 10_000)).slice(scores);
+    assert.equal((score!.body as { environment?: string }).environment, 'prod', 'the score in its spans\' environment');
+  });
 });

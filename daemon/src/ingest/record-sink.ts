@@ -4,7 +4,7 @@
  * sampling, and the push into the queue. A bad record is counted with its reason and dropped;
  * nothing here throws back into a transport.
  */
-import { ATTR, keepTrace, newSpanId, parseLine, validateRecord, type AttributeValue, type Attributes, type EventRecord, type ScoreRecord, type SpanRecord, type ValidationResult, type WireRecord } from '@dspy-o11y/proto';
+import { ATTR, RESOURCE, keepTrace, newSpanId, parseLine, validateRecord, type AttributeValue, type Attributes, type EventRecord, type ScoreRecord, type SpanRecord, type ValidationResult, type WireRecord } from '@dspy-o11y/proto';
 import { oncePer, type Logger } from '../log.js';
 import { EMPTY_RESOURCE, QueuedSpan, queuedSpan, type Resource } from '../model.js';
 import type { SpanQueue } from '../queue/span-queue.js';
@@ -24,6 +24,17 @@ export interface IngestSession {
 }
 
 export type Rejection = { reason: string; message: string };
+
+/**
+ * Other keys a sender may state a default's value under, all read by Langfuse (the older
+ * `deployment.environment`; Langfuse's Python SDK's resource keys): a resource with one of them
+ * sets its own, and the default inserted beside it would win (deployment.environment.name is read
+ * first; service.version would become every observation's version).
+ */
+const SAME_AS: Readonly<Record<string, readonly string[]>> = {
+  [RESOURCE.environment]: ['deployment.environment', 'langfuse.environment'],
+  [RESOURCE.serviceVersion]: ['langfuse.release'],
+};
 
 /** Client drop reports are logged at most this often (the rest summed into the next warning). */
 export const CLIENT_DROPS_LOG_MS = 10_000;
@@ -93,7 +104,8 @@ export class RecordSink {
 
   /** `resource`, or a copy with the default attributes it lacks (the same object when it lacks none). */
   private withDefaults(resource: Resource): Resource {
-    const missing = this.defaults.filter(([k]) => !Object.hasOwn(resource.attributes, k));
+    const has = (k: string) => Object.hasOwn(resource.attributes, k);
+    const missing = this.defaults.filter(([k]) => !has(k) && !(SAME_AS[k] ?? []).some(has));
     if (missing.length === 0) return resource;
     return { attributes: { ...resource.attributes, ...Object.fromEntries(missing) }, sdk: resource.sdk };
   }
