@@ -20,6 +20,7 @@ import { BasicTracerProvider, BatchSpanProcessor, SimpleSpanProcessor } from '@o
 import { toSpanRecord, toWireAttributes, toWireValue } from '../src/ingest/otlp-convert.js';
 import { messagesFromEvents, normalizeDialects, type WireEvent } from '../src/ingest/otlp-dialects.js';
 import { encodeExportResponse } from '../src/ingest/otlp-http.js';
+import { LangfuseMapper } from '../src/export/langfuse-map.js';
 import { exportTraceServiceRequestType, type AnyValue, type DecodedSpan } from '../src/otlp/decode.js';
 import { langfuseWouldDrop, type FakeLangfuse, type RecordedSpan } from './support/fake-langfuse.js';
 import { useLangfuseDaemon, type DaemonProcess } from './support/daemon-process.js';
@@ -574,7 +575,7 @@ describe('dialect normalization', () => {
         'openinference.span.kind': 'LLM', 'gen_ai.request.model': 'm', 'gen_ai.provider.name': 'anthropic',
         'gen_ai.usage.input_tokens': 1, 'gen_ai.usage.output_tokens': 2, 'gen_ai.usage.total_tokens': 3,
         'llm.invocation_parameters': '{"top_p":0.9,"max_completion_tokens":10,"stream":true}',
-        'gen_ai.request.top_p': 0.9, 'gen_ai.request.max_tokens': 10,
+        'gen_ai.request.top_p': 0.9, 'gen_ai.request.max_tokens': 10, 'gen_ai.request.stream': true,
         'dspy.input': '{"q":1}', 'dspy.output': '"plain"', 'dspy.trace.tags': ['a', 'b'], 'dspy.observation.type': 'generation',
       },
     );
@@ -585,6 +586,22 @@ describe('dialect normalization', () => {
     assert.equal(normalizeDialects({ 'openinference.span.kind': 'TOOL', 'gen_ai.operation.name': 'chat' })['dspy.observation.type'], 'tool');
     // An unknown kind falls through to the next rule.
     assert.equal(normalizeDialects({ 'openinference.span.kind': 'RERANKER', 'llm.model_name': 'r' })['dspy.observation.type'], 'generation');
+  });
+
+  test("OpenInference llm.invocation_parameters: every parameter reaches Langfuse's model parameters, as when Langfuse reads that key itself", () => {
+    const invocation = {
+      model: 'gpt-4o', temperature: 0.1, max_completion_tokens: 10, seed: 42, frequency_penalty: 0.5, stream: false,
+      stop: ['\n\n'], response_format: { type: 'json_object' }, logit_bias: null, mixed: [1, 'a'],
+    };
+    const attributes = normalizeDialects({ 'openinference.span.kind': 'LLM', 'llm.model_name': 'gpt-4o', 'llm.invocation_parameters': JSON.stringify(invocation) });
+    const span = { v: 1 as const, type: 'span' as const, traceId: 'a'.repeat(32), spanId: 'b'.repeat(16), name: 'ChatOpenAI', startTimeUnixNano: '1', endTimeUnixNano: '2', attributes };
+    const [mapped] = new LangfuseMapper().map([{ span, resource: { attributes: {} } }]);
+    // Langfuse reads langfuse.observation.model.parameters first, and llm.invocation_parameters only without it.
+    const params = JSON.parse(String(mapped!.span.attributes!['langfuse.observation.model.parameters'])) as Record<string, unknown>;
+    assert.deepEqual(params, {
+      temperature: 0.1, max_tokens: 10, seed: 42, frequency_penalty: 0.5, stream: false,
+      stop: ['\n\n'], response_format: '{"type":"json_object"}', mixed: '[1,"a"]',
+    });
   });
 
   test('Vercel AI SDK (ai 5/6 keys) → neutral vocabulary, as Langfuse reads an `ai`-scope span', () => {

@@ -252,6 +252,25 @@ function invocationParameters(attrs: MutableAttributes): void {
     const v = p[from];
     if (typeof v === 'number' && Number.isFinite(v) && !(to in attrs)) attrs[to] = v;
   }
+  // Every other one (but the model) too, as gen_ai.request.<name>: Langfuse reads no
+  // llm.invocation_parameters once the mapper has set the model parameters from gen_ai.request.*.
+  for (const name of Object.keys(p)) {
+    const v = p[name];
+    const to = `gen_ai.request.${name}`;
+    if (v === null || name === '' || name === 'model' || INVOCATION_PARAMETER_NAMES.has(name) || to in attrs || to.length > MAX_ATTRIBUTE_KEY_LENGTH) continue;
+    // Attribute values as they are; anything else (objects, mixed arrays) as JSON text, as Langfuse shows it.
+    attrs[to] = isPlainAttributeValue(v) ? v : JSON.stringify(v);
+  }
+}
+
+const INVOCATION_PARAMETER_NAMES = new Set(INVOCATION_PARAMETERS.map(([from]) => from));
+
+/** A string, finite number or boolean, or an array of one kind of them. */
+function isPlainAttributeValue(v: unknown): v is AttributeValue {
+  const plain = (x: unknown, kind: string) => typeof x === kind && (kind !== 'number' || Number.isFinite(x));
+  if (!Array.isArray(v)) return ['string', 'number', 'boolean'].some((kind) => plain(v, kind));
+  const kind = typeof v[0];
+  return v.every((x) => plain(x, kind));
 }
 
 /** `maxRetries` → `max_retries`. */
