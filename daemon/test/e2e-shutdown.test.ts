@@ -83,6 +83,21 @@ describe('shutdown with stuck exporters', () => {
     }
   });
 
+  test('console exporter whose reader is gone (EPIPE: `start | head` once head exits): the daemon lives on and retries, SIGTERM spools and exits 0', async () => {
+    const spool = join(tmp.dir, 'spool');
+    const d = (daemon = await startDaemonProcess(
+      ['--socket', socket, '--http', '127.0.0.1:0', '--exporter', 'console', '--flush-interval', '10', '--shutdown-timeout', '500', '--spool-dir', spool],
+      {},
+      socket,
+    ));
+    d.child.stdout!.destroy(); // the only reader of the daemon's stdout closes its end of the pipe
+    await sendOverSocket(socket, lines(10));
+    await d.waitForLog((l) => /will retry/.test(l.msg) && /EPIPE/.test(String(l.reason)));
+    d.child.kill('SIGTERM');
+    assert.deepEqual(await exitOrHang(d), { code: 0, signal: null });
+    assert.equal(spooledSpans(spool), 10);
+  });
+
   test('a spool dir that cannot be written in time: the spans are counted as dropped and the daemon exits 0', async () => {
     fake = await startFakeLangfuse({ publicKey: KEYS.LANGFUSE_PUBLIC_KEY, secretKey: KEYS.LANGFUSE_SECRET_KEY });
     fake.mode({ hang: true });

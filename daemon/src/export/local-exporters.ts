@@ -46,7 +46,11 @@ class StreamExporter implements SpanExporter {
     private readonly stream: NodeJS.WritableStream,
     readonly destination: string,
     private readonly scopeVersion: string,
-  ) {}
+  ) {
+    // A failed write reaches its callback (a retryable outcome); without a listener its 'error'
+    // event too, unhandled: a reader gone (EPIPE, `start | head` once head exits) killed the daemon.
+    stream.on('error', () => undefined);
+  }
 
   async send(batch: readonly QueuedSpan[], signal: AbortSignal): Promise<ExportOutcome> {
     if (signal.aborted) return { kind: 'retryable', reason: abortReason(signal) };
