@@ -5,7 +5,7 @@
  */
 import { after, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -362,6 +362,20 @@ describe('file and console exporters', () => {
     assert.equal((await e2.send(batch(1), signal())).kind, 'delivered');
     await e2.close();
     assert.equal(readFileSync(path, 'utf8').split('\n').filter(Boolean).length, 3);
+  });
+
+  test('file: renamed away (log rotation) or removed while running: the next batch goes to a file at the path again', async () => {
+    const path = join(dir, 'rotated', 'spans.jsonl');
+    const e = createFileExporter(path);
+    assert.deepEqual(await e.send(batch(1), signal()), { kind: 'delivered' });
+    renameSync(path, `${path}.1`);
+    assert.deepEqual(await e.send(batch(2), signal()), { kind: 'delivered' });
+    assert.equal(readBack(readFileSync(`${path}.1`, 'utf8').trim()).length, 1, 'the rotated file keeps its line, and no more');
+    assert.equal(readBack(readFileSync(path, 'utf8').trim()).length, 2, 'the next batch is at the path');
+    rmSync(path);
+    assert.deepEqual(await e.send(batch(3), signal()), { kind: 'delivered' });
+    assert.equal(readBack(readFileSync(path, 'utf8').trim()).length, 3, 'a removed file is created again, not written after its removal');
+    await e.close();
   });
 
   test('file: an unwritable path is retryable, not a crash', async () => {

@@ -184,7 +184,18 @@ class FileExporter implements SpanExporter {
     let offset = 0;
     try {
       fh = await this.file();
-      const st = await fh.stat();
+      let st = await fh.stat();
+      // The path no longer names the open file (removed, or renamed by log rotation): writing on
+      // would put the line where nobody looks, or nowhere at all, counted as exported. Reopen.
+      const named = await stat(this.destination).catch(() => undefined);
+      if (!named || named.ino !== st.ino || named.dev !== st.dev) {
+        this.handle = undefined;
+        await fh.close().catch(() => undefined);
+        fh = undefined;
+        if (this.closed) return { kind: 'retryable', reason: 'exporter_closed' };
+        fh = await this.file();
+        st = await fh.stat();
+      }
       if (st.isFile()) sizeBefore = st.size;
       // One write of the whole line to a file opened with O_APPEND: lines never interleave.
       while (offset < line.length) {
