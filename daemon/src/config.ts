@@ -353,6 +353,15 @@ export function resolveConfig(flags: RawConfig, env: NodeJS.ProcessEnv = process
     const note = `${origin.encoding} ${c.encoding} does not apply to the ${exporter} exporter, which writes OTLP/JSON lines`;
     exporterNote = exporterNote ? `${exporterNote}; ${note}` : note;
   }
+  // Another exporter's destination, given while this one was chosen (no --exporter: the default
+  // applied): said too, or spans go to Langfuse or stdout while the user named a Collector or a file.
+  for (const owner of ['otlp', 'file'] as const) {
+    const keys = owner === 'otlp' ? (['otlpEndpoint', 'otlpHeaders', 'otlpCompression'] as const) : (['file'] as const);
+    const given = keys.filter((k) => !defaulted.has(k)).map((k) => origin[k]);
+    if (exporter === owner || given.length === 0) continue;
+    const note = `${given.join(', ')} ${given.length > 1 ? 'do' : 'does'} not apply to the ${exporter} exporter (only to --exporter ${owner})`;
+    exporterNote = exporterNote ? `${exporterNote}; ${note}` : note;
+  }
 
   const http = c.http === '' ? undefined : parseHostPort(c.http);
   if (http && !isLoopback(http.host) && !c.ingestToken) {

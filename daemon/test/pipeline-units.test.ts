@@ -338,6 +338,16 @@ test('config: flag beats env beats default; bad values name the flag', () => {
   assert.match(resolveConfig({ exporter: 'console' }, { DSPY_O11YD_ENCODING: 'protobuf' }).exporterNote ?? '', /--encoding \(from DSPY_O11YD_ENCODING\) protobuf does not apply/);
   assert.equal(resolveConfig({ exporter: 'console' }, {}).exporterNote, undefined);
   assert.equal(resolveConfig({ exporter: 'file', file: '/tmp/x', encoding: 'json' }, {}).exporterNote, undefined);
+  // So is another exporter's destination: without --exporter it was ignored without a word (spans
+  // sent to Langfuse, or printed, while the user named a Collector or a file).
+  const keys = { LANGFUSE_PUBLIC_KEY: 'pk', LANGFUSE_SECRET_KEY: 'sk' };
+  const aside = resolveConfig({ otlpEndpoint: 'http://127.0.0.1:4000/v1/traces', otlpHeaders: 'x-team=blue' }, keys);
+  assert.equal(aside.exporter, 'langfuse');
+  assert.match(aside.exporterNote ?? '', /--otlp-endpoint, --otlp-headers do not apply to the langfuse exporter \(only to --exporter otlp\)/);
+  assert.doesNotMatch(aside.exporterNote ?? '', /blue/, 'header values are never shown');
+  assert.match(resolveConfig({}, { DSPY_O11YD_FILE: '/tmp/x' }).exporterNote ?? '', /--file \(from DSPY_O11YD_FILE\) does not apply to the console exporter \(only to --exporter file\)/);
+  assert.equal(resolveConfig({ otlpEndpoint: 'http://127.0.0.1:4000/v1/traces', exporter: 'otlp' }, {}).exporterNote, undefined);
+  assert.equal(resolveConfig({}, keys).exporterNote, undefined);
   assert.equal(resolveConfig({}, { LANGFUSE_BASE_URL: 'http://127.0.0.1:3000/' }).langfuse.host, 'http://127.0.0.1:3000');
   assert.equal(resolveConfig({ exporter: 'otlp' }, { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4000' }).otlp.endpoint, 'http://127.0.0.1:4000/v1/traces');
   assert.throws(() => resolveConfig({ queueMaxSpans: 'lots' }), (e: Error) => e instanceof ConfigError && /--queue-max-spans/.test(e.message));
