@@ -454,6 +454,14 @@ describe('helpers', () => {
     assert.deepEqual(outcomeForStatus(503, { 'retry-after': '2' }, ''), { kind: 'retryable', reason: 'http_503', status: 503, retryAfterMs: 2000 });
     assert.deepEqual(outcomeForStatus(403, {}, 'nope'), { kind: 'refused', status: 403, body: 'nope' });
     assert.deepEqual(outcomeForStatus(404, {}, ''), { kind: 'refused', status: 404, body: '' });
+    // A redirect (http → https at an ingress, a moved host) is not followed: the refusal names
+    // where it points, so the one log line says which host to set.
+    assert.deepEqual(outcomeForStatus(308, { location: 'https://langfuse.example/api/public/otel/v1/traces' }, '<html>moved</html>'), {
+      kind: 'refused',
+      status: 308,
+      body: 'redirected to https://langfuse.example/api/public/otel/v1/traces, which dspy-o11yd does not follow: set the host or endpoint to it (answer: <html>moved</html>)',
+    });
+    assert.deepEqual(outcomeForStatus(301, {}, ''), { kind: 'refused', status: 301, body: 'redirected (no location given), which dspy-o11yd does not follow' });
   });
 });
 

@@ -83,6 +83,14 @@ export function outcomeForStatus(status: number, headers: Record<string, string 
       ? { kind: 'retryable', reason: `http_${status}`, status }
       : { kind: 'retryable', reason: `http_${status}`, status, retryAfterMs };
   }
+  if (status >= 300 && status < 400) {
+    // Not followed (credentials would go wherever it points), but said: the log's one line for
+    // this status then tells which host to set (an ingress's http → https redirect, say).
+    const location = headers.location;
+    const where = typeof location === 'string' && location !== '' ? ` to ${location.slice(0, 500)}` : ' (no location given)';
+    const fix = where.startsWith(' to') ? ': set the host or endpoint to it' : '';
+    return { kind: 'refused', status, body: `redirected${where}, which dspy-o11yd does not follow${fix}${body ? ` (answer: ${body})` : ''}` };
+  }
   return { kind: 'refused', status, body };
 }
 
