@@ -22,6 +22,8 @@ export interface ModelPrice {
   cachedInput?: number;
   /** USD per million input tokens written to the prompt cache (Anthropic); defaults to `input`. */
   cacheWrite?: number;
+  /** USD per million cache writes with a 1-hour TTL (Anthropic: 2× input); defaults to `cacheWrite`. */
+  cacheWrite1h?: number;
 }
 
 export type PriceTable = Readonly<Record<string, ModelPrice>>;
@@ -36,10 +38,17 @@ export interface TokenUsage {
   output?: number;
   cacheRead?: number;
   cacheWrite?: number;
+  /** Of `cacheWrite`, the tokens written with a 1-hour TTL (Anthropic's `ephemeral_1h_input_tokens`). */
+  cacheWrite1h?: number;
 }
 
+/** Only Anthropic's entries have a cache-write price; its 1-hour writes cost 2× input (5-minute: 1.25×). */
 const p = (input: number, output: number, cachedInput?: number, cacheWrite?: number): ModelPrice =>
-  cacheWrite !== undefined ? { input, output, cachedInput, cacheWrite } : cachedInput !== undefined ? { input, output, cachedInput } : { input, output };
+  cacheWrite !== undefined
+    ? { input, output, cachedInput, cacheWrite, cacheWrite1h: input * 2 }
+    : cachedInput !== undefined
+      ? { input, output, cachedInput }
+      : { input, output };
 
 /**
  * Canonical model names (lowercase) → price. Dated snapshots (`gpt-4o-mini-2024-07-18`,
@@ -226,7 +235,8 @@ const finite = (n: number | undefined): number => (typeof n === 'number' && Numb
  * Cost in USD of one call, or undefined when the model's price is unknown (a name longer than
  * {@link MAX_MODEL_NAME_LENGTH} included) or there is no usage (`usage` undefined, null, or
  * without `input` and `output`). Never throws.
- * Cached input is priced at `cachedInput`, cache writes at `cacheWrite`, the rest at `input`.
+ * Cached input is priced at `cachedInput`, cache writes at `cacheWrite` (1-hour ones at
+ * `cacheWrite1h`), the rest at `input`.
  */
 export function costUsd(model: string, usage: TokenUsage | null | undefined, overrides?: PriceTable): number | undefined {
   const price = resolveModelPrice(model, overrides);
@@ -248,11 +258,14 @@ export function costAtPrice(price: ModelPrice, usage: TokenUsage | null | undefi
   if (usage.input === undefined && usage.output === undefined) return undefined;
   const cacheRead = Math.min(finite(usage.cacheRead), input);
   const cacheWrite = Math.min(finite(usage.cacheWrite), input - cacheRead);
+  const cacheWrite1h = Math.min(finite(usage.cacheWrite1h), cacheWrite);
   const uncached = input - cacheRead - cacheWrite;
+  const writePrice = price.cacheWrite ?? price.input;
   const usd =
     (uncached * price.input +
       cacheRead * (price.cachedInput ?? price.input) +
-      cacheWrite * (price.cacheWrite ?? price.input) +
+      (cacheWrite - cacheWrite1h) * writePrice +
+      cacheWrite1h * (price.cacheWrite1h ?? writePrice) +
       output * price.output) /
     1_000_000;
   if (!Number.isFinite(usd) || usd < 0) return undefined;

@@ -22,6 +22,8 @@ export interface Usage {
   cacheRead?: number;
   /** Input tokens written to the provider's prompt cache (part of `input`). */
   cacheWrite?: number;
+  /** Of `cacheWrite`, those written with a 1-hour TTL (Anthropic prices them higher): for the cost only. */
+  cacheWrite1h?: number;
 }
 
 /** A running step. Every method is safe to call at any time and never throws, except as noted. */
@@ -299,6 +301,8 @@ function cleanUsage(usage: Usage): Usage {
     cacheRead: tokens(usage.cacheRead),
     cacheWrite: tokens(usage.cacheWrite),
   };
+  const cacheWrite1h = tokens(usage.cacheWrite1h);
+  if (cacheWrite1h !== undefined) u.cacheWrite1h = cacheWrite1h;
   if (u.total === undefined && (u.input !== undefined || u.output !== undefined)) u.total = tokens((u.input ?? 0) + (u.output ?? 0));
   return u;
 }

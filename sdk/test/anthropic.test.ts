@@ -45,6 +45,24 @@ test('messages.create (non-streaming): same Message; generation with model, usag
   assert.deepEqual(attr(gen, 'gen_ai.response.finish_reasons'), ['end_turn']);
 });
 
+test("1-hour cache writes (cache_control ttl '1h') are priced at Anthropic's 1-hour rate, 2x input, not the 5-minute 1.25x", async () => {
+  const message = anthropicMessage('cached for an hour', { input: 100, output: 10 }) as { usage: Record<string, unknown> };
+  message.usage = {
+    input_tokens: 100,
+    output_tokens: 10,
+    cache_read_input_tokens: 0,
+    cache_creation_input_tokens: 3000,
+    cache_creation: { ephemeral_5m_input_tokens: 1000, ephemeral_1h_input_tokens: 2000 },
+  };
+  provider.script(PATH, { status: 200, json: message });
+  await client.messages.create({ model: 'claude-sonnet-4-5', max_tokens: 64, messages: [{ role: 'user', content: 'Hello' }] });
+  const [gen] = (await generations(1)) as [SpanRecord];
+  assert.equal(attr(gen, 'gen_ai.usage.input_tokens'), 3100);
+  assert.equal(attr(gen, 'gen_ai.usage.cache_creation.input_tokens'), 3000);
+  // claude-sonnet-4-5: input $3, 5-minute writes $3.75, 1-hour writes $6, output $15 per million.
+  assert.equal(attr(gen, 'gen_ai.usage.cost'), Math.round(((100 * 3 + 1000 * 3.75 + 2000 * 6 + 10 * 15) / 1e6) * 1e10) / 1e10);
+});
+
 test('messages.create streaming: same Stream and events; usage, time to first token, output', async () => {
   provider.script(PATH, anthropicStream(['Bon', 'jour'], { input: 20, output: 7, model: 'claude-haiku-4-5-20251001' }));
   const stream = await client.messages.create({ model: 'claude-haiku-4-5', max_tokens: 64, messages: [{ role: 'user', content: 'Hello' }], stream: true });

@@ -50,6 +50,11 @@ test('costUsd: uncached, cached and cache-write input, output; overrides; unknow
   assert.equal(costUsd('gpt-4o-mini', { input: 1_000_000, output: 0, cacheRead: 500_000 }), 0.1125);
   // Anthropic: cache writes at 1.25x, reads at 0.1x
   assert.equal(costUsd('claude-sonnet-4-5', { input: 3_000_000, output: 0, cacheRead: 1_000_000, cacheWrite: 1_000_000 }), 3 + 0.3 + 3.75);
+  // Of the cache writes, those with Anthropic's 1-hour TTL at 2x input; the count is bounded by the writes.
+  assert.equal(costUsd('claude-sonnet-4-5', { input: 3_000_000, output: 0, cacheWrite: 2_000_000, cacheWrite1h: 1_500_000 }), 3 + 0.5 * 3.75 + 1.5 * 6);
+  assert.equal(costUsd('claude-sonnet-4-5', { input: 1_000_000, output: 0, cacheWrite: 1_000_000, cacheWrite1h: 5_000_000 }), 6);
+  // A model without a 1-hour price (no cache-write price at all): its writes at input, as before.
+  assert.equal(costUsd('gpt-4o', { input: 1_000_000, output: 0, cacheWrite: 1_000_000, cacheWrite1h: 1_000_000 }), costUsd('gpt-4o', { input: 1_000_000, output: 0 }));
   assert.equal(costUsd('mystery', { input: 10, output: 10 }), undefined);
   assert.equal(costUsd('gpt-4o-mini', {}), undefined);
   assert.equal(costUsd('mystery-2025-01-01', { input: 1_000_000 }, { mystery: { input: 2, output: 4 } }), 2);

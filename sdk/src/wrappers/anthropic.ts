@@ -8,13 +8,19 @@ import { appendCapped, isObj, num, patchDerivedClients, patchFetch, patchMethod,
 
 const PARAMS = ['max_tokens', 'temperature', 'top_p', 'top_k'] as const;
 
-/** Anthropic's `input_tokens` excludes cache reads and writes; OpenTelemetry's input includes them. */
+/**
+ * Anthropic's `input_tokens` excludes cache reads and writes; OpenTelemetry's input includes them.
+ * `cache_creation` splits the writes by TTL: the 1-hour ones cost more (2× input, not 1.25×).
+ */
 function usageOf(u: Obj, prev?: Usage): Usage {
   const cacheRead = num(u.cache_read_input_tokens) ?? prev?.cacheRead;
   const cacheWrite = num(u.cache_creation_input_tokens) ?? prev?.cacheWrite;
+  const cacheWrite1h = (isObj(u.cache_creation) ? num(u.cache_creation.ephemeral_1h_input_tokens) : undefined) ?? prev?.cacheWrite1h;
   const uncached = num(u.input_tokens);
   const input = uncached !== undefined ? uncached + (cacheRead ?? 0) + (cacheWrite ?? 0) : prev?.input;
-  return { input, output: num(u.output_tokens) ?? prev?.output, cacheRead, cacheWrite };
+  const usage: Usage = { input, output: num(u.output_tokens) ?? prev?.output, cacheRead, cacheWrite };
+  if (cacheWrite1h) usage.cacheWrite1h = cacheWrite1h;
+  return usage;
 }
 
 function adapter(options: WrapOptions): Adapter {
