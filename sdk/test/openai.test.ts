@@ -404,6 +404,25 @@ test('time to first token is the first non-empty piece, not the role chunk with 
   assert.equal(typeof attr(g2, 'dspy.completion_start_time'), 'string', 'a function-call stream has a first token too');
 });
 
+test('a streamed refusal is recorded in the output message, as the non-streamed message has it', async () => {
+  const base = { id: 'chatcmpl-r', object: 'chat.completion.chunk', created: 1732700000, model: 'gpt-4o-2024-08-06' };
+  provider.script(PATH, {
+    sse: [
+      { data: { ...base, choices: [{ index: 0, delta: { role: 'assistant', content: null, refusal: '' }, finish_reason: null }] } },
+      { data: { ...base, choices: [{ index: 0, delta: { refusal: "I'm sorry, " }, finish_reason: null }] } },
+      { data: { ...base, choices: [{ index: 0, delta: { refusal: "I can't help with that." }, finish_reason: null }] } },
+      { data: { ...base, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] } },
+      { data: '[DONE]' },
+    ],
+  });
+  const stream = await client.chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'Something forbidden' }], stream: true });
+  let refusal = '';
+  for await (const c of stream) refusal += c.choices[0]?.delta.refusal ?? '';
+  assert.equal(refusal, "I'm sorry, I can't help with that.");
+  const [gen] = (await generations(1)) as [SpanRecord];
+  assert.deepEqual(JSON.parse(attr(gen, 'dspy.output') as string), { role: 'assistant', content: null, refusal: "I'm sorry, I can't help with that." });
+});
+
 test('usage a compatible server sends unasked on its last chunk reaches the app, though the wrapper asked for usage', async () => {
   const base = { id: 'cmpl-m', object: 'chat.completion.chunk', created: 1732700000, model: 'mistral-small' };
   const usage = { prompt_tokens: 3, completion_tokens: 1, total_tokens: 4 };

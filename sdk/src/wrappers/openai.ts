@@ -125,6 +125,8 @@ function chatAdapter(options: WrapOptions): Adapter {
     response: (g, data) => recordChoices(g, data, (c) => c.message),
     stream(g: GenerationHandle, body: Obj, sent: Obj): StreamObserver {
       const texts: string[] = [];
+      /** A refusal comes in its own delta key, instead of the content (structured outputs). */
+      const refusals: string[] = [];
       const tools: ToolCallAcc[][] = [];
       let first = true;
       const chunks = choiceChunks(sent !== body, (i, c) => {
@@ -136,6 +138,7 @@ function chatAdapter(options: WrapOptions): Adapter {
           g.setCompletionStart();
         }
         if (typeof d.content === 'string') texts[i] = appendCapped(texts[i] ?? '', d.content);
+        if (typeof d.refusal === 'string') refusals[i] = appendCapped(refusals[i] ?? '', d.refusal);
         if (Array.isArray(d.tool_calls)) {
           const acc = (tools[i] ??= []);
           for (const tc of d.tool_calls as unknown[]) {
@@ -163,6 +166,7 @@ function chatAdapter(options: WrapOptions): Adapter {
           const messages: Obj[] = [];
           for (let i = 0; i < n; i++) {
             const m: Obj = { role: 'assistant', content: texts[i] ?? null };
+            if (refusals[i]) m.refusal = refusals[i];
             if (tools[i]?.length) m.tool_calls = tools[i]?.filter(Boolean);
             messages.push(m);
           }
