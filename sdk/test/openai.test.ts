@@ -220,6 +220,24 @@ test('responses.create is traced too (non-streaming and streaming)', async () =>
   assert.deepEqual(JSON.parse(attr(gens[0] as SpanRecord, 'dspy.input') as string), { instructions: 'Be brief', input: 'Hello' });
   assert.equal(attr(gens[1] as SpanRecord, 'gen_ai.usage.total_tokens'), 7);
   assert.match(String(attr(gens[1] as SpanRecord, 'dspy.completion_start_time')), /^\d{19}$/);
+  // The streamed text, though this completed response lists no output items.
+  assert.equal(attr(gens[1] as SpanRecord, 'dspy.output'), '"Yo"');
+});
+
+test('a streamed Responses API text answer is recorded as its text, the same shape as without streaming', async () => {
+  const message = { type: 'message', id: 'm2', role: 'assistant', status: 'completed', content: [{ type: 'output_text', text: 'Bon', annotations: [] }, { type: 'output_text', text: 'jour', annotations: [] }] };
+  const done = { id: 'resp_s', object: 'response', created_at: 1, model: 'gpt-4.1-2025-04-14', status: 'completed', output: [message], usage: { input_tokens: 5, output_tokens: 2, total_tokens: 7 } };
+  provider.script('/v1/responses', {
+    sse: [
+      { event: 'response.created', data: { type: 'response.created', sequence_number: 0, response: { ...done, output: [], status: 'in_progress' } } },
+      { event: 'response.output_text.delta', data: { type: 'response.output_text.delta', sequence_number: 1, item_id: 'm2', output_index: 0, content_index: 0, delta: 'Bon' } },
+      { event: 'response.output_text.delta', data: { type: 'response.output_text.delta', sequence_number: 2, item_id: 'm2', output_index: 0, content_index: 1, delta: 'jour' } },
+      { event: 'response.completed', data: { type: 'response.completed', sequence_number: 3, response: done } },
+    ],
+  });
+  for await (const _ of await client.responses.create({ model: 'gpt-4.1', input: 'Hello', stream: true })) void _;
+  const [gen] = (await generations(1)) as [SpanRecord];
+  assert.equal(attr(gen, 'dspy.output'), '"Bonjour"');
 });
 
 test('responses.create answering with a function call only: the output is the call, not the empty output_text', async () => {

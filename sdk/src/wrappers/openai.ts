@@ -224,15 +224,32 @@ function failed(g: GenerationHandle, message: string, code: string | undefined):
   g.setAttribute('error.type', code ?? 'response_failed');
 }
 
+/**
+ * A response's text as the client's `output_text` gives it: its messages' `output_text` parts
+ * joined. Streamed responses have no `output_text` (the client adds it to parsed answers only).
+ */
+function responseText(r: Obj): string {
+  if (typeof r.output_text === 'string') return r.output_text;
+  let text = '';
+  for (const item of Array.isArray(r.output) ? (r.output as unknown[]) : []) {
+    if (!isObj(item) || item.type !== 'message' || !Array.isArray(item.content)) continue;
+    for (const part of item.content as unknown[]) if (isObj(part) && part.type === 'output_text') text = appendCapped(text, part.text);
+  }
+  return text;
+}
+
 function responsesAdapter(options: WrapOptions): Adapter {
-  const fromResponse = (g: GenerationHandle, r: Obj): void => {
+  /** `streamedText`: the text deltas of a stream, for a final response that lists no output. */
+  const fromResponse = (g: GenerationHandle, r: Obj, streamedText = ''): void => {
     const model = str(r.model);
     if (model) g.setResponseModel(model);
     const usage = responsesUsage(r.usage);
     if (usage) g.setUsage(usage);
-    // The client sets output_text to '' when no message has text (a function call, say): the
-    // output items are the answer then (Langfuse's OpenAI integration makes the same choice).
-    g.setOutput(typeof r.output_text === 'string' && r.output_text !== '' ? r.output_text : r.output);
+    // The text when there is any, streamed or not (one shape for both); when no message has
+    // text (a function call, say), the output items are the answer (Langfuse's OpenAI
+    // integration makes the same choice).
+    const text = responseText(r) || streamedText;
+    g.setOutput(text !== '' ? text : r.output);
     if (str(r.status)) g.setFinishReasons([r.status as string]);
     if (r.status === 'failed') {
       const e = isObj(r.error) ? r.error : {};
@@ -276,7 +293,7 @@ function responsesAdapter(options: WrapOptions): Adapter {
         // response with its usage: an app that stops reading there has not cancelled anything.
         answered: () => final !== undefined,
         finish(): void {
-          if (final) fromResponse(g, final);
+          if (final) fromResponse(g, final, text);
           else if (text) g.setOutput(text);
           if (error) failed(g, str(error.message) ?? 'stream error', str(error.code));
         },
