@@ -827,6 +827,8 @@ export class LiteGeneration extends NoopSpan {
       this.a[ATTR.usageInputTokens] = u.input;
       this.a[ATTR.usageOutputTokens] = u.output;
       this.a[ATTR.usageTotalTokens] = u.total;
+      this.a[SLOT_KEYS[S_USAGE + 3]] = u.cacheRead;
+      this.a[SLOT_KEYS[S_USAGE + 4]] = u.cacheWrite;
     } catch {
       /* never throw into the app */
     }
