@@ -5,7 +5,7 @@
  */
 import { request } from 'undici';
 import type { DaemonConfig } from './config.js';
-import { LANGFUSE_TRACES_PATH, appendUrlPath, parseOtlpHeaders, safeDestination } from './export/http-exporter.js';
+import { LANGFUSE_TRACES_PATH, appendUrlPath, parseOtlpHeaders, safeDestination, urlCredentials } from './export/http-exporter.js';
 
 export async function checkCredentials(config: DaemonConfig): Promise<{ ok: boolean; message: string }> {
   let url: string;
@@ -22,10 +22,14 @@ export async function checkCredentials(config: DaemonConfig): Promise<{ ok: bool
       headers = { authorization: `Basic ${auth}`, 'x-langfuse-ingestion-version': '4' };
       break;
     }
-    case 'otlp':
+    case 'otlp': {
       url = config.otlp.endpoint!;
       headers = parseOtlpHeaders(config.otlp.headers ?? '');
+      // As the exporter sends them: undici drops a URL's credentials, and check said 401 where start delivered.
+      const fromUrl = urlCredentials(new URL(url));
+      if (fromUrl && headers.authorization === undefined) headers.authorization = fromUrl;
       break;
+    }
   }
   // Shown without credentials or query string, as the exporter shows its destination.
   const shown = safeDestination(new URL(url));

@@ -3,6 +3,8 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { VERSION } from '../src/version.js';
 import { startFakeLangfuse } from './support/fake-langfuse.js';
@@ -363,6 +365,26 @@ describe('cli', () => {
     assert.match(bad.stdout, /401/);
     assert.ok(!bad.stdout.includes('sk-nope'));
     await fake.close();
+  });
+
+  test('check sends the credentials of an --otlp-endpoint URL as start does (a Basic header): ok where start delivers, the password never shown', async () => {
+    const basic = `Basic ${Buffer.from('user:pa ss').toString('base64')}`;
+    const seen: (string | undefined)[] = [];
+    const server = createServer((req, res) => {
+      seen.push(req.headers.authorization);
+      req.resume().on('end', () => res.writeHead(req.headers.authorization === basic ? 200 : 401).end('{}'));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const endpoint = `http://user:pa%20ss@127.0.0.1:${(server.address() as AddressInfo).port}/v1/traces`;
+      const r = await runCli(['check', '--socket', '', '--exporter', 'otlp', '--otlp-endpoint', endpoint]);
+      assert.deepEqual(seen, [basic], 'the check request carries the Basic credentials of the URL');
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      assert.match(r.stdout, /^ok: otlp at http:\/\/127\.0\.0\.1:\d+\/v1\/traces accepted/);
+      assert.ok(!/pa( |%20)ss/.test(r.stdout + r.stderr), 'the password is not shown');
+    } finally {
+      server.close();
+    }
   });
 
   test('check says what start warns: --encoding protobuf does not apply to the console and file exporters', async () => {

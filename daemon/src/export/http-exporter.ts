@@ -139,6 +139,15 @@ export function appendUrlPath(base: string, path: string): string {
   return url.href;
 }
 
+/**
+ * The `Basic` authorization of credentials in a URL (`https://user:pass@host/…`), or undefined:
+ * undici sends none itself, so the exporter (and `check`, which must agree with it) move them here.
+ */
+export function urlCredentials(url: URL): string | undefined {
+  if (!url.username && !url.password) return undefined;
+  return `Basic ${Buffer.from(`${decode(url.username)}:${decode(url.password)}`).toString('base64')}`;
+}
+
 /** `destination`: origin and path only (no credentials, no query string). */
 export function safeDestination(url: URL): string {
   return `${url.origin}${url.pathname}`;
@@ -176,9 +185,8 @@ class HttpExporter implements SpanExporter {
     this.preparer = o.worker ? new WorkerPreparer(prepareOptions, onRepair) : new LocalPreparer(prepareOptions, onRepair);
     const headers: Record<string, string> = {};
     for (const [k, v] of Object.entries(o.headers ?? {})) headers[k.toLowerCase()] = v;
-    if ((url.username || url.password) && headers.authorization === undefined) {
-      headers.authorization = `Basic ${Buffer.from(`${decode(url.username)}:${decode(url.password)}`).toString('base64')}`;
-    }
+    const fromUrl = urlCredentials(url);
+    if (fromUrl && headers.authorization === undefined) headers.authorization = fromUrl;
     headers['content-type'] = this.encoding === 'json' ? 'application/json' : 'application/x-protobuf';
     if (this.compression === 'gzip') headers['content-encoding'] = 'gzip';
     else delete headers['content-encoding'];
