@@ -163,7 +163,11 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
   let httpUrl: string | undefined;
   const status = (): DaemonStatus => {
     const dropped = { ...stats.dropped };
-    const notReadyReason = loop.refusal ? `exporter refused: ${loop.refusal.status} ${loop.refusal.body}`.slice(0, 512) : undefined;
+    const notReadyReason = loop.refusal
+      ? `exporter refused: ${loop.refusal.status} ${loop.refusal.body}`.slice(0, 512)
+      : scores.refusal
+        ? `exporter refused a score: ${scores.refusal.status} ${scores.refusal.body}`.slice(0, 512)
+        : undefined;
     return {
       version: VERSION,
       pid: process.pid,

@@ -155,6 +155,24 @@ describe('scores through the real CLI to Langfuse', () => {
       assert.equal(await daemon.metric('dspy_o11yd_scores_received_total'), 9);
     });
   });
+
+  test('Langfuse refusing our credentials on a score (401) makes /readyz 503 with the reason, as for spans, until a score is delivered', async () => {
+    fake.reset();
+    assert.equal((await fetch(`${daemon.httpUrl}/readyz`)).status, 200);
+    fake.failScores({ status: 401 });
+    await postIngest(daemon.httpUrl, JSON.stringify(score({ traceId: TRACE, name: 'bad-keys', value: 1 })), 'application/json');
+    await daemon.eventually(async () => assert.equal(await daemon.metric('dspy_o11yd_scores_dropped_total', { reason: 'rejected' }), 2));
+    const refused = await fetch(`${daemon.httpUrl}/readyz`);
+    assert.equal(refused.status, 503);
+    assert.match(((await refused.json()) as { reason: string }).reason, /401/);
+    const status = await daemon.status();
+    assert.equal(status.ready, false);
+    assert.ok(!JSON.stringify(status).includes(KEYS.LANGFUSE_SECRET_KEY));
+    // Delivered again (the keys work): ready again.
+    await postIngest(daemon.httpUrl, JSON.stringify(score({ traceId: TRACE, name: 'good-keys', value: 1 })), 'application/json');
+    await fake.waitForScores(1);
+    await daemon.eventually(async () => assert.equal((await fetch(`${daemon.httpUrl}/readyz`)).status, 200));
+  });
 });
 
 describe('scores with an exporter other than Langfuse', () => {

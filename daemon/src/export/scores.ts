@@ -149,6 +149,8 @@ export interface ScoreSink {
   readonly inFlight: number;
   readonly state: string;
   readonly lastError: string | undefined;
+  /** Set when Langfuse refused our credentials (401/403) on a score: readiness is 503 until one is delivered. */
+  readonly refusal?: { status: number; body: string } | undefined;
   /**
    * Send what is queued within `timeoutMs`, then close and return what was not delivered, oldest
    * first (the caller spools or counts it, as for spans). `cutShort` ends the wait early (a
@@ -185,6 +187,7 @@ type SenderState = 'idle' | 'sending' | 'backoff' | 'stopped';
 export class ScoreSender implements ScoreSink {
   state: SenderState = 'idle';
   lastError: string | undefined;
+  refusal: { status: number; body: string } | undefined;
   inFlight = 0;
 
   /** Bounded by count and by the queued bodies' lengths (not counting the one in flight). */
@@ -292,12 +295,15 @@ export class ScoreSender implements ScoreSink {
       if (outcome.kind === 'delivered') {
         this.stats.scoresExported++;
         this.lastError = undefined;
+        this.refusal = undefined;
         return;
       }
       if (outcome.kind !== 'retryable') {
         // 413 included: one score that is too large will not shrink on a retry.
         const status = outcome.kind === 'refused' ? outcome.status : 413;
         this.lastError = `${status}${outcome.kind === 'refused' ? `: ${outcome.body}` : ''}`;
+        // Bad keys refuse scores as they refuse spans: a daemon sending only scores must not look ready.
+        if (outcome.kind === 'refused' && (status === 401 || status === 403)) this.refusal = { status, body: outcome.body };
         if (!this.loggedRefusals.has(status)) {
           this.loggedRefusals.add(status);
           this.log.error({ status, answer: outcome.kind === 'refused' ? outcome.body : undefined, id: item.id }, 'Langfuse refused a score; dropping it (permanent error)');
