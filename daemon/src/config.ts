@@ -87,6 +87,9 @@ const url = z.string().trim().refine((v) => {
   }
 }, 'must be an http:// or https:// URL');
 
+/** `scheme://user:pass@host…` (or `user:pass@host…`) with the credentials shown as `***`. */
+const maskUrlCredentials = (v: string) => v.replace(/^(\s*(?:[a-z][a-z0-9+.-]*:)?\/\/|\s*)[^/?#\s]*@/i, '$1***@');
+
 /** An HTTP header name (RFC 9110 token): undici refuses anything else on every request. */
 const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const decodeLoose = (s: string): string => {
@@ -323,8 +326,10 @@ export function resolveConfig(flags: RawConfig, env: NodeJS.ProcessEnv = process
     const issue = parsed.error.issues[0]!;
     const key = String(issue.path[0]);
     const option = OPTIONS.find((o) => o.key === key);
-    // Secrets are not echoed: the token, and the headers' values (usually an Authorization header).
-    const shown = key === 'otlpHeaders' || key === 'ingestToken' ? '' : ` ${JSON.stringify(raw[key])}`;
+    // Secrets are not echoed: the token, the headers' values (usually an Authorization header),
+    // and a URL's credentials (`user:pass@`, masked by pattern: the value may not parse as a URL).
+    const value = key === 'otlpEndpoint' || key === 'langfuseHost' ? maskUrlCredentials(raw[key] ?? '') : raw[key];
+    const shown = key === 'otlpHeaders' || key === 'ingestToken' ? '' : ` ${JSON.stringify(value)}`;
     throw new ConfigError(`invalid ${origin[key] ?? option?.flag ?? key}${shown}: ${issue.message}`);
   }
   const c = parsed.data;

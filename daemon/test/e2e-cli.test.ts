@@ -80,6 +80,20 @@ describe('cli', () => {
     await fake.close();
   });
 
+  test('an invalid URL with credentials in it (--otlp-endpoint, --langfuse-host): one line naming the flag, the credentials masked', async () => {
+    const otlp = ['check', '--socket', '', '--exporter', 'otlp'];
+    const keys = { LANGFUSE_PUBLIC_KEY: 'pk-u', LANGFUSE_SECRET_KEY: 'sk-u' };
+    const cases: [string[], Record<string, string>, RegExp][] = [
+      [otlp, { OTEL_EXPORTER_OTLP_ENDPOINT: 'grpc://user:s3cret@collector:4317' }, /^dspy-o11yd: invalid --otlp-endpoint \(from OTEL_EXPORTER_OTLP_ENDPOINT\) "grpc:\/\/\*\*\*@collector:4317": must be an http/],
+      [[...otlp, '--otlp-endpoint', 'user:s3cret@collector:4318/v1/traces'], {}, /^dspy-o11yd: invalid --otlp-endpoint "\*\*\*@collector:4318\/v1\/traces": must be an http/],
+      [['check', '--socket', '', '--langfuse-host', 'https://user:s3cret@[bad/'], keys, /^dspy-o11yd: invalid --langfuse-host "https:\/\/\*\*\*@\[bad\/": must be an http/],
+    ];
+    await assertConfigErrors(cases);
+    for (const [args, env] of cases) assert.ok(!(await runCli(args, env)).stderr.includes('s3cret'));
+    // Without credentials the value is shown as it was given.
+    await assertConfigErrors([[[...otlp, '--otlp-endpoint', 'grpc://collector:4317'], {}, /^dspy-o11yd: invalid --otlp-endpoint "grpc:\/\/collector:4317": must be an http/]]);
+  });
+
   test('start --help shows each default; the env twin still beats the default and the flag the env', async () => {
     const help = await runCli(['start', '--help']);
     assert.equal(help.code, 0);
