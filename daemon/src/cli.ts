@@ -215,6 +215,12 @@ program
       unreachable(url, err);
     }
     await failOnStatus(url, res.statusCode, flags, () => res.body.text());
+    // A reader that stops (`tail | head -5`, `grep -m1`) closes the pipe: that ends tail quietly,
+    // as it ends other Unix tools, not with an unhandled EPIPE stack trace and exit 1.
+    process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EPIPE') process.exit(0);
+      fail(`cannot write to stdout: ${err.message}`, 1);
+    });
     let partial = '';
     try {
       for await (const chunk of res.body.setEncoding('utf8')) {

@@ -2,7 +2,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
@@ -591,5 +591,32 @@ describe('cli', () => {
     server.close();
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, record + '\n');
+  });
+
+  test('tail whose reader stops (`tail | head -1`): it ends quietly, exit 0, not with an EPIPE stack trace', { timeout: 60_000 }, async () => {
+    let more: (() => void) | undefined;
+    const server = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+      res.write(span('b00000000000000c', 'first') + '\n');
+      more = () => {
+        for (let i = 0; i < 10; i++) res.write(span('b00000000000000d', 'after-the-reader-left') + '\n');
+      };
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const child = spawn(process.execPath, [CLI, 'tail', '--http', `127.0.0.1:${(server.address() as AddressInfo).port}`], { env: { PATH: process.env.PATH }, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stderr = '';
+      child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+      const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+      // The first line read, the reader goes away (as `head -1` does); then more records arrive.
+      await new Promise((resolve) => child.stdout.once('data', resolve));
+      child.stdout.destroy();
+      more!();
+      assert.equal(await exited, 0, stderr);
+      assert.equal(stderr, '');
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
   });
 });
