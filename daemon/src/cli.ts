@@ -233,7 +233,7 @@ program
     } catch (err) {
       fail(`the stream from ${url} broke: ${(err as Error).message}`, 1);
     }
-    process.stderr.write('dspy-o11yd tail: the daemon ended the stream (it is shutting down)\n');
+    process.stderr.write('dspy-o11yd tail: the daemon ended the stream (a daemon shutting down ends it)\n');
   });
 
 const check = program
