@@ -692,6 +692,24 @@ describe('dialect normalization', () => {
     assert.deepEqual(normalizeDialects({ ...other }), other);
   });
 
+  /** The attributes Langfuse receives for a span with `attributes`, normalized then mapped. */
+  const toLangfuse = (attributes: Record<string, AttributeValue>) => {
+    const span = { v: 1 as const, type: 'span' as const, traceId: 'a'.repeat(32), spanId: 'b'.repeat(16), name: 'llm', startTimeUnixNano: '1', endTimeUnixNano: '2', attributes: normalizeDialects(attributes) };
+    return new LangfuseMapper().map([{ span, resource: { attributes: {} } }])[0]!.span.attributes!;
+  };
+  const usageDetails = (attrs: Record<string, AttributeValue>) => JSON.parse(String(attrs['langfuse.observation.usage_details'])) as Record<string, number>;
+
+  test('OpenInference cache counts reach Langfuse as cache reads and writes, taken out of input (counted once)', () => {
+    // openinference-instrumentation-anthropic / -openai: the prompt count includes the cached tokens.
+    const attrs = toLangfuse({
+      'openinference.span.kind': 'LLM', 'llm.model_name': 'claude-sonnet-4-5', 'llm.token_count.prompt': 1000, 'llm.token_count.completion': 50,
+      'llm.token_count.total': 1050, 'llm.token_count.prompt_details.cache_read': 800, 'llm.token_count.prompt_details.cache_write': 150,
+    });
+    assert.deepEqual(usageDetails(attrs), { input: 50, output: 50, total: 1050, input_cache_read: 800, input_cache_creation: 150 });
+    assert.equal(attrs['llm.token_count.prompt_details.cache_read'], undefined, 'moved, not also in metadata');
+    assert.equal(attrs['llm.token_count.prompt_details.cache_write'], undefined);
+  });
+
   test('neutral keys win and nothing is overwritten; langfuse.* spans and other spans are untouched', () => {
     assert.deepEqual(normalizeDialects({ 'gen_ai.usage.input_tokens': 9, 'gen_ai.usage.prompt_tokens': 3, 'dspy.observation.type': 'span' }), {
       'gen_ai.usage.input_tokens': 9, 'gen_ai.usage.prompt_tokens': 3, 'dspy.observation.type': 'span',

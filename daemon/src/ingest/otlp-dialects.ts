@@ -80,6 +80,8 @@ export const DIALECT = {
   oiPromptTokens: 'llm.token_count.prompt',
   oiCompletionTokens: 'llm.token_count.completion',
   oiTotalTokens: 'llm.token_count.total',
+  oiCacheReadTokens: 'llm.token_count.prompt_details.cache_read',
+  oiCacheWriteTokens: 'llm.token_count.prompt_details.cache_write',
   oiInvocationParameters: 'llm.invocation_parameters',
   oiInputValue: 'input.value',
   oiInputMimeType: 'input.mime_type',
@@ -174,6 +176,10 @@ const RENAMES: readonly (readonly [string, string])[] = [
   [DIALECT.oiPromptTokens, ATTR.usageInputTokens],
   [DIALECT.oiCompletionTokens, ATTR.usageOutputTokens],
   [DIALECT.oiTotalTokens, ATTR.usageTotalTokens],
+  // Cache counts (included in the prompt count, as GenAI's are in input): the mapper prices them
+  // and takes them out of input; left as they were, the usage it sends had none of them.
+  [DIALECT.oiCacheReadTokens, USAGE_CACHE_READ],
+  [DIALECT.oiCacheWriteTokens, USAGE_CACHE_CREATION],
 ];
 
 /** `llm.invocation_parameters` (a JSON object) → the request parameters the mapper knows. */
