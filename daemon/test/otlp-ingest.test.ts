@@ -710,6 +710,17 @@ describe('dialect normalization', () => {
     assert.equal(attrs['llm.token_count.prompt_details.cache_write'], undefined);
   });
 
+  test('OpenLLMetry (Traceloop) cache counts reach Langfuse as cache reads and writes, taken out of input', () => {
+    // opentelemetry-instrumentation-anthropic: gen_ai.usage.cache_*_input_tokens; llm.usage.total_tokens Langfuse does not read.
+    const attrs = toLangfuse({
+      'gen_ai.system': 'Anthropic', 'llm.request.type': 'chat', 'gen_ai.request.model': 'claude-sonnet-4-5',
+      'gen_ai.usage.prompt_tokens': 1000, 'gen_ai.usage.completion_tokens': 50, 'llm.usage.total_tokens': 1050,
+      'gen_ai.usage.cache_read_input_tokens': 800, 'gen_ai.usage.cache_creation_input_tokens': 150,
+    });
+    assert.deepEqual(usageDetails(attrs), { input: 50, output: 50, total: 1050, input_cache_read: 800, input_cache_creation: 150 });
+    assert.equal(attrs['gen_ai.usage.cache_read_input_tokens'], undefined, 'moved, not also in metadata');
+  });
+
   test('neutral keys win and nothing is overwritten; langfuse.* spans and other spans are untouched', () => {
     assert.deepEqual(normalizeDialects({ 'gen_ai.usage.input_tokens': 9, 'gen_ai.usage.prompt_tokens': 3, 'dspy.observation.type': 'span' }), {
       'gen_ai.usage.input_tokens': 9, 'gen_ai.usage.prompt_tokens': 3, 'dspy.observation.type': 'span',

@@ -67,6 +67,9 @@ export const DIALECT = {
   genAiSystem: 'gen_ai.system',
   genAiPromptTokens: 'gen_ai.usage.prompt_tokens',
   genAiCompletionTokens: 'gen_ai.usage.completion_tokens',
+  // OpenLLMetry (Traceloop)'s cache counts
+  genAiCacheReadInputTokens: 'gen_ai.usage.cache_read_input_tokens',
+  genAiCacheCreationInputTokens: 'gen_ai.usage.cache_creation_input_tokens',
   genAiInputMessages: 'gen_ai.input.messages',
   genAiOutputMessages: 'gen_ai.output.messages',
   genAiPrompt: 'gen_ai.prompt',
@@ -169,6 +172,8 @@ const RENAMES: readonly (readonly [string, string])[] = [
   [DIALECT.genAiSystem, ATTR.providerName],
   [DIALECT.genAiPromptTokens, ATTR.usageInputTokens],
   [DIALECT.genAiCompletionTokens, ATTR.usageOutputTokens],
+  [DIALECT.genAiCacheReadInputTokens, USAGE_CACHE_READ],
+  [DIALECT.genAiCacheCreationInputTokens, USAGE_CACHE_CREATION],
   [DIALECT.oiModelName, ATTR.requestModel],
   [DIALECT.oiEmbeddingModelName, ATTR.requestModel],
   [DIALECT.oiProvider, ATTR.providerName],
@@ -176,8 +181,9 @@ const RENAMES: readonly (readonly [string, string])[] = [
   [DIALECT.oiPromptTokens, ATTR.usageInputTokens],
   [DIALECT.oiCompletionTokens, ATTR.usageOutputTokens],
   [DIALECT.oiTotalTokens, ATTR.usageTotalTokens],
-  // Cache counts (included in the prompt count, as GenAI's are in input): the mapper prices them
-  // and takes them out of input; left as they were, the usage it sends had none of them.
+  // Cache counts (included in the prompt count, as GenAI's are in input), OpenLLMetry's above:
+  // the mapper prices them and takes them out of input; left as they were, the usage it sends
+  // had none of them.
   [DIALECT.oiCacheReadTokens, USAGE_CACHE_READ],
   [DIALECT.oiCacheWriteTokens, USAGE_CACHE_CREATION],
 ];
