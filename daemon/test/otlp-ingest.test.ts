@@ -721,6 +721,25 @@ describe('dialect normalization', () => {
     assert.equal(attrs['gen_ai.usage.cache_read_input_tokens'], undefined, 'moved, not also in metadata');
   });
 
+  test("Pydantic AI's agent run: its messages and final result become the agent's input and output, as Langfuse reads them under scope pydantic-ai", () => {
+    const messages = '[{"role":"user","parts":[{"type":"text","content":"hello"}]},{"role":"assistant","parts":[{"type":"text","content":"success"}]}]';
+    const run = {
+      'model_name': 'gpt-4o', 'agent_name': 'agent', 'gen_ai.agent.name': 'agent', 'gen_ai.operation.name': 'invoke_agent', 'logfire.msg': 'agent run',
+      'pydantic_ai.all_messages': messages,
+    };
+    const text = toLangfuse({ ...run, 'final_result': 'success' });
+    assert.equal(text['langfuse.observation.type'], 'agent');
+    assert.equal(text['langfuse.observation.input'], messages);
+    assert.equal(text['langfuse.observation.output'], '"success"', 'a text result is text');
+    assert.equal(text['pydantic_ai.all_messages'], undefined, 'moved, not also in metadata');
+    assert.equal(text['final_result'], undefined);
+    // A structured result arrives as the JSON Pydantic AI wrote.
+    assert.equal(toLangfuse({ ...run, 'final_result': '{"city":"Paris"}' })['langfuse.observation.output'], '{"city":"Paris"}');
+    // A `final_result` without Pydantic AI's messages is some other span's attribute: left alone.
+    const other = { 'final_result': 'x', 'gen_ai.operation.name': 'invoke_agent' };
+    assert.deepEqual(normalizeDialects({ ...other }), { ...other, 'dspy.observation.type': 'agent' });
+  });
+
   test('neutral keys win and nothing is overwritten; langfuse.* spans and other spans are untouched', () => {
     assert.deepEqual(normalizeDialects({ 'gen_ai.usage.input_tokens': 9, 'gen_ai.usage.prompt_tokens': 3, 'dspy.observation.type': 'span' }), {
       'gen_ai.usage.input_tokens': 9, 'gen_ai.usage.prompt_tokens': 3, 'dspy.observation.type': 'span',

@@ -4,7 +4,8 @@
  * The Langfuse mapper (export/langfuse-map.ts) understands the neutral vocabulary only. Spans from
  * other OpenTelemetry instrumentations speak one of three dialects: the OpenTelemetry GenAI
  * semantic conventions (including their deprecated keys, still common), Arize's OpenInference and
- * the Vercel AI SDK's `ai.*` keys (`experimental_telemetry`).
+ * the Vercel AI SDK's `ai.*` keys (`experimental_telemetry`); a few frameworks add keys of their own
+ * that Langfuse reads (OpenLLMetry's cache counts, Pydantic AI's agent run).
  * {@link normalizeDialects} rewrites those keys into the neutral ones, at ingest and before
  * validation, so that an LLM call from any of them becomes a Langfuse generation with its model,
  * usage, input and output.
@@ -108,6 +109,9 @@ export const DIALECT = {
   aiResultObject: 'ai.result.object',
   aiResultToolCalls: 'ai.result.toolCalls',
   aiSettingsPrefix: 'ai.settings.',
+  // Pydantic AI's agent run span
+  pydanticAllMessages: 'pydantic_ai.all_messages',
+  pydanticFinalResult: 'final_result',
 } as const;
 
 /** OpenTelemetry GenAI's cache counts, which the Langfuse mapper prices as Langfuse's cache keys. */
@@ -216,7 +220,8 @@ function speaksDialect(attrs: MutableAttributes): boolean {
         k === DIALECT.oiOutputValue ||
         k === DIALECT.oiEmbeddingModelName ||
         k === DIALECT.oiTags ||
-        k === DIALECT.aiOperationId)
+        k === DIALECT.aiOperationId ||
+        k === DIALECT.pydanticAllMessages)
     ) {
       found = true;
     }
@@ -295,6 +300,30 @@ function parsedOrString(v: AttributeValue): unknown {
     return JSON.parse(v) as unknown;
   } catch {
     return v;
+  }
+}
+
+/**
+ * Pydantic AI's agent run span: input `pydantic_ai.all_messages` (JSON), output `final_result`
+ * (the output itself when text, else its JSON), which Langfuse reads only under the scope
+ * `pydantic-ai` (lost under the daemon's). Known by its messages: `final_result` alone is no
+ * Pydantic AI key.
+ */
+function pydanticRun(attrs: MutableAttributes): void {
+  if (!(DIALECT.pydanticAllMessages in attrs)) return;
+  moveJson(attrs, DIALECT.pydanticAllMessages, ATTR.input);
+  const result = attrs[DIALECT.pydanticFinalResult];
+  if (result === undefined || ATTR.output in attrs) return;
+  attrs[ATTR.output] = typeof result === 'string' && !isJson(result) ? JSON.stringify(result) : asJson(result);
+  delete attrs[DIALECT.pydanticFinalResult];
+}
+
+function isJson(s: string): boolean {
+  try {
+    JSON.parse(s);
+    return true;
+  } catch {
+    return false;
   }
 }
 
@@ -456,9 +485,11 @@ export function normalizeDialects(attrs: MutableAttributes): MutableAttributes {
   invocationParameters(attrs);
   const operation = attrs[DIALECT.aiOperationId];
   const vercelType = typeof operation === 'string' && operation.startsWith('ai.') ? normalizeVercel(attrs, operation) : undefined;
-  // Input / output: OpenInference values, then GenAI messages, then the deprecated GenAI keys.
+  // Input / output: OpenInference values, then Pydantic AI's run, then GenAI messages, then the
+  // deprecated GenAI keys (Langfuse's order).
   moveValue(attrs, DIALECT.oiInputValue, DIALECT.oiInputMimeType, ATTR.input);
   moveValue(attrs, DIALECT.oiOutputValue, DIALECT.oiOutputMimeType, ATTR.output);
+  pydanticRun(attrs);
   moveJson(attrs, DIALECT.genAiInputMessages, ATTR.input);
   moveJson(attrs, DIALECT.genAiOutputMessages, ATTR.output);
   moveJson(attrs, DIALECT.genAiPrompt, ATTR.input);
