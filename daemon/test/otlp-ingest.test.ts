@@ -740,6 +740,20 @@ describe('dialect normalization', () => {
     assert.deepEqual(normalizeDialects({ ...other }), { ...other, 'dspy.observation.type': 'agent' });
   });
 
+  test("Pydantic AI's cache counts (its usage details) reach Langfuse as cache reads and writes, taken out of input", () => {
+    // A model request on Anthropic: input_tokens includes the cached tokens; details are Anthropic's own usage.
+    const attrs = toLangfuse({
+      'gen_ai.operation.name': 'chat', 'gen_ai.system': 'anthropic', 'gen_ai.request.model': 'claude-sonnet-4-5',
+      'gen_ai.usage.input_tokens': 1000, 'gen_ai.usage.output_tokens': 50, 'gen_ai.usage.details.input_tokens': 50,
+      'gen_ai.usage.details.output_tokens': 50, 'gen_ai.usage.details.cache_read_input_tokens': 800, 'gen_ai.usage.details.cache_creation_input_tokens': 150,
+    });
+    assert.deepEqual(usageDetails(attrs), { input: 50, output: 50, total: 1050, input_cache_read: 800, input_cache_creation: 150 });
+    // The names of other releases, which Langfuse reads too.
+    assert.deepEqual(usageDetails(toLangfuse({ 'gen_ai.request.model': 'm', 'gen_ai.usage.input_tokens': 100, 'gen_ai.usage.output_tokens': 1, 'gen_ai.usage.cache_read_tokens': 60, 'gen_ai.usage.cache_write_tokens': 30 })), {
+      input: 10, output: 1, total: 101, input_cache_read: 60, input_cache_creation: 30,
+    });
+  });
+
   test('neutral keys win and nothing is overwritten; langfuse.* spans and other spans are untouched', () => {
     assert.deepEqual(normalizeDialects({ 'gen_ai.usage.input_tokens': 9, 'gen_ai.usage.prompt_tokens': 3, 'dspy.observation.type': 'span' }), {
       'gen_ai.usage.input_tokens': 9, 'gen_ai.usage.prompt_tokens': 3, 'dspy.observation.type': 'span',

@@ -109,7 +109,12 @@ export const DIALECT = {
   aiResultObject: 'ai.result.object',
   aiResultToolCalls: 'ai.result.toolCalls',
   aiSettingsPrefix: 'ai.settings.',
-  // Pydantic AI's agent run span
+  // Pydantic AI: cache counts (usage details: Anthropic's own names; other releases' names), agent run span
+  pydanticCacheReadDetail: 'gen_ai.usage.details.cache_read_input_tokens',
+  pydanticCacheReadTokens: 'gen_ai.usage.cache_read_tokens',
+  pydanticCacheReadTokensDetail: 'gen_ai.usage.details.cache_read_tokens',
+  pydanticCacheWriteDetail: 'gen_ai.usage.details.cache_creation_input_tokens',
+  pydanticCacheWriteTokens: 'gen_ai.usage.cache_write_tokens',
   pydanticAllMessages: 'pydantic_ai.all_messages',
   pydanticFinalResult: 'final_result',
 } as const;
@@ -190,6 +195,12 @@ const RENAMES: readonly (readonly [string, string])[] = [
   // had none of them.
   [DIALECT.oiCacheReadTokens, USAGE_CACHE_READ],
   [DIALECT.oiCacheWriteTokens, USAGE_CACHE_CREATION],
+  // Pydantic AI's, in the order Langfuse reads them (under the scope `pydantic-ai` only).
+  [DIALECT.pydanticCacheReadTokens, USAGE_CACHE_READ],
+  [DIALECT.pydanticCacheReadDetail, USAGE_CACHE_READ],
+  [DIALECT.pydanticCacheReadTokensDetail, USAGE_CACHE_READ],
+  [DIALECT.pydanticCacheWriteTokens, USAGE_CACHE_CREATION],
+  [DIALECT.pydanticCacheWriteDetail, USAGE_CACHE_CREATION],
 ];
 
 /** `llm.invocation_parameters` (a JSON object) → the request parameters the mapper knows. */
