@@ -735,6 +735,11 @@ describe('dialect normalization', () => {
     assert.equal(text['final_result'], undefined);
     // A structured result arrives as the JSON Pydantic AI wrote.
     assert.equal(toLangfuse({ ...run, 'final_result': '{"city":"Paris"}' })['langfuse.observation.output'], '{"city":"Paris"}');
+    // Releases without gen_ai.operation.name: a span, as Langfuse types it (no model key), not a
+    // generation: its usage is its model requests' sum, which would count every token twice.
+    const old = toLangfuse({ 'model_name': 'gpt-4o', 'agent_name': 'agent', 'logfire.msg': 'agent run', 'gen_ai.usage.input_tokens': 51, 'gen_ai.usage.output_tokens': 1, 'pydantic_ai.all_messages': messages });
+    assert.equal(old['langfuse.observation.type'], 'span');
+    assert.equal(old['langfuse.observation.input'], messages);
     // A `final_result` without Pydantic AI's messages is some other span's attribute: left alone.
     const other = { 'final_result': 'x', 'gen_ai.operation.name': 'invoke_agent' };
     assert.deepEqual(normalizeDialects({ ...other }), { ...other, 'dspy.observation.type': 'agent' });

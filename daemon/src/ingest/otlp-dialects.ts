@@ -21,8 +21,8 @@
  *   not interpret lands in the observation's metadata); small keys that still mean something
  *   (`gen_ai.operation.name`, `openinference.span.kind`, `llm.invocation_parameters`) stay;
  * - the observation type follows Langfuse's own precedence (FACTS.md): `openinference.span.kind`,
- *   then `gen_ai.operation.name`, then the Vercel AI SDK's `ai.operationId`, then "a model or
- *   token usage is present" → generation.
+ *   then `gen_ai.operation.name`, then the Vercel AI SDK's `ai.operationId` or a Pydantic AI run,
+ *   then "a model or token usage is present" → generation.
  *
  * Vercel AI SDK spans: Langfuse reads their input, output, model parameters and usage from the
  * `ai.*` keys only when the instrumentation scope is `ai` (langfuse/langfuse,
@@ -399,7 +399,7 @@ function normalizeVercel(attrs: MutableAttributes, operation: string): Observati
   return (type === 'generation' || type === 'embedding') && !(ATTR.requestModel in attrs) && !(ATTR.responseModel in attrs) ? 'span' : type;
 }
 
-function observationType(attrs: MutableAttributes, vercelType: ObservationType | undefined): ObservationType | undefined {
+function observationType(attrs: MutableAttributes, frameworkType: ObservationType | undefined): ObservationType | undefined {
   const kind = attrs[DIALECT.oiSpanKind];
   if (typeof kind === 'string') {
     const t = OPENINFERENCE_KIND_TYPES[kind.toUpperCase()];
@@ -407,8 +407,9 @@ function observationType(attrs: MutableAttributes, vercelType: ObservationType |
   }
   const op = attrs[ATTR.operationName];
   if (typeof op === 'string' && Object.hasOwn(GENAI_OPERATION_TYPES, op)) return GENAI_OPERATION_TYPES[op];
-  // Explicit even for a span: a Vercel operation around its model calls has their model, not their type.
-  if (vercelType) return vercelType;
+  // Explicit even for a span: a Vercel operation around its model calls has their model, not their
+  // type; a Pydantic AI run has their usage.
+  if (frameworkType) return frameworkType;
   if (
     ATTR.requestModel in attrs ||
     ATTR.responseModel in attrs ||
@@ -500,6 +501,9 @@ export function normalizeDialects(attrs: MutableAttributes): MutableAttributes {
   // deprecated GenAI keys (Langfuse's order).
   moveValue(attrs, DIALECT.oiInputValue, DIALECT.oiInputMimeType, ATTR.input);
   moveValue(attrs, DIALECT.oiOutputValue, DIALECT.oiOutputMimeType, ATTR.output);
+  // A Pydantic AI run without gen_ai.operation.name (older releases) is a span, as Langfuse types
+  // it: its usage is the sum of its model requests', which a generation would count twice.
+  const pydanticType: ObservationType | undefined = DIALECT.pydanticAllMessages in attrs ? 'span' : undefined;
   pydanticRun(attrs);
   moveJson(attrs, DIALECT.genAiInputMessages, ATTR.input);
   moveJson(attrs, DIALECT.genAiOutputMessages, ATTR.output);
@@ -508,7 +512,7 @@ export function normalizeDialects(attrs: MutableAttributes): MutableAttributes {
   const tags = attrs[DIALECT.oiTags];
   if (Array.isArray(tags) && tags.every((t) => typeof t === 'string')) move(attrs, DIALECT.oiTags, ATTR.traceTags);
   if (!(ATTR.observationType in attrs)) {
-    const type = observationType(attrs, vercelType);
+    const type = observationType(attrs, vercelType ?? pydanticType);
     if (type) attrs[ATTR.observationType] = type;
   }
   return attrs;
