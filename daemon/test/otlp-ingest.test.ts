@@ -310,6 +310,34 @@ describe('OTLP/HTTP ingest through the real CLI', () => {
     await p.shutdown();
   });
 
+  test("Pydantic AI through the daemon: the run's messages and result, its model request's cache counts (Langfuse reads them only under scope pydantic-ai)", async () => {
+    const p = provider(tracesUrl, 'proto', true, { 'service.name': 'pydantic-ai-app' });
+    const tracer = p.getTracer('pydantic-ai', '1.0.0');
+    const messages = '[{"role":"user","parts":[{"type":"text","content":"Where?"}]}]';
+    const run = finished(tracer, 'invoke_agent agent', {
+      'gen_ai.operation.name': 'invoke_agent', 'gen_ai.agent.name': 'agent', 'logfire.msg': 'agent run',
+      'pydantic_ai.all_messages': messages, 'final_result': 'Paris',
+    }, 1);
+    const chat = finished(tracer, 'chat claude-sonnet-4-5', {
+      'gen_ai.operation.name': 'chat', 'gen_ai.system': 'anthropic', 'gen_ai.request.model': 'claude-sonnet-4-5',
+      'gen_ai.usage.input_tokens': 1000, 'gen_ai.usage.output_tokens': 50,
+      'gen_ai.usage.details.cache_read_input_tokens': 800, 'gen_ai.usage.details.cache_creation_input_tokens': 150,
+    }, 10, run);
+    await p.forceFlush();
+    const [runId, chatId] = [run, chat].map((s) => s.spanContext().spanId);
+    await daemon.eventually(() => assert.ok(fake.span(runId!) && fake.span(chatId!)));
+
+    const r = fake.span(runId!)!;
+    assert.equal(r.attributes['langfuse.observation.type'], 'agent');
+    assert.equal(r.attributes['langfuse.observation.input'], messages);
+    assert.equal(r.attributes['langfuse.observation.output'], '"Paris"');
+    assert.equal(r.attributes['langfuse.trace.output'], '"Paris"', 'the root run gives the trace its output');
+    const c = fake.span(chatId!)!;
+    assert.deepEqual(usageOf(c), { input: 50, output: 50, total: 1050, input_cache_read: 800, input_cache_creation: 150 });
+    assert.ok(!langfuseWouldDrop(c));
+    await p.shutdown();
+  });
+
   test('a gzip OTLP/JSON body is accepted; the answer is an empty ExportTraceServiceResponse', async () => {
     const traceId = '5b8efff798038103d269b633813fc60c';
     const body = {
