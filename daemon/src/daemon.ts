@@ -292,6 +292,8 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
       let keepOldSpool = false;
       // A spool write given up on but still going (a hung disk): the lock waits for its end.
       let stillWriting: Promise<unknown> | undefined;
+      /** Spans kept in the spool: neither exported nor dropped, said in the last line so it adds up. */
+      let spooled = 0;
       if ((left.length || scoresUnsent.length) && config.spoolDir) {
         try {
           // Bounded: a spool dir on a hung mount (or somewhere mkdir never returns) must not keep
@@ -305,6 +307,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
           }
           const spans = written?.spans ?? 0;
           const scoreCount = written?.scores ?? 0;
+          spooled = spans;
           dropLeft(left.length - spans, scoresUnsent.length - scoreCount);
           if (spans < left.length || scoreCount < scoresUnsent.length) keepOldSpool = true;
           log.warn(
@@ -330,7 +333,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
       // Nothing left to deliver: closing is only tidiness, and the process exits right after.
       await within(exporter.close(), Math.min(CLOSE_GRACE_MS, remaining()));
       setQueueMemoryCeiling(undefined);
-      log.info({ received: stats.spansReceived, exported: stats.spansExported, dropped: stats.dropped }, 'dspy-o11yd stopped');
+      log.info({ received: stats.spansReceived, exported: stats.spansExported, dropped: stats.dropped, spooled }, 'dspy-o11yd stopped');
     })());
 
   return { config, stats, exporter, httpUrl, status, stop, hurry: () => hurried.abort() };

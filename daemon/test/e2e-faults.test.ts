@@ -254,6 +254,11 @@ describe('faults', () => {
     await sendOverSocket(socket, [JSON.stringify({ v: 1, type: 'hello', resource: { 'service.name': service } }), ...lines(0, n)]);
     await d.eventually(async () => assert.equal((await d.status()).spans.received, n));
     assert.equal((await d.stop('SIGTERM')).code, 0);
+    // The last line adds up: every span received is exported, dropped or spooled.
+    const stopped = d.logs.find((l) => l.msg === 'dspy-o11yd stopped') as { received: number; exported: number; dropped: Record<string, number>; spooled?: number } | undefined;
+    const dropped = Object.values(stopped?.dropped ?? {}).reduce((t, c) => t + c, 0);
+    assert.equal(stopped?.spooled, n);
+    assert.equal(stopped.received, stopped.exported + dropped + stopped.spooled);
     return spool;
   };
 
