@@ -325,6 +325,30 @@ test('daemon killed and restarted mid-run: buffered records arrive, drops are ex
   await r.dispose();
 });
 
+test('daemon killed while a write waits for it to read: that write is counted dropped (connection_lost) and reported, not sent', async () => {
+  const r = await stalledReceiver({ maxBufferRecords: 10_000 });
+  const before = sdkStats();
+  const input = 'i'.repeat(20_000);
+  for (let i = 0; i < 100; i++) span(`s${i}`, { input }, () => i);
+  await r.waitFor(() => sdkStats().inFlight > 0, 15_000, 'a write in flight');
+  const inFlight = sdkStats().inFlight;
+  // Kill with the write unread: the connection is reset (ECONNRESET on our read side first).
+  await r.close();
+  await r.waitFor(() => sdkStats().inFlight === 0 && !sdkStats().connected, 15_000, 'the SDK to notice');
+  const lost = (sdkStats().droppedByReason.connection_lost ?? 0) - (before.droppedByReason.connection_lost ?? 0);
+  assert.equal(delta(before).sent, 0, `nothing of it reached the daemon: ${JSON.stringify(sdkStats())}`);
+  assert.equal(lost, inFlight, 'the write cut short is counted lost');
+  assertConservation();
+
+  r.reset();
+  r.resumeReading();
+  await r.listen();
+  assert.equal(await flush(5000), true);
+  await r.waitFor(() => r.stats().some((x) => x.reason === 'connection_lost'), 15_000, 'stats record');
+  assert.deepEqual(r.stats(), [{ v: 1, type: 'stats', droppedRecords: inFlight, reason: 'connection_lost' }]);
+  await r.dispose();
+});
+
 test('a daemon that accepts but stops reading: the app keeps running, the buffer stays bounded, drops are counted', async () => {
   const r = await UnixReceiver.create();
   configure({ endpoint: r.endpoint, maxBufferRecords: 200 });

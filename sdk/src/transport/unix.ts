@@ -194,7 +194,9 @@ export class UnixTransport extends Transport<ByteRing> {
     this.inFlightStats = stats.snapshot;
     this.needHello = false;
     try {
-      socket.write(data, (err) => this.onWritten(id, err ?? undefined));
+      // A write the connection's reset cut short (the daemon killed with it unread) completes
+      // without an error, the socket already destroyed: it was counted sent, and never reported.
+      socket.write(data, (err) => this.onWritten(id, err ?? (socket.destroyed ? new Error('connection lost') : undefined)));
     } catch {
       this.abortInFlight('connection_lost');
       socket.destroy();
