@@ -349,6 +349,25 @@ test('daemon killed while a write waits for it to read: that write is counted dr
   await r.dispose();
 });
 
+test('a flush waiting for a write the connection lost answers false, even once the rest is written on a new connection', async () => {
+  const r = await stalledReceiver({ maxBufferRecords: 10_000 });
+  const before = sdkStats();
+  const input = 'i'.repeat(20_000);
+  for (let i = 0; i < 100; i++) span(`s${i}`, { input }, () => i);
+  await r.waitFor(() => sdkStats().inFlight > 0, 15_000, 'a write in flight');
+  const pending = flush(15_000);
+  // The daemon is killed with the write unread and restarted at once.
+  r.resumeReading();
+  r.dropConnections();
+  await r.waitFor(() => r.stats().length > 0, 15_000, 'the reconnect');
+  const lost = (sdkStats().droppedByReason.connection_lost ?? 0) - (before.droppedByReason.connection_lost ?? 0);
+  assert.ok(lost > 0, 'records were lost with the connection');
+  assert.equal(await pending, false, 'not everything it waited for was written');
+  assert.equal(delta(before).sent + lost, 100);
+  assert.equal(await flush(), true, 'true again once records are written');
+  await r.dispose();
+});
+
 test('a daemon that accepts but stops reading: the app keeps running, the buffer stays bounded, drops are counted', async () => {
   const r = await UnixReceiver.create();
   configure({ endpoint: r.endpoint, maxBufferRecords: 200 });

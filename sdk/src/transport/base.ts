@@ -61,7 +61,7 @@ const DEFAULT_EXIT_FLUSH_MS = 2000;
 interface Waiter {
   resolve: (ok: boolean) => void;
   timer: NodeJS.Timeout;
-  /** Records it waited for were refused for good: it answers false, whatever follows. */
+  /** Records it waited for were refused for good or lost with a connection: it answers false, whatever follows. */
   refused?: boolean;
 }
 
@@ -325,9 +325,10 @@ export abstract class Transport<B extends RecordBuffer = RecordBuffer> {
   }
 
   /**
-   * Records were refused for good (an HTTP 4xx: dropped, never retried): the flushes waiting now
-   * answer false when they end, even if the records after them are accepted. They resolved true,
-   * as if the records had been written, and `sent` did not count them.
+   * Records were refused for good (an HTTP 4xx: dropped, never retried) or lost with the
+   * connection their write was on (Unix socket): the flushes waiting now answer false when they
+   * end, even if the records after them are accepted. They resolved true, as if the records had
+   * been written, and `sent` did not count them.
    */
   protected refusedRecords(): void {
     for (const w of this.waiters) w.refused = true;

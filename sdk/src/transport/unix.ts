@@ -228,6 +228,9 @@ export class UnixTransport extends Transport<ByteRing> {
     if (this.inFlightId === 0) return;
     this.inFlightId = 0;
     this.drop(reason, this.inFlight);
+    // The flushes waiting for these records answer false, as for records an HTTP daemon refused:
+    // they answered true once the rest was written on a new connection.
+    if (this.inFlight > 0) this.refusedRecords();
     this.inFlight = 0;
     this.inFlightStats = undefined;
   }

@@ -158,6 +158,12 @@ export class UnixReceiver extends Receiver {
     for (const s of this.sockets) s.resume();
   }
 
+  /** Reset every connection (unread data included), still listening: a daemon killed and restarted at once. */
+  dropConnections(): void {
+    for (const s of this.sockets) s.destroy();
+    this.sockets.clear();
+  }
+
   get openConnections(): number {
     return this.sockets.size;
   }
