@@ -229,7 +229,8 @@ async function closeTransport(t: Transport, timeoutMs: number): Promise<boolean>
   }
   retiring.delete(t);
   try {
-    t.close();
+    // Drops it could not report go to the transport of a later configure(), as when configure() replaces one.
+    carry(t.close());
   } catch {
     /* never throw */
   }

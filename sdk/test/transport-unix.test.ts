@@ -650,6 +650,24 @@ test('configure() to another endpoint: drops the old transport could not report 
   await r.dispose();
 });
 
+test('shutdown() then configure(): drops the closed transport could not report are reported by the next one', async () => {
+  const dir = tempDir();
+  configure({ endpoint: `unix://${join(dir, 'nobody.sock')}`, maxBufferRecords: 10 });
+  const before = sdkStats();
+  for (let i = 0; i < 30; i++) span(`lost${i}`, () => i);
+  assert.equal(delta(before).bufferFull, 20);
+  assert.equal(await shutdown(), false, 'nobody listens');
+  const r = await UnixReceiver.create();
+  configure({ endpoint: r.endpoint, maxBufferRecords: 100_000 });
+  span('new', () => 1);
+  assert.equal(await flush(), true);
+  await r.waitForSpans(1);
+  const reported = () => r.stats().filter((x) => x.reason === 'buffer_full').reduce((n, x) => n + x.droppedRecords, 0);
+  assert.equal(reported(), 20, 'reported with the first write');
+  assert.deepEqual(r.spans().map((x) => x.name), ['new']);
+  await r.dispose();
+});
+
 test('DSPY_O11Y_DISABLED=1: callbacks run and return, nothing is sent, subscribers (budgets) still work', async () => {
   const r = await UnixReceiver.create();
   const run = await runApp({ DSPY_O11Y_ENDPOINT: r.endpoint, DSPY_O11Y_DISABLED: '1', FIXTURE_SPANS: '100', FIXTURE_BUDGET: '500' });
