@@ -414,6 +414,7 @@ function buildHttp(config: DaemonConfig, sink: RecordSink, stats: Stats, log: Lo
   registerOtlpRoutes(app, sink, {
     maxBodyBytes: bodyLimit,
     normalizeDialects: config.exporter === 'langfuse',
+    keepScopes: config.exporter !== 'langfuse',
     countRefused: (reason) => stats.recordsInvalid.add(['otlp', reason]),
   });
   registerOpsRoutes(app, ops);

@@ -13,10 +13,27 @@ import type { Attributes, SpanRecord } from '@dspy-o11y/proto';
 import { writeLatin1, writeUtf8 } from '@dspy-o11y/proto/bytes';
 import { LineStore, type MemoryCeiling, type Slab } from './queue/line-store.js';
 
-/** One per `hello` (or per connection without one): spans share it, so exporters can group by identity. */
+/** An OpenTelemetry instrumentation scope, as an OTLP sender stated it. */
+export interface Scope {
+  readonly name: string;
+  readonly version: string;
+  readonly attributes?: Attributes;
+}
+
+/**
+ * One per `hello` (or per connection without one), per OTLP ResourceSpans, or, when the exporter
+ * keeps scopes, per (ResourceSpans, ScopeSpans) pair: spans share it, so exporters can group by
+ * identity.
+ */
 export interface Resource {
   readonly attributes: Attributes;
   readonly sdk?: { name: string; version: string };
+  /**
+   * The spans' instrumentation scope (OTLP ingest with an exporter other than `langfuse`), which
+   * the `otlp`, `console` and `file` exporters send them under; without one (the SDK's spans),
+   * the daemon's own.
+   */
+  readonly scope?: Scope;
 }
 
 /** The resource of a session that sent no `hello`. */

@@ -281,7 +281,7 @@ describe('worker-thread preparation', () => {
     for (const compression of ['gzip', 'none'] as const) {
       const encoder = new BatchEncoder({ ...options, compression });
       const batch = spans(3);
-      const m: PrepareRequest = { id: 1, lines: QueuedSpan.joinLines(batch), resourceIds: new Float64Array(batch.length).fill(1), defs: [[1, resource.attributes]], forget: [] };
+      const m: PrepareRequest = { id: 1, lines: QueuedSpan.joinLines(batch), resourceIds: new Float64Array(batch.length).fill(1), defs: [[1, resource]], forget: [] };
       const { response, transfer } = prepareInWorker(encoder, compression, new Map(), m, new Map());
       assert.ok('body' in response, JSON.stringify(response));
       assert.equal(transfer.length, 1);

@@ -9,14 +9,14 @@ import assert from 'node:assert/strict';
 import { parseLine, validVectorLines, type SpanRecord } from '@dspy-o11y/proto';
 import { encodeTraces, serializeWithOtlpTransformer, type EncodableSpan } from '../src/export/otlp-encode.js';
 import { LangfuseMapper } from '../src/export/langfuse-map.js';
-import { decodeTraceRequestProtobuf, flattenAttributes } from '../src/otlp/decode.js';
+import { decodeTraceRequestJson, decodeTraceRequestProtobuf, flattenAttributes, type DecodedTraceRequest } from '../src/otlp/decode.js';
 import type { Resource } from '../src/model.js';
 
 const SCOPE = { name: 'dspy-o11y', version: '0.1.0' };
 
-function assertSameBytes(spans: EncodableSpan[], scope = SCOPE): void {
-  const ours = Buffer.from(encodeTraces(spans, { encoding: 'protobuf', scope }));
-  const reference = Buffer.from(serializeWithOtlpTransformer(spans, { encoding: 'protobuf', scope }));
+function assertSameBytes(spans: EncodableSpan[], scope = SCOPE, keepScopes = false): void {
+  const ours = Buffer.from(encodeTraces(spans, { encoding: 'protobuf', scope, keepScopes }));
+  const reference = Buffer.from(serializeWithOtlpTransformer(spans, { encoding: 'protobuf', scope, keepScopes }));
   if (!ours.equals(reference)) {
     let at = 0;
     while (at < ours.length && ours[at] === reference[at]) at++;
@@ -169,6 +169,30 @@ describe('single-pass protobuf writer = otlp-transformer ProtobufTraceSerializer
       });
       assertSameBytes(spans);
       assertSameBytes(new LangfuseMapper().map(spans));
+    }
+  });
+
+  test('resources with their own instrumentation scope (OTLP ingest): kept where asked, else the daemon\'s; protobuf and JSON alike', () => {
+    const r = rng(21);
+    const openai: Resource = { ...R1, scope: { name: 'opentelemetry.instrumentation.openai', version: '0.48.1', attributes: { 'library.lang': 'python', n: 3 } } };
+    const app: Resource = { ...R1, scope: { name: 'checkout', version: '' } };
+    const spans = Array.from({ length: 60 }, (_, i) => ({ span: randomSpan(r), resource: [openai, app, R2][i % 3]! }));
+    assertSameBytes(spans, SCOPE, true);
+    assertSameBytes(spans, SCOPE, false);
+    const scopesOf = (resourceSpans: DecodedTraceRequest['resourceSpans']) =>
+      resourceSpans.flatMap((rs) => rs.scopeSpans.map((ss) => ({ name: ss.scope.name, version: ss.scope.version, attributes: flattenAttributes(ss.scope.attributes), spans: ss.spans.length })));
+    const kept = [
+      { name: 'opentelemetry.instrumentation.openai', version: '0.48.1', attributes: { 'library.lang': 'python', n: 3 }, spans: 20 },
+      { name: 'checkout', version: '', attributes: {}, spans: 20 },
+      { name: 'dspy-o11y', version: '0.1.0', attributes: {}, spans: 20 },
+    ];
+    for (const encoding of ['protobuf', 'json'] as const) {
+      const body = encodeTraces(spans, { encoding, scope: SCOPE, keepScopes: true });
+      const decoded = encoding === 'protobuf' ? decodeTraceRequestProtobuf(body) : decodeTraceRequestJson(Buffer.from(body).toString(), { strictFieldNames: true });
+      assert.deepEqual(scopesOf(decoded.resourceSpans), kept, encoding);
+      const ours = encodeTraces(spans, { encoding, scope: SCOPE });
+      const decodedOurs = encoding === 'protobuf' ? decodeTraceRequestProtobuf(ours) : decodeTraceRequestJson(Buffer.from(ours).toString(), { strictFieldNames: true });
+      assert.deepEqual(new Set(scopesOf(decodedOurs.resourceSpans).map((s) => `${s.name}@${s.version}`)), new Set(['dspy-o11y@0.1.0']), encoding);
     }
   });
 

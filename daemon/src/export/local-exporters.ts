@@ -29,7 +29,7 @@ const NEWLINE = Buffer.from('\n');
 
 function jsonLine(batch: readonly QueuedSpan[], scopeVersion: string): Buffer {
   const spans: EncodableSpan[] = batch.map((q) => ({ span: spanOf(q), resource: q.resource }));
-  const body = encodeTraces(spans, { encoding: 'json', scope: { name: SCOPE_NAME, version: scopeVersion } });
+  const body = encodeTraces(spans, { encoding: 'json', scope: { name: SCOPE_NAME, version: scopeVersion }, keepScopes: true });
   return Buffer.concat([body, NEWLINE]);
 }
 

@@ -11,7 +11,7 @@
  * name, kind, startTime, endTime, attributes, droppedAttributesCount, events [{time, name,
  * attributes, droppedAttributesCount}], droppedEventsCount, links, droppedLinksCount,
  * status {code, message}, resource (grouped by identity, reads .attributes/.schemaUrl),
- * instrumentationScope (protobuf groups by identity, JSON by name@version).
+ * instrumentationScope (protobuf groups by identity, JSON by name@version; reads .attributes too).
  *
  * Numbers: the serializers write integers as intValue and everything else as doubleValue, so an
  * attribute keeps the type JavaScript gives it (12 → int, 0.7 → double).
@@ -21,7 +21,7 @@ import type { SpanKind, SpanStatusCode, Attributes as OtelAttributes, HrTime, Sp
 import type { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
 import type { Resource as OtelResource } from '@opentelemetry/resources';
 import type { Attributes, SpanEvent, SpanStatus } from '@dspy-o11y/proto';
-import type { Resource } from '../model.js';
+import type { Resource, Scope } from '../model.js';
 import { encodeTracesProtobuf, nsToHrTime } from './otlp-protobuf.js';
 
 export { nsToHrTime };
@@ -55,7 +55,9 @@ export type OtlpEncoding = 'protobuf' | 'json';
 export interface EncodeOptions {
   readonly encoding: OtlpEncoding;
   /** Instrumentation scope of every span. Never starts with `langfuse-sdk` (Langfuse treats those specially). */
-  readonly scope: { readonly name: string; readonly version: string };
+  readonly scope: Scope;
+  /** Instead, a span whose resource has a scope (OTLP ingest) goes under that one; never for Langfuse (DESIGN §6). */
+  readonly keepScopes?: boolean;
 }
 
 /**
@@ -183,25 +185,26 @@ class SpanView implements ReadableSpan {
 }
 
 /** Our spans as ReadableSpans (exported for tests and other serializers). */
-export function toReadableSpans(spans: readonly EncodableSpan[], scope: EncodeOptions['scope']): ReadableSpan[] {
+export function toReadableSpans(spans: readonly EncodableSpan[], scope: Scope, keepScopes = false): ReadableSpan[] {
   const s = scopeOf(scope.name, scope.version);
   const out: ReadableSpan[] = new Array(spans.length);
   for (let i = 0; i < spans.length; i++) {
     const q = spans[i];
-    out[i] = new SpanView(q.span, otelResourceOf(q.resource), s);
+    // A resource's own scope is one object, shared by its spans: they are grouped under one ScopeSpans.
+    out[i] = new SpanView(q.span, otelResourceOf(q.resource), (keepScopes && q.resource.scope) || s);
   }
   return out;
 }
 
 /** Encode spans as one ExportTraceServiceRequest body (not compressed). */
 export function encodeTraces(spans: readonly EncodableSpan[], options: EncodeOptions): Uint8Array {
-  if (options.encoding === 'protobuf') return encodeTracesProtobuf(spans, options.scope);
+  if (options.encoding === 'protobuf') return encodeTracesProtobuf(spans, options.scope, options.keepScopes);
   return serializeWithOtlpTransformer(spans, options);
 }
 
 /** The same body through otlp-transformer's serializers (OTLP/JSON; the protobuf reference). */
 export function serializeWithOtlpTransformer(spans: readonly EncodableSpan[], options: EncodeOptions): Uint8Array {
-  const readable = toReadableSpans(spans, options.scope);
+  const readable = toReadableSpans(spans, options.scope, options.keepScopes);
   const body =
     options.encoding === 'json'
       ? loadOtel().transformer.JsonTraceSerializer.serializeRequest(readable)

@@ -408,7 +408,7 @@ function writeSpan(w: Writer, span: EncodableSpanRecord): void {
 let bytesPerSpan = 1024;
 
 /** Encode spans as one protobuf ExportTraceServiceRequest body (not compressed). */
-export function encodeTracesProtobuf(spans: readonly EncodableSpan[], scope: EncodeOptions['scope']): Uint8Array {
+export function encodeTracesProtobuf(spans: readonly EncodableSpan[], scope: EncodeOptions['scope'], keepScopes = false): Uint8Array {
   // Spans grouped by resource identity, in order of first appearance (as otlp-transformer does).
   const byResource = new Map<Resource, EncodableSpanRecord[]>();
   for (const { span, resource } of spans) {
@@ -430,12 +430,14 @@ export function encodeTracesProtobuf(spans: readonly EncodableSpan[], scope: Enc
     const scopeSpans = w.begin(3);
     w.uint32(tag(1, LEN)); // InstrumentationScope
     const s = w.begin();
+    const { name, version, attributes } = (keepScopes && resource.scope) || scope;
     w.uint32(tag(1, LEN));
-    w.string(scope.name);
-    if (scope.version) {
+    w.string(name);
+    if (version) {
       w.uint32(tag(2, LEN));
-      w.string(scope.version);
+      w.string(version);
     }
+    if (attributes) writeAttributes(w, attributes, 3);
     w.end(s);
     for (const span of group) writeSpan(w, span);
     w.end(scopeSpans, 3);

@@ -12,7 +12,7 @@ import { isAscii } from 'node:buffer';
 import { Worker } from 'node:worker_threads';
 import { promisify } from 'node:util';
 import { gzip as gzipCallback, gzipSync } from 'node:zlib';
-import type { Attributes, SpanRecord } from '@dspy-o11y/proto';
+import type { SpanRecord } from '@dspy-o11y/proto';
 import { QueuedSpan, cleanSpan, spanOf, type Resource } from '../model.js';
 import { LangfuseMapper, type RepairReason } from './langfuse-map.js';
 import { encodeTraces, type EncodableSpan, type OtlpEncoding } from './otlp-encode.js';
@@ -68,7 +68,8 @@ export class BatchEncoder {
       spans = new Array(count);
       for (let i = 0; i < count; i++) spans[i] = spanAt(i);
     }
-    return encodeTraces(spans, { encoding: this.options.encoding, scope: this.options.scope });
+    // Langfuse gets everything under our scope (DESIGN §6); other backends each span's own.
+    return encodeTraces(spans, { encoding: this.options.encoding, scope: this.options.scope, keepScopes: !this.options.langfuse });
   }
 }
 
@@ -130,7 +131,7 @@ export interface PrepareRequest {
    */
   readonly resourceIds: Float64Array;
   /** Resources the worker has not seen yet. */
-  readonly defs: readonly (readonly [number, Attributes])[];
+  readonly defs: readonly (readonly [number, Resource])[];
   /** Resources no span refers to any more (garbage-collected on the main thread). */
   readonly forget: readonly number[];
 }
@@ -153,7 +154,7 @@ export function prepareInWorker(
   repairs: Map<RepairReason, number>,
 ): { response: PrepareResponse; transfer: ArrayBuffer[] } {
   for (const id of m.forget) resources.delete(id);
-  for (const [id, attributes] of m.defs) resources.set(id, { attributes });
+  for (const [id, resource] of m.defs) resources.set(id, resource);
   try {
     // Lines never contain a raw newline (NDJSON framing; JSON.stringify escapes them).
     const bytes = Buffer.from(m.lines.buffer, m.lines.byteOffset, m.lines.byteLength);
@@ -230,7 +231,7 @@ export class WorkerPreparer implements BatchPreparer {
     if (this.local) return this.local.prepare(batch);
     const worker = this.worker ?? this.start();
     const resourceIds = new Float64Array(batch.length);
-    const defs: [number, Attributes][] = [];
+    const defs: [number, Resource][] = [];
     // The lines' bytes copied once into a buffer of their own, which is then transferred.
     const lines = QueuedSpan.joinLines(batch);
     let lastResource: Resource | undefined;
@@ -263,7 +264,7 @@ export class WorkerPreparer implements BatchPreparer {
     if (w) await w.terminate();
   }
 
-  private idOf(resource: Resource, defs: [number, Attributes][]): number {
+  private idOf(resource: Resource, defs: [number, Resource][]): number {
     let id = this.resourceIds.get(resource);
     if (id === undefined) {
       id = this.nextResourceId++;
@@ -272,7 +273,7 @@ export class WorkerPreparer implements BatchPreparer {
     }
     if (!this.known.has(id)) {
       this.known.add(id);
-      defs.push([id, resource.attributes]);
+      defs.push([id, resource]);
     }
     return id;
   }

@@ -13,11 +13,12 @@
  *   `__proto__` (which the schema drops on every other path) are left out, not the span;
  * - an empty span or event name, "equivalent to an unknown span name" in OTLP, becomes `unknown`;
  * - events are kept (with dialects normalized, GenAI message events become the input / output:
- *   otlp-dialects.ts); span kind, links and the instrumentation scope are not part of the record.
+ *   otlp-dialects.ts); span kind and links are not part of the record;
+ * - the instrumentation scope is not either: it travels with the span's Resource (`withScope`).
  */
 import { MAX_ATTRIBUTE_KEY_LENGTH, type AttributeValue } from '@dspy-o11y/proto';
 import type { Resource } from '../model.js';
-import { anyValueToFlat, flattenAttributes, type AnyValue, type DecodedResource, type DecodedSpan, type KeyValue } from '../otlp/decode.js';
+import { anyValueToFlat, flattenAttributes, type AnyValue, type DecodedResource, type DecodedScope, type DecodedSpan, type KeyValue } from '../otlp/decode.js';
 import { messagesFromEvents, normalizeDialects, type MutableAttributes, type WireEvent } from './otlp-dialects.js';
 
 const STATUS_CODES = ['unset', 'ok', 'error'] as const;
@@ -100,6 +101,13 @@ export function toResource(resource: DecodedResource): Resource {
   const name = attributes['telemetry.sdk.name'];
   const version = attributes['telemetry.sdk.version'];
   return typeof name === 'string' && typeof version === 'string' ? { attributes, sdk: { name, version } } : { attributes };
+}
+
+/** `resource` of the spans of one ScopeSpans: its scope as sent (name, version, attributes if any). */
+export function withScope(resource: Resource, scope: DecodedScope): Resource {
+  const attributes = toWireAttributes(scope.attributes);
+  const { name, version } = scope;
+  return { ...resource, scope: Object.keys(attributes).length > 0 ? { name, version, attributes } : { name, version } };
 }
 
 export interface ConvertOptions {

@@ -4,7 +4,8 @@
  *
  * - Bodies: binary protobuf (`application/x-protobuf`) or OTLP/JSON (`application/json`), raw
  *   or `content-encoding: gzip` (or deflate, which the Python exporter offers); anything else is 415 (unsupported media type or content coding).
- * - Each ResourceSpans's resource becomes one daemon Resource shared by its spans; each span is
+ * - Each ResourceSpans's resource becomes one daemon Resource shared by its spans (with an
+ *   exporter that keeps scopes, one per ScopeSpans, carrying its scope: model.ts); each span is
  *   converted (otlp-convert.ts), normalized from the GenAI / OpenInference dialects when
  *   exporting to Langfuse (otlp-dialects.ts) and validated by the record sink with the proto
  *   schema (transport label `otlp`; invalid spans counted by reason and dropped).
@@ -49,6 +50,8 @@ export interface OtlpRouteOptions {
   readonly maxBodyBytes: number;
   /** Rewrite GenAI / OpenInference attributes into the neutral vocabulary (Langfuse exporter). */
   readonly normalizeDialects: boolean;
+  /** Keep each span's instrumentation scope (all exporters but Langfuse's, which sends ours: DESIGN §6). */
+  readonly keepScopes: boolean;
   /**
    * Counts a request refused whole (4xx: nothing of it can be read), as one invalid record:
    * `too_large` (413) or `invalid_otlp` (400, 415).
@@ -123,7 +126,7 @@ export function registerOtlpRoutes(app: FastifyInstance, sink: RecordSink, optio
     { prefix: LANGFUSE_API_PREFIX },
   );
   async function handle(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
-    const [{ countSpans, decodeTraceRequest, encodingOfContentType, OtlpTooLargeError }, { toResource, toSpanRecord }] = await loadModules();
+    const [{ countSpans, decodeTraceRequest, encodingOfContentType, OtlpTooLargeError }, { toResource, toSpanRecord, withScope }] = await loadModules();
     const contentType = request.headers['content-type'];
     const encoding = encodingOfContentType(contentType);
     if (!encoding) {
@@ -147,8 +150,10 @@ export function registerOtlpRoutes(app: FastifyInstance, sink: RecordSink, optio
     const reasons: string[] = [];
     for (const rs of decoded.resourceSpans) {
       // Each request's resource is an object of its own, held by its spans: counted with the first.
-      const session = sink.session('otlp', toResource(rs.resource));
+      const resource = toResource(rs.resource);
+      const shared = options.keepScopes ? undefined : sink.session('otlp', resource);
       for (const ss of rs.scopeSpans) {
+        const session = shared ?? sink.session('otlp', withScope(resource, ss.scope));
         for (const span of ss.spans) {
           const rejection = sink.acceptValue(session, toSpanRecord(span, options), share);
           if (!rejection) continue;

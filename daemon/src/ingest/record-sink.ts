@@ -8,6 +8,7 @@ import { ATTR, RESOURCE, keepTrace, newSpanId, parseLine, validateRecord, type A
 import { oncePer, type Logger } from '../log.js';
 import { EMPTY_RESOURCE, QueuedSpan, queuedSpan, type Resource } from '../model.js';
 import type { SpanQueue } from '../queue/span-queue.js';
+import { spooledScope } from '../queue/spool.js';
 import type { Stats, Transport } from '../ops/stats.js';
 
 /** One connection or one HTTP body: the resource its `hello` set applies to the records after it. */
@@ -99,7 +100,8 @@ export class RecordSink {
    */
   private useResource(session: IngestSession, resource: Resource): void {
     session.resource = this.withDefaults(resource);
-    session.resourceBytes = Buffer.byteLength(JSON.stringify(session.resource.attributes));
+    const scope = session.resource.scope;
+    session.resourceBytes = Buffer.byteLength(JSON.stringify(session.resource.attributes)) + (scope ? Buffer.byteLength(JSON.stringify(scope)) : 0);
   }
 
   /** `resource`, or a copy with the default attributes it lacks (the same object when it lacks none). */
@@ -107,7 +109,7 @@ export class RecordSink {
     const has = (k: string) => Object.hasOwn(resource.attributes, k);
     const missing = this.defaults.filter(([k]) => !has(k) && !(SAME_AS[k] ?? []).some(has));
     if (missing.length === 0) return resource;
-    return { attributes: { ...resource.attributes, ...Object.fromEntries(missing) }, sdk: resource.sdk };
+    return { ...resource, attributes: { ...resource.attributes, ...Object.fromEntries(missing) } };
   }
 
   /** One NDJSON line (bytes without the newline; `ascii` when known to be ASCII). Returns the rejection, if any. */
@@ -162,9 +164,12 @@ export class RecordSink {
     this.stats.recordsReceived.add([session.transport, record.type]);
     if (this.tailListeners.size) this.tail(record);
     switch (record.type) {
-      case 'hello':
-        this.useResource(session, { attributes: record.resource ?? {}, sdk: record.sdk });
+      case 'hello': {
+        // A scope is the spool's own (queue/spool.ts), not part of the wire protocol: no sender sets one.
+        const scope = session.transport === 'spool' && line !== undefined ? spooledScope(line) : undefined;
+        this.useResource(session, { attributes: record.resource ?? {}, sdk: record.sdk, ...(scope && { scope }) });
         break;
+      }
       case 'span':
         this.enqueue(session, record, line, ascii);
         break;

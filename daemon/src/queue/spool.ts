@@ -1,7 +1,9 @@
 /**
  * The spool: spans still queued when the shutdown timeout runs out, and scores not yet delivered,
- * are written to `--spool-dir` as wire-protocol NDJSON (a `hello` before each resource's records)
- * and fed back through ingest at the next start, so a restart does not lose what could be kept.
+ * are written to `--spool-dir` as wire-protocol NDJSON (a `hello` before each resource's records;
+ * the `hello` of OTLP-ingested spans also holds their instrumentation scope, which only the spool's
+ * replay reads) and fed back through ingest at the next start, so a restart does not lose what
+ * could be kept.
  *
  * Both ways stream, a chunk at a time: a spool is as large as the queue (hundreds of MB), and
  * building it as one string took ~5× its size at the worst moment (shutdown), or failed outright
@@ -10,8 +12,8 @@
 import { closeSync, createReadStream, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { lstat, mkdir, open, readdir, rename, truncate, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { ScoreRecord } from '@dspy-o11y/proto';
-import type { QueuedSpan, Resource } from '../model.js';
+import { Attributes, type ScoreRecord } from '@dspy-o11y/proto';
+import type { QueuedSpan, Resource, Scope } from '../model.js';
 
 const SUFFIX = '.ndjson';
 /** {@link writeSpool}'s temporary name: `spool-<ms>-<pid>.tmp`. */
@@ -53,7 +55,7 @@ export async function writeSpool(
     const add = (line: string, resource: Resource) => {
       if (resource !== current) {
         current = resource;
-        chunk += JSON.stringify({ v: 1, type: 'hello', resource: resource.attributes, sdk: resource.sdk }) + '\n';
+        chunk += JSON.stringify({ v: 1, type: 'hello', resource: resource.attributes, sdk: resource.sdk, scope: resource.scope }) + '\n';
       }
       chunk += line + '\n';
     };
@@ -89,6 +91,15 @@ export async function writeSpool(
   }
   await rename(tmp, join(dir, name + SUFFIX));
   return { file: join(dir, name + SUFFIX), spans: spansWritten, scores: scoresWritten };
+}
+
+/** The instrumentation scope a spool's `hello` line holds ({@link writeSpool}), if any. */
+export function spooledScope(helloLine: string): Scope | undefined {
+  const scope = (JSON.parse(helloLine) as { scope?: unknown }).scope;
+  if (typeof scope !== 'object' || scope === null) return undefined;
+  const { name, version, attributes } = scope as Record<string, unknown>;
+  if (typeof name !== 'string' || typeof version !== 'string') return undefined;
+  return attributes !== undefined && Attributes.safeParse(attributes).success ? { name, version, attributes: attributes as Attributes } : { name, version };
 }
 
 /** What {@link recoverSpoolTmp} found: temporary files left by a write that never finished. */

@@ -125,7 +125,7 @@ export interface RecordedSpan {
   readonly events: readonly RecordedEvent[];
   readonly resource: Record<string, FlatValue>;
   readonly resourceTypes: Record<string, AnyValueType>;
-  readonly scope: { readonly name: string; readonly version: string };
+  readonly scope: { readonly name: string; readonly version: string; readonly attributes: Record<string, FlatValue> };
   /** `requests[requestIndex]` carried it. */
   readonly requestIndex: number;
 }
@@ -589,7 +589,7 @@ export function flatten(decoded: DecodedTraceRequest, requestIndex: number): Rec
     const resource = flattenAttributes(rs.resource.attributes);
     const resourceTypes = attributeTypes(rs.resource.attributes);
     for (const ss of rs.scopeSpans) {
-      const scope = { name: ss.scope.name, version: ss.scope.version };
+      const scope = { name: ss.scope.name, version: ss.scope.version, attributes: flattenAttributes(ss.scope.attributes) };
       for (const s of ss.spans) {
         out.push({
           traceId: s.traceId,
