@@ -258,3 +258,38 @@ describe('file exporter when the disk refuses part of a write', () => {
     }
   });
 });
+
+describe('spool when the disk fills up', () => {
+  test('a spool write the disk takes only in part keeps whole lines, and counts the rest as dropped', async (t) => {
+    if (process.platform !== 'linux') return t.skip('uses RLIMIT_FSIZE through sh ulimit');
+    const tmp = tempDir();
+    const socket = join(tmp.dir, 'd.sock');
+    const spool = join(tmp.dir, 'spool');
+    const fake = await startFakeLangfuse({ publicKey: KEYS.LANGFUSE_PUBLIC_KEY, secretKey: KEYS.LANGFUSE_SECRET_KEY });
+    fake.mode({ status: 503 });
+    // File size limit 2 KiB (sh counts 512-byte blocks), like a disk that fills up: a spool of 30
+    // spans (~6 KB, one chunk) is taken only in part, and the write call says so without an error.
+    const child = spawn('sh', ['-c', 'ulimit -f 4 && exec "$0" "$@"', process.execPath, CLI, 'start', '--socket', socket, '--http', '127.0.0.1:0', '--flush-interval', '10', '--shutdown-timeout', '500', '--spool-dir', spool], {
+      env: { PATH: process.env.PATH, ...KEYS, LANGFUSE_HOST: fake.url },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const d = new DaemonProcess(child, socket);
+    try {
+      d.httpUrl = String((await d.waitForLog((l) => /listening on/.test(l.msg), 20_000)).http);
+      await sendOverSocket(socket, lines(30));
+      await d.eventually(async () => assert.equal((await d.status()).spans.received, 30));
+      child.kill('SIGTERM');
+      assert.deepEqual(await exitOrHang(d), { code: 0, signal: null });
+      const content = readdirSync(spool).filter((f) => !f.startsWith('.')).map((f) => readFileSync(join(spool, f), 'utf8')).join('');
+      assert.ok(content.endsWith('\n'), 'no torn line at the end of the spool');
+      const kept = content.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { type: string }).filter((r) => r.type === 'span').length;
+      assert.ok(kept > 0 && kept < 30, `${kept} spans kept`);
+      const stopped = d.logs.find((l) => l.msg === 'dspy-o11yd stopped') as { dropped: Record<string, number> } | undefined;
+      assert.equal(stopped?.dropped.shutdown, 30 - kept, 'what the disk did not take is counted as dropped');
+    } finally {
+      await d.stop('SIGKILL');
+      await fake.close();
+      tmp.cleanup();
+    }
+  });
+});

@@ -33,7 +33,8 @@ export interface SpoolWritten {
 /**
  * Write a spool file: scores first (few, and nothing else keeps them), then spans, oldest first.
  * Past `deadlineAt` it stops at the chunk it is in and keeps what it wrote (whole lines): a slow
- * disk costs the newest spans, not the whole spool. Written to a temporary name, then renamed, so
+ * disk costs the newest spans, not the whole spool; so does a full disk (the whole lines it took
+ * are kept, and counted). Written to a temporary name, then renamed, so
  * a crash mid-write never leaves a file that looks complete.
  */
 export async function writeSpool(
@@ -52,36 +53,52 @@ export async function writeSpool(
   try {
     let chunk = '';
     let current: Resource | undefined;
-    const add = (line: string, resource: Resource) => {
+    /** What each line of `chunk` is: a hello, a score or a span (counted once on disk). */
+    let kinds: ('hello' | 'score' | 'span')[] = [];
+    const add = (line: string, resource: Resource, kind: 'score' | 'span') => {
       if (resource !== current) {
         current = resource;
         chunk += JSON.stringify({ v: 1, type: 'hello', resource: resource.attributes, sdk: resource.sdk, scope: resource.scope }) + '\n';
+        kinds.push('hello');
       }
       chunk += line + '\n';
+      kinds.push(kind);
     };
-    // Counted once their chunk is on disk.
-    let pendingScores = 0;
-    let pendingSpans = 0;
+    /** Bytes on disk. */
+    let size = 0;
+    /** The disk took part of a chunk only (full): its whole lines are kept, nothing more is written. */
+    let full = false;
     const write = async () => {
-      await fh.write(chunk);
+      const text = chunk;
       chunk = '';
-      scoresWritten += pendingScores;
-      spansWritten += pendingSpans;
-      pendingScores = pendingSpans = 0;
+      // A full disk takes what fits and says so only in the count (the next write would fail).
+      const { bytesWritten } = await fh.write(text);
+      let end = Buffer.byteLength(text);
+      let lines = kinds.length;
+      if (bytesWritten < end) {
+        const buf = Buffer.from(text);
+        end = bytesWritten > 0 ? buf.lastIndexOf(0x0a, bytesWritten - 1) + 1 : 0;
+        lines = 0;
+        for (let i = buf.indexOf(0x0a); i !== -1 && i < end; i = buf.indexOf(0x0a, i + 1)) lines++;
+        await fh.truncate(size + end);
+        full = true;
+      }
+      size += end;
+      for (let i = 0; i < lines; i++) {
+        if (kinds[i] === 'score') scoresWritten++;
+        else if (kinds[i] === 'span') spansWritten++;
+      }
+      kinds = [];
     };
-    for (const { record, resource } of scores) {
-      add(JSON.stringify(record), resource);
-      pendingScores++;
-    }
+    for (const { record, resource } of scores) add(JSON.stringify(record), resource, 'score');
     for (const q of spans) {
       if (chunk.length >= CHUNK_CHARS) {
         await write();
-        if (Date.now() >= deadlineAt) break;
+        if (full || Date.now() >= deadlineAt) break;
       }
-      add(q.line, q.resource);
-      pendingSpans++;
+      add(q.line, q.resource, 'span');
     }
-    if (chunk && (Date.now() < deadlineAt || spansWritten + scoresWritten === 0)) await write();
+    if (chunk && !full && (Date.now() < deadlineAt || spansWritten + scoresWritten === 0)) await write();
   } finally {
     await fh.close();
   }

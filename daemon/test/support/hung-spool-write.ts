@@ -30,8 +30,10 @@ if (fifo) {
     if (hung || typeof data !== 'string' || !isSpoolTmp(this.fd)) return write.call(this, data, ...rest);
     hung = true;
     const cut = data.lastIndexOf('\n', data.length >> 1) + 1;
-    await write.call(this, data.slice(0, cut));
+    const first = (await write.call(this, data.slice(0, cut))) as { bytesWritten: number };
     await (await open(fifo, 'w')).close();
-    return write.call(this, data.slice(cut));
+    const second = (await write.call(this, data.slice(cut))) as { bytesWritten: number };
+    // One write as the caller sees it: all of it taken, once the disk is back.
+    return { bytesWritten: first.bytesWritten + second.bytesWritten, buffer: data };
   };
 }
