@@ -121,6 +121,10 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
       );
     }
     let splitter: LineSplitter | undefined;
+    // The spool has a `hello` at each change of resource, so one resource (connections of one app
+    // whose spans interleaved) comes back many times: one object again, its bytes counted once, as
+    // when it was queued. Counted with each `hello`, the spool no longer fit the queue it came from.
+    const resources = new Map<string, Resource>();
     spoolFiles = await replaySpool(config.spoolDir, {
       begin: () => {
         // A resource of its own even before a `hello`: the replayed spans are told apart by theirs.
@@ -130,7 +134,16 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
         splitter = new LineSplitter(
           Number.MAX_SAFE_INTEGER,
           (buf, s, e, ascii) => {
+            const before = session.resource;
             sink.acceptLine(session, buf, s, e, ascii);
+            if (session.resource !== before) {
+              const hello = buf.toString('latin1', s, e);
+              const known = resources.get(hello);
+              if (known) {
+                session.resource = known;
+                session.resourceBytes = 0;
+              } else resources.set(hello, session.resource);
+            }
             spoolResources.add(session.resource);
           },
           () => undefined,

@@ -310,6 +310,37 @@ describe('faults', () => {
     await invariant(d3);
   });
 
+  test('a replayed spool counts each resource once, as the run that wrote it did: spans of several connections interleaved fit the same queue', async () => {
+    const spool = join(tmp.dir, 'spool-resources');
+    fake.mode({ status: 503 });
+    const args = ['--flush-interval', '20', '--shutdown-timeout', '300', '--queue-max-bytes', '40000', '--spool-dir', spool];
+    const d = await start(args);
+    // Two workers of one app (the same 2 KB resource), their spans interleaved in the queue: the
+    // spool has a `hello` at each change of connection.
+    const hello = JSON.stringify({ v: 1, type: 'hello', resource: { 'service.name': 'workers', 'host.labels': 'l'.repeat(2000) } });
+    const conns = await Promise.all([0, 1].map(async () => {
+      const c = connect(socket);
+      await once(c, 'connect');
+      c.write(hello + '\n');
+      return c;
+    }));
+    try {
+      for (let round = 0; round < 20; round++) {
+        conns[round % 2]!.write(lines(round * 3, round * 3 + 3).map((l) => l + '\n').join(''));
+        await d.eventually(async () => assert.equal((await d.status()).spans.received, round * 3 + 3));
+      }
+    } finally {
+      conns.forEach((c) => c.destroy());
+    }
+    assert.equal((await d.status()).spans.dropped.queue_overflow, 0, 'they fit the queue');
+    assert.equal((await d.stop('SIGTERM')).code, 0);
+    const d2 = await start(args);
+    await d2.eventually(async () => assert.equal((await d2.status()).spans.received, 60));
+    const s = await invariant(d2);
+    assert.equal(s.spans.dropped.queue_overflow, 0, 'the spool fits the same queue');
+    assert.equal(s.spans.queued + s.spans.inFlight, 60);
+  });
+
   test('one daemon per spool dir: a second one is refused with the first one\'s pid; the dir is free again once it stops', async () => {
     const spool = join(tmp.dir, 'spool-locked');
     const d = await start(['--spool-dir', spool]);
