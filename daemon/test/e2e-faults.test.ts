@@ -6,7 +6,7 @@ import { after, afterEach, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
 import { once } from 'node:events';
 import { startFakeLangfuse, type FakeLangfuse } from './support/fake-langfuse.js';
@@ -351,6 +351,24 @@ describe('faults', () => {
     assert.deepEqual(readdirSync(spool), [], 'the lock is released');
     const again = await start(['--spool-dir', spool]);
     assert.equal((await again.stop('SIGTERM')).code, 0);
+  });
+
+  test('a spool dir lock whose pid is now another process (the daemon crashed, the machine rebooted) is taken over, not a refusal at every start', async (t) => {
+    if (process.platform !== 'linux') return t.skip('process start times come from /proc');
+    const spool = join(tmp.dir, 'spool-reused-pid');
+    // A daemon holds the dir: its lock as it writes it.
+    const first = await start(['--spool-dir', spool]);
+    const lock = readFileSync(join(spool, '.lock'), 'utf8');
+    assert.equal((await first.stop('SIGKILL')).signal, 'SIGKILL'); // gone without releasing it
+    // After the reboot its pid is another process's (here a process started later, given that pid in the lock).
+    const other = spawn('sleep', ['60'], { stdio: 'ignore' });
+    try {
+      writeFileSync(join(spool, '.lock'), lock.replace(/^\d+/, String(other.pid)));
+      const d = await start(['--spool-dir', spool]);
+      assert.equal((await d.stop('SIGTERM')).code, 0);
+    } finally {
+      other.kill('SIGKILL');
+    }
   });
 
   test('a spool entry that cannot be read is skipped with a warning; a spooled record over --max-record-bytes still replays', async () => {

@@ -272,24 +272,45 @@ const alive = (pid: number): boolean => {
 };
 
 /**
- * Takes the spool dir for this process (a `.lock` file holding its pid) and returns its release.
- * Two daemons on one spool dir would both replay it (everything delivered twice) and delete files
- * the other is reading. A lock whose process is gone (or is this one: a container restarted with
- * the same pid) is taken over. Pids only tell within one pid namespace: containers sharing a
- * spool volume are not told apart (give each its own dir).
+ * When process `pid` started, in clock ticks since boot (field 22 of /proc/<pid>/stat: Linux), or
+ * '' where that cannot be read. Unlike a wall-clock time, no clock step changes it.
+ */
+function startTicks(pid: number): string {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // After the command name (in parentheses, which it may contain too) comes field 3.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? '';
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * Takes the spool dir for this process (a `.lock` file holding its pid, and when it started) and
+ * returns its release. Two daemons on one spool dir would both replay it (everything delivered
+ * twice) and delete files the other is reading. A lock whose process is gone (or is this one: a
+ * container restarted with the same pid) is taken over; so is one whose pid another process has
+ * now (started at another time: a daemon that crashed, then the machine rebooted), which refused
+ * every start. Pids only tell within one pid namespace: containers sharing a spool volume are not
+ * told apart (give each its own dir).
  */
 export function lockSpoolDir(dir: string): () => void {
   const path = join(dir, LOCK);
+  const mine = `${process.pid} ${startTicks(process.pid)}`.trim();
   for (let attempt = 0; ; attempt++) {
     try {
       const fd = openSync(path, 'wx', 0o600);
-      writeSync(fd, String(process.pid));
+      writeSync(fd, mine);
       closeSync(fd);
       break;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 0) throw err;
-      const holder = Number.parseInt(readFileSync(path, 'utf8'), 10);
-      if (Number.isSafeInteger(holder) && holder > 0 && holder !== process.pid && alive(holder)) {
+      const [pid = '', started] = readFileSync(path, 'utf8').split(' ');
+      const holder = Number.parseInt(pid, 10);
+      // A lock without a start time (an older daemon's, or not Linux) goes by the pid alone.
+      const now = started === undefined ? '' : startTicks(holder);
+      const reused = now !== '' && now !== started;
+      if (Number.isSafeInteger(holder) && holder > 0 && holder !== process.pid && alive(holder) && !reused) {
         throw new SpoolInUseError(`another dspy-o11yd (pid ${holder}) uses the spool dir ${dir}; give each daemon its own --spool-dir`);
       }
       unlinkSync(path); // stale: its daemon is gone
@@ -297,7 +318,7 @@ export function lockSpoolDir(dir: string): () => void {
   }
   return () => {
     try {
-      if (readFileSync(path, 'utf8') === String(process.pid)) unlinkSync(path);
+      if (readFileSync(path, 'utf8') === mine) unlinkSync(path);
     } catch {
       /* already gone */
     }
