@@ -159,6 +159,28 @@ test('batcher cuts a full batch at once and a partial one after the flush interv
   assert.deepEqual(await b.next(), []);
 });
 
+test('batcher: the flush interval is measured on a monotonic clock, so a wall clock stepped back does not hold a partial batch', async (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  let wall = Date.now();
+  let monotonic = 1_000_000; // whole ms: a float sum could fall short of the interval by 1e-10
+  t.mock.method(Date, 'now', () => wall);
+  t.mock.method(performance, 'now', () => monotonic);
+  const q = new SpanQueue({ maxSpans: 1e6, maxBytes: 1e9 }, () => undefined);
+  const b = new Batcher(q, { maxSpans: 100, maxBytes: 1e9, flushIntervalMs: 1000 });
+  q.push(span(1));
+  const batches: QueuedSpan[][] = [];
+  void b.next().then((taken) => batches.push(taken));
+  const settle = () => new Promise((resolve) => setImmediate(resolve));
+  await settle();
+  assert.equal(batches.length, 0, 'waiting for the interval');
+  // NTP steps the wall clock back an hour while the span waits; the interval still runs out.
+  wall -= 3_600_000;
+  monotonic += 1000;
+  t.mock.timers.tick(1000);
+  await settle();
+  assert.equal(batches[0]?.length, 1, 'the partial batch is due after the flush interval');
+});
+
 test('batcher flush() sends a partial batch without waiting', async () => {
   const q = new SpanQueue({ maxSpans: 1e6, maxBytes: 1e9 }, () => undefined);
   const b = new Batcher(q, { maxSpans: 100, maxBytes: 1e9, flushIntervalMs: 60_000 });

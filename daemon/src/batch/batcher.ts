@@ -32,7 +32,7 @@ export class Batcher {
         await q.until(1, 1);
         continue;
       }
-      const waited = Date.now() - q.pendingSince;
+      const waited = performance.now() - q.pendingSince;
       if (this.closing || this.flushRequested || q.spans >= maxSpans || q.bytes >= maxBytes || waited >= flushIntervalMs) {
         return q.take(maxSpans, maxBytes);
       }

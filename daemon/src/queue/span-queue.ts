@@ -31,7 +31,11 @@ export class SpanQueue {
   private byteCount = 0;
   /** One waiter at a time (the batcher): woken once spans or bytes reach its threshold. */
   private waiter: { spans: number; bytes: number; resolve: () => void } | undefined;
-  /** Date.now() when the queue last went from empty to non-empty: how long the oldest span has waited, roughly. */
+  /**
+   * performance.now() when the queue last went from empty to non-empty: how long the oldest span
+   * has waited, roughly. A monotonic clock: by Date.now(), a wall clock stepped back (NTP) held a
+   * partial batch for as long as the step.
+   */
   pendingSince = 0;
 
   constructor(
@@ -66,7 +70,7 @@ export class SpanQueue {
       droppedSpans++;
     }
     if (droppedSpans) this.onDrop(droppedSpans, droppedBytes);
-    if (this.count === 0) this.pendingSince = Date.now();
+    if (this.count === 0) this.pendingSince = performance.now();
     if (this.count === this.capacity) this.grow();
     this.store((this.head + this.count) & (this.capacity - 1), item);
     this.count++;
@@ -103,7 +107,7 @@ export class SpanQueue {
     }
     this.count += items.length;
     // They were due when taken: due again at once.
-    this.pendingSince = 0;
+    this.pendingSince = -Infinity;
     let droppedSpans = 0;
     let droppedBytes = 0;
     while (this.count > this.bounds.maxSpans || this.byteCount > this.bounds.maxBytes) {
