@@ -209,7 +209,9 @@ export function react(signature: string, options: ReActOptions): Module<AgentRes
               signature,
               instructions: options.instructions,
               input,
-              tools: toolInfos,
+              // A copy per call: an llm that adds to the list (a finish tool) or edits an entry
+              // changed every later call of this run, and of every other run of this module.
+              tools: toolInfos.map((t) => ({ ...t })),
               trajectory: trajectory.slice(),
               iteration,
             });

@@ -307,3 +307,20 @@ test('captureIO: false and mask also cover the step contents modules put in even
     configure({ captureIO: true, mask: undefined });
   }
 });
+
+test('ReAct: each LLM call gets its own copy of the tool list: an llm that adds to it (a finish tool) changes no later call, nor a concurrent run', async () => {
+  const seen: string[][] = [];
+  const agent = react('Q', {
+    llm: async (req) => {
+      req.tools?.push({ name: 'finish', description: 'answer' });
+      for (const t of req.tools ?? []) t.description = `${t.description ?? ''}!`;
+      seen.push((req.tools ?? []).map((t) => `${t.name}:${t.description ?? ''}`));
+      await new Promise((res) => setImmediate(res));
+      return { output: req.iteration === 1 ? { action: 'lookup', action_input: 'x' } : { action: 'finish', answer: 'ok' } };
+    },
+    tools: [{ name: 'lookup', description: 'find', run: () => 'found' }],
+  });
+  await Promise.all([agent({ q: 1 }), agent({ q: 2 })]);
+  assert.equal(seen.length, 4);
+  for (const tools of seen) assert.deepEqual(tools, ['lookup:find!', 'finish:answer!']);
+});
