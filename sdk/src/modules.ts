@@ -15,7 +15,7 @@
  * second generation; otherwise return `usage`/`model` from `llm` and the module records them.
  */
 import { EVENT_NAMES, SPAN_NAMES } from '@dspy-o11y/proto';
-import { runGeneration, span } from './api.js';
+import { event, runGeneration, span } from './api.js';
 import { BudgetExceededError } from './budget.js';
 import { SpanImpl, errorMessage, type GenerationHandle, type SpanHandle, type Usage } from './span.js';
 
@@ -133,7 +133,9 @@ function finalOutput(out: Fields, actionInput: unknown): Fields {
  */
 function stepEvent(s: SpanHandle, name: string, attributes: Readonly<Record<string, unknown>>, io: Readonly<Record<string, 'input' | 'output'>>): void {
   if (s instanceof SpanImpl) s.ioEvent(name, attributes, io);
-  else s.event(name, attributes);
+  // Telemetry off (a no-op span): `event()` tells subscribers the active withTrace's trace, as
+  // llm.generate does; the no-op span's own event() gave them none (a per-trace subscriber missed it).
+  else event(name, attributes);
 }
 
 /** One LLM call as an `llm.generate` generation that a wrapped client call inside can adopt. */
@@ -268,7 +270,7 @@ export function react(signature: string, options: ReActOptions): Module<AgentRes
           return result;
         }
       }
-      root.event(EVENT_NAMES.reactMaxIterations, { 'react.max_iterations': max, iterations: max });
+      stepEvent(root, EVENT_NAMES.reactMaxIterations, { 'react.max_iterations': max, iterations: max }, {});
       root.setLevel('WARNING');
       return { output: {}, trajectory, iterations: max, finished: false };
     });
@@ -330,7 +332,7 @@ export function codeAct(signature: string, options: CodeActOptions): Module<Agen
         }
       }
       // As DSPy.rb's CodeAct (and ReAct here) says it: out of iterations before an answer.
-      root.event(EVENT_NAMES.codeactMaxIterations, { 'codeact.max_iterations': max, 'codeact.iteration_count': max });
+      stepEvent(root, EVENT_NAMES.codeactMaxIterations, { 'codeact.max_iterations': max, 'codeact.iteration_count': max }, {});
       root.setLevel('WARNING');
       return { output: {}, trajectory, iterations: max, finished: false };
     });

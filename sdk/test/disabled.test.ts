@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import OpenAI from 'openai';
-import { BudgetExceededError, TokenBudget, configure, event, flush, generation, getActiveSpan, isDisabled, react, sdkStats, span, startGeneration, startSpan, subscribe, withTrace, wrapOpenAI } from '../src/index.js';
+import { BudgetExceededError, TokenBudget, chainOfThought, codeAct, configure, event, flush, generation, getActiveSpan, isDisabled, react, sdkStats, span, startGeneration, startSpan, subscribe, withTrace, wrapOpenAI } from '../src/index.js';
 import { runApp } from './support/child.js';
 import { FakeProvider, chatCompletion } from './support/fake-provider.js';
 import { UnixReceiver, sleep } from './support/receiver.js';
@@ -175,4 +175,27 @@ test('disabled: a per-trace TokenBudget (traceId from withTrace) still stops its
     configure({ disabled: false });
     await provider.close();
   }
+});
+
+test('disabled: module events reach subscribers with the trace of the active withTrace, as event() and llm.generate do', async () => {
+  configure({ disabled: true });
+  const heard: Array<[string, string | undefined]> = [];
+  const off = subscribe('*', (name, _a, context) => heard.push([name, context.traceId]));
+  let traceId = '';
+  try {
+    await withTrace({ name: 'request' }, async (trace) => {
+      traceId = trace.traceId;
+      await chainOfThought('C', { llm: () => ({ output: { reasoning: 'r', answer: 'a' } }) })({ q: 1 });
+      await react('R', { llm: () => ({ output: { action: 'lookup', action_input: 'x' } }), tools: [{ name: 'lookup', run: () => 'y' }], maxIterations: 1 })({ q: 1 });
+      await codeAct('K', { llm: () => ({ output: { code: '1' } }), execute: () => 1, maxIterations: 1 })({ q: 1 });
+    });
+  } finally {
+    off();
+    configure({ disabled: false });
+  }
+  assert.ok(traceId);
+  assert.deepEqual(heard.map(([name]) => name).filter((n) => n !== 'llm.generate'), [
+    'chain_of_thought.reasoning_complete', 'react.iteration_complete', 'react.max_iterations', 'codeact.iteration_complete', 'codeact.max_iterations',
+  ]);
+  assert.deepEqual(heard.filter(([, t]) => t !== traceId), [], 'every event names its trace');
 });
