@@ -184,6 +184,8 @@ export function chainOfThought(signature: string, options: ModuleOptions): Modul
           'cot.reasoning': reasoning,
           'cot.reasoning_length': reasoning.length,
           'cot.reasoning_steps': reasoning ? reasoning.split(/\n+/).filter((l) => l.trim()).length : 0,
+          // DSPy.rb's event has it: subscribers written for DSPy.rb filter on it.
+          'cot.has_reasoning': reasoning.length > 0,
         },
         { 'cot.reasoning': 'output' },
       );

@@ -324,3 +324,21 @@ test('ReAct: each LLM call gets its own copy of the tool list: an llm that adds 
   assert.equal(seen.length, 4);
   for (const tools of seen) assert.deepEqual(tools, ['lookup:find!', 'finish:answer!']);
 });
+
+test('ChainOfThought: chain_of_thought.reasoning_complete says whether there was reasoning (cot.has_reasoning, as DSPy.rb\'s)', async () => {
+  const heard: unknown[] = [];
+  const off = subscribe('chain_of_thought.reasoning_complete', (_n, a) => heard.push(a['cot.has_reasoning']));
+  try {
+    await chainOfThought('With', { llm: () => ({ output: { reasoning: 'Because.', answer: 'a' } }) })({ q: 1 });
+    await chainOfThought('Without', { llm: () => ({ output: { answer: 'a' } }) })({ q: 1 });
+  } finally {
+    off();
+  }
+  assert.deepEqual(heard, [true, false]);
+  await flush();
+  await r.waitFor(() => r.spans().filter((s) => s.name === 'ChainOfThought.forward').length === 2, 15_000, 'both runs');
+  const recorded = (signature: string): unknown =>
+    r.spans().find((s) => s.name === 'ChainOfThought.forward' && attr(s, 'dspy.signature') === signature)?.events?.find((e) => e.name === 'chain_of_thought.reasoning_complete')?.attributes?.['cot.has_reasoning'];
+  assert.equal(recorded('With'), true);
+  assert.equal(recorded('Without'), false);
+});
