@@ -17,6 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { startCountingBackend } from './lib/counting-backend.js';
 import { mib, rssOf, spawnLines } from './lib/proc.js';
 import { accepts } from './lib/run-daemon.js';
+import { median } from './lib/stats.js';
 import { writeBenchFile } from './lib/spans.js';
 
 const arg = (name: string, fallback: number) => {
@@ -139,7 +140,6 @@ async function main() {
       daemons.push(await daemonRate(dir, file, SPANS, bytes));
       console.log(`round ${r + 1}: floor ${Math.round(floors[r]!)} lines/s, daemon end-to-end ${Math.round(daemons[r]!)} spans/s (${((100 * daemons[r]!) / floors[r]!).toFixed(0)} %)`);
     }
-    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
     const f = median(floors);
     const dm = median(daemons);
     console.log(`throughput (median): floor ${Math.round(f)}/s, daemon ${Math.round(dm)}/s = ${((100 * dm) / f).toFixed(0)} % of the floor (goal ≥ 40 %)`);

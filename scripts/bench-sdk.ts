@@ -35,6 +35,7 @@ import { startCountingBackend, type CountingBackend } from './lib/counting-backe
 import { runDaemon, type DaemonChild } from './lib/run-daemon.js';
 import { cpuMsOf, mib, spawnLines, type LineChild } from './lib/proc.js';
 import { formatProfile, summariseProfile } from './lib/cpuprofile.js';
+import { median } from './lib/stats.js';
 import type { AppConfig, AppResult, Contender } from './lib/sdk-app.js';
 
 /** As in lib/sdk-app.ts (not imported: importing it would run the app). */
@@ -240,11 +241,6 @@ async function runContender(contender: Contender, backend: CountingBackend, dir:
   }
 }
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 const fmt = (x: number, digits = 1) => x.toFixed(digits);
 
 /** Medians over the rounds of one contender. */

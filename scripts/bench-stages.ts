@@ -18,6 +18,7 @@ import { LangfuseMapper } from 'dspy-o11yd/dist/src/export/langfuse-map.js';
 import { encodeTraces, serializeWithOtlpTransformer, type EncodableSpan } from 'dspy-o11yd/dist/src/export/otlp-encode.js';
 import { BatchEncoder, prepareInWorker, type PrepareRequest } from 'dspy-o11yd/dist/src/export/prepare.js';
 import { benchSpanLines, BENCH_RESOURCE } from './lib/spans.js';
+import { median } from './lib/stats.js';
 
 const arg = (name: string, fallback: number) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -55,10 +56,9 @@ function stage<T>(name: string, input: (b: number) => T, fn: (x: T) => unknown):
     }
     perRound.push(us / spans);
   }
-  perRound.sort((a, b) => a - b);
-  const median = perRound[perRound.length >> 1]!;
-  console.log(`${name.padEnd(36)} ${median.toFixed(2).padStart(6)} µs/span   (min ${perRound[0]!.toFixed(2)})`);
-  return median;
+  const m = median(perRound);
+  console.log(`${name.padEnd(36)} ${m.toFixed(2).padStart(6)} µs/span   (min ${Math.min(...perRound).toFixed(2)})`);
+  return m;
 }
 
 console.log(`# stages: ${batches.length} batches of ${BATCH} spans (~${Math.round(lines.join('\n').length / lines.length)} bytes), ${ROUNDS} rounds, ${PER_TRACE} per trace, gzip level ${GZIP_LEVEL}, node ${process.version}`);
