@@ -46,6 +46,15 @@ export function rssOf(pid: number): number {
   return m ? Number(m[1]) * 1024 : 0;
 }
 
+/**
+ * Peak resident set size of a process in bytes since it started (Linux: VmHWM, the kernel's high
+ * water mark), exact where sampling VmRSS every few ms misses a peak that lasts less.
+ */
+export function peakRssOf(pid: number): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) * 1024 : 0;
+}
+
 /** CPU time (user + system) a process has used, in ms (Linux, from /proc/PID/stat). */
 export function cpuMsOf(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
