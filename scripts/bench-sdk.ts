@@ -211,9 +211,8 @@ async function runContender(contender: Contender, backend: CountingBackend, dir:
     app.child.stdin!.write('go\n');
     const result = JSON.parse((await lineOrExit(app, 'result ', 300_000)).slice('result '.length)) as AppResult;
     await exited(app.child, 30_000);
-    // The direct SDK run also sends its `hello` line to the reader.
-    const extra = contender === 'dspy-o11y-direct' ? 1 : 0;
-    const count = reader ? async () => (await readerCount(reader!)) - extra : () => Promise.resolve(backend.spans - base);
+    // The reader counts spans: the direct SDK run's `hello` and any `stats` lines are not among them.
+    const count = reader ? () => readerCount(reader!) : () => Promise.resolve(backend.spans - base);
     const delivered = Math.min(SPANS, await settle(count, SPANS, quietMs(contender)));
     const settledUs = Number(process.hrtime.bigint() / 1000n);
     const daemonCpuMs = daemon ? cpuMsOf(daemon.child.pid!) - daemonCpu0 : undefined;
