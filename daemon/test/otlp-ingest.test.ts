@@ -10,7 +10,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { deflateSync, gzipSync } from 'node:zlib';
 import protobuf from 'protobufjs';
-import type { AttributeValue } from '@dspy-o11y/proto';
+import { validateRecord, type AttributeValue } from '@dspy-o11y/proto';
 import { context, trace, SpanStatusCode, type Tracer } from '@opentelemetry/api';
 import { OTLPTraceExporter as OTLPJsonTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { OTLPTraceExporter as OTLPProtoTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
@@ -630,6 +630,20 @@ describe('dialect normalization', () => {
       temperature: 0.1, max_tokens: 10, seed: 42, frequency_penalty: 0.5, stream: false,
       stop: ['\n\n'], response_format: '{"type":"json_object"}', mixed: '[1,"a"]',
     });
+  });
+
+  test('OpenInference llm.invocation_parameters: an array of objects (the tools OpenAI calls take) is JSON text, not an invalid attribute that costs the span', () => {
+    const tools = [{ type: 'function', function: { name: 'weather', parameters: { type: 'object' } } }];
+    const attributes = normalizeDialects({
+      'openinference.span.kind': 'LLM', 'llm.model_name': 'gpt-4o',
+      'llm.invocation_parameters': JSON.stringify({ temperature: 0, tools, logit_bias: [null], stop: [] }),
+    });
+    assert.equal(attributes['gen_ai.request.tools'], JSON.stringify(tools));
+    assert.equal(attributes['gen_ai.request.logit_bias'], '[null]');
+    // The span passes the schema the record sink validates it with after the normalization.
+    const span = { v: 1, type: 'span', traceId: 'a'.repeat(32), spanId: 'b'.repeat(16), name: 'ChatOpenAI', startTimeUnixNano: '1', endTimeUnixNano: '2', attributes };
+    const result = validateRecord(span);
+    assert.ok(result.ok, result.ok ? '' : result.message);
   });
 
   test('Vercel AI SDK (ai 5/6 keys) → neutral vocabulary, as Langfuse reads an `ai`-scope span', () => {

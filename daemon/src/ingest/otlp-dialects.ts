@@ -293,12 +293,16 @@ function invocationParameters(attrs: MutableAttributes): void {
 
 const INVOCATION_PARAMETER_NAMES = new Set(INVOCATION_PARAMETERS.map(([from]) => from));
 
+const PLAIN_KINDS = ['string', 'number', 'boolean'];
+
 /** A string, finite number or boolean, or an array of one kind of them. */
 function isPlainAttributeValue(v: unknown): v is AttributeValue {
   const plain = (x: unknown, kind: string) => typeof x === kind && (kind !== 'number' || Number.isFinite(x));
-  if (!Array.isArray(v)) return ['string', 'number', 'boolean'].some((kind) => plain(v, kind));
+  if (!Array.isArray(v)) return PLAIN_KINDS.some((kind) => plain(v, kind));
+  // An array of objects or nulls (OpenAI's `tools`) is not one: kept as is, the schema refused the span.
+  if (v.length === 0) return true;
   const kind = typeof v[0];
-  return v.every((x) => plain(x, kind));
+  return PLAIN_KINDS.includes(kind) && v.every((x) => plain(x, kind));
 }
 
 /** `maxRetries` → `max_retries`. */
