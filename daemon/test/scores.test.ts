@@ -173,6 +173,20 @@ describe('scores through the real CLI to Langfuse', () => {
     await fake.waitForScores(1);
     await daemon.eventually(async () => assert.equal((await fetch(`${daemon.httpUrl}/readyz`)).status, 200));
   });
+
+  test('a score refusal (401) no longer makes /readyz 503 once spans are delivered with the same keys: no score may follow for hours', async () => {
+    fake.reset();
+    fake.failScores({ status: 401 });
+    const rejected = (await daemon.metric('dspy_o11yd_scores_dropped_total', { reason: 'rejected' })) ?? 0;
+    await postIngest(daemon.httpUrl, JSON.stringify(score({ traceId: TRACE, name: 'refused-once', value: 1 })), 'application/json');
+    await daemon.eventually(async () => assert.equal(await daemon.metric('dspy_o11yd_scores_dropped_total', { reason: 'rejected' }), rejected + 1));
+    assert.equal((await fetch(`${daemon.httpUrl}/readyz`)).status, 503);
+    // Langfuse takes our keys again: a span batch is delivered with them, and no score comes.
+    const span = { v: 1, type: 'span', traceId: TRACE, spanId: 'c00000000000000e', name: 'after-refusal', startTimeUnixNano: '1732700000000000000', endTimeUnixNano: '1732700000000000005' };
+    await postIngest(daemon.httpUrl, JSON.stringify(span), 'application/json');
+    await fake.waitForSpans(1);
+    await daemon.eventually(async () => assert.equal((await fetch(`${daemon.httpUrl}/readyz`)).status, 200));
+  });
 });
 
 describe('scores with an exporter other than Langfuse', () => {

@@ -149,7 +149,7 @@ export interface ScoreSink {
   readonly inFlight: number;
   readonly state: string;
   readonly lastError: string | undefined;
-  /** Set when Langfuse refused our credentials (401/403) on a score: readiness is 503 until one is delivered. */
+  /** Set when Langfuse refused our credentials (401/403) on a score: readiness is 503 until a score or a span batch is delivered. */
   readonly refusal?: { status: number; body: string } | undefined;
   /**
    * Send what is queued within `timeoutMs`, then close and return what was not delivered, oldest
@@ -187,8 +187,17 @@ type SenderState = 'idle' | 'sending' | 'backoff' | 'stopped';
 export class ScoreSender implements ScoreSink {
   state: SenderState = 'idle';
   lastError: string | undefined;
-  refusal: { status: number; body: string } | undefined;
   inFlight = 0;
+  /** The last 401/403, and how many spans had been exported then. */
+  private refused: { status: number; body: string; spansExported: number } | undefined;
+
+  /**
+   * Our keys refused on a score, until a score is delivered, or a span batch is (the same keys,
+   * the same Langfuse): scores can be hours apart, and until the next one /readyz stayed 503.
+   */
+  get refusal(): { status: number; body: string } | undefined {
+    return this.refused && this.stats.spansExported === this.refused.spansExported ? this.refused : undefined;
+  }
 
   /** Bounded by count and by the queued bodies' lengths (not counting the one in flight). */
   private readonly queue: BoundedQueue<PendingScore>;
@@ -295,7 +304,7 @@ export class ScoreSender implements ScoreSink {
       if (outcome.kind === 'delivered') {
         this.stats.scoresExported++;
         this.lastError = undefined;
-        this.refusal = undefined;
+        this.refused = undefined;
         return;
       }
       if (outcome.kind !== 'retryable') {
@@ -303,7 +312,7 @@ export class ScoreSender implements ScoreSink {
         const status = outcome.kind === 'refused' ? outcome.status : 413;
         this.lastError = `${status}${outcome.kind === 'refused' ? `: ${outcome.body}` : ''}`;
         // Bad keys refuse scores as they refuse spans: a daemon sending only scores must not look ready.
-        if (outcome.kind === 'refused' && (status === 401 || status === 403)) this.refusal = { status, body: outcome.body };
+        if (outcome.kind === 'refused' && (status === 401 || status === 403)) this.refused = { status, body: outcome.body, spansExported: this.stats.spansExported };
         if (!this.loggedRefusals.has(status)) {
           this.loggedRefusals.add(status);
           this.log.error({ status, answer: outcome.kind === 'refused' ? outcome.body : undefined, id: item.id }, 'Langfuse refused a score; dropping it (permanent error)');
