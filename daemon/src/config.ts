@@ -87,8 +87,12 @@ const url = z.string().trim().refine((v) => {
   }
 }, 'must be an http:// or https:// URL');
 
-/** `scheme://user:pass@host…` (or `user:pass@host…`) with the credentials shown as `***`. */
-const maskUrlCredentials = (v: string) => v.replace(/^(\s*(?:[a-z][a-z0-9+.-]*:)?\/\/|\s*)[^/?#\s]*@/i, '$1***@');
+/**
+ * `scheme://user:pass@host…` (or `user:pass@host…`) with the credentials shown as `***`: all up to
+ * the last `@`, since a raw password may hold `/`, `?`, `#` or a space (base64 tokens do), which
+ * would otherwise end the match before its `@` and show it whole. A path's `@` is masked too.
+ */
+const maskUrlCredentials = (v: string) => v.replace(/^(\s*(?:[a-z][a-z0-9+.-]*:)?\/\/|\s*).*@/is, '$1***@');
 
 /** An HTTP header name (RFC 9110 token): undici refuses anything else on every request. */
 const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;

@@ -396,6 +396,22 @@ test('config: flag beats env beats default; bad values name the flag', () => {
   assert.throws(() => resolveConfig({ environment: 'x'.repeat(41) }), /--environment/);
 });
 
+test('config: an invalid --otlp-endpoint / --langfuse-host never shows its password, whatever characters it holds', () => {
+  // Tokens pasted raw: base64 has `/` and `+`, some passwords `#`, `?` or a space.
+  for (const secret of ['ab/cd+ef==', 'p#ss', 'p?ss', 'pa ss']) {
+    for (const [flags, env] of [
+      [{ exporter: 'otlp', otlpEndpoint: `grpc://user:${secret}@collector:4317` }, {}],
+      [{}, { LANGFUSE_PUBLIC_KEY: 'pk', LANGFUSE_SECRET_KEY: 'sk', LANGFUSE_HOST: `ftp://user:${secret}@langfuse` }],
+    ] as const) {
+      assert.throws(
+        () => resolveConfig(flags, env),
+        (e: Error) => e instanceof ConfigError && /\*\*\*@/.test(e.message) && !e.message.includes(secret),
+        JSON.stringify({ flags, env }),
+      );
+    }
+  }
+});
+
 test('trace-id ratio sampling keeps about the ratio, and decides the same for the same id', () => {
   let kept = 0;
   for (let i = 0; i < 20_000; i++) {
