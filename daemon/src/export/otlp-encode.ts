@@ -54,7 +54,7 @@ export type OtlpEncoding = 'protobuf' | 'json';
 
 export interface EncodeOptions {
   readonly encoding: OtlpEncoding;
-  /** Instrumentation scope of every span. Never starts with `langfuse-sdk` (Langfuse treats those specially). */
+  /** Instrumentation scope of every span (with `keepScopes`, of those without one). Never starts with `langfuse-sdk` (Langfuse treats those specially). */
   readonly scope: Scope;
   /** Instead, a span whose resource has a scope (OTLP ingest) goes under that one; never for Langfuse (DESIGN §6). */
   readonly keepScopes?: boolean;

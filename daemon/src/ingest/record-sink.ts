@@ -95,7 +95,7 @@ export class RecordSink {
   }
 
   /**
-   * The resource of the session's records from now on, measured (its attributes as JSON) to be
+   * The resource of the session's records from now on, measured (its attributes and scope as JSON) to be
    * counted with the first span queued with it. The shared default resource is not counted.
    */
   private useResource(session: IngestSession, resource: Resource): void {
