@@ -489,6 +489,27 @@ test('a streamed tool call whose name comes again in later chunks (Fireworks, NV
   assert.deepEqual(out.tool_calls[0]?.function, { name: 'get_weather', arguments: '{"city":"Paris"}' });
 });
 
+test('a streamed tool call whose name comes in pieces is recorded with the whole name, as the app reading the chunks assembles it', async () => {
+  const base = { id: 'chatcmpl-tp', object: 'chat.completion.chunk', created: 1732700000, model: 'gpt-4o-mini' };
+  const delta = (fn: Record<string, string>) => ({ tool_calls: [{ index: 0, ...(fn.name === 'get_' ? { id: 'call_1', type: 'function' } : {}), function: fn }] });
+  provider.script(PATH, {
+    sse: [
+      { data: { ...base, choices: [{ index: 0, delta: { role: 'assistant', ...delta({ name: 'get_', arguments: '' }) }, finish_reason: null }] } },
+      { data: { ...base, choices: [{ index: 0, delta: delta({ name: 'weather', arguments: '{"city":' }), finish_reason: null }] } },
+      { data: { ...base, choices: [{ index: 0, delta: delta({ arguments: '"Paris"}' }), finish_reason: 'tool_calls' }] } },
+      { data: '[DONE]' },
+    ],
+  });
+  let name = '';
+  for await (const c of await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Weather?' }], stream: true })) {
+    name += c.choices[0]?.delta.tool_calls?.[0]?.function?.name ?? '';
+  }
+  assert.equal(name, 'get_weather');
+  const [gen] = (await generations(1)) as [SpanRecord];
+  const out = JSON.parse(attr(gen, 'dspy.output') as string) as { tool_calls: Array<{ function: unknown }> };
+  assert.deepEqual(out.tool_calls[0]?.function, { name: 'get_weather', arguments: '{"city":"Paris"}' });
+});
+
 test('a responses.create stream left once response.completed arrived has not cancelled anything; left before, it has', async () => {
   const done = { id: 'resp_c', object: 'response', created_at: 1, model: 'gpt-4.1-2025-04-14', status: 'completed', output: [], usage: { input_tokens: 5, output_tokens: 2, total_tokens: 7 } };
   const events = {

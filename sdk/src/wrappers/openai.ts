@@ -149,9 +149,11 @@ function chatAdapter(options: WrapOptions): Adapter {
             if (str(tc.id)) t.id = tc.id as string;
             const f = isObj(tc.function) ? tc.function : undefined;
             if (f) {
-              // Set, not appended, as the client's own stream helper does: some servers send the
-              // whole name again in every chunk (it came out as get_weatherget_weather).
-              if (str(f.name)) t.function.name = f.name as string;
+              // Appended, as the name may come in pieces; but some servers send the whole name
+              // again in every chunk (it came out as get_weatherget_weather): a piece that repeats
+              // the name so far replaces it.
+              const name = str(f.name);
+              if (name) t.function.name = name.startsWith(t.function.name) ? name : appendCapped(t.function.name, name);
               t.function.arguments = appendCapped(t.function.arguments, f.arguments);
             }
           }
