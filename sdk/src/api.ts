@@ -85,7 +85,8 @@ const isObject = (v: unknown): v is Readonly<Record<string, unknown>> => typeof 
 function mergeMetadata(base: Readonly<Record<string, unknown>> | undefined, more: Readonly<Record<string, unknown>>): Record<string, unknown> {
   const out: Record<string, unknown> = { ...base };
   forEachReadable(more, (k, v) => {
-    out[k] = v;
+    // Defined, as a spread does: assigned, a "__proto__" key (JSON.parse makes one) set the prototype.
+    Object.defineProperty(out, k, { value: v, enumerable: true, writable: true, configurable: true });
   });
   return out;
 }

@@ -497,6 +497,21 @@ test('trace metadata with a throwing getter: that key is skipped, the trace and 
   assert.equal(attr(b, 'dspy.trace.metadata.plan'), 'pro');
 });
 
+test('trace metadata parsed from JSON keeps a "__proto__" key as a key (withTrace and update())', async () => {
+  // JSON.parse makes "__proto__" an own key; assigned rather than defined, it set the prototype (or was ignored).
+  await withTrace({ name: 'req', metadata: JSON.parse('{"__proto__":"p","plan":"pro"}') as Record<string, unknown> }, async (t) => {
+    span('a', () => 1);
+    t.update({ metadata: JSON.parse('{"__proto__":{"x":1}}') as Record<string, unknown> });
+    span('b', () => 1);
+  });
+  await collect(2);
+  const [a, b] = [r.span('a'), r.span('b')];
+  assert.equal(attr(a, 'dspy.trace.metadata.__proto__'), 'p');
+  assert.equal(attr(a, 'dspy.trace.metadata.plan'), 'pro');
+  assert.equal(attr(b, 'dspy.trace.metadata.__proto__'), '{"x":1}');
+  assert.equal(attr(b, 'dspy.trace.metadata.x'), undefined);
+});
+
 test('configured prices override and extend the table', async () => {
   configure({ prices: { 'my-model': { input: 1, output: 2 }, 'gpt-4o-mini': { input: 10, output: 10 } } });
   generation('llm.generate', { model: 'my-model-2025-01-01' }, (g) => g.setUsage({ input: 1_000_000, output: 1_000_000 }));
