@@ -192,7 +192,10 @@ function run<H, T>(s: SpanImpl, fn: (handle: H) => T): T {
 }
 
 const endSpan = (s: SpanImpl, failed: boolean, error: unknown): void => (failed ? s.fail(error) : s.end());
-/** A lite generation ends the same whether the call failed or not: subscribers hear of its usage either way. */
+/**
+ * A lite generation ends whether the call failed or not (subscribers hear of its usage either
+ * way); for a failed call, a subscriber's error is swallowed (see failLite).
+ */
 const endLite = (g: LiteGeneration, failed: boolean): void => (failed ? failLite(g) : g.end());
 
 /** Ends a failed call's lite generation: a subscriber's error must not replace the app's (as `SpanImpl.fail`). */
@@ -373,10 +376,11 @@ export function withTrace<T>(options: TraceOptions, fn: (trace: TraceHandle) => 
 }
 
 /**
- * Where a `withTrace` starts: a remote `traceparent`, else a given trace id, else the active
- * trace, else (with `joinOtel`) the active OpenTelemetry span's trace as its child, else a new
- * trace; `external`: the parent is not one of ours (a remote caller outside an active trace of
- * the same id, the OpenTelemetry span).
+ * Where a `withTrace` starts: a remote `traceparent`, else a given trace id (unless it is the
+ * active trace's own: that goes on under the active span), else the active trace, else (with
+ * `joinOtel`) the active OpenTelemetry span's trace as its child, else a new trace; `external`:
+ * the parent is not one of ours (a remote caller outside an active trace of the same id, the
+ * OpenTelemetry span).
  */
 function traceStart(
   traceparent: TraceOptions['traceparent'],

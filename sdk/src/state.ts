@@ -171,7 +171,8 @@ function carry(drops: ReadonlyMap<string, number>): void {
 /**
  * Resolves once buffered records are written (true; over HTTP, accepted with a 2xx), or after
  * `timeoutMs`, at once when no daemon listens, or when the daemon refused some for good (a 4xx:
- * a wrong ingest token's 401; false). Never rejects.
+ * a wrong ingest token's 401) or some were lost with the socket connection their write was on
+ * (`connection_lost`, `write_timeout`; false). Never rejects.
  */
 export function flush(timeoutMs?: number): Promise<boolean> {
   try {

@@ -352,7 +352,8 @@ export abstract class Transport<B extends RecordBuffer = RecordBuffer> {
   /**
    * Resolves true once everything buffered is written (over HTTP: accepted, a 2xx); false on
    * timeout, at once when nobody listens (see `failed`), or when some of it was refused for good
-   * (`refusedRecords`): a daemon that fails a request is retried meanwhile. Never rejects.
+   * or lost with a connection (`refusedRecords`): a daemon that fails a request is retried
+   * meanwhile. Never rejects.
    * `timeoutMs` beyond what a timer can wait (~24.8 days, e.g. Infinity) waits that long; a negative
    * or NaN one does not wait.
    */
