@@ -78,9 +78,19 @@ export interface TraceHandle {
 /** An object to merge (a string would spread into one key per character). */
 const isObject = (v: unknown): v is Readonly<Record<string, unknown>> => typeof v === 'object' && v !== null;
 
+/** `o[k]`, or undefined when the app's getter throws. */
+function readOption<K extends keyof TraceOptions>(o: TraceOptions, k: K): TraceOptions[K] | undefined {
+  try {
+    return o[k];
+  } catch {
+    return undefined;
+  }
+}
+
 /**
- * `base` with the readable keys of `more` over it. Not a spread: one throwing getter in the app's
- * metadata threw out of it, and withTrace lost its whole trace (update() all its fields).
+ * `base` with the readable keys of `more` over it (metadata, and update()'s fields). Not a spread:
+ * one throwing getter in the app's object threw out of it, and withTrace lost its whole trace
+ * (update() all its fields).
  */
 function mergeMetadata(base: Readonly<Record<string, unknown>> | undefined, more: Readonly<Record<string, unknown>>): Record<string, unknown> {
   const out: Record<string, unknown> = { ...base };
@@ -355,8 +365,15 @@ export function withTrace<T>(options: TraceOptions, fn: (trace: TraceHandle) => 
   try {
     const active = als.getStore();
     // Each option read once: a getter may answer differently the second time, past its check
-    // (an invalid trace id on every span of the trace).
-    const { traceparent, traceId: givenTraceId, name, userId, sessionId, tags, metadata } = options;
+    // (an invalid trace id on every span of the trace). One that throws is skipped: destructured,
+    // it lost the whole trace.
+    const traceparent = readOption(options, 'traceparent');
+    const givenTraceId = readOption(options, 'traceId');
+    const name = readOption(options, 'name');
+    const userId = readOption(options, 'userId');
+    const sessionId = readOption(options, 'sessionId');
+    const tags = readOption(options, 'tags');
+    const metadata = readOption(options, 'metadata');
     const { traceId, parentId, external } = traceStart(traceparent, givenTraceId, active, true);
     const inherited = active && active.traceId === traceId ? active.trace.fields : {};
     const fields: TraceFields = { ...inherited };
@@ -413,8 +430,10 @@ class TraceHandleImpl implements TraceHandle {
       // Objects only: a string spreads into one key per character (2 MB: 2 million keys, seconds).
       if (!fields || typeof fields !== 'object') return;
       const t = this.#scope.trace;
-      const { metadata } = fields;
-      const next = traceInfo({ ...t.fields, ...fields, metadata: isObject(metadata) ? mergeMetadata(t.fields.metadata, metadata) : t.fields.metadata });
+      // The readable fields: spread, one throwing getter lost the whole update.
+      const given = mergeMetadata(undefined, fields as Readonly<Record<string, unknown>>) as TraceFields;
+      const { metadata } = given;
+      const next = traceInfo({ ...t.fields, ...given, metadata: isObject(metadata) ? mergeMetadata(t.fields.metadata, metadata) : t.fields.metadata });
       // In place: the spans already open in this trace (a request's root span, its children)
       // hold this object, and end after the update (a user known only once authenticated).
       if (t === EMPTY_TRACE) this.#scope.trace = next;

@@ -497,6 +497,25 @@ test('trace metadata with a throwing getter: that key is skipped, the trace and 
   assert.equal(attr(b, 'dspy.trace.metadata.plan'), 'pro');
 });
 
+test('a throwing getter among withTrace options or update() fields skips that field, not the trace or the other fields', async () => {
+  const boom = { enumerable: true, get(): never { throw new Error('getter'); } };
+  let traceId = '';
+  await withTrace(Object.defineProperty({ name: 'req', sessionId: 's0' }, 'userId', boom) as Parameters<typeof withTrace>[0], async (t) => {
+    traceId = t.traceId;
+    span('a', () => 1);
+    t.update(Object.defineProperty({ sessionId: 's1' }, 'userId', boom));
+    span('b', () => 1);
+  });
+  await collect(2);
+  const [a, b] = [r.span('a'), r.span('b')];
+  assert.equal(a.traceId, traceId, 'the span is in the trace withTrace gave');
+  assert.equal(attr(a, 'dspy.trace.name'), 'req');
+  assert.equal(attr(a, 'session.id'), 's0');
+  assert.equal(attr(a, 'user.id'), undefined);
+  assert.equal(attr(b, 'session.id'), 's1', 'update() applied');
+  assert.equal(attr(b, 'dspy.trace.name'), 'req');
+});
+
 test('trace metadata parsed from JSON keeps a "__proto__" key as a key (withTrace and update())', async () => {
   // JSON.parse makes "__proto__" an own key; assigned rather than defined, it set the prototype (or was ignored).
   await withTrace({ name: 'req', metadata: JSON.parse('{"__proto__":"p","plan":"pro"}') as Record<string, unknown> }, async (t) => {
