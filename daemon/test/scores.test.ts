@@ -13,6 +13,7 @@ import { scoreId, ScoreSender, toLangfuseScore, unsentScore, type ScoreSenderOpt
 import type { Resource } from '../src/model.js';
 import { createLogger } from '../src/log.js';
 import { Stats } from '../src/ops/stats.js';
+import { VERSION } from '../src/version.js';
 import { BoundedQueue } from '../src/queue/bounded-queue.js';
 import { startFakeLangfuse, type FakeLangfuse } from './support/fake-langfuse.js';
 import { postIngest, sendOverSocket, startDaemonProcess, tempDir, useLangfuseDaemon, type DaemonProcess } from './support/daemon-process.js';
@@ -67,6 +68,9 @@ describe('scores through the real CLI to Langfuse', () => {
     assert.equal(request.headers.authorization, fake.authorization);
     assert.match(String(request.headers['content-type']), /^application\/json/);
     assert.equal(request.headers['x-langfuse-sdk-name'], 'dspy-o11yd');
+    // Named as the span requests are: a WAF in front of Langfuse (AWS WAF's NoUserAgent_HEADER rule)
+    // refuses requests without a User-Agent, which would refuse the scores and pass the spans.
+    assert.equal(request.headers['user-agent'], `dspy-o11yd/${VERSION}`);
   });
 
   test('a score naming both a trace and a session (what the SDK sends for score({ sessionId, observationId }) in a span) reaches Langfuse as the trace score', async () => {

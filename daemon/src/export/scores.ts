@@ -229,6 +229,8 @@ export class ScoreSender implements ScoreSink {
       'content-type': 'application/json',
       'x-langfuse-sdk-name': 'dspy-o11yd',
       'x-langfuse-sdk-version': options.sdkVersion,
+      // As the span exporter's: undici sends none, and proxies and WAFs in front of Langfuse may refuse a request without one.
+      'user-agent': `dspy-o11yd/${VERSION}`,
     };
     this.queue = new BoundedQueue<PendingScore>(options.maxQueued ?? DEFAULT_MAX_QUEUED_SCORES, () => this.drop('queue_overflow'), {
       maxBytes: options.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_SCORE_BYTES,
