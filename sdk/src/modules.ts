@@ -32,6 +32,12 @@ export interface Tool extends ToolInfo {
   run(input: unknown): unknown;
 }
 
+/**
+ * The steps so far, each a copy, for one `llm` call: an llm that trims them in place for its
+ * prompt changed the later calls' steps and the run's result (and what its span recorded).
+ */
+const stepsCopy = (steps: readonly Step[]): Step[] => steps.map((s) => ({ ...s }));
+
 /** One ReAct or CodeAct step, as passed back to `llm` in `trajectory`. */
 export interface Step {
   iteration: number;
@@ -216,7 +222,7 @@ export function react(signature: string, options: ReActOptions): Module<AgentRes
               // A copy per call: an llm that adds to the list (a finish tool) or edits an entry
               // changed every later call of this run, and of every other run of this module.
               tools: toolInfos.map((t) => ({ ...t })),
-              trajectory: trajectory.slice(),
+              trajectory: stepsCopy(trajectory),
               iteration,
             });
             const thought = typeof out.thought === 'string' ? out.thought : undefined;
@@ -290,7 +296,7 @@ export function codeAct(signature: string, options: CodeActOptions): Module<Agen
           SPAN_NAMES.codeactIteration,
           { type: 'agent', attributes: { 'codeact.iteration': iteration, 'codeact.max_iterations': max } },
           async (it: SpanHandle): Promise<Fields | undefined> => {
-            const out = await callLM(options.llm, { module: 'CodeAct', signature, instructions: options.instructions, input, trajectory: trajectory.slice(), iteration });
+            const out = await callLM(options.llm, { module: 'CodeAct', signature, instructions: options.instructions, input, trajectory: stepsCopy(trajectory), iteration });
             const thought = typeof out.thought === 'string' ? out.thought : undefined;
             const finishing = out.finish === true || (typeof out.action === 'string' && out.action.trim().toLowerCase() === 'finish');
             if (finishing || typeof out.code !== 'string') {

@@ -325,6 +325,37 @@ test('ReAct: each LLM call gets its own copy of the tool list: an llm that adds 
   for (const tools of seen) assert.deepEqual(tools, ['lookup:find!', 'finish:answer!']);
 });
 
+test('ReAct and CodeAct: an llm that trims the trajectory\'s steps in place (a prompt budget) changes neither the next call\'s steps nor the result', async () => {
+  const trim = (steps: { observation?: unknown }[] | undefined) => {
+    for (const step of steps ?? []) step.observation = '(trimmed)';
+  };
+  const seenReact: unknown[] = [];
+  const agent = react('Q', {
+    llm: (req) => {
+      seenReact.push(req.trajectory?.map((st) => st.observation));
+      trim(req.trajectory);
+      return { output: (req.iteration ?? 0) < 3 ? { action: 'lookup', action_input: req.iteration } : { action: 'finish', answer: 'ok' } };
+    },
+    tools: [{ name: 'lookup', run: (x) => `found ${String(x)}` }],
+  });
+  const r1 = await agent({ q: 1 });
+  assert.deepEqual(seenReact, [[], ['found 1'], ['found 1', 'found 2']]);
+  assert.deepEqual(r1.trajectory.map((st) => st.observation), ['found 1', 'found 2', undefined], 'the finish step last');
+
+  const seenCode: unknown[] = [];
+  const coder = codeAct('Q', {
+    llm: (req) => {
+      seenCode.push(req.trajectory?.map((st) => st.observation));
+      trim(req.trajectory);
+      return { output: (req.iteration ?? 0) < 3 ? { thought: 't', code: `${req.iteration}` } : { finish: true, answer: 'ok' } };
+    },
+    execute: (code) => `ran ${code}`,
+  });
+  const r2 = await coder({ q: 1 });
+  assert.deepEqual(seenCode, [[], ['ran 1'], ['ran 1', 'ran 2']]);
+  assert.deepEqual(r2.trajectory.map((st) => st.observation), ['ran 1', 'ran 2', undefined], 'the finish step last');
+});
+
 test('ChainOfThought: chain_of_thought.reasoning_complete says whether there was reasoning (cot.has_reasoning, as DSPy.rb\'s)', async () => {
   const heard: unknown[] = [];
   const off = subscribe('chain_of_thought.reasoning_complete', (_n, a) => heard.push(a['cot.has_reasoning']));
