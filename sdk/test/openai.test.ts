@@ -441,6 +441,40 @@ test('a streamed refusal is recorded in the output message, as the non-streamed 
   assert.deepEqual(JSON.parse(attr(gen, 'dspy.output') as string), { role: 'assistant', content: null, refusal: "I'm sorry, I can't help with that." });
 });
 
+test('n > 1: a choice that only refuses is recorded with its refusal, beside the others, also in a stream left before the finish reasons', async () => {
+  const base = { id: 'chatcmpl-n', object: 'chat.completion.chunk', created: 1732700000, model: 'gpt-4o-2024-08-06' };
+  provider.script(PATH, {
+    sse: [
+      { data: { ...base, choices: [{ index: 0, delta: { role: 'assistant', content: 'Sure' }, finish_reason: null }] } },
+      { data: { ...base, choices: [{ index: 1, delta: { role: 'assistant', content: null, refusal: 'No.' }, finish_reason: null }] } },
+      { data: { ...base, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }, { index: 1, delta: {}, finish_reason: 'stop' }] } },
+      { data: '[DONE]' },
+    ],
+  });
+  for await (const _ of await client.chat.completions.create({ model: 'gpt-4o', n: 2, messages: [{ role: 'user', content: 'x' }], stream: true })) void _;
+  const [gen] = (await generations(1)) as [SpanRecord];
+  const both = [
+    { role: 'assistant', content: 'Sure' },
+    { role: 'assistant', content: null, refusal: 'No.' },
+  ];
+  assert.deepEqual(JSON.parse(attr(gen, 'dspy.output') as string), both);
+  // Left after the refusal, before any finish reason: both choices still, and not answered.
+  provider.script(PATH, {
+    sse: [
+      { data: { ...base, choices: [{ index: 0, delta: { role: 'assistant', content: 'Sure' }, finish_reason: null }] } },
+      { data: { ...base, choices: [{ index: 1, delta: { role: 'assistant', content: null, refusal: 'No.' }, finish_reason: null }] } },
+      { data: { ...base, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] } },
+      { data: { ...base, choices: [{ index: 1, delta: {}, finish_reason: 'stop' }] } },
+      { data: '[DONE]' },
+    ],
+  });
+  let n = 0;
+  for await (const _ of await client.chat.completions.create({ model: 'gpt-4o', n: 2, messages: [{ role: 'user', content: 'y' }], stream: true })) if (++n === 3) break;
+  const left = (await generations(2)).find((g) => g !== gen && g.spanId !== gen.spanId)!;
+  assert.deepEqual(JSON.parse(attr(left, 'dspy.output') as string), both);
+  assert.equal(attr(left, 'dspy.stream.cancelled'), true, 'choice 1 had no finish reason yet');
+});
+
 test('usage a compatible server sends unasked on its last chunk reaches the app, though the wrapper asked for usage', async () => {
   const base = { id: 'cmpl-m', object: 'chat.completion.chunk', created: 1732700000, model: 'mistral-small' };
   const usage = { prompt_tokens: 3, completion_tokens: 1, total_tokens: 4 };

@@ -161,10 +161,11 @@ function chatAdapter(options: WrapOptions): Adapter {
       });
       return {
         item: chunks.item,
-        answered: () => chunks.answered(Math.max(texts.length, tools.length, chunks.finish.length)),
+        // Every choice seen so far, a refusing one included (its deltas carry no content).
+        answered: () => chunks.answered(Math.max(texts.length, refusals.length, tools.length, chunks.finish.length)),
         finish(): void {
           chunks.totals(g);
-          const n = Math.max(texts.length, tools.length, chunks.finish.length, 1);
+          const n = Math.max(texts.length, refusals.length, tools.length, chunks.finish.length, 1);
           const messages: Obj[] = [];
           for (let i = 0; i < n; i++) {
             const m: Obj = { role: 'assistant', content: texts[i] ?? null };
