@@ -499,7 +499,7 @@ export function preparePaths(config: DaemonConfig, { keep = true }: { keep?: boo
       // A FIFO (or device) is only checked for write permission: opening a FIFO blocks until a reader comes.
       if (existing && (existing.isFIFO() || existing.isCharacterDevice())) accessSync(config.file, constants.W_OK);
       else {
-        closeSync(openSync(config.file, 'a'));
+        closeSync(openSync(config.file, 'a', 0o600)); // owner-only, as the exporter creates it
         if (!keep && !existing) unlinkSync(config.file);
       }
     } catch (err) {

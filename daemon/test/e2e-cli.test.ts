@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { VERSION } from '../src/version.js';
 import { startFakeLangfuse } from './support/fake-langfuse.js';
 import { CLI, postIngest, runCli, sendOverSocket, startDaemonProcess, tempDir } from './support/daemon-process.js';
@@ -309,6 +309,23 @@ describe('cli', () => {
       await fake.close();
       tmp.cleanup();
     }
+  });
+
+  test('file exporter: the file it creates holds prompts, so only its owner may read it (as the spool files)', async () => {
+    const tmp = tempDir();
+    const socket = join(tmp.dir, 'd.sock');
+    const file = join(tmp.dir, 'spans.jsonl');
+    const d = await startDaemonProcess(['--socket', socket, '--http', '', '--exporter', 'file', '--file', file, '--flush-interval', '10'], {}, socket);
+    const privateToOwner = (path: string) => assert.equal(statSync(path).mode & 0o077, 0, `${path}: mode ${(statSync(path).mode & 0o777).toString(8)}`);
+    privateToOwner(file); // created at start, to prove it can be opened
+    await sendOverSocket(socket, [span('b000000000000010', 'private-prompt')]);
+    await d.eventually(() => assert.match(readFileSync(file, 'utf8'), /private-prompt/));
+    renameSync(file, `${file}.1`); // log rotation: the exporter creates the file again
+    await sendOverSocket(socket, [span('b000000000000011', 'private-prompt-2')]);
+    await d.eventually(() => assert.match(readFileSync(file, 'utf8'), /private-prompt-2/));
+    privateToOwner(file);
+    assert.equal((await d.stop()).code, 0);
+    tmp.cleanup();
   });
 
   test('file exporter appends OTLP JSON lines; status and tail talk to the running daemon', async () => {

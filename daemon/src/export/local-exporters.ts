@@ -123,7 +123,8 @@ class FileExporter implements SpanExporter {
         // would pin a libuv thread, and process.exit joins those threads: the daemon could never
         // exit. Without a reader the open fails (ENXIO) and the batch is retried.
         const fifo = await stat(this.destination).then((st) => st.isFIFO(), () => false);
-        return fifo ? open(this.destination, constants.O_WRONLY | constants.O_APPEND | constants.O_NONBLOCK) : open(this.destination, 'a');
+        // Created owner-only, as the spool files: the spans carry prompts and completions.
+        return fifo ? open(this.destination, constants.O_WRONLY | constants.O_APPEND | constants.O_NONBLOCK) : open(this.destination, 'a', 0o600);
       })();
       // A failed open is retried on the next send.
       p.catch(() => {
