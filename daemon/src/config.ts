@@ -293,7 +293,7 @@ export function parseHostPort(v: string): { host: string; port: number } | undef
 }
 
 // Host names are not case-sensitive: LOCALHOST is loopback too.
-const isLoopback = (host: string) =>
+export const isLoopback = (host: string) =>
   host.toLowerCase() === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
 
 /**

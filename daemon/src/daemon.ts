@@ -4,15 +4,15 @@
  */
 import { createServer as createHttpServer } from 'node:http';
 import Fastify, { type FastifyInstance } from 'fastify';
-import type { DaemonConfig } from './config.js';
-import type { Logger } from './log.js';
+import { isLoopback, type DaemonConfig } from './config.js';
+import { oncePer, type Logger } from './log.js';
 import { Batcher } from './batch/batcher.js';
 import { createExporter } from './export/create-exporter.js';
 import { ExportLoop } from './export/export-loop.js';
 import { createScoreSink } from './export/scores.js';
 import type { SpanExporter } from './export/types.js';
 import { LANGFUSE_TRACES_PATH } from './export/http-exporter.js';
-import { authorize, refusalWarner, schemeOf, type AuthOptions } from './ingest/auth.js';
+import { authorize, REFUSAL_LOG_MS, refusalWarner, schemeOf, type AuthOptions } from './ingest/auth.js';
 import { registerIngestRoutes } from './ingest/http.js';
 import { LANGFUSE_API_PREFIX, OTLP_TRACES_PATH, registerOtlpRoutes } from './ingest/otlp-http.js';
 import { LineSplitter } from './ingest/line-splitter.js';
@@ -358,6 +358,12 @@ const INGEST_ROUTES: Readonly<Record<string, 'http' | 'otlp'>> = { '/v1/ingest':
 /** Routes that stay open with --ingest-token: liveness, readiness, Prometheus. */
 const OPEN_ROUTES = new Set(['/healthz', '/readyz', '/metrics']);
 
+/** The host a Host header names (`name`, `name:port`, `[v6]:port`), lowercased, without the port. */
+const hostOf = (header: string) => {
+  const h = header.trim().toLowerCase();
+  return h.startsWith('[') ? h.slice(1, h.indexOf(']')) : h.replace(/:\d*$/, '');
+};
+
 function buildHttp(config: DaemonConfig, sink: RecordSink, stats: Stats, log: Logger, ops: Parameters<typeof registerOpsRoutes>[1]): FastifyInstance {
   const bodyLimit = Math.max(32 * 1024 * 1024, config.maxRecordBytes * 4);
   // requestTimeout: a client that sends part of a body and then nothing (or a trickle) is cut off
@@ -385,6 +391,19 @@ function buildHttp(config: DaemonConfig, sink: RecordSink, stats: Stats, log: Lo
   // read any media type in a scope of their own; here protobuf was read as NDJSON lines, answered
   // 202 to an OpenTelemetry exporter pointed at /v1/ingest, and its spans were lost as invalid JSON.
   app.addContentTypeParser(['application/json', 'application/x-ndjson'], { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+  // DNS rebinding: a web page whose name is re-pointed at 127.0.0.1 reaches a loopback listener
+  // from the user's browser as its own origin, and read /v1/tail's live prompts (loopback needs no
+  // token). A client of a loopback listener names it by a loopback address or localhost in Host.
+  if (config.http && isLoopback(config.http.host)) {
+    const warnNow = oncePer(REFUSAL_LOG_MS);
+    app.addHook('onRequest', async (request, reply) => {
+      const host = request.headers.host;
+      if (host === undefined || isLoopback(hostOf(host))) return;
+      // The Host sent is the client's text: not logged.
+      if (warnNow()) log.warn({ path: request.url.split('?')[0]!.slice(0, 200), remoteAddress: request.ip }, 'HTTP request refused (403): its Host header names no loopback address, and this listener is loopback-only (a web page rebinding its name to 127.0.0.1, or a client calling the daemon by another name: use 127.0.0.1 or localhost)');
+      return reply.code(403).send({ error: 'the Host header must name a loopback address (127.0.0.1, localhost, [::1]): this listener is loopback-only' });
+    });
+  }
   const auth: AuthOptions = {
     token: config.ingestToken,
     langfuseKeys: config.exporter === 'langfuse' && config.langfuse.publicKey && config.langfuse.secretKey

@@ -3,7 +3,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
-import { createServer } from 'node:http';
+import { createServer, request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { VERSION } from '../src/version.js';
@@ -328,6 +328,31 @@ describe('cli', () => {
     tmp.cleanup();
   });
 
+  test('a loopback listener answers only requests that name it by a loopback host (DNS rebinding): a web page cannot read /v1/tail', async () => {
+    const d = await startDaemonProcess(['--socket', '', '--http', '127.0.0.1:0', '--exporter', 'console']);
+    const { port } = new URL(d.httpUrl);
+    // A browser on a page whose name was re-pointed at 127.0.0.1 sends that name in Host.
+    const get = (path: string, host: string, method = 'GET', body?: string) =>
+      new Promise<number>((resolve, reject) => {
+        const req = httpRequest({ host: '127.0.0.1', port, path, method, headers: { host, 'content-type': 'application/x-ndjson' } }, (res) => {
+          resolve(res.statusCode!);
+          res.destroy(); // /v1/tail streams for ever
+        });
+        req.on('error', reject);
+        req.end(body);
+      });
+    for (const host of ['attacker.example', `attacker.example:${port}`, `127.0.0.1.attacker.example:${port}`, `[::2]:${port}`]) {
+      assert.equal(await get('/v1/tail', host), 403, host);
+      assert.equal(await get('/v1/status', host), 403, host);
+      assert.equal(await get('/v1/ingest', host, 'POST', span('b000000000000020')), 403, host);
+    }
+    for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, 'LOCALHOST', `[::1]:${port}`, `127.1.2.3:${port}`]) {
+      assert.equal(await get('/v1/status', host), 200, host);
+      assert.equal(await get('/v1/tail', host), 200, host);
+    }
+    assert.equal((await d.stop()).code, 0);
+  });
+
   test('file exporter appends OTLP JSON lines; status and tail talk to the running daemon', async () => {
     const tmp = tempDir();
     const socket = join(tmp.dir, 'd.sock');
@@ -504,7 +529,7 @@ describe('cli', () => {
     const { connect } = await import('node:net');
     const c = connect(Number(port), '127.0.0.1');
     await new Promise((r) => c.once('connect', r));
-    c.write('POST /v1/ingest HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\nContent-Length: 1000000\r\n\r\n{"v":1,');
+    c.write('POST /v1/ingest HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-ndjson\r\nContent-Length: 1000000\r\n\r\n{"v":1,');
     let answer = '';
     c.setEncoding('utf8').on('data', (x: string) => (answer += x));
     assert.equal((await fetch(`${d.httpUrl}/healthz`)).status, 200, 'another client is served meanwhile');
