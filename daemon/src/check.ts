@@ -5,7 +5,7 @@
  */
 import { request } from 'undici';
 import type { DaemonConfig } from './config.js';
-import { LANGFUSE_TRACES_PATH, appendUrlPath, parseOtlpHeaders, safeDestination, urlCredentials } from './export/http-exporter.js';
+import { LANGFUSE_TRACES_PATH, appendUrlPath, credentialScrubber, parseOtlpHeaders, safeDestination, urlCredentials } from './export/http-exporter.js';
 
 export async function checkCredentials(config: DaemonConfig): Promise<{ ok: boolean; message: string }> {
   let url: string;
@@ -41,7 +41,8 @@ export async function checkCredentials(config: DaemonConfig): Promise<{ ok: bool
       body: JSON.stringify({ resourceSpans: [] }),
       signal: AbortSignal.timeout(config.exportTimeoutMs),
     });
-    const body = (await res.body.text()).slice(0, 300);
+    // As the exporters do: an answer echoing the credentials sent shows it without them.
+    const body = credentialScrubber(headers)(await res.body.text()).slice(0, 300);
     if (res.statusCode >= 200 && res.statusCode < 300) return { ok: true, message: `${config.exporter} at ${shown} accepted an empty export (${res.statusCode})${note}` };
     return { ok: false, message: `${config.exporter} at ${shown} answered ${res.statusCode}: ${body}${note}` };
   } catch (err) {

@@ -443,6 +443,22 @@ describe('cli', () => {
     }
   });
 
+  test('check shows a refusal that echoes the credentials sent without them (its output lands in deploy logs)', async () => {
+    const server = createServer((req, res) => {
+      req.resume().on('end', () => res.writeHead(401).end(JSON.stringify({ error: 'bad credentials', got: req.headers['x-api-key'], authorization: req.headers.authorization })));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const endpoint = `http://user:url-pa55word@127.0.0.1:${(server.address() as AddressInfo).port}/v1/traces`;
+      const r = await runCli(['check', '--socket', '', '--exporter', 'otlp', '--otlp-endpoint', endpoint, '--otlp-headers', 'x-api-key=hdr-api-key-42']);
+      assert.equal(r.code, 1, r.stdout + r.stderr);
+      assert.match(r.stdout, /answered 401: .*bad credentials/);
+      for (const secret of ['hdr-api-key-42', 'url-pa55word', Buffer.from('user:url-pa55word').toString('base64')]) assert.ok(!(r.stdout + r.stderr).includes(secret), r.stdout);
+    } finally {
+      server.close();
+    }
+  });
+
   test('check says what start warns: --encoding protobuf does not apply to the console and file exporters', async () => {
     const tmp = tempDir();
     for (const exporter of [['--exporter', 'console'], ['--exporter', 'file', '--file', join(tmp.dir, 'out.jsonl')]]) {

@@ -318,6 +318,24 @@ describe('otlp exporter', () => {
       await e.close();
     }
   });
+  test('an answer echoing what was sent loses the OTLP header values and the URL credentials (it is logged and shown in /v1/status)', async () => {
+    fake.reset();
+    const url = new URL(`${fake.url}/api/public/otel/v1/traces`);
+    url.username = 'collector-user';
+    url.password = 'url-pa55word';
+    const basic = Buffer.from('collector-user:url-pa55word').toString('base64');
+    fake.fail({ status: 401, body: JSON.stringify({ message: 'bad credentials', got: { 'x-api-key': 'hdr-api-key-42', authorization: `Basic ${basic}`, password: 'url-pa55word' } }) });
+    const e = createOtlpExporter({ endpoint: url.toString(), headers: { 'x-api-key': 'hdr-api-key-42', 'x-team': 'blue' } });
+    try {
+      const o = await e.send([queued()], signal());
+      assert.equal(o.kind, 'refused');
+      const body = o.kind === 'refused' ? o.body : '';
+      for (const secret of ['hdr-api-key-42', 'url-pa55word', basic]) assert.ok(!body.includes(secret), body);
+      assert.match(body, /bad credentials/, 'the rest of the answer is kept');
+    } finally {
+      await e.close();
+    }
+  });
 });
 
 describe('file and console exporters', () => {

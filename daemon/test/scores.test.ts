@@ -191,6 +191,33 @@ describe('scores through the real CLI to Langfuse', () => {
     await fake.waitForSpans(1);
     await daemon.eventually(async () => assert.equal((await fetch(`${daemon.httpUrl}/readyz`)).status, 200));
   });
+
+  test('a backend answer echoing our credentials (a proxy, a verbose error) shows them nowhere: not in /readyz, /v1/status or the logs', async () => {
+    fake.reset();
+    const basic = Buffer.from(`${KEYS.LANGFUSE_PUBLIC_KEY}:${KEYS.LANGFUSE_SECRET_KEY}`).toString('base64');
+    const echo = JSON.stringify({ message: 'invalid credentials', authorization: `Basic ${basic}`, secretKey: KEYS.LANGFUSE_SECRET_KEY });
+    fake.fail({ status: 401, body: echo });
+    fake.failScores({ status: 401, body: echo });
+    await postIngest(daemon.httpUrl, JSON.stringify({ v: 1, type: 'span', traceId: TRACE, spanId: 'e000000000000001', name: 'echoed', startTimeUnixNano: '1732700000000000000', endTimeUnixNano: '1732700000000000005' }), 'application/json');
+    await postIngest(daemon.httpUrl, JSON.stringify(score({ traceId: TRACE, name: 'echoed', value: 1 })), 'application/json');
+    await daemon.eventually(async () => {
+      const status = (await daemon.status()) as unknown as { exporter: { lastError?: string }; scores: { lastError?: string } };
+      assert.match(status.exporter.lastError ?? '', /^401: .*invalid credentials/);
+      assert.match(status.scores.lastError ?? '', /^401: .*invalid credentials/);
+    });
+    const readyz = await (await fetch(`${daemon.httpUrl}/readyz`)).text();
+    const status = JSON.stringify(await daemon.status());
+    for (const [where, text] of [['/readyz', readyz], ['/v1/status', status], ['the logs', daemon.stderr]] as const) {
+      assert.ok(!text.includes(KEYS.LANGFUSE_SECRET_KEY), `${where}: ${text.slice(0, 2000)}`);
+      assert.ok(!text.includes(basic), `${where}: ${text.slice(0, 2000)}`);
+    }
+    assert.match(status, /invalid credentials/, 'the rest of the answer is kept');
+    // Delivered again: ready again, for the tests after this one.
+    await postIngest(daemon.httpUrl, JSON.stringify(score({ traceId: TRACE, name: 'good-keys-again', value: 1 })), 'application/json');
+    await fake.waitForScores(1);
+    await postIngest(daemon.httpUrl, JSON.stringify({ v: 1, type: 'span', traceId: TRACE, spanId: 'e000000000000002', name: 'ok', startTimeUnixNano: '1732700000000000000', endTimeUnixNano: '1732700000000000005' }), 'application/json');
+    await daemon.eventually(async () => assert.equal((await fetch(`${daemon.httpUrl}/readyz`)).status, 200));
+  });
 });
 
 describe('scores with an exporter other than Langfuse', () => {

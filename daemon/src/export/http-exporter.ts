@@ -148,6 +148,30 @@ export function urlCredentials(url: URL): string | undefined {
   return `Basic ${Buffer.from(`${decode(url.username)}:${decode(url.password)}`).toString('base64')}`;
 }
 
+/**
+ * Cuts the credentials of `headers` out of a backend's answer. An answer may echo what it was sent
+ * (a proxy's error page, a verbose 401), and answers are shown in the logs, `/v1/status` and the
+ * open `/readyz`. Each value is cut, as is its part after the scheme (`Bearer x`: x) and, for Basic,
+ * the decoded `user:password` and password (a Langfuse secret key, URL credentials).
+ */
+export function credentialScrubber(headers: Readonly<Record<string, string | undefined>>): (text: string) => string {
+  const values = new Set<string>();
+  for (const value of Object.values(headers)) {
+    if (value === undefined) continue;
+    values.add(value);
+    const m = /^(\S+) +(\S+)$/.exec(value.trim());
+    if (!m) continue;
+    values.add(m[2]!);
+    if (m[1]!.toLowerCase() !== 'basic') continue;
+    const decoded = Buffer.from(m[2]!, 'base64').toString('utf8');
+    values.add(decoded);
+    if (decoded.includes(':')) values.add(decoded.slice(decoded.indexOf(':') + 1));
+  }
+  // Longest first: a value containing another is cut whole. Short ones would cut common words.
+  const secrets = [...values].filter((v) => v.length >= 4).sort((a, b) => b.length - a.length);
+  return (text) => secrets.reduce((acc, secret) => acc.split(secret).join('[REDACTED]'), text);
+}
+
 /** `destination`: origin and path only (no credentials, no query string). */
 export function safeDestination(url: URL): string {
   return `${url.origin}${url.pathname}`;
@@ -162,6 +186,7 @@ class HttpExporter implements SpanExporter {
   private readonly pool: Pool;
   private readonly path: string;
   private readonly headers: Record<string, string>;
+  private readonly scrub: (text: string) => string;
   readonly encoding: OtlpEncoding;
   private readonly compression: Compression;
   readonly preparer: BatchPreparer;
@@ -187,6 +212,8 @@ class HttpExporter implements SpanExporter {
     for (const [k, v] of Object.entries(o.headers ?? {})) headers[k.toLowerCase()] = v;
     const fromUrl = urlCredentials(url);
     if (fromUrl && headers.authorization === undefined) headers.authorization = fromUrl;
+    // Every header given may be a credential (OTLP headers: API keys), except Langfuse's protocol ones.
+    this.scrub = credentialScrubber(Object.fromEntries(Object.entries(headers).filter(([k]) => !k.startsWith('x-langfuse-'))));
     headers['content-type'] = this.encoding === 'json' ? 'application/json' : 'application/x-protobuf';
     if (this.compression === 'gzip') headers['content-encoding'] = 'gzip';
     else delete headers['content-encoding'];
@@ -226,7 +253,7 @@ class HttpExporter implements SpanExporter {
         await res.body.dump({ limit: 64 * 1024, signal });
         return { kind: 'delivered' };
       }
-      const text = await readLimited(res.body, MAX_ERROR_BODY_BYTES);
+      const text = this.scrub(await readLimited(res.body, MAX_ERROR_BODY_BYTES));
       return outcomeForStatus(status, res.headers, text);
     } catch (err) {
       // The status line arrived; only the body failed. A 2xx is delivered all the same.

@@ -26,7 +26,7 @@ import type { ScoreDropReason, Stats } from '../ops/stats.js';
 import { BoundedQueue } from '../queue/bounded-queue.js';
 import { VERSION } from '../version.js';
 import { DEFAULT_BACKOFF, backoffDelay, deadline, sleep, type BackoffPolicy } from './backoff.js';
-import { MAX_ERROR_BODY_BYTES, appendUrlPath, networkReason, outcomeForStatus, readLimited } from './http-exporter.js';
+import { MAX_ERROR_BODY_BYTES, appendUrlPath, credentialScrubber, networkReason, outcomeForStatus, readLimited } from './http-exporter.js';
 import { langfuseEnvironment, resourceEnvironment } from './langfuse-map.js';
 import type { ExportOutcome } from './types.js';
 
@@ -204,6 +204,8 @@ export class ScoreSender implements ScoreSink {
   private readonly pool: Pool;
   private readonly path: string;
   private readonly headers: Record<string, string>;
+  /** Cuts our credentials out of an answer that echoes them (see credentialScrubber). */
+  private readonly scrub: (text: string) => string;
   private readonly stopping = new AbortController();
   private readonly loggedRefusals = new Set<number>();
   /** Scores whose delivery the shutdown cut off, in order: stop() hands them back. */
@@ -232,6 +234,7 @@ export class ScoreSender implements ScoreSink {
       // As the span exporter's: undici sends none, and proxies and WAFs in front of Langfuse may refuse a request without one.
       'user-agent': `dspy-o11yd/${VERSION}`,
     };
+    this.scrub = credentialScrubber({ authorization: this.headers.authorization });
     this.queue = new BoundedQueue<PendingScore>(options.maxQueued ?? DEFAULT_MAX_QUEUED_SCORES, () => this.drop('queue_overflow'), {
       maxBytes: options.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_SCORE_BYTES,
       sizeOf: (score) => score.json.length,
@@ -363,7 +366,7 @@ export class ScoreSender implements ScoreSink {
         await res.body.dump({ limit: 64 * 1024, signal });
         return { kind: 'delivered' };
       }
-      return outcomeForStatus(status, res.headers, await readLimited(res.body, MAX_ERROR_BODY_BYTES));
+      return outcomeForStatus(status, res.headers, this.scrub(await readLimited(res.body, MAX_ERROR_BODY_BYTES)));
     } catch (err) {
       // The status line arrived; only the body failed. A 2xx is delivered all the same.
       return ok ? { kind: 'delivered' } : outcomeForStatus(status, res.headers, `(answer body unreadable: ${networkReason(err, signal)})`);

@@ -237,7 +237,7 @@ export class FakeLangfuse {
     this.sticky = fault;
   }
 
-  /** Answer each of the next `times` score requests with `fault.status` (and `Retry-After`), before auth. */
+  /** Answer each of the next `times` score requests with `fault.status` (and `Retry-After`, and `body`: JSON), before auth. */
   failScores(fault: Fault, times = 1): void {
     for (let i = 0; i < times; i++) this.scoreFaults.push(fault);
   }
@@ -512,7 +512,7 @@ export class FakeLangfuse {
     if (fault?.status !== undefined) {
       const headers: Record<string, string> = { ...fault.headers };
       if (fault.retryAfterSeconds !== undefined) headers['retry-after'] = String(fault.retryAfterSeconds);
-      answer(fault.status, { message: `fake-langfuse: injected ${fault.status}` }, fault, headers);
+      answer(fault.status, fault.body !== undefined ? JSON.parse(fault.body) : { message: `fake-langfuse: injected ${fault.status}` }, fault, headers);
       return;
     }
     if (!this.authorized(req)) {
