@@ -3,6 +3,7 @@
  * exporter — plus the ops endpoints, and owns startup and graceful shutdown.
  */
 import { createServer as createHttpServer } from 'node:http';
+import { isIP } from 'node:net';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { isLoopback, type DaemonConfig } from './config.js';
 import { oncePer, type Logger } from './log.js';
@@ -364,6 +365,13 @@ const hostOf = (header: string) => {
   return h.startsWith('[') ? h.slice(1, h.indexOf(']')) : h.replace(/:\d*$/, '');
 };
 
+/**
+ * A Host a browser cannot have been rebound to: an IP literal (the page was reached by that very
+ * address; clients also call a local listener 0.0.0.0) or localhost and its subdomains (RFC 6761:
+ * never sent to DNS). DNS rebinding needs a name an attacker's DNS answers for.
+ */
+const notRebindable = (host: string) => isIP(host) !== 0 || host === 'localhost' || host.endsWith('.localhost');
+
 function buildHttp(config: DaemonConfig, sink: RecordSink, stats: Stats, log: Logger, ops: Parameters<typeof registerOpsRoutes>[1]): FastifyInstance {
   const bodyLimit = Math.max(32 * 1024 * 1024, config.maxRecordBytes * 4);
   // requestTimeout: a client that sends part of a body and then nothing (or a trickle) is cut off
@@ -393,15 +401,15 @@ function buildHttp(config: DaemonConfig, sink: RecordSink, stats: Stats, log: Lo
   app.addContentTypeParser(['application/json', 'application/x-ndjson'], { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
   // DNS rebinding: a web page whose name is re-pointed at 127.0.0.1 reaches a loopback listener
   // from the user's browser as its own origin, and read /v1/tail's live prompts (loopback needs no
-  // token). A client of a loopback listener names it by a loopback address or localhost in Host.
+  // token). A client of a loopback listener names it by an address or localhost in Host.
   if (config.http && isLoopback(config.http.host)) {
     const warnNow = oncePer(REFUSAL_LOG_MS);
     app.addHook('onRequest', async (request, reply) => {
       const host = request.headers.host;
-      if (host === undefined || isLoopback(hostOf(host))) return;
+      if (host === undefined || notRebindable(hostOf(host))) return;
       // The Host sent is the client's text: not logged.
-      if (warnNow()) log.warn({ path: request.url.split('?')[0]!.slice(0, 200), remoteAddress: request.ip }, 'HTTP request refused (403): its Host header names no loopback address, and this listener is loopback-only (a web page rebinding its name to 127.0.0.1, or a client calling the daemon by another name: use 127.0.0.1 or localhost)');
-      return reply.code(403).send({ error: 'the Host header must name a loopback address (127.0.0.1, localhost, [::1]): this listener is loopback-only' });
+      if (warnNow()) log.warn({ path: request.url.split('?')[0]!.slice(0, 200), remoteAddress: request.ip }, 'HTTP request refused (403): its Host header is a name other than localhost, and this listener is loopback-only (a web page rebinding its name to 127.0.0.1, or a client calling the daemon by another name: use 127.0.0.1 or localhost)');
+      return reply.code(403).send({ error: 'the Host header must be an IP address or localhost (127.0.0.1, localhost, [::1]): this listener is loopback-only and refuses other names (DNS rebinding)' });
     });
   }
   const auth: AuthOptions = {
