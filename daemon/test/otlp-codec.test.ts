@@ -482,6 +482,26 @@ describe('OTLP/JSON numbers beyond 2^53', () => {
   });
 });
 
+describe('OTLP/JSON encoding of numbers beyond 2^53', () => {
+  // A Collector reads OTLP/JSON with protojson: an intValue must be an int64 (a decimal string, or
+  // an integer literal in range); `1e+21` or `9223372036854776000` makes it refuse the whole batch.
+  const INT64 = [-(2n ** 63n), 2n ** 63n - 1n] as const;
+  const span: SpanRecord = { ...tiny, attributes: { huge: 1e21, past: 2 ** 63, min: -(2 ** 63), big: 2 ** 60, list: [2 ** 63, 1], small: 5 } };
+
+  test('every intValue written is an int64, and the request decodes as its protobuf twin does', () => {
+    const input: EncodableSpan[] = [{ span, resource: R1 }];
+    const json = Buffer.from(encodeTraces(input, { encoding: 'json', scope: SCOPE })).toString();
+    const ints = [...json.matchAll(/"intValue":("?)([^,}"]*)\1/g)].map((m) => m[2]!);
+    assert.ok(ints.length > 0);
+    for (const text of ints) {
+      assert.match(text, /^-?[0-9]+$/, `intValue ${text} is an integer literal`);
+      assert.ok(BigInt(text) >= INT64[0] && BigInt(text) <= INT64[1], `intValue ${text} fits in int64`);
+    }
+    const pb = decodeTraceRequestProtobuf(encodeTraces(input, { encoding: 'protobuf', scope: SCOPE }));
+    assert.deepEqual(decodeTraceRequestJson(json, { strictFieldNames: true }), pb);
+  });
+});
+
 describe('OTLP/JSON from the official JS exporter: non-finite numbers', () => {
   test('NaN and ±Infinity attributes (sent as `doubleValue: null`) do not cost the batch: null oneof members are unset', () => {
     const exporter = new InMemorySpanExporter();

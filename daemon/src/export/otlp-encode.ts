@@ -210,5 +210,26 @@ export function serializeWithOtlpTransformer(spans: readonly EncodableSpan[], op
       ? loadOtel().transformer.JsonTraceSerializer.serializeRequest(readable)
       : loadOtel().transformer.ProtobufTraceSerializer.serializeRequest(readable);
   if (!body) throw new Error(`the OTLP ${options.encoding} serializer produced no body`);
-  return body;
+  return options.encoding === 'json' ? jsonInt64s(body) : body;
+}
+
+/** An `intValue` as otlp-transformer writes it: `{"intValue":<JSON number>}` (never inside a string, where quotes are escaped). */
+const INT_VALUE = /\{"intValue":(-?[0-9][0-9.eE+-]*)\}/g;
+
+/**
+ * otlp-transformer writes every integral number as an `intValue` JSON number: 2^63 as
+ * `9223372036854776000`, 1e21 as `1e+21`, which a Collector (protojson) refuses as int64, and with
+ * it the whole batch. As in the protobuf encoding, an integer within int64 stays one (exact, as the
+ * decimal string proto3 JSON gives int64), and one beyond is a double.
+ */
+function jsonInt64s(body: Uint8Array): Uint8Array {
+  const text = Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8');
+  let changed = false;
+  const fixed = text.replace(INT_VALUE, (match, literal: string) => {
+    const n = Number(literal);
+    if (Number.isSafeInteger(n)) return match;
+    changed = true;
+    return n >= -(2 ** 63) && n < 2 ** 63 ? `{"intValue":"${BigInt(n)}"}` : `{"doubleValue":${literal}}`;
+  });
+  return changed ? Buffer.from(fixed, 'utf8') : body;
 }
