@@ -336,6 +336,21 @@ describe('otlp exporter', () => {
       await e.close();
     }
   });
+  test('an echoing answer cut at the read limit inside a credential loses that credential\'s start too', async () => {
+    fake.reset();
+    const secret = 'hdr-api-key-0123456789abcdef';
+    // The echo straddles the 1 KiB kept of an answer: its first 14 characters fall within it.
+    fake.fail({ status: 401, body: `${'x'.repeat(1010)}${secret} and more` });
+    const e = createOtlpExporter({ endpoint: `${fake.url}/api/public/otel/v1/traces`, headers: { 'x-api-key': secret } });
+    try {
+      const o = await e.send([queued()], signal());
+      const body = o.kind === 'refused' ? o.body : assert.fail(o.kind);
+      assert.ok(body.startsWith('x'.repeat(1010)), 'the answer before it is kept');
+      assert.ok(!body.includes(secret.slice(0, 8)), body.slice(1000));
+    } finally {
+      await e.close();
+    }
+  });
 });
 
 describe('file and console exporters', () => {

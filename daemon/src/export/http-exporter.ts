@@ -169,7 +169,16 @@ export function credentialScrubber(headers: Readonly<Record<string, string | und
   }
   // Longest first: a value containing another is cut whole. Short ones would cut common words.
   const secrets = [...values].filter((v) => v.length >= 4).sort((a, b) => b.length - a.length);
-  return (text) => secrets.reduce((acc, secret) => acc.split(secret).join('[REDACTED]'), text);
+  return (text) => {
+    const out = secrets.reduce((acc, secret) => acc.split(secret).join('[REDACTED]'), text);
+    if (!out.endsWith('…')) return out;
+    // readLimited cut the answer (its `…`), maybe inside an echoed secret: that secret's start goes too.
+    const kept = out.slice(0, -1);
+    for (const secret of secrets) {
+      for (let n = secret.length - 1; n >= 4; n--) if (kept.endsWith(secret.slice(0, n))) return `${kept.slice(0, -n)}[REDACTED]…`;
+    }
+    return out;
+  };
 }
 
 /** `destination`: origin and path only (no credentials, no query string). */
