@@ -359,10 +359,13 @@ const INGEST_ROUTES: Readonly<Record<string, 'http' | 'otlp'>> = { '/v1/ingest':
 /** Routes that stay open with --ingest-token: liveness, readiness, Prometheus. */
 const OPEN_ROUTES = new Set(['/healthz', '/readyz', '/metrics']);
 
-/** The host a Host header names (`name`, `name:port`, `[v6]:port`), lowercased, without the port. */
+/**
+ * The host a Host header names (`name`, `name:port`, `[v6]:port`), lowercased, without the port
+ * or a final dot (`localhost.` is the same name, written fully qualified).
+ */
 const hostOf = (header: string) => {
   const h = header.trim().toLowerCase();
-  return h.startsWith('[') ? h.slice(1, h.indexOf(']')) : h.replace(/:\d*$/, '');
+  return h.startsWith('[') ? h.slice(1, h.indexOf(']')) : h.replace(/:\d*$/, '').replace(/\.$/, '');
 };
 
 /**

@@ -341,14 +341,14 @@ describe('cli', () => {
         req.on('error', reject);
         req.end(body);
       });
-    for (const host of ['attacker.example', `attacker.example:${port}`, `127.0.0.1.attacker.example:${port}`, `localhost.attacker.example:${port}`]) {
+    for (const host of ['attacker.example', `attacker.example:${port}`, `127.0.0.1.attacker.example:${port}`, `localhost.attacker.example:${port}`, `attacker.example.:${port}`]) {
       assert.equal(await get('/v1/tail', host), 403, host);
       assert.equal(await get('/v1/status', host), 403, host);
       assert.equal(await get('/v1/ingest', host, 'POST', span('b000000000000020')), 403, host);
     }
     // Rebinding needs a DNS name: an IP literal (0.0.0.0, which clients use for a local listener
     // too, or the host's own address) names the listener as the browser reached it.
-    for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, 'LOCALHOST', `[::1]:${port}`, `127.1.2.3:${port}`, `0.0.0.0:${port}`, `[::]:${port}`, `app.localhost:${port}`]) {
+    for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, 'LOCALHOST', `[::1]:${port}`, `127.1.2.3:${port}`, `0.0.0.0:${port}`, `[::]:${port}`, `app.localhost:${port}`, `localhost.:${port}`, 'app.localhost.', `[::ffff:127.0.0.1]:${port}`]) {
       assert.equal(await get('/v1/status', host), 200, host);
       assert.equal(await get('/v1/tail', host), 200, host);
     }
