@@ -336,6 +336,21 @@ describe('otlp exporter', () => {
       await e.close();
     }
   });
+  test('a redirect shows where it points without the query string it echoes (an API key there) or URL credentials', async () => {
+    fake.reset();
+    const query = '?api_key=query-secret-99';
+    // An ingress's http → https redirect keeps the path and query it was sent.
+    fake.fail({ status: 308, headers: { location: `https://user:url-pa55word@langfuse.example/api/public/otel/v1/traces${query}` }, body: '' });
+    const e = createOtlpExporter({ endpoint: `${fake.url}/api/public/otel/v1/traces${query}` });
+    try {
+      const o = await e.send([queued()], signal());
+      const body = o.kind === 'refused' ? o.body : assert.fail(o.kind);
+      assert.match(body, /^redirected to https:\/\/langfuse\.example\/api\/public\/otel\/v1\/traces, which/);
+      for (const secret of ['query-secret-99', 'url-pa55word']) assert.ok(!body.includes(secret), body);
+    } finally {
+      await e.close();
+    }
+  });
   test('an echoing answer cut at the read limit inside a credential loses that credential\'s start too', async () => {
     fake.reset();
     const secret = 'hdr-api-key-0123456789abcdef';

@@ -87,7 +87,10 @@ export function outcomeForStatus(status: number, headers: Record<string, string 
     // Not followed (credentials would go wherever it points), but said: the log's one line for
     // this status then tells which host to set (an ingress's http → https redirect, say).
     const location = headers.location;
-    const where = typeof location === 'string' && location !== '' ? ` to ${location.slice(0, 500)}` : ' (no location given)';
+    // Shown as our destination is, without credentials or query string: a redirect echoes the
+    // query it was sent (an API key there), and this lands in the logs, /v1/status and /readyz.
+    const shown = typeof location === 'string' ? location.replace(/[?#][\s\S]*$/, '').replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/]*@/i, '$1') : '';
+    const where = shown !== '' ? ` to ${shown.slice(0, 500)}` : ' (no location given)';
     const fix = where.startsWith(' to') ? ': set the host or endpoint to it' : '';
     return { kind: 'refused', status, body: `redirected${where}, which dspy-o11yd does not follow${fix}${body ? ` (answer: ${body})` : ''}` };
   }
