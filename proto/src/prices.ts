@@ -155,10 +155,15 @@ const PREFIX = /^(?:openai|anthropic|google(?:ai)?|vertex_ai|azure|bedrock|model
 const BEDROCK = /^(?:[a-z]{2,6}\.)?anthropic\./;
 const SUFFIXES = [/-v\d+(?::\d+)?$/, /@[a-z0-9-]+$/, /-\d{4}-\d{2}-\d{2}$/, /-\d{8}$/, /-\d{4}$/, /-latest$/, /-0\d\d$/];
 
+/** `model` lowercase, without provider prefix, Azure's `gpt-35-` spelled `gpt-3.5-`; snapshot suffixes kept. */
+function stripProvider(model: string): string {
+  return model.trim().toLowerCase().replace(PREFIX, '').replace(BEDROCK, '').replace(/^gpt-35-/, 'gpt-3.5-');
+}
+
 /** `model` as the price table spells names (lowercase, provider prefixes and snapshot suffixes stripped); '' for anything but a string (a public helper never throws). */
 export function normalizeModelName(model: string): string {
   if (typeof model !== 'string') return '';
-  let m = model.trim().toLowerCase().replace(PREFIX, '').replace(BEDROCK, '');
+  let m = stripProvider(model);
   for (let changed = true; changed; ) {
     changed = false;
     for (const re of SUFFIXES) {
@@ -220,10 +225,12 @@ export const MAX_MODEL_NAME_LENGTH = 256;
 export function resolveModelPrice(model: string, overrides?: PriceTable): ModelPrice | undefined {
   if (!model || typeof model !== 'string' || model.length > MAX_MODEL_NAME_LENGTH) return undefined;
   const lower = model.trim().toLowerCase();
+  // Before the suffixes go: a snapshot with its own price (`openai/gpt-4o-2024-05-13`) is not its family.
+  const stripped = stripProvider(model);
   const norm = normalizeModelName(model);
   const tables = overrides ? [overrides, MODEL_PRICES] : [MODEL_PRICES];
   for (const table of tables) {
-    const hit = lookup(table, model) ?? lookup(table, lower) ?? lookup(table, norm);
+    const hit = lookup(table, model) ?? lookup(table, lower) ?? lookup(table, stripped) ?? lookup(table, norm);
     if (hit) return hit;
   }
   return prefixMatch(tables, norm);

@@ -99,3 +99,19 @@ test('the cost helpers given no usage, no price or no name answer undefined (or 
   for (const price of [undefined, null, 'cheap']) assert.equal(costAtPrice(price as never, { input: 10 }), undefined, String(price));
   for (const model of [undefined, null, 42]) assert.equal(normalizeModelName(model as never), '', String(model));
 });
+
+test('a dated snapshot priced apart from its family keeps its price under a provider prefix or Azure spelling', () => {
+  // Langfuse's patterns `^(openai\/)?(gpt-4o-2024-05-13)$` and `^(openai\/)?(gpt-)(35|3.5)(-turbo-1106)$` match
+  // these; stripping the snapshot suffix first priced them as the (cheaper) family.
+  const usage = { input: 1_000_000, output: 1_000_000 };
+  assert.equal(costUsd('openai/gpt-4o-2024-05-13', usage), 20, 'not gpt-4o\'s 12.5');
+  assert.equal(costUsd('azure/gpt-3.5-turbo-1106', usage), 3, 'not gpt-3.5-turbo\'s 2');
+  assert.equal(costUsd('gpt-35-turbo-1106', usage), 3);
+  assert.equal(costUsd('gpt-35-turbo-0613', usage), 3.5);
+  assert.equal(costUsd('openai/gpt-3.5-turbo-16k-0613', usage), 7);
+  // Azure's spelling of the other gpt-3.5 variants found no price at all.
+  assert.equal(costUsd('gpt-35-turbo-16k-0613', usage), 7);
+  assert.equal(costUsd('gpt-35-turbo-16k', usage), 2);
+  assert.equal(costUsd('gpt-35-turbo-instruct', usage), 3.5);
+  assert.equal(costUsd('gpt-35-turbo', usage), 2);
+});
