@@ -87,11 +87,13 @@ export const MODEL_PRICES: PriceTable = {
   'gpt-4-turbo-preview': p(10, 30),
   'gpt-4-0125-preview': p(10, 30),
   'gpt-4-1106-preview': p(10, 30),
+  'gpt-4-preview': p(10, 30),
   'gpt-4': p(30, 60),
   'gpt-4-32k': p(60, 120),
   'gpt-3.5-turbo': p(0.5, 1.5),
   'gpt-3.5-turbo-1106': p(1, 2),
   'gpt-3.5-turbo-0613': p(1.5, 2),
+  'gpt-3.5-turbo-0301': p(2, 2),
   'gpt-3.5-turbo-16k': p(0.5, 1.5),
   'gpt-3.5-turbo-16k-0613': p(3, 4),
   'gpt-3.5-turbo-instruct': p(1.5, 2),
@@ -136,6 +138,7 @@ export const MODEL_PRICES: PriceTable = {
   'gemini-2.0-flash-lite': p(0.075, 0.3),
   'gemini-1.5-pro': p(2.5, 7.5),
   'gemini-1.0-pro': p(0.125, 0.375),
+  'gemini-1.0-pro-latest': p(0.25, 0.5),
 };
 
 /** Alternative spellings → canonical names (after normalisation). */

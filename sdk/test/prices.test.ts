@@ -115,3 +115,15 @@ test('a dated snapshot priced apart from its family keeps its price under a prov
   assert.equal(costUsd('gpt-35-turbo-instruct', usage), 3.5);
   assert.equal(costUsd('gpt-35-turbo', usage), 2);
 });
+
+test('variants Langfuse prices apart from their family are not priced as the family', () => {
+  const usage = { input: 1_000_000, output: 1_000_000 };
+  // Langfuse: gpt-3.5-turbo-0301 2/2 (not gpt-3.5-turbo's 0.5/1.5), gpt-4-preview 10/30 (not
+  // gpt-4's 30/60), gemini-1.0-pro-latest 0.25/0.5 (not gemini-1.0-pro's 0.125/0.375).
+  assert.equal(costUsd('gpt-3.5-turbo-0301', usage), 4);
+  assert.equal(costUsd('openai/gpt-35-turbo-0301', usage), 4);
+  assert.equal(costUsd('gpt-4-preview', usage), 40);
+  assert.equal(costUsd('gemini-1.0-pro-latest', usage), 0.75);
+  assert.equal(costUsd('models/gemini-1.0-pro-latest', usage), 0.75);
+  assert.equal(costUsd('gemini-1.0-pro-001', usage), 0.5, 'the family is unchanged');
+});
