@@ -88,6 +88,8 @@ export const MODEL_PRICES: PriceTable = {
   'gpt-4-0125-preview': p(10, 30),
   'gpt-4-1106-preview': p(10, 30),
   'gpt-4-preview': p(10, 30),
+  'gpt-4-vision-preview': p(10, 30),
+  'gpt-4-1106-vision-preview': p(10, 30),
   'gpt-4': p(30, 60),
   'gpt-4-32k': p(60, 120),
   'gpt-3.5-turbo': p(0.5, 1.5),

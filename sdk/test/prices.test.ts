@@ -127,3 +127,10 @@ test('variants Langfuse prices apart from their family are not priced as the fam
   assert.equal(costUsd('models/gemini-1.0-pro-latest', usage), 0.75);
   assert.equal(costUsd('gemini-1.0-pro-001', usage), 0.5, 'the family is unchanged');
 });
+
+test('gpt-4 vision previews, which Langfuse prices (gpt-4(-\\d{4})?-vision-preview), have a price', () => {
+  const usage = { input: 1_000_000, output: 1_000_000 };
+  assert.equal(costUsd('gpt-4-vision-preview', usage), 40);
+  assert.equal(costUsd('openai/gpt-4-1106-vision-preview', usage), 40);
+  assert.equal(resolveModelPrice('gpt-4-vision'), undefined, 'still no prefix match across `vision`');
+});
