@@ -62,7 +62,7 @@ export function innermostScope(active: Scope): Scope {
 
 type OtelContext = { getValue?: (key: symbol) => unknown; setValue?: (key: symbol, value: unknown) => unknown };
 type ContextManager = { active?: () => unknown; with?: (ctx: unknown, fn: (arg: never) => unknown, thisArg: undefined, arg: never) => unknown };
-type Span = { spanContext?: () => { traceId?: unknown; spanId?: unknown } | undefined };
+type Span = { spanContext?: () => { traceId?: unknown; spanId?: unknown; traceState?: unknown } | undefined };
 
 /** The context manager the app registered, if `otelContext` is on (callers catch: a broken global's getter may throw). */
 function managerOf(api: unknown): ContextManager | undefined {
@@ -107,7 +107,7 @@ export function withOtelActive<A, T>(span: { readonly traceId: string; readonly 
     manager = managerOf(api);
     const active = manager?.active?.() as OtelContext | null | undefined;
     if (typeof manager?.with === 'function' && typeof active?.setValue === 'function') {
-      ctx = active.setValue(SPAN_KEY, new ActiveSpan(span.traceId, span.spanId, span.sampled));
+      ctx = active.setValue(SPAN_KEY, new ActiveSpan(span.traceId, span.spanId, span.sampled, traceStateOf(active, span.traceId)));
     }
   } catch {
     ctx = undefined;
@@ -130,15 +130,31 @@ export function withOtelActive<A, T>(span: { readonly traceId: string; readonly 
 }
 
 /**
+ * The W3C tracestate of the active OpenTelemetry span (ours or the app's) when of trace `traceId`:
+ * passed on to our span, as OpenTelemetry passes it to a child, so the spans and `tracestate`
+ * headers under ours keep the vendors' entries (W3C: a participant propagates it). Never throws.
+ */
+function traceStateOf(active: OtelContext, traceId: string): unknown {
+  try {
+    const sc = (active.getValue?.(SPAN_KEY) as Span | null | undefined)?.spanContext?.();
+    return typeof sc?.traceId === 'string' && sc.traceId.toLowerCase() === traceId ? sc.traceState : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * A dspy-o11y span as OpenTelemetry sees it: a span context only, as the API's own
- * NonRecordingSpan (what `trace.wrapSpanContext` makes); the methods that would record are no-ops,
+ * NonRecordingSpan (what `trace.wrapSpanContext` makes), with the parent's tracestate; the methods that would record are no-ops,
  * since the span is recorded by this SDK. traceFlags carries our sampling decision, so that a
  * ParentBased sampler (OpenTelemetry's default) keeps the children of a trace we keep.
  */
 class ActiveSpan {
-  readonly ctx: { readonly traceId: string; readonly spanId: string; readonly traceFlags: number; readonly isRemote: false };
-  constructor(traceId: string, spanId: string, sampled: boolean) {
-    this.ctx = { traceId, spanId, traceFlags: sampled ? 1 : 0, isRemote: false };
+  readonly ctx: { readonly traceId: string; readonly spanId: string; readonly traceFlags: number; readonly isRemote: false; readonly traceState?: unknown };
+  constructor(traceId: string, spanId: string, sampled: boolean, traceState: unknown) {
+    const ctx = { traceId, spanId, traceFlags: sampled ? 1 : 0, isRemote: false as const };
+    // A traceState key only when there is one, as in OpenTelemetry's own span contexts.
+    this.ctx = traceState === undefined || traceState === null ? ctx : { ...ctx, traceState };
   }
   spanContext(): ActiveSpan['ctx'] {
     return this.ctx;

@@ -9,7 +9,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
-import { context, type Span, type Tracer } from '@opentelemetry/api';
+import { ROOT_CONTEXT, context, trace, type Span, type TraceState, type Tracer } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import type { SpanRecord } from '@dspy-o11y/proto';
@@ -215,4 +215,34 @@ test('a broken context manager costs the link, never the call: the callback runs
   }
   await collect(3 * managers.length);
   for (const [name] of managers) assert.equal(r.span(`e:${name}`).status?.code, 'error', name);
+});
+
+test("the request's W3C tracestate reaches OpenTelemetry spans and headers inside a dspy-o11y span, as without it", async () => {
+  recorded.reset();
+  // A TraceState as @opentelemetry/core's (only serialize() is read here, as its propagator does).
+  const state: TraceState = { set: () => state, unset: () => state, get: () => undefined, serialize: () => 'vendor=abc,other=x' };
+  // What the HTTP server instrumentation does with an incoming traceparent + tracestate.
+  const remote = trace.setSpanContext(ROOT_CONTEXT, {
+    traceId: '4bf92f3577b34da6a3ce929d0e0e4736',
+    spanId: '00f067aa0ba902b7',
+    traceFlags: 1,
+    isRemote: true,
+    traceState: state,
+  });
+  let injected: TraceState | undefined;
+  await context.with(remote, () =>
+    instrumented('GET /ask', () =>
+      span('answer', async () => {
+        // What W3CTraceContextPropagator.inject writes as the `tracestate` header.
+        injected = trace.getSpanContext(context.active())?.traceState;
+        await instrumented('POST /upstream', () => sleep(1));
+      }),
+    ),
+  );
+  await collect(1);
+  assert.equal(otel('GET /ask').spanContext().traceState, state);
+  // Before: lost under our span (W3C: a participant passes tracestate on).
+  assert.equal(otel('POST /upstream').spanContext().traceState, state);
+  assert.equal(injected, state);
+  assert.equal(parentOf(otel('POST /upstream')), r.span('answer').spanId);
 });
