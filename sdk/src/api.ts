@@ -551,14 +551,18 @@ export function score(options: ScoreOptions): void {
 }
 
 /**
- * Writes `traceparent` for the active span (or `from`) into `carrier` (a `Headers`, or a plain
+ * Writes `traceparent` for the active span (or `from`; an OpenTelemetry span started inside the
+ * active span's callback when it is active, as for a span started there) into `carrier` (a `Headers`, or a plain
  * object) and returns the value; undefined outside any span. A carrier that does not take it
  * (frozen, sealed, a read-only `traceparent`, a Proxy or `set()` that throws) is left as it is,
  * and the value is still returned. Never throws.
  */
 export function injectTraceparent(carrier?: HeaderCarrier, from?: SpanHandle): string | undefined {
   try {
-    const s: Scope | undefined = isSpan(from) ? from : als.getStore();
+    // Without `from`, the parent a span started here would have: an OpenTelemetry span of the
+    // trace started inside the active span (see innermostScope) is the caller, not ours.
+    const active = als.getStore();
+    const s: Scope | undefined = isSpan(from) ? from : active && innermostScope(active);
     if (!s || !s.spanId) return undefined;
     const value = formatTraceparent({ traceId: s.traceId, spanId: s.spanId, sampled: s.sampled });
     if (carrier) {

@@ -13,7 +13,7 @@ import { ROOT_CONTEXT, context, trace, type Span, type TraceState, type Tracer }
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import type { SpanRecord } from '@dspy-o11y/proto';
-import { configure, event, flush, generation, score, span, startSpan, withActiveSpan, withTrace, wrapOpenAI } from '../src/index.js';
+import { configure, event, flush, generation, injectTraceparent, score, span, startSpan, withActiveSpan, withTrace, wrapOpenAI } from '../src/index.js';
 import { FakeProvider, chatCompletion, useFakeProvider } from './support/fake-provider.js';
 import { UnixReceiver, sleep, useReceiver } from './support/receiver.js';
 
@@ -245,4 +245,23 @@ test("the request's W3C tracestate reaches OpenTelemetry spans and headers insid
   assert.equal(otel('POST /upstream').spanContext().traceState, state);
   assert.equal(injected, state);
   assert.equal(parentOf(otel('POST /upstream')), r.span('answer').spanId);
+});
+
+test('injectTraceparent inside an OpenTelemetry span inside a dspy-o11y span names that span as the parent, as a dspy-o11y span there has it', async () => {
+  recorded.reset();
+  let header: string | undefined;
+  const carrier: Record<string, string> = {};
+  // A message sent from a manually instrumented step: the consumer's trace goes on under it.
+  await span('agent', () =>
+    instrumented('queue.publish', async () => {
+      header = injectTraceparent(carrier);
+      await span('after-publish', async () => sleep(1));
+    }),
+  );
+  await collect(2);
+  const publish = otel('queue.publish').spanContext();
+  assert.equal(r.span('after-publish').parentSpanId, publish.spanId);
+  // Before: the agent span's id, so the remote service's spans skipped queue.publish.
+  assert.equal(header, `00-${r.span('agent').traceId}-${publish.spanId}-01`);
+  assert.equal(carrier.traceparent, header);
 });
