@@ -45,7 +45,7 @@ export function otelParent(): TraceScope | undefined {
 
 /**
  * The parent for a span started while `active` (a dspy-o11y span or `withTrace` scope) is active:
- * `active`, unless OpenTelemetry's active span is a span of the same trace started inside it (an
+ * `active`, unless OpenTelemetry's active span is a sampled span of the same trace started inside it (an
  * OpenTelemetry span around this call, itself a child of ours through {@link withOtelActive}):
  * then that span, so the tree nests as the calls did. Without OpenTelemetry, one property read.
  */
@@ -53,7 +53,9 @@ export function innermostScope(active: Scope): Scope {
   const api = (globalThis as Record<symbol, unknown>)[OTEL_API];
   if (api === undefined) return active;
   const ids = activeIds(api);
-  if (!ids || ids.bridge || ids.traceId !== active.traceId || ids.spanId === active.spanId) return active;
+  // An OpenTelemetry span its sampler dropped (sampled bit 0) is never exported: as a parent, it
+  // would orphan the spans under it, so they stay under ours (a sampler that is not ParentBased).
+  if (!ids || ids.bridge || !ids.sampled || ids.traceId !== active.traceId || ids.spanId === active.spanId) return active;
   // Under one of our spans it is inside our part of the trace; directly under `withTrace`, it is
   // as external as the trace's own parent (the request's OpenTelemetry span, a remote caller).
   const external = active instanceof TraceScope && active.external;
@@ -62,7 +64,7 @@ export function innermostScope(active: Scope): Scope {
 
 type OtelContext = { getValue?: (key: symbol) => unknown; setValue?: (key: symbol, value: unknown) => unknown };
 type ContextManager = { active?: () => unknown; with?: (ctx: unknown, fn: (arg: never) => unknown, thisArg: undefined, arg: never) => unknown };
-type Span = { spanContext?: () => { traceId?: unknown; spanId?: unknown; traceState?: unknown } | undefined };
+type Span = { spanContext?: () => { traceId?: unknown; spanId?: unknown; traceFlags?: unknown; traceState?: unknown } | undefined };
 
 /** The context manager the app registered, if `otelContext` is on (callers catch: a broken global's getter may throw). */
 function managerOf(api: unknown): ContextManager | undefined {
@@ -71,21 +73,22 @@ function managerOf(api: unknown): ContextManager | undefined {
   return typeof manager?.active === 'function' ? manager : undefined;
 }
 
-/** The active OpenTelemetry span's ids (lower case), and whether it is one of ours; never throws. */
-function activeIds(api: unknown): { traceId: string; spanId: string; bridge: boolean } | undefined {
+/** The active OpenTelemetry span's ids (lower case), whether it is one of ours, and its sampled bit (set when unknown); never throws. */
+function activeIds(api: unknown): { traceId: string; spanId: string; bridge: boolean; sampled: boolean } | undefined {
   try {
     const ctx = managerOf(api)?.active?.() as OtelContext | null | undefined;
     if (typeof ctx?.getValue !== 'function') return undefined;
     const span = ctx.getValue(SPAN_KEY) as Span | null | undefined;
-    if (span instanceof ActiveSpan) return { traceId: span.ctx.traceId, spanId: span.ctx.spanId, bridge: true };
+    if (span instanceof ActiveSpan) return { traceId: span.ctx.traceId, spanId: span.ctx.spanId, bridge: true, sampled: span.ctx.traceFlags === 1 };
     if (typeof span?.spanContext !== 'function') return undefined;
     // Each id read once: a getter may answer differently the second time (past the check).
-    const { traceId, spanId } = span.spanContext() ?? {};
+    const { traceId, spanId, traceFlags } = span.spanContext() ?? {};
     if (typeof traceId !== 'string' || typeof spanId !== 'string') return undefined;
     // OpenTelemetry takes upper-case hex too (OTLP sends the bytes); W3C and our wire use lower case.
     const t = traceId.toLowerCase();
     const s = spanId.toLowerCase();
-    return validTraceId(t) && validSpanId(s) ? { traceId: t, spanId: s, bridge: false } : undefined;
+    const sampled = typeof traceFlags !== 'number' || (traceFlags & 1) === 1;
+    return validTraceId(t) && validSpanId(s) ? { traceId: t, spanId: s, bridge: false, sampled } : undefined;
   } catch {
     debug('the active OpenTelemetry context could not be read; it is not used');
     return undefined;

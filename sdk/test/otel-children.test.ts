@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import OpenAI from 'openai';
 import { ROOT_CONTEXT, context, trace, type Span, type TraceState, type Tracer } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
-import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import { AlwaysOffSampler, BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import type { SpanRecord } from '@dspy-o11y/proto';
 import { configure, event, flush, generation, injectTraceparent, score, span, startSpan, withActiveSpan, withTrace, wrapOpenAI } from '../src/index.js';
 import { FakeProvider, chatCompletion, useFakeProvider } from './support/fake-provider.js';
@@ -264,4 +264,27 @@ test('injectTraceparent inside an OpenTelemetry span inside a dspy-o11y span nam
   // Before: the agent span's id, so the remote service's spans skipped queue.publish.
   assert.equal(header, `00-${r.span('agent').traceId}-${publish.spanId}-01`);
   assert.equal(carrier.traceparent, header);
+});
+
+test("an OpenTelemetry span its sampler dropped, inside a kept dspy-o11y span, is not the parent of a dspy-o11y span inside it (it is never exported)", async () => {
+  recorded.reset();
+  // A sampler that is not ParentBased (OTEL_TRACES_SAMPLER=traceidratio, say) may drop a span under ours.
+  const dropping = new BasicTracerProvider({ sampler: new AlwaysOffSampler(), spanProcessors: [new SimpleSpanProcessor(recorded)] }).getTracer('app');
+  let dropped: string | undefined;
+  await span('outer', () =>
+    dropping.startActiveSpan('dropped.step', async (s: Span) => {
+      dropped = s.spanContext().spanId;
+      try {
+        await span('inner', async () => sleep(1));
+      } finally {
+        s.end();
+      }
+    }),
+  );
+  await collect(2);
+  assert.equal(recorded.getFinishedSpans().length, 0, 'the OpenTelemetry span is not exported');
+  assert.ok(dropped && dropped !== r.span('outer').spanId);
+  // Before: inner's parent was the dropped span's id, a parent no backend ever receives.
+  assert.equal(r.span('inner').parentSpanId, r.span('outer').spanId);
+  assert.equal(r.span('inner').attributes?.['dspy.app_root'], undefined);
 });
