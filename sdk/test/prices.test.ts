@@ -134,3 +134,15 @@ test('gpt-4 vision previews, which Langfuse prices (gpt-4(-\\d{4})?-vision-previ
   assert.equal(costUsd('openai/gpt-4-1106-vision-preview', usage), 40);
   assert.equal(resolveModelPrice('gpt-4-vision'), undefined, 'still no prefix match across `vision`');
 });
+
+test("an app's price keyed by Azure's gpt-35 spelling still prices that model under a provider prefix or snapshot suffix", () => {
+  // Before the table priced Azure's spelling, an app gave it in configure({ prices }); its price, not
+  // the built-in gpt-3.5 one, is the one that names the model as the app's deployment does.
+  const usage = { input: 1_000_000, output: 1_000_000 };
+  const overrides = { 'gpt-35-turbo-instruct': { input: 7, output: 7 }, 'gpt-35-turbo-16k': { input: 9, output: 9 } };
+  assert.equal(costUsd('gpt-35-turbo-instruct', usage, overrides), 14);
+  assert.equal(costUsd('azure/gpt-35-turbo-instruct', usage, overrides), 14);
+  assert.equal(costUsd('azure/gpt-35-turbo-instruct-0914', usage, overrides), 14);
+  assert.equal(costUsd('gpt-35-turbo-16k-0613', usage, overrides), 18);
+  assert.equal(costUsd('azure/gpt-35-turbo-instruct-0914', usage), 3.5, 'without it, the built-in price');
+});
