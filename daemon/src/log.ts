@@ -62,10 +62,21 @@ export function closeLog(logger: Logger, waitMs = LOG_EXIT_WAIT_MS): Promise<voi
   });
 }
 
+/** Secrets of at least this length are cut from text; shorter ones would cut common words. */
+export const MIN_SECRET_LENGTH = 4;
+
+/**
+ * The `secrets` (of {@link MIN_SECRET_LENGTH} or more) cut out of a text as `[REDACTED]`, longest
+ * first (a secret containing another is cut whole). Returns them too, in that order.
+ */
+export function secretScrubber(secrets: Iterable<string | undefined>): { secrets: readonly string[]; scrub: (text: string) => string } {
+  const values = [...new Set(secrets)].filter((s): s is string => typeof s === 'string' && s.length >= MIN_SECRET_LENGTH).sort((a, b) => b.length - a.length);
+  return { secrets: values, scrub: (text) => values.reduce((acc, secret) => acc.split(secret).join('[REDACTED]'), text) };
+}
+
 /** `destination`: a file descriptor or path (stderr by default). */
 export function createLogger(level: string, secrets: readonly (string | undefined)[] = [], destination: number | string = 2): Logger {
-  const values = secrets.filter((s): s is string => typeof s === 'string' && s.length >= 4);
-  const scrub = (s: string) => values.reduce((acc, secret) => acc.split(secret).join('[REDACTED]'), s);
+  const { secrets: values, scrub } = secretScrubber(secrets);
   const scrubDeep = (v: unknown, depth = 0): unknown => {
     if (typeof v === 'string') return scrub(v);
     if (depth > 4 || v === null || typeof v !== 'object') return v;

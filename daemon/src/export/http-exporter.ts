@@ -10,6 +10,7 @@
 import { parseRetryAfter } from '@dspy-o11y/proto';
 import { Pool, type Dispatcher } from 'undici';
 import type { QueuedSpan } from '../model.js';
+import { MIN_SECRET_LENGTH, secretScrubber } from '../log.js';
 import { VERSION } from '../version.js';
 import type { LangfuseMapper, RepairReason } from './langfuse-map.js';
 import type { OtlpEncoding } from './otlp-encode.js';
@@ -89,7 +90,8 @@ export function outcomeForStatus(status: number, headers: Record<string, string 
     const location = headers.location;
     // Shown as our destination is, without credentials or query string: a redirect echoes the
     // query it was sent (an API key there), and this lands in the logs, /v1/status and /readyz.
-    const shown = typeof location === 'string' ? location.replace(/[?#][\s\S]*$/, '').replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/]*@/i, '$1') : '';
+    // A relative Location holds no credentials: only its query goes.
+    const shown = typeof location !== 'string' ? '' : URL.canParse(location) ? safeDestination(new URL(location)) : location.replace(/[?#][\s\S]*$/, '');
     const where = shown !== '' ? ` to ${shown.slice(0, 500)}` : ' (no location given)';
     const fix = where.startsWith(' to') ? ': set the host or endpoint to it' : '';
     return { kind: 'refused', status, body: `redirected${where}, which dspy-o11yd does not follow${fix}${body ? ` (answer: ${body})` : ''}` };
@@ -170,15 +172,14 @@ export function credentialScrubber(headers: Readonly<Record<string, string | und
     values.add(decoded);
     if (decoded.includes(':')) values.add(decoded.slice(decoded.indexOf(':') + 1));
   }
-  // Longest first: a value containing another is cut whole. Short ones would cut common words.
-  const secrets = [...values].filter((v) => v.length >= 4).sort((a, b) => b.length - a.length);
+  const { secrets, scrub } = secretScrubber(values);
   return (text) => {
-    const out = secrets.reduce((acc, secret) => acc.split(secret).join('[REDACTED]'), text);
+    const out = scrub(text);
     if (!out.endsWith('…')) return out;
     // readLimited cut the answer (its `…`), maybe inside an echoed secret: that secret's start goes too.
     const kept = out.slice(0, -1);
     for (const secret of secrets) {
-      for (let n = secret.length - 1; n >= 4; n--) if (kept.endsWith(secret.slice(0, n))) return `${kept.slice(0, -n)}[REDACTED]…`;
+      for (let n = secret.length - 1; n >= MIN_SECRET_LENGTH; n--) if (kept.endsWith(secret.slice(0, n))) return `${kept.slice(0, -n)}[REDACTED]…`;
     }
     return out;
   };
