@@ -160,19 +160,20 @@ const PREFIX = /^(?:openai|anthropic|google(?:ai)?|vertex_ai|azure|bedrock|model
 const BEDROCK = /^(?:[a-z]{2,6}\.)?anthropic\./;
 const SUFFIXES = [/-v\d+(?::\d+)?$/, /@[a-z0-9-]+$/, /-\d{4}-\d{2}-\d{2}$/, /-\d{8}$/, /-\d{4}$/, /-latest$/, /-0\d\d$/];
 
-/** `model` lowercase, without provider prefix, Azure's `gpt-35-` spelled `gpt-3.5-` (unless `azure`); snapshot suffixes kept. */
-function stripProvider(model: string, azure = false): string {
-  const m = model.trim().toLowerCase().replace(PREFIX, '').replace(BEDROCK, '');
-  return azure ? m : m.replace(/^gpt-35-/, 'gpt-3.5-');
-}
+/** `model` lowercase, without provider prefix; snapshot suffixes and Azure's `gpt-35-` spelling kept. */
+const withoutProvider = (model: string): string => model.trim().toLowerCase().replace(PREFIX, '').replace(BEDROCK, '');
+
+/** Azure's `gpt-35-…` spelled as the table does, `gpt-3.5-…`. */
+const tableSpelling = (name: string): string => name.replace(/^gpt-35-/, 'gpt-3.5-');
 
 /** `model` as the price table spells names (lowercase, provider prefixes and snapshot suffixes stripped); '' for anything but a string (a public helper never throws). */
 export function normalizeModelName(model: string): string {
-  return typeof model === 'string' ? normalize(model, false) : '';
+  return typeof model === 'string' ? withoutSuffixes(tableSpelling(withoutProvider(model))) : '';
 }
 
-function normalize(model: string, azure: boolean): string {
-  let m = stripProvider(model, azure);
+/** `name` without its snapshot suffixes (dates, versions, `-latest`), then its alias resolved. */
+function withoutSuffixes(name: string): string {
+  let m = name;
   for (let changed = true; changed; ) {
     changed = false;
     for (const re of SUFFIXES) {
@@ -234,17 +235,18 @@ export const MAX_MODEL_NAME_LENGTH = 256;
 export function resolveModelPrice(model: string, overrides?: PriceTable): ModelPrice | undefined {
   if (!model || typeof model !== 'string' || model.length > MAX_MODEL_NAME_LENGTH) return undefined;
   const lower = model.trim().toLowerCase();
+  const bare = withoutProvider(model);
   // Before the suffixes go: a snapshot with its own price (`openai/gpt-4o-2024-05-13`) is not its family.
-  const stripped = stripProvider(model);
-  const norm = normalizeModelName(model);
+  const stripped = tableSpelling(bare);
+  const norm = withoutSuffixes(stripped);
   // An app's price keyed by Azure's spelling (`gpt-35-turbo-instruct`, which the table once lacked)
   // still prices `azure/gpt-35-turbo-instruct-0914`, before the table's `gpt-3.5-` entry does.
-  const azure = overrides && stripped !== stripProvider(model, true) ? normalize(model, true) : undefined;
+  const azure = overrides && bare !== stripped ? withoutSuffixes(bare) : undefined;
   const tables = overrides ? [overrides, MODEL_PRICES] : [MODEL_PRICES];
   for (const table of tables) {
-    const hit = lookup(table, model) ?? lookup(table, lower) ?? lookup(table, stripped) ?? lookup(table, norm);
+    const hit =
+      lookup(table, model) ?? lookup(table, lower) ?? lookup(table, stripped) ?? lookup(table, norm) ?? (table === overrides && azure !== undefined ? lookup(table, azure) : undefined);
     if (hit) return hit;
-    if (azure !== undefined && table === overrides && lookup(table, azure)) return lookup(table, azure);
   }
   return prefixMatch(tables, norm);
 }
