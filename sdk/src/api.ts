@@ -92,7 +92,7 @@ function readOption<K extends keyof TraceOptions>(o: TraceOptions, k: K): TraceO
  * one throwing getter in the app's object threw out of it, and withTrace lost its whole trace
  * (update() all its fields).
  */
-function mergeMetadata(base: Readonly<Record<string, unknown>> | undefined, more: Readonly<Record<string, unknown>>): Record<string, unknown> {
+function mergeReadable(base: Readonly<Record<string, unknown>> | undefined, more: Readonly<Record<string, unknown>>): Record<string, unknown> {
   const out: Record<string, unknown> = { ...base };
   forEachReadable(more, (k, v) => {
     // Defined, as a spread does: assigned, a "__proto__" key (JSON.parse makes one) set the prototype.
@@ -381,7 +381,7 @@ export function withTrace<T>(options: TraceOptions, fn: (trace: TraceHandle) => 
     if (userId !== undefined) fields.userId = userId;
     if (sessionId !== undefined) fields.sessionId = sessionId;
     if (tags !== undefined) fields.tags = [...(inherited.tags ?? []), ...tagList(tags, cfg().maxValueLength)];
-    if (isObject(metadata)) fields.metadata = mergeMetadata(inherited.metadata, metadata);
+    if (isObject(metadata)) fields.metadata = mergeReadable(inherited.metadata, metadata);
     // A trace already active keeps its decision; a new one (or one continued from a remote
     // `traceparent`, whose `sampled` flag is not used) is decided here: see sampleTrace().
     const sampled = active && active.traceId === traceId ? active.sampled : sampleTrace(traceId);
@@ -431,9 +431,9 @@ class TraceHandleImpl implements TraceHandle {
       if (!fields || typeof fields !== 'object') return;
       const t = this.#scope.trace;
       // The readable fields: spread, one throwing getter lost the whole update.
-      const given = mergeMetadata(undefined, fields as Readonly<Record<string, unknown>>) as TraceFields;
+      const given = mergeReadable(undefined, fields as Readonly<Record<string, unknown>>) as TraceFields;
       const { metadata } = given;
-      const next = traceInfo({ ...t.fields, ...given, metadata: isObject(metadata) ? mergeMetadata(t.fields.metadata, metadata) : t.fields.metadata });
+      const next = traceInfo({ ...t.fields, ...given, metadata: isObject(metadata) ? mergeReadable(t.fields.metadata, metadata) : t.fields.metadata });
       // In place: the spans already open in this trace (a request's root span, its children)
       // hold this object, and end after the update (a user known only once authenticated).
       if (t === EMPTY_TRACE) this.#scope.trace = next;
