@@ -460,34 +460,45 @@ export function messagesFromEvents(attrs: MutableAttributes, events: readonly Wi
   if (events.length === 0) return events;
   for (const k in attrs) if (isLangfuseObservationKey(k)) return events;
   const used = new Set<WireEvent>();
-  if (!(ATTR.input in attrs)) {
-    const messages = events.filter((e) => GENAI_INPUT_EVENTS.has(e.name));
-    if (messages.length > 0) {
-      attrs[ATTR.input] = JSON.stringify(messages.map((e) => ({ role: e.name.slice('gen_ai.'.length, -'.message'.length), ...e.attributes })));
-      for (const e of messages) used.add(e);
-    } else {
-      const prompt = events.find((e) => e.name === GENAI_PROMPT_EVENT);
-      if (prompt) {
-        attrs[ATTR.input] = contentOf(prompt, DIALECT.genAiPrompt);
-        used.add(prompt);
-      }
-    }
-  }
-  if (!(ATTR.output in attrs)) {
-    const choices = events.filter((e) => e.name === GENAI_CHOICE_EVENT);
-    if (choices.length > 0) {
-      const outputs = choices.map((e) => e.attributes ?? {});
-      attrs[ATTR.output] = JSON.stringify(outputs.length === 1 ? outputs[0] : outputs);
-      for (const e of choices) used.add(e);
-    } else {
-      const completion = events.find((e) => e.name === GENAI_COMPLETION_EVENT);
-      if (completion) {
-        attrs[ATTR.output] = contentOf(completion, DIALECT.genAiCompletion);
-        used.add(completion);
-      }
-    }
-  }
+  const role = (e: WireEvent) => e.name.slice('gen_ai.'.length, -'.message'.length);
+  fromEvents(attrs, ATTR.input, events, used, {
+    many: (e) => GENAI_INPUT_EVENTS.has(e.name),
+    json: (messages) => messages.map((e) => ({ role: role(e), ...e.attributes })),
+    single: GENAI_PROMPT_EVENT,
+    singleKey: DIALECT.genAiPrompt,
+  });
+  fromEvents(attrs, ATTR.output, events, used, {
+    many: (e) => e.name === GENAI_CHOICE_EVENT,
+    json: (choices) => (choices.length === 1 ? (choices[0]!.attributes ?? {}) : choices.map((e) => e.attributes ?? {})),
+    single: GENAI_COMPLETION_EVENT,
+    singleKey: DIALECT.genAiCompletion,
+  });
   return used.size === 0 ? events : events.filter((e) => !used.has(e));
+}
+
+/**
+ * `attrs[key]`, when absent, from the events: every one `many` picks (as JSON of `json(them)`),
+ * else the first `single` event's content (Semantic Kernel's); the events taken go into `used`.
+ */
+function fromEvents(
+  attrs: MutableAttributes,
+  key: string,
+  events: readonly WireEvent[],
+  used: Set<WireEvent>,
+  how: { many: (e: WireEvent) => boolean; json: (picked: readonly WireEvent[]) => unknown; single: string; singleKey: string },
+): void {
+  if (key in attrs) return;
+  const picked = events.filter(how.many);
+  if (picked.length > 0) {
+    attrs[key] = JSON.stringify(how.json(picked));
+    for (const e of picked) used.add(e);
+    return;
+  }
+  const one = events.find((e) => e.name === how.single);
+  if (one) {
+    attrs[key] = contentOf(one, how.singleKey);
+    used.add(one);
+  }
 }
 
 /**
