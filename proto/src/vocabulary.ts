@@ -34,6 +34,8 @@ export const ATTR = {
   usageInputTokens: 'gen_ai.usage.input_tokens',
   usageOutputTokens: 'gen_ai.usage.output_tokens',
   usageTotalTokens: 'gen_ai.usage.total_tokens',
+  /** Output tokens spent on reasoning (thinking): part of `usageOutputTokens`, as GenAI defines it. */
+  usageReasoningTokens: 'gen_ai.usage.reasoning.output_tokens',
   usageCost: 'gen_ai.usage.cost',
 } as const;
 

@@ -24,6 +24,8 @@ export interface Usage {
   cacheWrite?: number;
   /** Of `cacheWrite`, those written with a 1-hour TTL (Anthropic prices them higher): for the cost only. */
   cacheWrite1h?: number;
+  /** Output tokens spent on reasoning (part of `output`, and priced with it: never added to it). */
+  reasoning?: number;
 }
 
 /** A running step. Every method is safe to call at any time and never throws, except as noted. */
@@ -239,12 +241,13 @@ const SLOT_KEYS = [
   ATTR.requestTemperature,
   ATTR.requestMaxTokens,
   ATTR.requestTopP,
-  // The five counts of `Usage`, in its order: input, output, total, cacheRead, cacheWrite.
+  // The six counts of `Usage`, in its order: input, output, total, cacheRead, cacheWrite, reasoning.
   ATTR.usageInputTokens,
   ATTR.usageOutputTokens,
   ATTR.usageTotalTokens,
   'gen_ai.usage.cache_read.input_tokens',
   'gen_ai.usage.cache_creation.input_tokens',
+  ATTR.usageReasoningTokens,
   ATTR.usageCost,
   ATTR.completionStartTime,
 ] as const;
@@ -255,8 +258,8 @@ const S_TEMPERATURE = 3;
 const S_MAX_TOKENS = 4;
 const S_TOP_P = 5;
 const S_USAGE = 6;
-const S_COST = 11;
-const S_COMPLETION_START = 12;
+const S_COST = 12;
+const S_COMPLETION_START = 13;
 const SLOT_OF = new Map<string, number>(SLOT_KEYS.map((k, i) => [k, i]));
 const SLOT_MEMBERS = SLOT_KEYS.map((k) => `,${JSON.stringify(k)}:`);
 
@@ -300,6 +303,7 @@ function cleanUsage(usage: Usage): Usage {
     total: tokens(usage.total),
     cacheRead: tokens(usage.cacheRead),
     cacheWrite: tokens(usage.cacheWrite),
+    reasoning: tokens(usage.reasoning),
   };
   const cacheWrite1h = tokens(usage.cacheWrite1h);
   if (cacheWrite1h !== undefined) u.cacheWrite1h = cacheWrite1h;
@@ -596,13 +600,14 @@ export class SpanImpl implements GenerationHandle, Scope {
     this.usage = u;
     if (!this.sampled && !this.generation) return this;
     // A count left out clears its slot: the usage is replaced, not merged. Written here rather
-    // than by five setSlot() calls: TurboFan compiled five copies of its array allocation.
+    // than by six setSlot() calls: TurboFan compiled a copy per call of its array allocation.
     const slots = (this.slots ??= new Array<AttributeValue | undefined>(SLOT_KEYS.length));
     slots[S_USAGE] = u.input;
     slots[S_USAGE + 1] = u.output;
     slots[S_USAGE + 2] = u.total;
     slots[S_USAGE + 3] = u.cacheRead;
     slots[S_USAGE + 4] = u.cacheWrite;
+    slots[S_USAGE + 5] = u.reasoning;
     return this;
   }
 
@@ -829,6 +834,7 @@ export class LiteGeneration extends NoopSpan {
       this.a[ATTR.usageTotalTokens] = u.total;
       this.a[SLOT_KEYS[S_USAGE + 3]] = u.cacheRead;
       this.a[SLOT_KEYS[S_USAGE + 4]] = u.cacheWrite;
+      this.a[SLOT_KEYS[S_USAGE + 5]] = u.reasoning;
     } catch {
       /* never throw into the app */
     }

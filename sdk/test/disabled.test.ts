@@ -104,22 +104,22 @@ test('disabled, with a budget subscriber: failed generations are heard too (they
   assert.deepEqual(seen.slice(0, 2), [6, 8]);
 });
 
-test('disabled: llm.generate subscribers hear the cache counts too, as when enabled', () => {
+test('disabled: llm.generate subscribers hear the cache and reasoning counts too, as when enabled', () => {
   const heard = (disabled: boolean) => {
     configure({ disabled });
     const seen: Record<string, unknown>[] = [];
     const off = subscribe('llm.generate', (_name, a) => seen.push(a));
     try {
-      generation('llm.generate', { model: 'claude-sonnet-4-5' }, (g) => g.setUsage({ input: 100, output: 5, cacheRead: 60, cacheWrite: 30 }));
+      generation('llm.generate', { model: 'claude-sonnet-4-5' }, (g) => g.setUsage({ input: 100, output: 5, cacheRead: 60, cacheWrite: 30, reasoning: 4 }));
     } finally {
       off();
       configure({ disabled: false });
     }
     const a = seen[0] ?? {};
-    return [a['gen_ai.usage.cache_read.input_tokens'], a['gen_ai.usage.cache_creation.input_tokens'], a['gen_ai.usage.cost']];
+    return [a['gen_ai.usage.cache_read.input_tokens'], a['gen_ai.usage.cache_creation.input_tokens'], a['gen_ai.usage.reasoning.output_tokens'], a['gen_ai.usage.cost']];
   };
   const enabled = heard(false);
-  assert.deepEqual(enabled.slice(0, 2), [60, 30]);
+  assert.deepEqual(enabled.slice(0, 3), [60, 30, 4]);
   assert.deepEqual(heard(true), enabled);
 });
 

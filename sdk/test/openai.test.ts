@@ -663,3 +663,24 @@ test('completions.create streaming with include_usage asked by the app: the usag
   assert.equal(attr(gen, 'gen_ai.usage.total_tokens'), 9);
   assert.equal(JSON.parse(attr(gen, 'dspy.output') as string), 'ab');
 });
+
+test('reasoning tokens (chat completions and the Responses API) are recorded as part of the output, and not priced a second time', async () => {
+  provider.script(PATH, { status: 200, json: chatCompletion('42', { model: 'o4-mini-2025-04-16', prompt: 100, completion: 500, reasoning: 448 }) });
+  await client.chat.completions.create({ model: 'o4-mini', messages: [{ role: 'user', content: 'Think' }] });
+  provider.script('/v1/responses', {
+    status: 200,
+    json: {
+      id: 'resp_r', object: 'response', created_at: 1, model: 'o4-mini-2025-04-16', status: 'completed', output: [],
+      usage: { input_tokens: 100, output_tokens: 500, total_tokens: 600, input_tokens_details: { cached_tokens: 0 }, output_tokens_details: { reasoning_tokens: 448 } },
+    },
+  });
+  await client.responses.create({ model: 'o4-mini', input: 'Think' });
+  const gens = (await generations(2)) as SpanRecord[];
+  for (const gen of gens) {
+    assert.equal(attr(gen, 'gen_ai.usage.reasoning.output_tokens'), 448);
+    assert.equal(attr(gen, 'gen_ai.usage.output_tokens'), 500, 'output still counts the reasoning tokens, as OpenAI bills them');
+    assert.equal(attr(gen, 'gen_ai.usage.total_tokens'), 600);
+    // o4-mini: $1.10 in, $4.40 out per million; the 448 reasoning tokens are in the 500 output ones.
+    assert.equal(attr(gen, 'gen_ai.usage.cost'), Math.round(((100 * 1.1 + 500 * 4.4) / 1e6) * 1e10) / 1e10);
+  }
+});

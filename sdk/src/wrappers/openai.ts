@@ -13,16 +13,20 @@ const CHAT_PARAMS = ['temperature', 'max_tokens', 'max_completion_tokens', 'top_
 const RESPONSES_PARAMS = ['temperature', 'max_output_tokens', 'top_p'] as const;
 const COMPLETIONS_PARAMS = ['temperature', 'max_tokens', 'top_p', 'frequency_penalty', 'presence_penalty', 'seed', 'n', 'best_of'] as const;
 
+/** A `*_tokens_details` count, when the details object is there. */
+const detail = (details: unknown, key: string): number | undefined => (isObj(details) ? num(details[key]) : undefined);
+
+/** Reasoning tokens are part of OpenAI's completion / output count (billed with it). */
 function chatUsage(u: unknown): Usage | undefined {
   if (!isObj(u)) return undefined;
-  const details = isObj(u.prompt_tokens_details) ? u.prompt_tokens_details : undefined;
-  return { input: num(u.prompt_tokens), output: num(u.completion_tokens), total: num(u.total_tokens), cacheRead: num(details?.cached_tokens) };
+  const cacheRead = detail(u.prompt_tokens_details, 'cached_tokens');
+  return { input: num(u.prompt_tokens), output: num(u.completion_tokens), total: num(u.total_tokens), cacheRead, reasoning: detail(u.completion_tokens_details, 'reasoning_tokens') };
 }
 
 function responsesUsage(u: unknown): Usage | undefined {
   if (!isObj(u)) return undefined;
-  const details = isObj(u.input_tokens_details) ? u.input_tokens_details : undefined;
-  return { input: num(u.input_tokens), output: num(u.output_tokens), total: num(u.total_tokens), cacheRead: num(details?.cached_tokens) };
+  const cacheRead = detail(u.input_tokens_details, 'cached_tokens');
+  return { input: num(u.input_tokens), output: num(u.output_tokens), total: num(u.total_tokens), cacheRead, reasoning: detail(u.output_tokens_details, 'reasoning_tokens') };
 }
 
 interface ToolCallAcc {

@@ -92,7 +92,7 @@ export class FakeProvider {
 
 // --- canned OpenAI chat completions ---
 
-export function chatCompletion(text: string, opts: { model?: string; prompt?: number; completion?: number; cached?: number } = {}): unknown {
+export function chatCompletion(text: string, opts: { model?: string; prompt?: number; completion?: number; cached?: number; reasoning?: number } = {}): unknown {
   const prompt = opts.prompt ?? 10;
   const completion = opts.completion ?? 5;
   return {
@@ -106,6 +106,7 @@ export function chatCompletion(text: string, opts: { model?: string; prompt?: nu
       completion_tokens: completion,
       total_tokens: prompt + completion,
       ...(opts.cached !== undefined ? { prompt_tokens_details: { cached_tokens: opts.cached } } : {}),
+      ...(opts.reasoning !== undefined ? { completion_tokens_details: { reasoning_tokens: opts.reasoning, audio_tokens: 0 } } : {}),
     },
   };
 }
