@@ -150,6 +150,22 @@ describe('langfuse mapping, row by row', () => {
     assert.deepEqual(bad.repairs, ['usage_invalid']);
   });
 
+  test('usage: reasoning tokens as Langfuse\'s output_reasoning_tokens, output without them (its buckets are disjoint: each token counted and priced once)', () => {
+    const { s, repairs } = one({
+      'gen_ai.usage.input_tokens': 100, 'gen_ai.usage.output_tokens': 500, 'gen_ai.usage.total_tokens': 600,
+      'gen_ai.usage.reasoning.output_tokens': 448,
+    });
+    assert.deepEqual(JSON.parse(String(s.attributes['langfuse.observation.usage_details'])), { input: 100, output: 52, total: 600, output_reasoning_tokens: 448 });
+    assert.deepEqual(repairs, []);
+    assert.equal(s.attributes['gen_ai.usage.reasoning.output_tokens'], undefined, 'the raw reasoning key is not forwarded');
+    // An output smaller than the reasoning count (a sender's own convention) is left as it is.
+    const odd = one({ 'gen_ai.usage.output_tokens': 5, 'gen_ai.usage.reasoning.output_tokens': 9 });
+    assert.deepEqual(JSON.parse(String(odd.s.attributes['langfuse.observation.usage_details'])), { output: 5, output_reasoning_tokens: 9 });
+    const bad = one({ 'gen_ai.usage.output_tokens': 5, 'gen_ai.usage.reasoning.output_tokens': -1 });
+    assert.deepEqual(JSON.parse(String(bad.s.attributes['langfuse.observation.usage_details'])), { output: 5 });
+    assert.deepEqual(bad.repairs, ['usage_invalid']);
+  });
+
   test('usage: negative or fractional values are dropped per key, numeric strings coerced; each counted', () => {
     const { s, repairs } = one({ 'gen_ai.usage.input_tokens': -3, 'gen_ai.usage.output_tokens': 2.5, 'gen_ai.usage.total_tokens': '9' });
     assert.deepEqual(JSON.parse(String(s.attributes['langfuse.observation.usage_details'])), { total: 9 });

@@ -113,7 +113,7 @@ const STRIPPED = new Set<string>([
   ATTR.observationType, ATTR.input, ATTR.output, ATTR.level, ATTR.traceName, ATTR.traceTags,
   ATTR.promptName, ATTR.promptVersion, ATTR.completionStartTime, ATTR.appRoot,
   ATTR.usageInputTokens, ATTR.usageOutputTokens, ATTR.usageTotalTokens, ATTR.usageCost,
-  USAGE_CACHE_READ, USAGE_CACHE_CREATION,
+  USAGE_CACHE_READ, USAGE_CACHE_CREATION, ATTR.usageReasoningTokens,
 ]);
 
 const OBSERVATION_TYPE_SET = new Set<string>(OBSERVATION_TYPES);
@@ -483,12 +483,16 @@ export class LangfuseMapper implements BatchMapping {
     const cacheRead = this.usage(src[USAGE_CACHE_READ]);
     const cacheCreation = this.usage(src[USAGE_CACHE_CREATION]);
     const cached = (cacheRead ?? 0) + (cacheCreation ?? 0);
+    // Reasoning likewise: part of OpenTelemetry's output; Langfuse's key (its SDKs' and price
+    // table's) is output_reasoning_tokens, priced on its own, so `output` is the rest.
+    const reasoning = this.usage(src[ATTR.usageReasoningTokens]);
     let usage = '';
     if (inputTokens !== undefined) usage += `,"input":${inputTokens >= cached ? inputTokens - cached : inputTokens}`;
-    if (outputTokens !== undefined) usage += `,"output":${outputTokens}`;
+    if (outputTokens !== undefined) usage += `,"output":${outputTokens >= (reasoning ?? 0) ? outputTokens - (reasoning ?? 0) : outputTokens}`;
     if (totalTokens !== undefined) usage += `,"total":${totalTokens}`;
     if (cacheRead !== undefined) usage += `,"input_cache_read":${cacheRead}`;
     if (cacheCreation !== undefined) usage += `,"input_cache_creation":${cacheCreation}`;
+    if (reasoning !== undefined) usage += `,"output_reasoning_tokens":${reasoning}`;
     if (usage) out[LF.usageDetails] = `{${usage.slice(1)}}`;
     const cost = this.cost(src[ATTR.usageCost]);
     if (cost !== undefined) out[LF.costDetails] = `{"total":${cost}}`;
