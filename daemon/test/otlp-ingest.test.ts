@@ -763,6 +763,40 @@ describe('dialect normalization', () => {
     assert.equal(attrs['gen_ai.usage.cache_read_input_tokens'], undefined, 'moved, not also in metadata');
   });
 
+  test('reasoning counts of each dialect reach Langfuse as output_reasoning_tokens, taken out of output (counted once)', () => {
+    const reasoningOf = (attrs: Record<string, AttributeValue>) => {
+      const out = toLangfuse(attrs);
+      for (const k of Object.keys(out)) assert.ok(!/reasoning/i.test(k) || k === 'langfuse.observation.usage_details', `${k} moved, not also in metadata`);
+      return usageDetails(out);
+    };
+    const expected = { input: 100, output: 52, total: 600, output_reasoning_tokens: 448 };
+    // OpenInference (openinference-instrumentation-openai): part of the completion count.
+    assert.deepEqual(reasoningOf({
+      'openinference.span.kind': 'LLM', 'llm.model_name': 'o4-mini', 'llm.token_count.prompt': 100, 'llm.token_count.completion': 500,
+      'llm.token_count.total': 600, 'llm.token_count.completion_details.reasoning': 448,
+    }), expected);
+    // OpenLLMetry (opentelemetry-instrumentation-openai).
+    assert.deepEqual(reasoningOf({
+      'gen_ai.system': 'openai', 'gen_ai.request.model': 'o4-mini', 'gen_ai.usage.prompt_tokens': 100, 'gen_ai.usage.completion_tokens': 500,
+      'gen_ai.usage.total_tokens': 600, 'gen_ai.usage.reasoning_tokens': 448,
+    }), expected);
+    // Pydantic AI: OpenAI's completion details among its usage details.
+    assert.deepEqual(reasoningOf({
+      'gen_ai.operation.name': 'chat', 'gen_ai.request.model': 'o4-mini', 'gen_ai.usage.input_tokens': 100, 'gen_ai.usage.output_tokens': 500,
+      'gen_ai.usage.total_tokens': 600, 'gen_ai.usage.details.reasoning_tokens': 448,
+    }), expected);
+    // The Vercel AI SDK: ai 5, then ai 6.
+    const vercel = { 'ai.operationId': 'ai.generateText.doGenerate', 'ai.model.id': 'o4-mini', 'ai.usage.inputTokens': 100, 'ai.usage.outputTokens': 500, 'ai.usage.totalTokens': 600 };
+    assert.deepEqual(reasoningOf({ ...vercel, 'ai.usage.reasoningTokens': 448 }), expected);
+    assert.deepEqual(reasoningOf({ ...vercel, 'ai.usage.outputTokenDetails.reasoningTokens': 448, 'ai.usage.outputTokenDetails.textTokens': 52 }), expected);
+    // Gemini through ai 5: the thoughts are not in outputTokens (candidates only), as the total shows
+    // (input + output + reasoning): they are added to output, which Google bills them as.
+    assert.deepEqual(reasoningOf({
+      'ai.operationId': 'ai.generateText.doGenerate', 'ai.model.id': 'gemini-2.5-flash', 'gen_ai.usage.input_tokens': 2152,
+      'gen_ai.usage.output_tokens': 694, 'ai.usage.totalTokens': 3480, 'ai.usage.reasoningTokens': 634,
+    }), { input: 2152, output: 694, total: 3480, output_reasoning_tokens: 634 });
+  });
+
   test("Pydantic AI's agent run: its messages and final result become the agent's input and output, as Langfuse reads them under scope pydantic-ai", () => {
     const messages = '[{"role":"user","parts":[{"type":"text","content":"hello"}]},{"role":"assistant","parts":[{"type":"text","content":"success"}]}]';
     const run = {

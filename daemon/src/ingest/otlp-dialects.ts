@@ -71,6 +71,7 @@ export const DIALECT = {
   // OpenLLMetry (Traceloop)'s cache counts
   genAiCacheReadInputTokens: 'gen_ai.usage.cache_read_input_tokens',
   genAiCacheCreationInputTokens: 'gen_ai.usage.cache_creation_input_tokens',
+  genAiReasoningTokens: 'gen_ai.usage.reasoning_tokens',
   genAiInputMessages: 'gen_ai.input.messages',
   genAiOutputMessages: 'gen_ai.output.messages',
   genAiPrompt: 'gen_ai.prompt',
@@ -86,6 +87,7 @@ export const DIALECT = {
   oiTotalTokens: 'llm.token_count.total',
   oiCacheReadTokens: 'llm.token_count.prompt_details.cache_read',
   oiCacheWriteTokens: 'llm.token_count.prompt_details.cache_write',
+  oiReasoningTokens: 'llm.token_count.completion_details.reasoning',
   oiInvocationParameters: 'llm.invocation_parameters',
   oiInputValue: 'input.value',
   oiInputMimeType: 'input.mime_type',
@@ -115,6 +117,7 @@ export const DIALECT = {
   pydanticCacheReadTokensDetail: 'gen_ai.usage.details.cache_read_tokens',
   pydanticCacheWriteDetail: 'gen_ai.usage.details.cache_creation_input_tokens',
   pydanticCacheWriteTokens: 'gen_ai.usage.cache_write_tokens',
+  pydanticReasoningDetail: 'gen_ai.usage.details.reasoning_tokens',
   pydanticAllMessages: 'pydantic_ai.all_messages',
   pydanticFinalResult: 'final_result',
 } as const;
@@ -152,6 +155,8 @@ const VERCEL_USAGE: readonly (readonly [string, string])[] = [
   ['ai.usage.inputTokenDetails.cacheReadTokens', USAGE_CACHE_READ],
   ['ai.usage.cachedInputTokens', USAGE_CACHE_READ],
   ['ai.usage.inputTokenDetails.cacheWriteTokens', USAGE_CACHE_CREATION],
+  ['ai.usage.outputTokenDetails.reasoningTokens', ATTR.usageReasoningTokens],
+  ['ai.usage.reasoningTokens', ATTR.usageReasoningTokens],
 ];
 const VERCEL_EMBEDDING_USAGE: readonly (readonly [string, string])[] = [['ai.usage.tokens', ATTR.usageInputTokens]];
 
@@ -201,6 +206,11 @@ const RENAMES: readonly (readonly [string, string])[] = [
   [DIALECT.pydanticCacheReadTokensDetail, USAGE_CACHE_READ],
   [DIALECT.pydanticCacheWriteTokens, USAGE_CACHE_CREATION],
   [DIALECT.pydanticCacheWriteDetail, USAGE_CACHE_CREATION],
+  // Reasoning counts (part of the completion count, as GenAI's are of output): the mapper gives
+  // them Langfuse's key and takes them out of output.
+  [DIALECT.genAiReasoningTokens, ATTR.usageReasoningTokens],
+  [DIALECT.oiReasoningTokens, ATTR.usageReasoningTokens],
+  [DIALECT.pydanticReasoningDetail, ATTR.usageReasoningTokens],
 ];
 
 /** `llm.invocation_parameters` (a JSON object) → the request parameters the mapper knows. */
@@ -369,6 +379,20 @@ function moveText(attrs: MutableAttributes, from: string): void {
 }
 
 /**
+ * The output count with the reasoning tokens in it, as GenAI's is. ai 5's Google provider gives
+ * Gemini's candidates as `outputTokens` and its thoughts apart (Google bills both as output):
+ * a total of input + output + reasoning says so exactly.
+ */
+function outputWithReasoning(attrs: MutableAttributes): void {
+  const input = attrs[ATTR.usageInputTokens];
+  const output = attrs[ATTR.usageOutputTokens];
+  const reasoning = attrs[ATTR.usageReasoningTokens];
+  const total = attrs[ATTR.usageTotalTokens];
+  if (typeof input !== 'number' || typeof output !== 'number' || typeof reasoning !== 'number' || typeof total !== 'number') return;
+  if (reasoning > 0 && total === input + output + reasoning) attrs[ATTR.usageOutputTokens] = output + reasoning;
+}
+
+/**
  * A Vercel AI SDK span (`ai.operationId`) → the neutral vocabulary, reading what Langfuse reads
  * from an `ai`-scope span: input `ai.prompt.messages` (the model call's), else `ai.prompt` (the
  * operation's), else `ai.toolCall.args`; output `ai.response.text` / `.toolCalls` / `.object` or
@@ -399,6 +423,7 @@ function normalizeVercel(attrs: MutableAttributes, operation: string): Observati
     }
   }
   vercelOutput(attrs);
+  outputWithReasoning(attrs);
   // Langfuse makes a model call without a model a span; the SDK always sets one.
   return (type === 'generation' || type === 'embedding') && !(ATTR.requestModel in attrs) && !(ATTR.responseModel in attrs) ? 'span' : type;
 }
