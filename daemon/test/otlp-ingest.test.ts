@@ -338,6 +338,31 @@ describe('OTLP/HTTP ingest through the real CLI', () => {
     await p.shutdown();
   });
 
+  test('Vercel AI SDK through the daemon: the cache counts of ai.response.providerMetadata and the reasoning count reach Langfuse', async () => {
+    const p = provider(tracesUrl, 'proto', true, { 'service.name': 'vercel-app' });
+    const tracer = p.getTracer('ai');
+    const claude = finished(tracer, 'ai.streamText.doStream', {
+      'ai.operationId': 'ai.streamText.doStream', 'ai.model.id': 'claude-sonnet-4-5', 'ai.model.provider': 'anthropic.messages',
+      'ai.usage.inputTokens': 7, 'ai.usage.outputTokens': 445, 'ai.usage.totalTokens': 452, 'ai.usage.cachedInputTokens': 16399,
+      'ai.response.providerMetadata': '{"anthropic":{"usage":{"input_tokens":7,"cache_creation_input_tokens":2089,"cache_read_input_tokens":16399,"output_tokens":445},"cacheCreationInputTokens":2089}}',
+    }, 1);
+    const o4 = finished(tracer, 'ai.generateText.doGenerate', {
+      'ai.operationId': 'ai.generateText.doGenerate', 'ai.model.id': 'o4-mini', 'ai.model.provider': 'openai.responses',
+      'ai.usage.inputTokens': 100, 'ai.usage.outputTokens': 500, 'ai.usage.totalTokens': 600, 'ai.usage.reasoningTokens': 448,
+      'ai.response.providerMetadata': '{"openai":{"responseId":"resp_1","cachedPromptTokens":64}}',
+    }, 10);
+    await p.forceFlush();
+    const [claudeId, o4Id] = [claude, o4].map((s) => s.spanContext().spanId);
+    await daemon.eventually(() => assert.ok(fake.span(claudeId!) && fake.span(o4Id!)));
+    const c = fake.span(claudeId!)!;
+    assert.deepEqual(usageOf(c), { input: 7, output: 445, total: 18940, input_cache_read: 16399, input_cache_creation: 2089 });
+    assert.ok(!langfuseWouldDrop(c));
+    const o = fake.span(o4Id!)!;
+    assert.deepEqual(usageOf(o), { input: 36, output: 52, total: 600, input_cache_read: 64, output_reasoning_tokens: 448 });
+    assert.ok(!langfuseWouldDrop(o));
+    await p.shutdown();
+  });
+
   test('a gzip OTLP/JSON body is accepted; the answer is an empty ExportTraceServiceResponse', async () => {
     const traceId = '5b8efff798038103d269b633813fc60c';
     const body = {
@@ -795,6 +820,36 @@ describe('dialect normalization', () => {
       'ai.operationId': 'ai.generateText.doGenerate', 'ai.model.id': 'gemini-2.5-flash', 'gen_ai.usage.input_tokens': 2152,
       'gen_ai.usage.output_tokens': 694, 'ai.usage.totalTokens': 3480, 'ai.usage.reasoningTokens': 634,
     }), { input: 2152, output: 694, total: 3480, output_reasoning_tokens: 634 });
+  });
+
+  test("Vercel AI SDK: the cache and reasoning counts of ai.response.providerMetadata reach Langfuse, each token counted once", () => {
+    const call = { 'ai.operationId': 'ai.streamText.doStream', 'ai.model.id': 'm' };
+    // ai 4, OpenAI: prompt counts include the cached tokens, completion counts the reasoning ones.
+    assert.deepEqual(usageDetails(toLangfuse({
+      ...call, 'ai.usage.promptTokens': 1000, 'ai.usage.completionTokens': 200,
+      'ai.response.providerMetadata': '{"openai":{"cachedPromptTokens":400,"reasoningTokens":150}}',
+    })), { input: 600, output: 50, total: 1200, input_cache_read: 400, output_reasoning_tokens: 150 });
+    // ai 4, Anthropic: promptTokens is Anthropic's input_tokens, without the cache reads and writes.
+    const expected = { input: 7, output: 445, total: 18940, input_cache_read: 16399, input_cache_creation: 2089 };
+    assert.deepEqual(usageDetails(toLangfuse({
+      ...call, 'ai.usage.promptTokens': 7, 'ai.usage.completionTokens': 445,
+      'ai.response.providerMetadata': '{"anthropic":{"cacheCreationInputTokens":2089,"cacheReadInputTokens":16399}}',
+    })), expected);
+    // ai 5, Anthropic: the same, its raw usage beside it (and cachedInputTokens, the reads).
+    const raw = '{"anthropic":{"usage":{"input_tokens":7,"cache_creation_input_tokens":2089,"cache_read_input_tokens":16399,"output_tokens":445},"cacheCreationInputTokens":2089,"stopSequence":null}}';
+    assert.deepEqual(usageDetails(toLangfuse({
+      ...call, 'ai.usage.inputTokens': 7, 'ai.usage.outputTokens': 445, 'ai.usage.totalTokens': 452, 'ai.usage.cachedInputTokens': 16399,
+      'ai.response.providerMetadata': raw,
+    })), expected);
+    // ai 6: inputTokens already counts the cache; the raw usage does not change it.
+    assert.deepEqual(usageDetails(toLangfuse({
+      ...call, 'ai.usage.inputTokens': 18495, 'ai.usage.outputTokens': 445, 'ai.usage.totalTokens': 18940,
+      'ai.usage.inputTokenDetails.cacheReadTokens': 16399, 'ai.usage.inputTokenDetails.cacheWriteTokens': 2089, 'ai.response.providerMetadata': raw,
+    })), expected);
+    // Metadata that is no JSON object, or counts that are no counts: the usage as it was, nothing refused.
+    for (const junk of ['not json', '[1]', '{"openai":{"cachedPromptTokens":-1,"reasoningTokens":"x"}}']) {
+      assert.deepEqual(usageDetails(toLangfuse({ ...call, 'ai.usage.inputTokens': 10, 'ai.usage.outputTokens': 2, 'ai.response.providerMetadata': junk })), { input: 10, output: 2, total: 12 });
+    }
   });
 
   test("Pydantic AI's agent run: its messages and final result become the agent's input and output, as Langfuse reads them under scope pydantic-ai", () => {

@@ -111,6 +111,7 @@ export const DIALECT = {
   aiResultObject: 'ai.result.object',
   aiResultToolCalls: 'ai.result.toolCalls',
   aiSettingsPrefix: 'ai.settings.',
+  aiProviderMetadata: 'ai.response.providerMetadata',
   // Pydantic AI: cache counts (usage details: Anthropic's own names; other releases' names), agent run span
   pydanticCacheReadDetail: 'gen_ai.usage.details.cache_read_input_tokens',
   pydanticCacheReadTokens: 'gen_ai.usage.cache_read_tokens',
@@ -378,6 +379,55 @@ function moveText(attrs: MutableAttributes, from: string): void {
   delete attrs[from];
 }
 
+/** A JSON object's member that is an object, or undefined. */
+const member = (o: unknown, key: string): Record<string, unknown> | undefined => {
+  const v = typeof o === 'object' && o !== null && !Array.isArray(o) ? (o as Record<string, unknown>)[key] : undefined;
+  return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
+};
+const count = (v: unknown): number | undefined => (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? v : undefined);
+
+function setAbsent(attrs: MutableAttributes, key: string, v: number | undefined): void {
+  if (v !== undefined && !(key in attrs)) attrs[key] = v;
+}
+
+/**
+ * The cache and reasoning counts a model call's `ai.response.providerMetadata` (JSON) holds, where
+ * the `ai.usage.*` keys had none, as Langfuse reads them from an `ai`-scope span: OpenAI's
+ * `cachedPromptTokens` / `reasoningTokens` (ai 4); Anthropic's `cacheReadInputTokens` /
+ * `cacheCreationInputTokens` (ai 4) or its raw `usage` (ai 5, 6). The metadata itself stays.
+ *
+ * Anthropic's `input_tokens` leaves the cache out, and ai 4 and 5 give it as the input count;
+ * GenAI's input (which the mapper takes the cache counts out of again) has them: they are added
+ * back, to the total too when it was input + output. Known by the raw usage's `input_tokens`
+ * equal to the input count (ai 6 counts the cache in), or by ai 4's shape.
+ */
+function providerMetadataUsage(attrs: MutableAttributes): void {
+  const raw = attrs[DIALECT.aiProviderMetadata];
+  if (typeof raw !== 'string') return;
+  const meta = parsedOrString(raw);
+  const openai = member(meta, 'openai');
+  if (openai) {
+    setAbsent(attrs, USAGE_CACHE_READ, count(openai.cachedPromptTokens));
+    setAbsent(attrs, ATTR.usageReasoningTokens, count(openai.reasoningTokens));
+  }
+  const anthropic = member(meta, 'anthropic');
+  if (!anthropic) return;
+  const usage = member(anthropic, 'usage');
+  const read = count(usage ? usage.cache_read_input_tokens : anthropic.cacheReadInputTokens);
+  const write = count(usage ? usage.cache_creation_input_tokens : anthropic.cacheCreationInputTokens);
+  setAbsent(attrs, USAGE_CACHE_READ, read);
+  setAbsent(attrs, USAGE_CACHE_CREATION, write);
+  const input = attrs[ATTR.usageInputTokens];
+  if (typeof input !== 'number') return;
+  const inputLeavesCacheOut = usage ? count(usage.input_tokens) === input : 'cacheReadInputTokens' in anthropic;
+  const cached = (read ?? 0) + (write ?? 0);
+  if (!inputLeavesCacheOut || cached === 0) return;
+  attrs[ATTR.usageInputTokens] = input + cached;
+  const output = attrs[ATTR.usageOutputTokens];
+  const total = attrs[ATTR.usageTotalTokens];
+  if (typeof total === 'number' && total === input + (typeof output === 'number' ? output : 0)) attrs[ATTR.usageTotalTokens] = total + cached;
+}
+
 /**
  * The output count with the reasoning tokens in it, as GenAI's is. ai 5's Google provider gives
  * Gemini's candidates as `outputTokens` and its thoughts apart (Google bills both as output):
@@ -408,6 +458,7 @@ function normalizeVercel(attrs: MutableAttributes, operation: string): Observati
   if (type === 'generation' || type === 'embedding') {
     for (const [from, to] of type === 'generation' ? VERCEL_USAGE : VERCEL_EMBEDDING_USAGE) move(attrs, from, to);
   }
+  if (type === 'generation') providerMetadataUsage(attrs);
   for (const k of Object.keys(attrs)) {
     if (!k.startsWith(DIALECT.aiSettingsPrefix)) continue;
     const name = k.slice(DIALECT.aiSettingsPrefix.length);
