@@ -325,7 +325,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
           dropLeft(left.length - spans, scoresUnsent.length - scoreCount);
           if (spans < left.length || scoreCount < scoresUnsent.length) keepOldSpool = true;
           log.warn(
-            { spans, scores: scoreCount, droppedSpans: left.length - spans, droppedScores: scoresUnsent.length - scoreCount, file: written?.file },
+            { spans, scores: scoreCount, droppedSpans: left.length - spans, droppedScores: scoresUnsent.length - scoreCount, file: written?.file, diskError: written?.error },
             'shutdown timeout: spooled what was not delivered for the next start',
           );
         } catch (err) {

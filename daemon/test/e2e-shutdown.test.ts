@@ -16,6 +16,8 @@ import { CLI, DaemonProcess, sendOverSocket, startDaemonProcess, tempDir } from 
 
 /** Preload that hangs the spool write like a stuck disk (see the file). */
 const HUNG_SPOOL_WRITE = fileURLToPath(new URL('./support/hung-spool-write.js', import.meta.url));
+/** Preload that fails the spool's writes with ENOSPC after its first chunk (see the file). */
+const ENOSPC_SPOOL_WRITE = fileURLToPath(new URL('./support/enospc-spool-write.js', import.meta.url));
 
 const KEYS = { LANGFUSE_PUBLIC_KEY: 'pk-lf-shut', LANGFUSE_SECRET_KEY: 'sk-lf-shut' };
 const spanLine = (i: number) =>
@@ -288,6 +290,47 @@ describe('spool when the disk fills up', () => {
       assert.equal(stopped?.dropped.shutdown, 30 - kept, 'what the disk did not take is counted as dropped');
     } finally {
       await d.stop('SIGKILL');
+      await fake.close();
+      tmp.cleanup();
+    }
+  });
+
+  test('a disk full at a chunk boundary (ENOSPC): the chunks it took are replayed, and only the rest is counted as dropped', async (t) => {
+    if (process.platform !== 'linux') return t.skip('the full disk is simulated through /proc/self/fd');
+    const tmp = tempDir();
+    const socket = join(tmp.dir, 'd.sock');
+    const spool = join(tmp.dir, 'spool');
+    const fake = await startFakeLangfuse({ publicKey: KEYS.LANGFUSE_PUBLIC_KEY, secretKey: KEYS.LANGFUSE_SECRET_KEY });
+    fake.mode({ status: 503 });
+    const env = { ...KEYS, LANGFUSE_HOST: fake.url };
+    // ~600 bytes a span: 3000 of them are two spool chunks (1 MiB each), the second refused.
+    const total = 3000;
+    const padded = Array.from({ length: total }, (_, i) => spanLine(i).replace('"name"', `"attributes":{"pad":"${'p'.repeat(500)}"},"name"`));
+    const d = await startDaemonProcess(
+      ['--socket', socket, '--http', '127.0.0.1:0', '--flush-interval', '10', '--shutdown-timeout', '3000', '--spool-dir', spool],
+      { ...env, DSPY_TEST_SPOOL_ENOSPC: '1' },
+      socket,
+      ['--import', ENOSPC_SPOOL_WRITE],
+    );
+    let second: DaemonProcess | undefined;
+    try {
+      await sendOverSocket(socket, padded);
+      await d.eventually(async () => assert.equal((await d.status()).spans.received, total));
+      d.child.kill('SIGTERM');
+      assert.deepEqual(await exitOrHang(d), { code: 0, signal: null });
+      assert.match(d.stderr, /ENOSPC/, 'the disk refused a write');
+      const stopped = d.logs.find((l) => l.msg === 'dspy-o11yd stopped') as { dropped: Record<string, number> } | undefined;
+      const dropped = stopped?.dropped.shutdown ?? 0;
+      fake.mode(null);
+      second = await startDaemonProcess(['--socket', join(tmp.dir, 'second.sock'), '--http', '127.0.0.1:0', '--flush-interval', '10', '--spool-dir', spool], env);
+      // The replay is queued before the daemon listens: all of it is received already.
+      const replayed = (await second.status()).spans.received;
+      assert.ok(replayed > 0, 'the chunk the disk took is replayed');
+      assert.equal(dropped + replayed, total, `each span dropped or replayed, never both (dropped ${dropped}, replayed ${replayed})`);
+      await fake.waitForSpans(replayed);
+    } finally {
+      await d.stop('SIGKILL');
+      await second?.stop('SIGKILL');
       await fake.close();
       tmp.cleanup();
     }

@@ -28,14 +28,18 @@ export interface SpoolWritten {
   /** How many of the spans and scores given are in it (all, unless `deadlineAt` came first). */
   readonly spans: number;
   readonly scores: number;
+  /** Why the write stopped early, when the disk refused it (ENOSPC, EIO): what it took is kept. */
+  readonly error?: string;
 }
 
 /**
  * Write a spool file: scores first (few, and nothing else keeps them), then spans, oldest first.
  * Past `deadlineAt` it stops at the chunk it is in and keeps what it wrote (whole lines): a slow
  * disk costs the newest spans, not the whole spool; so does a full disk (the whole lines it took
- * are kept, and counted). Written to a temporary name, then renamed, so
- * a crash mid-write never leaves a file that looks complete.
+ * are kept, and counted), and a write the disk refuses outright (ENOSPC once the disk is full at a
+ * chunk's end, EIO): the chunks it took before are kept and counted, never left as a `.tmp` that
+ * the next start would replay while this one counted it all as dropped. Written to a temporary
+ * name, then renamed, so a crash mid-write never leaves a file that looks complete.
  */
 export async function writeSpool(
   dir: string,
@@ -50,6 +54,11 @@ export async function writeSpool(
   const fh = await open(tmp, 'w', 0o600);
   let spansWritten = 0;
   let scoresWritten = 0;
+  /** Bytes on disk, all of them whole lines. */
+  let size = 0;
+  let refused: unknown;
+  /** The file cannot be cut back to its whole lines: it goes, and its records count as not written. */
+  let discard = false;
   try {
     let chunk = '';
     let current: Resource | undefined;
@@ -64,8 +73,6 @@ export async function writeSpool(
       chunk += line + '\n';
       kinds.push(kind);
     };
-    /** Bytes on disk. */
-    let size = 0;
     /** The disk took part of a chunk only (full): its whole lines are kept, nothing more is written. */
     let full = false;
     const write = async () => {
@@ -99,15 +106,26 @@ export async function writeSpool(
       add(q.line, q.resource, 'span');
     }
     if (chunk && !full && (Date.now() < deadlineAt || spansWritten + scoresWritten === 0)) await write();
+  } catch (err) {
+    refused = err;
+    // A failed write(2) may still have left bytes past the last whole line.
+    await fh.truncate(size).catch(() => (discard = true));
   } finally {
     await fh.close();
   }
-  if (spansWritten + scoresWritten === 0) {
+  if (discard || spansWritten + scoresWritten === 0) {
     await unlink(tmp).catch(() => undefined);
+    if (refused !== undefined) throw refused;
     return undefined;
   }
-  await rename(tmp, join(dir, name + SUFFIX));
-  return { file: join(dir, name + SUFFIX), spans: spansWritten, scores: scoresWritten };
+  const file = join(dir, name + SUFFIX);
+  // Not renamed, the `.tmp` would still be replayed at the next start (recoverSpoolTmp): gone, it matches the count.
+  await rename(tmp, file).catch(async (err: unknown) => {
+    await unlink(tmp).catch(() => undefined);
+    throw err;
+  });
+  const error = refused === undefined ? undefined : ((refused as NodeJS.ErrnoException).code ?? (refused as Error).message);
+  return { file, spans: spansWritten, scores: scoresWritten, ...(error === undefined ? {} : { error }) };
 }
 
 /** The instrumentation scope a spool's `hello` line holds ({@link writeSpool}), if any. */
