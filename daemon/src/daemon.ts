@@ -296,7 +296,9 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
         // Bounded here too: a stuck score request must not hold the exit; a repeated signal cuts it short.
         within(scores.stop(exportMs, hurried.signal), exportMs + CLOSE_GRACE_MS),
       ]);
-      const scoresUnsent = unsent === TIMED_OUT ? [] : unsent;
+      // Stuck past its bound: what it held is taken back all the same, to be spooled or counted.
+      if (unsent === TIMED_OUT) log.warn('shutdown: the score sender did not return after the deadline; giving up on its request');
+      const scoresUnsent = unsent === TIMED_OUT ? scores.abandon() : unsent;
       const dropLeft = (spans: number, scoreCount: number) => {
         stats.drop('shutdown', spans);
         stats.scoresDropped.shutdown += scoreCount;

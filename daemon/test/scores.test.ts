@@ -8,6 +8,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { ScoreRecord } from '@dspy-o11y/proto';
 import { scoreId, ScoreSender, toLangfuseScore, unsentScore, type ScoreSenderOptions } from '../src/export/scores.js';
 import type { Resource } from '../src/model.js';
@@ -380,5 +381,32 @@ describe('score units', () => {
       sender.submit(score({ traceId: TRACE, name: 'late', value: 1 }), NO_RESOURCE);
       assert.equal(stats.scoresDropped.shutdown, 1);
     });
+  });
+});
+
+describe('scores at a shutdown that outlasts the score sender', () => {
+  test('a score request stuck past the shutdown timeout: its score and the queued ones are spooled and delivered at the next start', async (t) => {
+    const tmp = tempDir();
+    const socket = join(tmp.dir, 'd.sock');
+    const spool = join(tmp.dir, 'spool');
+    const fake = await startFakeLangfuse({ publicKey: KEYS.LANGFUSE_PUBLIC_KEY, secretKey: KEYS.LANGFUSE_SECRET_KEY });
+    const env = { ...KEYS, LANGFUSE_HOST: fake.url };
+    const stuck = fileURLToPath(new URL('./support/stuck-score-request.js', import.meta.url));
+    const d = await startDaemonProcess(['--socket', socket, '--http', '127.0.0.1:0', '--shutdown-timeout', '1000', '--spool-dir', spool], { ...env, DSPY_TEST_STUCK_SCORES: '1' }, socket, ['--import', stuck]);
+    let next: DaemonProcess | undefined;
+    t.after(async () => {
+      await d.stop('SIGKILL');
+      await next?.stop('SIGKILL');
+      await fake.close();
+      tmp.cleanup();
+    });
+    const records = [0, 1, 2].map((i) => score({ traceId: TRACE, name: `stuck-${i}`, value: i }));
+    await sendOverSocket(socket, records.map((r) => JSON.stringify(r)));
+    await d.eventually(async () => assert.deepEqual([(await d.status()).scores.received, (await d.status()).scores.inFlight], [3, 1]));
+    d.child.kill('SIGTERM');
+    assert.deepEqual(await d.exited, { code: 0, signal: null });
+    next = await startDaemonProcess(['--socket', join(tmp.dir, 'next.sock'), '--http', '127.0.0.1:0', '--spool-dir', spool], env);
+    const stored = await fake.waitForScores(3, 10_000);
+    assert.deepEqual(stored.map((s) => (s.body as { name: string }).name).sort(), ['stuck-0', 'stuck-1', 'stuck-2']);
   });
 });

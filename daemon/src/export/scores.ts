@@ -157,6 +157,12 @@ export interface ScoreSink {
    * repeated SIGTERM), as for the span export loop.
    */
   stop(timeoutMs: number, cutShort?: AbortSignal): Promise<UnsentScore[]>;
+  /**
+   * `stop()` did not return in time (a request stuck past its abort): hand back every score not
+   * delivered yet, the one in flight included, so the caller spools or counts them; whatever that
+   * request does later changes no counter.
+   */
+  abandon(): UnsentScore[];
 }
 
 export interface ScoreSenderOptions {
@@ -210,6 +216,10 @@ export class ScoreSender implements ScoreSink {
   private readonly loggedRefusals = new Set<number>();
   /** Scores whose delivery the shutdown cut off, in order: stop() hands them back. */
   private readonly cutOff: PendingScore[] = [];
+  /** The score being delivered (sent, or waiting for its retry). */
+  private current: PendingScore | undefined;
+  /** abandon() handed everything back: later outcomes are not counted. */
+  private abandoned = false;
   private loggedInvalid = false;
   private closing = false;
   private active = false;
@@ -281,8 +291,19 @@ export class ScoreSender implements ScoreSink {
     const left = [...this.cutOff.splice(0), ...this.queue.drain()];
     this.state = 'stopped';
     await this.pool.close().catch(() => {});
-    const resources = new Map<string, Resource>();
-    return left.map((p) => unsentScore(JSON.parse(p.json) as LangfuseScoreBody, resources));
+    return unsent(left);
+  }
+
+  abandon(): UnsentScore[] {
+    this.closing = true;
+    this.abandoned = true;
+    this.stopping.abort();
+    const current = this.current && !this.cutOff.includes(this.current) ? [this.current] : [];
+    const left = [...this.cutOff.splice(0), ...current, ...this.queue.drain()];
+    this.current = undefined;
+    this.inFlight = 0;
+    this.state = 'stopped';
+    return unsent(left);
   }
 
   private drop(reason: ScoreDropReason): void {
@@ -291,12 +312,15 @@ export class ScoreSender implements ScoreSink {
 
   private async run(): Promise<void> {
     try {
-      for (let item = this.queue.shift(); item; item = this.queue.shift()) {
+      for (let item = this.queue.shift(); item && !this.abandoned; item = this.queue.shift()) {
         this.inFlight = 1;
+        this.current = item;
         await this.deliver(item);
+        this.current = undefined;
         this.inFlight = 0;
       }
     } finally {
+      this.current = undefined;
       this.inFlight = 0;
       this.active = false;
       if (this.state !== 'stopped') this.state = 'idle';
@@ -306,6 +330,8 @@ export class ScoreSender implements ScoreSink {
   private async deliver(item: PendingScore): Promise<void> {
     for (let retry = 0; ; retry++) {
       const outcome = await this.sendOnce(item);
+      // Already handed back by abandon(): spooled or counted there.
+      if (this.abandoned) return;
       if (outcome.kind === 'delivered') {
         this.stats.scoresExported++;
         this.lastError = undefined;
@@ -400,6 +426,16 @@ export class UnsupportedScoreSink implements ScoreSink {
   async stop(): Promise<UnsentScore[]> {
     return [];
   }
+
+  abandon(): UnsentScore[] {
+    return [];
+  }
+}
+
+/** Pending bodies back to wire records, one resource per environment. */
+function unsent(left: readonly PendingScore[]): UnsentScore[] {
+  const resources = new Map<string, Resource>();
+  return left.map((p) => unsentScore(JSON.parse(p.json) as LangfuseScoreBody, resources));
 }
 
 /** The score sink the configuration implies: Langfuse's scores API, or counting and dropping. */
