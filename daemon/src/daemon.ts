@@ -126,6 +126,9 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
     // whose spans interleaved) comes back many times: one object again, its bytes counted once, as
     // when it was queued. Counted with each `hello`, the spool no longer fit the queue it came from.
     const resources = new Map<string, Resource>();
+    // A full queue was spooled with the batches in flight then (the one being sent and the next,
+    // already taken): room for those, or the replay itself dropped what the bounds had held.
+    queue.lend(2 * config.batch.maxSpans, 2 * config.batch.maxBytes);
     spoolFiles = await replaySpool(config.spoolDir, {
       begin: () => {
         // A resource of its own even before a `hello`: the replayed spans are told apart by theirs.
@@ -154,6 +157,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
       end: () => splitter?.end(),
       skip: (path, why) => log.warn({ file: path, why }, 'a spool file could not be read: skipped and left in place'),
     });
+    queue.trimLoan();
     spooledSpans = queue.spans;
     spooledScores = stats.scoresReceived;
   }

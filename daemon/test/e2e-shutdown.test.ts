@@ -336,3 +336,46 @@ describe('spool when the disk fills up', () => {
     }
   });
 });
+
+describe('spool of a full queue', () => {
+  test('the batch in flight at shutdown is spooled with a full queue, and the replay drops none of it', async () => {
+    const tmp = tempDir();
+    const socket = join(tmp.dir, 'd.sock');
+    const spool = join(tmp.dir, 'spool');
+    const fake = await startFakeLangfuse({ publicKey: KEYS.LANGFUSE_PUBLIC_KEY, secretKey: KEYS.LANGFUSE_SECRET_KEY });
+    fake.mode({ status: 503 });
+    const env = { ...KEYS, LANGFUSE_HOST: fake.url };
+    const bounds = ['--queue-max-spans', '20', '--batch-max-spans', '5', '--flush-interval', '10', '--spool-dir', spool];
+    const d = await startDaemonProcess(['--socket', socket, '--http', '127.0.0.1:0', '--shutdown-timeout', '1000', ...bounds], env, socket);
+    let next: DaemonProcess | undefined;
+    try {
+      const all = lines(40);
+      // A batch waits for its retry (503)…
+      await sendOverSocket(socket, all.slice(0, 10));
+      await d.eventually(async () => assert.equal((await d.status()).exporter.state, 'backoff'));
+      // …while the queue fills up: 20 queued, the oldest dropped.
+      await sendOverSocket(socket, all.slice(10));
+      await d.eventually(async () => {
+        const s = await d.status();
+        assert.equal(s.spans.received, 40);
+        assert.equal(s.spans.queued, 20, JSON.stringify(s.spans));
+        assert.ok(s.spans.inFlight > 0);
+      });
+      d.child.kill('SIGTERM');
+      assert.deepEqual(await exitOrHang(d), { code: 0, signal: null });
+      const kept = spooledSpans(spool);
+      assert.ok(kept > 20, `${kept} spans spooled: the queue and the batch in flight`);
+      fake.mode(null);
+      next = await startDaemonProcess(['--socket', join(tmp.dir, 'next.sock'), '--http', '127.0.0.1:0', ...bounds], env);
+      const s = await next.status();
+      assert.equal(s.spans.received, kept);
+      assert.equal(s.spans.dropped.queue_overflow ?? 0, 0, 'what the bounds held at shutdown is not dropped at the replay');
+      await fake.waitForSpans(kept);
+    } finally {
+      await d.stop('SIGKILL');
+      await next?.stop('SIGKILL');
+      await fake.close();
+      tmp.cleanup();
+    }
+  });
+});

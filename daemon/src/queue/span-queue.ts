@@ -37,6 +37,9 @@ export class SpanQueue {
    * partial batch for as long as the step.
    */
   pendingSince = 0;
+  /** Room over the bounds lent to a spool's replay ({@link lend}), given back as spans leave for export. */
+  private lentSpans = 0;
+  private lentBytes = 0;
 
   constructor(
     readonly bounds: QueueBounds,
@@ -65,7 +68,7 @@ export class SpanQueue {
     }
     let droppedSpans = 0;
     let droppedBytes = 0;
-    while (this.count >= this.bounds.maxSpans || this.byteCount + item.bytes > this.bounds.maxBytes) {
+    while (this.count >= this.bounds.maxSpans + this.lentSpans || this.byteCount + item.bytes > this.bounds.maxBytes + this.lentBytes) {
       droppedBytes += this.dropOldest();
       droppedSpans++;
     }
@@ -89,7 +92,25 @@ export class SpanQueue {
       out.push(this.shift());
       bytes += next;
     }
+    this.trimLoan();
     return out;
+  }
+
+  /**
+   * Let the queue hold up to `spans` / `bytes` more than its bounds: for a spool's replay, which
+   * holds a full queue plus the batches in flight at shutdown (outside the queue then). Call
+   * {@link trimLoan} once the replay is queued: what it did not use is taken back at once, the
+   * rest as spans leave for export, so the apps' spans find the queue as the shutdown left it.
+   */
+  lend(spans: number, bytes: number): void {
+    this.lentSpans = spans;
+    this.lentBytes = bytes;
+  }
+
+  /** Shrink the loan to what the queue holds over its bounds now; it never grows back. */
+  trimLoan(): void {
+    this.lentSpans = Math.max(0, Math.min(this.lentSpans, this.count - this.bounds.maxSpans));
+    this.lentBytes = Math.max(0, Math.min(this.lentBytes, this.byteCount - this.bounds.maxBytes));
   }
 
   /**
@@ -110,7 +131,7 @@ export class SpanQueue {
     this.pendingSince = -Infinity;
     let droppedSpans = 0;
     let droppedBytes = 0;
-    while (this.count > this.bounds.maxSpans || this.byteCount > this.bounds.maxBytes) {
+    while (this.count > this.bounds.maxSpans + this.lentSpans || this.byteCount > this.bounds.maxBytes + this.lentBytes) {
       droppedBytes += this.dropOldest();
       droppedSpans++;
     }
@@ -123,6 +144,7 @@ export class SpanQueue {
   dropOldestOne(): number {
     if (this.count === 0) return 0;
     const bytes = this.dropOldest();
+    this.trimLoan();
     this.onDrop(1, bytes);
     return bytes;
   }
