@@ -161,11 +161,23 @@ export const StatsRecord = z.object({
 });
 export type StatsRecord = z.infer<typeof StatsRecord>;
 
+/**
+ * Langfuse's rule for a score id (its ingestion `idSchema`): 1 to 800 characters (room for its
+ * storage key) and no carriage return. Checked here, the record is counted invalid with a reason
+ * at ingest instead of coming back as a 400 from Langfuse.
+ */
+export const MAX_SCORE_ID_LENGTH = 800;
+const ScoreId = z
+  .string()
+  .min(1)
+  .max(MAX_SCORE_ID_LENGTH, `must be at most ${MAX_SCORE_ID_LENGTH} characters (Langfuse's limit)`)
+  .refine((id) => !id.includes('\r'), 'must not contain a carriage return (Langfuse refuses it)');
+
 /** A Langfuse score (sent by the daemon to `POST /api/public/scores`). */
 export const ScoreRecord = z.object({
   v: version,
   type: z.literal('score'),
-  id: z.string().min(1).optional(),
+  id: ScoreId.optional(),
   traceId: TraceId.optional(),
   observationId: SpanId.optional(),
   sessionId: z.string().optional(),
