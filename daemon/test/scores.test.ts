@@ -9,7 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { ScoreRecord } from '@dspy-o11y/proto';
+import { parseLine, type ScoreRecord } from '@dspy-o11y/proto';
 import { scoreId, ScoreSender, toLangfuseScore, unsentScore, type ScoreSenderOptions } from '../src/export/scores.js';
 import type { Resource } from '../src/model.js';
 import { createLogger } from '../src/log.js';
@@ -299,11 +299,16 @@ describe('score units', () => {
       [score({ traceId: TRACE, name: 'b', value: true }), NO_RESOURCE],
       [score({ traceId: TRACE, name: 'b', value: 0, dataType: 'BOOLEAN' }), { attributes: { 'deployment.environment.name': '!!!' } }],
       [score({ sessionId: 's', name: 'c', value: 'good', dataType: 'CATEGORICAL', id: 'my-id' }), { attributes: { 'deployment.environment.name': 'eu-prod' } }],
+      // Within the first millisecond of 1970: valid on the wire, its timestamp 0 ms.
+      [score({ traceId: TRACE, name: 't', value: 1, timeUnixNano: '999999' }), NO_RESOURCE],
     ];
     const unsent = cases.map(([record, resource]) => {
       const first = toLangfuseScore(record, resource);
       assert.ok(first.ok);
       const back = unsentScore(first.body, resources);
+      // The spool replays it through ingest: it must pass the wire schema again.
+      const line = parseLine(JSON.stringify(back.record));
+      assert.ok(line.ok, line.ok ? '' : line.message);
       const again = toLangfuseScore(back.record, back.resource);
       assert.ok(again.ok);
       assert.deepEqual(again.body, first.body);

@@ -134,7 +134,11 @@ export function unsentScore(body: LangfuseScoreBody, resources: Map<string, Reso
   if (body.sessionId) record.sessionId = body.sessionId;
   if (body.dataType) record.dataType = body.dataType;
   if (body.comment !== undefined) record.comment = body.comment;
-  if (body.timestamp) record.timeUnixNano = `${Date.parse(body.timestamp)}000000`;
+  if (body.timestamp) {
+    // Millisecond 0 (a time within the first ms of 1970) as "1": the wire format has no 0, and "0000000" made the spooled record invalid at replay.
+    const ms = Date.parse(body.timestamp);
+    record.timeUnixNano = ms > 0 ? `${ms}000000` : '1';
+  }
   const env = body.environment ?? '';
   let resource = env === '' ? EMPTY_RESOURCE : resources.get(env);
   if (!resource) resources.set(env, (resource = { attributes: { [RESOURCE.environment]: env } }));
