@@ -407,7 +407,8 @@ function buildHttp(config: DaemonConfig, sink: RecordSink, stats: Stats, log: Lo
   // Bodies stay raw: each route frames and validates them itself (NDJSON lines). The OTLP routes
   // read any media type in a scope of their own; here protobuf was read as NDJSON lines, answered
   // 202 to an OpenTelemetry exporter pointed at /v1/ingest, and its spans were lost as invalid JSON.
-  app.addContentTypeParser(['application/json', 'application/x-ndjson'], { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+  // Protobuf is read only for /v1/ingest to refuse it with a message naming /v1/traces (http.ts).
+  app.addContentTypeParser(['application/json', 'application/x-ndjson', 'application/x-protobuf'], { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
   // DNS rebinding: a web page whose name is re-pointed at 127.0.0.1 reaches a loopback listener
   // from the user's browser as its own origin, and read /v1/tail's live prompts (loopback needs no
   // token). A client of a loopback listener names it by an address or localhost in Host.

@@ -99,6 +99,30 @@ describe('POST /v1/ingest bodies', () => {
     assert.equal(await invalid('invalid_json'), before.json);
   });
 
+  test('an OTLP/JSON body ({"resourceSpans": …}) posted to /v1/ingest is 415 naming /v1/traces, not one invalid record in a 202', async () => {
+    // A 202 told the exporter its spans were delivered; they were one `unsupported_version` record.
+    const invalid = (reason: string) => d.metric('dspy_o11yd_records_invalid_total', { transport: 'http', reason });
+    const before = { body: await invalid('invalid_body'), version: await invalid('unsupported_version') };
+    const otlp = JSON.stringify({
+      resourceSpans: [{ scopeSpans: [{ spans: [{ traceId: 'e'.repeat(32), spanId: 'e000000000000001', name: 'otel', startTimeUnixNano: '1732700000000000000', endTimeUnixNano: '1732700000000000005' }] }] }],
+    });
+    const r = await post(otlp, { 'content-type': 'application/json' });
+    assert.equal(r.status, 415, JSON.stringify(r.body));
+    assert.match(r.body.error ?? '', /\/v1\/traces/);
+    const gz = await post(gzipSync(otlp), { 'content-type': 'application/json', 'content-encoding': 'gzip' });
+    assert.equal(gz.status, 415, JSON.stringify(gz.body));
+    assert.equal((await invalid('invalid_body')) - before.body, 2);
+    assert.equal(await invalid('unsupported_version'), before.version);
+    // The protobuf case names the right path too.
+    const pb = await fetch(`${d.httpUrl}/v1/ingest`, { method: 'POST', headers: { 'content-type': 'application/x-protobuf' }, body: Buffer.from([0x0a, 0x00]) });
+    assert.equal(pb.status, 415);
+    assert.match(((await pb.json()) as { error?: string; message?: string }).message ?? '', /\/v1\/traces/);
+    // A native record that merely has a field of that name is still a record.
+    const own = await post(JSON.stringify({ ...JSON.parse(span('c00000000000000f')), resourceSpans: [] }), { 'content-type': 'application/json' });
+    assert.equal(own.status, 202);
+    assert.equal(own.body.accepted, 1);
+  });
+
   test("Langfuse's OTLP path with an exporter other than langfuse: Basic credentials are not checked (no project to compare them with)", async () => {
     const before = await d.metric('dspy_o11yd_records_received_total', { transport: 'otlp', type: 'span' });
     const body = JSON.stringify({

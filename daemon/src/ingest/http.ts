@@ -20,6 +20,18 @@ export interface IngestAnswer {
 const MAX_LISTED_ERRORS = 10;
 
 /**
+ * What an OpenTelemetry exporter pointed at /v1/ingest instead of /v1/traces gets: a 4xx it logs
+ * (a 202 told it its spans were delivered, while they were one invalid record). Answered 415 as
+ * RFC 9110 allows after inspecting the data: the format, not the media type, is not this route's.
+ */
+export const OTLP_ON_INGEST_MESSAGE = 'this is an OTLP trace export: send it to /v1/traces (OTLP/HTTP); /v1/ingest takes the native NDJSON/JSON records';
+const PROTOBUF = 'application/x-protobuf';
+
+/** A top-level OTLP/JSON ExportTraceServiceRequest: an object with `resourceSpans` and no record `type`. */
+const isOtlpJson = (value: unknown): boolean =>
+  typeof value === 'object' && value !== null && !Array.isArray(value) && Object.hasOwn(value, 'resourceSpans') && !Object.hasOwn(value, 'type');
+
+/**
  * A body within the size limit can hold millions of tiny records (32 MiB of `0\n`): read in one
  * go it held the event loop for seconds (socket ingest, export, /healthz all waiting; a liveness
  * probe with a 1 s timeout failed). It is read in slices, yielding in between.
@@ -56,6 +68,11 @@ export function registerIngestRoutes(app: FastifyInstance, sink: RecordSink, max
   };
 
   app.post('/v1/ingest', async (request, reply) => {
+    const mediaType = String(request.headers['content-type'] ?? '').trimStart().toLowerCase();
+    if (mediaType.startsWith(PROTOBUF)) {
+      sink.rejectBody('http', 'invalid_body');
+      return reply.code(415).send({ error: 'Unsupported Media Type', message: OTLP_ON_INGEST_MESSAGE });
+    }
     const decoded = await decodeBody(Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0), String(request.headers['content-encoding'] ?? ''), maxBodyBytes);
     if (!Buffer.isBuffer(decoded)) {
       sink.rejectBody('http', decoded.status === 413 ? 'too_large' : 'invalid_body');
@@ -65,7 +82,7 @@ export function registerIngestRoutes(app: FastifyInstance, sink: RecordSink, max
     const session = sink.session('http');
     const { answer, count } = tally();
     // Media types are case-insensitive (RFC 9110 §8.3.1).
-    if (String(request.headers['content-type'] ?? '').trimStart().toLowerCase().startsWith('application/json')) {
+    if (mediaType.startsWith('application/json')) {
       let value: unknown;
       try {
         const text = body.toString('utf8');
@@ -75,6 +92,10 @@ export function registerIngestRoutes(app: FastifyInstance, sink: RecordSink, max
         const message = `body is not JSON: ${(err as Error).message}`;
         sink.rejectInvalidJson(session, message);
         return reply.code(400).send({ error: message });
+      }
+      if (isOtlpJson(value)) {
+        sink.rejectBody('http', 'invalid_body');
+        return reply.code(415).send({ error: OTLP_ON_INGEST_MESSAGE });
       }
       const records = Array.isArray(value) ? value : [value];
       // Queue bytes: each record gets its share of the body. No record can be longer than a body
