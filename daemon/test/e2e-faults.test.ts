@@ -210,6 +210,25 @@ describe('faults', () => {
     }
   });
 
+  test('a client that hangs in the middle of a line over --max-record-bytes (being skipped) is closed after --partial-line-timeout too, counted once as too_large', async () => {
+    const d = await start(['--partial-line-timeout', '300', '--max-record-bytes', '64']);
+    const hung = connect(socket);
+    try {
+      await once(hung, 'connect');
+      // Past the limit at once: the daemon skips to the newline, holding nothing, and the client never sends it.
+      hung.write(spanLine(1) + '\n' + 'x'.repeat(500));
+      const closed = once(hung, 'close');
+      hung.resume();
+      await closed;
+      const invalid = (reason: string) => d.metric('dspy_o11yd_records_invalid_total', { transport: 'uds', reason });
+      assert.equal(await invalid('too_large'), 2, 'the span line (over 64 bytes) and the skipped one');
+      assert.equal(await invalid('incomplete'), 0, 'the skipped line was counted already');
+      assert.equal((await d.status()).connections.open, 0);
+    } finally {
+      hung.destroy();
+    }
+  });
+
   test('a client that sends part of a record and then nothing is closed after --partial-line-timeout; idle clients between records are not', async () => {
     const d = await start(['--partial-line-timeout', '300']);
     const hung = connect(socket);

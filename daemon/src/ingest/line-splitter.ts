@@ -92,8 +92,14 @@ export class LineSplitter {
     return this.partialBytes > 0;
   }
 
+  /** Whether a line over the limit is being skipped, its newline not received yet. */
+  get skipping(): boolean {
+    return this.discarding;
+  }
+
   /** Bytes held (a partial line); connections that end without a newline drop them with this. */
   discard(): void {
+    this.discarding = false;
     this.resetPartial();
   }
 

@@ -143,9 +143,14 @@ export async function listenSocket(
     // Node re-arms this on every read; 'timeout' only reports the idle time, closing is ours.
     if (partialLineTimeoutMs > 0) socket.setTimeout(partialLineTimeoutMs);
     socket.on('timeout', () => {
-      if (!splitter.holding) return;
-      sink.rejectIncomplete(session);
-      log.warn({ idleMs: partialLineTimeoutMs }, 'a socket client sent part of a record and then nothing: connection closed, the part counted invalid (incomplete)');
+      // A line being skipped (over --max-record-bytes, already counted too_large) holds no bytes
+      // but is no more a record boundary: a client hung there kept its connection for ever.
+      if (splitter.skipping) {
+        log.warn({ idleMs: partialLineTimeoutMs }, 'a socket client sent part of a record over --max-record-bytes and then nothing: connection closed (the record was counted too_large)');
+      } else if (splitter.holding) {
+        sink.rejectIncomplete(session);
+        log.warn({ idleMs: partialLineTimeoutMs }, 'a socket client sent part of a record and then nothing: connection closed, the part counted invalid (incomplete)');
+      } else return;
       splitter.discard();
       socket.destroy();
     });
