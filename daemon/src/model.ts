@@ -88,8 +88,9 @@ export class QueuedSpan {
    * A span from its line (the bytes are copied into a slab, followed by a newline, so that
    * consecutive spans form NDJSON that {@link joinLines} copies in one go).
    *
-   * The size is measured, not taken from the wire: invalid UTF-8 on the wire was decoded to
-   * U+FFFD (3 bytes each), which is what was validated and what is queued.
+   * The size is measured from the string, not taken from the wire: the string is what was
+   * validated and what is queued (ingest refuses lines that are not UTF-8; were one to get here,
+   * its bad bytes would be U+FFFD, 3 bytes each).
    * `ascii`: the line is known to be ASCII (its UTF-8 bytes are its characters, copied as latin1).
    * `resourceBytes`: see {@link resourceBytes}.
    */

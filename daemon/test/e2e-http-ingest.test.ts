@@ -135,6 +135,24 @@ describe('POST /v1/ingest bodies', () => {
     assert.equal(await d.metric('dspy_o11yd_records_received_total', { transport: 'otlp', type: 'span' }), before + 1);
   });
 
+  test('invalid UTF-8 is refused as OTLP/JSON refuses it: an NDJSON line counts invalid_json, a JSON body is 400', async () => {
+    // Replaced by U+FFFD, the record was accepted with text its sender never wrote (DESIGN §2: UTF-8).
+    const invalidJson = () => d.metric('dspy_o11yd_records_invalid_total', { transport: 'http', reason: 'invalid_json' });
+    const before = await invalidJson();
+    const good = span('c000000000000010', 'caf\u00e9');
+    const [head, tail] = span('c000000000000011', 'NAME').split('NAME') as [string, string];
+    const bad = Buffer.concat([Buffer.from(head), Buffer.from([0x63, 0xff, 0xfe, 0x64]), Buffer.from(tail)]);
+    const r = await post(Buffer.concat([Buffer.from(good + '\n'), bad, Buffer.from('\n')]), { 'content-type': 'application/x-ndjson' });
+    assert.equal(r.status, 202);
+    assert.deepEqual({ accepted: r.body.accepted, rejected: r.body.rejected }, { accepted: 1, rejected: 1 });
+    assert.equal(r.body.errors![0]!.index, 1);
+    assert.match(r.body.errors![0]!.message, /invalid_json: .*UTF-8/);
+    const json = await post(Buffer.concat([Buffer.from('['), bad, Buffer.from(']')]), { 'content-type': 'application/json' });
+    assert.equal(json.status, 400);
+    assert.match(json.body.error ?? '', /UTF-8/);
+    assert.equal((await invalidJson()) - before, 2);
+  });
+
   test('the JSON media type is matched case-insensitively', async () => {
     const r = await post(`[${span('c000000000000005')},${span('c000000000000006')}]`, { 'content-type': 'Application/JSON; charset=utf-8' });
     assert.equal(r.status, 202);

@@ -6,6 +6,7 @@
  * beyond the body limit. Each body is its own session: a `hello` applies to the records after it
  * in the same body.
  */
+import { isUtf8 } from 'node:buffer';
 import type { FastifyInstance } from 'fastify';
 import { decodeBody } from './content-encoding.js';
 import { LineSplitter } from './line-splitter.js';
@@ -85,6 +86,8 @@ export function registerIngestRoutes(app: FastifyInstance, sink: RecordSink, max
     if (mediaType.startsWith('application/json')) {
       let value: unknown;
       try {
+        // Refused like an OTLP/JSON body: decoded, bad bytes became U+FFFD in accepted records.
+        if (!isUtf8(body)) throw new Error('the body is not valid UTF-8');
         const text = body.toString('utf8');
         // A leading BOM is ignored, as in NDJSON (line-splitter.ts): JSON.parse refuses it.
         value = JSON.parse(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text);

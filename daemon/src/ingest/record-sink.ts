@@ -4,6 +4,7 @@
  * sampling, and the push into the queue. A bad record is counted with its reason and dropped;
  * nothing here throws back into a transport.
  */
+import { isUtf8 } from 'node:buffer';
 import { ATTR, RESOURCE, keepTrace, newSpanId, parseLine, validateRecord, type AttributeValue, type Attributes, type EventRecord, type ScoreRecord, type SpanRecord, type ValidationResult, type WireRecord } from '@dspy-o11y/proto';
 import { oncePer, type Logger } from '../log.js';
 import { EMPTY_RESOURCE, QueuedSpan, queuedSpan, type Resource } from '../model.js';
@@ -25,6 +26,9 @@ export interface IngestSession {
 }
 
 export type Rejection = { reason: string; message: string };
+
+/** A line whose bytes are not UTF-8: no JSON text (RFC 8259 §8.1), so `invalid_json`. */
+const NOT_UTF8: ValidationResult = { ok: false, reason: 'invalid_json', message: 'not JSON: the line is not valid UTF-8' };
 
 /**
  * Other keys a sender may state a default's value under, all read by Langfuse (the older
@@ -114,6 +118,10 @@ export class RecordSink {
 
   /** One NDJSON line (bytes without the newline; `ascii` when known to be ASCII). Returns the rejection, if any. */
   acceptLine(session: IngestSession, buf: Buffer, start: number, end: number, ascii = false): Rejection | undefined {
+    // The wire is UTF-8 (DESIGN §2; RFC 8259 §8.1), as OTLP/JSON requires it: decoded, bad bytes
+    // became U+FFFD and the record was accepted with text its sender never wrote. Checked only
+    // for lines not known to be ASCII (a SIMD scan).
+    if (!ascii && !isUtf8(buf.subarray(start, end))) return this.accept(session, NOT_UTF8, end - start);
     // For ASCII bytes latin1 gives the same string as UTF-8, by copying instead of decoding.
     const line = buf.toString(ascii ? 'latin1' : 'utf8', start, end);
     // A valid span is queued as its wire line itself (model.ts), not re-serialized.
