@@ -170,6 +170,7 @@ const ConfigSchema = z.object({
   maxRecordBytes: int(64),
   partialLineTimeout: ms(0),
   maxConnections: int(0),
+  httpMaxConnections: int(0),
   httpReadTimeout: int(1),
   ingestToken: ingestToken.optional(),
   logLevel: oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
@@ -196,6 +197,15 @@ export type RawConfig = { [K in keyof z.input<typeof ConfigSchema>]?: string };
  */
 export const DEFAULT_MAX_CONNECTIONS = 512;
 
+/**
+ * `--http-max-connections` by default: a cap of its own (a shared count would let HTTP clients
+ * refuse socket apps). HTTP connections go after seconds (idle keep-alive, --http-read-timeout),
+ * but a client opening them faster than that held as many descriptors as it liked. 256 with the
+ * socket's 512 + 64 leaves ~190 of the lowest usual hard limit (1024) for the exporter, the
+ * spool, logs and the daemon itself.
+ */
+export const DEFAULT_HTTP_MAX_CONNECTIONS = 256;
+
 export const OPTIONS: readonly OptionSpec[] = [
   { key: 'socket', flag: '--socket', env: ['DSPY_O11YD_SOCKET'], default: '/tmp/dspy-o11yd.sock', help: "Unix socket to listen on ('' disables)" },
   { key: 'http', flag: '--http', env: ['DSPY_O11YD_HTTP'], default: '127.0.0.1:4318', help: "HTTP host:port for /v1/ingest, /v1/traces and ops ('' disables)" },
@@ -221,6 +231,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'maxRecordBytes', flag: '--max-record-bytes', env: ['DSPY_O11YD_MAX_RECORD_BYTES'], default: String(1024 * 1024), help: 'longest accepted record line' },
   { key: 'partialLineTimeout', flag: '--partial-line-timeout', env: ['DSPY_O11YD_PARTIAL_LINE_TIMEOUT'], default: '60000', help: 'ms a socket connection may hold part of a record without sending more; then it is closed and the part counted invalid (incomplete); 0 disables' },
   { key: 'maxConnections', flag: '--max-connections', env: ['DSPY_O11YD_MAX_CONNECTIONS'], default: String(DEFAULT_MAX_CONNECTIONS), help: 'Unix socket connections open at once at most (an app holds one); past it a new one gets EOF at once, what it already wrote is still read, and it is counted in connections_refused_total; 0: no limit' },
+  { key: 'httpMaxConnections', flag: '--http-max-connections', env: ['DSPY_O11YD_HTTP_MAX_CONNECTIONS'], default: String(DEFAULT_HTTP_MAX_CONNECTIONS), help: 'HTTP connections open at once at most (keep-alive ones included); past it a new one is closed unanswered (the client retries) and counted in connections_refused_total{transport="http"}; 0: no limit' },
   { key: 'httpReadTimeout', flag: '--http-read-timeout', env: ['DSPY_O11YD_HTTP_READ_TIMEOUT'], default: '30000', help: 'ms an HTTP request may take to arrive whole; a slower one is answered 408 and closed (a client that stalls mid-body must not hold its memory)' },
   { key: 'ingestToken', flag: '--ingest-token', env: ['DSPY_O11YD_INGEST_TOKEN'], help: "bearer token required on HTTP ingest (/v1/ingest, /v1/traces; Langfuse's OTLP path also takes the daemon's Langfuse keys), /v1/status and /v1/tail (required when --http is not loopback)" },
   { key: 'logLevel', flag: '--log-level', env: ['DSPY_O11YD_LOG_LEVEL'], default: 'info', help: 'fatal | error | warn | info | debug | trace | silent' },
@@ -253,6 +264,8 @@ export interface DaemonConfig {
   partialLineTimeoutMs: number;
   /** Unix socket connections open at once at most (0: no limit). */
   maxConnections: number;
+  /** HTTP connections open at once at most (0: no limit); counted apart from the socket's. */
+  httpMaxConnections: number;
   /** ms an HTTP request may take to arrive whole (Fastify's requestTimeout). */
   httpReadTimeoutMs: number;
   ingestToken?: string;
@@ -429,6 +442,7 @@ export function resolveConfig(flags: RawConfig, env: NodeJS.ProcessEnv = process
     maxRecordBytes: c.maxRecordBytes,
     partialLineTimeoutMs: c.partialLineTimeout,
     maxConnections: c.maxConnections,
+    httpMaxConnections: c.httpMaxConnections,
     httpReadTimeoutMs: c.httpReadTimeout,
     ingestToken: c.ingestToken,
     logLevel: c.logLevel,

@@ -359,6 +359,28 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
   return { config, stats, exporter, httpUrl, status, stop, hurry: () => hurried.abort() };
 }
 
+/** One warning about refused HTTP connections per this many ms at most. */
+const HTTP_REFUSED_LOG_MS = 10_000;
+
+/**
+ * --http-max-connections, by Node's own cap: past it a connection is closed as it is accepted,
+ * unread. Unlike the socket's refusal (EOF, then reading what the SDK already wrote), nothing is
+ * lost: an HTTP client sees no answer and sends its request again.
+ */
+function limitHttpConnections(app: FastifyInstance, max: number, stats: Stats, log: Logger): void {
+  if (max <= 0) return;
+  app.server.maxConnections = max;
+  const warnNow = oncePer(HTTP_REFUSED_LOG_MS);
+  let refusedSince = 0;
+  app.server.on('drop', () => {
+    stats.connectionsRefused.add(['http']);
+    refusedSince++;
+    if (!warnNow()) return;
+    log.warn({ maxConnections: max, refused: refusedSince }, `HTTP connections at --http-max-connections (${max}): new ones are closed unanswered until some close (clients retry). A client that opens connections and holds them takes the others' slots; if that many clients share this daemon, raise --http-max-connections`);
+    refusedSince = 0;
+  });
+}
+
 /** Ingest routes, by the transport their records are counted under. */
 const INGEST_ROUTES: Readonly<Record<string, 'http' | 'otlp'>> = { '/v1/ingest': 'http', [OTLP_TRACES_PATH]: 'otlp', [LANGFUSE_TRACES_PATH]: 'otlp' };
 
@@ -398,6 +420,7 @@ function buildHttp(config: DaemonConfig, sink: RecordSink, stats: Stats, log: Lo
     // timeout fired after 30 to 90 s. Checked at least every second here.
     serverFactory: (handler) => createHttpServer({ requestTimeout: readTimeoutMs, connectionsCheckingInterval: Math.min(1_000, readTimeoutMs) }, handler),
   });
+  limitHttpConnections(app, config.httpMaxConnections, stats, log);
   // Once closing, answers close their connection: a keep-alive one would otherwise hold the close.
   app.addHook('onSend', async (_request, reply, payload) => {
     if (!app.server.listening) void reply.header('connection', 'close');

@@ -90,6 +90,35 @@ describe('connection caps', () => {
     assert.equal((await d.status()).connections.refused, 1);
   });
 
+  test('--http-max-connections 2: a 3rd HTTP connection is closed unanswered, counted under transport http with a warning naming the flag; once one closes, requests are served again', async () => {
+    const d = (daemon = await startDaemonProcess(['--socket', '', '--http', '127.0.0.1:0', '--exporter', 'console', '--http-max-connections', '2'], {}));
+    const { hostname, port } = new URL(d.httpUrl);
+    /** A raw TCP connection to the HTTP listener, and everything it receives until it closes. */
+    const tcp = async () => {
+      const c = connect(Number(port), hostname);
+      clients.push(c);
+      let received = '';
+      c.setEncoding('utf8').on('data', (chunk: string) => (received += chunk));
+      c.on('error', () => undefined);
+      // A reset or an EOF, either way closed ('close' comes after 'error', which once() would reject on).
+      const closed = new Promise<string>((resolve) => c.once('close', () => resolve(received)));
+      await within(once(c, 'connect'), 'connect');
+      return { c, closed };
+    };
+    // Two that send nothing (a leaking client, or a slow-loris one) hold both slots.
+    const held = [await tcp(), await tcp()];
+    const third = await tcp();
+    third.c.write(`GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`);
+    assert.equal(await within(third.closed, 'the 3rd connection closed'), '', 'closed without an answer');
+    held.forEach((h) => h.c.destroy());
+    await d.eventually(async () => assert.equal((await fetch(`${d.httpUrl}/healthz`)).status, 200), 20_000);
+    // At least the 3rd: a request above may have come before the daemon saw the two close.
+    assert.ok((await d.metric('dspy_o11yd_connections_refused_total', { transport: 'http' })) >= 1);
+    assert.equal(await d.metric('dspy_o11yd_connections_refused_total', { transport: 'uds' }), 0);
+    const warning = await d.waitForLog((l) => /--http-max-connections \(2\)/.test(l.msg), 20_000);
+    assert.equal(warning.level, 40);
+  });
+
   test('--max-connections 0 (here from its env twin) is no limit; the default is 512', async () => {
     const d = (daemon = await startDaemonProcess(['--socket', socket, '--http', '127.0.0.1:0', '--exporter', 'console'], { DSPY_O11YD_MAX_CONNECTIONS: '0' }, socket));
     const all = await Promise.all(Array.from({ length: 8 }, () => open()));

@@ -55,7 +55,7 @@ export function createMetrics(stats: Stats, queue: () => QueueGauges, connection
   fromCounts('scores_dropped_total', 'Scores dropped, by reason', ['reason'], () => SCORE_DROP_REASONS.map((reason) => [{ reason }, stats.scoresDropped[reason]] as [Record<'reason', string>, number]));
   fromCounts('langfuse_repairs_total', 'Span values Langfuse would silently drop, repaired or removed before export', ['reason'], () => stats.repairs.entries());
   fromCounts('requests_refused_total', "HTTP requests refused (401: --ingest-token, the daemon's Langfuse keys), by transport (http, otlp, other) and reason", ['transport', 'reason'], () => stats.requestsRefused.entries());
-  fromCounts('connections_refused_total', 'Connections refused past the cap, by transport (uds: --max-connections)', ['transport'], () => stats.connectionsRefused.entries());
+  fromCounts('connections_refused_total', 'Connections refused past the cap, by transport (uds: --max-connections, http: --http-max-connections)', ['transport'], () => stats.connectionsRefused.entries());
 
   const gauge = (name: string, help: string, read: () => number) =>
     new Gauge({ name: P + name, help, registers: [registry], collect() { this.set(read()); } });
