@@ -2,6 +2,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { spawn, spawnSync } from 'node:child_process';
 import { createServer, request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -10,6 +11,7 @@ import { VERSION } from '../src/version.js';
 import { startFakeLangfuse } from './support/fake-langfuse.js';
 import { CLI, postIngest, runCli, sendOverSocket, startDaemonProcess, tempDir } from './support/daemon-process.js';
 
+const RENDEZVOUS = fileURLToPath(new URL('./support/stale-socket-rendezvous.js', import.meta.url));
 const span = (id: string, name = 'cli') =>
   JSON.stringify({ v: 1, type: 'span', traceId: 'b'.repeat(32), spanId: id, name, startTimeUnixNano: '1732700000000000000', endTimeUnixNano: '1732700000000000005' });
 
@@ -159,6 +161,32 @@ describe('cli', () => {
     assert.match(second.stderr, /already listening on/);
     assert.equal((await d.stop()).code, 0);
     tmp.cleanup();
+  });
+
+  test('two daemons starting at once on a stale socket file: exactly one serves, the other exits 1 with a clear line', async () => {
+    const tmp = tempDir();
+    const socket = join(tmp.dir, 'd.sock');
+    const rendezvous = join(tmp.dir, 'rendezvous');
+    mkdirSync(rendezvous);
+    spawnSync(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(socket)}, () => process.kill(process.pid, 'SIGKILL'))`]);
+    assert.ok(existsSync(socket), 'the stale socket file is there');
+    // Both judge the file stale before either removes it: each removed it, and the second the first's live one.
+    const env = { DSPY_TEST_RENDEZVOUS_DIR: rendezvous, DSPY_TEST_RENDEZVOUS_SOCKET: socket };
+    const start = () => startDaemonProcess(['--socket', socket, '--http', ''], env, socket, ['--import', RENDEZVOUS]);
+    const [a, b] = await Promise.allSettled([start(), start()]);
+    const started = [a, b].filter((r) => r.status === 'fulfilled').map((r) => r.value);
+    const failed = [a, b].filter((r) => r.status === 'rejected').map((r) => String(r.reason));
+    try {
+      assert.equal(started.length, 1, `exactly one serves (${started.length} started)`);
+      assert.match(failed[0]!, /daemon exited \(1\)/);
+      assert.match(failed[0]!, /already listening on|starting on/);
+      // The socket file is the one that serves: records sent there arrive.
+      await sendOverSocket(socket, [span('b000000000000002')]);
+      await started[0]!.eventually(() => assert.ok(started[0]!.stdout.includes('b000000000000002')));
+    } finally {
+      for (const d of started) assert.equal((await d.stop()).code, 0);
+      tmp.cleanup();
+    }
   });
 
   test('an --http port another process holds: one line naming the flag, exit 1, no socket file left', async () => {

@@ -3,8 +3,11 @@
  * stream with its own `hello` resource. Reads as fast as the kernel delivers; nothing here waits
  * on export.
  */
+import { createHash } from 'node:crypto';
+import { realpathSync } from 'node:fs';
 import { chmod, lstat, unlink } from 'node:fs/promises';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { basename, dirname } from 'node:path';
 import { oncePer, type Logger } from '../log.js';
 import { LineSplitter, PartialLineBudget } from './line-splitter.js';
 import type { RecordSink } from './record-sink.js';
@@ -44,6 +47,32 @@ export interface SocketLimits {
   readonly maxConnections: number;
   /** Each refused connection, as it is refused (for the counters). */
   readonly onRefused?: () => void;
+}
+
+/**
+ * One daemon at a time per socket path, from before the stale check until its file is removed:
+ * two starting in the same instant both judged the file stale, both removed it and both bound,
+ * the second removing the first's live socket (which then served nobody, unseen). The lock is an
+ * abstract Unix socket named after the path (Linux): binding it is atomic, and the kernel frees it
+ * when its process dies, so there is no stale lock to judge in turn. It covers daemons of one
+ * network namespace (containers sharing only a volume are not), and not other systems: there,
+ * as before, the stale check alone.
+ */
+async function lockSocketPath(path: string): Promise<() => void> {
+  if (process.platform !== 'linux') return () => undefined;
+  // The directory exists (config.ts checks it); symlinks resolved, so that one file is one lock.
+  const file = `${realpathSync(dirname(path))}/${basename(path)}`;
+  const name = `\0dspy-o11yd-socket-${createHash('sha256').update(file).digest('hex').slice(0, 32)}`;
+  const lock = createServer((peer) => peer.destroy());
+  await new Promise<void>((resolve, reject) => {
+    lock.once('error', (err: NodeJS.ErrnoException) =>
+      reject(err.code === 'EADDRINUSE' ? new SocketInUseError(`another daemon is already listening on ${path}, or starting on it`) : err));
+    lock.listen(name, () => resolve());
+  });
+  // Nobody is meant to connect; one who does (an accept failing at EMFILE) must not crash the daemon.
+  lock.on('error', () => undefined);
+  lock.unref(); // held for the process, never keeping it alive
+  return () => lock.close();
 }
 
 /** A socket file left by a dead daemon is replaced; a live daemon on it is an error. */
@@ -87,7 +116,13 @@ export async function listenSocket(
   partialLineTimeoutMs = 60_000,
   limits: SocketLimits = { maxConnections: 0 },
 ): Promise<SocketReceiver> {
-  await clearStaleSocket(path);
+  const unlock = await lockSocketPath(path);
+  try {
+    await clearStaleSocket(path);
+  } catch (err) {
+    unlock();
+    throw err;
+  }
   const open = new Set<Socket>();
   /** Refused connections not closed yet, oldest first. */
   const refusing = new Set<Socket>();
@@ -166,15 +201,21 @@ export async function listenSocket(
     });
   });
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(path, () => {
-      server.off('error', reject);
-      resolve();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(path, () => {
+        server.off('error', reject);
+        resolve();
+      });
     });
-  });
-  // Only the daemon's user and group may write telemetry into it.
-  await chmod(path, 0o660);
+    // Only the daemon's user and group may write telemetry into it.
+    await chmod(path, 0o660);
+  } catch (err) {
+    server.close();
+    unlock();
+    throw err;
+  }
   server.on('error', (err) => log.error({ err }, 'socket server error'));
 
   return {
@@ -190,6 +231,7 @@ export async function listenSocket(
       await closed;
       clearTimeout(forced);
       await unlink(path).catch(() => undefined);
+      unlock(); // only once the file is gone: a daemon starting now finds none to judge
     },
   };
 }
