@@ -339,10 +339,12 @@ export function withActiveSpan<T>(span: SpanHandle, fn: () => T): T {
   return als.run(span, withOtelActive, span, fn, undefined);
 }
 
-/** The active span, if any. */
+/** The SDK span a scope is, or (a `withTrace` inside a span) is under. */
+const spanOf = (s: Scope | undefined): SpanImpl | undefined => (s instanceof SpanImpl ? s : s instanceof TraceScope ? s.span : undefined);
+
+/** The active span, if any: inside a `withTrace` that runs inside a span, that span. */
 export function getActiveSpan(): SpanHandle | undefined {
-  const s = als.getStore();
-  return s instanceof SpanImpl ? s : undefined;
+  return spanOf(als.getStore());
 }
 
 /** @internal the active scope (span or `withTrace` scope). */
@@ -385,7 +387,9 @@ export function withTrace<T>(options: TraceOptions, fn: (trace: TraceHandle) => 
     // A trace already active keeps its decision; a new one (or one continued from a remote
     // `traceparent`, whose `sampled` flag is not used) is decided here: see sampleTrace().
     const sampled = active && active.traceId === traceId ? active.sampled : sampleTrace(traceId);
-    scope = new TraceScope(traceId, parentId, traceInfo(fields), sampled, external);
+    // Under the active span (or the span a withTrace around this one is under): that span stays the active one.
+    const enclosing = active && parentId !== undefined && parentId === active.spanId ? spanOf(active) : undefined;
+    scope = new TraceScope(traceId, parentId, traceInfo(fields), sampled, external, enclosing);
   } catch {
     return fn(NOOP_TRACE);
   }

@@ -213,6 +213,11 @@ export class TraceScope implements Scope {
      * `traceparent`): spans made here are the top of the app's part of the trace (`dspy.app_root`).
      */
     readonly external = false,
+    /**
+     * The SDK span `spanId` is (a `withTrace` inside a running span): still the active span for
+     * `getActiveSpan()`, as it was before the `withTrace`.
+     */
+    readonly span: SpanImpl | undefined = undefined,
   ) {}
 }
 

@@ -718,3 +718,16 @@ test('never throws into the app: setStatus with a message that cannot be made te
   assert.equal(extractTraceparent('00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01'), undefined);
   assert.ok(extractTraceparent('00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'));
 });
+
+test('getActiveSpan() inside a withTrace nested in a span is that span (the parent of what starts there); a new trace has none', async () => {
+  await span('handler', async (outer) => {
+    await withTrace({ userId: 'u1' }, async () => {
+      assert.equal(getActiveSpan()?.spanId, outer.spanId, 'the span still running around withTrace');
+      await withTrace({ sessionId: 's1' }, () => assert.equal(getActiveSpan()?.spanId, outer.spanId, 'through two withTrace'));
+      span('inner', (s) => assert.equal(getActiveSpan(), s));
+    });
+    withTrace({ traceId: 'a'.repeat(32) }, () => assert.equal(getActiveSpan(), undefined, 'another trace: the span is not its parent'));
+  });
+  withTrace({ name: 'top' }, () => assert.equal(getActiveSpan(), undefined, 'top level of withTrace: no span'));
+  await collect(2);
+});
