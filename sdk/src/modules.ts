@@ -204,7 +204,9 @@ export function chainOfThought(signature: string, options: ModuleOptions): Modul
 export function react(signature: string, options: ReActOptions): Module<AgentResult> {
   const max = iterationsOf(options.maxIterations);
   // Names as DSPy.rb matches them: a model answering `Finish` or `Weather` means `finish` / `weather`.
+  // Keyed lowercased for the match only: a tool is recorded by its own name (`GetWeather`).
   const tools = new Map(options.tools.map((t) => [t.name.toLowerCase(), t] as const));
+  const toolOf = (action: string): Tool | undefined => options.tools.find((t) => t.name === action) ?? tools.get(action.toLowerCase());
   const toolInfos: ToolInfo[] = options.tools.map((t) => (t.description !== undefined ? { name: t.name, description: t.description } : { name: t.name }));
   return (input: Fields) =>
     span('ReAct.forward', { type: 'agent', module: 'ReAct', signature, input }, async (root: SpanHandle) => {
@@ -226,8 +228,12 @@ export function react(signature: string, options: ReActOptions): Module<AgentRes
               iteration,
             });
             const thought = typeof out.thought === 'string' ? out.thought : undefined;
-            const action = typeof out.action === 'string' ? out.action.trim().toLowerCase() : 'finish';
+            const answered = typeof out.action === 'string' ? out.action.trim() : 'finish';
             const actionInput = out.action_input ?? out.actionInput;
+            // `finish` (any case) always finishes; otherwise the tool's own name, else the model's word as written.
+            const finishing = answered.toLowerCase() === 'finish';
+            const tool = finishing ? undefined : toolOf(answered);
+            const action = finishing ? 'finish' : (tool?.name ?? answered);
             if (action === 'finish') {
               const step: Step = actionInput === undefined ? { iteration, thought, action } : { iteration, thought, action, actionInput };
               trajectory.push(step);
@@ -241,7 +247,6 @@ export function react(signature: string, options: ReActOptions): Module<AgentRes
               async (t: SpanHandle) => {
                 // The tool's input, as dspy.input is captured (captureIO, mask).
                 if (t instanceof SpanImpl) t.setAttribute('tool.input', t.ioValue(actionInput, 'input'));
-                const tool = tools.get(action);
                 if (!tool) {
                   t.setLevel('WARNING');
                   t.setOutput(`Unknown tool: ${action}`);

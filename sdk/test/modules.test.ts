@@ -373,3 +373,22 @@ test('ChainOfThought: chain_of_thought.reasoning_complete says whether there was
   assert.equal(recorded('With'), true);
   assert.equal(recorded('Without'), false);
 });
+
+test('ReAct: a tool is recorded by the name it was given (GetWeather, not getweather), matched whatever the model\'s case; an unknown one as the model wrote it', async () => {
+  const answers = [
+    { thought: 't', action: 'getweather', action_input: { city: 'Paris' } },
+    { thought: 't', action: 'Teleport', action_input: {} },
+    { thought: 'done', action: 'finish', answer: 'sunny' },
+  ];
+  let i = 0;
+  const agent = react('Q', {
+    llm: () => ({ output: answers[i++] ?? {} }),
+    tools: [{ name: 'GetWeather', run: () => 'sunny' }],
+  });
+  const result = await agent({ question: 'Weather?' });
+  assert.deepEqual(result.trajectory.map((s) => [s.action, s.observation ?? null]), [['GetWeather', 'sunny'], ['Teleport', 'Unknown tool: Teleport'], ['finish', null]]);
+  await flush();
+  await r.waitFor(() => r.spans().filter((s) => s.name === 'react.tool_call').length === 2, 15_000, 'the tool calls');
+  const names = r.spans().filter((s) => s.name === 'react.tool_call').map((s) => attr(s, 'tool.name'));
+  assert.deepEqual(names.sort(), ['GetWeather', 'Teleport']);
+});
