@@ -30,6 +30,12 @@ import { cfg, countInvalid, countSampledOut, isDisabled, send } from './state.js
 import { formatTraceparent, parseTraceparent, type HeaderCarrier, type TraceContext } from './traceparent.js';
 
 const als = new AsyncLocalStorage<Scope>();
+/**
+ * Telemetry off: the module generation (`adoptable`) that a wrapped client call inside fills in,
+ * as `SpanImpl.adoptable` does when on (else subscribers heard of one call twice); undefined
+ * inside another generation, whose wrapped calls are their own.
+ */
+const liteAls = new AsyncLocalStorage<LiteGeneration | undefined>();
 
 export interface SpanOptions {
   /** Observation type (DESIGN §3); default `span`. */
@@ -276,7 +282,7 @@ export function generation<T>(name: string, a: GenerationOptions | ((g: Generati
 export function runGeneration<T>(name: string, opts: GenerationOptions | undefined, fn: (g: GenerationHandle) => T, adoptable: boolean): T {
   if (isDisabled()) {
     if (!hasSubscribers()) return fn(NOOP_SPAN);
-    return runLite(opts, fn);
+    return runLite(opts, fn, adoptable);
   }
   let g: SpanImpl;
   try {
@@ -288,11 +294,12 @@ export function runGeneration<T>(name: string, opts: GenerationOptions | undefin
   return run(g, fn);
 }
 
-function runLite<T>(opts: GenerationOptions | undefined, fn: (g: GenerationHandle) => T): T {
+function runLite<T>(opts: GenerationOptions | undefined, fn: (g: GenerationHandle) => T, adoptable: boolean): T {
   const g = liteGeneration(opts);
+  g.adoptable = adoptable;
   let r: T;
   try {
-    r = fn(g);
+    r = adoptable || liteAls.getStore() !== undefined ? liteAls.run(adoptable ? g : undefined, fn, g) : fn(g);
   } catch (e) {
     // A call that failed may have spent tokens: subscribers (budgets) hear of it, as when enabled.
     failLite(g);
@@ -345,6 +352,14 @@ const spanOf = (s: Scope | undefined): SpanImpl | undefined => (s instanceof Spa
 /** The active span, if any: inside a `withTrace` that runs inside a span, that span. */
 export function getActiveSpan(): SpanHandle | undefined {
   return spanOf(als.getStore());
+}
+
+/** @internal Telemetry off: the module generation a wrapped client call fills in, if it is still to be filled (taken: no longer adoptable). */
+export function adoptLiteGeneration(): LiteGeneration | undefined {
+  const g = liteAls.getStore();
+  if (!g || !g.adoptable || g.ended) return undefined;
+  g.adoptable = false;
+  return g;
 }
 
 /** @internal the active scope (span or `withTrace` scope). */

@@ -812,6 +812,8 @@ export class LiteGeneration extends NoopSpan {
   }
   private a: Record<string, unknown> = {};
   private done = false;
+  /** A module's generation, for a wrapped client call inside to fill in (see `SpanImpl.adoptable`). */
+  adoptable = false;
   private usage: Usage | undefined;
   override get ended(): boolean {
     return this.done;

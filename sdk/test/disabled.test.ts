@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import OpenAI from 'openai';
-import { BudgetExceededError, TokenBudget, chainOfThought, codeAct, configure, event, flush, generation, getActiveSpan, isDisabled, react, sdkStats, span, startGeneration, startSpan, subscribe, withTrace, wrapOpenAI } from '../src/index.js';
+import { BudgetExceededError, TokenBudget, chainOfThought, codeAct, configure, event, flush, generation, getActiveSpan, isDisabled, predict, react, sdkStats, span, startGeneration, startSpan, subscribe, withTrace, wrapOpenAI } from '../src/index.js';
 import { runApp } from './support/child.js';
 import { FakeProvider, chatCompletion } from './support/fake-provider.js';
 import { UnixReceiver, sleep } from './support/receiver.js';
@@ -198,4 +198,29 @@ test('disabled: module events reach subscribers with the trace of the active wit
     'chain_of_thought.reasoning_complete', 'react.iteration_complete', 'react.max_iterations', 'codeact.iteration_complete', 'codeact.max_iterations',
   ]);
   assert.deepEqual(heard.filter(([, t]) => t !== traceId), [], 'every event names its trace');
+});
+
+test('disabled: a wrapped client call inside a module\'s llm tells llm.generate subscribers once, with its usage, as when enabled', async () => {
+  configure({ disabled: true });
+  const provider = await FakeProvider.start();
+  provider.script('/v1/chat/completions', { status: 200, json: chatCompletion('{"label":"spam"}', { prompt: 30, completion: 4 }) });
+  const client = wrapOpenAI(new OpenAI({ apiKey: 'x', baseURL: `${provider.url}/v1`, maxRetries: 0 }));
+  const heard: Array<Readonly<Record<string, unknown>>> = [];
+  const off = subscribe('llm.generate', (_n, a) => heard.push(a));
+  try {
+    const classify = predict('Classify', {
+      llm: async () => {
+        const res = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'buy now' }] });
+        return { output: JSON.parse(res.choices[0]?.message.content ?? '{}') as Record<string, unknown> };
+      },
+    });
+    assert.deepEqual(await classify({ text: 'buy now' }), { label: 'spam' });
+  } finally {
+    off();
+    configure({ disabled: false });
+    await provider.close();
+  }
+  assert.equal(heard.length, 1, 'one call, one llm.generate');
+  assert.equal(heard[0]?.['gen_ai.usage.total_tokens'], 34);
+  assert.equal(heard[0]?.['gen_ai.request.model'], 'gpt-4o-mini');
 });

@@ -11,7 +11,7 @@
  * Structural types only: the SDK does not depend on the client packages.
  */
 import { EVENT_NAMES } from '@dspy-o11y/proto';
-import { activeScope, runWithSpan, startGeneration } from '../api.js';
+import { activeScope, adoptLiteGeneration, runWithSpan, startGeneration } from '../api.js';
 import { hasSubscribers } from '../events.js';
 import { SpanImpl, type GenerationHandle } from '../span.js';
 import { cfg, isDisabled } from '../state.js';
@@ -168,7 +168,13 @@ function begin(name: string, adapter: Adapter, body: Obj): Call | undefined {
   if (scope instanceof SpanImpl && scope.adoptable && scope.isGeneration && !scope.ended) {
     scope.adoptable = false;
     call = { gen: scope, owned: false, done: false };
-  } else call = { gen: startGeneration(name, { provider: adapter.provider, operation: adapter.operation ?? 'chat' }), owned: true, done: false };
+  } else {
+    // Telemetry off: the module's disabled-mode generation, filled in as when on.
+    const lite = isDisabled() ? adoptLiteGeneration() : undefined;
+    call = lite
+      ? { gen: lite, owned: false, done: false }
+      : { gen: startGeneration(name, { provider: adapter.provider, operation: adapter.operation ?? 'chat' }), owned: true, done: false };
+  }
   const g = call.gen;
   g.setProvider(adapter.provider);
   adapter.request(g, body);
