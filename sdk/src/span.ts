@@ -228,6 +228,26 @@ export interface LlmCallState {
   lastError: string | undefined;
 }
 
+/**
+ * A generation's state when a wrapped client call began filling it in (`SpanImpl.markAttempt`):
+ * what to go back to if that attempt failed and the module's `llm` tries again.
+ */
+export interface AttemptMark {
+  readonly start: string;
+  /** When the attempt failed (undefined: it did not, or not yet). */
+  failedAt: string | undefined;
+  readonly slots: (AttributeValue | undefined)[] | undefined;
+  readonly attrs: Record<string, AttributeValue> | undefined;
+  readonly input: string | undefined;
+  readonly output: string | undefined;
+  readonly events: string | undefined;
+  readonly eventCount: number;
+  readonly status: string | undefined;
+  readonly usage: Usage | undefined;
+  readonly costSet: boolean;
+  readonly lastError: unknown;
+}
+
 const q = JSON.stringify;
 /** What `SpanImpl.masked` answers when the configuration keeps a value in the app. */
 const NOT_CAPTURED = Symbol('not captured');
@@ -352,6 +372,8 @@ export class SpanImpl implements GenerationHandle, Scope {
   /** Module helpers open generations that a wrapped client call inside them fills in. */
   adoptable = false;
   llmCall: LlmCallState | undefined = undefined;
+  /** The wrapped client call filling this generation in, as it found it (see `markAttempt`). */
+  attempt: AttemptMark | undefined = undefined;
   private type: string;
   /** Its clock's anchor to the wall clock (clock.ts): its parent's, so a child stays inside it. */
   readonly anchor: bigint;
@@ -660,6 +682,57 @@ export class SpanImpl implements GenerationHandle, Scope {
     return this;
   }
 
+  /** @internal A wrapped client call begins filling this generation in: its state now, to go back to. */
+  markAttempt(): AttemptMark {
+    return {
+      start: this.timeNow(),
+      failedAt: undefined,
+      slots: this.slots && [...this.slots],
+      attrs: this.attrs && { ...this.attrs },
+      input: this.input,
+      output: this.output,
+      events: this.events,
+      eventCount: this.eventCount,
+      status: this.status,
+      usage: this.usage,
+      costSet: this.costSet,
+      lastError: this.lastError,
+    };
+  }
+
+  /**
+   * @internal The attempt `mark` began failed and the module's `llm` tries again: that attempt
+   * becomes a generation of its own beside this one (same parent, its own id, from its start to
+   * its failure), and this one goes back to its state before it, for the next attempt to fill in.
+   * Subscribers hear of the failed attempt as of any failed generation (their error is swallowed:
+   * the app's retry goes on).
+   */
+  splitFailedAttempt(mark: AttemptMark): void {
+    if (this.ended || mark.failedAt === undefined) return;
+    try {
+      this.finishGeneration();
+      if (!this.sampled) countSampledOut();
+      else {
+        const line = this.line(mark.failedAt, newSpanId(), mark.start);
+        if (line !== undefined) send(line);
+      }
+      const hs = handlersFor(EVENT_NAMES.llmGenerate);
+      if (hs.length > 0) dispatch(hs, EVENT_NAMES.llmGenerate, this.attributes(), { traceId: this.traceId, spanId: this.spanId } satisfies EventContext);
+    } catch {
+      /* a subscriber's error: the failed attempt is over, the app's retry goes on */
+    }
+    this.slots = mark.slots && [...mark.slots];
+    this.attrs = mark.attrs && { ...mark.attrs };
+    this.input = mark.input;
+    this.output = mark.output;
+    this.events = mark.events;
+    this.eventCount = mark.eventCount;
+    this.status = mark.status;
+    this.usage = mark.usage;
+    this.costSet = mark.costSet;
+    this.lastError = mark.lastError;
+  }
+
   /** Error status from `error`, then `end()`, never throwing (the app's error wins). */
   fail(error: unknown): void {
     this.recordError(error);
@@ -711,13 +784,13 @@ export class SpanImpl implements GenerationHandle, Scope {
   }
 
   /** The span record as one NDJSON line (with its newline), or undefined if it cannot be sent. */
-  private line(end: string): string | undefined {
+  private line(end: string, spanId = this.spanId, start = this.start): string | undefined {
     // Trace and attribute members come pre-quoted with their leading commas (no JSON.stringify of
     // an attributes object, no slicing of its braces).
     const head =
-      `{"v":1,"type":"span","traceId":"${this.traceId}","spanId":"${this.spanId}"` +
+      `{"v":1,"type":"span","traceId":"${this.traceId}","spanId":"${spanId}"` +
       (this.parentSpanId !== undefined ? `,"parentSpanId":"${this.parentSpanId}"` : '') +
-      `,"name":${quoteName(this.name)},"startTimeUnixNano":"${this.start}","endTimeUnixNano":"${end}"` +
+      `,"name":${quoteName(this.name)},"startTimeUnixNano":"${start}","endTimeUnixNano":"${end}"` +
       (this.status !== undefined ? `,"status":${this.status}` : '');
     const s = `${head},"attributes":{"dspy.observation.type":"${this.type}"${this.trace.members}`;
     const tail = (this.slots !== undefined ? slotMembers(this.slots) : '') + (this.attrs !== undefined ? memberList(this.attrs) : '');

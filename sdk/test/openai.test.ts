@@ -270,6 +270,45 @@ test('inside a module, a wrapped client call fills in the module\'s llm.generate
   assert.equal(attr(gen, 'dspy.module'), 'Predict');
 });
 
+test('inside a module, an llm that retries a failed wrapped call itself: the attempts are sibling generations, the failed one ERROR, the module\'s own (the one that answered) not', async () => {
+  provider.script(PATH, { status: 400, json: { error: { message: 'bad request' } } }, { status: 200, json: chatCompletion('{"label":"ham"}', { prompt: 30, completion: 4 }) });
+  const heard: Array<Readonly<Record<string, unknown>>> = [];
+  const off = subscribe('llm.generate', (_n, a) => heard.push(a));
+  const classify = predict('Classify', {
+    llm: async (req) => {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          const res = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: JSON.stringify(req.input) }] });
+          return { output: JSON.parse(res.choices[0]?.message.content ?? '{}') as Record<string, unknown> };
+        } catch (e) {
+          if (attempt >= 2) throw e;
+        }
+      }
+    },
+  });
+  try {
+    assert.deepEqual(await classify({ text: 'hello' }), { label: 'ham' });
+  } finally {
+    off();
+  }
+  assert.equal(heard.length, 2, 'each attempt is heard once');
+  const gens = await generations(2);
+  assert.equal(gens.length, 2);
+  const forward = r.span('Predict.forward');
+  for (const g of gens) assert.equal(g.parentSpanId, forward.spanId, 'siblings under the module step, not nested');
+  const failed = gens.filter((g) => g.status?.code === 'error');
+  const answered = gens.filter((g) => g.status?.code !== 'error');
+  assert.equal(failed.length, 1);
+  assert.equal(answered.length, 1, 'the module\'s generation is not left in ERROR');
+  assert.equal(attr(failed[0] as SpanRecord, 'http.response.status_code'), 400);
+  const ok = answered[0] as SpanRecord;
+  assert.equal(attr(ok, 'gen_ai.usage.total_tokens'), 34);
+  assert.equal(attr(ok, 'dspy.module'), 'Predict');
+  assert.equal(attr(ok, 'http.response.status_code'), undefined, 'the failed attempt\'s attributes went with it');
+  assert.equal((ok.events ?? []).length, 0, 'its exception event too');
+  assert.notEqual(forward.status?.code, 'error');
+});
+
 /** Generations as they end (subscribers hear each one synchronously at its end). */
 function endedGenerations(): { ended: Array<Readonly<Record<string, unknown>>>; off: () => void } {
   const ended: Array<Readonly<Record<string, unknown>>> = [];

@@ -165,8 +165,13 @@ function begin(name: string, adapter: Adapter, body: Obj): Call | undefined {
   if (isDisabled() && !hasSubscribers()) return undefined;
   const scope = activeScope();
   let call: Call;
-  if (scope instanceof SpanImpl && scope.adoptable && scope.isGeneration && !scope.ended) {
+  if (scope instanceof SpanImpl && scope.isGeneration && !scope.ended && (scope.adoptable || scope.attempt?.failedAt !== undefined)) {
+    // A module's generation, still to fill in, or whose wrapped call failed and its `llm` tries
+    // again: the failed attempt goes beside it (not the module's step left in ERROR, the retry
+    // nested under it), as DSPy.rb records one llm.generate per call.
+    if (scope.attempt) scope.splitFailedAttempt(scope.attempt);
     scope.adoptable = false;
+    scope.attempt = scope.markAttempt();
     call = { gen: scope, owned: false, done: false };
   } else {
     // Telemetry off: the module's disabled-mode generation, filled in as when on.
@@ -195,6 +200,8 @@ function fail(call: Call, error: unknown): void {
   try {
     call.gen.recordError(error);
     if (call.owned) call.gen.end();
+    // A module's generation: if its `llm` tries again, this attempt goes beside it (see begin()).
+    else if (call.gen instanceof SpanImpl && call.gen.attempt) call.gen.attempt.failedAt = call.gen.timeNow();
   } catch {
     /* the app's error wins */
   }
