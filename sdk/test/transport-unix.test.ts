@@ -735,3 +735,27 @@ test('flush() and shutdown() wait for the records of a transport configure() rep
     await r.dispose();
   }
 });
+
+test('a socket path over the 107 bytes a Unix socket address holds: one clear diagnostic (not a bare ENOENT), and the app goes on', async () => {
+  const dir = tempDir();
+  const long = join(dir, `${'é'.repeat(60)}.sock`); // over 107 bytes, though not 107 characters
+  const write = process.stderr.write;
+  const said: string[] = [];
+  process.env.DSPY_O11Y_DEBUG = '1';
+  process.stderr.write = ((chunk: string | Uint8Array) => (said.push(String(chunk)), true)) as typeof process.stderr.write;
+  try {
+    for (let i = 0; i < 2; i++) {
+      configure({ endpoint: `unix://${long}` });
+      assert.equal(span('s', () => 41) + 1, 42);
+      assert.equal(await flush(1000), false, 'nobody there');
+      configure({ endpoint: undefined });
+    }
+  } finally {
+    process.stderr.write = write;
+    delete process.env.DSPY_O11Y_DEBUG;
+    configure({ endpoint: undefined });
+  }
+  const tooLong = said.filter((l) => /too long/.test(l));
+  assert.equal(tooLong.length, 1, said.join(''));
+  assert.match(tooLong[0] as string, /107 bytes/);
+});

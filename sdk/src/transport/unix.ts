@@ -57,6 +57,13 @@ function onlyWritesKeepProcessAlive(): boolean {
   return Array.isArray(list) && list.every(isIdleStdio);
 }
 
+/**
+ * The longest socket path a Unix socket address holds (`sun_path`, with its NUL: 108 bytes on
+ * Linux, 104 on macOS and the BSDs). A longer one is cut by the system, so the daemon is looked
+ * for at another path and all the app saw was ENOENT.
+ */
+const MAX_SOCKET_PATH_BYTES = process.platform === 'linux' ? 107 : process.platform === 'win32' ? Infinity : 103; // Windows: a named pipe
+
 type State = 'idle' | 'connecting' | 'connected';
 
 export class UnixTransport extends Transport<ByteRing> {
@@ -84,6 +91,10 @@ export class UnixTransport extends Transport<ByteRing> {
     super(opts, new ByteRing(opts.maxBufferRecords, opts.maxBufferBytes));
     this.maxBatch = opts.maxBatchBytes ?? 1024 * 1024;
     this.writeTimeoutMs = opts.writeTimeoutMs ?? 10_000;
+    const bytes = Buffer.byteLength(path);
+    if (bytes > MAX_SOCKET_PATH_BYTES) {
+      debug(`socket path ${path} is too long: ${bytes} bytes, over the ${MAX_SOCKET_PATH_BYTES} bytes a Unix socket address holds; the system cuts it, so the daemon is not found there (ENOENT): use a shorter path`);
+    }
   }
 
   get connected(): boolean {
