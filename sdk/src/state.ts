@@ -148,7 +148,9 @@ export function configure(opts: ConfigureOptions = {}): void {
       const old = transport;
       transport = undefined;
       retiring.add(old);
-      void old.flush(c.flushTimeoutMs).then(() => {
+      // Not holding the process: an app that ends now is held by its exit flush alone, which
+      // covers this transport too, one flushTimeoutMs in all (this wait, then that one, was two).
+      void old.flush(c.flushTimeoutMs, false).then(() => {
         retiring.delete(old);
         carry(old.close());
       });

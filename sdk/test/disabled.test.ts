@@ -224,3 +224,26 @@ test('disabled: a wrapped client call inside a module\'s llm tells llm.generate 
   assert.equal(heard[0]?.['gen_ai.usage.total_tokens'], 34);
   assert.equal(heard[0]?.['gen_ai.request.model'], 'gpt-4o-mini');
 });
+
+test('a configure() switch of endpoint as the app ends: the exit holds the process one flushTimeoutMs in all, not the old transport\'s flush and then the exit flush', async () => {
+  const sockets = new Set<import('node:net').Socket>();
+  const silent = async (): Promise<http.Server> => {
+    const s = http.createServer(() => undefined); // accepts requests, never answers
+    s.on('connection', (c) => sockets.add(c));
+    await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', () => resolve()));
+    return s;
+  };
+  const [before, after] = [await silent(), await silent()];
+  const url = (s: http.Server): string => `http://127.0.0.1:${(s.address() as AddressInfo).port}`;
+  try {
+    // A liveness bound between one and two flushTimeoutMs: killed (code null) if held for two.
+    const run = await runApp({ DSPY_O11Y_ENDPOINT: url(before), FIXTURE_SWITCH_ENDPOINT: url(after), FIXTURE_FLUSH_TIMEOUT: '4000', FIXTURE_SPANS: '5' }, 7000);
+    assert.notEqual(run.code, null, 'exited within the bound');
+    assert.equal(run.code, 0, run.stderr);
+    const s = run.report?.stats;
+    assert.equal(s?.enqueued, (s?.sent ?? 0) + (s?.dropped ?? 0), 'sdkStats() adds up at exit');
+  } finally {
+    for (const c of sockets) c.destroy();
+    for (const s of [before, after]) await new Promise<void>((resolve) => s.close(() => resolve()));
+  }
+});

@@ -63,6 +63,8 @@ interface Waiter {
   timer: NodeJS.Timeout;
   /** Records it waited for were refused for good or lost with a connection: it answers false, whatever follows. */
   refused?: boolean;
+  /** Whether it keeps the process up (an app's own flush) or not (configure()'s flush of a replaced transport). */
+  hold: boolean;
 }
 
 /**
@@ -203,7 +205,7 @@ export abstract class Transport<B extends RecordBuffer = RecordBuffer> {
     // Unref'd, so telemetry never keeps the process up; but Node only runs an unref'd immediate
     // when something else wakes the event loop, so while `flush()` or the exit flush waits on it,
     // it is ref'd (else the write would wait for the next timer or I/O, up to the 250 ms watchdog).
-    if (!this.exiting && this.waiters.length === 0) this.immediate.unref();
+    if (!this.exiting && !this.waiters.some((w) => w.hold)) this.immediate.unref();
   }
 
   /** Something to send: write now-ish, or (re)connect. */
@@ -355,9 +357,11 @@ export abstract class Transport<B extends RecordBuffer = RecordBuffer> {
    * or lost with a connection (`refusedRecords`): a daemon that fails a request is retried
    * meanwhile. Never rejects.
    * `timeoutMs` beyond what a timer can wait (~24.8 days, e.g. Infinity) waits that long; a negative
-   * or NaN one does not wait.
+   * or NaN one does not wait. `hold: false`: the wait does not keep the process up (nobody awaits
+   * it: configure() flushing a transport it replaced); if the app ends meanwhile, the exit flush
+   * delivers what is left within its one flushTimeoutMs, instead of after this wait.
    */
-  flush(timeoutMs: number): Promise<boolean> {
+  flush(timeoutMs: number, hold = true): Promise<boolean> {
     if (this.ring.size === 0 && this.inFlight === 0) return Promise.resolve(true);
     if (this.closed) return Promise.resolve(false);
     // setTimeout turns anything above 2^31-1 ms (or NaN) into 1 ms, which gave up on the flush at once.
@@ -365,14 +369,16 @@ export abstract class Transport<B extends RecordBuffer = RecordBuffer> {
     return new Promise<boolean>((resolve) => {
       const w: Waiter = {
         resolve,
-        // Deliberately ref'd: the app is awaiting this promise.
+        // Deliberately ref'd (unless `hold` is false): the app is awaiting this promise.
         timer: setTimeout(() => {
           this.waiters = this.waiters.filter((x) => x !== w);
           resolve(false);
         }, waitMs),
+        hold,
       };
+      if (!hold) w.timer.unref();
       this.waiters.push(w);
-      this.immediate?.ref();
+      if (hold) this.immediate?.ref();
       try {
         this.urgent();
       } catch {
