@@ -512,7 +512,7 @@ function sendEvent(name: string, attributes: Readonly<Record<string, unknown>> |
     const members = traceMembers + memberList(a);
     let s = `{"v":1,"type":"event","traceId":"${traceId}","spanId":"${newSpanId()}"`;
     if (scope?.spanId) s += `,"parentSpanId":"${scope.spanId}"`;
-    s += `,"name":${quoteName(recordName(name, 'event'))},"timeUnixNano":"${scope instanceof SpanImpl ? scope.timeNow() : nowUnixNano()}"`;
+    s += `,"name":${quoteName(recordName(name, 'event'))},"timeUnixNano":"${spanOf(scope)?.timeNow() ?? nowUnixNano()}"`;
     const line = members ? `${s},"attributes":{${members.slice(1)}}}\n` : `${s}}\n`;
     // Each value is capped, their number is not: too big for the daemon, the event keeps its trace's attributes only (as a span would).
     send(fitsRecord(line) ? line : `${s},"attributes":{${(traceMembers + ',"dspy.truncated":true').slice(1)}}}\n`);

@@ -408,7 +408,9 @@ export class SpanImpl implements GenerationHandle, Scope {
     }
     this.spanId = newSpanId();
     const now = monotonicNs();
-    this.anchor = parent instanceof SpanImpl ? parent.anchor : anchorAt(now);
+    // Under a withTrace inside a span, that span's clock too: the child stays inside it.
+    const clockOf = parent instanceof SpanImpl ? parent : parent instanceof TraceScope ? parent.span : undefined;
+    this.anchor = clockOf ? clockOf.anchor : anchorAt(now);
     this.start = (this.anchor + now).toString();
     // Its parent lives in another backend (or service): Langfuse would show no root for this part.
     if (parent instanceof TraceScope && parent.external) this.set(ATTR.appRoot, true);

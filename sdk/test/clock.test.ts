@@ -13,7 +13,7 @@ import { UnixReceiver } from './support/receiver.js';
 const SDK = new URL('../src/index.js', import.meta.url).href;
 
 const APP = `
-import { configure, event, flush, span, startSpan, withActiveSpan } from ${JSON.stringify(SDK)};
+import { configure, event, flush, span, startSpan, withActiveSpan, withTrace } from ${JSON.stringify(SDK)};
 configure({ endpoint: process.env.ENDPOINT, serviceName: 'clock-test' });
 const realNow = Date.now;
 let shift = 0;
@@ -38,6 +38,13 @@ await sleep(300);
 await at('after-backward', () => span('after-backward', { parent: null }, () => 1));
 withActiveSpan(open, () => span('child-of-open', () => 1));
 open.end();
+// The same across a withTrace between the span and its child (a request's user known inside a handler's span).
+await span('outer', async () => {
+  await sleep(300);
+  shift = 0;
+  await sleep(300);
+  await withTrace({ userId: 'u1' }, () => (span('child-in-trace', () => 1), event('event-in-trace')));
+});
 process.stdout.write(JSON.stringify({ flushed: await flush(10_000), wall }) + '\\n');
 `;
 
@@ -66,7 +73,7 @@ test('span and event times follow the wall clock after it jumps (a machine resum
     assert.equal(run.code, 0, run.stderr);
     const { flushed, wall } = JSON.parse(run.stdout.trim()) as { flushed: boolean; wall: Record<string, [number, number]> };
     assert.equal(flushed, true);
-    await r.waitForSpans(5);
+    await r.waitForSpans(7);
     assert.deepEqual(r.invalid, [], 'every record valid: no span ends before it starts');
     // Within a minute of what the wall clock said around the span: the jumps are an hour.
     const near = (name: string, t: number): void => {
@@ -86,6 +93,16 @@ test('span and event times follow the wall clock after it jumps (a machine resum
     assert.ok(BigInt(open.endTimeUnixNano) >= BigInt(open.startTimeUnixNano));
     // A child keeps its parent's clock: inside its parent, whatever the wall clock did meanwhile.
     assert.ok(BigInt(child.startTimeUnixNano) >= BigInt(open.startTimeUnixNano) && BigInt(child.endTimeUnixNano) <= BigInt(open.endTimeUnixNano));
+    const outer = r.span('outer');
+    const inTrace = r.span('child-in-trace');
+    assert.equal(inTrace.parentSpanId, outer.spanId);
+    assert.ok(
+      BigInt(inTrace.startTimeUnixNano) >= BigInt(outer.startTimeUnixNano) && BigInt(inTrace.endTimeUnixNano) <= BigInt(outer.endTimeUnixNano),
+      'a child under a withTrace keeps its parent\'s clock too',
+    );
+    const inTraceEvent = r.events().find((e) => e.name === 'event-in-trace');
+    assert.ok(inTraceEvent, 'the event in the trace arrived');
+    assert.ok(BigInt(inTraceEvent.timeUnixNano) >= BigInt(outer.startTimeUnixNano) && BigInt(inTraceEvent.timeUnixNano) <= BigInt(outer.endTimeUnixNano), 'its event too');
   } finally {
     await r.dispose();
   }
