@@ -526,7 +526,8 @@ function sendEvent(name: string, attributes: Readonly<Record<string, unknown>> |
  * observations, or a session; the daemon sends it to Langfuse's scores API.
  *
  * Target: `traceId`/`observationId`/`sessionId` when given. With none of them, the active span
- * (its trace, and the span itself as `observationId`), or inside `withTrace` but outside any
+ * (its trace, and the span itself as `observationId`; inside a `withTrace` inside a span, that span),
+ * or inside `withTrace` but outside any
  * span, the trace alone, or inside an OpenTelemetry span only (`otelContext`), its trace alone. An `observationId` alone is taken in the active trace; a `sessionId`
  * alone scores the session (the active trace is not added). `dataType` defaults from the value:
  * number → NUMERIC, boolean → BOOLEAN, string → CATEGORICAL.
@@ -549,7 +550,8 @@ export function score(options: ScoreOptions): void {
       if (scope) {
         traceId = scope.traceId;
         sampled = scope.sampled;
-        if (none(observationId) && scope instanceof SpanImpl) observationId = scope.spanId;
+        // The active span: inside a withTrace that runs inside a span, that span (see getActiveSpan).
+        if (none(observationId)) observationId = spanOf(scope)?.spanId;
       } else {
         // Inside an OpenTelemetry span only: its trace, not the span as the observation (the app's
         // OpenTelemetry spans may go to another backend than Langfuse).

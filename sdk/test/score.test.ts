@@ -60,6 +60,16 @@ test('inside a span: the active trace and span; inside withTrace outside any spa
   assert.equal(t.traceId, inSpan?.traceId);
 });
 
+test('inside a withTrace that runs inside a span: still inside that span, which is scored (as getActiveSpan() answers it)', async () => {
+  let outer: { traceId: string; spanId: string } | undefined;
+  await span('handler', async (s) => {
+    outer = { traceId: s.traceId, spanId: s.spanId };
+    await withTrace({ userId: 'u1' }, () => score({ name: 'in-trace-in-span', value: 1 }));
+  });
+  const sc = one(await arrived(), 'in-trace-in-span');
+  assert.deepEqual(pick(sc), { traceId: outer?.traceId, observationId: outer?.spanId, sessionId: undefined });
+});
+
 test('explicit targets win over the active span; a sessionId alone scores the session', async () => {
   const otherTrace = newTraceId();
   const otherSpan = newSpanId();
