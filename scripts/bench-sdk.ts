@@ -78,7 +78,10 @@ const LABEL: Record<Contender, string> = {
 interface Run {
   contender: Contender;
   app: AppResult;
+  /** Distinct spans counted by the backend (or the reader's span count). */
   delivered: number;
+  /** Spans the backend received again (retried batches), not in `delivered`. */
+  duplicates: number;
   daemonCpuMs: number | undefined;
   profile?: string;
   daemonProfile?: string;
@@ -206,14 +209,16 @@ async function runContender(contender: Contender, backend: CountingBackend, dir:
     // A clean environment: no OTEL_*, LANGFUSE_* or DSPY_O11Y_* from the caller's shell changes the defaults.
     const app = track(spawnLines([...nodeFlags, APP, JSON.stringify(config)], { PATH: process.env.PATH }));
     await lineOrExit(app, 'ready', 60_000);
-    const base = backend.spans;
+    backend.reset();
     const daemonCpu0 = daemon ? cpuMsOf(daemon.child.pid!) : 0;
     app.child.stdin!.write('go\n');
     const result = JSON.parse((await lineOrExit(app, 'result ', 300_000)).slice('result '.length)) as AppResult;
     await exited(app.child, 30_000);
     // The reader counts spans: the direct SDK run's `hello` and any `stats` lines are not among them.
-    const count = reader ? () => readerCount(reader!) : () => Promise.resolve(backend.spans - base);
-    const delivered = Math.min(SPANS, await settle(count, SPANS, quietMs(contender)));
+    // The backend counts distinct span ids, so a retried batch does not hide lost spans; no cap, so
+    // that an over-count (e.g. a reader counting a record sent twice) shows as more than 100 %.
+    const count = reader ? () => readerCount(reader!) : () => Promise.resolve(backend.spans);
+    const delivered = await settle(count, SPANS, quietMs(contender));
     const settledUs = Number(process.hrtime.bigint() / 1000n);
     const daemonCpuMs = daemon ? cpuMsOf(daemon.child.pid!) - daemonCpu0 : undefined;
     let profile: string | undefined;
@@ -230,7 +235,7 @@ async function runContender(contender: Contender, backend: CountingBackend, dir:
         if (dfile) daemonProfile = formatProfile(summariseProfile(join(dir, dfile), [result.windowUs[0], settledUs]));
       }
     }
-    return { contender, app: result, delivered, daemonCpuMs, profile, daemonProfile };
+    return { contender, app: result, delivered, duplicates: reader ? 0 : backend.duplicates, daemonCpuMs, profile, daemonProfile };
   } finally {
     if (daemon) await stopDaemon(daemon);
     if (reader) {
@@ -341,7 +346,7 @@ async function main(): Promise<void> {
             const sdk = a.stats ? ` sdkStats ${JSON.stringify(a.stats)}` : '';
             console.error(
               `  [${delay} ms, round ${round}] ${c}: ${fmt(a.cpuUs / a.spans)} µs/span, p99 ${fmt(a.eld.p99Ms, 2)} ms (${a.eld.samples} samples, ` +
-                `${a.preempted} involuntary context switches), delivered ${run.delivered}, flush ${a.flushOk ? 'ok' : 'NOT ok'}${sdk}`,
+                `${a.preempted} involuntary context switches), delivered ${run.delivered}${run.duplicates ? ` (+${run.duplicates} duplicates)` : ''}, flush ${a.flushOk ? 'ok' : 'NOT ok'}${sdk}`,
             );
           }
         }
