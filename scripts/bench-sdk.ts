@@ -35,7 +35,7 @@ import { startCountingBackend, type CountingBackend } from './lib/counting-backe
 import { runDaemon, type DaemonChild } from './lib/run-daemon.js';
 import { cpuMsOf, mib, spawnLines, type LineChild } from './lib/proc.js';
 import { formatProfile, summariseProfile } from './lib/cpuprofile.js';
-import { median } from './lib/stats.js';
+import { fmt, goals, LABEL, summarise, table, type Run, type Verdict } from './lib/sdk-report.js';
 import type { AppConfig, AppResult, Contender } from './lib/sdk-app.js';
 
 /** As in lib/sdk-app.ts (not imported: importing it would run the app). */
@@ -66,26 +66,6 @@ const SETTLE_MAX_MS = 30_000;
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
 const APP = here('./lib/sdk-app.js');
 const READER = here('./lib/discard-reader.js');
-
-const LABEL: Record<Contender, string> = {
-  floor: 'floor (JSON.stringify + batched socket write)',
-  'dspy-o11y': 'dspy-o11y (SDK → dspy-o11yd)',
-  otel: 'OpenTelemetry JS (BatchSpanProcessor + OTLP/HTTP)',
-  langfuse: 'Langfuse JS v5 (LangfuseSpanProcessor)',
-  'dspy-o11y-direct': 'dspy-o11y SDK → discard reader (diagnostic, no daemon)',
-};
-
-interface Run {
-  contender: Contender;
-  app: AppResult;
-  /** Distinct spans counted by the backend (or the reader's span count). */
-  delivered: number;
-  /** Spans the backend received again (retried batches), not in `delivered`. */
-  duplicates: number;
-  daemonCpuMs: number | undefined;
-  profile?: string;
-  daemonProfile?: string;
-}
 
 /** Every child this process started; killed at the end whatever happens. */
 const children = new Set<ChildProcess>();
@@ -243,83 +223,6 @@ async function runContender(contender: Contender, backend: CountingBackend, dir:
       await exited(reader.child, 5_000);
     }
   }
-}
-
-const fmt = (x: number, digits = 1) => x.toFixed(digits);
-
-/** Medians over the rounds of one contender. */
-interface Summary {
-  contender: Contender;
-  cpuUs: number;
-  cpuMin: number;
-  cpuMax: number;
-  p99Ms: number;
-  peakRss: number;
-  deliveredPct: number;
-  deliveredMinPct: number;
-  daemonUs: number | undefined;
-  emitMs: number;
-  flushMs: number;
-}
-
-function summarise(runs: Run[]): Summary {
-  const per = runs.map((r) => r.app.cpuUs / r.app.spans);
-  const pct = runs.map((r) => (100 * r.delivered) / r.app.spans);
-  const daemon = runs.filter((r) => r.daemonCpuMs !== undefined).map((r) => (r.daemonCpuMs! * 1000) / Math.max(1, r.delivered));
-  return {
-    contender: runs[0]!.contender,
-    cpuUs: median(per),
-    cpuMin: Math.min(...per),
-    cpuMax: Math.max(...per),
-    p99Ms: median(runs.map((r) => r.app.eld.p99Ms)),
-    peakRss: median(runs.map((r) => r.app.peakRss)),
-    deliveredPct: median(pct),
-    deliveredMinPct: Math.min(...pct),
-    daemonUs: daemon.length ? median(daemon) : undefined,
-    emitMs: median(runs.map((r) => r.app.emitWallMs)),
-    flushMs: median(runs.map((r) => r.app.wallMs - r.app.emitWallMs)),
-  };
-}
-
-function table(rows: Summary[]): string {
-  const floor = rows.find((r) => r.contender === 'floor');
-  const lines = [
-    '| contender | app CPU µs/span (min–max) | ratio to floor | event-loop p99 ms | peak RSS MiB | delivered % | daemon CPU µs per delivered span | emit + flush ms |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|',
-  ];
-  for (const r of rows) {
-    const spread = ROUNDS > 1 ? ` (${fmt(r.cpuMin)}–${fmt(r.cpuMax)})` : '';
-    const ratio = floor ? `${fmt(r.cpuUs / floor.cpuUs, 2)}×` : '–';
-    const delivered = r.deliveredMinPct < r.deliveredPct ? `${fmt(r.deliveredPct)} (min ${fmt(r.deliveredMinPct)})` : fmt(r.deliveredPct);
-    lines.push(
-      `| ${LABEL[r.contender]} | ${fmt(r.cpuUs)}${spread} | ${ratio} | ${fmt(r.p99Ms, 2)} | ${mib(r.peakRss)} | ${delivered} | ${r.daemonUs === undefined ? '–' : fmt(r.daemonUs)} | ${fmt(r.emitMs, 0)} + ${fmt(r.flushMs, 0)} |`,
-    );
-  }
-  return lines.join('\n');
-}
-
-interface Verdict {
-  text: string;
-  ok: boolean;
-}
-
-function goals(rows: Summary[]): Verdict[] {
-  const get = (c: Contender) => rows.find((r) => r.contender === c);
-  const ours = get('dspy-o11y');
-  if (!ours) return [];
-  const out: Verdict[] = [];
-  const ratio = (other: Contender, max: number, what: string) => {
-    const o = get(other);
-    if (!o) return;
-    const x = ours.cpuUs / o.cpuUs;
-    out.push({ text: `app CPU ours/${what} = ${fmt(x, 2)} (goal ≤ ${max})`, ok: x <= max });
-  };
-  ratio('otel', 0.5, 'OTel');
-  ratio('langfuse', 0.25, 'Langfuse');
-  ratio('floor', 1.3, 'floor');
-  out.push({ text: `event-loop p99 ours = ${fmt(ours.p99Ms, 2)} ms (goal < 1 ms)`, ok: ours.p99Ms < 1 });
-  out.push({ text: `delivered ours = ${fmt(ours.deliveredMinPct)} % in the worst round (goal: all)`, ok: ours.deliveredMinPct >= 100 });
-  return out;
 }
 
 async function main(): Promise<void> {

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { median } from '../lib/stats.js';
+import { median, medianRatio } from '../lib/stats.js';
 
 test('median: the middle value of an odd count, whatever the order', () => {
   assert.equal(median([5, 1, 3]), 3);
@@ -17,4 +17,9 @@ test('median: sorts numerically and leaves its input alone', () => {
   const xs = [10, 9, 100];
   assert.equal(median(xs), 10);
   assert.deepEqual(xs, [10, 9, 100]);
+});
+
+test('medianRatio: round by round, then the median', () => {
+  assert.equal(medianRatio([8, 12, 30], [4, 12, 10]), 2);
+  assert.throws(() => medianRatio([1, 2], [1]));
 });
