@@ -12,7 +12,7 @@
  *
  * all exporting to one local Langfuse-shaped counting backend, which answers at once, then in
  * 20 ms (as a remote Langfuse does). Per contender: app CPU per span (user + system, from the
- * first span to the end of the flush), its ratio to the floor, event-loop delay p99, peak RSS,
+ * first span to the end of the flush), its ratio to the floor, event-loop delay p99 (while it emits), peak RSS,
  * and spans delivered (counted by the backend, or by the floor's reader). The daemon's own CPU per
  * span it delivered is shown too: it is not app-side. Contenders run one after the other, `--rounds` times
  * interleaved; the table gives medians (CPU with its min–max), because the machine is shared.
@@ -37,9 +37,8 @@ import { cpuMsOf, mib, spawnLines, type LineChild } from './lib/proc.js';
 import { formatProfile, summariseProfile } from './lib/cpuprofile.js';
 import { fmt, goals, LABEL, summarise, table, type Run, type Verdict } from './lib/sdk-report.js';
 import type { AppConfig, AppResult, Contender } from './lib/sdk-app.js';
+import { ELD_RESOLUTION_MS } from './lib/app-measure.js';
 
-/** As in lib/sdk-app.ts (not imported: importing it would run the app). */
-const ELD_RESOLUTION_MS = 10;
 
 const argValue = (name: string): string | undefined => {
   const i = process.argv.indexOf(`--${name}`);
@@ -232,7 +231,7 @@ async function main(): Promise<void> {
   try {
     console.log(
       `# SDK benchmark at ${revision()}: ${SPANS} spans per contender and run, ${BURST} per macrotask (setImmediate, back to back), ${ROUNDS} round(s), ` +
-        `node ${process.version}, ${cpus().length} CPUs; event-loop delay = monitorEventLoopDelay(resolution ${ELD_RESOLUTION_MS} ms) interval − ${ELD_RESOLUTION_MS} ms; default settings everywhere` +
+        `node ${process.version}, ${cpus().length} CPUs; event-loop delay (while emitting) = monitorEventLoopDelay(resolution ${ELD_RESOLUTION_MS} ms) interval − ${ELD_RESOLUTION_MS} ms; default settings everywhere` +
         (DAEMON_WRAP.length ? `; the daemon runs under \`${DAEMON_WRAP.join(' ')}\`` : ''),
     );
     for (const delay of DELAYS) {

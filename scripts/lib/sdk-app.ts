@@ -6,14 +6,14 @@
  * load), flushes the way the SDK's docs say, and prints one line
  * `result {json}` ({@link AppResult}); then it shuts the SDK down and exits.
  *
- * Measured from "go" to the end of the flush: process.cpuUsage() (user + system), and
- * monitorEventLoopDelay with a 10 ms resolution, reported as how late that timer fired (the
- * recorded interval minus the 10 ms), i.e. how long a callback that became ready had to wait.
+ * Measured from "go" to the end of the flush: process.cpuUsage() (user + system); from "go" to
+ * the last burst: monitorEventLoopDelay with a 10 ms resolution, reported as how late that timer
+ * fired (the recorded interval minus the 10 ms), i.e. how long a callback that became ready had to wait.
  * Peak RSS is process.resourceUsage().maxRSS (the whole life of the process).
  */
 import { createConnection, type Socket } from 'node:net';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { newSpanId, newTraceId, nowUnixNano } from '@dspy-o11y/proto';
+import { measureRun, type Contestant } from './app-measure.js';
 
 /** `dspy-o11y-direct`: this SDK writing to the floor's discard reader instead of a daemon (diagnostic: the SDK's cost when the daemon keeps up). */
 export type Contender = 'floor' | 'dspy-o11y' | 'otel' | 'langfuse' | 'dspy-o11y-direct';
@@ -48,8 +48,7 @@ export interface AppResult {
   stats?: unknown;
 }
 
-/** Event-loop monitor resolution; the reported delay is the recorded interval minus this. */
-export const ELD_RESOLUTION_MS = 10;
+export { ELD_RESOLUTION_MS } from './app-measure.js';
 
 // ---------------------------------------------------------------------------------------------
 // The span every contender creates: one LLM call of a coffee-shop assistant, 12 attributes.
@@ -72,12 +71,6 @@ export const inputTokens = (i: number) => 120 + (i % 50);
 export const OUTPUT_TOKENS = 30;
 export const userId = (i: number) => `u-${i % 100}`;
 
-interface Contestant {
-  emit(i: number): void;
-  flush(): Promise<boolean>;
-  shutdown(): Promise<void>;
-  stats?(): unknown;
-}
 
 // ---------------------------------------------------------------------------------------------
 
@@ -238,12 +231,6 @@ async function langfuse(backendUrl: string): Promise<Contestant> {
 
 // ---------------------------------------------------------------------------------------------
 
-const hrUs = () => Number(process.hrtime.bigint() / 1000n);
-const cpuUs = () => {
-  const c = process.cpuUsage();
-  return c.user + c.system;
-};
-
 async function main(): Promise<void> {
   const cfg = JSON.parse(process.argv[2]!) as AppConfig;
   const make = { floor, 'dspy-o11y': ours, 'dspy-o11y-direct': ours, otel, langfuse }[cfg.contender];
@@ -253,50 +240,7 @@ async function main(): Promise<void> {
   await new Promise<void>((resolve) => process.stdin.once('data', () => resolve()));
   process.stdin.pause();
 
-  const eld = monitorEventLoopDelay({ resolution: ELD_RESOLUTION_MS });
-  const t0 = performance.now();
-  const hr0 = hrUs();
-  const cpu0 = cpuUs();
-  const ctx0 = process.resourceUsage().involuntaryContextSwitches;
-  eld.enable();
-  let i = 0;
-  await new Promise<void>((resolve) => {
-    const burst = () => {
-      const end = Math.min(i + cfg.burst, cfg.spans);
-      for (; i < end; i++) c.emit(i);
-      if (i < cfg.spans) setImmediate(burst);
-      else resolve();
-    };
-    setImmediate(burst);
-  });
-  const cpuEmit = cpuUs();
-  const tEmit = performance.now();
-  let flushOk = false;
-  try {
-    flushOk = await c.flush();
-  } catch (e) {
-    process.stderr.write(`flush failed: ${(e as Error).message}\n`);
-  }
-  const cpu1 = cpuUs();
-  const hr1 = hrUs();
-  const t1 = performance.now();
-  eld.disable();
-  const late = (ns: number) => Math.max(0, ns / 1e6 - ELD_RESOLUTION_MS);
-  const result: AppResult = {
-    contender: cfg.contender,
-    spans: cfg.spans,
-    cpuUs: cpu1 - cpu0,
-    emitCpuUs: cpuEmit - cpu0,
-    wallMs: t1 - t0,
-    emitWallMs: tEmit - t0,
-    flushOk,
-    eld: { p50Ms: late(eld.percentile(50)), p99Ms: late(eld.percentile(99)), maxMs: late(eld.max), samples: eld.count },
-    peakRss: process.resourceUsage().maxRSS * 1024,
-    preempted: process.resourceUsage().involuntaryContextSwitches - ctx0,
-    readyRss,
-    windowUs: [hr0, hr1],
-    stats: c.stats?.(),
-  };
+  const result = await measureRun(c, cfg, readyRss);
   process.stdout.write(`result ${JSON.stringify(result)}\n`);
   try {
     await c.shutdown();
