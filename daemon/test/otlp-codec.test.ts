@@ -208,6 +208,18 @@ describe('encode → decode round trip', () => {
     assert.deepEqual(nsToHrTime('nope'), [0, 0]);
   });
 
+  test('nsToHrTime gives what the regex-and-slices version gave, for every shape of input', () => {
+    const reference = (ns: string): [number, number] => {
+      if (!/^[0-9]{1,20}$/.test(ns)) return [0, 0];
+      return ns.length <= 9 ? [0, Number(ns)] : [Number(ns.slice(0, -9)), Number(ns.slice(-9))];
+    };
+    const inputs = ['', '0', '00', '7', '000000000', '0000000001', '123456789', '1234567890', '99999999999999999999', '100000000000000000000', '12a', ' 12', '12 ', '-1', '+1', '1e9', '1.5', '12\n', '١٢٣', '9'.repeat(21)];
+    for (let len = 1; len <= 21; len++) inputs.push('1'.repeat(len), `${len % 10}`.padStart(len, '0'), '9'.repeat(len - 1) + 'x');
+    for (const ns of inputs) assert.deepEqual(nsToHrTime(ns), reference(ns), JSON.stringify(ns));
+    // Not strings (ingest validates decimal strings; the type says string): [0, 0] too.
+    for (const v of [1732700000123456789, 42, undefined, null, true]) assert.deepEqual(nsToHrTime(v as unknown as string), [0, 0], String(v));
+  });
+
   test('an empty batch encodes to an empty request', () => {
     for (const encoding of ENCODINGS) {
       const decoded = decodeTraceRequest(encodeTraces([], { encoding, scope: SCOPE }), encoding);
