@@ -10,6 +10,8 @@ import { LANGFUSE_TRACES_PATH, appendUrlPath, credentialScrubber, parseOtlpHeade
 export async function checkCredentials(config: DaemonConfig): Promise<{ ok: boolean; message: string }> {
   let url: string;
   let headers: Record<string, string>;
+  // Langfuse takes both encodings; JSON is what check has always sent it.
+  let encoding: 'json' | 'protobuf' = 'json';
   switch (config.exporter) {
     // What `start` would warn about (missing keys, an --encoding these exporters ignore), said here too.
     case 'console':
@@ -28,6 +30,8 @@ export async function checkCredentials(config: DaemonConfig): Promise<{ ok: bool
       // As the exporter sends them: undici drops a URL's credentials, and check said 401 where start delivered.
       const fromUrl = urlCredentials(new URL(url));
       if (fromUrl && headers.authorization === undefined) headers.authorization = fromUrl;
+      // As the exporter sends: a backend taking only protobuf answered JSON with 415 and check said FAILED (or the reverse).
+      encoding = config.encoding;
       break;
     }
   }
@@ -37,8 +41,9 @@ export async function checkCredentials(config: DaemonConfig): Promise<{ ok: bool
   try {
     const res = await request(url, {
       method: 'POST',
-      headers: { ...headers, 'content-type': 'application/json' },
-      body: JSON.stringify({ resourceSpans: [] }),
+      headers: { ...headers, 'content-type': encoding === 'json' ? 'application/json' : 'application/x-protobuf' },
+      // An empty ExportTraceServiceRequest: in protobuf, no bytes at all.
+      body: encoding === 'json' ? JSON.stringify({ resourceSpans: [] }) : Buffer.alloc(0),
       signal: AbortSignal.timeout(config.exportTimeoutMs),
     });
     // As the exporters do: an answer echoing the credentials sent shows it without them.
