@@ -9,7 +9,7 @@ import { dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { DECIMAL_NUMBER, parseIngestToken, type Attributes } from '@dspy-o11y/proto';
 import { RESOURCE } from '@dspy-o11y/proto/vocabulary';
-import { appendUrlPath, type Compression } from './export/http-exporter.js';
+import { appendUrlPath, safeDestination, type Compression } from './export/http-exporter.js';
 
 export type Encoding = 'protobuf' | 'json';
 export type ExporterChoice = 'langfuse' | 'otlp' | 'console' | 'file';
@@ -421,6 +421,12 @@ export function resolveConfig(flags: RawConfig, env: NodeJS.ProcessEnv = process
       exporterNote = exporterNote ? `${exporterNote}; ${note}` : note;
     }
     otlpEndpoint = appendUrlPath(otlpEndpoint, '/v1/traces');
+  } else if (otlpEndpoint && exporter === 'otlp' && new URL(otlpEndpoint).pathname === '/') {
+    // The spec's rule again (a full URL is used as it is, so spans go to /), kept; but `http://collector:4318`
+    // is usually meant as the base URL, and a Collector answers 404 on / to every export.
+    const shown = safeDestination(new URL(otlpEndpoint));
+    const note = `${origin.otlpEndpoint} ${shown} has no path: spans are posted to / (a full URL is used as it is, as the OpenTelemetry spec says); a Collector takes them at ${safeDestination(new URL(appendUrlPath(otlpEndpoint, '/v1/traces')))}`;
+    exporterNote = exporterNote ? `${exporterNote}; ${note}` : note;
   }
 
   return {

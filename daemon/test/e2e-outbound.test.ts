@@ -70,3 +70,42 @@ describe('check speaks the configured protocol', () => {
     }
   });
 });
+
+describe('an otlp endpoint without a path', () => {
+  test('--otlp-endpoint http://host:port posts to / (the spec), and start warns once naming the URL and /v1/traces', async () => {
+    const server = await recorder();
+    try {
+      const warning = (url: string) => new RegExp(`--otlp-endpoint( \\(from [A-Z_]+\\))? ${url.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} has no path: spans are posted to / .*/v1/traces`);
+      for (const [flags, env] of [
+        [['--otlp-endpoint', server.url], {}],
+        [[], { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: `${server.url}/` }],
+      ] as [string[], Record<string, string>][]) {
+        const d = await startDaemonProcess([...OTLP, ...flags], env);
+        try {
+          const line = await d.waitForLog((l) => l.level === 40 && /has no path/.test(l.msg));
+          assert.match(line.msg, warning(`${server.url}/`));
+          assert.equal(d.logs.filter((l) => /has no path/.test(l.msg)).length, 1);
+        } finally {
+          await d.stop();
+        }
+      }
+      // Behaviour unchanged: check posts to /.
+      server.hits.length = 0;
+      const r = await runCli(['check', ...OTLP, '--otlp-endpoint', server.url]);
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      assert.deepEqual(server.hits.map((h) => h.url), ['/']);
+      // A path, or the base variable (which gets /v1/traces appended), is not warned about.
+      for (const env of [{ OTEL_EXPORTER_OTLP_ENDPOINT: server.url }, { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: `${server.url}/v1/traces` }]) {
+        const d = await startDaemonProcess(OTLP, env);
+        try {
+          assert.equal(d.logs.filter((l) => /has no path/.test(l.msg)).length, 0);
+        } finally {
+          await d.stop();
+        }
+        assert.equal(d.logs.filter((l) => /has no path/.test(l.msg)).length, 0);
+      }
+    } finally {
+      await server.close();
+    }
+  });
+});
