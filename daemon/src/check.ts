@@ -3,8 +3,9 @@
  * exporter's destination accepts us. For Langfuse and OTLP an empty export request is sent:
  * it carries no span, so nothing shows up in the project, but auth and reachability are tested.
  */
-import { request } from 'undici';
 import type { DaemonConfig } from './config.js';
+import { closeDispatcher, createDispatcher, proxyAuthorizations, proxySecrets } from './export/outbound.js';
+import { secretScrubber } from './log.js';
 import { LANGFUSE_TRACES_PATH, appendUrlPath, credentialScrubber, parseOtlpHeaders, safeDestination, urlCredentials } from './export/http-exporter.js';
 
 export async function checkCredentials(config: DaemonConfig): Promise<{ ok: boolean; message: string }> {
@@ -38,8 +39,13 @@ export async function checkCredentials(config: DaemonConfig): Promise<{ ok: bool
   // Shown without credentials or query string, as the exporter shows its destination.
   const shown = safeDestination(new URL(url));
   const note = config.exporterNote ? ` (${config.exporterNote})` : '';
+  // Through the proxy (and with the TLS settings) the exporters use: check must go where start goes.
+  const target = new URL(url);
+  const dispatcher = createDispatcher(target.origin, config.outbound, { connections: 1 });
   try {
-    const res = await request(url, {
+    const res = await dispatcher.request({
+      origin: target.origin,
+      path: `${target.pathname}${target.search}`,
       method: 'POST',
       headers: { ...headers, 'content-type': encoding === 'json' ? 'application/json' : 'application/x-protobuf' },
       // An empty ExportTraceServiceRequest: in protobuf, no bytes at all.
@@ -47,10 +53,14 @@ export async function checkCredentials(config: DaemonConfig): Promise<{ ok: bool
       signal: AbortSignal.timeout(config.exportTimeoutMs),
     });
     // As the exporters do: an answer echoing the credentials sent shows it without them.
-    const body = credentialScrubber(headers)(await res.body.text()).slice(0, 300);
+    const body = credentialScrubber({ ...headers, ...proxyAuthorizations(config.outbound.proxy) })(await res.body.text()).slice(0, 300);
     if (res.statusCode >= 200 && res.statusCode < 300) return { ok: true, message: `${config.exporter} at ${shown} accepted an empty export (${res.statusCode})${note}` };
     return { ok: false, message: `${config.exporter} at ${shown} answered ${res.statusCode}: ${body}${note}` };
   } catch (err) {
-    return { ok: false, message: `${config.exporter} at ${shown} is unreachable: ${(err as Error).message}${note}` };
+    // undici's messages name no credentials; the proxy's are cut all the same, as the logger cuts them.
+    const why = secretScrubber(proxySecrets(config.outbound.proxy)).scrub((err as Error).message);
+    return { ok: false, message: `${config.exporter} at ${shown} is unreachable: ${why}${note}` };
+  } finally {
+    await closeDispatcher(dispatcher, 0);
   }
 }

@@ -10,6 +10,7 @@ import { ConfigError, OPTIONS, parseHostPort, preparePaths, resolveConfig, type 
 import { startDaemon, type RunningDaemon } from './daemon.js';
 import { closeLog, createLogger } from './log.js';
 import { checkCredentials } from './check.js';
+import { proxySecrets } from './export/outbound.js';
 import { VERSION } from './version.js';
 
 const EXIT_CONFIG = 2;
@@ -98,6 +99,8 @@ start.action(async (flags: RawConfig) => {
     secrets.push(Buffer.from(`${config.langfuse.publicKey}:${config.langfuse.secretKey}`).toString('base64'));
   }
   if (config.ingestToken) secrets.push(config.ingestToken);
+  // A proxy URL's credentials (HTTPS_PROXY=http://user:pass@proxy:3128), in every form an error could carry them.
+  secrets.push(...proxySecrets(config.outbound.proxy));
   const log = createLogger(config.logLevel, secrets);
   // Before any thread is started: Linux niceness is per thread, and new threads (the export
   // worker, libuv's pool) inherit the creating thread's.

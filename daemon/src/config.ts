@@ -10,6 +10,8 @@ import { z } from 'zod';
 import { DECIMAL_NUMBER, parseIngestToken, type Attributes } from '@dspy-o11y/proto';
 import { RESOURCE } from '@dspy-o11y/proto/vocabulary';
 import { appendUrlPath, safeDestination, type Compression } from './export/http-exporter.js';
+import type { Outbound } from './export/outbound.js';
+import { isProblem, resolveOutbound } from './config-outbound.js';
 
 export type Encoding = 'protobuf' | 'json';
 export type ExporterChoice = 'langfuse' | 'otlp' | 'console' | 'file';
@@ -249,6 +251,8 @@ export interface DaemonConfig {
   exporterNote?: string;
   langfuse: { host: string; publicKey?: string; secretKey?: string };
   otlp: { endpoint?: string; headers?: string; compression: Compression };
+  /** Proxy from HTTPS_PROXY / HTTP_PROXY / NO_PROXY, for every request to the backend (traces, scores, check). */
+  outbound: Outbound;
   file?: string;
   encoding: Encoding;
   queue: { maxSpans: number; maxBytes: number };
@@ -385,6 +389,9 @@ export function resolveConfig(flags: RawConfig, env: NodeJS.ProcessEnv = process
     exporterNote = exporterNote ? `${exporterNote}; ${note}` : note;
   }
 
+  const outbound = resolveOutbound(env);
+  if (isProblem(outbound)) throw new ConfigError(`invalid ${outbound.variable} ${JSON.stringify(maskUrlCredentials(outbound.value))}: ${outbound.problem}`);
+
   const http = c.http === '' ? undefined : parseHostPort(c.http);
   if (http && !isLoopback(http.host) && !c.ingestToken) {
     throw new ConfigError(`invalid --http ${c.http}: a non-loopback address needs --ingest-token (or DSPY_O11YD_INGEST_TOKEN)`);
@@ -436,6 +443,7 @@ export function resolveConfig(flags: RawConfig, env: NodeJS.ProcessEnv = process
     exporterNote,
     langfuse: { host: c.langfuseHost.replace(/\/+$/, ''), publicKey, secretKey },
     otlp: { endpoint: otlpEndpoint, headers: c.otlpHeaders, compression: c.otlpCompression },
+    outbound,
     file: c.file,
     encoding: c.encoding,
     queue: { maxSpans: c.queueMaxSpans, maxBytes: c.queueMaxBytes },

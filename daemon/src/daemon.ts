@@ -9,6 +9,7 @@ import { isLoopback, type DaemonConfig } from './config.js';
 import { oncePer, type Logger } from './log.js';
 import { Batcher } from './batch/batcher.js';
 import { createExporter } from './export/create-exporter.js';
+import { shownProxy } from './export/outbound.js';
 import { ExportLoop } from './export/export-loop.js';
 import { createScoreSink } from './export/scores.js';
 import type { SpanExporter } from './export/types.js';
@@ -262,7 +263,8 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
 
   // The exporter's own encoding, not --encoding: console and file write OTLP/JSON whatever it says.
   log.info(
-    { version: VERSION, socket: config.socket, http: httpUrl, exporter: exporter.kind, destination: exporter.destination, encoding: exporter.encoding },
+    // The proxy by its origin only: its URL may hold credentials.
+    { version: VERSION, socket: config.socket, http: httpUrl, exporter: exporter.kind, destination: exporter.destination, encoding: exporter.encoding, proxy: exporter.kind === 'langfuse' || exporter.kind === 'otlp' ? shownProxy(config.outbound.proxy) : undefined },
     `dspy-o11yd ${VERSION} listening on ${[config.socket && `unix:${config.socket}`, httpUrl].filter(Boolean).join(' and ')}; exporting to ${exporter.kind} at ${exporter.destination}`,
   );
   if (config.exporterNote) log.warn(config.exporterNote);

@@ -1,13 +1,16 @@
 /**
  * How the daemon reaches its backend, as users of the OpenTelemetry Collector and the Datadog
- * agent configure it: the configured OTLP protocol, an endpoint without a path. Each case runs the
- * real CLI against servers on 127.0.0.1 that record what reached them.
+ * agent configure it: the configured OTLP protocol, an endpoint without a path, a proxy. Each case runs the
+ * real CLI against servers on 127.0.0.1 that record what reached them (a forward proxy among them).
  */
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { runCli, startDaemonProcess, tempDir } from './support/daemon-process.js';
+import { join } from 'node:path';
+import { runCli, sendOverSocket, startDaemonProcess, tempDir } from './support/daemon-process.js';
+import { startFakeLangfuse } from './support/fake-langfuse.js';
+import { startForwardProxy } from './support/forward-proxy.js';
 
 interface Hit {
   method: string;
@@ -106,6 +109,91 @@ describe('an otlp endpoint without a path', () => {
       }
     } finally {
       await server.close();
+    }
+  });
+});
+
+describe('an outbound proxy from HTTP_PROXY / HTTPS_PROXY / NO_PROXY', () => {
+  const KEYS = { LANGFUSE_PUBLIC_KEY: 'pk-lf-proxy', LANGFUSE_SECRET_KEY: 'sk-lf-proxy' };
+  const TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
+  const span = JSON.stringify({ v: 1, type: 'span', traceId: TRACE, spanId: '00f067aa0ba902b7', name: 'via-proxy', startTimeUnixNano: '1732700000000000000', endTimeUnixNano: '1732700000000000005' });
+  const score = JSON.stringify({ v: 1, type: 'score', traceId: TRACE, name: 'helpfulness', value: 0.9 });
+  const PROXY_PASSWORD = 'proxy-s3cret-pw';
+  let n = 0;
+
+  test('spans and scores go to Langfuse through the proxy, with its credentials, which no log line shows; check goes through it too', async () => {
+    const fake = await startFakeLangfuse({ publicKey: KEYS.LANGFUSE_PUBLIC_KEY, secretKey: KEYS.LANGFUSE_SECRET_KEY });
+    const proxy = await startForwardProxy();
+    const socket = join(tmp.dir, `p${n++}.sock`);
+    const proxyEnv = { HTTP_PROXY: `http://proxyuser:${PROXY_PASSWORD}@127.0.0.1:${proxy.port}` };
+    const basic = `Basic ${Buffer.from(`proxyuser:${PROXY_PASSWORD}`).toString('base64')}`;
+    try {
+      const d = await startDaemonProcess(['--socket', socket, '--http', '', '--flush-interval', '10', '--log-level', 'debug'], { ...KEYS, LANGFUSE_HOST: fake.url, ...proxyEnv }, socket);
+      try {
+        const startup = await d.waitForLog((l) => /listening on/.test(l.msg));
+        assert.deepEqual(startup.proxy, { httpProxy: proxy.url });
+        await sendOverSocket(socket, [span, score]);
+        await fake.waitForSpans(1);
+        await fake.waitForScores(1);
+      } finally {
+        await d.stop();
+      }
+      assert.deepEqual(
+        [...new Set(proxy.seen.map((r) => `${r.method} ${r.target} ${r.proxyAuthorization}`))].sort(),
+        [`POST ${fake.url}/api/public/otel/v1/traces ${basic}`, `POST ${fake.url}/api/public/scores ${basic}`].sort(),
+      );
+      for (const secret of [PROXY_PASSWORD, Buffer.from(`proxyuser:${PROXY_PASSWORD}`).toString('base64')]) assert.ok(!d.stderr.includes(secret), 'the proxy credentials are not logged');
+
+      proxy.seen.length = 0;
+      // The lower-case name is read too (curl's and undici's spelling).
+      const r = await runCli(['check', '--socket', ''], { ...KEYS, LANGFUSE_HOST: fake.url, http_proxy: proxyEnv.HTTP_PROXY });
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      assert.deepEqual(proxy.seen.map((s) => `${s.method} ${s.target}`), [`POST ${fake.url}/api/public/otel/v1/traces`]);
+      assert.ok(!(r.stdout + r.stderr).includes(PROXY_PASSWORD));
+    } finally {
+      await proxy.close();
+      await fake.close();
+    }
+  });
+
+  test('NO_PROXY names hosts that bypass the proxy (a host, a host:port, a domain); the otlp exporter and check follow it too', async () => {
+    const fake = await startFakeLangfuse({ publicKey: KEYS.LANGFUSE_PUBLIC_KEY, secretKey: KEYS.LANGFUSE_SECRET_KEY });
+    const proxy = await startForwardProxy();
+    try {
+      for (const noProxy of ['127.0.0.1', `127.0.0.1:${fake.port}`, 'localhost, 127.0.0.1']) {
+        const socket = join(tmp.dir, `p${n++}.sock`);
+        const d = await startDaemonProcess(['--socket', socket, '--http', '', '--flush-interval', '10'], { ...KEYS, LANGFUSE_HOST: fake.url, HTTP_PROXY: proxy.url, NO_PROXY: noProxy }, socket);
+        try {
+          const before = fake.spans.length;
+          await sendOverSocket(socket, [span]);
+          await fake.waitForSpans(before + 1);
+        } finally {
+          await d.stop();
+        }
+      }
+      const otlp = ['--exporter', 'otlp', '--otlp-endpoint', `${fake.url}/api/public/otel/v1/traces`, '--otlp-headers', `authorization=${encodeURIComponent(fake.authorization)}`];
+      const bypassed = await runCli(['check', ...OTLP, ...otlp.slice(2)], { HTTP_PROXY: proxy.url, no_proxy: '127.0.0.1' });
+      assert.equal(bypassed.code, 0, bypassed.stdout + bypassed.stderr);
+      assert.equal(proxy.seen.length, 0, 'nothing went through the proxy');
+      // Another host in NO_PROXY: the proxy is used.
+      const proxied = await runCli(['check', ...OTLP, ...otlp.slice(2)], { HTTP_PROXY: proxy.url, NO_PROXY: 'collector.internal' });
+      assert.equal(proxied.code, 0, proxied.stdout + proxied.stderr);
+      assert.deepEqual(proxy.seen.map((s) => s.target), [`${fake.url}/api/public/otel/v1/traces`]);
+    } finally {
+      await proxy.close();
+      await fake.close();
+    }
+  });
+
+  test('a proxy variable that is no http(s) URL is one line naming it, without its credentials, and exit 2', async () => {
+    for (const [env, pattern] of [
+      [{ HTTPS_PROXY: 'socks5://user:pw-s3cret@127.0.0.1:1080' }, /^dspy-o11yd: invalid HTTPS_PROXY "socks5:\/\/\*\*\*@127\.0\.0\.1:1080": must be an http:\/\/ or https:\/\/ proxy URL/],
+      [{ http_proxy: 'http://[bad' }, /^dspy-o11yd: invalid http_proxy "http:\/\/\[bad": not a valid URL/],
+    ] as [Record<string, string>, RegExp][]) {
+      const r = await runCli(['check', '--socket', '', '--exporter', 'console'], env);
+      assert.equal(r.code, 2, r.stdout + r.stderr);
+      assert.match(r.stderr, pattern);
+      assert.ok(!r.stderr.includes('pw-s3cret'));
     }
   });
 });

@@ -17,6 +17,7 @@ export function createExporter(config: DaemonConfig, onRepair: (reason: string) 
         onRepair,
         // Parse, map, encode and gzip off the main thread, which keeps ingesting meanwhile.
         worker: true,
+        outbound: config.outbound,
       });
     case 'otlp':
       return createOtlpExporter({
@@ -25,6 +26,7 @@ export function createExporter(config: DaemonConfig, onRepair: (reason: string) 
         encoding: config.encoding,
         compression: config.otlp.compression,
         worker: true,
+        outbound: config.outbound,
       });
     case 'file':
       return createFileExporter(config.file!);

@@ -8,12 +8,13 @@
  * errors.
  */
 import { parseRetryAfter } from '@dspy-o11y/proto';
-import { Pool, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import type { QueuedSpan } from '../model.js';
 import { MIN_SECRET_LENGTH, secretScrubber } from '../log.js';
 import { VERSION } from '../version.js';
 import type { LangfuseMapper, RepairReason } from './langfuse-map.js';
 import type { OtlpEncoding } from './otlp-encode.js';
+import { closeDispatcher, createDispatcher, proxyAuthorizations, type Outbound } from './outbound.js';
 import { LocalPreparer, WorkerPreparer, type BatchPreparer, type Compression, type PrepareOptions } from './prepare.js';
 import type { ExportOutcome, ExporterKind, PreparedBatch, SpanExporter } from './types.js';
 
@@ -45,6 +46,8 @@ export interface HttpExporterOptions {
   readonly worker?: boolean;
   /** Pool connections (keep-alive). The export loop keeps one request in flight; default 2. */
   readonly connections?: number;
+  /** Proxy (and TLS) settings from the configuration; default: direct, whatever the environment says. */
+  readonly outbound?: Outbound;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -196,7 +199,8 @@ export function safeDestination(url: URL): string {
 class HttpExporter implements SpanExporter {
   readonly kind: ExporterKind;
   readonly destination: string;
-  private readonly pool: Pool;
+  private readonly dispatcher: Dispatcher;
+  private readonly origin: string;
   private readonly path: string;
   private readonly headers: Record<string, string>;
   private readonly scrub: (text: string) => string;
@@ -226,18 +230,15 @@ class HttpExporter implements SpanExporter {
     const fromUrl = urlCredentials(url);
     if (fromUrl && headers.authorization === undefined) headers.authorization = fromUrl;
     // Every header given may be a credential (OTLP headers: API keys), except Langfuse's protocol ones.
-    this.scrub = credentialScrubber(Object.fromEntries(Object.entries(headers).filter(([k]) => !k.startsWith('x-langfuse-'))));
+    // And the proxy's credentials: a proxy's error page may echo the request's headers.
+    this.scrub = credentialScrubber({ ...Object.fromEntries(Object.entries(headers).filter(([k]) => !k.startsWith('x-langfuse-'))), ...proxyAuthorizations(o.outbound?.proxy) });
     headers['content-type'] = this.encoding === 'json' ? 'application/json' : 'application/x-protobuf';
     if (this.compression === 'gzip') headers['content-encoding'] = 'gzip';
     else delete headers['content-encoding'];
     headers['user-agent'] ??= `dspy-o11yd/${VERSION}`;
     this.headers = headers;
-    this.pool = new Pool(url.origin, {
-      connections: o.connections ?? 2,
-      pipelining: 1,
-      keepAliveTimeout: 30_000,
-      keepAliveMaxTimeout: 120_000,
-    });
+    this.origin = url.origin;
+    this.dispatcher = createDispatcher(url.origin, o.outbound, { connections: o.connections ?? 2, keepAliveTimeout: 30_000, keepAliveMaxTimeout: 120_000 });
   }
 
   prepare(batch: readonly QueuedSpan[]): Promise<PreparedBatch> {
@@ -255,7 +256,7 @@ class HttpExporter implements SpanExporter {
 
     let res: Dispatcher.ResponseData;
     try {
-      res = await this.pool.request({ method: 'POST', path: this.path, headers: this.headers, body, signal });
+      res = await this.dispatcher.request({ origin: this.origin, method: 'POST', path: this.path, headers: this.headers, body, signal });
     } catch (err) {
       return { kind: 'retryable', reason: networkReason(err, signal) };
     }
@@ -280,16 +281,7 @@ class HttpExporter implements SpanExporter {
     this.closed = true;
     await this.preparer.close();
     // Graceful first (lets a finishing request complete), bounded, then forceful.
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      this.pool.close().catch(() => {}),
-      new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, 2000);
-        timer.unref();
-      }),
-    ]);
-    if (timer) clearTimeout(timer);
-    if (!this.pool.destroyed) await this.pool.destroy().catch(() => {});
+    await closeDispatcher(this.dispatcher);
   }
 }
 
@@ -313,6 +305,7 @@ export interface LangfuseExporterOptions {
   readonly maxTraces?: number;
   /** Prepare batches on a worker thread (see {@link HttpExporterOptions.worker}). Default false. */
   readonly worker?: boolean;
+  readonly outbound?: Outbound;
 }
 
 export const LANGFUSE_TRACES_PATH = '/api/public/otel/v1/traces';
@@ -339,6 +332,7 @@ export function createLangfuseExporter(o: LangfuseExporterOptions): LangfuseExpo
     },
     langfuse: { maxTraces: o.maxTraces, onRepair: onRepair ? (r: RepairReason) => onRepair(r) : undefined },
     worker: o.worker,
+    outbound: o.outbound,
   });
   const preparer = exporter.preparer;
   return Object.assign(exporter, {
@@ -359,8 +353,8 @@ export interface OtlpExporterOptions {
   readonly scopeVersion?: string;
   /** Prepare batches on a worker thread (see {@link HttpExporterOptions.worker}). Default false. */
   readonly worker?: boolean;
+  readonly outbound?: Outbound;
 }
-
 
 /** Plain OTLP/HTTP: neutral attributes, span events stay span events. */
 export function createOtlpExporter(o: OtlpExporterOptions): SpanExporter {
@@ -372,5 +366,6 @@ export function createOtlpExporter(o: OtlpExporterOptions): SpanExporter {
     compression: o.compression ?? 'gzip',
     scopeVersion: o.scopeVersion,
     worker: o.worker,
+    outbound: o.outbound,
   });
 }

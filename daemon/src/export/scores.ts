@@ -17,7 +17,7 @@
  * with one warning. Counters (ops/stats.ts): received = exported + dropped + queued + in flight.
  */
 import { createHash } from 'node:crypto';
-import { Pool, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import { keepTrace, RESOURCE, type ScoreRecord } from '@dspy-o11y/proto';
 import type { DaemonConfig } from '../config.js';
 import type { Logger } from '../log.js';
@@ -27,6 +27,7 @@ import { BoundedQueue } from '../queue/bounded-queue.js';
 import { VERSION } from '../version.js';
 import { DEFAULT_BACKOFF, backoffDelay, deadline, sleep, type BackoffPolicy } from './backoff.js';
 import { MAX_ERROR_BODY_BYTES, appendUrlPath, credentialScrubber, networkReason, outcomeForStatus, readLimited } from './http-exporter.js';
+import { closeDispatcher, createDispatcher, proxyAuthorizations, type Outbound } from './outbound.js';
 import { langfuseEnvironment, resourceEnvironment } from './langfuse-map.js';
 import type { ExportOutcome } from './types.js';
 
@@ -184,6 +185,8 @@ export interface ScoreSenderOptions {
   readonly backoff?: BackoffPolicy;
   /** The daemon's `--sample-ratio`: a score of a trace that is sampled out is dropped too. */
   readonly sampleRatio?: number;
+  /** Proxy (and TLS) settings, as the span exporter's; default: direct. */
+  readonly outbound?: Outbound;
 }
 
 interface PendingScore {
@@ -211,7 +214,8 @@ export class ScoreSender implements ScoreSink {
 
   /** Bounded by count and by the queued bodies' lengths (not counting the one in flight). */
   private readonly queue: BoundedQueue<PendingScore>;
-  private readonly pool: Pool;
+  private readonly dispatcher: Dispatcher;
+  private readonly origin: string;
   private readonly path: string;
   private readonly headers: Record<string, string>;
   /** Cuts our credentials out of an answer that echoes them (see credentialScrubber). */
@@ -239,7 +243,8 @@ export class ScoreSender implements ScoreSink {
     // The traces' rule: the host's path prefix and query string are kept.
     this.path = `${url.pathname}${url.search}`;
     // One connection: one request in flight, kept alive between scores.
-    this.pool = new Pool(url.origin, { connections: 1, pipelining: 1 });
+    this.origin = url.origin;
+    this.dispatcher = createDispatcher(url.origin, options.outbound, { connections: 1 });
     this.headers = {
       authorization: `Basic ${Buffer.from(`${options.publicKey}:${options.secretKey}`).toString('base64')}`,
       'content-type': 'application/json',
@@ -248,7 +253,7 @@ export class ScoreSender implements ScoreSink {
       // As the span exporter's: undici sends none, and proxies and WAFs in front of Langfuse may refuse a request without one.
       'user-agent': `dspy-o11yd/${VERSION}`,
     };
-    this.scrub = credentialScrubber({ authorization: this.headers.authorization });
+    this.scrub = credentialScrubber({ authorization: this.headers.authorization, ...proxyAuthorizations(options.outbound?.proxy) });
     this.queue = new BoundedQueue<PendingScore>(options.maxQueued ?? DEFAULT_MAX_QUEUED_SCORES, () => this.drop('queue_overflow'), {
       maxBytes: options.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_SCORE_BYTES,
       sizeOf: (score) => score.json.length,
@@ -294,7 +299,7 @@ export class ScoreSender implements ScoreSink {
     cutShort?.removeEventListener('abort', abort);
     const left = [...this.cutOff.splice(0), ...this.queue.drain()];
     this.state = 'stopped';
-    await this.pool.close().catch(() => {});
+    await closeDispatcher(this.dispatcher);
     return unsent(left);
   }
 
@@ -385,7 +390,7 @@ export class ScoreSender implements ScoreSink {
   private async post(item: PendingScore, signal: AbortSignal): Promise<ExportOutcome> {
     let res: Dispatcher.ResponseData;
     try {
-      res = await this.pool.request({ method: 'POST', path: this.path, headers: this.headers, body: item.json, signal });
+      res = await this.dispatcher.request({ origin: this.origin, method: 'POST', path: this.path, headers: this.headers, body: item.json, signal });
     } catch (err) {
       return { kind: 'retryable', reason: networkReason(err, signal) };
     }
@@ -454,6 +459,7 @@ export function createScoreSink(config: DaemonConfig, stats: Stats, log: Logger)
       requestTimeoutMs: config.exportTimeoutMs,
       maxRetries: config.maxRetries,
       sampleRatio: config.sampleRatio,
+      outbound: config.outbound,
     },
     stats,
     log,

@@ -1,0 +1,88 @@
+/**
+ * How the daemon reaches its backend (Langfuse's traces and scores, an OTLP endpoint, `check`):
+ * directly on one keep-alive pool, or through the proxy the standard variables name
+ * (`HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`; resolved by config.ts, never read here, so an
+ * exporter built in-process is not rerouted by the machine's environment).
+ */
+import { EnvHttpProxyAgent, Pool, type Dispatcher } from 'undici';
+
+/** Proxy URLs (with a scheme) and the hosts that bypass them, as `curl` and undici read them. */
+export interface ProxySettings {
+  readonly httpProxy?: string;
+  readonly httpsProxy?: string;
+  readonly noProxy?: string;
+}
+
+export interface Outbound {
+  readonly proxy?: ProxySettings;
+}
+
+export interface PoolSettings {
+  readonly connections: number;
+  readonly keepAliveTimeout?: number;
+  readonly keepAliveMaxTimeout?: number;
+}
+
+/**
+ * The dispatcher for requests to `origin` (pass `origin` in each request: a proxied dispatcher
+ * serves any). Plain http targets go to an http proxy as absolute-URI requests, not CONNECT:
+ * that is what curl and Go do, and what a Squid allows by default (CONNECT only to 443).
+ */
+export function createDispatcher(origin: string, outbound: Outbound | undefined, pool: PoolSettings): Dispatcher {
+  const proxy = outbound?.proxy;
+  const options = { pipelining: 1, ...pool };
+  if (!proxy?.httpProxy && !proxy?.httpsProxy) return new Pool(origin, options);
+  // '' rather than undefined: undici would fall back to process.env for a missing value.
+  return new EnvHttpProxyAgent({ ...options, httpProxy: proxy.httpProxy ?? '', httpsProxy: proxy.httpsProxy ?? '', noProxy: proxy.noProxy ?? '', proxyTunnel: false });
+}
+
+/** Closes gracefully within `graceMs`, then forcefully (a request hung on a dead backend or proxy). */
+export async function closeDispatcher(dispatcher: Dispatcher, graceMs = 2000): Promise<void> {
+  let closed = false;
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    dispatcher.close().then(() => void (closed = true), () => {}),
+    new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, graceMs);
+      timer.unref();
+    }),
+  ]);
+  if (timer) clearTimeout(timer);
+  if (!closed) await dispatcher.destroy().catch(() => {});
+}
+
+/** The proxies as logs and the startup line may show them: their origin only (no credentials). */
+export function shownProxy(proxy: ProxySettings | undefined): ProxySettings | undefined {
+  if (!proxy?.httpProxy && !proxy?.httpsProxy) return undefined;
+  const shown = (u: string | undefined) => (u ? new URL(u).origin : undefined);
+  return { httpProxy: shown(proxy.httpProxy), httpsProxy: shown(proxy.httpsProxy), noProxy: proxy.noProxy || undefined };
+}
+
+/**
+ * The proxies' credentials in every form they may appear in (decoded `user:password`, the
+ * password, the `Proxy-Authorization` value undici sends): for the logger's and the exporters'
+ * scrubbers, since a proxy's error page may echo the request's headers.
+ */
+export function proxySecrets(proxy: ProxySettings | undefined): string[] {
+  const out: string[] = [];
+  for (const u of [proxy?.httpProxy, proxy?.httpsProxy]) {
+    if (!u) continue;
+    const url = new URL(u);
+    if (!url.password) continue;
+    const password = decodeURIComponent(url.password);
+    const pair = `${decodeURIComponent(url.username)}:${password}`;
+    out.push(password, url.password, pair, Buffer.from(pair).toString('base64'));
+  }
+  return out;
+}
+
+/** `Proxy-Authorization` values undici sends for the proxies' URL credentials, keyed for credentialScrubber. */
+export function proxyAuthorizations(proxy: ProxySettings | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, u] of [['http', proxy?.httpProxy], ['https', proxy?.httpsProxy]] as const) {
+    if (!u) continue;
+    const url = new URL(u);
+    if (url.password) out[`proxy-authorization-${name}`] = `Basic ${Buffer.from(`${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`).toString('base64')}`;
+  }
+  return out;
+}

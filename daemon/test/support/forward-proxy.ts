@@ -1,0 +1,71 @@
+/**
+ * A forward proxy on 127.0.0.1 for tests: absolute-URI requests (`POST http://host:port/path`)
+ * for http targets, CONNECT tunnels for https ones. It records what it was asked, and the
+ * `Proxy-Authorization` it got, and never passes that header on.
+ */
+import { createServer, request, type IncomingHttpHeaders } from 'node:http';
+import { connect, type AddressInfo, type Socket } from 'node:net';
+
+export interface ProxiedRequest {
+  readonly method: string;
+  /** The absolute URI, or `host:port` for CONNECT. */
+  readonly target: string;
+  readonly proxyAuthorization: string | undefined;
+}
+
+export interface ForwardProxy {
+  /** `http://127.0.0.1:<port>` */
+  readonly url: string;
+  readonly port: number;
+  readonly seen: ProxiedRequest[];
+  close(): Promise<void>;
+}
+
+export async function startForwardProxy(): Promise<ForwardProxy> {
+  const seen: ProxiedRequest[] = [];
+  const tunnels = new Set<Socket>();
+  const withoutProxyHeaders = (headers: IncomingHttpHeaders) =>
+    Object.fromEntries(Object.entries(headers).filter(([k]) => !k.startsWith('proxy-')));
+  const server = createServer((req, res) => {
+    const target = req.url ?? '';
+    seen.push({ method: req.method ?? '', target, proxyAuthorization: req.headers['proxy-authorization'] });
+    if (!/^http:\/\//i.test(target)) return void res.writeHead(400).end('forward-proxy: an absolute http:// URI is needed');
+    const url = new URL(target);
+    const upstream = request({ host: url.hostname, port: url.port || 80, method: req.method, path: `${url.pathname}${url.search}`, headers: withoutProxyHeaders(req.headers) }, (answer) => {
+      res.writeHead(answer.statusCode ?? 502, answer.headers);
+      answer.pipe(res);
+    });
+    upstream.on('error', () => (res.headersSent ? res.destroy() : res.writeHead(502).end('forward-proxy: upstream failed')));
+    req.pipe(upstream);
+  });
+  server.on('connect', (req, client: Socket, head: Buffer) => {
+    const target = req.url ?? '';
+    seen.push({ method: 'CONNECT', target, proxyAuthorization: req.headers['proxy-authorization'] });
+    const colon = target.lastIndexOf(':');
+    const upstream = connect(Number(target.slice(colon + 1)), target.slice(0, colon).replace(/^\[|\]$/g, ''), () => {
+      client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+      upstream.write(head);
+      upstream.pipe(client);
+      client.pipe(upstream);
+    });
+    for (const s of [client, upstream]) {
+      tunnels.add(s);
+      s.once('close', () => tunnels.delete(s));
+    }
+    upstream.on('error', () => client.destroy());
+    client.on('error', () => upstream.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    seen,
+    close: () =>
+      new Promise((resolve) => {
+        for (const s of tunnels) s.destroy();
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
