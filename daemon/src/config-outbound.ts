@@ -4,7 +4,10 @@
  * destinations, `HTTP_PROXY` for http ones, the upper-case name first, then the lower-case one;
  * `NO_PROXY` lists the hosts (`host`, `.domain`, `*.domain`, `host:port`, `*`) that bypass it.
  */
-import type { Outbound, ProxySettings } from './export/outbound.js';
+import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { createSecureContext } from 'node:tls';
+import type { Outbound, ProxySettings, TlsSettings } from './export/outbound.js';
 
 /** A variable whose value cannot work: config.ts makes it one line and exit 2. */
 export interface OutboundProblem {
@@ -54,8 +57,58 @@ export function isProblem(v: object | undefined): v is OutboundProblem {
   return v !== undefined && 'problem' in v;
 }
 
-export function resolveOutbound(env: NodeJS.ProcessEnv): Outbound | OutboundProblem {
+/** Each setting's variables, the signal-specific one first (OpenTelemetry's rule). */
+const TLS_VARIABLES = {
+  ca: ['OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE', 'OTEL_EXPORTER_OTLP_CERTIFICATE'],
+  cert: ['OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE', 'OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE'],
+  key: ['OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY', 'OTEL_EXPORTER_OTLP_CLIENT_KEY'],
+} as const;
+
+/**
+ * The otlp exporter's TLS files (paths to PEM files, as the OpenTelemetry spec defines them), read
+ * now: a file that cannot be read, a client certificate without its key (or the reverse), or PEM
+ * that TLS cannot use is bad configuration, said at start, not at every export.
+ */
+export function resolveTls(env: NodeJS.ProcessEnv): TlsSettings | OutboundProblem | undefined {
+  const tls: { ca?: string; cert?: string; key?: string } = {};
+  const from: { ca?: string; cert?: string; key?: string } = {};
+  for (const key of ['ca', 'cert', 'key'] as const) {
+    const set = firstSet(env, TLS_VARIABLES[key]);
+    if (!set) continue;
+    try {
+      tls[key] = readFileSync(set.value, 'utf8');
+    } catch (err) {
+      return { variable: set.name, value: set.value, problem: `cannot read the file (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})` };
+    }
+    from[key] = set.name;
+  }
+  if (tls.cert === undefined && tls.key === undefined && tls.ca === undefined) return undefined;
+  for (const [have, need] of [['cert', 'key'], ['key', 'cert']] as const) {
+    if (from[have] && !from[need]) return { variable: from[have], value: env[from[have]]!.trim(), problem: `needs ${TLS_VARIABLES[need][1]} (or ${TLS_VARIABLES[need][0]}) too, for mTLS` };
+  }
+  // What TLS would refuse, or silently ignore (a CA file without a certificate in it), said once.
+  const unusable = (variable: string | undefined, what: string, test: () => unknown): OutboundProblem | undefined => {
+    if (!variable) return undefined;
+    try {
+      test();
+      return undefined;
+    } catch (err) {
+      return { variable, value: env[variable]!.trim(), problem: `${what} (${(err as Error).message})` };
+    }
+  };
+  const problem =
+    unusable(from.ca, 'not a PEM certificate', () => new X509Certificate(tls.ca!)) ??
+    unusable(from.cert, 'not a PEM certificate', () => new X509Certificate(tls.cert!)) ??
+    unusable(from.key, 'not a PEM private key', () => createPrivateKey(tls.key!)) ??
+    unusable(from.key, 'not the key of the client certificate', () => createSecureContext({ cert: tls.cert, key: tls.key }));
+  return problem || tls;
+}
+
+/** The OTEL_EXPORTER_OTLP_* TLS files apply to the otlp exporter only, as its other OTEL variables do. */
+export function resolveOutbound(env: NodeJS.ProcessEnv, exporter: string): Outbound | OutboundProblem {
   const proxy = resolveProxy(env);
   if (isProblem(proxy)) return proxy;
-  return proxy ? { proxy } : {};
+  const tls = exporter === 'otlp' ? resolveTls(env) : undefined;
+  if (isProblem(tls)) return tls;
+  return { ...(proxy && { proxy }), ...(tls && { tls }) };
 }

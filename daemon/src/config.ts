@@ -251,7 +251,7 @@ export interface DaemonConfig {
   exporterNote?: string;
   langfuse: { host: string; publicKey?: string; secretKey?: string };
   otlp: { endpoint?: string; headers?: string; compression: Compression };
-  /** Proxy from HTTPS_PROXY / HTTP_PROXY / NO_PROXY, for every request to the backend (traces, scores, check). */
+  /** Proxy from HTTPS_PROXY / HTTP_PROXY / NO_PROXY, for every request to the backend (traces, scores, check); for otlp, TLS files too. */
   outbound: Outbound;
   file?: string;
   encoding: Encoding;
@@ -389,7 +389,7 @@ export function resolveConfig(flags: RawConfig, env: NodeJS.ProcessEnv = process
     exporterNote = exporterNote ? `${exporterNote}; ${note}` : note;
   }
 
-  const outbound = resolveOutbound(env);
+  const outbound = resolveOutbound(env, exporter);
   if (isProblem(outbound)) throw new ConfigError(`invalid ${outbound.variable} ${JSON.stringify(maskUrlCredentials(outbound.value))}: ${outbound.problem}`);
 
   const http = c.http === '' ? undefined : parseHostPort(c.http);

@@ -1,11 +1,16 @@
 /**
  * How the daemon reaches its backend, as users of the OpenTelemetry Collector and the Datadog
- * agent configure it: the configured OTLP protocol, an endpoint without a path, a proxy. Each case runs the
+ * agent configure it: the configured OTLP protocol, an endpoint without a path, a proxy,
+ * a private CA and a client certificate. Each case runs the
  * real CLI against servers on 127.0.0.1 that record what reached them (a forward proxy among them).
  */
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { TLSSocket } from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { runCli, sendOverSocket, startDaemonProcess, tempDir } from './support/daemon-process.js';
@@ -195,5 +200,92 @@ describe('an outbound proxy from HTTP_PROXY / HTTPS_PROXY / NO_PROXY', () => {
       assert.match(r.stderr, pattern);
       assert.ok(!r.stderr.includes('pw-s3cret'));
     }
+  });
+});
+
+/** A self-signed certificate (its own CA) for 127.0.0.1, made by openssl in `dir`, or undefined when there is no openssl. */
+function selfSigned(dir: string, name: string): { cert: string; key: string } | undefined {
+  const cert = join(dir, `${name}.crt`);
+  const key = join(dir, `${name}.key`);
+  const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', `/CN=${name}`, '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert], { encoding: 'utf8' });
+  return r.status === 0 ? { cert, key } : undefined;
+}
+
+describe('TLS of the otlp exporter from OTEL_EXPORTER_OTLP_*CERTIFICATE and *CLIENT_KEY', () => {
+  const server = selfSigned(tmp.dir, 'server');
+  const client = selfSigned(tmp.dir, 'client');
+  const TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
+  const span = JSON.stringify({ v: 1, type: 'span', traceId: TRACE, spanId: '00f067aa0ba902c1', name: 'over-mtls', startTimeUnixNano: '1732700000000000000', endTimeUnixNano: '1732700000000000005' });
+
+  test('an https backend with a private CA that asks for a client certificate: check and spans get through, directly and through an HTTPS_PROXY tunnel', { skip: !server || !client ? 'no openssl' : false }, async () => {
+    const hits: { url: string; clientCN: string | undefined }[] = [];
+    const backend = createHttpsServer({ cert: readFileSync(server!.cert), key: readFileSync(server!.key), ca: readFileSync(client!.cert), requestCert: true, rejectUnauthorized: true }, (req, res) => {
+      req.resume().on('end', () => {
+        const peer = (req.socket as TLSSocket).getPeerCertificate();
+        hits.push({ url: req.url ?? '', clientCN: typeof peer.subject?.CN === 'string' ? peer.subject.CN : undefined });
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+      });
+    });
+    await new Promise<void>((resolve) => backend.listen(0, '127.0.0.1', resolve));
+    const endpoint = `https://127.0.0.1:${(backend.address() as AddressInfo).port}/v1/traces`;
+    const proxy = await startForwardProxy();
+    const tlsEnv = { OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE: server!.cert, OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE: client!.cert, OTEL_EXPORTER_OTLP_CLIENT_KEY: client!.key };
+    try {
+      // Without the CA the backend's certificate is not trusted: check says so.
+      const untrusted = await runCli(['check', ...OTLP, '--otlp-endpoint', endpoint]);
+      assert.equal(untrusted.code, 1, untrusted.stdout + untrusted.stderr);
+      assert.equal(hits.length, 0);
+      // The CA without the client certificate: the backend refuses the handshake.
+      const noClientCert = await runCli(['check', ...OTLP, '--otlp-endpoint', endpoint], { OTEL_EXPORTER_OTLP_CERTIFICATE: server!.cert });
+      assert.equal(noClientCert.code, 1, noClientCert.stdout + noClientCert.stderr);
+      assert.equal(hits.length, 0);
+
+      const ok = await runCli(['check', ...OTLP, '--otlp-endpoint', endpoint], tlsEnv);
+      assert.equal(ok.code, 0, ok.stdout + ok.stderr);
+      assert.deepEqual(hits, [{ url: '/v1/traces', clientCN: 'client' }]);
+
+      for (const env of [tlsEnv, { ...tlsEnv, HTTPS_PROXY: proxy.url }]) {
+        hits.length = 0;
+        const socket = join(tmp.dir, `t${hits.length}${Object.keys(env).length}.sock`);
+        const d = await startDaemonProcess(['--socket', socket, '--http', '', '--exporter', 'otlp', '--otlp-endpoint', endpoint, '--flush-interval', '10'], env, socket);
+        try {
+          await sendOverSocket(socket, [span]);
+          await d.eventually(() => assert.deepEqual(hits, [{ url: '/v1/traces', clientCN: 'client' }]));
+        } finally {
+          await d.stop();
+        }
+      }
+      assert.deepEqual(proxy.seen.map((s) => `${s.method} ${s.target}`), [`CONNECT 127.0.0.1:${(backend.address() as AddressInfo).port}`]);
+    } finally {
+      await proxy.close();
+      backend.closeAllConnections();
+      await new Promise((resolve) => backend.close(resolve));
+    }
+  });
+
+  test('a TLS file that is missing, unreadable as PEM, or a client certificate without its key: one line naming the variable, exit 2', async () => {
+    const garbage = join(tmp.dir, 'garbage.pem');
+    writeFileSync(garbage, 'not a certificate\n');
+    const missing = join(tmp.dir, 'missing.pem');
+    const cases: [Record<string, string>, RegExp][] = [
+      [{ OTEL_EXPORTER_OTLP_CERTIFICATE: missing }, /^dspy-o11yd: invalid OTEL_EXPORTER_OTLP_CERTIFICATE ".*missing\.pem": cannot read the file \(ENOENT\)\n$/],
+      [{ OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY: missing, OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE: garbage }, /^dspy-o11yd: invalid OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY ".*missing\.pem": cannot read the file \(ENOENT\)\n$/],
+      [{ OTEL_EXPORTER_OTLP_CERTIFICATE: garbage }, /^dspy-o11yd: invalid OTEL_EXPORTER_OTLP_CERTIFICATE ".*garbage\.pem": not a PEM certificate/],
+      [{ OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE: garbage }, /^dspy-o11yd: invalid OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE ".*garbage\.pem": needs OTEL_EXPORTER_OTLP_CLIENT_KEY \(or OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY\) too/],
+      [{ OTEL_EXPORTER_OTLP_CLIENT_KEY: garbage }, /^dspy-o11yd: invalid OTEL_EXPORTER_OTLP_CLIENT_KEY ".*garbage\.pem": needs OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE/],
+    ];
+    if (server && client) {
+      cases.push([{ OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE: client.cert, OTEL_EXPORTER_OTLP_CLIENT_KEY: server.key }, /^dspy-o11yd: invalid OTEL_EXPORTER_OTLP_CLIENT_KEY ".*server\.key": not the key of the client certificate/]);
+    }
+    for (const [env, pattern] of cases) {
+      for (const command of ['check', 'start']) {
+        const r = await runCli([command, ...OTLP, '--otlp-endpoint', 'https://127.0.0.1:9/v1/traces'], env);
+        assert.equal(r.code, 2, `${command} ${JSON.stringify(env)}: ${r.stdout}${r.stderr}`);
+        assert.match(r.stderr, pattern);
+      }
+    }
+    // Like the other OTEL_EXPORTER_OTLP_* variables, they do not concern another exporter.
+    const lf = await runCli(['check', '--socket', '', '--exporter', 'console'], { OTEL_EXPORTER_OTLP_CERTIFICATE: missing });
+    assert.equal(lf.code, 0, lf.stdout + lf.stderr);
   });
 });

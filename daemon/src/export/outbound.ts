@@ -1,8 +1,9 @@
 /**
  * How the daemon reaches its backend (Langfuse's traces and scores, an OTLP endpoint, `check`):
  * directly on one keep-alive pool, or through the proxy the standard variables name
- * (`HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`; resolved by config.ts, never read here, so an
- * exporter built in-process is not rerouted by the machine's environment).
+ * (`HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`), with the CA and client certificate of the
+ * `OTEL_EXPORTER_OTLP_*CERTIFICATE` variables. Resolved by config.ts, never read here, so an
+ * exporter built in-process is not rerouted by the machine's environment.
  */
 import { EnvHttpProxyAgent, Pool, type Dispatcher } from 'undici';
 
@@ -13,8 +14,16 @@ export interface ProxySettings {
   readonly noProxy?: string;
 }
 
+/** PEM texts: the CAs trusted instead of Node's, and the client certificate (chain) and key for mTLS. */
+export interface TlsSettings {
+  readonly ca?: string;
+  readonly cert?: string;
+  readonly key?: string;
+}
+
 export interface Outbound {
   readonly proxy?: ProxySettings;
+  readonly tls?: TlsSettings;
 }
 
 export interface PoolSettings {
@@ -30,10 +39,12 @@ export interface PoolSettings {
  */
 export function createDispatcher(origin: string, outbound: Outbound | undefined, pool: PoolSettings): Dispatcher {
   const proxy = outbound?.proxy;
-  const options = { pipelining: 1, ...pool };
+  const tls = outbound?.tls;
+  const options = { pipelining: 1, ...pool, ...(tls && { connect: { ...tls } }) };
   if (!proxy?.httpProxy && !proxy?.httpsProxy) return new Pool(origin, options);
   // '' rather than undefined: undici would fall back to process.env for a missing value.
-  return new EnvHttpProxyAgent({ ...options, httpProxy: proxy.httpProxy ?? '', httpsProxy: proxy.httpsProxy ?? '', noProxy: proxy.noProxy ?? '', proxyTunnel: false });
+  // requestTls: the TLS to the backend inside a CONNECT tunnel (`connect` is then the proxy's).
+  return new EnvHttpProxyAgent({ ...options, ...(tls && { requestTls: { ...tls } }), httpProxy: proxy.httpProxy ?? '', httpsProxy: proxy.httpsProxy ?? '', noProxy: proxy.noProxy ?? '', proxyTunnel: false });
 }
 
 /** Closes gracefully within `graceMs`, then forcefully (a request hung on a dead backend or proxy). */
