@@ -391,7 +391,7 @@ describe('cli', () => {
     const host = d.httpUrl.replace('http://', '');
     const { spawn } = await import('node:child_process');
     const { CLI } = await import('./support/daemon-process.js');
-    const tail = spawn(process.execPath, [CLI, 'tail', '--http', host], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const tail = spawn(process.execPath, [CLI, 'tail', '--http', host], { env: { PATH: process.env.PATH }, stdio: ['ignore', 'pipe', 'pipe'] });
     let tailed = '';
     tail.stdout.setEncoding('utf8').on('data', (c: string) => (tailed += c));
     // Wait until tail is connected (no fixed sleep: its start-up time depends on the machine's
@@ -645,7 +645,7 @@ describe('cli', () => {
     const d = await startDaemonProcess(['--socket', socket, '--http', '127.0.0.1:0', '--exporter', 'console'], {}, socket);
     const { spawn } = await import('node:child_process');
     const { CLI } = await import('./support/daemon-process.js');
-    const tail = spawn(process.execPath, [CLI, 'tail', '--http', d.httpUrl.replace('http://', '')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const tail = spawn(process.execPath, [CLI, 'tail', '--http', d.httpUrl.replace('http://', '')], { env: { PATH: process.env.PATH }, stdio: ['ignore', 'pipe', 'pipe'] });
     let tailed = '';
     let stderr = '';
     tail.stdout.setEncoding('utf8').on('data', (c: string) => (tailed += c));

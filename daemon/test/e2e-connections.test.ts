@@ -156,7 +156,7 @@ describe('connection caps', () => {
       // A reader that leaves frees its place: `tail` is served again.
       await readers.pop()!.body!.cancel();
       await d.eventually(async () => assert.equal((await d.status()).tail.readers, MAX_TAIL_READERS - 1), 20_000);
-      const tail = spawn(process.execPath, [CLI, 'tail', '--http', host], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const tail = spawn(process.execPath, [CLI, 'tail', '--http', host], { env: { PATH: process.env.PATH }, stdio: ['ignore', 'pipe', 'pipe'] });
       try {
         await d.eventually(async () => assert.equal((await d.status()).tail.readers, MAX_TAIL_READERS), 20_000);
         assert.equal(tail.exitCode, null, 'tail is reading');

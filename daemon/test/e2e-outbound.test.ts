@@ -16,6 +16,8 @@ import { join } from 'node:path';
 import { runCli, sendOverSocket, startDaemonProcess, tempDir } from './support/daemon-process.js';
 import { startFakeLangfuse } from './support/fake-langfuse.js';
 import { startForwardProxy } from './support/forward-proxy.js';
+import { checkCredentials } from '../src/check.js';
+import { resolveConfig } from '../src/config.js';
 
 interface Hit {
   method: string;
@@ -287,5 +289,33 @@ describe('TLS of the otlp exporter from OTEL_EXPORTER_OTLP_*CERTIFICATE and *CLI
     // Like the other OTEL_EXPORTER_OTLP_* variables, they do not concern another exporter.
     const lf = await runCli(['check', '--socket', '', '--exporter', 'console'], { OTEL_EXPORTER_OTLP_CERTIFICATE: missing });
     assert.equal(lf.code, 0, lf.stdout + lf.stderr);
+  });
+});
+
+describe("the test machine's own proxy variables", () => {
+  test('reach neither the daemons the harness starts nor an exporter built in-process: only the configuration routes through a proxy', async () => {
+    const server = await recorder();
+    const saved = { HTTP_PROXY: process.env.HTTP_PROXY, HTTPS_PROXY: process.env.HTTPS_PROXY, NO_PROXY: process.env.NO_PROXY };
+    // A proxy nothing listens on: a request sent to it fails.
+    Object.assign(process.env, { HTTP_PROXY: 'http://127.0.0.1:9', HTTPS_PROXY: 'http://127.0.0.1:9', NO_PROXY: '' });
+    try {
+      const config = resolveConfig({ socket: '', exporter: 'otlp', otlpEndpoint: `${server.url}/v1/traces` }, {});
+      assert.deepEqual(config.outbound, {});
+      assert.equal((await checkCredentials(config)).ok, true);
+      const socket = join(tmp.dir, 'env.sock');
+      const d = await startDaemonProcess(['--socket', socket, '--http', '', '--exporter', 'otlp', '--otlp-endpoint', `${server.url}/v1/traces`, '--flush-interval', '10'], {}, socket);
+      try {
+        await sendOverSocket(socket, [JSON.stringify({ v: 1, type: 'span', traceId: '4bf92f3577b34da6a3ce929d0e0e4736', spanId: '00f067aa0ba902d1', name: 'no-proxy', startTimeUnixNano: '1732700000000000000', endTimeUnixNano: '1732700000000000005' })]);
+        await d.eventually(() => assert.equal(server.hits.length, 2));
+      } finally {
+        await d.stop();
+      }
+    } finally {
+      for (const [k, v] of Object.entries(saved)) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+      await server.close();
+    }
   });
 });
