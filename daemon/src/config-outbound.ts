@@ -101,12 +101,16 @@ export function resolveTls(env: NodeJS.ProcessEnv): TlsSettings | OutboundProble
     unusable(from.cert, 'not a PEM certificate', () => new X509Certificate(tls.cert!)) ??
     unusable(from.key, 'not a PEM private key', () => createPrivateKey(tls.key!)) ??
     unusable(from.key, 'not the key of the client certificate', () => createSecureContext({ cert: tls.cert, key: tls.key }));
-  return problem || tls;
+  return problem ?? tls;
 }
 
-/** The OTEL_EXPORTER_OTLP_* TLS files apply to the otlp exporter only, as its other OTEL variables do. */
+/**
+ * The proxy concerns the exporters that send over HTTP (a bad HTTPS_PROXY on the machine does not
+ * stop a console or file daemon); the OTEL_EXPORTER_OTLP_* TLS files the otlp exporter only, as
+ * its other OTEL variables do.
+ */
 export function resolveOutbound(env: NodeJS.ProcessEnv, exporter: string): Outbound | OutboundProblem {
-  const proxy = resolveProxy(env);
+  const proxy = exporter === 'langfuse' || exporter === 'otlp' ? resolveProxy(env) : undefined;
   if (isProblem(proxy)) return proxy;
   const tls = exporter === 'otlp' ? resolveTls(env) : undefined;
   if (isProblem(tls)) return tls;

@@ -197,10 +197,13 @@ describe('an outbound proxy from HTTP_PROXY / HTTPS_PROXY / NO_PROXY', () => {
       [{ HTTPS_PROXY: 'socks5://user:pw-s3cret@127.0.0.1:1080' }, /^dspy-o11yd: invalid HTTPS_PROXY "socks5:\/\/\*\*\*@127\.0\.0\.1:1080": must be an http:\/\/ or https:\/\/ proxy URL/],
       [{ http_proxy: 'http://[bad' }, /^dspy-o11yd: invalid http_proxy "http:\/\/\[bad": not a valid URL/],
     ] as [Record<string, string>, RegExp][]) {
-      const r = await runCli(['check', '--socket', '', '--exporter', 'console'], env);
+      const r = await runCli(['check', ...OTLP, '--otlp-endpoint', 'http://127.0.0.1:9/v1/traces'], env);
       assert.equal(r.code, 2, r.stdout + r.stderr);
       assert.match(r.stderr, pattern);
       assert.ok(!r.stderr.includes('pw-s3cret'));
+      // A console daemon sends nothing over HTTP: the machine's proxy settings do not concern it.
+      const quiet = await runCli(['check', '--socket', '', '--exporter', 'console'], env);
+      assert.equal(quiet.code, 0, quiet.stdout + quiet.stderr);
     }
   });
 });
