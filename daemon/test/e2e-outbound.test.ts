@@ -192,6 +192,18 @@ describe('an outbound proxy from HTTP_PROXY / HTTPS_PROXY / NO_PROXY', () => {
     }
   });
 
+  test("a proxy's error page that echoes the request's headers is shown without the proxy's credentials", async () => {
+    const proxy = await startForwardProxy({ refuse: true });
+    try {
+      const r = await runCli(['check', ...OTLP, '--otlp-endpoint', 'http://127.0.0.1:9/v1/traces'], { HTTP_PROXY: `http://proxyuser:${PROXY_PASSWORD}@127.0.0.1:${proxy.port}` });
+      assert.equal(r.code, 1, r.stdout + r.stderr);
+      assert.match(r.stdout, /answered 502: forward-proxy: upstream unreachable; your request: .*proxy-authorization.*\[REDACTED\]/);
+      for (const secret of [PROXY_PASSWORD, Buffer.from(`proxyuser:${PROXY_PASSWORD}`).toString('base64')]) assert.ok(!r.stdout.includes(secret), r.stdout);
+    } finally {
+      await proxy.close();
+    }
+  });
+
   test('a proxy variable that is no http(s) URL is one line naming it, without its credentials, and exit 2', async () => {
     for (const [env, pattern] of [
       [{ HTTPS_PROXY: 'socks5://user:pw-s3cret@127.0.0.1:1080' }, /^dspy-o11yd: invalid HTTPS_PROXY "socks5:\/\/\*\*\*@127\.0\.0\.1:1080": must be an http:\/\/ or https:\/\/ proxy URL/],

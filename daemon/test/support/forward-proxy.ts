@@ -21,7 +21,8 @@ export interface ForwardProxy {
   close(): Promise<void>;
 }
 
-export async function startForwardProxy(): Promise<ForwardProxy> {
+/** `refuse`: answer every absolute-URI request with 502 and a page echoing the request's headers, as some proxies' error pages do. */
+export async function startForwardProxy(options: { refuse?: boolean } = {}): Promise<ForwardProxy> {
   const seen: ProxiedRequest[] = [];
   const tunnels = new Set<Socket>();
   const withoutProxyHeaders = (headers: IncomingHttpHeaders) =>
@@ -30,6 +31,7 @@ export async function startForwardProxy(): Promise<ForwardProxy> {
     const target = req.url ?? '';
     seen.push({ method: req.method ?? '', target, proxyAuthorization: req.headers['proxy-authorization'] });
     if (!/^http:\/\//i.test(target)) return void res.writeHead(400).end('forward-proxy: an absolute http:// URI is needed');
+    if (options.refuse) return void req.resume().on('end', () => res.writeHead(502).end(`forward-proxy: upstream unreachable; your request: ${JSON.stringify(req.headers)}`));
     const url = new URL(target);
     const upstream = request({ host: url.hostname, port: url.port || 80, method: req.method, path: `${url.pathname}${url.search}`, headers: withoutProxyHeaders(req.headers) }, (answer) => {
       res.writeHead(answer.statusCode ?? 502, answer.headers);
