@@ -846,6 +846,24 @@ describe('dialect normalization', () => {
       ...call, 'ai.usage.inputTokens': 18495, 'ai.usage.outputTokens': 445, 'ai.usage.totalTokens': 18940,
       'ai.usage.inputTokenDetails.cacheReadTokens': 16399, 'ai.usage.inputTokenDetails.cacheWriteTokens': 2089, 'ai.response.providerMetadata': raw,
     })), expected);
+    // ai 5's streamText without the metadata (Bedrock sends it only with cache writes or a trace):
+    // Anthropic's messages API (also on Vertex) and Bedrock give an input count without the cache
+    // reads of cachedInputTokens, which are added; other providers' (OpenAI's) count them in, as ai 6 does.
+    const reads = { ...call, 'ai.usage.inputTokens': 2000, 'ai.usage.outputTokens': 100, 'ai.usage.totalTokens': 2100, 'ai.usage.cachedInputTokens': 500 };
+    const readsIn = { input: 2000, output: 100, total: 2600, input_cache_read: 500 };
+    for (const provider of ['anthropic.messages', 'vertex.anthropic.messages', 'amazon-bedrock']) {
+      assert.deepEqual(usageDetails(toLangfuse({ ...reads, 'ai.model.provider': provider })), readsIn, provider);
+      assert.deepEqual(usageDetails(toLangfuse({ ...reads, 'gen_ai.system': provider })), readsIn, `gen_ai.system ${provider}`);
+    }
+    assert.deepEqual(usageDetails(toLangfuse({
+      ...call, 'ai.model.provider': 'openai.responses', 'ai.usage.inputTokens': 1000, 'ai.usage.outputTokens': 200,
+      'ai.usage.totalTokens': 1200, 'ai.usage.cachedInputTokens': 400,
+    })), { input: 600, output: 200, total: 1200, input_cache_read: 400 });
+    assert.deepEqual(usageDetails(toLangfuse({
+      ...call, 'ai.model.provider': 'anthropic.messages', 'ai.usage.inputTokens': 18495, 'ai.usage.outputTokens': 445, 'ai.usage.totalTokens': 18940,
+      'ai.usage.cachedInputTokens': 16399, 'ai.usage.inputTokenDetails.noCacheTokens': 7, 'ai.usage.inputTokenDetails.cacheReadTokens': 16399,
+      'ai.usage.inputTokenDetails.cacheWriteTokens': 2089,
+    })), expected, 'ai 6 counts the cache in');
     // Metadata that is no JSON object, or counts that are no counts: the usage as it was, nothing refused.
     for (const junk of ['not json', '[1]', '{"openai":{"cachedPromptTokens":-1,"reasoningTokens":"x"}}']) {
       assert.deepEqual(usageDetails(toLangfuse({ ...call, 'ai.usage.inputTokens': 10, 'ai.usage.outputTokens': 2, 'ai.response.providerMetadata': junk })), { input: 10, output: 2, total: 12 });

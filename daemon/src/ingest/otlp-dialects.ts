@@ -159,6 +159,8 @@ const VERCEL_USAGE: readonly (readonly [string, string])[] = [
   ['ai.usage.outputTokenDetails.reasoningTokens', ATTR.usageReasoningTokens],
   ['ai.usage.reasoningTokens', ATTR.usageReasoningTokens],
 ];
+/** ai 6's breakdown of a model call's input count (which includes the cache), as it names it. */
+const AI6_INPUT_DETAILS = ['noCacheTokens', 'cacheReadTokens', 'cacheWriteTokens'].map((k) => `ai.usage.inputTokenDetails.${k}`);
 const VERCEL_EMBEDDING_USAGE: readonly (readonly [string, string])[] = [['ai.usage.tokens', ATTR.usageInputTokens]];
 
 /**
@@ -399,11 +401,12 @@ function setAbsent(attrs: MutableAttributes, key: string, v: number | undefined)
  * Anthropic's `input_tokens` leaves the cache out, and ai 4 and 5 give it as the input count;
  * GenAI's input (which the mapper takes the cache counts out of again) has them: they are added
  * back, to the total too when it was input + output. Known by the raw usage's `input_tokens`
- * equal to the input count (ai 6 counts the cache in), or by ai 4's shape.
+ * equal to the input count (ai 6 counts the cache in), or by ai 4's shape. Returns whether
+ * Anthropic's metadata was there to tell.
  */
-function providerMetadataUsage(attrs: MutableAttributes): void {
+function providerMetadataUsage(attrs: MutableAttributes): boolean {
   const raw = attrs[DIALECT.aiProviderMetadata];
-  if (typeof raw !== 'string') return;
+  if (typeof raw !== 'string') return false;
   const meta = parsedOrString(raw);
   const openai = member(meta, 'openai');
   if (openai) {
@@ -411,21 +414,46 @@ function providerMetadataUsage(attrs: MutableAttributes): void {
     setAbsent(attrs, ATTR.usageReasoningTokens, count(openai.reasoningTokens));
   }
   const anthropic = member(meta, 'anthropic');
-  if (!anthropic) return;
+  if (!anthropic) return false;
   const usage = member(anthropic, 'usage');
   const read = count(usage ? usage.cache_read_input_tokens : anthropic.cacheReadInputTokens);
   const write = count(usage ? usage.cache_creation_input_tokens : anthropic.cacheCreationInputTokens);
   setAbsent(attrs, USAGE_CACHE_READ, read);
   setAbsent(attrs, USAGE_CACHE_CREATION, write);
   const input = attrs[ATTR.usageInputTokens];
-  if (typeof input !== 'number') return;
-  const inputLeavesCacheOut = usage ? count(usage.input_tokens) === input : 'cacheReadInputTokens' in anthropic;
-  const cached = (read ?? 0) + (write ?? 0);
-  if (!inputLeavesCacheOut || cached === 0) return;
+  if (typeof input !== 'number') return true;
+  if (usage ? count(usage.input_tokens) === input : 'cacheReadInputTokens' in anthropic) addCacheToInput(attrs, input, (read ?? 0) + (write ?? 0));
+  return true;
+}
+
+/** The cache counts added to an input count that left them out, and to a total of input + output. */
+function addCacheToInput(attrs: MutableAttributes, input: number, cached: number): void {
+  if (cached === 0) return;
   attrs[ATTR.usageInputTokens] = input + cached;
   const output = attrs[ATTR.usageOutputTokens];
   const total = attrs[ATTR.usageTotalTokens];
   if (typeof total === 'number' && total === input + (typeof output === 'number' ? output : 0)) attrs[ATTR.usageTotalTokens] = total + cached;
+}
+
+/**
+ * The providers (`ai.model.provider`) whose ai 5 input count is the API's own, without the cache:
+ * Anthropic's messages API (`anthropic.messages`, on Vertex `vertex.anthropic.messages`) and
+ * Bedrock's Converse (`amazon-bedrock`). Other ai 5 providers (OpenAI's, Google's) pass on counts
+ * that include it, and ai 6 counts it in for all (it then sends `ai.usage.inputTokenDetails.*`).
+ */
+const INPUT_WITHOUT_CACHE_PROVIDER = /^(?:(?:vertex\.)?anthropic\.messages|amazon-bedrock)$/;
+
+/**
+ * ai 5's cache reads (`ai.usage.cachedInputTokens`) added to such a provider's input count when no
+ * provider metadata said so (Bedrock sends it only with cache writes or a trace): the mapper takes
+ * them out of input again, which left Langfuse an input short of them and a total without them.
+ */
+function cacheReadsOutsideInput(attrs: MutableAttributes): void {
+  const provider = attrs[ATTR.providerName];
+  const input = attrs[ATTR.usageInputTokens];
+  const read = count(attrs[USAGE_CACHE_READ]);
+  if (typeof provider !== 'string' || !INPUT_WITHOUT_CACHE_PROVIDER.test(provider) || typeof input !== 'number' || read === undefined) return;
+  addCacheToInput(attrs, input, read);
 }
 
 /**
@@ -455,10 +483,12 @@ function normalizeVercel(attrs: MutableAttributes, operation: string): Observati
   move(attrs, DIALECT.aiModelId, ATTR.requestModel);
   move(attrs, DIALECT.aiModelProvider, ATTR.providerName);
   const type = Object.hasOwn(VERCEL_OPERATION_TYPES, operation) ? VERCEL_OPERATION_TYPES[operation]! : 'span';
+  // ai 6's breakdown of its input count, which includes the cache for every provider.
+  const inputCountsCache = type === 'generation' && AI6_INPUT_DETAILS.some((k) => k in attrs);
   if (type === 'generation' || type === 'embedding') {
     for (const [from, to] of type === 'generation' ? VERCEL_USAGE : VERCEL_EMBEDDING_USAGE) move(attrs, from, to);
   }
-  if (type === 'generation') providerMetadataUsage(attrs);
+  if (type === 'generation' && !providerMetadataUsage(attrs) && !inputCountsCache) cacheReadsOutsideInput(attrs);
   for (const k of Object.keys(attrs)) {
     if (!k.startsWith(DIALECT.aiSettingsPrefix)) continue;
     const name = k.slice(DIALECT.aiSettingsPrefix.length);
