@@ -4,7 +4,7 @@
  * accept, so a bad score is refused in the app (counted as rejected and dropped, with a debug
  * message) instead of travelling to the daemon to be refused there. Never throws.
  */
-import { keepTrace } from '@dspy-o11y/proto';
+import { keepTrace, MAX_SCORE_ID_LENGTH } from '@dspy-o11y/proto';
 import { nowUnixNano } from './clock.js';
 import { debug } from './config.js';
 import { validSpanId, validTraceId } from './ids.js';
@@ -18,7 +18,7 @@ export interface SpanScoreOptions {
   /** Default: from the value (number → NUMERIC, boolean → BOOLEAN, string → CATEGORICAL). A BOOLEAN score may be given 0 or 1. */
   dataType?: ScoreDataType;
   comment?: string;
-  /** Your own id (Langfuse upserts by it). Default: the daemon derives a stable one from the content. */
+  /** Your own id (Langfuse upserts by it): 1 to 800 characters, no carriage return (else the score is dropped). Default: the daemon derives a stable one from the content. */
   id?: string;
 }
 
@@ -77,7 +77,10 @@ function problem(f: ScoreFields): string | undefined {
   if (f.observationId !== undefined && f.traceId === undefined) return 'an observationId needs the traceId of its trace';
   if (f.sessionId !== undefined && typeof f.sessionId !== 'string') return 'sessionId must be a string';
   if (f.comment !== undefined && typeof f.comment !== 'string') return 'comment must be a string';
-  if (f.id !== undefined && (typeof f.id !== 'string' || f.id.length === 0)) return 'id must be a non-empty string';
+  // Langfuse's rule for ids, which the daemon also holds the record to (`invalid_id`).
+  if (f.id !== undefined && (typeof f.id !== 'string' || f.id.length === 0 || f.id.length > MAX_SCORE_ID_LENGTH || f.id.includes('\r'))) {
+    return `id must be a string of 1 to ${MAX_SCORE_ID_LENGTH} characters without a carriage return`;
+  }
   return undefined;
 }
 

@@ -83,8 +83,10 @@ test('explicit targets win over the active span; a sessionId alone scores the se
   });
   score({ name: 'outside', value: true, traceId: otherTrace.toUpperCase(), id: 'my-id-1' });
   score({ name: 'session-outside', value: false, sessionId: 'sess-9' });
+  score({ name: 'longest-id', value: 1, traceId: otherTrace, id: `a\nb${'i'.repeat(797)}` });
   const scores = await arrived();
-  assert.equal(scores.length, 6);
+  assert.equal(scores.length, 7);
+  assert.equal(one(scores, 'longest-id').id?.length, 800, 'an id of 800 characters (a line feed is allowed) is sent');
   assert.deepEqual(pick(one(scores, 'explicit-trace')), { traceId: otherTrace, observationId: undefined, sessionId: undefined });
   assert.deepEqual(pick(one(scores, 'explicit-observation')), { traceId: otherTrace, observationId: otherSpan, sessionId: undefined });
   assert.deepEqual(pick(one(scores, 'observation-in-active-trace')), { traceId: active?.traceId, observationId: otherSpan, sessionId: undefined });
@@ -146,6 +148,9 @@ test('bad input never throws: counted as rejected and dropped, nothing sent', as
     { name: 'bad-observation', value: 1, traceId: newTraceId(), observationId: 'xyz' },
     { name: 'bad-comment', value: 1, traceId: newTraceId(), comment: 42 },
     { name: 'bad-id', value: 1, traceId: newTraceId(), id: 7 },
+    // Langfuse's rule for ids (the daemon's too): at most 800 characters, no carriage return.
+    { name: 'long-id', value: 1, traceId: newTraceId(), id: 'i'.repeat(801) },
+    { name: 'cr-id', value: 1, traceId: newTraceId(), id: 'a\rb' },
     { name: 'bad-session', value: 1, sessionId: 7 },
   ];
   span('bad-scores', (s) => {
