@@ -476,9 +476,10 @@ const NOOP_TRACE: TraceHandle = { traceId: '', update: () => undefined };
 function withTraceOff<T>(options: TraceOptions, fn: (trace: TraceHandle) => T): T {
   let scope: TraceScope;
   try {
-    const { traceparent, traceId: givenTraceId } = options;
+    // Each option read on its own, as with telemetry on: destructured, one throwing getter (or no
+    // options object) threw, and the trace lost its id.
     const active = als.getStore();
-    const { traceId, parentId } = traceStart(traceparent, givenTraceId, active, false);
+    const { traceId, parentId } = traceStart(readOption(options, 'traceparent'), readOption(options, 'traceId'), active, false);
     scope = new TraceScope(traceId, parentId, EMPTY_TRACE, active && active.traceId === traceId ? active.sampled : sampleTrace(traceId));
   } catch {
     return fn(NOOP_TRACE);

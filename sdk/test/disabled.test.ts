@@ -177,6 +177,34 @@ test('disabled: a per-trace TokenBudget (traceId from withTrace) still stops its
   }
 });
 
+test('disabled: withTrace options with a throwing getter (or none) still give a trace whose TokenBudget counts, as when enabled', () => {
+  configure({ disabled: true });
+  const boom = { enumerable: true, get(): never { throw new Error('getter'); } };
+  const given = '4bf92f3577b34da6a3ce929d0e0e4736';
+  const cases: [string, unknown, string | undefined][] = [
+    ['a throwing traceparent, a trace id given', Object.defineProperty({ traceId: given }, 'traceparent', boom), given],
+    ['a throwing traceId', Object.defineProperty({ name: 'req' }, 'traceId', boom), undefined],
+    ['no options object', undefined, undefined],
+  ];
+  try {
+    for (const [what, options, expectedId] of cases) {
+      withTrace(options as Parameters<typeof withTrace>[0], (trace) => {
+        assert.match(trace.traceId, /^[0-9a-f]{32}$/, what);
+        if (expectedId !== undefined) assert.equal(trace.traceId, expectedId, what);
+        const budget = new TokenBudget(1000, { traceId: trace.traceId }).start();
+        try {
+          generation('llm', {}, (g) => g.setUsage({ input: 10, output: 2 }));
+        } finally {
+          budget.stop();
+        }
+        assert.equal(budget.used, 12, `${what}: the budget counted its trace's generation`);
+      });
+    }
+  } finally {
+    configure({ disabled: false });
+  }
+});
+
 test('disabled: module events reach subscribers with the trace of the active withTrace, as event() and llm.generate do', async () => {
   configure({ disabled: true });
   const heard: Array<[string, string | undefined]> = [];
