@@ -13,7 +13,7 @@ import { fitsRecord, forEachReadable, memberList, quoteName, recordName, toAttri
 import {
   EMPTY_TRACE,
   LiteGeneration,
-  NOOP_SPAN,
+  NoopSpan,
   SpanImpl,
   TraceScope,
   sampleTrace,
@@ -208,6 +208,20 @@ function run<H, T>(s: SpanImpl, fn: (handle: H) => T): T {
 }
 
 const endSpan = (s: SpanImpl, failed: boolean, error: unknown): void => (failed ? s.fail(error) : s.end());
+
+/** `fn` with a no-op handle of its own (telemetry off), ended when its run ends, as a recorded span is. */
+function runOff<T>(fn: (handle: NoopSpan) => T): T {
+  const s = new NoopSpan();
+  let r: T;
+  try {
+    r = fn(s);
+  } catch (e) {
+    s.end();
+    throw e;
+  }
+  return whenSettled(r, s, endNoop);
+}
+const endNoop = (s: NoopSpan): void => s.end();
 /**
  * A lite generation ends whether the call failed or not (subscribers hear of its usage either
  * way); for a failed call, a subscriber's error is swallowed (see failLite).
@@ -259,12 +273,12 @@ export function span<T>(name: string, options: SpanOptions, fn: (span: SpanHandl
 export function span<T>(name: string, a: SpanOptions | ((span: SpanHandle) => T), b?: (span: SpanHandle) => T): T {
   const fn = (typeof a === 'function' ? a : b) as (span: SpanHandle) => T;
   const opts = typeof a === 'function' ? undefined : a;
-  if (isDisabled()) return fn(NOOP_SPAN);
+  if (isDisabled()) return runOff(fn);
   let s: SpanImpl;
   try {
     s = newSpan(name, opts);
   } catch {
-    return fn(NOOP_SPAN);
+    return runOff(fn);
   }
   return run(s, fn);
 }
@@ -281,7 +295,7 @@ export function generation<T>(name: string, a: GenerationOptions | ((g: Generati
 /** @internal `adoptable`: a wrapped client call made inside fills this generation in instead of nesting one. */
 export function runGeneration<T>(name: string, opts: GenerationOptions | undefined, fn: (g: GenerationHandle) => T, adoptable: boolean): T {
   if (isDisabled()) {
-    if (!hasSubscribers()) return fn(NOOP_SPAN);
+    if (!hasSubscribers()) return runOff(fn);
     return runLite(opts, fn, adoptable);
   }
   let g: SpanImpl;
@@ -289,7 +303,7 @@ export function runGeneration<T>(name: string, opts: GenerationOptions | undefin
     g = newGeneration(name, opts);
     g.adoptable = adoptable;
   } catch {
-    return fn(NOOP_SPAN);
+    return runOff(fn);
   }
   return run(g, fn);
 }
@@ -310,21 +324,21 @@ function runLite<T>(opts: GenerationOptions | undefined, fn: (g: GenerationHandl
 
 /** Starts a span that you end yourself (streams, callbacks). It is not made active: see `withActiveSpan`. */
 export function startSpan(name: string, options?: SpanOptions): SpanHandle {
-  if (isDisabled()) return NOOP_SPAN;
+  if (isDisabled()) return new NoopSpan();
   try {
     return newSpan(name, options);
   } catch {
-    return NOOP_SPAN;
+    return new NoopSpan();
   }
 }
 
 /** Starts a generation that you end yourself. */
 export function startGeneration(name: string, options?: GenerationOptions): GenerationHandle {
-  if (isDisabled()) return hasSubscribers() ? liteGeneration(options) : NOOP_SPAN;
+  if (isDisabled()) return hasSubscribers() ? liteGeneration(options) : new NoopSpan();
   try {
     return newGeneration(name, options);
   } catch {
-    return NOOP_SPAN;
+    return new NoopSpan();
   }
 }
 

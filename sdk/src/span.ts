@@ -811,15 +811,17 @@ const NOOP_ID = '';
 /**
  * What `span`/`generation` hand out when telemetry is off: does nothing, except that events (and
  * a generation's usage, see {@link LiteGeneration}) still reach subscribers, so a token budget
- * keeps working with telemetry disabled.
+ * keeps working with telemetry disabled. One per span: `ended` is the handle's own, as the app
+ * reads it when telemetry is on (a shared handle answered false after `end()`).
  */
 export class NoopSpan implements GenerationHandle {
   readonly traceId = NOOP_ID;
   readonly spanId = NOOP_ID;
   readonly name: string = '';
   readonly sampled = false;
+  #ended = false;
   get ended(): boolean {
-    return false;
+    return this.#ended;
   }
   setInput(): this {
     return this;
@@ -847,7 +849,9 @@ export class NoopSpan implements GenerationHandle {
   recordError(): this {
     return this;
   }
-  end(): void {}
+  end(): void {
+    this.#ended = true;
+  }
   score(): this {
     return this;
   }
@@ -876,8 +880,6 @@ export class NoopSpan implements GenerationHandle {
     return this;
   }
 }
-
-export const NOOP_SPAN = new NoopSpan();
 
 /** A disabled-mode generation that only keeps what `llm.generate` subscribers are told. */
 export class LiteGeneration extends NoopSpan {

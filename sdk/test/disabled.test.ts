@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import OpenAI from 'openai';
-import { BudgetExceededError, TokenBudget, chainOfThought, codeAct, configure, event, flush, generation, getActiveSpan, isDisabled, predict, react, sdkStats, span, startGeneration, startSpan, subscribe, withTrace, wrapOpenAI } from '../src/index.js';
+import { BudgetExceededError, TokenBudget, chainOfThought, codeAct, configure, event, flush, generation, getActiveSpan, isDisabled, predict, react, sdkStats, span, startGeneration, startSpan, subscribe, withTrace, wrapOpenAI, type SpanHandle } from '../src/index.js';
 import { runApp } from './support/child.js';
 import { FakeProvider, chatCompletion } from './support/fake-provider.js';
 import { UnixReceiver, sleep } from './support/receiver.js';
@@ -200,6 +200,47 @@ test('disabled: withTrace options with a throwing getter (or none) still give a 
         assert.equal(budget.used, 12, `${what}: the budget counted its trace's generation`);
       });
     }
+  } finally {
+    configure({ disabled: false });
+  }
+});
+
+test('disabled: a span handle\'s ended says whether it ended, as when enabled (each handle its own)', async () => {
+  configure({ disabled: true });
+  try {
+    const a = startSpan('a');
+    const b = startSpan('b');
+    const g = startGeneration('g'); // no subscriber: the plain no-op handle
+    assert.deepEqual([a.ended, b.ended, g.ended], [false, false, false]);
+    a.end();
+    g.end();
+    assert.deepEqual([a.ended, b.ended, g.ended], [true, false, true], 'end() ends that handle only');
+    let sync: SpanHandle | undefined;
+    span('sync', (s) => {
+      sync = s;
+      assert.equal(s.ended, false, 'running');
+    });
+    assert.equal(sync?.ended, true, 'ended when the callback returned');
+    let inner: SpanHandle | undefined;
+    const done = span('async', async (s) => {
+      inner = s;
+      await new Promise((resolve) => setImmediate(resolve));
+      return 7;
+    });
+    assert.equal(inner?.ended, false, 'running until its promise settles');
+    assert.equal(await done, 7);
+    assert.equal(inner?.ended, true, 'ended when its promise settled');
+    let failed: SpanHandle | undefined;
+    const boom = new Error('boom');
+    assert.throws(() => span('throws', (s) => { failed = s; throw boom; }), (e) => e === boom);
+    assert.equal(failed?.ended, true);
+    let early: SpanHandle | undefined;
+    generation('early', (h) => {
+      h.end();
+      early = h;
+      assert.equal(h.ended, true, 'end() inside the callback');
+    });
+    assert.equal(early?.ended, true);
   } finally {
     configure({ disabled: false });
   }
