@@ -46,6 +46,7 @@ export interface SpanHandle {
   setAttribute(key: string, value: unknown): this;
   setAttributes(attributes: Readonly<Record<string, unknown>>): this;
   setLevel(level: Level): this;
+  /** The OpenTelemetry status only: the Langfuse level (e.g. ERROR from recordError) is setLevel's. */
   setStatus(code: 'ok' | 'error', message?: string): this;
   /**
    * A point event inside this span; also notifies subscribers, and rethrows a subscriber's error
