@@ -712,15 +712,17 @@ export class SpanImpl implements GenerationHandle, Scope {
    */
   splitFailedAttempt(mark: AttemptMark): void {
     if (this.ended || mark.failedAt === undefined) return;
+    // Subscribers are told the id the attempt is sent with, not the module generation's (heard later).
+    const attemptId = newSpanId();
     try {
       this.finishGeneration();
       if (!this.sampled) countSampledOut();
       else {
-        const line = this.line(mark.failedAt, newSpanId(), mark.start);
+        const line = this.line(mark.failedAt, attemptId, mark.start);
         if (line !== undefined) send(line);
       }
       const hs = handlersFor(EVENT_NAMES.llmGenerate);
-      if (hs.length > 0) dispatch(hs, EVENT_NAMES.llmGenerate, this.attributes(), { traceId: this.traceId, spanId: this.spanId } satisfies EventContext);
+      if (hs.length > 0) dispatch(hs, EVENT_NAMES.llmGenerate, this.attributes(), { traceId: this.traceId, spanId: attemptId } satisfies EventContext);
     } catch {
       /* a subscriber's error: the failed attempt is over, the app's retry goes on */
     }

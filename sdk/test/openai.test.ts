@@ -309,6 +309,35 @@ test('inside a module, an llm that retries a failed wrapped call itself: the att
   assert.notEqual(forward.status?.code, 'error');
 });
 
+test('inside a module, a failed attempt split off by the llm\'s retry is heard with its own span id, not the module generation\'s', async () => {
+  provider.script(PATH, { status: 400, json: { error: { message: 'bad request' } } }, { status: 200, json: chatCompletion('{"label":"ham"}', { prompt: 30, completion: 4 }) });
+  const heard: Array<{ spanId: string | undefined; error: unknown }> = [];
+  const off = subscribe('llm.generate', (_n, a, ctx) => heard.push({ spanId: ctx.spanId, error: a['error.type'] }));
+  const classify = predict('Classify', {
+    llm: async (req) => {
+      try {
+        await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: JSON.stringify(req.input) }] });
+      } catch {
+        /* the llm's own retry below */
+      }
+      const res = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: JSON.stringify(req.input) }] });
+      return { output: JSON.parse(res.choices[0]?.message.content ?? '{}') as Record<string, unknown> };
+    },
+  });
+  try {
+    await classify({ text: 'hello' });
+  } finally {
+    off();
+  }
+  const gens = await generations(2);
+  const failed = gens.find((g) => g.status?.code === 'error') as SpanRecord;
+  const answered = gens.find((g) => g.status?.code !== 'error') as SpanRecord;
+  assert.equal(heard.length, 2);
+  assert.notEqual(heard[0]?.spanId, heard[1]?.spanId, 'two generations, two span ids');
+  assert.equal(heard.find((h) => h.error !== undefined)?.spanId, failed.spanId, 'the failed attempt as sent');
+  assert.equal(heard.find((h) => h.error === undefined)?.spanId, answered.spanId);
+});
+
 /** Generations as they end (subscribers hear each one synchronously at its end). */
 function endedGenerations(): { ended: Array<Readonly<Record<string, unknown>>>; off: () => void } {
   const ended: Array<Readonly<Record<string, unknown>>> = [];
