@@ -7,7 +7,7 @@ export interface ChildRun {
   code: number | null;
   stdout: string;
   stderr: string;
-  report: { result: { sum: number; gen: string; budget: string; otel?: { traceId: string; spanId: string } }; stats: SdkStats } | undefined;
+  report: { result: { sum: number; gen: string; budget: string; otel?: { traceId: string; spanId: string } }; stats: SdkStats; exitBegan?: SdkStats } | undefined;
 }
 
 const APP = fileURLToPath(new URL('../fixtures/app.js', import.meta.url));
