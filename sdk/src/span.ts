@@ -429,6 +429,11 @@ export class SpanImpl implements GenerationHandle, Scope {
     return this.output !== undefined;
   }
 
+  /** Whether its status is error (a failure the answer reported counts, not only one thrown). */
+  get inError(): boolean {
+    return this.status !== undefined && this.status.startsWith('{"code":"error"');
+  }
+
   private set(key: string, value: AttributeValue): void {
     const slot = SLOT_OF.get(key);
     if (slot !== undefined) this.setSlot(slot, value);

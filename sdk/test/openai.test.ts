@@ -338,6 +338,45 @@ test('inside a module, a failed attempt split off by the llm\'s retry is heard w
   assert.equal(heard.find((h) => h.error === undefined)?.spanId, answered.spanId);
 });
 
+test('inside a module, an llm that retries a Responses stream that reported response.failed: the failed attempt is a sibling, the module\'s generation not left in ERROR', async () => {
+  const base = { id: 'resp_r', object: 'response', created_at: 1, model: 'gpt-4.1-2025-04-14', output: [], usage: null };
+  const done = { ...base, status: 'completed', usage: { input_tokens: 5, output_tokens: 2, total_tokens: 7 } };
+  provider.script(
+    '/v1/responses',
+    { sse: [{ event: 'response.failed', data: { type: 'response.failed', sequence_number: 0, response: { ...base, status: 'failed', error: { code: 'server_error', message: 'model crashed' } } } }] },
+    {
+      sse: [
+        { event: 'response.output_text.delta', data: { type: 'response.output_text.delta', sequence_number: 0, item_id: 'm', output_index: 0, content_index: 0, delta: '{"label":"ham"}' } },
+        { event: 'response.completed', data: { type: 'response.completed', sequence_number: 1, response: done } },
+      ],
+    },
+  );
+  const classify = predict('Classify', {
+    // The failure comes as an event, not an exception: the llm reads it and tries again.
+    llm: async () => {
+      for (;;) {
+        let text = '';
+        let failed = false;
+        for await (const ev of await client.responses.create({ model: 'gpt-4.1', input: 'x', stream: true })) {
+          if (ev.type === 'response.failed') failed = true;
+          if (ev.type === 'response.output_text.delta') text += ev.delta;
+        }
+        if (!failed) return { output: JSON.parse(text) as Record<string, unknown> };
+      }
+    },
+  });
+  assert.deepEqual(await classify({ text: 'hello' }), { label: 'ham' });
+  const gens = await generations(2);
+  const forward = r.span('Predict.forward');
+  for (const g of gens) assert.equal(g.parentSpanId, forward.spanId, 'siblings under the module step, not nested');
+  assert.equal(gens.filter((g) => g.status?.code === 'error').length, 1, 'the failed attempt');
+  const ok = gens.find((g) => g.status?.code !== 'error') as SpanRecord | undefined;
+  assert.ok(ok, 'the module\'s generation is not left in ERROR');
+  assert.equal(attr(ok, 'dspy.module'), 'Predict');
+  assert.equal(attr(ok, 'error.type'), undefined);
+  assert.equal(attr(ok, 'gen_ai.usage.total_tokens'), 7);
+});
+
 /** Generations as they end (subscribers hear each one synchronously at its end). */
 function endedGenerations(): { ended: Array<Readonly<Record<string, unknown>>>; off: () => void } {
   const ended: Array<Readonly<Record<string, unknown>>> = [];

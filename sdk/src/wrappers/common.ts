@@ -192,6 +192,14 @@ function succeed(call: Call): void {
   if (call.done) return;
   call.done = true;
   if (call.owned) call.gen.end();
+  // An answer that reported its failure (a `failed` response, a stream's `error` event): the app
+  // got no exception, but an llm that tries again retries a failed attempt all the same.
+  else if (call.gen instanceof SpanImpl && call.gen.inError) markFailedAttempt(call.gen);
+}
+
+/** A module's generation: if its `llm` tries again, this attempt goes beside it (see begin()). */
+function markFailedAttempt(gen: SpanImpl): void {
+  if (gen.attempt) gen.attempt.failedAt = gen.timeNow();
 }
 
 function fail(call: Call, error: unknown): void {
@@ -200,8 +208,7 @@ function fail(call: Call, error: unknown): void {
   try {
     call.gen.recordError(error);
     if (call.owned) call.gen.end();
-    // A module's generation: if its `llm` tries again, this attempt goes beside it (see begin()).
-    else if (call.gen instanceof SpanImpl && call.gen.attempt) call.gen.attempt.failedAt = call.gen.timeNow();
+    else if (call.gen instanceof SpanImpl) markFailedAttempt(call.gen);
   } catch {
     /* the app's error wins */
   }
