@@ -359,7 +359,8 @@ function errorType(e: unknown): string {
 
 export class SpanImpl implements GenerationHandle, Scope {
   readonly traceId: string;
-  readonly spanId: string;
+  /** Not readonly for `splitFailedAttempt` alone: a module generation's failed attempt keeps it. */
+  spanId: string;
   readonly parentSpanId: string | undefined;
   readonly trace: TraceInfo;
   readonly name: string;
@@ -710,15 +711,17 @@ export class SpanImpl implements GenerationHandle, Scope {
 
   /**
    * @internal The attempt `mark` began failed and the module's `llm` tries again: that attempt
-   * becomes a generation of its own beside this one (same parent, its own id, from its start to
-   * its failure), and this one goes back to its state before it, for the next attempt to fill in.
+   * becomes a generation of its own beside this one (same parent, from its start to its failure),
+   * and this one goes back to its state before it, for the next attempt to fill in. The attempt
+   * keeps the id it ran under, which what happened during it names (the HTTP client's
+   * OpenTelemetry span, events, a traceparent it sent); this one goes on under a new id.
    * Subscribers hear of the failed attempt as of any failed generation (their error is swallowed:
    * the app's retry goes on).
    */
   splitFailedAttempt(mark: AttemptMark): void {
     if (this.ended || mark.failedAt === undefined) return;
-    // Subscribers are told the id the attempt is sent with, not the module generation's (heard later).
-    const attemptId = newSpanId();
+    const attemptId = this.spanId;
+    this.spanId = newSpanId();
     try {
       this.finishGeneration();
       if (!this.sampled) countSampledOut();

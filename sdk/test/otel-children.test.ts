@@ -13,7 +13,7 @@ import { ROOT_CONTEXT, context, trace, type Span, type TraceState, type Tracer }
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { AlwaysOffSampler, BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import type { SpanRecord } from '@dspy-o11y/proto';
-import { configure, event, flush, generation, injectTraceparent, score, span, startSpan, withActiveSpan, withTrace, wrapOpenAI } from '../src/index.js';
+import { configure, event, flush, generation, injectTraceparent, predict, score, span, startSpan, withActiveSpan, withTrace, wrapOpenAI } from '../src/index.js';
 import { FakeProvider, chatCompletion, useFakeProvider } from './support/fake-provider.js';
 import { UnixReceiver, sleep, useReceiver } from './support/receiver.js';
 
@@ -287,4 +287,27 @@ test("an OpenTelemetry span its sampler dropped, inside a kept dspy-o11y span, i
   // Before: inner's parent was the dropped span's id, a parent no backend ever receives.
   assert.equal(r.span('inner').parentSpanId, r.span('outer').spanId);
   assert.equal(r.span('inner').attributes?.['dspy.app_root'], undefined);
+});
+
+test("inside a module, an llm's retry of a failed wrapped call: each attempt's HTTP client span is a child of that attempt's generation", async () => {
+  recorded.reset();
+  let n = 0;
+  const fetchWithSpan: typeof fetch = (input, init) => instrumented(`POST attempt ${++n}`, () => fetch(input, init));
+  const client = wrapOpenAI(new OpenAI({ apiKey: 'sk-test', baseURL: `${provider.url}/v1`, maxRetries: 0, fetch: fetchWithSpan }));
+  provider.script('/v1/chat/completions', { status: 400, json: { error: { message: 'bad request' } } }, { status: 200, json: chatCompletion('{"label":"ham"}', { model: 'gpt-4o-mini' }) });
+  const classify = predict('Classify', {
+    llm: async () => {
+      const ask = () => client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] });
+      const res = await ask().catch(ask);
+      return { output: JSON.parse(res.choices[0]?.message.content ?? '{}') as Record<string, unknown> };
+    },
+  });
+  assert.deepEqual(await classify({ text: 'hello' }), { label: 'ham' });
+  await collect(3);
+  const gens = r.spans().filter((s: SpanRecord) => s.name === 'llm.generate');
+  assert.equal(gens.length, 2);
+  const failed = gens.find((g) => g.status?.code === 'error') as SpanRecord;
+  const answered = gens.find((g) => g.status?.code !== 'error') as SpanRecord;
+  assert.equal(parentOf(otel('POST attempt 1')), failed.spanId, 'the 400 under the failed attempt');
+  assert.equal(parentOf(otel('POST attempt 2')), answered.spanId, 'the 200 under the generation it answered');
 });
