@@ -479,3 +479,40 @@ test('spool: written a chunk at a time; past its deadline it keeps the whole lin
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('spool: a close() the disk refuses (EIO, NFS ENOSPC) leaves no .tmp to replay while the write says it failed', async () => {
+  const { mkdtempSync, readdirSync, rmSync } = await import('node:fs');
+  const { createRequire, syncBuiltinESMExports } = await import('node:module');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { writeSpool } = await import('../src/queue/spool.js');
+  const dir = mkdtempSync(join(tmpdir(), 'spool-close-'));
+  const fsp = createRequire(import.meta.url)('node:fs/promises') as typeof import('node:fs/promises');
+  const open = fsp.open;
+  // The spool's handle: its descriptor is released (as close(2) always does), then the error a
+  // delayed write reports there (NFS, a quota).
+  fsp.open = (async (...args: Parameters<typeof open>) => {
+    const fh = await open(...args);
+    if (String(args[0]).endsWith('.tmp')) {
+      const close = fh.close.bind(fh);
+      fh.close = async () => {
+        await close();
+        throw Object.assign(new Error('EIO: i/o error, close'), { code: 'EIO' });
+      };
+    }
+    return fh;
+  }) as typeof open;
+  syncBuiltinESMExports();
+  try {
+    const resource = { attributes: { 'service.name': 'spool' } };
+    const spans = [QueuedSpan.fromLine(JSON.stringify({ v: 1, type: 'span', traceId: 'a'.repeat(32), spanId: '1'.padStart(16, '0'), name: 's', startTimeUnixNano: '1', endTimeUnixNano: '2' }), resource)];
+    const written = await writeSpool(dir, spans).then((w) => w, (err: NodeJS.ErrnoException) => err.code);
+    // The caller counts a failed write as dropped: nothing may be left that the next start replays.
+    assert.equal(written, 'EIO');
+    assert.deepEqual(readdirSync(dir), [], 'a failed write leaves nothing behind');
+  } finally {
+    fsp.open = open;
+    syncBuiltinESMExports();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -111,7 +111,12 @@ export async function writeSpool(
     // A failed write(2) may still have left bytes past the last whole line.
     await fh.truncate(size).catch(() => (discard = true));
   } finally {
-    await fh.close();
+    // close(2) may report a write the disk took back (NFS, a quota): what it holds cannot be
+    // trusted, and left as a `.tmp` it would be replayed while the caller counts it dropped.
+    await fh.close().catch((err: unknown) => {
+      refused ??= err;
+      discard = true;
+    });
   }
   if (discard || spansWritten + scoresWritten === 0) {
     await unlink(tmp).catch(() => undefined);
