@@ -189,6 +189,32 @@ describe('cli', () => {
     }
   });
 
+  test('the socket lock is per socket file: a daemon in a mount namespace of its own (PrivateTmp, a container on the host network) starts on the same path', async (t) => {
+    // Same network namespace (the abstract lock's), another /tmp: root and unshare(1) needed.
+    if (spawnSync('unshare', ['-m', 'true']).status !== 0) return t.skip('needs unshare -m (root)');
+    const tmp = tempDir();
+    const socket = join(tmp.dir, 'd.sock');
+    const first = await startDaemonProcess(['--socket', socket, '--http', ''], {}, socket);
+    // The same path, in a fresh tmpfs mounted over the directory: another file, no daemon on it.
+    const script = `mount -t tmpfs none "$1" && exec "$2" "$3" start --socket "$1/d.sock" --http ''`;
+    const second = spawn('unshare', ['-m', 'sh', '-c', script, 'sh', tmp.dir, process.execPath, CLI], { env: { PATH: process.env.PATH }, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    second.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+    const exited = new Promise<number | null>((resolve) => second.once('exit', (code) => resolve(code)));
+    try {
+      const started = await Promise.race([
+        new Promise<boolean>((resolve) => second.stderr.on('data', () => stderr.includes('listening on unix:') && resolve(true))),
+        exited.then(() => false),
+      ]);
+      assert.ok(started, `the second daemon started: ${stderr}`);
+    } finally {
+      second.kill('SIGTERM');
+      await exited;
+      assert.equal((await first.stop()).code, 0);
+      tmp.cleanup();
+    }
+  });
+
   test('an --http port another process holds: one line naming the flag, exit 1, no socket file left', async () => {
     const tmp = tempDir();
     const socket = join(tmp.dir, 'd.sock');

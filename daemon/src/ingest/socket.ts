@@ -4,7 +4,7 @@
  * on export.
  */
 import { createHash } from 'node:crypto';
-import { realpathSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { chmod, lstat, unlink } from 'node:fs/promises';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { basename, dirname } from 'node:path';
@@ -53,15 +53,18 @@ export interface SocketLimits {
  * One daemon at a time per socket path, from before the stale check until its file is removed:
  * two starting in the same instant both judged the file stale, both removed it and both bound,
  * the second removing the first's live socket (which then served nobody, unseen). The lock is an
- * abstract Unix socket named after the path (Linux): binding it is atomic, and the kernel frees it
+ * abstract Unix socket named after the socket file (Linux): binding it is atomic, and the kernel frees it
  * when its process dies, so there is no stale lock to judge in turn. It covers daemons of one
  * network namespace (containers sharing only a volume are not), and not other systems: there,
  * as before, the stale check alone.
  */
 async function lockSocketPath(path: string): Promise<() => void> {
   if (process.platform !== 'linux') return () => undefined;
-  // The directory exists (config.ts checks it); symlinks resolved, so that one file is one lock.
-  const file = `${realpathSync(dirname(path))}/${basename(path)}`;
+  // The directory by its device and inode (it exists: config.ts checks it), not its path: one
+  // file is one lock through symlinks, and the same path in another mount namespace sharing this
+  // network namespace (systemd's PrivateTmp, a container on the host network) is another file.
+  const dir = statSync(dirname(path));
+  const file = `${dir.dev}:${dir.ino}/${basename(path)}`;
   const name = `\0dspy-o11yd-socket-${createHash('sha256').update(file).digest('hex').slice(0, 32)}`;
   const lock = createServer((peer) => peer.destroy());
   await new Promise<void>((resolve, reject) => {
