@@ -415,3 +415,34 @@ describe('scores at a shutdown that outlasts the score sender', () => {
     assert.deepEqual(stored.map((s) => (s.body as { name: string }).name).sort(), ['stuck-0', 'stuck-1', 'stuck-2']);
   });
 });
+
+describe('scores handed back when the shutdown gives up on stop()', () => {
+  test('abandon() while stop() is still closing its connection hands back every score not delivered', async () => {
+    const { Pool } = await import('undici');
+    const close = Pool.prototype.close;
+    let reached: () => void = () => undefined;
+    const closeReached = new Promise<void>((resolve) => (reached = resolve));
+    let finish: () => void = () => undefined;
+    // A close that takes its time (closeDispatcher allows it 2 s; the daemon waits CLOSE_GRACE_MS past the deadline).
+    Pool.prototype.close = function (this: InstanceType<typeof Pool>) {
+      reached();
+      return new Promise<void>((resolve) => (finish = () => void close.call(this).then(resolve, resolve)));
+    } as typeof close;
+    try {
+      await withSender({}, async (sender, fake) => {
+        fake.mode({ hang: true });
+        sender.submit(score({ traceId: TRACE, name: 'first', value: 1 }), NO_RESOURCE);
+        sender.submit(score({ traceId: TRACE, name: 'second', value: 2 }), NO_RESOURCE);
+        const stopping = sender.stop(0);
+        await closeReached;
+        // The daemon's bound on stop() ran out here: what stop() would have returned must come back now.
+        const back = sender.abandon().map((u) => u.record.name);
+        finish();
+        await stopping;
+        assert.deepEqual(back, ['first', 'second']);
+      });
+    } finally {
+      Pool.prototype.close = close;
+    }
+  });
+});

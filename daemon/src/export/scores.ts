@@ -297,10 +297,11 @@ export class ScoreSender implements ScoreSink {
     await this.running;
     clearTimeout(timer);
     cutShort?.removeEventListener('abort', abort);
-    const left = [...this.cutOff.splice(0), ...this.queue.drain()];
     this.state = 'stopped';
     await closeDispatcher(this.dispatcher);
-    return unsent(left);
+    // Taken only now, after the last await: a caller that gave up on stop() meanwhile (its bound
+    // is shorter than the close's grace) gets them from abandon() instead of losing them here.
+    return unsent([...this.cutOff.splice(0), ...this.queue.drain()]);
   }
 
   abandon(): UnsentScore[] {
