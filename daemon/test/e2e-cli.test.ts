@@ -189,27 +189,24 @@ describe('cli', () => {
     }
   });
 
-  test('the socket lock is per socket file: a daemon in a mount namespace of its own (PrivateTmp, a container on the host network) starts on the same path', async (t) => {
-    // Same network namespace (the abstract lock's), another /tmp: root and unshare(1) needed.
-    if (spawnSync('unshare', ['-m', 'true']).status !== 0) return t.skip('needs unshare -m (root)');
+  test('the socket lock is per socket file, not per path text: the same path naming another directory (PrivateTmp, a remounted or moved directory) takes a daemon', async () => {
     const tmp = tempDir();
-    const socket = join(tmp.dir, 'd.sock');
+    const dir = join(tmp.dir, 'run');
+    mkdirSync(dir);
+    const socket = join(dir, 'd.sock');
     const first = await startDaemonProcess(['--socket', socket, '--http', ''], {}, socket);
-    // The same path, in a fresh tmpfs mounted over the directory: another file, no daemon on it.
-    const script = `mount -t tmpfs none "$1" && exec "$2" "$3" start --socket "$1/d.sock" --http ''`;
-    const second = spawn('unshare', ['-m', 'sh', '-c', script, 'sh', tmp.dir, process.execPath, CLI], { env: { PATH: process.env.PATH }, stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    second.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
-    const exited = new Promise<number | null>((resolve) => second.once('exit', (code) => resolve(code)));
+    // The first daemon's directory moves away (it keeps serving there); the path text now names a
+    // new, empty directory: another socket file, which no daemon holds, as in another /tmp.
+    renameSync(dir, join(tmp.dir, 'moved'));
+    mkdirSync(dir);
+    let second: Awaited<ReturnType<typeof startDaemonProcess>> | undefined;
     try {
-      const started = await Promise.race([
-        new Promise<boolean>((resolve) => second.stderr.on('data', () => stderr.includes('listening on unix:') && resolve(true))),
-        exited.then(() => false),
-      ]);
-      assert.ok(started, `the second daemon started: ${stderr}`);
+      second = await startDaemonProcess(['--socket', socket, '--http', ''], {}, socket);
+      await sendOverSocket(socket, [span('b000000000000003')]);
+      await second.eventually(() => assert.ok(second!.stdout.includes('b000000000000003')));
     } finally {
-      second.kill('SIGTERM');
-      await exited;
+      // The second first: the first's shutdown removes its configured path, by then the second's no more.
+      if (second) assert.equal((await second.stop()).code, 0);
       assert.equal((await first.stop()).code, 0);
       tmp.cleanup();
     }
