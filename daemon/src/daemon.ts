@@ -180,6 +180,8 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
   let spoolWatch: NodeJS.Timeout | undefined;
 
   let httpUrl: string | undefined;
+  /** HTTP connections open now (those refused past --http-max-connections are never opened). */
+  let httpConnections = 0;
   const status = (): DaemonStatus => {
     const dropped = { ...stats.dropped };
     const notReadyReason = loop.refusal
@@ -201,7 +203,12 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
         lastSuccessAt: loop.lastSuccessAt?.toISOString(),
       },
       listeners: { socket: config.socket, http: httpUrl },
-      connections: { open: socket?.connections ?? 0, max: config.maxConnections, refused: stats.connectionsRefused.get(['uds']) },
+      connections: {
+        open: socket?.connections ?? 0,
+        max: config.maxConnections,
+        refused: stats.connectionsRefused.get(['uds']),
+        http: { open: httpConnections, max: config.httpMaxConnections, refused: stats.connectionsRefused.get(['http']) },
+      },
       requests: { refused: stats.requestsRefused.toRecord() },
       tail: { readers: sink.tailListeners.size, max: MAX_TAIL_READERS },
       queue: { spans: queue.spans, bytes: queue.bytes, maxSpans: config.queue.maxSpans, maxBytes: config.queue.maxBytes, inFlightSpans: loop.inFlightSpans, memoryLimit: config.memoryLimitBytes, rss: process.memoryUsage.rss() },
@@ -233,6 +240,10 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
     }
     if (config.http) {
       app = buildHttp(config, sink, stats, log, { status, registry: metrics.registry, sink });
+      app.server.on('connection', (c: NodeJS.EventEmitter) => {
+        httpConnections++;
+        c.once('close', () => httpConnections--);
+      });
       const { host, port } = config.http;
       // Name the flag: "listen EADDRINUSE … 127.0.0.1:4318" alone does not say what to change.
       const address = await app.listen({ host, port }).catch((err: NodeJS.ErrnoException) => {

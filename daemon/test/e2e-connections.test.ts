@@ -10,7 +10,7 @@ import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { MAX_TAIL_READERS } from '../src/ops/routes.js';
 import { startFakeLangfuse, type FakeLangfuse } from './support/fake-langfuse.js';
-import { CLI, runCli, startDaemonProcess, tempDir, type DaemonProcess } from './support/daemon-process.js';
+import { CLI, runCli, startDaemonProcess, tempDir, type DaemonProcess, type DaemonStatusJson } from './support/daemon-process.js';
 
 const KEYS = { LANGFUSE_PUBLIC_KEY: 'pk-lf-conn', LANGFUSE_SECRET_KEY: 'sk-lf-conn' };
 const spanLine = (i: number, name: string) =>
@@ -22,6 +22,9 @@ function within<T>(p: Promise<T>, what: string, ms = 20_000): Promise<T> {
   const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms)));
   return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
+
+/** Status `connections` without the HTTP connections open now: the client's keep-alive pool decides those. */
+const capsOf = ({ http, ...uds }: DaemonStatusJson['connections']) => ({ ...uds, http: { max: http.max, refused: http.refused } });
 
 describe('connection caps', () => {
   let fake: FakeLangfuse;
@@ -65,7 +68,7 @@ describe('connection caps', () => {
     assert.equal(await within(fourth.ended, 'EOF to the 4th connection'), true, 'EOF, not a reset');
     await within(once(fourth.c, 'close'), 'the 4th connection closed');
     await d.eventually(async () => assert.equal(await d.metric('dspy_o11yd_connections_refused_total', { transport: 'uds' }), 1), 20_000);
-    assert.deepEqual((await d.status()).connections, { open: 3, max: 3, refused: 1 });
+    assert.deepEqual(capsOf((await d.status()).connections), { open: 3, max: 3, refused: 1, http: { max: 256, refused: 0 } });
     assert.equal(await d.metric('dspy_o11yd_connections', { transport: 'uds' }), 3);
     const warning = await d.waitForLog((l) => /--max-connections \(3\)/.test(l.msg), 20_000);
     assert.equal(warning.level, 40);
@@ -82,7 +85,7 @@ describe('connection caps', () => {
     const fifth = await open((c) => c.write(spanLine(200, 'after-a-slot-freed')));
     await fake.waitForSpans(5, 20_000);
     // Refused or not is decided when a connection is accepted, before its record is read.
-    assert.deepEqual((await d.status()).connections, { open: 3, max: 3, refused: 1 });
+    assert.deepEqual(capsOf((await d.status()).connections), { open: 3, max: 3, refused: 1, http: { max: 256, refused: 0 } });
     assert.ok(!fifth.c.readableEnded, 'the 5th connection got no EOF');
     fifth.c.write(spanLine(201, 'still-open'));
     held[1]!.c.write(spanLine(202, 'still-open'));
@@ -112,6 +115,11 @@ describe('connection caps', () => {
     assert.equal(await within(third.closed, 'the 3rd connection closed'), '', 'closed without an answer');
     held.forEach((h) => h.c.destroy());
     await d.eventually(async () => assert.equal((await fetch(`${d.httpUrl}/healthz`)).status, 200), 20_000);
+    // /v1/status shows the HTTP listener's own connections and refusals, apart from the socket's.
+    const http = (await d.status()).connections.http;
+    assert.equal(http?.max, 2);
+    assert.ok(http.refused >= 1 && http.open >= 1, JSON.stringify(http));
+    assert.equal((await d.status()).connections.refused, 0);
     // At least the 3rd: a request above may have come before the daemon saw the two close.
     assert.ok((await d.metric('dspy_o11yd_connections_refused_total', { transport: 'http' })) >= 1);
     assert.equal(await d.metric('dspy_o11yd_connections_refused_total', { transport: 'uds' }), 0);
@@ -122,7 +130,7 @@ describe('connection caps', () => {
   test('--max-connections 0 (here from its env twin) is no limit; the default is 512', async () => {
     const d = (daemon = await startDaemonProcess(['--socket', socket, '--http', '127.0.0.1:0', '--exporter', 'console'], { DSPY_O11YD_MAX_CONNECTIONS: '0' }, socket));
     const all = await Promise.all(Array.from({ length: 8 }, () => open()));
-    await d.eventually(async () => assert.deepEqual((await d.status()).connections, { open: 8, max: 0, refused: 0 }), 20_000);
+    await d.eventually(async () => assert.deepEqual(capsOf((await d.status()).connections), { open: 8, max: 0, refused: 0, http: { max: 256, refused: 0 } }), 20_000);
     assert.ok(all.every((a) => !a.c.readableEnded));
     await d.stop();
     const byDefault = (daemon = await startDaemonProcess(['--socket', socket, '--http', '127.0.0.1:0', '--exporter', 'console'], {}, socket));

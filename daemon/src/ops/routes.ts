@@ -21,8 +21,11 @@ export interface DaemonStatus {
     memoryLimit: number;
     rss: number;
   };
-  /** Unix socket connections open now, their cap (`--max-connections`, 0: none) and those refused past it since start. */
-  connections: { open: number; max: number; refused: number };
+  /**
+   * Unix socket connections open now, their cap (`--max-connections`, 0: none) and those refused past it since start;
+   * `http`: the same for the HTTP listener (`--http-max-connections`; open 0 without one).
+   */
+  connections: { open: number; max: number; refused: number; http: { open: number; max: number; refused: number } };
   /** HTTP requests refused (401) since start, by `transport/reason` (`requests_refused_total`). */
   requests: { refused: Record<string, number> };
   /** `/v1/tail` readers connected now and their cap. */

@@ -122,7 +122,7 @@ export interface DaemonStatusJson {
   notReadyReason?: string;
   exporter: { kind: string; destination: string; state: string; lastError?: string };
   queue: { spans: number; bytes: number; maxSpans: number; maxBytes: number; inFlightSpans: number };
-  connections: { open: number; max: number; refused: number };
+  connections: { open: number; max: number; refused: number; http: { open: number; max: number; refused: number } };
   tail: { readers: number; max: number };
   spans: { received: number; exported: number; dropped: Record<string, number>; queued: number; inFlight: number };
   records: { received: Record<string, number>; invalid: Record<string, number> };
