@@ -112,7 +112,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
   let spooledSpans = 0;
   let spooledScores = 0;
   // Ours alone from here to the exit (released by stop() once no spool write goes on, or below if the start fails).
-  const releaseSpool = config.spoolDir ? lockSpoolDir(config.spoolDir) : () => undefined;
+  const releaseSpool = config.spoolDir ? await lockSpoolDir(config.spoolDir) : () => undefined;
   if (config.spoolDir) {
     // With the lock held no live daemon is writing here: a `.tmp` is a write cut short (SIGKILL, crash).
     const leftover = await recoverSpoolTmp(config.spoolDir);

@@ -163,6 +163,30 @@ describe('cli', () => {
     tmp.cleanup();
   });
 
+  test('two daemons starting at once on a spool dir with a stale lock: exactly one takes it, the other exits 1 with a clear line', async () => {
+    const tmp = tempDir();
+    const spool = join(tmp.dir, 'spool');
+    const rendezvous = join(tmp.dir, 'rendezvous');
+    mkdirSync(spool);
+    mkdirSync(rendezvous);
+    // A dead daemon's lock (no process has this pid).
+    writeFileSync(join(spool, '.lock'), '2147483646');
+    // Both judge the lock stale before either removes it: each removed it, and the second the first's fresh one.
+    const env = { DSPY_TEST_RENDEZVOUS_DIR: rendezvous, DSPY_TEST_RENDEZVOUS_LOCK: join(spool, '.lock') };
+    const start = (name: string) => startDaemonProcess(['--socket', join(tmp.dir, name), '--http', '', '--spool-dir', spool], env, join(tmp.dir, name), ['--import', RENDEZVOUS]);
+    const [a, b] = await Promise.allSettled([start('a.sock'), start('b.sock')]);
+    const started = [a, b].filter((r) => r.status === 'fulfilled').map((r) => r.value);
+    const failed = [a, b].filter((r) => r.status === 'rejected').map((r) => String(r.reason));
+    try {
+      assert.equal(started.length, 1, `exactly one holds the spool dir (${started.length} started)`);
+      assert.match(failed[0]!, /daemon exited \(1\)/);
+      assert.match(failed[0]!, /uses the spool dir/);
+    } finally {
+      for (const d of started) assert.equal((await d.stop()).code, 0);
+      tmp.cleanup();
+    }
+  });
+
   test('two daemons starting at once on a stale socket file: exactly one serves, the other exits 1 with a clear line', async () => {
     const tmp = tempDir();
     const socket = join(tmp.dir, 'd.sock');

@@ -3,12 +3,11 @@
  * stream with its own `hello` resource. Reads as fast as the kernel delivers; nothing here waits
  * on export.
  */
-import { createHash } from 'node:crypto';
-import { statSync } from 'node:fs';
 import { chmod, lstat, unlink } from 'node:fs/promises';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { basename, dirname } from 'node:path';
 import { oncePer, type Logger } from '../log.js';
+import { LockHeldError, lockForProcess } from '../process-lock.js';
 import { LineSplitter, PartialLineBudget } from './line-splitter.js';
 import type { RecordSink } from './record-sink.js';
 
@@ -52,30 +51,14 @@ export interface SocketLimits {
 /**
  * One daemon at a time per socket path, from before the stale check until its file is removed:
  * two starting in the same instant both judged the file stale, both removed it and both bound,
- * the second removing the first's live socket (which then served nobody, unseen). The lock is an
- * abstract Unix socket named after the socket file (Linux): binding it is atomic, and the kernel frees it
- * when its process dies, so there is no stale lock to judge in turn. It covers daemons of one
- * network namespace (containers sharing only a volume are not), and not other systems: there,
- * as before, the stale check alone.
+ * the second removing the first's live socket (which then served nobody, unseen). Elsewhere than
+ * Linux ({@link lockForProcess}), as before, the stale check alone.
  */
 async function lockSocketPath(path: string): Promise<() => void> {
-  if (process.platform !== 'linux') return () => undefined;
-  // The directory by its device and inode (it exists: config.ts checks it), not its path: one
-  // file is one lock through symlinks, and the same path in another mount namespace sharing this
-  // network namespace (systemd's PrivateTmp, a container on the host network) is another file.
-  const dir = statSync(dirname(path));
-  const file = `${dir.dev}:${dir.ino}/${basename(path)}`;
-  const name = `\0dspy-o11yd-socket-${createHash('sha256').update(file).digest('hex').slice(0, 32)}`;
-  const lock = createServer((peer) => peer.destroy());
-  await new Promise<void>((resolve, reject) => {
-    lock.once('error', (err: NodeJS.ErrnoException) =>
-      reject(err.code === 'EADDRINUSE' ? new SocketInUseError(`another daemon is already listening on ${path}, or starting on it`) : err));
-    lock.listen(name, () => resolve());
+  // The directory exists (config.ts checks it).
+  return lockForProcess('socket', dirname(path), basename(path)).catch((err: unknown) => {
+    throw err instanceof LockHeldError ? new SocketInUseError(`another daemon is already listening on ${path}, or starting on it`) : err;
   });
-  // Nobody is meant to connect; one who does (an accept failing at EMFILE) must not crash the daemon.
-  lock.on('error', () => undefined);
-  lock.unref(); // held for the process, never keeping it alive
-  return () => lock.close();
 }
 
 /** A socket file left by a dead daemon is replaced; a live daemon on it is an error. */

@@ -14,6 +14,7 @@ import { lstat, mkdir, open, readdir, rename, truncate, unlink } from 'node:fs/p
 import { join } from 'node:path';
 import { Attributes, type ScoreRecord } from '@dspy-o11y/proto';
 import type { QueuedSpan, Resource, Scope } from '../model.js';
+import { LockHeldError, lockForProcess } from '../process-lock.js';
 
 const SUFFIX = '.ndjson';
 /** {@link writeSpool}'s temporary name: `spool-<ms>-<pid>.tmp`. */
@@ -315,10 +316,32 @@ function startTicks(pid: number): string {
  * container restarted with the same pid) is taken over; so is one whose pid another process has
  * now (started at another time: a daemon that crashed, then the machine rebooted), which refused
  * every start. Pids only tell within one pid namespace: containers sharing a spool volume are not
- * told apart (give each its own dir).
+ * told apart (give each its own dir). The file is judged and replaced under a process lock
+ * ({@link lockForProcess}): two daemons starting at once both judged a dead daemon's lock stale,
+ * both replaced it, and both took the dir.
  */
-export function lockSpoolDir(dir: string): () => void {
+export async function lockSpoolDir(dir: string): Promise<() => void> {
   const path = join(dir, LOCK);
+  const unlock = await lockForProcess('spool', dir).catch((err: unknown) => {
+    if (!(err instanceof LockHeldError)) throw err;
+    // Its pid, for the message; no file yet: it is taking the dir now.
+    let holder = '';
+    try {
+      holder = readFileSync(path, 'utf8').split(' ')[0] ?? '';
+    } catch {
+      /* not written yet */
+    }
+    throw new SpoolInUseError(`another dspy-o11yd (${/^\d+$/.test(holder) ? `pid ${holder}` : 'starting'}) uses the spool dir ${dir}; give each daemon its own --spool-dir`);
+  });
+  try {
+    return takeLockFile(dir, path, unlock);
+  } catch (err) {
+    unlock();
+    throw err;
+  }
+}
+
+function takeLockFile(dir: string, path: string, unlock: () => void): () => void {
   const mine = `${process.pid} ${startTicks(process.pid)}`.trim();
   for (let attempt = 0; ; attempt++) {
     try {
@@ -345,5 +368,6 @@ export function lockSpoolDir(dir: string): () => void {
     } catch {
       /* already gone */
     }
+    unlock(); // only once the file is gone: a daemon starting now finds none to judge
   };
 }

@@ -4,13 +4,29 @@
  * widens the window between judging the socket file stale and removing it. A daemon about to
  * remove that file notes its arrival in the directory and waits for the other one (at most 5 s,
  * a hang guard) before going on, as two daemons starting in the same instant would both be.
+ * With DSPY_TEST_RENDEZVOUS_LOCK (a spool dir's `.lock`) instead, the same before removing that
+ * file, which the spool lock does synchronously (so the wait blocks, as its caller would).
  */
-import { readdirSync, writeFileSync } from 'node:fs';
+import fs, { readdirSync, writeFileSync } from 'node:fs';
 import fsPromises from 'node:fs/promises';
 import { syncBuiltinESMExports } from 'node:module';
 import { join } from 'node:path';
 
 const dir = process.env.DSPY_TEST_RENDEZVOUS_DIR;
+const lock = process.env.DSPY_TEST_RENDEZVOUS_LOCK;
+if (dir && lock) {
+  const unlinkSync = fs.unlinkSync;
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  fs.unlinkSync = (path) => {
+    if (path === lock) {
+      writeFileSync(join(dir, `arrived-${process.pid}`), '');
+      const deadline = Date.now() + 5_000;
+      while (readdirSync(dir).filter((n) => n.startsWith('arrived-')).length < 2 && Date.now() < deadline) Atomics.wait(pause, 0, 0, 20);
+    }
+    unlinkSync(path);
+  };
+  syncBuiltinESMExports();
+}
 const socket = process.env.DSPY_TEST_RENDEZVOUS_SOCKET;
 if (dir && socket) {
   const unlink = fsPromises.unlink;
