@@ -328,6 +328,9 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
       /** Spans kept in the spool: neither exported nor dropped, said in the last line so it adds up. */
       let spooled = 0;
       if ((left.length || scoresUnsent.length) && config.spoolDir) {
+        /** What is left of the last run's spool: still in its files, kept while they are. */
+        const oldSpans = spoolFiles.length ? left.filter(isSpooled).length : 0;
+        const oldScores = spoolFiles.length ? Math.min(scoresUnsent.length, Math.max(0, spooledScoresSent - scoresLeftSender())) : 0;
         try {
           // Bounded: a spool dir on a hung mount (or somewhere mkdir never returns) must not keep
           // the daemon from exiting; a slow disk stops at the deadline and keeps what it wrote.
@@ -338,26 +341,36 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
             stillWriting = writing;
             throw new Error('writing the spool did not finish in time');
           }
-          const spans = written?.spans ?? 0;
-          const scoreCount = written?.scores ?? 0;
+          let spans = written?.spans ?? 0;
+          let scoreCount = written?.scores ?? 0;
+          // The last run's records left are the oldest (queued first), so written first: the new
+          // file holds them all, and the old files go; or it holds only some of them (the disk
+          // full), and it goes instead (the old files hold them all), so none is replayed twice.
+          if (spoolFiles.length && (left.slice(spans).some(isSpooled) || scoreCount < oldScores)) {
+            if (written) await removeSpoolFiles([written.file]);
+            keepOldSpool = true;
+            spans = oldSpans;
+            scoreCount = oldScores;
+          }
           spooled = spans;
           dropLeft(left.length - spans, scoresUnsent.length - scoreCount);
-          if (spans < left.length || scoreCount < scoresUnsent.length) keepOldSpool = true;
           log.warn(
-            { spans, scores: scoreCount, droppedSpans: left.length - spans, droppedScores: scoresUnsent.length - scoreCount, file: written?.file, diskError: written?.error },
+            { spans, scores: scoreCount, droppedSpans: left.length - spans, droppedScores: scoresUnsent.length - scoreCount, file: keepOldSpool ? spoolFiles : written?.file, diskError: written?.error },
             'shutdown timeout: spooled what was not delivered for the next start',
           );
         } catch (err) {
-          dropLeft(left.length, scoresUnsent.length);
+          // The last run's files stay: what is left of them is kept there, not dropped.
+          spooled = oldSpans;
+          dropLeft(left.length - oldSpans, scoresUnsent.length - oldScores);
           keepOldSpool = true;
-          log.error({ err, spans: left.length, scores: scoresUnsent.length }, 'could not write the spool; dropping what was not delivered');
+          log.error({ err, spans: left.length - oldSpans, scores: scoresUnsent.length - oldScores, keptInOldSpool: oldSpans || undefined }, 'could not write the spool; dropping what was not delivered');
         }
       } else if (left.length || scoresUnsent.length) {
         // The counters die with the process: say what was lost.
         dropLeft(left.length, scoresUnsent.length);
         log.warn({ spans: left.length, scores: scoresUnsent.length, lastScoreError: scores.lastError }, 'shutdown timeout: dropped what was not delivered (set --spool-dir to keep it)');
       }
-      // A new spool could not hold everything: the old files stay, replayed again at the next start (same ids).
+      // The old files stay when the new spool could not be written, or could not hold what is left of them.
       if (spoolFiles.length && !keepOldSpool) await removeSpoolFiles(spoolFiles);
       // Held until the write has ended (or the process exits, which a write stuck in the kernel
       // delays too): a daemon that took the dir meanwhile would replay a `.tmp` still being written.

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { connect } from 'node:net';
-import { closeSync, constants, mkdirSync, openSync, readdirSync, readFileSync, symlinkSync, unlinkSync } from 'node:fs';
+import { closeSync, constants, mkdirSync, openSync, readdirSync, readFileSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as delay } from 'node:timers/promises';
 import { startFakeLangfuse, type FakeLangfuse } from './support/fake-langfuse.js';
@@ -327,6 +327,49 @@ describe('spool when the disk fills up', () => {
       const replayed = (await second.status()).spans.received;
       assert.ok(replayed > 0, 'the chunk the disk took is replayed');
       assert.equal(dropped + replayed, total, `each span dropped or replayed, never both (dropped ${dropped}, replayed ${replayed})`);
+      await fake.waitForSpans(replayed);
+    } finally {
+      await d.stop('SIGKILL');
+      await second?.stop('SIGKILL');
+      await fake.close();
+      tmp.cleanup();
+    }
+  });
+
+  test('a new spool that holds the replayed spool but not all the rest: each span is replayed once at the next start', async (t) => {
+    if (process.platform !== 'linux') return t.skip('the full disk is simulated through /proc/self/fd');
+    const tmp = tempDir();
+    const socket = join(tmp.dir, 'd.sock');
+    const spool = join(tmp.dir, 'spool');
+    mkdirSync(spool);
+    // The last run's spool: 5 spans the backend has not taken yet.
+    const old = Array.from({ length: 5 }, (_, i) => spanLine(i).replace(/"spanId":"[0-9a-f]+"/, `"spanId":"${'e'.repeat(15)}${i}"`));
+    writeFileSync(join(spool, 'spool-1-1.ndjson'), [JSON.stringify({ v: 1, type: 'hello', resource: { 'service.name': 'old' } }), ...old, ''].join('\n'));
+    const fake = await startFakeLangfuse({ publicKey: KEYS.LANGFUSE_PUBLIC_KEY, secretKey: KEYS.LANGFUSE_SECRET_KEY });
+    fake.mode({ status: 503 });
+    const env = { ...KEYS, LANGFUSE_HOST: fake.url };
+    // Two spool chunks, the second refused (ENOSPC): the new spool holds the old 5 and part of the rest.
+    const total = 3000;
+    const padded = Array.from({ length: total }, (_, i) => spanLine(i).replace('"name"', `"attributes":{"pad":"${'p'.repeat(500)}"},"name"`));
+    const d = await startDaemonProcess(
+      ['--socket', socket, '--http', '127.0.0.1:0', '--flush-interval', '10', '--shutdown-timeout', '3000', '--spool-dir', spool],
+      { ...env, DSPY_TEST_SPOOL_ENOSPC: '1' },
+      socket,
+      ['--import', ENOSPC_SPOOL_WRITE],
+    );
+    let second: DaemonProcess | undefined;
+    try {
+      await sendOverSocket(socket, padded);
+      await d.eventually(async () => assert.equal((await d.status()).spans.received, total + old.length));
+      d.child.kill('SIGTERM');
+      assert.deepEqual(await exitOrHang(d), { code: 0, signal: null });
+      const stopped = d.logs.find((l) => l.msg === 'dspy-o11yd stopped') as { dropped: Record<string, number>; spooled: number } | undefined;
+      const dropped = stopped?.dropped.shutdown ?? 0;
+      assert.ok(dropped > 0 && (stopped?.spooled ?? 0) > old.length, `part of the rest is kept (${JSON.stringify(stopped)})`);
+      fake.mode(null);
+      second = await startDaemonProcess(['--socket', join(tmp.dir, 'second.sock'), '--http', '127.0.0.1:0', '--flush-interval', '10', '--spool-dir', spool], env);
+      const replayed = (await second.status()).spans.received;
+      assert.equal(dropped + replayed, total + old.length, `each span dropped or replayed once (dropped ${dropped}, replayed ${replayed})`);
       await fake.waitForSpans(replayed);
     } finally {
       await d.stop('SIGKILL');
