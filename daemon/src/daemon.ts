@@ -25,7 +25,7 @@ import { MAX_TAIL_READERS, registerOpsRoutes, type DaemonStatus } from './ops/ro
 import { Stats } from './ops/stats.js';
 import { setQueueMemoryCeiling, type QueuedSpan, type Resource } from './model.js';
 import { SpanQueue } from './queue/span-queue.js';
-import { lockSpoolDir, recoverSpoolTmp, removeSpoolFiles, replaySpool, writeSpool } from './queue/spool.js';
+import { lockSpoolDir, recoverSpoolTmp, removeSpoolFiles, replaySpool, writeSpool, type SpoolProgress } from './queue/spool.js';
 import { VERSION } from './version.js';
 
 export interface RunningDaemon {
@@ -327,15 +327,18 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
       let stillWriting: Promise<unknown> | undefined;
       /** Spans kept in the spool: neither exported nor dropped, said in the last line so it adds up. */
       let spooled = 0;
+      /** Spans in a spool write the disk had not finished when the shutdown gave up on it. */
+      let spoolUnfinished: number | undefined;
       if ((left.length || scoresUnsent.length) && config.spoolDir) {
         /** What is left of the last run's spool: still in its files, kept while they are. */
         const oldSpans = spoolFiles.length ? left.filter(isSpooled).length : 0;
         const oldScores = spoolFiles.length ? Math.min(scoresUnsent.length, Math.max(0, spooledScoresSent - scoresLeftSender())) : 0;
+        const progress: SpoolProgress = { spans: 0, scores: 0, pendingSpans: 0, pendingScores: 0 };
         try {
           // Bounded: a spool dir on a hung mount (or somewhere mkdir never returns) must not keep
           // the daemon from exiting; a slow disk stops at the deadline and keeps what it wrote.
           const writeBy = Date.now() + Math.max(remaining(), spoolReserveMs);
-          const writing = writeSpool(config.spoolDir, left, scoresUnsent, writeBy);
+          const writing = writeSpool(config.spoolDir, left, scoresUnsent, writeBy, progress);
           const written = await within(writing, Math.max(remaining(), spoolReserveMs) + CLOSE_GRACE_MS);
           if (written === TIMED_OUT) {
             stillWriting = writing;
@@ -359,11 +362,25 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
             'shutdown timeout: spooled what was not delivered for the next start',
           );
         } catch (err) {
-          // The last run's files stay: what is left of them is kept there, not dropped.
-          spooled = oldSpans;
-          dropLeft(left.length - oldSpans, scoresUnsent.length - oldScores);
           keepOldSpool = true;
-          log.error({ err, spans: left.length - oldSpans, scores: scoresUnsent.length - oldScores, keptInOldSpool: oldSpans || undefined }, 'could not write the spool; dropping what was not delivered');
+          if (stillWriting) {
+            // Given up on, the write is still in the kernel and the process exits without running
+            // it again: what it wrote is taken from its `.tmp` at the next start (spooled), what it
+            // is writing lands or not as the disk decides (neither kept nor dropped for sure), the
+            // rest is never written (dropped). Counted all dropped, the next start replayed some.
+            spooled = progress.spans;
+            spoolUnfinished = progress.pendingSpans;
+            dropLeft(left.length - progress.spans - progress.pendingSpans, scoresUnsent.length - progress.scores - progress.pendingScores);
+            log.error(
+              { err, spans: progress.spans, scores: progress.scores, unfinishedSpans: progress.pendingSpans, unfinishedScores: progress.pendingScores, droppedSpans: left.length - progress.spans - progress.pendingSpans },
+              'could not write the spool in time (the disk hangs): what it wrote is replayed at the next start, what it is writing only if the disk takes it before the process ends; dropping the rest',
+            );
+          } else {
+            // The last run's files stay: what is left of them is kept there, not dropped.
+            spooled = oldSpans;
+            dropLeft(left.length - oldSpans, scoresUnsent.length - oldScores);
+            log.error({ err, spans: left.length - oldSpans, scores: scoresUnsent.length - oldScores, keptInOldSpool: oldSpans || undefined }, 'could not write the spool; dropping what was not delivered');
+          }
         }
       } else if (left.length || scoresUnsent.length) {
         // The counters die with the process: say what was lost.
@@ -379,7 +396,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
       // Nothing left to deliver: closing is only tidiness, and the process exits right after.
       await within(exporter.close(), Math.min(CLOSE_GRACE_MS, remaining()));
       setQueueMemoryCeiling(undefined);
-      log.info({ received: stats.spansReceived, exported: stats.spansExported, dropped: stats.dropped, spooled }, 'dspy-o11yd stopped');
+      log.info({ received: stats.spansReceived, exported: stats.spansExported, dropped: stats.dropped, spooled, spoolUnfinished }, 'dspy-o11yd stopped');
     })());
 
   return { config, stats, exporter, httpUrl, status, stop, hurry: () => hurried.abort() };

@@ -194,6 +194,9 @@ describe('shutdown with stuck exporters', () => {
       d.child.kill('SIGTERM');
       await d.waitForLog((l) => l.msg === 'dspy-o11yd stopped');
       assert.ok(d.logs.some((l) => /could not write the spool/.test(l.msg)), 'the shutdown gave up on the spool write');
+      // All 50 were in the write the disk had not finished: neither surely kept nor surely lost.
+      const stopped = d.logs.find((l) => l.msg === 'dspy-o11yd stopped') as { dropped: Record<string, number>; spooled: number; spoolUnfinished?: number } | undefined;
+      assert.deepEqual([stopped?.dropped.shutdown ?? 0, stopped?.spooled, stopped?.spoolUnfinished], [0, 0, 50]);
       // Its write is stuck in the kernel, and so is its exit: the process is still there.
       assert.equal(d.child.exitCode, null);
       const [tmpName, ...more] = readdirSync(spool).filter((f) => f.endsWith('.tmp'));
@@ -221,6 +224,8 @@ describe('shutdown with stuck exporters', () => {
       second = await startDaemonProcess(['--socket', join(tmp.dir, 'second.sock'), '--http', '127.0.0.1:0', '--flush-interval', '10', '--spool-dir', spool], env);
       await fake.waitForSpans(spans);
       assert.equal(new Set(fake.spans.map((s) => s.spanId)).size, spans);
+      // No span both counted as dropped and replayed.
+      assert.ok((stopped?.dropped.shutdown ?? 0) + spans <= 50);
       assert.ok(second.logs.some((l) => /temporary files left by a write cut short/.test(l.msg) && (l as { recovered?: number }).recovered === 1));
     } finally {
       bringDiskBack();

@@ -34,6 +34,20 @@ export interface SpoolWritten {
 }
 
 /**
+ * How far a {@link writeSpool} has got, for a caller that stops waiting for it (a hung disk).
+ * Once it gives up, the process exits without running the writer again: what is on disk then
+ * (`spans`, `scores`: written, in whole lines) is taken at the next start; what the write the
+ * kernel still holds (`pendingSpans`, `pendingScores`) lands or not, as the disk decides; the rest
+ * is never written.
+ */
+export interface SpoolProgress {
+  spans: number;
+  scores: number;
+  pendingSpans: number;
+  pendingScores: number;
+}
+
+/**
  * Write a spool file: scores first (few, and nothing else keeps them), then spans, oldest first.
  * Past `deadlineAt` it stops at the chunk it is in and keeps what it wrote (whole lines): a slow
  * disk costs the newest spans, not the whole spool; so does a full disk (the whole lines it took
@@ -47,6 +61,7 @@ export async function writeSpool(
   spans: readonly QueuedSpan[],
   scores: readonly { readonly record: ScoreRecord; readonly resource: Resource }[] = [],
   deadlineAt = Infinity,
+  progress: SpoolProgress = { spans: 0, scores: 0, pendingSpans: 0, pendingScores: 0 },
 ): Promise<SpoolWritten | undefined> {
   if (spans.length === 0 && scores.length === 0) return undefined;
   await mkdir(dir, { recursive: true });
@@ -79,8 +94,13 @@ export async function writeSpool(
     const write = async () => {
       const text = chunk;
       chunk = '';
+      progress.pendingSpans = kinds.filter((k) => k === 'span').length;
+      progress.pendingScores = kinds.filter((k) => k === 'score').length;
       // A full disk takes what fits and says so only in the count (the next write would fail).
-      const { bytesWritten } = await fh.write(text);
+      const { bytesWritten } = await fh.write(text).finally(() => {
+        progress.pendingSpans = 0;
+        progress.pendingScores = 0;
+      });
       let end = Buffer.byteLength(text);
       let lines = kinds.length;
       if (bytesWritten < end) {
@@ -97,6 +117,8 @@ export async function writeSpool(
         else if (kinds[i] === 'span') spansWritten++;
       }
       kinds = [];
+      progress.spans = spansWritten;
+      progress.scores = scoresWritten;
     };
     for (const { record, resource } of scores) add(JSON.stringify(record), resource, 'score');
     for (const q of spans) {
