@@ -113,10 +113,10 @@ describe('POST /v1/ingest bodies', () => {
     assert.equal(gz.status, 415, JSON.stringify(gz.body));
     assert.equal((await invalid('invalid_body')) - before.body, 2);
     assert.equal(await invalid('unsupported_version'), before.version);
-    // The protobuf case names the right path too.
+    // The protobuf case names the right path too, in the same answer shape as every refusal here.
     const pb = await fetch(`${d.httpUrl}/v1/ingest`, { method: 'POST', headers: { 'content-type': 'application/x-protobuf' }, body: Buffer.from([0x0a, 0x00]) });
     assert.equal(pb.status, 415);
-    assert.match(((await pb.json()) as { error?: string; message?: string }).message ?? '', /\/v1\/traces/);
+    assert.match(((await pb.json()) as { error?: string }).error ?? '', /\/v1\/traces/);
     // A native record that merely has a field of that name is still a record.
     const own = await post(JSON.stringify({ ...JSON.parse(span('c00000000000000f')), resourceSpans: [] }), { 'content-type': 'application/json' });
     assert.equal(own.status, 202);

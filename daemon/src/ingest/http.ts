@@ -72,7 +72,7 @@ export function registerIngestRoutes(app: FastifyInstance, sink: RecordSink, max
     const mediaType = String(request.headers['content-type'] ?? '').trimStart().toLowerCase();
     if (mediaType.startsWith(PROTOBUF)) {
       sink.rejectBody('http', 'invalid_body');
-      return reply.code(415).send({ error: 'Unsupported Media Type', message: OTLP_ON_INGEST_MESSAGE });
+      return reply.code(415).send({ error: OTLP_ON_INGEST_MESSAGE });
     }
     const decoded = await decodeBody(Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0), String(request.headers['content-encoding'] ?? ''), maxBodyBytes);
     if (!Buffer.isBuffer(decoded)) {
