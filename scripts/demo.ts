@@ -54,7 +54,7 @@ async function main() {
   let fake: FakeLangfuse | undefined;
   if (!keys) fake = await startFakeLangfuse({ publicKey: 'pk-lf-demo', secretKey: 'sk-lf-demo' });
   const env = keys
-    ? { LANGFUSE_PUBLIC_KEY: process.env.LANGFUSE_PUBLIC_KEY, LANGFUSE_SECRET_KEY: process.env.LANGFUSE_SECRET_KEY, LANGFUSE_HOST: process.env.LANGFUSE_HOST ?? process.env.LANGFUSE_BASE_URL }
+    ? { LANGFUSE_PUBLIC_KEY: process.env.LANGFUSE_PUBLIC_KEY, LANGFUSE_SECRET_KEY: process.env.LANGFUSE_SECRET_KEY, LANGFUSE_HOST: process.env.LANGFUSE_BASE_URL ?? process.env.LANGFUSE_HOST }
     : { LANGFUSE_PUBLIC_KEY: 'pk-lf-demo', LANGFUSE_SECRET_KEY: 'sk-lf-demo', LANGFUSE_HOST: fake!.url };
   const daemon = await runDaemon(join(dir, 'dspy-o11yd.sock'), ['--http', '', '--flush-interval', '200'], env);
   try {
