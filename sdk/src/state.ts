@@ -247,8 +247,8 @@ export interface SdkStats {
   sent: number;
   /**
    * Records lost, total and by reason (`buffer_full`, `connection_lost`, `write_timeout`,
-   * `http_<status>`, `record_too_large`, `shutdown`, and for scores the SDK refused:
-   * `invalid_score`, `score_without_target`). With an endpoint or ingest token the SDK cannot
+   * `http_<status>`, `record_too_large`, `shutdown`, `exit` (still unsent as the process exits),
+   * and for scores the SDK refused: `invalid_score`, `score_without_target`). With an endpoint or ingest token the SDK cannot
    * use, every record: `invalid_endpoint`, `invalid_ingest_token`.
    */
   dropped: number;
