@@ -330,56 +330,77 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
       /** Spans in a spool write the disk had not finished when the shutdown gave up on it. */
       let spoolUnfinished: number | undefined;
       if ((left.length || scoresUnsent.length) && config.spoolDir) {
-        /** What is left of the last run's spool: still in its files, kept while they are. */
-        const oldSpans = spoolFiles.length ? left.filter(isSpooled).length : 0;
+        const dir = config.spoolDir;
+        // What is left of the last run's spool (still in its files) is carried to a file of its
+        // own before the new records are written: a write cut short there (a hung disk, a kill)
+        // leaves the old files and a `carry-….tmp` the next start removes. Written first in one
+        // file with the new records, such a `.tmp` was replayed beside the old files: twice.
+        const oldLeft = spoolFiles.length ? left.filter(isSpooled) : [];
         const oldScores = spoolFiles.length ? Math.min(scoresUnsent.length, Math.max(0, spooledScoresSent - scoresLeftSender())) : 0;
+        const fresh = oldLeft.length ? left.filter((q) => !isSpooled(q)) : left;
+        const freshScores = scoresUnsent.slice(oldScores);
         const progress: SpoolProgress = { spans: 0, scores: 0, pendingSpans: 0, pendingScores: 0 };
+        /** Set once the old records left are safe (carried, or kept in the old files) and the new ones are being written. */
+        let carried = false;
+        let givenUp = false;
+        const writeBy = Date.now() + Math.max(remaining(), spoolReserveMs);
+        const spoolLeft = async () => {
+          if (oldLeft.length || oldScores) {
+            const carry = await writeSpool(dir, oldLeft, scoresUnsent.slice(0, oldScores), writeBy, undefined, true);
+            // Not all of them (the disk full), or too late (counted as kept in the old files): the old files stay.
+            if (givenUp || !carry || carry.spans < oldLeft.length || carry.scores < oldScores) {
+              if (carry) await removeSpoolFiles([carry.file]);
+              keepOldSpool = true;
+            }
+          }
+          if (!keepOldSpool) {
+            await removeSpoolFiles(spoolFiles);
+            spoolFiles = [];
+          }
+          // Given up on meanwhile: the new records are counted as dropped, so none is written.
+          if (givenUp) return undefined;
+          carried = true;
+          return writeSpool(dir, fresh, freshScores, writeBy, progress);
+        };
         try {
           // Bounded: a spool dir on a hung mount (or somewhere mkdir never returns) must not keep
           // the daemon from exiting; a slow disk stops at the deadline and keeps what it wrote.
-          const writeBy = Date.now() + Math.max(remaining(), spoolReserveMs);
-          const writing = writeSpool(config.spoolDir, left, scoresUnsent, writeBy, progress);
+          const writing = spoolLeft();
           const written = await within(writing, Math.max(remaining(), spoolReserveMs) + CLOSE_GRACE_MS);
           if (written === TIMED_OUT) {
+            givenUp = true;
             stillWriting = writing;
             throw new Error('writing the spool did not finish in time');
           }
-          let spans = written?.spans ?? 0;
-          let scoreCount = written?.scores ?? 0;
-          // The last run's records left are the oldest (queued first), so written first: the new
-          // file holds them all, and the old files go; or it holds only some of them (the disk
-          // full), and it goes instead (the old files hold them all), so none is replayed twice.
-          if (spoolFiles.length && (left.slice(spans).some(isSpooled) || scoreCount < oldScores)) {
-            if (written) await removeSpoolFiles([written.file]);
-            keepOldSpool = true;
-            spans = oldSpans;
-            scoreCount = oldScores;
-          }
+          const spans = oldLeft.length + (written?.spans ?? 0);
+          const scoreCount = oldScores + (written?.scores ?? 0);
           spooled = spans;
           dropLeft(left.length - spans, scoresUnsent.length - scoreCount);
           log.warn(
-            { spans, scores: scoreCount, droppedSpans: left.length - spans, droppedScores: scoresUnsent.length - scoreCount, file: keepOldSpool ? spoolFiles : written?.file, diskError: written?.error },
+            { spans, scores: scoreCount, droppedSpans: left.length - spans, droppedScores: scoresUnsent.length - scoreCount, file: written?.file, keptOldSpool: keepOldSpool ? spoolFiles : undefined, diskError: written?.error },
             'shutdown timeout: spooled what was not delivered for the next start',
           );
         } catch (err) {
-          keepOldSpool = true;
+          // Failed before the old records were carried: the old files keep them.
+          if (!carried) keepOldSpool = true;
           if (stillWriting) {
             // Given up on, the write is still in the kernel and the process exits without running
             // it again: what it wrote is taken from its `.tmp` at the next start (spooled), what it
             // is writing lands or not as the disk decides (neither kept nor dropped for sure), the
             // rest is never written (dropped). Counted all dropped, the next start replayed some.
-            spooled = progress.spans;
+            spooled = oldLeft.length + progress.spans;
             spoolUnfinished = progress.pendingSpans;
-            dropLeft(left.length - progress.spans - progress.pendingSpans, scoresUnsent.length - progress.scores - progress.pendingScores);
+            const droppedSpans = fresh.length - progress.spans - progress.pendingSpans;
+            dropLeft(droppedSpans, freshScores.length - progress.scores - progress.pendingScores);
             log.error(
-              { err, spans: progress.spans, scores: progress.scores, unfinishedSpans: progress.pendingSpans, unfinishedScores: progress.pendingScores, droppedSpans: left.length - progress.spans - progress.pendingSpans },
+              { err, spans: spooled, scores: oldScores + progress.scores, unfinishedSpans: progress.pendingSpans, unfinishedScores: progress.pendingScores, droppedSpans },
               'could not write the spool in time (the disk hangs): what it wrote is replayed at the next start, what it is writing only if the disk takes it before the process ends; dropping the rest',
             );
           } else {
-            // The last run's files stay: what is left of them is kept there, not dropped.
-            spooled = oldSpans;
-            dropLeft(left.length - oldSpans, scoresUnsent.length - oldScores);
-            log.error({ err, spans: left.length - oldSpans, scores: scoresUnsent.length - oldScores, keptInOldSpool: oldSpans || undefined }, 'could not write the spool; dropping what was not delivered');
+            // What is left of the last run's spool is kept (carried, or in its files), not dropped.
+            spooled = oldLeft.length;
+            dropLeft(fresh.length, freshScores.length);
+            log.error({ err, spans: fresh.length, scores: freshScores.length, keptInOldSpool: oldLeft.length || undefined }, 'could not write the spool; dropping what was not delivered');
           }
         }
       } else if (left.length || scoresUnsent.length) {
@@ -387,7 +408,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
         dropLeft(left.length, scoresUnsent.length);
         log.warn({ spans: left.length, scores: scoresUnsent.length, lastScoreError: scores.lastError }, 'shutdown timeout: dropped what was not delivered (set --spool-dir to keep it)');
       }
-      // The old files stay when the new spool could not be written, or could not hold what is left of them.
+      // Nothing was spooled (nothing left): the old files go. Else spoolLeft removed them, or kept them for their records.
       if (spoolFiles.length && !keepOldSpool) await removeSpoolFiles(spoolFiles);
       // Held until the write has ended (or the process exits, which a write stuck in the kernel
       // delays too): a daemon that took the dir meanwhile would replay a `.tmp` still being written.

@@ -417,6 +417,8 @@ describe('faults', () => {
       'spool-1700000000001-4243.tmp': `${hello('lost-page')}\n${lines(10, 12).join('\n')}\n${'\0'.repeat(4096)}\n${hello('other')}\n${lines(12, 14).join('\n')}\n`,
       // Not one whole line: nothing to replay.
       'spool-1700000000002-4244.tmp': '{"v":1,"type":"hel',
+      // A carried spool cut short: it only repeats spool files its writer kept, so it is removed, not replayed.
+      'carry-1700000000003-4245.tmp': `${hello('carried')}\n${lines(20, 22).join('\n')}\n`,
     };
     for (const [name, content] of Object.entries(leftovers)) writeFileSync(join(spool, name), content);
     // Not of the daemon's naming: not its to remove.
@@ -426,7 +428,7 @@ describe('faults', () => {
     const warned = d.logs.filter((l) => /temporary files left by a write cut short/.test(l.msg)) as { level: number; files?: number; bytes?: number; recovered?: number }[];
     assert.equal(warned.length, 1, 'one warning line');
     const bytes = Object.values(leftovers).reduce((t, c) => t + Buffer.byteLength(c), 0);
-    assert.deepEqual({ level: warned[0]!.level, files: warned[0]!.files, bytes: warned[0]!.bytes, recovered: warned[0]!.recovered }, { level: 40, files: 3, bytes, recovered: 2 });
+    assert.deepEqual({ level: warned[0]!.level, files: warned[0]!.files, bytes: warned[0]!.bytes, recovered: warned[0]!.recovered }, { level: 40, files: 4, bytes, recovered: 2 });
     assert.deepEqual(readdirSync(spool).filter((f) => f.endsWith('.tmp')).sort(), ['notes.tmp', 'spool-x-1.tmp'], 'our .tmp files are gone, the others stay');
     await fake.waitForSpans(7, 10_000);
     // Removed once what they held has left the daemon, like any spool file.

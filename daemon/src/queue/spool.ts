@@ -19,6 +19,8 @@ import { LockHeldError, lockForProcess } from '../process-lock.js';
 const SUFFIX = '.ndjson';
 /** {@link writeSpool}'s temporary name: `spool-<ms>-<pid>.tmp`. */
 const TMP_NAME = /^spool-\d+-\d+\.tmp$/;
+/** Its temporary name for a carried spool (`carry`): `carry-<ms>-<pid>.tmp`. */
+const CARRY_TMP_NAME = /^carry-\d+-\d+\.tmp$/;
 /** How every file {@link writeSpool} writes begins. */
 const HELLO_START = Buffer.from('{"v":1,"type":"hello",');
 /** Bytes gathered before each write. */
@@ -55,6 +57,10 @@ export interface SpoolProgress {
  * chunk's end, EIO): the chunks it took before are kept and counted, never left as a `.tmp` that
  * the next start would replay while this one counted it all as dropped. Written to a temporary
  * name, then renamed, so a crash mid-write never leaves a file that looks complete.
+ *
+ * `carry`: the records are what is left of the spool files being replayed, which stay until this
+ * file is whole. Its temporary name is its own (`carry-…`): one left by a write cut short only
+ * repeats those files, and {@link recoverSpoolTmp} removes it instead of replaying it again.
  */
 export async function writeSpool(
   dir: string,
@@ -62,11 +68,14 @@ export async function writeSpool(
   scores: readonly { readonly record: ScoreRecord; readonly resource: Resource }[] = [],
   deadlineAt = Infinity,
   progress: SpoolProgress = { spans: 0, scores: 0, pendingSpans: 0, pendingScores: 0 },
+  carry = false,
 ): Promise<SpoolWritten | undefined> {
   if (spans.length === 0 && scores.length === 0) return undefined;
   await mkdir(dir, { recursive: true });
-  const name = `spool-${Date.now()}-${process.pid}`;
-  const tmp = join(dir, `${name}.tmp`);
+  const stamp = `${Date.now()}-${process.pid}`;
+  // The carried file sorts before a new one written in the same millisecond ('-' < '.'): oldest first.
+  const name = carry ? `spool-${stamp}-carry` : `spool-${stamp}`;
+  const tmp = join(dir, `${carry ? 'carry' : 'spool'}-${stamp}.tmp`);
   const fh = await open(tmp, 'w', 0o600);
   let spansWritten = 0;
   let scoresWritten = 0;
@@ -189,12 +198,13 @@ export interface LeftoverTmp {
  * after it another resource). A file that does not begin with a `hello`, or holds no whole line
  * before that point, is not one we can read: it is removed. The kept part is renamed to a spool
  * file and replayed like one (removed once it has left the daemon). Entries that are not regular
- * files, or not of that name, are not ours: left alone.
+ * files, or not of that name, are not ours: left alone. A `carry-<ms>-<pid>.tmp` (a carried
+ * spool cut short, {@link writeSpool}) is removed: the files it repeats were kept.
  */
 export async function recoverSpoolTmp(dir: string): Promise<LeftoverTmp> {
   let names: string[];
   try {
-    names = (await readdir(dir)).filter((n) => TMP_NAME.test(n));
+    names = (await readdir(dir)).filter((n) => TMP_NAME.test(n) || CARRY_TMP_NAME.test(n));
   } catch {
     names = [];
   }
@@ -209,6 +219,11 @@ export async function recoverSpoolTmp(dir: string): Promise<LeftoverTmp> {
       if (!st.isFile()) continue;
       files++;
       bytes += st.size;
+      // Only repeats the spool files its writer kept: replayed, it would send their records twice.
+      if (CARRY_TMP_NAME.test(name)) {
+        await unlink(path);
+        continue;
+      }
       const keep = await wholeLinesOf(path);
       const target = join(dir, name.slice(0, -'.tmp'.length) + SUFFIX);
       const taken = await lstat(target).then(() => true, () => false);

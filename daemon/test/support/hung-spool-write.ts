@@ -1,11 +1,12 @@
 /**
  * Preloaded into a daemon under test (`node --import <this file>`), with DSPY_TEST_HANG_FIFO set
  * to a FIFO: stands in for a disk that hangs in the middle of the shutdown's spool write. The
- * first write to a spool `.tmp` puts half its lines in the file, then blocks a libuv thread in
+ * first write to a spool `.tmp` (or a carried spool's) puts half its lines in the file, then blocks a libuv thread in
  * the kernel (opening the FIFO for writing) until the test opens the FIFO for reading, as a
  * write(2) to a hung mount would. Like one, it also holds up process.exit, which joins libuv's
  * threads: the process outlives its "stopped" line until the "disk" comes back. Linux only
- * (/proc/self/fd names the file).
+ * (/proc/self/fd names the file). DSPY_TEST_HANG_ONLY=spool hangs a new spool's write only, not a
+ * carried one's.
  */
 import { readlinkSync } from 'node:fs';
 import { open } from 'node:fs/promises';
@@ -21,7 +22,7 @@ if (fifo) {
   let hung = false;
   const isSpoolTmp = (fd: number) => {
     try {
-      return /\/spool-\d+-\d+\.tmp$/.test(readlinkSync(`/proc/self/fd/${fd}`));
+      return (process.env.DSPY_TEST_HANG_ONLY === 'spool' ? /\/spool-\d+-\d+\.tmp$/ : /\/(spool|carry)-\d+-\d+\.tmp$/).test(readlinkSync(`/proc/self/fd/${fd}`));
     } catch {
       return false;
     }
