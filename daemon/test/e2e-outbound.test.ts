@@ -204,6 +204,17 @@ describe('an outbound proxy from HTTP_PROXY / HTTPS_PROXY / NO_PROXY', () => {
     }
   });
 
+  test('an https destination uses HTTPS_PROXY only, as Go does: with HTTP_PROXY alone it is reached directly', async () => {
+    const proxy = await startForwardProxy();
+    try {
+      const r = await runCli(['check', ...OTLP, '--otlp-endpoint', 'https://127.0.0.1:9/v1/traces'], { HTTP_PROXY: proxy.url });
+      assert.equal(r.code, 1, r.stdout + r.stderr);
+      assert.deepEqual(proxy.seen, [], 'nothing went through the proxy');
+    } finally {
+      await proxy.close();
+    }
+  });
+
   test('a proxy variable that is no http(s) URL is one line naming it, without its credentials, and exit 2', async () => {
     for (const [env, pattern] of [
       [{ HTTPS_PROXY: 'socks5://user:pw-s3cret@127.0.0.1:1080' }, /^dspy-o11yd: invalid HTTPS_PROXY "socks5:\/\/\*\*\*@127\.0\.0\.1:1080": must be an http:\/\/ or https:\/\/ proxy URL/],

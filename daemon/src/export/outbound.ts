@@ -33,15 +33,18 @@ export interface PoolSettings {
 }
 
 /**
- * The dispatcher for requests to `origin` (pass `origin` in each request: a proxied dispatcher
- * serves any). Plain http targets go to an http proxy as absolute-URI requests, not CONNECT:
- * that is what curl and Go do, and what a Squid allows by default (CONNECT only to 443).
+ * The dispatcher for requests to `origin`, and to it only (pass `origin` in each request). Plain
+ * http targets go to an http proxy as absolute-URI requests, not CONNECT: that is what curl and Go
+ * do, and what a Squid allows by default (CONNECT only to 443).
  */
 export function createDispatcher(origin: string, outbound: Outbound | undefined, pool: PoolSettings): Dispatcher {
   const proxy = outbound?.proxy;
   const tls = outbound?.tls;
   const options = { pipelining: 1, ...pool, ...(tls && { connect: { ...tls } }) };
-  if (!proxy?.httpProxy && !proxy?.httpsProxy) return new Pool(origin, options);
+  // As Go (the Collector) chooses: HTTPS_PROXY for https, HTTP_PROXY for http, none else. undici
+  // would send an https destination through HTTP_PROXY when HTTPS_PROXY is unset.
+  const proxyUrl = new URL(origin).protocol === 'https:' ? proxy?.httpsProxy : proxy?.httpProxy;
+  if (!proxy || !proxyUrl) return new Pool(origin, options);
   // '' rather than undefined: undici would fall back to process.env for a missing value.
   // requestTls: the TLS to the backend inside a CONNECT tunnel (`connect` is then the proxy's).
   return new EnvHttpProxyAgent({ ...options, ...(tls && { requestTls: { ...tls } }), httpProxy: proxy.httpProxy ?? '', httpsProxy: proxy.httpsProxy ?? '', noProxy: proxy.noProxy ?? '', proxyTunnel: false });
