@@ -134,8 +134,10 @@ describe('an outbound proxy from HTTP_PROXY / HTTPS_PROXY / NO_PROXY', () => {
     const socket = join(tmp.dir, `p${n++}.sock`);
     const proxyEnv = { HTTP_PROXY: `http://proxyuser:${PROXY_PASSWORD}@127.0.0.1:${proxy.port}` };
     const basic = `Basic ${Buffer.from(`proxyuser:${PROXY_PASSWORD}`).toString('base64')}`;
+    // A name only the test proxy resolves (to 127.0.0.1): loopback itself is never proxied.
+    const host = `http://langfuse.invalid:${fake.port}`;
     try {
-      const d = await startDaemonProcess(['--socket', socket, '--http', '', '--flush-interval', '10', '--log-level', 'debug'], { ...KEYS, LANGFUSE_HOST: fake.url, ...proxyEnv }, socket);
+      const d = await startDaemonProcess(['--socket', socket, '--http', '', '--flush-interval', '10', '--log-level', 'debug'], { ...KEYS, LANGFUSE_HOST: host, ...proxyEnv }, socket);
       try {
         const startup = await d.waitForLog((l) => /listening on/.test(l.msg));
         assert.deepEqual(startup.proxy, { httpProxy: proxy.url });
@@ -147,15 +149,15 @@ describe('an outbound proxy from HTTP_PROXY / HTTPS_PROXY / NO_PROXY', () => {
       }
       assert.deepEqual(
         [...new Set(proxy.seen.map((r) => `${r.method} ${r.target} ${r.proxyAuthorization}`))].sort(),
-        [`POST ${fake.url}/api/public/otel/v1/traces ${basic}`, `POST ${fake.url}/api/public/scores ${basic}`].sort(),
+        [`POST ${host}/api/public/otel/v1/traces ${basic}`, `POST ${host}/api/public/scores ${basic}`].sort(),
       );
       for (const secret of [PROXY_PASSWORD, Buffer.from(`proxyuser:${PROXY_PASSWORD}`).toString('base64')]) assert.ok(!d.stderr.includes(secret), 'the proxy credentials are not logged');
 
       proxy.seen.length = 0;
       // The lower-case name is read too (curl's and undici's spelling).
-      const r = await runCli(['check', '--socket', ''], { ...KEYS, LANGFUSE_HOST: fake.url, http_proxy: proxyEnv.HTTP_PROXY });
+      const r = await runCli(['check', '--socket', ''], { ...KEYS, LANGFUSE_HOST: host, http_proxy: proxyEnv.HTTP_PROXY });
       assert.equal(r.code, 0, r.stdout + r.stderr);
-      assert.deepEqual(proxy.seen.map((s) => `${s.method} ${s.target}`), [`POST ${fake.url}/api/public/otel/v1/traces`]);
+      assert.deepEqual(proxy.seen.map((s) => `${s.method} ${s.target}`), [`POST ${host}/api/public/otel/v1/traces`]);
       assert.ok(!(r.stdout + r.stderr).includes(PROXY_PASSWORD));
     } finally {
       await proxy.close();
@@ -163,13 +165,14 @@ describe('an outbound proxy from HTTP_PROXY / HTTPS_PROXY / NO_PROXY', () => {
     }
   });
 
-  test('NO_PROXY names hosts that bypass the proxy (a host, a host:port, a domain); the otlp exporter and check follow it too', async () => {
+  test('loopback never goes through the proxy, as in Go; NO_PROXY names other hosts that bypass it (a host, a host:port, a domain, *)', async () => {
     const fake = await startFakeLangfuse({ publicKey: KEYS.LANGFUSE_PUBLIC_KEY, secretKey: KEYS.LANGFUSE_SECRET_KEY });
     const proxy = await startForwardProxy();
     try {
-      for (const noProxy of ['127.0.0.1', `127.0.0.1:${fake.port}`, 'localhost, 127.0.0.1']) {
+      // Langfuse (or a Collector) on this machine, no NO_PROXY: reached directly, as the proxy cannot reach our loopback.
+      for (const host of [fake.url, `http://localhost:${fake.port}`]) {
         const socket = join(tmp.dir, `p${n++}.sock`);
-        const d = await startDaemonProcess(['--socket', socket, '--http', '', '--flush-interval', '10'], { ...KEYS, LANGFUSE_HOST: fake.url, HTTP_PROXY: proxy.url, NO_PROXY: noProxy }, socket);
+        const d = await startDaemonProcess(['--socket', socket, '--http', '', '--flush-interval', '10'], { ...KEYS, LANGFUSE_HOST: host, HTTP_PROXY: proxy.url }, socket);
         try {
           const before = fake.spans.length;
           await sendOverSocket(socket, [span]);
@@ -178,14 +181,21 @@ describe('an outbound proxy from HTTP_PROXY / HTTPS_PROXY / NO_PROXY', () => {
           await d.stop();
         }
       }
-      const otlp = ['--exporter', 'otlp', '--otlp-endpoint', `${fake.url}/api/public/otel/v1/traces`, '--otlp-headers', `authorization=${encodeURIComponent(fake.authorization)}`];
-      const bypassed = await runCli(['check', ...OTLP, ...otlp.slice(2)], { HTTP_PROXY: proxy.url, no_proxy: '127.0.0.1' });
-      assert.equal(bypassed.code, 0, bypassed.stdout + bypassed.stderr);
       assert.equal(proxy.seen.length, 0, 'nothing went through the proxy');
-      // Another host in NO_PROXY: the proxy is used.
-      const proxied = await runCli(['check', ...OTLP, ...otlp.slice(2)], { HTTP_PROXY: proxy.url, NO_PROXY: 'collector.internal' });
-      assert.equal(proxied.code, 0, proxied.stdout + proxied.stderr);
-      assert.deepEqual(proxy.seen.map((s) => s.target), [`${fake.url}/api/public/otel/v1/traces`]);
+      // collector.invalid is known to the test proxy only: bypassed, it cannot be reached.
+      const check = ['check', ...OTLP, '--otlp-endpoint', `http://collector.invalid:${fake.port}/api/public/otel/v1/traces`, '--otlp-headers', `authorization=${encodeURIComponent(fake.authorization)}`];
+      for (const noProxy of ['collector.invalid', `collector.invalid:${fake.port}`, '.invalid', '*.invalid', 'other.test, COLLECTOR.INVALID', '*']) {
+        const bypassed = await runCli(check, { HTTP_PROXY: proxy.url, no_proxy: noProxy });
+        assert.equal(bypassed.code, 1, bypassed.stdout + bypassed.stderr);
+        assert.equal(proxy.seen.length, 0, `NO_PROXY=${noProxy}: nothing went through the proxy`);
+      }
+      // Another host, or the host on another port: the proxy is used.
+      for (const noProxy of ['other.invalid', 'collector.invalid:1']) {
+        proxy.seen.length = 0;
+        const proxied = await runCli(check, { HTTP_PROXY: proxy.url, NO_PROXY: noProxy });
+        assert.equal(proxied.code, 0, proxied.stdout + proxied.stderr);
+        assert.deepEqual(proxy.seen.map((s) => s.target), [`http://collector.invalid:${fake.port}/api/public/otel/v1/traces`]);
+      }
     } finally {
       await proxy.close();
       await fake.close();
@@ -195,7 +205,7 @@ describe('an outbound proxy from HTTP_PROXY / HTTPS_PROXY / NO_PROXY', () => {
   test("a proxy's error page that echoes the request's headers is shown without the proxy's credentials", async () => {
     const proxy = await startForwardProxy({ refuse: true });
     try {
-      const r = await runCli(['check', ...OTLP, '--otlp-endpoint', 'http://127.0.0.1:9/v1/traces'], { HTTP_PROXY: `http://proxyuser:${PROXY_PASSWORD}@127.0.0.1:${proxy.port}` });
+      const r = await runCli(['check', ...OTLP, '--otlp-endpoint', 'http://collector.invalid:9/v1/traces'], { HTTP_PROXY: `http://proxyuser:${PROXY_PASSWORD}@127.0.0.1:${proxy.port}` });
       assert.equal(r.code, 1, r.stdout + r.stderr);
       assert.match(r.stdout, /answered 502: forward-proxy: upstream unreachable; your request: .*proxy-authorization.*\[REDACTED\]/);
       for (const secret of [PROXY_PASSWORD, Buffer.from(`proxyuser:${PROXY_PASSWORD}`).toString('base64')]) assert.ok(!r.stdout.includes(secret), r.stdout);
@@ -207,9 +217,9 @@ describe('an outbound proxy from HTTP_PROXY / HTTPS_PROXY / NO_PROXY', () => {
   test('an https destination uses HTTPS_PROXY only, as Go does: with HTTP_PROXY alone it is reached directly', async () => {
     const proxy = await startForwardProxy();
     try {
-      const r = await runCli(['check', ...OTLP, '--otlp-endpoint', 'https://127.0.0.1:9/v1/traces'], { HTTP_PROXY: proxy.url });
+      const r = await runCli(['check', ...OTLP, '--otlp-endpoint', 'https://collector.invalid:9/v1/traces'], { HTTP_PROXY: proxy.url });
       assert.equal(r.code, 1, r.stdout + r.stderr);
-      assert.deepEqual(proxy.seen, [], 'nothing went through the proxy');
+      assert.equal(proxy.seen.length, 0, 'nothing went through the proxy');
     } finally {
       await proxy.close();
     }
@@ -231,11 +241,11 @@ describe('an outbound proxy from HTTP_PROXY / HTTPS_PROXY / NO_PROXY', () => {
   });
 });
 
-/** A self-signed certificate (its own CA) for 127.0.0.1, made by openssl in `dir`, or undefined when there is no openssl. */
+/** A self-signed certificate (its own CA) for 127.0.0.1 and collector.invalid (a name the test proxy knows), made by openssl in `dir`, or undefined when there is no openssl. */
 function selfSigned(dir: string, name: string): { cert: string; key: string } | undefined {
   const cert = join(dir, `${name}.crt`);
   const key = join(dir, `${name}.key`);
-  const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', `/CN=${name}`, '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert], { encoding: 'utf8' });
+  const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', `/CN=${name}`, '-addext', 'subjectAltName=IP:127.0.0.1,DNS:collector.invalid', '-keyout', key, '-out', cert], { encoding: 'utf8' });
   return r.status === 0 ? { cert, key } : undefined;
 }
 
@@ -272,10 +282,11 @@ describe('TLS of the otlp exporter from OTEL_EXPORTER_OTLP_*CERTIFICATE and *CLI
       assert.equal(ok.code, 0, ok.stdout + ok.stderr);
       assert.deepEqual(hits, [{ url: '/v1/traces', clientCN: 'client' }]);
 
-      for (const env of [tlsEnv, { ...tlsEnv, HTTPS_PROXY: proxy.url }]) {
+      const port = (backend.address() as AddressInfo).port;
+      for (const [env, to] of [[tlsEnv, endpoint], [{ ...tlsEnv, HTTPS_PROXY: proxy.url }, `https://collector.invalid:${port}/v1/traces`]] as const) {
         hits.length = 0;
         const socket = join(tmp.dir, `t${hits.length}${Object.keys(env).length}.sock`);
-        const d = await startDaemonProcess(['--socket', socket, '--http', '', '--exporter', 'otlp', '--otlp-endpoint', endpoint, '--flush-interval', '10'], env, socket);
+        const d = await startDaemonProcess(['--socket', socket, '--http', '', '--exporter', 'otlp', '--otlp-endpoint', to, '--flush-interval', '10'], env, socket);
         try {
           await sendOverSocket(socket, [span]);
           await d.eventually(() => assert.deepEqual(hits, [{ url: '/v1/traces', clientCN: 'client' }]));
@@ -283,7 +294,7 @@ describe('TLS of the otlp exporter from OTEL_EXPORTER_OTLP_*CERTIFICATE and *CLI
           await d.stop();
         }
       }
-      assert.deepEqual(proxy.seen.map((s) => `${s.method} ${s.target}`), [`CONNECT 127.0.0.1:${(backend.address() as AddressInfo).port}`]);
+      assert.deepEqual(proxy.seen.map((s) => `${s.method} ${s.target}`), [`CONNECT collector.invalid:${port}`]);
     } finally {
       await proxy.close();
       backend.closeAllConnections();
@@ -320,28 +331,24 @@ describe('TLS of the otlp exporter from OTEL_EXPORTER_OTLP_*CERTIFICATE and *CLI
 
 describe("the test machine's own proxy variables", () => {
   test('reach neither the daemons the harness starts nor an exporter built in-process: only the configuration routes through a proxy', async () => {
-    const server = await recorder();
+    const proxy = await startForwardProxy();
     const saved = { HTTP_PROXY: process.env.HTTP_PROXY, HTTPS_PROXY: process.env.HTTPS_PROXY, NO_PROXY: process.env.NO_PROXY };
-    // A proxy nothing listens on: a request sent to it fails.
-    Object.assign(process.env, { HTTP_PROXY: 'http://127.0.0.1:9', HTTPS_PROXY: 'http://127.0.0.1:9', NO_PROXY: '' });
+    // A working proxy that alone knows collector.invalid: a request that reached it would succeed.
+    Object.assign(process.env, { HTTP_PROXY: proxy.url, HTTPS_PROXY: proxy.url, NO_PROXY: '' });
+    const endpoint = `http://collector.invalid:${proxy.port}/v1/traces`;
     try {
-      const config = resolveConfig({ socket: '', exporter: 'otlp', otlpEndpoint: `${server.url}/v1/traces` }, {});
+      const config = resolveConfig({ socket: '', exporter: 'otlp', otlpEndpoint: endpoint }, {});
       assert.deepEqual(config.outbound, {});
-      assert.equal((await checkCredentials(config)).ok, true);
-      const socket = join(tmp.dir, 'env.sock');
-      const d = await startDaemonProcess(['--socket', socket, '--http', '', '--exporter', 'otlp', '--otlp-endpoint', `${server.url}/v1/traces`, '--flush-interval', '10'], {}, socket);
-      try {
-        await sendOverSocket(socket, [JSON.stringify({ v: 1, type: 'span', traceId: '4bf92f3577b34da6a3ce929d0e0e4736', spanId: '00f067aa0ba902d1', name: 'no-proxy', startTimeUnixNano: '1732700000000000000', endTimeUnixNano: '1732700000000000005' })]);
-        await d.eventually(() => assert.equal(server.hits.length, 2));
-      } finally {
-        await d.stop();
-      }
+      assert.equal((await checkCredentials(config)).ok, false);
+      const r = await runCli(['check', ...OTLP, '--otlp-endpoint', endpoint]);
+      assert.equal(r.code, 1, r.stdout + r.stderr);
+      assert.deepEqual(proxy.seen, []);
     } finally {
       for (const [k, v] of Object.entries(saved)) {
         if (v === undefined) delete process.env[k];
         else process.env[k] = v;
       }
-      await server.close();
+      await proxy.close();
     }
   });
 });

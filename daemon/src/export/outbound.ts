@@ -5,6 +5,7 @@
  * `OTEL_EXPORTER_OTLP_*CERTIFICATE` variables. Resolved by config.ts, never read here, so an
  * exporter built in-process is not rerouted by the machine's environment.
  */
+import { BlockList, isIP } from 'node:net';
 import { EnvHttpProxyAgent, Pool, type Dispatcher } from 'undici';
 
 /** Proxy URLs (with a scheme) and the hosts that bypass them, as `curl` and undici read them. */
@@ -43,11 +44,27 @@ export function createDispatcher(origin: string, outbound: Outbound | undefined,
   const options = { pipelining: 1, ...pool, ...(tls && { connect: { ...tls } }) };
   // As Go (the Collector) chooses: HTTPS_PROXY for https, HTTP_PROXY for http, none else. undici
   // would send an https destination through HTTP_PROXY when HTTPS_PROXY is unset.
-  const proxyUrl = new URL(origin).protocol === 'https:' ? proxy?.httpsProxy : proxy?.httpProxy;
-  if (!proxy || !proxyUrl) return new Pool(origin, options);
+  const target = new URL(origin);
+  const proxyUrl = target.protocol === 'https:' ? proxy?.httpsProxy : proxy?.httpProxy;
+  if (!proxy || !proxyUrl || isLoopbackHost(target.hostname)) return new Pool(origin, options);
   // '' rather than undefined: undici would fall back to process.env for a missing value.
   // requestTls: the TLS to the backend inside a CONNECT tunnel (`connect` is then the proxy's).
   return new EnvHttpProxyAgent({ ...options, ...(tls && { requestTls: { ...tls } }), httpProxy: proxy.httpProxy ?? '', httpsProxy: proxy.httpsProxy ?? '', noProxy: proxy.noProxy ?? '', proxyTunnel: false });
+}
+
+const LOOPBACK = new BlockList();
+LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
+LOOPBACK.addAddress('::1', 'ipv6');
+
+/**
+ * `localhost` or a loopback address: never proxied, as Go's net/http (the Collector, the Datadog
+ * agent) decides, whatever NO_PROXY says. A proxy cannot reach this machine's loopback, so a local
+ * Collector on a machine with HTTP_PROXY set would otherwise get nothing.
+ */
+export function isLoopbackHost(hostname: string): boolean {
+  const host = hostname.replace(/^\[|\]$/g, '').toLowerCase();
+  const family = isIP(host);
+  return host === 'localhost' || (family !== 0 && LOOPBACK.check(host, family === 4 ? 'ipv4' : 'ipv6'));
 }
 
 /** Closes gracefully within `graceMs`, then forcefully (a request hung on a dead backend or proxy). */

@@ -1,7 +1,9 @@
 /**
  * A forward proxy on 127.0.0.1 for tests: absolute-URI requests (`POST http://host:port/path`)
  * for http targets, CONNECT tunnels for https ones. It records what it was asked, and the
- * `Proxy-Authorization` it got, and never passes that header on.
+ * `Proxy-Authorization` it got, and never passes that header on. Every target is reached on
+ * 127.0.0.1 at its port, whatever its host name: tests name backends `langfuse.test:<port>`, since
+ * loopback destinations never go through a proxy.
  */
 import { createServer, request, type IncomingHttpHeaders } from 'node:http';
 import { connect, type AddressInfo, type Socket } from 'node:net';
@@ -33,7 +35,7 @@ export async function startForwardProxy(options: { refuse?: boolean } = {}): Pro
     if (!/^http:\/\//i.test(target)) return void res.writeHead(400).end('forward-proxy: an absolute http:// URI is needed');
     if (options.refuse) return void req.resume().on('end', () => res.writeHead(502).end(`forward-proxy: upstream unreachable; your request: ${JSON.stringify(req.headers)}`));
     const url = new URL(target);
-    const upstream = request({ host: url.hostname, port: url.port || 80, method: req.method, path: `${url.pathname}${url.search}`, headers: withoutProxyHeaders(req.headers) }, (answer) => {
+    const upstream = request({ host: '127.0.0.1', port: url.port || 80, method: req.method, path: `${url.pathname}${url.search}`, headers: withoutProxyHeaders(req.headers) }, (answer) => {
       res.writeHead(answer.statusCode ?? 502, answer.headers);
       answer.pipe(res);
     });
@@ -44,7 +46,7 @@ export async function startForwardProxy(options: { refuse?: boolean } = {}): Pro
     const target = req.url ?? '';
     seen.push({ method: 'CONNECT', target, proxyAuthorization: req.headers['proxy-authorization'] });
     const colon = target.lastIndexOf(':');
-    const upstream = connect(Number(target.slice(colon + 1)), target.slice(0, colon).replace(/^\[|\]$/g, ''), () => {
+    const upstream = connect(Number(target.slice(colon + 1)), '127.0.0.1', () => {
       client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
       upstream.write(head);
       upstream.pipe(client);
