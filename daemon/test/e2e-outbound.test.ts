@@ -17,6 +17,7 @@ import { runCli, sendOverSocket, startDaemonProcess, tempDir } from './support/d
 import { startFakeLangfuse } from './support/fake-langfuse.js';
 import { startForwardProxy } from './support/forward-proxy.js';
 import { checkCredentials } from '../src/check.js';
+import { createOtlpExporter } from '../src/export/http-exporter.js';
 import { resolveConfig } from '../src/config.js';
 
 interface Hit {
@@ -220,6 +221,44 @@ describe('an outbound proxy from HTTP_PROXY / HTTPS_PROXY / NO_PROXY', () => {
       const r = await runCli(['check', ...OTLP, '--otlp-endpoint', 'https://collector.invalid:9/v1/traces'], { HTTP_PROXY: proxy.url });
       assert.equal(r.code, 1, r.stdout + r.stderr);
       assert.equal(proxy.seen.length, 0, 'nothing went through the proxy');
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  test('a proxy that refuses its credentials (407) refuses the batch for good, as a 401 does: not retried, and /readyz is 503', async () => {
+    const proxy = await startForwardProxy({ auth: `Basic ${Buffer.from('proxyuser:right').toString('base64')}` });
+    const wrong = `http://proxyuser:wrong@127.0.0.1:${proxy.port}`;
+    try {
+      // An http destination (absolute-URI request) and an https one (CONNECT): undici reports each 407 as an error of its own.
+      for (const [endpoint, outbound] of [
+        ['http://collector.invalid:1/v1/traces', { proxy: { httpProxy: wrong } }],
+        ['https://collector.invalid:1/v1/traces', { proxy: { httpsProxy: wrong } }],
+      ] as const) {
+        const exporter = createOtlpExporter({ endpoint, outbound });
+        try {
+          const outcome = await exporter.send([], AbortSignal.timeout(10_000));
+          assert.equal(outcome.kind, 'refused', `${endpoint}: ${JSON.stringify(outcome)}`);
+          assert.equal(outcome.kind === 'refused' && outcome.status, 407);
+        } finally {
+          await exporter.close();
+        }
+      }
+      const socket = join(tmp.dir, `p${n++}.sock`);
+      const d = await startDaemonProcess(['--socket', socket, '--http', '127.0.0.1:0', '--exporter', 'otlp', '--otlp-endpoint', 'http://collector.invalid:1/v1/traces', '--flush-interval', '10'], { HTTP_PROXY: wrong }, socket);
+      try {
+        await sendOverSocket(socket, [span]);
+        await d.eventually(async () => {
+          const ready = await fetch(`${d.httpUrl}/readyz`);
+          assert.equal(ready.status, 503);
+          assert.match(await ready.text(), /407/);
+        });
+        const status = (await (await fetch(`${d.httpUrl}/v1/status`)).json()) as { spans: { dropped: Record<string, number> } };
+        assert.equal(status.spans.dropped.rejected, 1, JSON.stringify(status.spans.dropped));
+        assert.ok(!d.stderr.includes('wrong@'), 'the proxy credentials are not logged');
+      } finally {
+        await d.stop();
+      }
     } finally {
       await proxy.close();
     }

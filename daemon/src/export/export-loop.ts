@@ -15,7 +15,7 @@ import type { Logger } from '../log.js';
 import { releaseAll, type QueuedSpan } from '../model.js';
 import type { Stats } from '../ops/stats.js';
 import type { Batcher } from '../batch/batcher.js';
-import type { ExportOutcome, PreparedBatch, SpanExporter } from './types.js';
+import { REFUSED_CREDENTIALS, type ExportOutcome, type PreparedBatch, type SpanExporter } from './types.js';
 import { DEFAULT_BACKOFF, backoffDelay, deadline, sleep, unlessAborted, type BackoffPolicy } from './backoff.js';
 import type { Histogram } from 'prom-client';
 
@@ -46,7 +46,7 @@ export class ExportLoop {
   state: ExporterState = 'idle';
   lastError: string | undefined;
   lastSuccessAt: Date | undefined;
-  /** Set when the backend refused our credentials (401/403): readiness is 503 until a delivery succeeds. */
+  /** Set when the backend refused our credentials (401/403, or the proxy's 407): readiness is 503 until a delivery succeeds. */
   refusal: { status: number; body: string } | undefined;
 
   private readonly loggedRefusals = new Set<number>();
@@ -274,7 +274,7 @@ export class ExportLoop {
 
   private onRefused(outcome: Extract<ExportOutcome, { kind: 'refused' }>): void {
     this.lastError = `${outcome.status}: ${outcome.body}`;
-    if (outcome.status === 401 || outcome.status === 403) this.refusal = { status: outcome.status, body: outcome.body };
+    if (REFUSED_CREDENTIALS.has(outcome.status)) this.refusal = { status: outcome.status, body: outcome.body };
     // Logged once per status: a misconfigured key must not flood the log.
     if (!this.loggedRefusals.has(outcome.status)) {
       this.loggedRefusals.add(outcome.status);

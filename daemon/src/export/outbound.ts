@@ -7,6 +7,7 @@
  */
 import { BlockList, isIP } from 'node:net';
 import { EnvHttpProxyAgent, Pool, type Dispatcher } from 'undici';
+import type { ExportOutcome } from './types.js';
 
 /** Proxy URLs (with a scheme) and the hosts that bypass them, as `curl` and undici read them. */
 export interface ProxySettings {
@@ -80,6 +81,20 @@ export async function closeDispatcher(dispatcher: Dispatcher, graceMs = 2000): P
   ]);
   if (timer) clearTimeout(timer);
   if (!closed) await dispatcher.destroy().catch(() => {});
+}
+
+/** undici's errors for a 407: from an http proxy's answer to a request, and to a CONNECT. */
+const PROXY_AUTH_REFUSED = /^Proxy (?:Authentication Required \(407\)|response \(407\) !== 200)/;
+
+/**
+ * A 407 from the proxy, which undici reports as an error, not an answer: our proxy credentials are
+ * wrong, as a 401 means our keys are, and retrying cannot help; the loops make it permanent and
+ * /readyz 503, as for a 401.
+ */
+export function proxyRefusal(err: unknown): Extract<ExportOutcome, { kind: 'refused' }> | undefined {
+  const message = (err as { message?: unknown } | undefined)?.message;
+  if (typeof message !== 'string' || !PROXY_AUTH_REFUSED.test(message)) return undefined;
+  return { kind: 'refused', status: 407, body: 'the proxy refused its credentials (407 Proxy Authentication Required): check the user and password in HTTPS_PROXY / HTTP_PROXY' };
 }
 
 /** The proxies as logs and the startup line may show them: their origin only (no credentials). */

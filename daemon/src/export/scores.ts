@@ -27,9 +27,9 @@ import { BoundedQueue } from '../queue/bounded-queue.js';
 import { VERSION } from '../version.js';
 import { DEFAULT_BACKOFF, backoffDelay, deadline, sleep, type BackoffPolicy } from './backoff.js';
 import { MAX_ERROR_BODY_BYTES, appendUrlPath, credentialScrubber, networkReason, outcomeForStatus, readLimited } from './http-exporter.js';
-import { closeDispatcher, createDispatcher, proxyAuthorizations, type Outbound } from './outbound.js';
+import { closeDispatcher, createDispatcher, proxyAuthorizations, proxyRefusal, type Outbound } from './outbound.js';
 import { langfuseEnvironment, resourceEnvironment } from './langfuse-map.js';
-import type { ExportOutcome } from './types.js';
+import { REFUSED_CREDENTIALS, type ExportOutcome } from './types.js';
 
 export const LANGFUSE_SCORES_PATH = '/api/public/scores';
 /** Scores waiting to be sent, at most; beyond it the oldest is dropped. */
@@ -154,7 +154,7 @@ export interface ScoreSink {
   readonly inFlight: number;
   readonly state: string;
   readonly lastError: string | undefined;
-  /** Set when Langfuse refused our credentials (401/403) on a score: readiness is 503 until a score or a span batch is delivered. */
+  /** Set when Langfuse refused our credentials (401/403, or the proxy's 407) on a score: readiness is 503 until a score or a span batch is delivered. */
   readonly refusal?: { status: number; body: string } | undefined;
   /**
    * Send what is queued within `timeoutMs`, then close and return what was not delivered, oldest
@@ -201,7 +201,7 @@ export class ScoreSender implements ScoreSink {
   state: SenderState = 'idle';
   lastError: string | undefined;
   inFlight = 0;
-  /** The last 401/403, and how many spans had been exported then. */
+  /** The last 401/403/407, and how many spans had been exported then. */
   private refused: { status: number; body: string; spansExported: number } | undefined;
 
   /**
@@ -353,7 +353,7 @@ export class ScoreSender implements ScoreSink {
         const status = outcome.kind === 'refused' ? outcome.status : 413;
         this.lastError = `${status}${outcome.kind === 'refused' ? `: ${outcome.body}` : ''}`;
         // Bad keys refuse scores as they refuse spans: a daemon sending only scores must not look ready.
-        if (outcome.kind === 'refused' && (status === 401 || status === 403)) this.refused = { status, body: outcome.body, spansExported: this.stats.spansExported };
+        if (outcome.kind === 'refused' && REFUSED_CREDENTIALS.has(status)) this.refused = { status, body: outcome.body, spansExported: this.stats.spansExported };
         if (!this.loggedRefusals.has(status)) {
           this.loggedRefusals.add(status);
           this.log.error({ status, answer: outcome.kind === 'refused' ? outcome.body : undefined, id: item.id }, 'Langfuse refused a score; dropping it (permanent error)');
@@ -393,7 +393,7 @@ export class ScoreSender implements ScoreSink {
     try {
       res = await this.dispatcher.request({ origin: this.origin, method: 'POST', path: this.path, headers: this.headers, body: item.json, signal });
     } catch (err) {
-      return { kind: 'retryable', reason: networkReason(err, signal) };
+      return proxyRefusal(err) ?? { kind: 'retryable', reason: networkReason(err, signal) };
     }
     const status = res.statusCode;
     const ok = status >= 200 && status < 300;

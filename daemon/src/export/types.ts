@@ -12,8 +12,11 @@ export type ExportOutcome =
   | { kind: 'retryable'; reason: string; status?: number; retryAfterMs?: number }
   /** 413: the loop splits the batch in halves and sends each. `body`: the answer, for the log when one span is refused. */
   | { kind: 'too_large'; body?: string }
-  /** Other 4xx: permanent. `body` is the backend's answer, for one log line. 401/403 make readiness 503. */
+  /** Other 4xx: permanent. `body` is the backend's answer, for one log line. 401/403 (and a proxy's 407) make readiness 503. */
   | { kind: 'refused'; status: number; body: string };
+
+/** Statuses that refuse our credentials (the backend's keys, the proxy's): readiness is 503 until a delivery. */
+export const REFUSED_CREDENTIALS: ReadonlySet<number> = new Set([401, 403, 407]);
 
 export type ExporterKind = 'langfuse' | 'otlp' | 'console' | 'file';
 

@@ -23,8 +23,11 @@ export interface ForwardProxy {
   close(): Promise<void>;
 }
 
-/** `refuse`: answer every absolute-URI request with 502 and a page echoing the request's headers, as some proxies' error pages do. */
-export async function startForwardProxy(options: { refuse?: boolean } = {}): Promise<ForwardProxy> {
+/**
+ * `refuse`: answer every absolute-URI request with 502 and a page echoing the request's headers, as some proxies' error pages do.
+ * `auth`: the `Proxy-Authorization` value required, else 407 (to requests and CONNECTs alike).
+ */
+export async function startForwardProxy(options: { refuse?: boolean; auth?: string } = {}): Promise<ForwardProxy> {
   const seen: ProxiedRequest[] = [];
   const tunnels = new Set<Socket>();
   const withoutProxyHeaders = (headers: IncomingHttpHeaders) =>
@@ -32,6 +35,7 @@ export async function startForwardProxy(options: { refuse?: boolean } = {}): Pro
   const server = createServer((req, res) => {
     const target = req.url ?? '';
     seen.push({ method: req.method ?? '', target, proxyAuthorization: req.headers['proxy-authorization'] });
+    if (options.auth !== undefined && req.headers['proxy-authorization'] !== options.auth) return void req.resume().on('end', () => res.writeHead(407, { 'proxy-authenticate': 'Basic realm="test"' }).end());
     if (!/^http:\/\//i.test(target)) return void res.writeHead(400).end('forward-proxy: an absolute http:// URI is needed');
     if (options.refuse) return void req.resume().on('end', () => res.writeHead(502).end(`forward-proxy: upstream unreachable; your request: ${JSON.stringify(req.headers)}`));
     const url = new URL(target);
@@ -45,6 +49,9 @@ export async function startForwardProxy(options: { refuse?: boolean } = {}): Pro
   server.on('connect', (req, client: Socket, head: Buffer) => {
     const target = req.url ?? '';
     seen.push({ method: 'CONNECT', target, proxyAuthorization: req.headers['proxy-authorization'] });
+    if (options.auth !== undefined && req.headers['proxy-authorization'] !== options.auth) {
+      return void client.end('HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm="test"\r\nContent-Length: 0\r\n\r\n');
+    }
     const colon = target.lastIndexOf(':');
     const upstream = connect(Number(target.slice(colon + 1)), '127.0.0.1', () => {
       client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
