@@ -264,6 +264,24 @@ describe('an outbound proxy from HTTP_PROXY / HTTPS_PROXY / NO_PROXY', () => {
     }
   });
 
+  test('through the proxy, an http destination keeps its connection alive between batches, as it does directly', async () => {
+    const backend = await recorder();
+    const proxy = await startForwardProxy();
+    const exporter = createOtlpExporter({ endpoint: `http://collector.invalid:${backend.port}/v1/traces`, outbound: { proxy: { httpProxy: proxy.url } } });
+    try {
+      assert.equal((await exporter.send([], AbortSignal.timeout(10_000))).kind, 'delivered');
+      // Idle longer than undici's default keep-alive (4 s), well within the exporter's (30 s).
+      await new Promise((resolve) => setTimeout(resolve, 4_500));
+      assert.equal((await exporter.send([], AbortSignal.timeout(10_000))).kind, 'delivered');
+      assert.equal(backend.hits.length, 2);
+      assert.equal(proxy.connections(), 1, 'one connection to the proxy, kept alive');
+    } finally {
+      await exporter.close();
+      await proxy.close();
+      await backend.close();
+    }
+  });
+
   test('a proxy variable that is no http(s) URL is one line naming it, without its credentials, and exit 2', async () => {
     for (const [env, pattern] of [
       [{ HTTPS_PROXY: 'socks5://user:pw-s3cret@127.0.0.1:1080' }, /^dspy-o11yd: invalid HTTPS_PROXY "socks5:\/\/\*\*\*@127\.0\.0\.1:1080": must be an http:\/\/ or https:\/\/ proxy URL/],

@@ -20,6 +20,8 @@ export interface ForwardProxy {
   readonly url: string;
   readonly port: number;
   readonly seen: ProxiedRequest[];
+  /** TCP connections accepted from clients since start. */
+  readonly connections: () => number;
   close(): Promise<void>;
 }
 
@@ -40,7 +42,9 @@ export async function startForwardProxy(options: { refuse?: boolean; auth?: stri
     if (options.refuse) return void req.resume().on('end', () => res.writeHead(502).end(`forward-proxy: upstream unreachable; your request: ${JSON.stringify(req.headers)}`));
     const url = new URL(target);
     const upstream = request({ host: '127.0.0.1', port: url.port || 80, method: req.method, path: `${url.pathname}${url.search}`, headers: withoutProxyHeaders(req.headers) }, (answer) => {
-      res.writeHead(answer.statusCode ?? 502, answer.headers);
+      // Hop-by-hop headers stay on their hop, as a proxy (Squid) does: the client sees no keep-alive hint of the upstream's.
+      const { connection: _connection, 'keep-alive': _keepAlive, ...headers } = answer.headers;
+      res.writeHead(answer.statusCode ?? 502, headers);
       answer.pipe(res);
     });
     upstream.on('error', () => (res.headersSent ? res.destroy() : res.writeHead(502).end('forward-proxy: upstream failed')));
@@ -66,12 +70,17 @@ export async function startForwardProxy(options: { refuse?: boolean; auth?: stri
     upstream.on('error', () => client.destroy());
     client.on('error', () => upstream.destroy());
   });
+  let connections = 0;
+  server.on('connection', () => connections++);
+  // No idle timeout and no `Keep-Alive: timeout=` hint, as Squid: the client's own keep-alive decides.
+  server.keepAliveTimeout = 0;
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${port}`,
     port,
     seen,
+    connections: () => connections,
     close: () =>
       new Promise((resolve) => {
         for (const s of tunnels) s.destroy();
