@@ -4,7 +4,7 @@
  * it carries no span, so nothing shows up in the project, but auth and reachability are tested.
  */
 import type { DaemonConfig } from './config.js';
-import { closeDispatcher, createDispatcher, proxyAuthorizations, proxySecrets } from './export/outbound.js';
+import { closeDispatcher, createDispatcher, proxyAuthorizations, proxySecrets, requestUntilAborted } from './export/outbound.js';
 import { secretScrubber } from './log.js';
 import { LANGFUSE_TRACES_PATH, appendUrlPath, credentialScrubber, parseOtlpHeaders, safeDestination, urlCredentials } from './export/http-exporter.js';
 
@@ -43,7 +43,7 @@ export async function checkCredentials(config: DaemonConfig): Promise<{ ok: bool
   const target = new URL(url);
   const dispatcher = createDispatcher(target.origin, config.outbound, { connections: 1 });
   try {
-    const res = await dispatcher.request({
+    const res = await requestUntilAborted(dispatcher, {
       origin: target.origin,
       path: `${target.pathname}${target.search}`,
       method: 'POST',

@@ -11,7 +11,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { TLSSocket } from 'node:tls';
-import type { AddressInfo } from 'node:net';
+import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { runCli, sendOverSocket, startDaemonProcess, tempDir } from './support/daemon-process.js';
 import { startFakeLangfuse } from './support/fake-langfuse.js';
@@ -279,6 +279,24 @@ describe('an outbound proxy from HTTP_PROXY / HTTPS_PROXY / NO_PROXY', () => {
       await exporter.close();
       await proxy.close();
       await backend.close();
+    }
+  });
+
+  test('a proxy that never answers a CONNECT: the export timeout still ends the request, and close() ends the rest', { timeout: 30_000 }, async () => {
+    // Accepts connections, answers nothing (an overloaded proxy, a firewall that drops).
+    const held = new Set<Socket>();
+    const silent = createNetServer((s) => void held.add(s.on('error', () => {})));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const exporter = createOtlpExporter({ endpoint: 'https://collector.invalid:1/v1/traces', outbound: { proxy: { httpsProxy: `http://127.0.0.1:${(silent.address() as AddressInfo).port}` } } });
+    try {
+      assert.deepEqual(await exporter.send([], AbortSignal.timeout(200)), { kind: 'retryable', reason: 'timeout' });
+      const r = await runCli(['check', ...OTLP, '--otlp-endpoint', 'https://collector.invalid:1/v1/traces', '--export-timeout', '200'], { HTTPS_PROXY: `http://127.0.0.1:${(silent.address() as AddressInfo).port}` });
+      assert.equal(r.code, 1, r.stdout + r.stderr);
+      assert.match(r.stdout, /unreachable/);
+    } finally {
+      await exporter.close();
+      for (const s of held) s.destroy();
+      await new Promise((resolve) => silent.close(resolve));
     }
   });
 

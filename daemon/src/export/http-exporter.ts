@@ -14,7 +14,7 @@ import { MIN_SECRET_LENGTH, secretScrubber } from '../log.js';
 import { VERSION } from '../version.js';
 import type { LangfuseMapper, RepairReason } from './langfuse-map.js';
 import type { OtlpEncoding } from './otlp-encode.js';
-import { closeDispatcher, createDispatcher, proxyAuthorizations, proxyRefusal, type Outbound } from './outbound.js';
+import { closeDispatcher, createDispatcher, proxyAuthorizations, proxyRefusal, requestUntilAborted, type Outbound } from './outbound.js';
 import { LocalPreparer, WorkerPreparer, type BatchPreparer, type Compression, type PrepareOptions } from './prepare.js';
 import type { ExportOutcome, ExporterKind, PreparedBatch, SpanExporter } from './types.js';
 
@@ -256,7 +256,7 @@ class HttpExporter implements SpanExporter {
 
     let res: Dispatcher.ResponseData;
     try {
-      res = await this.dispatcher.request({ origin: this.origin, method: 'POST', path: this.path, headers: this.headers, body, signal });
+      res = await requestUntilAborted(this.dispatcher, { origin: this.origin, method: 'POST', path: this.path, headers: this.headers, body, signal });
     } catch (err) {
       return proxyRefusal(err) ?? { kind: 'retryable', reason: networkReason(err, signal) };
     }

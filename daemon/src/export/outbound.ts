@@ -72,6 +72,37 @@ export function isLoopbackHost(hostname: string): boolean {
   return host === 'localhost' || (family !== 0 && LOOPBACK.check(host, family === 4 ? 'ipv4' : 'ipv6'));
 }
 
+/**
+ * `dispatcher.request`, settled when its signal aborts whatever the connection's state: undici
+ * honours the signal once a connection is up, but a CONNECT the proxy never answers holds the
+ * request (and the export loop) for undici's 300 s headers timeout, past --export-timeout.
+ */
+export function requestUntilAborted(dispatcher: Dispatcher, options: Dispatcher.RequestOptions & { signal: AbortSignal }): Promise<Dispatcher.ResponseData> {
+  const { signal } = options;
+  const pending = dispatcher.request(options);
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    const onAbort = () => {
+      settled = true;
+      reject(signal.reason);
+    };
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+    pending.then(
+      (res) => {
+        signal.removeEventListener('abort', onAbort);
+        // An answer after the abort: nobody reads it, its connection is freed.
+        if (settled) void res.body.dump().catch(() => {});
+        else resolve(res);
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err);
+      },
+    );
+  });
+}
+
 /** Closes gracefully within `graceMs`, then forcefully (a request hung on a dead backend or proxy). */
 export async function closeDispatcher(dispatcher: Dispatcher, graceMs = 2000): Promise<void> {
   let closed = false;

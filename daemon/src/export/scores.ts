@@ -27,7 +27,7 @@ import { BoundedQueue } from '../queue/bounded-queue.js';
 import { VERSION } from '../version.js';
 import { DEFAULT_BACKOFF, backoffDelay, deadline, sleep, type BackoffPolicy } from './backoff.js';
 import { MAX_ERROR_BODY_BYTES, appendUrlPath, credentialScrubber, networkReason, outcomeForStatus, readLimited } from './http-exporter.js';
-import { closeDispatcher, createDispatcher, proxyAuthorizations, proxyRefusal, type Outbound } from './outbound.js';
+import { closeDispatcher, createDispatcher, proxyAuthorizations, proxyRefusal, requestUntilAborted, type Outbound } from './outbound.js';
 import { langfuseEnvironment, resourceEnvironment } from './langfuse-map.js';
 import { REFUSED_CREDENTIALS, type ExportOutcome } from './types.js';
 
@@ -391,7 +391,7 @@ export class ScoreSender implements ScoreSink {
   private async post(item: PendingScore, signal: AbortSignal): Promise<ExportOutcome> {
     let res: Dispatcher.ResponseData;
     try {
-      res = await this.dispatcher.request({ origin: this.origin, method: 'POST', path: this.path, headers: this.headers, body: item.json, signal });
+      res = await requestUntilAborted(this.dispatcher, { origin: this.origin, method: 'POST', path: this.path, headers: this.headers, body: item.json, signal });
     } catch (err) {
       return proxyRefusal(err) ?? { kind: 'retryable', reason: networkReason(err, signal) };
     }
