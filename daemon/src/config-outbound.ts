@@ -7,6 +7,7 @@
  */
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { createSecureContext } from 'node:tls';
 import type { Outbound, ProxySettings, TlsSettings } from './export/outbound.js';
 
@@ -50,7 +51,9 @@ export function resolveProxy(env: NodeJS.ProcessEnv): ProxySettings | OutboundPr
   }
   if (!settings.httpProxy && !settings.httpsProxy) return undefined;
   const noProxy = firstSet(env, ['NO_PROXY', 'no_proxy']);
-  if (noProxy) settings.noProxy = noProxy.value;
+  // Go reads a bare IPv6 address (fd00::1); undici compares entries with the URL's bracketed host
+  // ([fd00::1]) and reads `fd00::1` as host `fd00:` and port 1: bracketed here, matched as in Go.
+  if (noProxy) settings.noProxy = noProxy.value.split(/[,\s]+/).filter(Boolean).map((entry) => (isIP(entry) === 6 ? `[${entry}]` : entry)).join(',');
   return settings;
 }
 

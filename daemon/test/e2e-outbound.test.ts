@@ -203,6 +203,11 @@ describe('an outbound proxy from HTTP_PROXY / HTTPS_PROXY / NO_PROXY', () => {
     }
   });
 
+  test('a bare IPv6 address in NO_PROXY, as Go reads it, is compared as the bracketed host a URL holds', () => {
+    const config = resolveConfig({ socket: '', exporter: 'otlp', otlpEndpoint: 'http://[fd00::1]:4318/v1/traces' }, { HTTP_PROXY: 'http://127.0.0.1:3128', NO_PROXY: 'fd00::1, .corp [fd00::2]:4318,::ffff:a00:1' });
+    assert.equal(config.outbound.proxy?.noProxy, '[fd00::1],.corp,[fd00::2]:4318,[::ffff:a00:1]');
+  });
+
   test("a proxy's error page that echoes the request's headers is shown without the proxy's credentials", async () => {
     const proxy = await startForwardProxy({ refuse: true });
     try {
