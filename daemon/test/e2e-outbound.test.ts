@@ -208,6 +208,24 @@ describe('an outbound proxy from HTTP_PROXY / HTTPS_PROXY / NO_PROXY', () => {
     assert.equal(config.outbound.proxy?.noProxy, '[fd00::1],.corp,[fd00::2]:4318,[::ffff:a00:1]');
   });
 
+  test('a proxy URL with a user name and no password (a token) sends it, as Go and curl do, and no line shows it', async () => {
+    const TOKEN = 'proxy-token-s3cret';
+    const backend = await recorder();
+    const proxy = await startForwardProxy({ auth: `Basic ${Buffer.from(`${TOKEN}:`).toString('base64')}` });
+    try {
+      const r = await runCli(['check', ...OTLP, '--otlp-endpoint', `http://collector.invalid:${backend.port}/v1/traces`], { HTTP_PROXY: `http://${TOKEN}@127.0.0.1:${proxy.port}` });
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      assert.equal(backend.hits.length, 1);
+      assert.ok(!(r.stdout + r.stderr).includes(TOKEN));
+      const refused = await runCli(['check', ...OTLP, '--otlp-endpoint', 'http://collector.invalid:9/v1/traces'], { HTTP_PROXY: `http://${TOKEN}x@127.0.0.1:${proxy.port}` });
+      assert.equal(refused.code, 1, refused.stdout + refused.stderr);
+      assert.ok(!(refused.stdout + refused.stderr).includes(TOKEN), refused.stdout);
+    } finally {
+      await proxy.close();
+      await backend.close();
+    }
+  });
+
   test("a proxy's error page that echoes the request's headers is shown without the proxy's credentials", async () => {
     const proxy = await startForwardProxy({ refuse: true });
     try {

@@ -54,7 +54,11 @@ export function createDispatcher(origin: string, outbound: Outbound | undefined,
   // factory: undici opens the pool to an http proxy (absolute-URI requests) with none of our
   // settings (keep-alive 4 s, not 30: a new connection per batch after a pause); every pool gets them.
   const factory = (to: string | URL, opts: object) => new Pool(to, { ...opts, ...poolOptions });
-  return new EnvHttpProxyAgent({ ...options, factory, ...(tls && { requestTls: { ...tls } }), httpProxy: proxy.httpProxy ?? '', httpsProxy: proxy.httpsProxy ?? '', noProxy: proxy.noProxy ?? '', proxyTunnel: false });
+  // token: undici sends a URL's credentials only with both a user and a password; Go and curl send
+  // a user alone (`http://token@proxy`) too. Only this origin's proxy is given: the token is its own.
+  const credentials = basicCredentials(proxyUrl);
+  const only = target.protocol === 'https:' ? { httpProxy: '', httpsProxy: proxyUrl } : { httpProxy: proxyUrl, httpsProxy: '' };
+  return new EnvHttpProxyAgent({ ...options, factory, ...(tls && { requestTls: { ...tls } }), ...only, ...(credentials && { token: credentials.authorization }), noProxy: proxy.noProxy ?? '', proxyTunnel: false });
 }
 
 const LOOPBACK = new BlockList();
@@ -147,23 +151,32 @@ export function shownProxy(proxy: ProxySettings | undefined): ProxySettings | un
 export function proxySecrets(proxy: ProxySettings | undefined): string[] {
   const out: string[] = [];
   for (const u of [proxy?.httpProxy, proxy?.httpsProxy]) {
-    if (!u) continue;
-    const url = new URL(u);
-    if (!url.password) continue;
-    const password = decodeURIComponent(url.password);
-    const pair = `${decodeURIComponent(url.username)}:${password}`;
-    out.push(password, url.password, pair, Buffer.from(pair).toString('base64'));
+    const credentials = u ? basicCredentials(u) : undefined;
+    if (!credentials) continue;
+    const url = new URL(u!);
+    // A user alone is a token: the secret itself.
+    const secret = credentials.password ? [credentials.password, url.password] : [credentials.user, url.username];
+    out.push(...secret, credentials.pair, Buffer.from(credentials.pair).toString('base64'));
   }
   return out;
+}
+
+/** A proxy URL's credentials (a password, or a user alone), decoded, and the `Proxy-Authorization` they make. */
+function basicCredentials(u: string): { user: string; password: string; pair: string; authorization: string } | undefined {
+  const url = new URL(u);
+  if (!url.username && !url.password) return undefined;
+  const user = decodeURIComponent(url.username);
+  const password = decodeURIComponent(url.password);
+  const pair = `${user}:${password}`;
+  return { user, password, pair, authorization: `Basic ${Buffer.from(pair).toString('base64')}` };
 }
 
 /** `Proxy-Authorization` values undici sends for the proxies' URL credentials, keyed for credentialScrubber. */
 export function proxyAuthorizations(proxy: ProxySettings | undefined): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [name, u] of [['http', proxy?.httpProxy], ['https', proxy?.httpsProxy]] as const) {
-    if (!u) continue;
-    const url = new URL(u);
-    if (url.password) out[`proxy-authorization-${name}`] = `Basic ${Buffer.from(`${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`).toString('base64')}`;
+    const credentials = u ? basicCredentials(u) : undefined;
+    if (credentials) out[`proxy-authorization-${name}`] = credentials.authorization;
   }
   return out;
 }
