@@ -6,13 +6,13 @@
  */
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { TLSSocket } from 'node:tls';
 import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { runCli, sendOverSocket, startDaemonProcess, tempDir } from './support/daemon-process.js';
 import { startFakeLangfuse } from './support/fake-langfuse.js';
 import { startForwardProxy } from './support/forward-proxy.js';
@@ -339,23 +339,24 @@ describe('an outbound proxy from HTTP_PROXY / HTTPS_PROXY / NO_PROXY', () => {
   });
 });
 
-/** A self-signed certificate (its own CA) for 127.0.0.1 and collector.invalid (a name the test proxy knows), made by openssl in `dir`, or undefined when there is no openssl. */
-function selfSigned(dir: string, name: string): { cert: string; key: string } | undefined {
-  const cert = join(dir, `${name}.crt`);
-  const key = join(dir, `${name}.key`);
-  const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', `/CN=${name}`, '-addext', 'subjectAltName=IP:127.0.0.1,DNS:collector.invalid', '-keyout', key, '-out', cert], { encoding: 'utf8' });
-  return r.status === 0 ? { cert, key } : undefined;
-}
+/**
+ * Self-signed certificates (each its own CA) for 127.0.0.1 and collector.invalid (a name the test
+ * proxy knows), valid until 2126, kept in test/fixtures/tls so that no test needs openssl. Made by
+ * `openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 36500
+ * -subj /CN=<name> -addext subjectAltName=IP:127.0.0.1,DNS:collector.invalid`. Test keys only.
+ */
+const TLS_FIXTURES = fileURLToPath(new URL('../../test/fixtures/tls/', import.meta.url));
+const fixtureCert = (name: string) => ({ cert: join(TLS_FIXTURES, `${name}.crt`), key: join(TLS_FIXTURES, `${name}.key`) });
 
 describe('TLS of the otlp exporter from OTEL_EXPORTER_OTLP_*CERTIFICATE and *CLIENT_KEY', () => {
-  const server = selfSigned(tmp.dir, 'server');
-  const client = selfSigned(tmp.dir, 'client');
+  const server = fixtureCert('server');
+  const client = fixtureCert('client');
   const TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
   const span = JSON.stringify({ v: 1, type: 'span', traceId: TRACE, spanId: '00f067aa0ba902c1', name: 'over-mtls', startTimeUnixNano: '1732700000000000000', endTimeUnixNano: '1732700000000000005' });
 
-  test('an https backend with a private CA that asks for a client certificate: check and spans get through, directly and through an HTTPS_PROXY tunnel', { skip: !server || !client ? 'no openssl' : false }, async () => {
+  test('an https backend with a private CA that asks for a client certificate: check and spans get through, directly and through an HTTPS_PROXY tunnel', async () => {
     const hits: { url: string; clientCN: string | undefined }[] = [];
-    const backend = createHttpsServer({ cert: readFileSync(server!.cert), key: readFileSync(server!.key), ca: readFileSync(client!.cert), requestCert: true, rejectUnauthorized: true }, (req, res) => {
+    const backend = createHttpsServer({ cert: readFileSync(server.cert), key: readFileSync(server.key), ca: readFileSync(client.cert), requestCert: true, rejectUnauthorized: true }, (req, res) => {
       req.resume().on('end', () => {
         const peer = (req.socket as TLSSocket).getPeerCertificate();
         hits.push({ url: req.url ?? '', clientCN: typeof peer.subject?.CN === 'string' ? peer.subject.CN : undefined });
@@ -365,14 +366,14 @@ describe('TLS of the otlp exporter from OTEL_EXPORTER_OTLP_*CERTIFICATE and *CLI
     await new Promise<void>((resolve) => backend.listen(0, '127.0.0.1', resolve));
     const endpoint = `https://127.0.0.1:${(backend.address() as AddressInfo).port}/v1/traces`;
     const proxy = await startForwardProxy();
-    const tlsEnv = { OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE: server!.cert, OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE: client!.cert, OTEL_EXPORTER_OTLP_CLIENT_KEY: client!.key };
+    const tlsEnv = { OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE: server.cert, OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE: client.cert, OTEL_EXPORTER_OTLP_CLIENT_KEY: client.key };
     try {
       // Without the CA the backend's certificate is not trusted: check says so.
       const untrusted = await runCli(['check', ...OTLP, '--otlp-endpoint', endpoint]);
       assert.equal(untrusted.code, 1, untrusted.stdout + untrusted.stderr);
       assert.equal(hits.length, 0);
       // The CA without the client certificate: the backend refuses the handshake.
-      const noClientCert = await runCli(['check', ...OTLP, '--otlp-endpoint', endpoint], { OTEL_EXPORTER_OTLP_CERTIFICATE: server!.cert });
+      const noClientCert = await runCli(['check', ...OTLP, '--otlp-endpoint', endpoint], { OTEL_EXPORTER_OTLP_CERTIFICATE: server.cert });
       assert.equal(noClientCert.code, 1, noClientCert.stdout + noClientCert.stderr);
       assert.equal(hits.length, 0);
 
