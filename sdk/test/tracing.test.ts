@@ -19,6 +19,7 @@ import {
   type TraceContext,
 } from '../src/index.js';
 import { TRUNCATION_MARKER } from '../src/json.js';
+import { SpanImpl } from '../src/span.js';
 import { UnixReceiver, useReceiver, assertTreeComplete, sleep } from './support/receiver.js';
 
 let r: UnixReceiver;
@@ -730,4 +731,42 @@ test('getActiveSpan() inside a withTrace nested in a span is that span (the pare
   });
   withTrace({ name: 'top' }, () => assert.equal(getActiveSpan(), undefined, 'top level of withTrace: no span'));
   await collect(2);
+});
+
+test('a generation put back after a split failed attempt is as if that attempt never filled it in (every recorded field)', async () => {
+  const err = new TypeError('boom');
+  /** What the module's generation had before the attempt, on a new generation. */
+  const before = (name: string): SpanImpl => {
+    const g = startGeneration(name, { model: 'gpt-4o-mini', input: 'before' }) as SpanImpl;
+    g.setAttribute('a.before', 1).setUsage({ input: 100, output: 20 }).event('before.ev');
+    return g;
+  };
+  /** What the next attempt puts on it: the error object the failed one threw, again. */
+  const after = (g: SpanImpl): void => {
+    g.recordError(err);
+    g.end();
+  };
+  const split = before('split');
+  const mark = split.markAttempt();
+  split.setInput('attempt').setOutput('attempt out').setAttribute('a.attempt', 2).setModel('gpt-4o').setParameters({ temperature: 0.5 });
+  split.setUsage({ input: 7, output: 3 }).setCost(0.5).event('attempt.ev').recordError(err);
+  mark.failedAt = split.timeNow();
+  const attemptId = split.spanId;
+  split.splitFailedAttempt(mark);
+  after(split);
+  after(before('twin'));
+  await collect(3);
+  const failed = r.spans().find((s) => s.spanId === attemptId) as SpanRecord;
+  assert.equal(failed.name, 'split');
+  assert.equal(attr(failed, 'gen_ai.usage.cost'), 0.5);
+  assert.equal(attr(failed, 'dspy.output'), '"attempt out"');
+  const kept = r.spans().find((s) => s.name === 'split' && s.spanId !== attemptId) as SpanRecord;
+  const twin = r.span('twin');
+  assert.deepEqual(kept.attributes, twin.attributes);
+  assert.deepEqual(kept.status, twin.status);
+  assert.deepEqual(
+    kept.events?.map((e) => e.name),
+    twin.events?.map((e) => e.name),
+  );
+  assert.equal(attr(kept, 'gen_ai.usage.cost'), costUsd('gpt-4o-mini', { input: 100, output: 20 }), 'priced from its own usage: the setCost and usage went with the attempt');
 });
