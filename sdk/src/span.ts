@@ -230,6 +230,25 @@ export interface LlmCallState {
 }
 
 /**
+ * What a span records while it runs (its fields of the same names): the part of a generation a
+ * wrapped client call's attempt fills in, saved and put back whole (`SpanImpl.saveState` /
+ * `restoreState`). A field added to that part goes here, the one list of it: the compiler then
+ * asks `saveState` for it and `restoreState` puts it back.
+ */
+interface RecordState {
+  slots: (AttributeValue | undefined)[] | undefined;
+  attrs: Record<string, AttributeValue> | undefined;
+  input: string | undefined;
+  output: string | undefined;
+  events: string | undefined;
+  eventCount: number;
+  status: string | undefined;
+  usage: Usage | undefined;
+  costSet: boolean;
+  lastError: unknown;
+}
+
+/**
  * A generation's state when a wrapped client call began filling it in (`SpanImpl.markAttempt`):
  * what to go back to if that attempt failed and the module's `llm` tries again.
  */
@@ -237,16 +256,7 @@ export interface AttemptMark {
   readonly start: string;
   /** When the attempt failed (undefined: it did not, or not yet). */
   failedAt: string | undefined;
-  readonly slots: (AttributeValue | undefined)[] | undefined;
-  readonly attrs: Record<string, AttributeValue> | undefined;
-  readonly input: string | undefined;
-  readonly output: string | undefined;
-  readonly events: string | undefined;
-  readonly eventCount: number;
-  readonly status: string | undefined;
-  readonly usage: Usage | undefined;
-  readonly costSet: boolean;
-  readonly lastError: unknown;
+  readonly state: Readonly<RecordState>;
 }
 
 const q = JSON.stringify;
@@ -381,6 +391,7 @@ export class SpanImpl implements GenerationHandle, Scope {
   readonly anchor: bigint;
   private readonly start: string;
   private readonly generation: boolean;
+  // What it records (RecordState, which lists them: add a field there too).
   /** Attributes with a slot (see SLOT_KEYS), then all others. */
   private slots: (AttributeValue | undefined)[] | undefined = undefined;
   private attrs: Record<string, AttributeValue> | undefined = undefined;
@@ -693,20 +704,7 @@ export class SpanImpl implements GenerationHandle, Scope {
 
   /** @internal A wrapped client call begins filling this generation in: its state now, to go back to. */
   markAttempt(): AttemptMark {
-    return {
-      start: this.timeNow(),
-      failedAt: undefined,
-      slots: this.slots && [...this.slots],
-      attrs: this.attrs && { ...this.attrs },
-      input: this.input,
-      output: this.output,
-      events: this.events,
-      eventCount: this.eventCount,
-      status: this.status,
-      usage: this.usage,
-      costSet: this.costSet,
-      lastError: this.lastError,
-    };
+    return { start: this.timeNow(), failedAt: undefined, state: this.saveState() };
   }
 
   /**
@@ -722,28 +720,37 @@ export class SpanImpl implements GenerationHandle, Scope {
     if (this.ended || mark.failedAt === undefined) return;
     const attemptId = this.spanId;
     this.spanId = newSpanId();
+    this.emit(mark.failedAt, attemptId, mark.start);
     try {
-      this.finishGeneration();
-      if (!this.sampled) countSampledOut();
-      else {
-        const line = this.line(mark.failedAt, attemptId, mark.start);
-        if (line !== undefined) send(line);
-      }
-      const hs = handlersFor(EVENT_NAMES.llmGenerate);
-      if (hs.length > 0) dispatch(hs, EVENT_NAMES.llmGenerate, this.attributes(), { traceId: this.traceId, spanId: attemptId } satisfies EventContext);
+      this.notifyGenerated(attemptId);
     } catch {
       /* a subscriber's error: the failed attempt is over, the app's retry goes on */
     }
-    this.slots = mark.slots && [...mark.slots];
-    this.attrs = mark.attrs && { ...mark.attrs };
-    this.input = mark.input;
-    this.output = mark.output;
-    this.events = mark.events;
-    this.eventCount = mark.eventCount;
-    this.status = mark.status;
-    this.usage = mark.usage;
-    this.costSet = mark.costSet;
-    this.lastError = mark.lastError;
+    this.restoreState(mark.state);
+  }
+
+  /** What it recorded so far (see RecordState); the slots and attributes copied, as it goes on writing its own. */
+  private saveState(): RecordState {
+    return {
+      slots: this.slots && [...this.slots],
+      attrs: this.attrs && { ...this.attrs },
+      input: this.input,
+      output: this.output,
+      events: this.events,
+      eventCount: this.eventCount,
+      status: this.status,
+      usage: this.usage,
+      costSet: this.costSet,
+      lastError: this.lastError,
+    };
+  }
+
+  /** Back to a saved state: every field of it (copied again: the state stays as saved). */
+  private restoreState(state: Readonly<RecordState>): void {
+    // Object.assign: the fields are plain properties (TypeScript `private`, not `#`).
+    Object.assign(this, state);
+    this.slots = state.slots && [...state.slots];
+    this.attrs = state.attrs && { ...state.attrs };
   }
 
   /** Error status from `error`, then `end()`, never throwing (the app's error wins). */
@@ -758,28 +765,36 @@ export class SpanImpl implements GenerationHandle, Scope {
 
   end(): void {
     if (this.ended) return;
-    let notify = false;
+    this.ended = true;
+    this.emit(this.timeNow(), this.spanId, this.start);
+    if (this.generation) this.notifyGenerated(this.spanId);
+  }
+
+  /**
+   * Sends the record under `spanId`, from `start` to `end` (a generation's cost added first); a
+   * sampled-out one is only counted. Never throws.
+   */
+  private emit(end: string, spanId: string, start: string): void {
     try {
-      if (this.generation) notify = this.finishGeneration();
-      if (!this.sampled) {
-        this.ended = true;
-        countSampledOut();
-      } else {
-        const line = this.line(this.timeNow());
-        this.ended = true;
+      if (this.generation) this.addCost();
+      if (!this.sampled) countSampledOut();
+      else {
+        const line = this.line(end, spanId, start);
         if (line !== undefined) send(line);
       }
     } catch {
-      this.ended = true;
-    }
-    if (notify) {
-      const hs = handlersFor(EVENT_NAMES.llmGenerate);
-      if (hs.length > 0) dispatch(hs, EVENT_NAMES.llmGenerate, this.attributes(), { traceId: this.traceId, spanId: this.spanId } satisfies EventContext);
+      /* never throw: the record is lost */
     }
   }
 
-  /** Adds the cost; returns whether subscribers should hear about this generation. */
-  private finishGeneration(): boolean {
+  /** Tells `llm.generate` subscribers of this generation, as `spanId`; rethrows a subscriber's error. */
+  private notifyGenerated(spanId: string): void {
+    const hs = handlersFor(EVENT_NAMES.llmGenerate);
+    if (hs.length > 0) dispatch(hs, EVENT_NAMES.llmGenerate, this.attributes(), { traceId: this.traceId, spanId } satisfies EventContext);
+  }
+
+  /** Adds the cost from the price table, unless set with `setCost`. */
+  private addCost(): void {
     const slots = this.slots;
     if (this.usage && !this.costSet && slots) {
       const model = slots[S_RESPONSE_MODEL] ?? slots[S_MODEL];
@@ -793,11 +808,10 @@ export class SpanImpl implements GenerationHandle, Scope {
         if (c !== undefined) slots[S_COST] = c;
       }
     }
-    return true;
   }
 
   /** The span record as one NDJSON line (with its newline), or undefined if it cannot be sent. */
-  private line(end: string, spanId = this.spanId, start = this.start): string | undefined {
+  private line(end: string, spanId: string, start: string): string | undefined {
     // Trace and attribute members come pre-quoted with their leading commas (no JSON.stringify of
     // an attributes object, no slicing of its braces).
     const head =
