@@ -527,7 +527,9 @@ export class SpanImpl implements GenerationHandle, Scope {
   }
 
   setStatus(code: 'ok' | 'error', message?: string): this {
-    if (this.ended || !this.sampled) return this;
+    // Sampled out, a generation keeps it, as recordError's: a failure its answer reported (no
+    // exception) still splits off on a module llm's retry (`inError`).
+    if (this.ended || (!this.sampled && !this.generation)) return this;
     if (code === 'error') this.status = message ? `{"code":"error","message":${q(errorMessage(message).slice(0, MAX_ERROR_MESSAGE))}}` : '{"code":"error"}';
     else if (code === 'ok') this.status = '{"code":"ok"}';
     return this;

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
 import type { SpanRecord } from '@dspy-o11y/proto';
-import { predict, span, subscribe, wrapOpenAI } from '../src/index.js';
+import { configure, predict, span, subscribe, wrapOpenAI } from '../src/index.js';
 import { nowUnixNano } from '../src/clock.js';
 import { FakeProvider, useFakeProvider, chatCompletion, chatStream, textCompletion, textCompletionStream } from './support/fake-provider.js';
 import { UnixReceiver, flushedGenerations, useReceiver } from './support/receiver.js';
@@ -375,6 +375,48 @@ test('inside a module, an llm that retries a Responses stream that reported resp
   assert.equal(attr(ok, 'dspy.module'), 'Predict');
   assert.equal(attr(ok, 'error.type'), undefined);
   assert.equal(attr(ok, 'gen_ai.usage.total_tokens'), 7);
+});
+
+test('a sampled-out trace: a module llm\'s retry of an answer that reported response.failed is heard as when sampled (the module\'s generation has the retry)', async () => {
+  const base = { id: 'resp_s', object: 'response', created_at: 1, model: 'gpt-4.1-2025-04-14', output: [], usage: null };
+  const done = { ...base, status: 'completed', usage: { input_tokens: 5, output_tokens: 2, total_tokens: 7 } };
+  provider.script(
+    '/v1/responses',
+    { sse: [{ event: 'response.failed', data: { type: 'response.failed', sequence_number: 0, response: { ...base, status: 'failed', error: { code: 'server_error', message: 'model crashed' } } } }] },
+    {
+      sse: [
+        { event: 'response.output_text.delta', data: { type: 'response.output_text.delta', sequence_number: 0, item_id: 'm', output_index: 0, content_index: 0, delta: '{"label":"ham"}' } },
+        { event: 'response.completed', data: { type: 'response.completed', sequence_number: 1, response: done } },
+      ],
+    },
+  );
+  const heard: Array<Readonly<Record<string, unknown>>> = [];
+  const off = subscribe('llm.generate', (_n, a) => heard.push(a));
+  const classify = predict('Classify', {
+    llm: async () => {
+      for (;;) {
+        let text = '';
+        let failed = false;
+        for await (const ev of await client.responses.create({ model: 'gpt-4.1', input: 'x', stream: true })) {
+          if (ev.type === 'response.failed') failed = true;
+          if (ev.type === 'response.output_text.delta') text += ev.delta;
+        }
+        if (!failed) return { output: JSON.parse(text) as Record<string, unknown> };
+      }
+    },
+  });
+  try {
+    configure({ sampleRatio: 0 });
+    assert.deepEqual(await classify({ text: 'hello' }), { label: 'ham' });
+  } finally {
+    configure({ sampleRatio: undefined });
+    off();
+  }
+  assert.equal(heard.length, 2);
+  const answered = heard.find((a) => a['gen_ai.usage.total_tokens'] === 7);
+  assert.equal(answered?.['dspy.module'], 'Predict', 'the retry fills in the module\'s generation, not one nested under it');
+  assert.equal(answered?.['error.type'], undefined);
+  assert.equal(heard.find((a) => a !== answered)?.['error.type'], 'server_error');
 });
 
 /** Generations as they end (subscribers hear each one synchronously at its end). */
