@@ -25,7 +25,7 @@ import { MAX_TAIL_READERS, registerOpsRoutes, type DaemonStatus } from './ops/ro
 import { Stats } from './ops/stats.js';
 import { setQueueMemoryCeiling, type QueuedSpan, type Resource } from './model.js';
 import { SpanQueue } from './queue/span-queue.js';
-import { lockSpoolDir, recoverSpoolTmp, removeSpoolFiles, replaySpool, writeSpool, type SpoolProgress } from './queue/spool.js';
+import { lockSpoolDir, recoverSpoolTmp, removeSpoolFiles, replaySpool, writeSpool, type ReplayedFile, type SpoolProgress } from './queue/spool.js';
 import { VERSION } from './version.js';
 
 export interface RunningDaemon {
@@ -106,7 +106,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
   // What a previous run could not deliver goes first (queued before the listeners bind). The
   // files are removed only once what they held has left the daemon (see spoolGone): a failed
   // start, or a crash before that, must not lose them.
-  let spoolFiles: string[] = [];
+  let spoolFiles: ReplayedFile[] = [];
   /** The resources of the replayed spans (the spool's `hello`s): they tell its spans from the apps'. */
   const spoolResources = new WeakSet<Resource>();
   let spooledSpans = 0;
@@ -156,7 +156,10 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
       },
       chunk: (bytes) => splitter?.push(bytes),
       end: () => splitter?.end(),
-      skip: (path, why) => log.warn({ file: path, why }, 'a spool file could not be read: skipped and left in place'),
+      skip: (path, why, readTo) =>
+        readTo === undefined
+          ? log.warn({ file: path, why }, 'a spool file could not be read: skipped and left in place')
+          : log.warn({ file: path, why, readTo }, 'a spool file could not be read to its end: what was read is replayed, the rest at the next start'),
     });
     queue.trimLoan();
     spooledSpans = queue.spans;
@@ -349,7 +352,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
             const carry = await writeSpool(dir, oldLeft, scoresUnsent.slice(0, oldScores), writeBy, undefined, true);
             // Not all of them (the disk full), or too late (counted as kept in the old files): the old files stay.
             if (givenUp || !carry || carry.spans < oldLeft.length || carry.scores < oldScores) {
-              if (carry) await removeSpoolFiles([carry.file]);
+              if (carry) await removeSpoolFiles([{ path: carry.file }]);
               keepOldSpool = true;
             }
           }
@@ -377,7 +380,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
           spooled = spans;
           dropLeft(left.length - spans, scoresUnsent.length - scoreCount);
           log.warn(
-            { spans, scores: scoreCount, droppedSpans: left.length - spans, droppedScores: scoresUnsent.length - scoreCount, file: written?.file, keptOldSpool: keepOldSpool ? spoolFiles : undefined, diskError: written?.error },
+            { spans, scores: scoreCount, droppedSpans: left.length - spans, droppedScores: scoresUnsent.length - scoreCount, file: written?.file, keptOldSpool: keepOldSpool ? spoolFiles.map((f) => f.path) : undefined, diskError: written?.error },
             'shutdown timeout: spooled what was not delivered for the next start',
           );
         } catch (err) {

@@ -13,6 +13,7 @@ import { startFakeLangfuse } from './support/fake-langfuse.js';
 import { sendOverSocket, startDaemonProcess, tempDir, type DaemonProcess } from './support/daemon-process.js';
 
 const HUNG_SPOOL_WRITE = fileURLToPath(new URL('./support/hung-spool-write.js', import.meta.url));
+const EIO_SPOOL_READ = fileURLToPath(new URL('./support/eio-spool-read.js', import.meta.url));
 const KEYS = { LANGFUSE_PUBLIC_KEY: 'pk-lf-restart', LANGFUSE_SECRET_KEY: 'sk-lf-restart' };
 const spanLine = (id: string) =>
   JSON.stringify({ v: 1, type: 'span', traceId: '7'.repeat(32), spanId: id, name: `s${id}`, startTimeUnixNano: '1732700000000000000', endTimeUnixNano: '1732700000000000001' });
@@ -115,6 +116,45 @@ describe('restarts on one spool dir', () => {
       await fake.waitForSpans(60);
       const ids = fake.spans.map((sp) => sp.spanId);
       assert.deepEqual([ids.length, new Set(ids).size], [60, 60]);
+    } finally {
+      await d?.stop('SIGKILL');
+      await fake.close();
+      tmp.cleanup();
+    }
+  });
+
+  test('a read error partway through a spool file: the next start replays only what was not read, under its resource', async (t) => {
+    if (process.platform !== 'linux') return t.skip('the flaky disk is simulated through /proc/self/fd');
+    const tmp = tempDir();
+    const spool = join(tmp.dir, 'spool');
+    mkdirSync(spool);
+    // ~3 MB: the replay reads it in 1 MiB chunks, and the disk fails the second read. The resource
+    // changes within the first chunk: what follows the failed read is still 'b''s.
+    const pad = { pad: 'x'.repeat(2000) };
+    const span = (i: number) => JSON.stringify({ ...(JSON.parse(spanLine(i.toString(16).padStart(16, '0'))) as object), attributes: pad });
+    const hello = (service: string) => JSON.stringify({ v: 1, type: 'hello', resource: { 'service.name': service } });
+    const total = 1500;
+    const lines = [hello('a'), ...Array.from({ length: 100 }, (_, i) => span(i + 1)), hello('b'), ...Array.from({ length: total - 100 }, (_, i) => span(i + 101)), ''];
+    writeFileSync(join(spool, 'spool-1-1.ndjson'), lines.join('\n'));
+    const fake = await startFakeLangfuse({ publicKey: KEYS.LANGFUSE_PUBLIC_KEY, secretKey: KEYS.LANGFUSE_SECRET_KEY });
+    const env = { ...KEYS, LANGFUSE_HOST: fake.url };
+    let d: DaemonProcess | undefined;
+    try {
+      d = await startDaemonProcess(['--socket', join(tmp.dir, 'a.sock'), '--http', '127.0.0.1:0', '--flush-interval', '10', '--spool-dir', spool], { ...env, DSPY_TEST_SPOOL_READ_EIO: '1' }, undefined, ['--import', EIO_SPOOL_READ]);
+      const firstPart = (await d.status()).spans.received;
+      assert.ok(firstPart > 100 && firstPart < total, `${firstPart} spans read before the read error`);
+      await fake.waitForSpans(firstPart);
+      d.child.kill('SIGTERM');
+      assert.deepEqual(await exitOrHang(d), { code: 0, signal: null });
+      d = undefined;
+
+      // The disk reads again: the next start takes the rest of the file, not its first part again.
+      d = await startDaemonProcess(['--socket', join(tmp.dir, 'b.sock'), '--http', '127.0.0.1:0', '--flush-interval', '10', '--spool-dir', spool], env);
+      assert.equal((await d.status()).spans.received, total - firstPart);
+      await fake.waitForSpans(total);
+      const ids = fake.spans.map((sp) => sp.spanId);
+      assert.deepEqual([ids.length, new Set(ids).size], [total, total]);
+      for (const sp of fake.spans) assert.equal(sp.resource['service.name'], Number.parseInt(sp.spanId, 16) <= 100 ? 'a' : 'b', sp.spanId);
     } finally {
       await d?.stop('SIGKILL');
       await fake.close();

@@ -10,7 +10,7 @@
  * past V8's string limit; reading it whole at the next start counted it against --memory-limit.
  */
 import { closeSync, createReadStream, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
-import { lstat, mkdir, open, readdir, rename, truncate, unlink } from 'node:fs/promises';
+import { lstat, mkdir, open, readFile, readdir, rename, truncate, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Attributes, type ScoreRecord } from '@dspy-o11y/proto';
 import type { QueuedSpan, Resource, Scope } from '../model.js';
@@ -273,8 +273,79 @@ export interface SpoolReader {
   chunk(bytes: Buffer): void;
   /** The file is read to its end. */
   end(): void;
-  /** A file that cannot be read (not a regular file, no permission, …): skipped and left in place. */
-  skip(path: string, why: string): void;
+  /**
+   * A file that cannot be read (not a regular file, no permission, …): skipped and left in place.
+   * `readTo`: a read failed partway (EIO), after the chunks before it were handed over; their whole
+   * lines (up to that offset) are replayed, the rest of the file at the next start.
+   */
+  skip(path: string, why: string, readTo?: number): void;
+}
+
+/** A spool file replayed by {@link replaySpool}: whole, or up to `readTo` (a read failed there). */
+export interface ReplayedFile {
+  readonly path: string;
+  /** Where its unread part begins (just past a whole line), and the `hello` whose resource it has. */
+  readonly readTo?: number;
+  readonly hello?: string;
+}
+
+/**
+ * Beside a file read in part: `{ "offset": …, "hello": … }`, where the next start resumes it (what
+ * came before has left the daemon). Unreadable (a write cut short), the file is read from its start:
+ * its first part twice (upserted), not lost.
+ */
+const resumeOf = (path: string) => `${path}.resume`;
+
+async function readResume(path: string): Promise<{ offset: number; hello?: string } | undefined> {
+  try {
+    const { offset, hello } = JSON.parse(await readFile(resumeOf(path), 'utf8')) as { offset?: unknown; hello?: unknown };
+    if (!Number.isSafeInteger(offset) || (offset as number) <= 0) return undefined;
+    return { offset: offset as number, ...(typeof hello === 'string' ? { hello } : {}) };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Follows the bytes handed over from one spool file: how far its whole lines go, and the last
+ * `hello` among them (the resource of what follows), for a read that fails partway.
+ */
+class ReadPoint {
+  /** File offset just past the last whole line. */
+  wholeTo: number;
+  hello: string | undefined;
+  private at: number;
+  /** The current line's bytes so far while it is, or may be, a `hello`; undefined once it is not one. */
+  private line: Buffer[] | undefined = [];
+  private lineBytes = 0;
+
+  constructor(
+    readonly start: number,
+    hello: string | undefined,
+  ) {
+    this.wholeTo = this.at = start;
+    this.hello = hello;
+  }
+
+  push(chunk: Buffer): void {
+    for (let s = 0; s < chunk.length; ) {
+      const nl = chunk.indexOf(0x0a, s);
+      const e = nl === -1 ? chunk.length : nl + 1;
+      if (this.line) {
+        this.line.push(chunk.subarray(s, e));
+        this.lineBytes += e - s;
+        const told = this.lineBytes >= HELLO_START.length;
+        if ((told || nl !== -1) && !(told && Buffer.concat(this.line, HELLO_START.length).equals(HELLO_START))) this.line = undefined;
+      }
+      if (nl === -1) break;
+      if (this.line) this.hello = Buffer.concat(this.line).toString('utf8');
+      this.line = [];
+      this.lineBytes = 0;
+      this.wholeTo = this.at + e;
+      s = e;
+    }
+    this.at += chunk.length;
+  }
 }
 
 /**
@@ -282,17 +353,23 @@ export interface SpoolReader {
  * deleted here: the caller removes them ({@link removeSpoolFiles}) once what they held has left
  * the daemon (delivered, or dropped and counted), so a crash or a failed start before that
  * replays them again (span and score ids are stable: Langfuse upserts, nothing is doubled).
+ *
+ * A read that fails partway (a flaky disk) has already handed over the chunks before it: those
+ * whole lines are replayed, and the file is returned with how far it was read; once they have
+ * left, {@link removeSpoolFiles} records that point beside it, and the next start reads on from
+ * there (under the `hello` before it) instead of replaying its first part again.
  */
-export async function replaySpool(dir: string, reader: SpoolReader): Promise<string[]> {
+export async function replaySpool(dir: string, reader: SpoolReader): Promise<ReplayedFile[]> {
   let names: string[];
   try {
     names = (await readdir(dir)).filter((n) => n.startsWith('spool-') && n.endsWith(SUFFIX)).sort();
   } catch {
     return [];
   }
-  const paths: string[] = [];
+  const files: ReplayedFile[] = [];
   for (const name of names) {
     const path = join(dir, name);
+    let point: ReadPoint | undefined;
     try {
       // Never open a FIFO or a device: reading one could block the start for ever.
       const st = await lstat(path);
@@ -300,22 +377,44 @@ export async function replaySpool(dir: string, reader: SpoolReader): Promise<str
         reader.skip(path, 'not a regular file');
         continue;
       }
-      const stream = createReadStream(path, { highWaterMark: CHUNK_CHARS });
+      const resume = await readResume(path);
+      const start = resume?.offset ?? 0;
+      const stream = createReadStream(path, { highWaterMark: CHUNK_CHARS, start });
       // Opened before the first chunk is handed over: a file that cannot be read is skipped whole.
       await new Promise<void>((resolve, reject) => stream.once('ready', resolve).once('error', reject));
       reader.begin(path);
-      for await (const chunk of stream) reader.chunk(chunk as Buffer);
+      point = new ReadPoint(start, resume?.hello);
+      // The records after the resume point are those of the last `hello` before it.
+      if (resume?.hello !== undefined) reader.chunk(Buffer.from(resume.hello));
+      for await (const chunk of stream) {
+        reader.chunk(chunk as Buffer);
+        point.push(chunk as Buffer);
+      }
       reader.end();
-      paths.push(path);
+      files.push({ path });
     } catch (err) {
-      reader.skip(path, (err as NodeJS.ErrnoException).code ?? (err as Error).message);
+      const why = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+      // Whole lines were handed over (and queued): only the rest of the file is still to replay.
+      if (point && point.wholeTo > point.start) {
+        reader.skip(path, why, point.wholeTo);
+        files.push({ path, readTo: point.wholeTo, ...(point.hello === undefined ? {} : { hello: point.hello }) });
+      } else reader.skip(path, why);
     }
   }
-  return paths;
+  return files;
 }
 
-export async function removeSpoolFiles(paths: readonly string[]): Promise<void> {
-  for (const path of paths) await unlink(path).catch(() => undefined);
+/**
+ * Removes the files whose records have left the daemon; of a file read in part, records where its
+ * unread rest begins instead (a failed write leaves it as it was: its first part is replayed again).
+ */
+export async function removeSpoolFiles(files: readonly ReplayedFile[]): Promise<void> {
+  for (const { path, readTo, hello } of files) {
+    if (readTo === undefined) {
+      await unlink(path).catch(() => undefined);
+      await unlink(resumeOf(path)).catch(() => undefined);
+    } else await writeFile(resumeOf(path), JSON.stringify({ offset: readTo, hello }), { mode: 0o600 }).catch(() => undefined);
+  }
 }
 
 /** Another live daemon holds the spool dir. */
