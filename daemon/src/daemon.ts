@@ -25,7 +25,7 @@ import { MAX_TAIL_READERS, registerOpsRoutes, type DaemonStatus } from './ops/ro
 import { Stats } from './ops/stats.js';
 import { setQueueMemoryCeiling, type QueuedSpan, type Resource } from './model.js';
 import { SpanQueue } from './queue/span-queue.js';
-import { lockSpoolDir, recoverSpoolTmp, removeSpoolFiles, replaySpool, writeSpool, type ReplayedFile, type SpoolProgress } from './queue/spool.js';
+import { lockSpoolDir, recoverSpoolTmp, removeSpoolFiles, replaySpool, StallGuard, writeSpool, type ReplayedFile, type SpoolProgress } from './queue/spool.js';
 import { VERSION } from './version.js';
 
 export interface RunningDaemon {
@@ -51,6 +51,11 @@ const HTTP_CLOSE_GRACE_MS = 1_000;
  * it): what the disk has not taken by the deadline is counted as dropped.
  */
 const SPOOL_WRITE_TIMEOUT_MS = 2_000;
+/**
+ * How long one disk operation of the start's spool replay may take before the start stops waiting
+ * for the spool dir (a hung mount) and listens: the apps' telemetry must not wait on a disk.
+ */
+const SPOOL_STALL_MS = 5_000;
 /** How often the daemon checks whether the replayed spool has left it (then removes its files). */
 const SPOOL_WATCH_MS = 1_000;
 /** How long shutdown waits for the exporter (and the score sender) to close once nothing is left to send. */
@@ -114,9 +119,13 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
   // Ours alone from here to the exit (released by stop() once no spool write goes on, or below if the start fails).
   const releaseSpool = config.spoolDir ? await lockSpoolDir(config.spoolDir) : () => undefined;
   if (config.spoolDir) {
+    const guard = new StallGuard(SPOOL_STALL_MS);
     // With the lock held no live daemon is writing here: a `.tmp` is a write cut short (SIGKILL, crash).
-    const leftover = await recoverSpoolTmp(config.spoolDir);
-    if (leftover.files) {
+    const leftover = await recoverSpoolTmp(config.spoolDir, guard).catch((err: unknown) => {
+      if (!guard.stalled) throw err;
+      return undefined;
+    });
+    if (leftover?.files) {
       log.warn(
         { files: leftover.files, bytes: leftover.bytes, recovered: leftover.recovered, recoveredBytes: leftover.recoveredBytes },
         'spool: temporary files left by a write cut short (kill or crash); their whole records are replayed, the rest removed',
@@ -156,11 +165,18 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
       },
       chunk: (bytes) => splitter?.push(bytes),
       end: () => splitter?.end(),
-      skip: (path, why, readTo) =>
-        readTo === undefined
-          ? log.warn({ file: path, why }, 'a spool file could not be read: skipped and left in place')
-          : log.warn({ file: path, why, readTo }, 'a spool file could not be read to its end: what was read is replayed, the rest at the next start'),
-    });
+      skip: (path, why, readTo) => {
+        if (guard.stalled) return; // said once, below
+        if (readTo === undefined) log.warn({ file: path, why }, 'a spool file could not be read: skipped and left in place');
+        else log.warn({ file: path, why, readTo }, 'a spool file could not be read to its end: what was read is replayed, the rest at the next start');
+      },
+    }, guard);
+    if (guard.stalled) {
+      log.warn(
+        { dir: config.spoolDir, waitedMs: SPOOL_STALL_MS, files: spoolFiles.length },
+        'the spool dir does not answer (a hung disk?): listening without the rest of its replay; what it has not read stays for the next start',
+      );
+    }
     queue.trimLoan();
     spooledSpans = queue.spans;
     spooledScores = stats.scoresReceived;

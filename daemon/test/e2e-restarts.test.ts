@@ -13,6 +13,7 @@ import { startFakeLangfuse } from './support/fake-langfuse.js';
 import { sendOverSocket, startDaemonProcess, tempDir, type DaemonProcess } from './support/daemon-process.js';
 
 const HUNG_SPOOL_WRITE = fileURLToPath(new URL('./support/hung-spool-write.js', import.meta.url));
+const HUNG_SPOOL_READ = fileURLToPath(new URL('./support/hung-spool-read.js', import.meta.url));
 const EIO_SPOOL_READ = fileURLToPath(new URL('./support/eio-spool-read.js', import.meta.url));
 const KEYS = { LANGFUSE_PUBLIC_KEY: 'pk-lf-restart', LANGFUSE_SECRET_KEY: 'sk-lf-restart' };
 const spanLine = (id: string) =>
@@ -156,6 +157,50 @@ describe('restarts on one spool dir', () => {
       assert.deepEqual([ids.length, new Set(ids).size], [total, total]);
       for (const sp of fake.spans) assert.equal(sp.resource['service.name'], Number.parseInt(sp.spanId, 16) <= 100 ? 'a' : 'b', sp.spanId);
     } finally {
+      await d?.stop('SIGKILL');
+      await fake.close();
+      tmp.cleanup();
+    }
+  });
+
+  test('a disk that hangs under the replay at start: the daemon listens all the same, and the next start replays the spool once', async (t) => {
+    if (process.platform !== 'linux') return t.skip('the hung disk is simulated through /proc/self/fd');
+    const tmp = tempDir();
+    const spool = join(tmp.dir, 'spool');
+    mkdirSync(spool);
+    const spans = Array.from({ length: 20 }, (_, i) => spanLine(`${'d'.repeat(14)}${i.toString(16).padStart(2, '0')}`));
+    writeFileSync(join(spool, 'spool-1-1.ndjson'), [JSON.stringify({ v: 1, type: 'hello', resource: { 'service.name': 'old' } }), ...spans, ''].join('\n'));
+    const disk = join(tmp.dir, 'disk.fifo');
+    execFileSync('mkfifo', [disk]);
+    let diskBack = false;
+    const bringDiskBack = () => {
+      if (diskBack) return;
+      diskBack = true;
+      closeSync(openSync(disk, constants.O_RDONLY | constants.O_NONBLOCK));
+    };
+    const fake = await startFakeLangfuse({ publicKey: KEYS.LANGFUSE_PUBLIC_KEY, secretKey: KEYS.LANGFUSE_SECRET_KEY });
+    const env = { ...KEYS, LANGFUSE_HOST: fake.url };
+    let d: DaemonProcess | undefined;
+    try {
+      const socket = join(tmp.dir, 'a.sock');
+      d = await startDaemonProcess(['--socket', socket, '--http', '127.0.0.1:0', '--flush-interval', '10', '--spool-dir', spool], { ...env, DSPY_TEST_HANG_READ_FIFO: disk }, socket, ['--import', HUNG_SPOOL_READ]);
+      assert.ok(d.logs.some((l) => l.level === 40 && /spool/.test(l.msg) && /hang|answer/.test(l.msg)), 'a warning names the hung spool');
+      // The apps' spans are taken meanwhile.
+      await sendOverSocket(socket, [spanLine('f'.repeat(16))]);
+      await fake.waitForSpans(1);
+      // The disk comes back: what the hung read returns now is not replayed by this run.
+      bringDiskBack();
+      d.child.kill('SIGTERM');
+      assert.deepEqual(await exitOrHang(d), { code: 0, signal: null });
+      d = undefined;
+
+      d = await startDaemonProcess(['--socket', join(tmp.dir, 'b.sock'), '--http', '127.0.0.1:0', '--flush-interval', '10', '--spool-dir', spool], env);
+      assert.equal((await d.status()).spans.received, 20);
+      await fake.waitForSpans(21);
+      const ids = fake.spans.map((sp) => sp.spanId);
+      assert.deepEqual([ids.length, new Set(ids).size], [21, 21]);
+    } finally {
+      bringDiskBack();
       await d?.stop('SIGKILL');
       await fake.close();
       tmp.cleanup();

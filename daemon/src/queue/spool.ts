@@ -174,6 +174,45 @@ export function spooledScope(helloLine: string): Scope | undefined {
   return attributes !== undefined && Attributes.safeParse(attributes).success ? { name, version, attributes: attributes as Attributes } : { name, version };
 }
 
+/** The spool dir gave no answer in time (a hung disk): the start stopped waiting for it. */
+export class SpoolStalledError extends Error {}
+
+/**
+ * Bounds each disk operation of the start's spool work ({@link recoverSpoolTmp}, {@link replaySpool}):
+ * one that has not finished within `ms` (a hung mount) gives up on all of them, so the daemon can
+ * listen. Per operation, not in all: a large spool on a slow disk takes as long as it needs. What
+ * was given up on goes on in the kernel; whatever it returns later is ignored.
+ */
+export class StallGuard {
+  private readonly abort = new AbortController();
+  constructor(readonly ms: number) {}
+
+  get stalled(): boolean {
+    return this.abort.signal.aborted;
+  }
+
+  step<T>(op: Promise<T>): Promise<T> {
+    const { signal } = this.abort;
+    return new Promise<T>((resolve, reject) => {
+      const fail = () => reject(signal.reason as Error);
+      if (signal.aborted) {
+        op.catch(() => undefined);
+        return fail();
+      }
+      const timer = Number.isFinite(this.ms) ? setTimeout(() => this.abort.abort(new SpoolStalledError(`the spool dir did not answer within ${this.ms} ms`)), this.ms) : undefined;
+      signal.addEventListener('abort', fail, { once: true });
+      const settle = () => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', fail);
+      };
+      op.then(
+        (v) => (settle(), resolve(v)),
+        (err: unknown) => (settle(), reject(err as Error)),
+      );
+    });
+  }
+}
+
 /** What {@link recoverSpoolTmp} found: temporary files left by a write that never finished. */
 export interface LeftoverTmp {
   readonly files: number;
@@ -201,11 +240,13 @@ export interface LeftoverTmp {
  * files, or not of that name, are not ours: left alone. A `carry-<ms>-<pid>.tmp` (a carried
  * spool cut short, {@link writeSpool}) is removed: the files it repeats were kept.
  */
-export async function recoverSpoolTmp(dir: string): Promise<LeftoverTmp> {
+export async function recoverSpoolTmp(dir: string, guard = new StallGuard(Infinity)): Promise<LeftoverTmp> {
+  const step = <T>(op: Promise<T>) => guard.step(op);
   let names: string[];
   try {
-    names = (await readdir(dir)).filter((n) => TMP_NAME.test(n) || CARRY_TMP_NAME.test(n));
-  } catch {
+    names = (await step(readdir(dir))).filter((n) => TMP_NAME.test(n) || CARRY_TMP_NAME.test(n));
+  } catch (err) {
+    if (guard.stalled) throw err;
     names = [];
   }
   let files = 0;
@@ -215,42 +256,49 @@ export async function recoverSpoolTmp(dir: string): Promise<LeftoverTmp> {
   for (const name of names) {
     const path = join(dir, name);
     try {
-      const st = await lstat(path);
+      const st = await step(lstat(path));
       if (!st.isFile()) continue;
       files++;
       bytes += st.size;
       // Only repeats the spool files its writer kept: replayed, it would send their records twice.
       if (CARRY_TMP_NAME.test(name)) {
-        await unlink(path);
+        await step(unlink(path));
         continue;
       }
-      const keep = await wholeLinesOf(path);
+      const keep = await wholeLinesOf(path, guard);
       const target = join(dir, name.slice(0, -'.tmp'.length) + SUFFIX);
-      const taken = await lstat(target).then(() => true, () => false);
+      const taken = await step(lstat(target)).then(
+        () => true,
+        (err: unknown) => (guard.stalled ? Promise.reject(err as Error) : false),
+      );
       if (keep > 0 && !taken) {
-        if (keep < st.size) await truncate(path, keep);
-        await rename(path, target);
+        if (keep < st.size) await step(truncate(path, keep));
+        await step(rename(path, target));
         recovered++;
         recoveredBytes += keep;
         continue;
       }
-    } catch {
+    } catch (err) {
+      // Not unreadable: not answering (a hung disk). Left as it is, for the next start.
+      if (guard.stalled) throw err;
       /* unreadable: removed below */
     }
-    await unlink(path).catch(() => undefined);
+    await step(unlink(path)).catch((err: unknown) => {
+      if (guard.stalled) throw err;
+    });
   }
   return { files, bytes, recovered, recoveredBytes };
 }
 
 /** Bytes of a spool `.tmp` that can be replayed: up to its last newline before any NUL; 0 if it does not begin with a `hello`. */
-async function wholeLinesOf(path: string): Promise<number> {
-  const fh = await open(path, 'r');
+async function wholeLinesOf(path: string, guard: StallGuard): Promise<number> {
+  const fh = await guard.step(open(path, 'r'));
   try {
     const buf = Buffer.alloc(CHUNK_CHARS);
     let offset = 0;
     let keep = 0;
     for (;;) {
-      const { bytesRead } = await fh.read(buf, 0, buf.length, offset);
+      const { bytesRead } = await guard.step(fh.read(buf, 0, buf.length, offset));
       if (bytesRead === 0) break;
       const chunk = buf.subarray(0, bytesRead);
       if (offset === 0 && (bytesRead < HELLO_START.length || !chunk.subarray(0, HELLO_START.length).equals(HELLO_START))) return 0;
@@ -262,7 +310,8 @@ async function wholeLinesOf(path: string): Promise<number> {
     }
     return keep;
   } finally {
-    await fh.close();
+    // A close waits for a read given up on (hung): the guard does not.
+    await guard.step(fh.close());
   }
 }
 
@@ -359,10 +408,11 @@ class ReadPoint {
  * left, {@link removeSpoolFiles} records that point beside it, and the next start reads on from
  * there (under the `hello` before it) instead of replaying its first part again.
  */
-export async function replaySpool(dir: string, reader: SpoolReader): Promise<ReplayedFile[]> {
+export async function replaySpool(dir: string, reader: SpoolReader, guard = new StallGuard(Infinity)): Promise<ReplayedFile[]> {
+  const step = <T>(op: Promise<T>) => guard.step(op);
   let names: string[];
   try {
-    names = (await readdir(dir)).filter((n) => n.startsWith('spool-') && n.endsWith(SUFFIX)).sort();
+    names = (await step(readdir(dir))).filter((n) => n.startsWith('spool-') && n.endsWith(SUFFIX)).sort();
   } catch {
     return [];
   }
@@ -372,23 +422,31 @@ export async function replaySpool(dir: string, reader: SpoolReader): Promise<Rep
     let point: ReadPoint | undefined;
     try {
       // Never open a FIFO or a device: reading one could block the start for ever.
-      const st = await lstat(path);
+      const st = await step(lstat(path));
       if (!st.isFile()) {
         reader.skip(path, 'not a regular file');
         continue;
       }
-      const resume = await readResume(path);
+      const resume = await step(readResume(path));
       const start = resume?.offset ?? 0;
       const stream = createReadStream(path, { highWaterMark: CHUNK_CHARS, start });
       // Opened before the first chunk is handed over: a file that cannot be read is skipped whole.
-      await new Promise<void>((resolve, reject) => stream.once('ready', resolve).once('error', reject));
+      // Given up on (a stall), the stream goes: its hung read's late answer is never handed over.
+      const orDestroy = (err: unknown) => {
+        stream.destroy();
+        throw err;
+      };
+      await step(new Promise<void>((resolve, reject) => stream.once('ready', resolve).once('error', reject))).catch(orDestroy);
       reader.begin(path);
       point = new ReadPoint(start, resume?.hello);
       // The records after the resume point are those of the last `hello` before it.
       if (resume?.hello !== undefined) reader.chunk(Buffer.from(resume.hello));
-      for await (const chunk of stream) {
-        reader.chunk(chunk as Buffer);
-        point.push(chunk as Buffer);
+      const chunks = stream[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+      for (;;) {
+        const next = await step(chunks.next()).catch(orDestroy);
+        if (next.done) break;
+        reader.chunk(next.value);
+        point.push(next.value);
       }
       reader.end();
       files.push({ path });
@@ -399,6 +457,8 @@ export async function replaySpool(dir: string, reader: SpoolReader): Promise<Rep
         reader.skip(path, why, point.wholeTo);
         files.push({ path, readTo: point.wholeTo, ...(point.hello === undefined ? {} : { hello: point.hello }) });
       } else reader.skip(path, why);
+      // The disk hangs: the files not read yet stay for the next start.
+      if (guard.stalled) break;
     }
   }
   return files;
