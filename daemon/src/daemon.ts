@@ -104,7 +104,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
     inFlightSpans: exportLoop?.inFlightSpans ?? 0,
     maxSpans: config.queue.maxSpans,
     maxBytes: config.queue.maxBytes,
-  }), () => ({ uds: socket?.connections ?? 0, tailReaders: sink.tailListeners.size }));
+  }), () => ({ uds: socket?.connections ?? 0, http: httpConnections, tailReaders: sink.tailListeners.size }));
   exportLoop = new ExportLoop(batcher, exporter, stats, log, { exportTimeoutMs: config.exportTimeoutMs, maxRetries: config.maxRetries }, metrics.exportDuration);
   const loop = exportLoop;
 

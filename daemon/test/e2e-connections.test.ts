@@ -127,6 +127,24 @@ describe('connection caps', () => {
     assert.equal(warning.level, 40);
   });
 
+  test('/metrics has connections{transport="http"}: the HTTP connections open now, as /v1/status shows them', async () => {
+    const d = (daemon = await startDaemonProcess(['--socket', '', '--http', '127.0.0.1:0', '--exporter', 'console'], {}));
+    const { hostname, port } = new URL(d.httpUrl);
+    for (let i = 0; i < 2; i++) {
+      const c = connect(Number(port), hostname);
+      clients.push(c);
+      c.on('error', () => undefined);
+      await within(once(c, 'connect'), 'connect');
+    }
+    const sample = (text: string) => /^dspy_o11yd_connections\{transport="http"\} (\d+)$/m.exec(text)?.[1];
+    // The two held ones and the scrape's own (the client's keep-alive pool may add one).
+    await d.eventually(async () => {
+      const open = sample(await d.metrics());
+      assert.ok(open !== undefined && Number(open) >= 3, `connections{transport="http"} is ${open}`);
+    }, 20_000);
+    assert.equal(await d.metric('dspy_o11yd_connections', { transport: 'uds' }), 0);
+  });
+
   test('--max-connections 0 (here from its env twin) is no limit; the default is 512', async () => {
     const d = (daemon = await startDaemonProcess(['--socket', socket, '--http', '127.0.0.1:0', '--exporter', 'console'], { DSPY_O11YD_MAX_CONNECTIONS: '0' }, socket));
     const all = await Promise.all(Array.from({ length: 8 }, () => open()));

@@ -15,9 +15,10 @@ export interface QueueGauges {
   readonly maxBytes: number;
 }
 
-/** Connections held now: the Unix socket's (within --max-connections) and /v1/tail's readers. */
+/** Connections held now: the Unix socket's (within --max-connections), HTTP's (within --http-max-connections) and /v1/tail's readers. */
 export interface ConnectionGauges {
   readonly uds: number;
+  readonly http: number;
   readonly tailReaders: number;
 }
 
@@ -66,11 +67,13 @@ export function createMetrics(stats: Stats, queue: () => QueueGauges, connection
   gauge('inflight_spans', 'Spans in the export request in flight (or waiting to be retried)', () => queue().inFlightSpans);
   new Gauge({
     name: P + 'connections',
-    help: 'Connections open now, by transport (uds: the Unix socket, at most --max-connections)',
+    help: 'Connections open now, by transport (uds: the Unix socket, at most --max-connections; http: the HTTP listener, at most --http-max-connections)',
     labelNames: ['transport'],
     registers: [registry],
     collect() {
-      this.set({ transport: 'uds' }, connections().uds);
+      const open = connections();
+      this.set({ transport: 'uds' }, open.uds);
+      this.set({ transport: 'http' }, open.http);
     },
   });
   gauge('tail_readers', 'Readers of /v1/tail (dspy-o11yd tail) connected now', () => connections().tailReaders);
