@@ -2,7 +2,8 @@
  * The outbound settings of the configuration (config.ts): the proxy from the standard variables,
  * read as the OpenTelemetry Collector (Go's net/http) reads them: `HTTPS_PROXY` for https
  * destinations, `HTTP_PROXY` for http ones, the upper-case name first, then the lower-case one;
- * `NO_PROXY` lists the hosts (`host`, `.domain`, `*.domain`, `host:port`, `*`) that bypass it;
+ * `NO_PROXY` lists the hosts (`host`, `.domain`, `*.domain`, `host:port`, `*`, and CIDR ranges for
+ * IP-address destinations) that bypass it;
  * loopback always does (export/outbound.ts).
  */
 import { createPrivateKey, X509Certificate } from 'node:crypto';

@@ -19,6 +19,8 @@ import { startForwardProxy } from './support/forward-proxy.js';
 import { checkCredentials } from '../src/check.js';
 import { createOtlpExporter } from '../src/export/http-exporter.js';
 import { resolveConfig } from '../src/config.js';
+import { createDispatcher } from '../src/export/outbound.js';
+import { Pool } from 'undici';
 
 interface Hit {
   method: string;
@@ -206,6 +208,23 @@ describe('an outbound proxy from HTTP_PROXY / HTTPS_PROXY / NO_PROXY', () => {
   test('a bare IPv6 address in NO_PROXY, as Go reads it, is compared as the bracketed host a URL holds', () => {
     const config = resolveConfig({ socket: '', exporter: 'otlp', otlpEndpoint: 'http://[fd00::1]:4318/v1/traces' }, { HTTP_PROXY: 'http://127.0.0.1:3128', NO_PROXY: 'fd00::1, .corp [fd00::2]:4318,::ffff:a00:1' });
     assert.equal(config.outbound.proxy?.noProxy, '[fd00::1],.corp,[fd00::2]:4318,[::ffff:a00:1]');
+  });
+
+  test('a CIDR range in NO_PROXY (10.0.0.0/8, as Go reads it) bypasses the proxy for a destination written as an IP address in it', async () => {
+    const env = { HTTP_PROXY: 'http://127.0.0.1:3128', NO_PROXY: 'other.test, 10.0.0.0/8 fd00::/8' };
+    // The decision only: no request is sent (a bypassed one would leave this machine).
+    const dispatcherFor = (endpoint: string) => {
+      const config = resolveConfig({ socket: '', exporter: 'otlp', otlpEndpoint: endpoint }, env);
+      return createDispatcher(new URL(endpoint).origin, config.outbound, { connections: 1 });
+    };
+    for (const [endpoint, direct] of [['http://10.1.2.3:4318', true], ['http://[fd00::5]:4318', true], ['http://192.0.2.1:4318', false], ['http://collector.test:4318', false]] as const) {
+      const dispatcher = dispatcherFor(endpoint);
+      try {
+        assert.equal(dispatcher instanceof Pool, direct, `${endpoint}: ${direct ? 'direct' : 'through the proxy'}`);
+      } finally {
+        await dispatcher.close();
+      }
+    }
   });
 
   test('a proxy URL with a user name and no password (a token) sends it, as Go and curl do, and no line shows it', async () => {

@@ -48,7 +48,7 @@ export function createDispatcher(origin: string, outbound: Outbound | undefined,
   // would send an https destination through HTTP_PROXY when HTTPS_PROXY is unset.
   const target = new URL(origin);
   const proxyUrl = target.protocol === 'https:' ? proxy?.httpsProxy : proxy?.httpProxy;
-  if (!proxy || !proxyUrl || isLoopbackHost(target.hostname)) return new Pool(origin, options);
+  if (!proxy || !proxyUrl || isLoopbackHost(target.hostname) || inNoProxyRange(target.hostname, proxy.noProxy)) return new Pool(origin, options);
   // '' rather than undefined: undici would fall back to process.env for a missing value.
   // requestTls: the TLS to the backend inside a CONNECT tunnel (`connect` is then the proxy's).
   // factory: undici opens the pool to an http proxy (absolute-URI requests) with none of our
@@ -74,6 +74,25 @@ export function isLoopbackHost(hostname: string): boolean {
   const host = hostname.replace(/^\[|\]$/g, '').toLowerCase();
   const family = isIP(host);
   return host === 'localhost' || (family !== 0 && LOOPBACK.check(host, family === 4 ? 'ipv4' : 'ipv6'));
+}
+
+/**
+ * A destination written as an IP address inside a CIDR range of NO_PROXY (`10.0.0.0/8`,
+ * `fd00::/8`), which Go reads and undici does not (it compares entries as host names). As in Go,
+ * a host name is not resolved to match a range.
+ */
+export function inNoProxyRange(hostname: string, noProxy: string | undefined): boolean {
+  const host = hostname.replace(/^\[|\]$/g, '');
+  const family = isIP(host);
+  if (family === 0 || !noProxy) return false;
+  const ranges = new BlockList();
+  for (const entry of noProxy.split(/[,\s]+/)) {
+    const m = /^([^/]+)\/(\d{1,3})$/.exec(entry);
+    const entryFamily = m ? isIP(m[1]!) : 0;
+    if (!m || entryFamily === 0 || Number(m[2]) > (entryFamily === 4 ? 32 : 128)) continue;
+    ranges.addSubnet(m[1]!, Number(m[2]), entryFamily === 4 ? 'ipv4' : 'ipv6');
+  }
+  return ranges.check(host, family === 4 ? 'ipv4' : 'ipv6');
 }
 
 /**
