@@ -10,7 +10,7 @@ import { z } from 'zod';
 import { DECIMAL_NUMBER, parseIngestToken, type Attributes } from '@dspy-o11y/proto';
 import { RESOURCE } from '@dspy-o11y/proto/vocabulary';
 import { appendUrlPath, safeDestination, type Compression } from './export/http-exporter.js';
-import type { Outbound } from './export/outbound.js';
+import { proxyFor, type Outbound } from './export/outbound.js';
 import { isProblem, resolveOutbound } from './config-outbound.js';
 
 export type Encoding = 'protobuf' | 'json';
@@ -120,9 +120,34 @@ export function otlpHeadersProblem(value: string): string | undefined {
     const eq = item.indexOf('=');
     const key = eq > 0 ? decodeLoose(item.slice(0, eq).trim()) : '';
     if (!HEADER_NAME.test(key)) return `entry ${i + 1} is not name=value with a valid header name (expected k=v,k2=v2, percent-encoded)`;
-    if (/[\r\n\0]/.test(decodeLoose(item.slice(eq + 1).trim()))) return `the value of entry ${i + 1} (${key}) holds a line break or NUL`;
+    const name = key.toLowerCase();
+    const headerValue = decodeLoose(item.slice(eq + 1).trim());
+    if (/[\r\n\0]/.test(headerValue)) return `the value of entry ${i + 1} (${key}) holds a line break or NUL`;
+    if (CLIENT_OWNED_HEADERS.has(name)) return `entry ${i + 1} (${name}) is a header the HTTP client sets itself and refuses to be given (every export would fail): remove it`;
+    if (name === 'connection' && !headerValue.split(',').every((token) => HEADER_NAME.test(token.trim()))) {
+      return `entry ${i + 1} (connection) must be a list of header names separated by commas (as close), which the HTTP client checks on every export`;
+    }
   }
   return undefined;
+}
+
+/**
+ * Headers undici refuses in a request (measured with undici 7: it throws before sending, on every
+ * export, each retried until the batch was dropped). `content-length` is the body's; a given one
+ * never matches every batch. `host` and `connection: close` are sent.
+ */
+const CLIENT_OWNED_HEADERS = new Set(['transfer-encoding', 'keep-alive', 'upgrade', 'expect', 'content-length']);
+
+/**
+ * Why the otlp exporter's headers cannot be sent to `endpoint` with `outbound`, or undefined:
+ * through a proxy, undici takes Proxy-Authorization from the proxy's URL only and refuses it
+ * in a request (every export failed); sent directly it is an ordinary header.
+ */
+function otlpProxyHeaderProblem(headers: string, endpoint: string, outbound: Outbound): string | undefined {
+  const entry = headers.split(',').findIndex((item) => decodeLoose(item.slice(0, Math.max(item.indexOf('='), 0)).trim()).toLowerCase() === 'proxy-authorization');
+  if (entry === -1 || !proxyFor(new URL(endpoint).origin, outbound.proxy)) return undefined;
+  const variable = new URL(endpoint).protocol === 'https:' ? 'HTTPS_PROXY' : 'HTTP_PROXY';
+  return `entry ${entry + 1} (proxy-authorization) cannot be sent through the proxy of ${variable}: put the proxy's credentials in its URL (http://user:password@proxy:3128), or name the endpoint's host in NO_PROXY`;
 }
 /**
  * `--ingest-token` as the daemon compares it (trimmed), or an issue: parseIngestToken is the
@@ -391,6 +416,8 @@ export function resolveConfig(flags: RawConfig, env: NodeJS.ProcessEnv = process
 
   const outbound = resolveOutbound(env, exporter);
   if (isProblem(outbound)) throw new ConfigError(`invalid ${outbound.variable} ${JSON.stringify(maskUrlCredentials(outbound.value))}: ${outbound.problem}`);
+  const proxyHeaderProblem = exporter === 'otlp' && c.otlpHeaders ? otlpProxyHeaderProblem(c.otlpHeaders, c.otlpEndpoint!, outbound) : undefined;
+  if (proxyHeaderProblem) throw new ConfigError(`invalid ${origin.otlpHeaders}: ${proxyHeaderProblem}`);
 
   const http = c.http === '' ? undefined : parseHostPort(c.http);
   if (http && !isLoopback(http.host) && !c.ingestToken) {

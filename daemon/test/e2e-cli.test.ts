@@ -82,6 +82,37 @@ describe('cli', () => {
     await fake.close();
   });
 
+  test('--otlp-headers: a header undici refuses to send (on every request, retried until dropped) is a config error at start naming it', async () => {
+    const endpoint = ['--exporter', 'otlp', '--otlp-endpoint', 'http://127.0.0.1:9/v1/traces'];
+    const check = ['check', ...endpoint];
+    const refused = (entry: number, name: string) => new RegExp(`^dspy-o11yd: invalid --otlp-headers: entry ${entry} \\(${name}\\) is a header the HTTP client sets itself`);
+    const closed = await new Promise<number>((resolve) => {
+      const s = createServer().listen(0, '127.0.0.1', () => {
+        const { port } = s.address() as AddressInfo;
+        s.close(() => resolve(port));
+      });
+    });
+    await assertConfigErrors([
+      [check, { OTEL_EXPORTER_OTLP_HEADERS: 'authorization=Bearer%20s3cret,Keep-Alive=timeout%3D5' }, /^dspy-o11yd: invalid --otlp-headers \(from OTEL_EXPORTER_OTLP_HEADERS\): entry 2 \(keep-alive\) is a header/],
+      [[...check, '--otlp-headers', 'upgrade=websocket'], {}, refused(1, 'upgrade')],
+      [[...check, '--otlp-headers', 'x-a=1,expect=100-continue'], {}, refused(2, 'expect')],
+      [[...check, '--otlp-headers', 'content-length=10'], {}, refused(1, 'content-length')],
+      [[...check, '--otlp-headers', 'connection=keep alive'], {}, /^dspy-o11yd: invalid --otlp-headers: entry 1 \(connection\) must be a list of header names/],
+      // Through a proxy undici takes Proxy-Authorization from the proxy's URL only (the proxy is never reached here).
+      [['check', '--exporter', 'otlp', '--otlp-endpoint', 'http://collector.invalid:4318/v1/traces', '--otlp-headers', 'Proxy-Authorization=Bearer%20s3cret'], { HTTP_PROXY: `http://127.0.0.1:${closed}` }, /^dspy-o11yd: invalid --otlp-headers: entry 1 \(proxy-authorization\) cannot be sent through the proxy of HTTP_PROXY: put the proxy's credentials in its URL/],
+      // start, as check: refused at start, not on every export.
+      [['start', '--socket', '', '--http', '127.0.0.1:0', ...endpoint, '--otlp-headers', 'Transfer-Encoding=chunked'], {}, refused(1, 'transfer-encoding')],
+    ]);
+    // What undici does send: connection: close, and Proxy-Authorization to a destination reached directly (loopback).
+    const fake = await startFakeLangfuse({ publicKey: 'pk-h', secretKey: 'sk-h' });
+    try {
+      const ok = await runCli(['check', '--exporter', 'otlp', '--otlp-endpoint', `${fake.url}/api/public/otel/v1/traces`, '--otlp-headers', `authorization=${encodeURIComponent(fake.authorization)},connection=close,proxy-authorization=x`], { HTTP_PROXY: `http://127.0.0.1:${closed}` });
+      assert.equal(ok.code, 0, ok.stdout + ok.stderr);
+    } finally {
+      await fake.close();
+    }
+  });
+
   test('an invalid URL with credentials in it (--otlp-endpoint, --langfuse-host): one line naming the flag, the credentials masked', async () => {
     const otlp = ['check', '--socket', '', '--exporter', 'otlp'];
     const keys = { LANGFUSE_PUBLIC_KEY: 'pk-u', LANGFUSE_SECRET_KEY: 'sk-u' };

@@ -44,11 +44,9 @@ export function createDispatcher(origin: string, outbound: Outbound | undefined,
   const tls = outbound?.tls;
   const poolOptions = { pipelining: 1, ...pool };
   const options = { ...poolOptions, ...(tls && { connect: { ...tls } }) };
-  // As Go (the Collector) chooses: HTTPS_PROXY for https, HTTP_PROXY for http, none else. undici
-  // would send an https destination through HTTP_PROXY when HTTPS_PROXY is unset.
   const target = new URL(origin);
-  const proxyUrl = target.protocol === 'https:' ? proxy?.httpsProxy : proxy?.httpProxy;
-  if (!proxy || !proxyUrl || isLoopbackHost(target.hostname) || inNoProxyRange(target.hostname, proxy.noProxy)) return new Pool(origin, options);
+  const proxyUrl = proxyFor(origin, proxy);
+  if (!proxy || !proxyUrl) return new Pool(origin, options);
   // '' rather than undefined: undici would fall back to process.env for a missing value.
   // requestTls: the TLS to the backend inside a CONNECT tunnel (`connect` is then the proxy's).
   // factory: undici opens the pool to an http proxy (absolute-URI requests) with none of our
@@ -58,7 +56,41 @@ export function createDispatcher(origin: string, outbound: Outbound | undefined,
   // a user alone (`http://token@proxy`) too. Only this origin's proxy is given: the token is its own.
   const credentials = basicCredentials(proxyUrl);
   const only = target.protocol === 'https:' ? { httpProxy: '', httpsProxy: proxyUrl } : { httpProxy: proxyUrl, httpsProxy: '' };
-  return new EnvHttpProxyAgent({ ...options, factory, ...(tls && { requestTls: { ...tls } }), ...only, ...(credentials && { token: credentials.authorization }), noProxy: proxy.noProxy ?? '', proxyTunnel: false });
+  // noProxy '': proxyFor has decided, once for this destination (config.ts relies on the same answer).
+  return new EnvHttpProxyAgent({ ...options, factory, ...(tls && { requestTls: { ...tls } }), ...only, ...(credentials && { token: credentials.authorization }), noProxy: '', proxyTunnel: false });
+}
+
+/**
+ * The proxy URL requests to `origin` go through, or undefined: reached directly. As Go (the
+ * Collector) chooses: HTTPS_PROXY for https, HTTP_PROXY for http, none else (undici would send an
+ * https destination through HTTP_PROXY when HTTPS_PROXY is unset); never for loopback; not for a
+ * destination NO_PROXY names.
+ */
+export function proxyFor(origin: string, proxy: ProxySettings | undefined): string | undefined {
+  const target = new URL(origin);
+  const proxyUrl = target.protocol === 'https:' ? proxy?.httpsProxy : proxy?.httpProxy;
+  if (!proxyUrl || isLoopbackHost(target.hostname)) return undefined;
+  const noProxy = proxy?.noProxy ?? '';
+  return inNoProxyRange(target.hostname, noProxy) || inNoProxyNames(target, noProxy) ? undefined : proxyUrl;
+}
+
+/**
+ * NO_PROXY's host entries, read as undici's EnvHttpProxyAgent reads them (README's NO_PROXY row):
+ * `host` is itself and its subdomains (so are `.host` and `*.host`), `host:port` on that port
+ * only, `*` alone all. IPv6 entries are bracketed by config-outbound.ts, as `URL.host` writes them.
+ */
+function inNoProxyNames(target: URL, noProxy: string): boolean {
+  if (noProxy.trim() === '*') return true;
+  const host = target.host.replace(/:\d*$/, '').toLowerCase();
+  const port = Number.parseInt(target.port, 10) || (target.protocol === 'https:' ? 443 : 80);
+  return noProxy.split(/[,\s]+/).some((entry) => {
+    if (entry === '') return false;
+    const withPort = /^(.+):(\d+)$/.exec(entry);
+    const entryPort = withPort ? Number.parseInt(withPort[2]!, 10) : 0;
+    if (entryPort !== 0 && entryPort !== port) return false;
+    const name = (withPort ? withPort[1]! : entry).replace(/^\*?\./, '').toLowerCase();
+    return host === name || host.endsWith(`.${name}`);
+  });
 }
 
 const LOOPBACK = new BlockList();
