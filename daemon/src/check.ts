@@ -3,16 +3,20 @@
  * exporter's destination accepts us. For Langfuse and OTLP an empty export request is sent:
  * it carries no span, so nothing shows up in the project, but auth and reachability are tested.
  */
+import { gzipSync } from 'node:zlib';
 import type { DaemonConfig } from './config.js';
 import { closeDispatcher, createDispatcher, proxyAuthorizations, proxySecrets, requestUntilAborted } from './export/outbound.js';
 import { secretScrubber } from './log.js';
-import { LANGFUSE_TRACES_PATH, appendUrlPath, credentialScrubber, parseOtlpHeaders, safeDestination, urlCredentials } from './export/http-exporter.js';
+import { LANGFUSE_TRACES_PATH, appendUrlPath, type Compression, credentialScrubber, parseOtlpHeaders, safeDestination, urlCredentials } from './export/http-exporter.js';
 
 export async function checkCredentials(config: DaemonConfig): Promise<{ ok: boolean; message: string }> {
   let url: string;
   let headers: Record<string, string>;
   // Langfuse takes both encodings; JSON is what check has always sent it.
   let encoding: 'json' | 'protobuf' = 'json';
+  // gzip as start sends it (Langfuse's exporter always; otlp by --otlp-compression, whose default
+  // differs from OpenTelemetry's none): a backend refusing it failed start after check said OK.
+  let compression: Compression = 'gzip';
   switch (config.exporter) {
     // What `start` would warn about (missing keys, an --encoding these exporters ignore), said here too.
     case 'console':
@@ -33,6 +37,7 @@ export async function checkCredentials(config: DaemonConfig): Promise<{ ok: bool
       if (fromUrl && headers.authorization === undefined) headers.authorization = fromUrl;
       // As the exporter sends: a backend taking only protobuf answered JSON with 415 and check said FAILED (or the reverse).
       encoding = config.encoding;
+      compression = config.otlp.compression;
       break;
     }
   }
@@ -41,15 +46,16 @@ export async function checkCredentials(config: DaemonConfig): Promise<{ ok: bool
   const note = config.exporterNote ? ` (${config.exporterNote})` : '';
   // Through the proxy (and with the TLS settings) the exporters use: check must go where start goes.
   const target = new URL(url);
+  // An empty ExportTraceServiceRequest: in protobuf, no bytes at all.
+  const emptyRequest = encoding === 'json' ? Buffer.from(JSON.stringify({ resourceSpans: [] })) : Buffer.alloc(0);
   const dispatcher = createDispatcher(target.origin, config.outbound, { connections: 1 });
   try {
     const res = await requestUntilAborted(dispatcher, {
       origin: target.origin,
       path: `${target.pathname}${target.search}`,
       method: 'POST',
-      headers: { ...headers, 'content-type': encoding === 'json' ? 'application/json' : 'application/x-protobuf' },
-      // An empty ExportTraceServiceRequest: in protobuf, no bytes at all.
-      body: encoding === 'json' ? JSON.stringify({ resourceSpans: [] }) : Buffer.alloc(0),
+      headers: { ...headers, 'content-type': encoding === 'json' ? 'application/json' : 'application/x-protobuf', ...(compression === 'gzip' && { 'content-encoding': 'gzip' }) },
+      body: compression === 'gzip' ? gzipSync(emptyRequest) : emptyRequest,
       signal: AbortSignal.timeout(config.exportTimeoutMs),
     });
     // As the exporters do: an answer echoing the credentials sent shows it without them.

@@ -13,6 +13,7 @@ import type { TLSSocket } from 'node:tls';
 import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { gunzipSync } from 'node:zlib';
 import { runCli, sendOverSocket, startDaemonProcess, tempDir } from './support/daemon-process.js';
 import { startFakeLangfuse } from './support/fake-langfuse.js';
 import { startForwardProxy } from './support/forward-proxy.js';
@@ -58,28 +59,46 @@ after(() => tmp.cleanup());
 const OTLP = ['--socket', '', '--http', '127.0.0.1:0', '--exporter', 'otlp'];
 
 describe('check speaks the configured protocol', () => {
-  test('check with the otlp exporter sends protobuf when the encoding is protobuf (the default), JSON when it is json', async () => {
+  test('check with the otlp exporter sends protobuf when the encoding is protobuf (the default), JSON when it is json, gzipped unless --otlp-compression none, as start does', async () => {
     const server = await recorder();
     try {
       const endpoint = ['--otlp-endpoint', `${server.url}/v1/traces`];
-      const cases: [string[], Record<string, string>, string][] = [
-        [[], {}, 'application/x-protobuf'],
-        [['--encoding', 'protobuf'], {}, 'application/x-protobuf'],
-        [[], { OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf' }, 'application/x-protobuf'],
-        [['--encoding', 'json'], {}, 'application/json'],
+      const cases: [string[], Record<string, string>, string, string | undefined][] = [
+        [[], {}, 'application/x-protobuf', 'gzip'],
+        [['--encoding', 'protobuf'], {}, 'application/x-protobuf', 'gzip'],
+        [[], { OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf' }, 'application/x-protobuf', 'gzip'],
+        [['--encoding', 'json'], {}, 'application/json', 'gzip'],
+        [['--encoding', 'json', '--otlp-compression', 'none'], {}, 'application/json', undefined],
+        [[], { OTEL_EXPORTER_OTLP_COMPRESSION: 'none' }, 'application/x-protobuf', undefined],
       ];
-      for (const [flags, env, contentType] of cases) {
+      for (const [flags, env, contentType, contentEncoding] of cases) {
         server.hits.length = 0;
         const r = await runCli(['check', ...OTLP, ...endpoint, ...flags], env);
         assert.equal(r.code, 0, r.stdout + r.stderr);
         assert.equal(server.hits.length, 1);
-        assert.equal(server.hits[0]!.headers['content-type'], contentType, JSON.stringify({ flags, env }));
+        const hit = server.hits[0]!;
+        assert.equal(hit.headers['content-type'], contentType, JSON.stringify({ flags, env }));
+        // A backend that refuses gzip (OpenTelemetry's default is none) must fail check as it fails start.
+        assert.equal(hit.headers['content-encoding'], contentEncoding, JSON.stringify({ flags, env }));
+        const body = contentEncoding === 'gzip' ? gunzipSync(hit.body) : hit.body;
         // An empty ExportTraceServiceRequest: no bytes in protobuf, no span in JSON.
-        if (contentType === 'application/json') assert.deepEqual(JSON.parse(server.hits[0]!.body.toString('utf8')), { resourceSpans: [] });
-        else assert.equal(server.hits[0]!.body.length, 0);
+        if (contentType === 'application/json') assert.deepEqual(JSON.parse(body.toString('utf8')), { resourceSpans: [] });
+        else assert.equal(body.length, 0);
       }
     } finally {
       await server.close();
+    }
+  });
+
+  test('check with the langfuse exporter gzips its body, as start does', async () => {
+    const keys = { LANGFUSE_PUBLIC_KEY: 'pk-lf-gz', LANGFUSE_SECRET_KEY: 'sk-lf-gz' };
+    const fake = await startFakeLangfuse({ publicKey: keys.LANGFUSE_PUBLIC_KEY, secretKey: keys.LANGFUSE_SECRET_KEY });
+    try {
+      const r = await runCli(['check', '--socket', '', '--http', '127.0.0.1:0'], { ...keys, LANGFUSE_HOST: fake.url });
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      assert.deepEqual(fake.requests.map((q) => [q.contentEncoding, q.status]), [['gzip', 200]]);
+    } finally {
+      await fake.close();
     }
   });
 });
