@@ -27,6 +27,7 @@ import { setQueueMemoryCeiling, type QueuedSpan, type Resource } from './model.j
 import { SpanQueue } from './queue/span-queue.js';
 import { lockSpoolDir, recoverSpoolTmp, removeSpoolFiles, replaySpool, StallGuard, writeSpool, type ReplayedFile, type SpoolProgress } from './queue/spool.js';
 import { VERSION } from './version.js';
+import { TIMED_OUT, within } from './within.js';
 
 export interface RunningDaemon {
   readonly config: DaemonConfig;
@@ -60,15 +61,6 @@ const SPOOL_STALL_MS = 5_000;
 const SPOOL_WATCH_MS = 1_000;
 /** How long shutdown waits for the exporter (and the score sender) to close once nothing is left to send. */
 const CLOSE_GRACE_MS = 250;
-
-const TIMED_OUT = Symbol('timed out');
-/** `p`'s value, or TIMED_OUT after `ms` (p goes on; a rejection after that is ignored). */
-function within<T>(p: Promise<T>, ms: number): Promise<T | typeof TIMED_OUT> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<typeof TIMED_OUT>((resolve) => (timer = setTimeout(() => resolve(TIMED_OUT), ms)));
-  p.catch(() => undefined);
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
-}
 
 export async function startDaemon(config: DaemonConfig, log: Logger): Promise<RunningDaemon> {
   const started = Date.now();
