@@ -25,7 +25,8 @@ import { MAX_TAIL_READERS, registerOpsRoutes, type DaemonStatus } from './ops/ro
 import { Stats } from './ops/stats.js';
 import { setQueueMemoryCeiling, type QueuedSpan, type Resource } from './model.js';
 import { SpanQueue } from './queue/span-queue.js';
-import { lockSpoolDir, recoverSpoolTmp, removeSpoolFiles, replaySpool, StallGuard, writeSpool, type ReplayedFile, type SpoolProgress } from './queue/spool.js';
+import { lockSpoolDir, recoverSpoolTmp, removeSpoolFiles, replaySpool, StallGuard, type ReplayedFile } from './queue/spool.js';
+import { spoolUndelivered } from './queue/spool-undelivered.js';
 import { VERSION } from './version.js';
 import { TIMED_OUT, within } from './within.js';
 
@@ -331,104 +332,34 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
         stats.drop('shutdown', spans);
         stats.scoresDropped.shutdown += scoreCount;
       };
-      // The last run's spool, if what it held has not all left yet: what is left of it is among
-      // `left` now, so it goes once the new spool holds that (or nothing was left to keep).
-      let keepOldSpool = false;
-      // A spool write given up on but still going (a hung disk): the lock waits for its end.
-      let stillWriting: Promise<unknown> | undefined;
-      /** Spans kept in the spool: neither exported nor dropped, said in the last line so it adds up. */
-      let spooled = 0;
-      /** Spans in a spool write the disk had not finished when the shutdown gave up on it. */
-      let spoolUnfinished: number | undefined;
-      if ((left.length || scoresUnsent.length) && config.spoolDir) {
-        const dir = config.spoolDir;
-        // What is left of the last run's spool (still in its files) is carried to a file of its
-        // own before the new records are written: a write cut short there (a hung disk, a kill)
-        // leaves the old files and a `carry-….tmp` the next start removes. Written first in one
-        // file with the new records, such a `.tmp` was replayed beside the old files: twice.
-        const oldLeft = spoolFiles.length ? left.filter(isSpooled) : [];
-        const oldScores = spoolFiles.length ? Math.min(scoresUnsent.length, Math.max(0, spooledScoresSent - scoresLeftSender())) : 0;
-        const fresh = oldLeft.length ? left.filter((q) => !isSpooled(q)) : left;
-        const freshScores = scoresUnsent.slice(oldScores);
-        const progress: SpoolProgress = { spans: 0, scores: 0, pendingSpans: 0, pendingScores: 0 };
-        /** Set once the old records left are safe (carried, or kept in the old files) and the new ones are being written. */
-        let carried = false;
-        let givenUp = false;
-        const writeBy = Date.now() + Math.max(remaining(), spoolReserveMs);
-        const spoolLeft = async () => {
-          if (oldLeft.length || oldScores) {
-            const carry = await writeSpool(dir, oldLeft, scoresUnsent.slice(0, oldScores), writeBy, undefined, true);
-            // Not all of them (the disk full), or too late (counted as kept in the old files): the old files stay.
-            if (givenUp || !carry || carry.spans < oldLeft.length || carry.scores < oldScores) {
-              if (carry) await removeSpoolFiles([{ path: carry.file }]);
-              keepOldSpool = true;
-            }
-          }
-          if (!keepOldSpool) {
-            await removeSpoolFiles(spoolFiles);
-            spoolFiles = [];
-          }
-          // Given up on meanwhile: the new records are counted as dropped, so none is written.
-          if (givenUp) return undefined;
-          carried = true;
-          return writeSpool(dir, fresh, freshScores, writeBy, progress);
-        };
-        try {
-          // Bounded: a spool dir on a hung mount (or somewhere mkdir never returns) must not keep
-          // the daemon from exiting; a slow disk stops at the deadline and keeps what it wrote.
-          const writing = spoolLeft();
-          const written = await within(writing, Math.max(remaining(), spoolReserveMs) + CLOSE_GRACE_MS);
-          if (written === TIMED_OUT) {
-            givenUp = true;
-            stillWriting = writing;
-            throw new Error('writing the spool did not finish in time');
-          }
-          const spans = oldLeft.length + (written?.spans ?? 0);
-          const scoreCount = oldScores + (written?.scores ?? 0);
-          spooled = spans;
-          dropLeft(left.length - spans, scoresUnsent.length - scoreCount);
-          log.warn(
-            { spans, scores: scoreCount, droppedSpans: left.length - spans, droppedScores: scoresUnsent.length - scoreCount, file: written?.file, keptOldSpool: keepOldSpool ? spoolFiles.map((f) => f.path) : undefined, diskError: written?.error },
-            'shutdown timeout: spooled what was not delivered for the next start',
-          );
-        } catch (err) {
-          // Failed before the old records were carried: the old files keep them.
-          if (!carried) keepOldSpool = true;
-          if (stillWriting) {
-            // Given up on, the write is still in the kernel and the process exits without running
-            // it again: what it wrote is taken from its `.tmp` at the next start (spooled), what it
-            // is writing lands or not as the disk decides (neither kept nor dropped for sure), the
-            // rest is never written (dropped). Counted all dropped, the next start replayed some.
-            spooled = oldLeft.length + progress.spans;
-            spoolUnfinished = progress.pendingSpans;
-            const droppedSpans = fresh.length - progress.spans - progress.pendingSpans;
-            dropLeft(droppedSpans, freshScores.length - progress.scores - progress.pendingScores);
-            log.error(
-              { err, spans: spooled, scores: oldScores + progress.scores, unfinishedSpans: progress.pendingSpans, unfinishedScores: progress.pendingScores, droppedSpans },
-              'could not write the spool in time (the disk hangs): what it wrote is replayed at the next start, what it is writing only if the disk takes it before the process ends; dropping the rest',
-            );
-          } else {
-            // What is left of the last run's spool is kept (carried, or in its files), not dropped.
-            spooled = oldLeft.length;
-            dropLeft(fresh.length, freshScores.length);
-            log.error({ err, spans: fresh.length, scores: freshScores.length, keptInOldSpool: oldLeft.length || undefined }, 'could not write the spool; dropping what was not delivered');
-          }
-        }
-      } else if (left.length || scoresUnsent.length) {
+      const undelivered = left.length > 0 || scoresUnsent.length > 0;
+      const spool = undelivered && config.spoolDir
+        ? await spoolUndelivered({ spans: left, scores: scoresUnsent }, {
+          dir: config.spoolDir,
+          oldFiles: spoolFiles,
+          isOld: isSpooled,
+          oldScoresUnsent: spooledScoresSent - scoresLeftSender(),
+          writeTimeMs: () => Math.max(remaining(), spoolReserveMs),
+          graceMs: CLOSE_GRACE_MS,
+          log,
+        })
+        : undefined;
+      if (spool) dropLeft(spool.droppedSpans, spool.droppedScores);
+      else if (undelivered) {
         // The counters die with the process: say what was lost.
         dropLeft(left.length, scoresUnsent.length);
         log.warn({ spans: left.length, scores: scoresUnsent.length, lastScoreError: scores.lastError }, 'shutdown timeout: dropped what was not delivered (set --spool-dir to keep it)');
       }
-      // Nothing was spooled (nothing left): the old files go. Else spoolLeft removed them, or kept them for their records.
-      if (spoolFiles.length && !keepOldSpool) await removeSpoolFiles(spoolFiles);
+      // Nothing was spooled (nothing left): the old files go. Else spoolUndelivered removed them, or kept them for their records.
+      if (!spool && spoolFiles.length) await removeSpoolFiles(spoolFiles);
       // Held until the write has ended (or the process exits, which a write stuck in the kernel
       // delays too): a daemon that took the dir meanwhile would replay a `.tmp` still being written.
-      if (stillWriting) void stillWriting.then(releaseSpool, releaseSpool);
+      if (spool?.stillWriting) void spool.stillWriting.then(releaseSpool, releaseSpool);
       else releaseSpool();
       // Nothing left to deliver: closing is only tidiness, and the process exits right after.
       await within(exporter.close(), Math.min(CLOSE_GRACE_MS, remaining()));
       setQueueMemoryCeiling(undefined);
-      log.info({ received: stats.spansReceived, exported: stats.spansExported, dropped: stats.dropped, spooled, spoolUnfinished }, 'dspy-o11yd stopped');
+      log.info({ received: stats.spansReceived, exported: stats.spansExported, dropped: stats.dropped, spooled: spool?.spooledSpans ?? 0, spoolUnfinished: spool?.unfinishedSpans }, 'dspy-o11yd stopped');
     })());
 
   return { config, stats, exporter, httpUrl, status, stop, hurry: () => hurried.abort() };

@@ -26,6 +26,12 @@ const HELLO_START = Buffer.from('{"v":1,"type":"hello",');
 /** Bytes gathered before each write. */
 const CHUNK_CHARS = 1 << 20;
 
+/** A score to spool: its wire record, and the resource its `hello` names. */
+export interface SpoolScore {
+  readonly record: ScoreRecord;
+  readonly resource: Resource;
+}
+
 export interface SpoolWritten {
   readonly file: string;
   /** How many of the spans and scores given are in it (all, unless `deadlineAt` came first). */
@@ -65,7 +71,7 @@ export interface SpoolProgress {
 export async function writeSpool(
   dir: string,
   spans: readonly QueuedSpan[],
-  scores: readonly { readonly record: ScoreRecord; readonly resource: Resource }[] = [],
+  scores: readonly SpoolScore[] = [],
   deadlineAt = Infinity,
   progress: SpoolProgress = { spans: 0, scores: 0, pendingSpans: 0, pendingScores: 0 },
   carry = false,
