@@ -25,7 +25,8 @@ import { MAX_TAIL_READERS, registerOpsRoutes, type DaemonStatus } from './ops/ro
 import { Stats } from './ops/stats.js';
 import { setQueueMemoryCeiling, type QueuedSpan, type Resource } from './model.js';
 import { SpanQueue } from './queue/span-queue.js';
-import { lockSpoolDir, recoverSpoolTmp, removeSpoolFiles, replaySpool, StallGuard, type ReplayedFile } from './queue/spool.js';
+import { recoverSpoolTmp, removeSpoolFiles, replaySpool, StallGuard, type ReplayedFile } from './queue/spool.js';
+import { lockSpoolDir } from './queue/spool-lock.js';
 import { spoolUndelivered } from './queue/spool-undelivered.js';
 import { VERSION } from './version.js';
 import { TIMED_OUT, within } from './within.js';
