@@ -27,7 +27,7 @@ import { setQueueMemoryCeiling, type QueuedSpan, type Resource } from './model.j
 import { SpanQueue } from './queue/span-queue.js';
 import { recoverSpoolTmp, removeSpoolFiles, replaySpool, StallGuard, type ReplayedFile } from './queue/spool.js';
 import { lockSpoolDir } from './queue/spool-lock.js';
-import { spoolUndelivered } from './queue/spool-undelivered.js';
+import { spoolUndelivered, type Undelivered } from './queue/spool-undelivered.js';
 import { VERSION } from './version.js';
 import { TIMED_OUT, within } from './within.js';
 
@@ -307,6 +307,17 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
 
   let stopping: Promise<void> | undefined;
   const hurried = new AbortController();
+  /** Stop sending spans and scores within `exportMs` (or at hurry()), and take back what was not delivered. */
+  const stopDelivering = async (exportMs: number): Promise<Undelivered> => {
+    const [left, unsent] = await Promise.all([
+      loop.stop(exportMs, () => queue.drain(), hurried.signal),
+      // Bounded here too: a stuck score request must not hold the exit; a repeated signal cuts it short.
+      within(scores.stop(exportMs, hurried.signal), exportMs + CLOSE_GRACE_MS),
+    ]);
+    // Stuck past its bound: what it held is taken back all the same, to be spooled or counted.
+    if (unsent === TIMED_OUT) log.warn('shutdown: the score sender did not return after the deadline; giving up on its request');
+    return { spans: left, scores: unsent === TIMED_OUT ? scores.abandon() : unsent };
+  };
   const stop = () =>
     (stopping ??= (async () => {
       // --shutdown-timeout counts from the signal: closing the listeners (an app that keeps its
@@ -321,21 +332,15 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
       // Scores stop with the spans, before the spool's share: scores still retrying (Langfuse down)
       // held the spool write, and so the exit, until past the timeout.
       const exportMs = Math.max(0, remaining() - spoolReserveMs);
-      const [left, unsent] = await Promise.all([
-        loop.stop(exportMs, () => queue.drain(), hurried.signal),
-        // Bounded here too: a stuck score request must not hold the exit; a repeated signal cuts it short.
-        within(scores.stop(exportMs, hurried.signal), exportMs + CLOSE_GRACE_MS),
-      ]);
-      // Stuck past its bound: what it held is taken back all the same, to be spooled or counted.
-      if (unsent === TIMED_OUT) log.warn('shutdown: the score sender did not return after the deadline; giving up on its request');
-      const scoresUnsent = unsent === TIMED_OUT ? scores.abandon() : unsent;
+      const undelivered = await stopDelivering(exportMs);
+      const { spans: left, scores: scoresUnsent } = undelivered;
       const dropLeft = (spans: number, scoreCount: number) => {
         stats.drop('shutdown', spans);
         stats.scoresDropped.shutdown += scoreCount;
       };
-      const undelivered = left.length > 0 || scoresUnsent.length > 0;
-      const spool = undelivered && config.spoolDir
-        ? await spoolUndelivered({ spans: left, scores: scoresUnsent }, {
+      const anyLeft = left.length > 0 || scoresUnsent.length > 0;
+      const spool = anyLeft && config.spoolDir
+        ? await spoolUndelivered(undelivered, {
           dir: config.spoolDir,
           oldFiles: spoolFiles,
           isOld: isSpooled,
@@ -346,7 +351,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
         })
         : undefined;
       if (spool) dropLeft(spool.droppedSpans, spool.droppedScores);
-      else if (undelivered) {
+      else if (anyLeft) {
         // The counters die with the process: say what was lost.
         dropLeft(left.length, scoresUnsent.length);
         log.warn({ spans: left.length, scores: scoresUnsent.length, lastScoreError: scores.lastError }, 'shutdown timeout: dropped what was not delivered (set --spool-dir to keep it)');
