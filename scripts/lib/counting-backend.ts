@@ -21,8 +21,11 @@ function readVarint(buf: Uint8Array, pos: number): [number, number] {
   }
 }
 
-/** Calls `onField(field, start, end)` for each length-delimited field of the message in buf[start, end). */
-function eachLenField(buf: Uint8Array, start: number, end: number, onField: (field: number, s: number, e: number) => void): void {
+/**
+ * Calls `onField(field, start, end)` for each length-delimited field of the message in
+ * buf[start, end), until it returns true.
+ */
+function eachLenField(buf: Uint8Array, start: number, end: number, onField: (field: number, s: number, e: number) => boolean | void): void {
   let pos = start;
   while (pos < end) {
     const [tag, p1] = readVarint(buf, pos);
@@ -34,7 +37,7 @@ function eachLenField(buf: Uint8Array, start: number, end: number, onField: (fie
     else if (wire === 5) pos += 4;
     else if (wire === 2) {
       const [len, p2] = readVarint(buf, pos);
-      onField(field, p2, p2 + len);
+      if (onField(field, p2, p2 + len) === true) return;
       pos = p2 + len;
     } else throw new Error(`unexpected wire type ${wire}`);
   }
@@ -42,22 +45,14 @@ function eachLenField(buf: Uint8Array, start: number, end: number, onField: (fie
 
 /** The span_id (field 2) of the Span message in buf[start, end), as a latin1 string; '' if it has none. */
 function spanIdOf(buf: Buffer, start: number, end: number): string {
-  let pos = start;
-  while (pos < end) {
-    const [tag, p1] = readVarint(buf, pos);
-    const wire = tag & 7;
-    pos = p1;
-    if (wire === 0) pos = readVarint(buf, pos)[1];
-    else if (wire === 1) pos += 8;
-    else if (wire === 5) pos += 4;
-    else if (wire === 2) {
-      const [len, p2] = readVarint(buf, pos);
-      // Encoders write fields in order: the id comes second, after trace_id, so the walk stops early.
-      if (tag >>> 3 === 2) return buf.toString('latin1', p2, p2 + len);
-      pos = p2 + len;
-    } else throw new Error(`unexpected wire type ${wire}`);
-  }
-  return '';
+  let id = '';
+  // Encoders write fields in order: the id comes second, after trace_id, so the walk stops early.
+  eachLenField(buf, start, end, (field, s, e) => {
+    if (field !== 2) return false;
+    id = buf.toString('latin1', s, e);
+    return true;
+  });
+  return id;
 }
 
 /** The span ids in an ExportTraceServiceRequest (protobuf). */
