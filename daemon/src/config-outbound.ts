@@ -54,8 +54,19 @@ export function resolveProxy(env: NodeJS.ProcessEnv): ProxySettings | OutboundPr
   const noProxy = firstSet(env, ['NO_PROXY', 'no_proxy']);
   // Go reads a bare IPv6 address (fd00::1); undici compares entries with the URL's bracketed host
   // ([fd00::1]) and reads `fd00::1` as host `fd00:` and port 1: bracketed here, matched as in Go.
-  if (noProxy) settings.noProxy = noProxy.value.split(/[,\s]+/).filter(Boolean).map((entry) => (isIP(entry) === 6 ? `[${entry}]` : entry)).join(',');
+  if (noProxy) settings.noProxy = noProxy.value.split(/[,\s]+/).filter(Boolean).map(noProxyEntry).join(',');
   return settings;
+}
+
+/**
+ * A NO_PROXY entry as undici can match it: an IPv6 address (bare, or bracketed with a port) in
+ * the URL's canonical form (`[fd00::1]`), since undici compares strings where Go compares
+ * addresses (`FD00:0::1` is the same host); anything else as it is.
+ */
+function noProxyEntry(entry: string): string {
+  const bracketed = /^\[([^\]]+)\](:\d+)?$/.exec(entry);
+  const [address, port = ''] = bracketed ? [bracketed[1]!, bracketed[2]] : [entry, ''];
+  return isIP(address) === 6 ? `${new URL(`http://[${address}]`).hostname}${port}` : entry;
 }
 
 export function isProblem(v: object | undefined): v is OutboundProblem {

@@ -246,6 +246,12 @@ describe('an outbound proxy from HTTP_PROXY / HTTPS_PROXY / NO_PROXY', () => {
     }
   });
 
+  test('an IPv6 address in NO_PROXY written long or in capitals still matches, as Go compares the addresses', () => {
+    const config = resolveConfig({ socket: '', exporter: 'otlp', otlpEndpoint: 'http://[fd00::1]:4318/v1/traces' }, { HTTP_PROXY: 'http://127.0.0.1:3128', NO_PROXY: 'FD00:0:0:0:0:0:0:1,[FD00:0::2]:4318' });
+    // undici compares NO_PROXY entries with the URL's host as strings: the URL's is canonical, so the entry must be.
+    assert.equal(config.outbound.proxy?.noProxy, '[fd00::1],[fd00::2]:4318');
+  });
+
   test('a proxy URL with a user name and no password (a token) sends it, as Go and curl do, and no line shows it', async () => {
     const TOKEN = 'proxy-token-s3cret';
     const backend = await recorder();
