@@ -393,6 +393,31 @@ const TLS_FIXTURES = fileURLToPath(new URL('../../test/fixtures/tls/', import.me
 const fixtureCert = (name: string) => ({ cert: join(TLS_FIXTURES, `${name}.crt`), key: join(TLS_FIXTURES, `${name}.key`) });
 
 describe('TLS of the otlp exporter from OTEL_EXPORTER_OTLP_*CERTIFICATE and *CLIENT_KEY', () => {
+  test('a proxy that held CONNECTs and answers again: the connections it held do not keep later exports waiting', { timeout: 60_000 }, async () => {
+    const backend = createHttpsServer({ cert: readFileSync(server.cert), key: readFileSync(server.key) }, (req, res) => {
+      req.resume().on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end('{}'));
+    });
+    await new Promise<void>((resolve) => backend.listen(0, '127.0.0.1', resolve));
+    const port = (backend.address() as AddressInfo).port;
+    // Holds the first two CONNECTs unanswered: as many as the exporter's connections.
+    const proxy = await startForwardProxy({ holdConnects: 2 });
+    const exporter = createOtlpExporter({
+      endpoint: `https://collector.invalid:${port}/v1/traces`,
+      outbound: { proxy: { httpsProxy: proxy.url }, tls: { ca: readFileSync(server.cert, 'utf8') } },
+    });
+    try {
+      assert.deepEqual(await exporter.send([], AbortSignal.timeout(200)), { kind: 'retryable', reason: 'timeout' });
+      assert.deepEqual(await exporter.send([], AbortSignal.timeout(200)), { kind: 'retryable', reason: 'timeout' });
+      // The proxy answers again: well within a generous export timeout, the next export gets through.
+      assert.deepEqual(await exporter.send([], AbortSignal.timeout(40_000)), { kind: 'delivered' });
+    } finally {
+      await exporter.close();
+      await proxy.close();
+      backend.closeAllConnections();
+      await new Promise((resolve) => backend.close(resolve));
+    }
+  });
+
   const server = fixtureCert('server');
   const client = fixtureCert('client');
   const TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';

@@ -52,12 +52,16 @@ export function createDispatcher(origin: string, outbound: Outbound | undefined,
   // factory: undici opens the pool to an http proxy (absolute-URI requests) with none of our
   // settings (keep-alive 4 s, not 30: a new connection per batch after a pause); every pool gets them.
   const factory = (to: string | URL, opts: object) => new Pool(to, { ...opts, ...poolOptions });
+  // clientFactory: the pool that sends the CONNECTs. Its answer is part of connecting, bounded as a
+  // direct connect is: left to undici's 300 s headers timeout, a CONNECT the proxy never answered
+  // held its connection slot that long, and exports queued behind it timed out after the proxy had recovered.
+  const clientFactory = (to: string | URL, opts: object) => new Pool(to, { ...opts, headersTimeout: TUNNEL_ANSWER_TIMEOUT_MS });
   // token: undici sends a URL's credentials only with both a user and a password; Go and curl send
   // a user alone (`http://token@proxy`) too. Only this origin's proxy is given: the token is its own.
   const credentials = basicCredentials(proxyUrl);
   const only = target.protocol === 'https:' ? { httpProxy: '', httpsProxy: proxyUrl } : { httpProxy: proxyUrl, httpsProxy: '' };
   // noProxy '': proxyFor has decided, once for this destination (config.ts relies on the same answer).
-  return new EnvHttpProxyAgent({ ...options, factory, ...(tls && { requestTls: { ...tls } }), ...only, ...(credentials && { token: credentials.authorization }), noProxy: '', proxyTunnel: false });
+  return new EnvHttpProxyAgent({ ...options, factory, clientFactory, ...(tls && { requestTls: { ...tls } }), ...only, ...(credentials && { token: credentials.authorization }), noProxy: '', proxyTunnel: false });
 }
 
 /**
@@ -92,6 +96,9 @@ function inNoProxyNames(target: URL, noProxy: string): boolean {
     return host === name || host.endsWith(`.${name}`);
   });
 }
+
+/** How long a proxy may take to answer a CONNECT: undici's own connect timeout, which a direct export has. */
+export const TUNNEL_ANSWER_TIMEOUT_MS = 10_000;
 
 const LOOPBACK = new BlockList();
 LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');

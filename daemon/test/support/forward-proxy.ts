@@ -28,8 +28,10 @@ export interface ForwardProxy {
 /**
  * `refuse`: answer every absolute-URI request with 502 and a page echoing the request's headers, as some proxies' error pages do.
  * `auth`: the `Proxy-Authorization` value required, else 407 (to requests and CONNECTs alike).
+ * `holdConnects`: the first this many CONNECTs are never answered (an overloaded proxy, a firewall that drops).
  */
-export async function startForwardProxy(options: { refuse?: boolean; auth?: string } = {}): Promise<ForwardProxy> {
+export async function startForwardProxy(options: { refuse?: boolean; auth?: string; holdConnects?: number } = {}): Promise<ForwardProxy> {
+  let connectsToHold = options.holdConnects ?? 0;
   const seen: ProxiedRequest[] = [];
   const tunnels = new Set<Socket>();
   const withoutProxyHeaders = (headers: IncomingHttpHeaders) =>
@@ -53,6 +55,11 @@ export async function startForwardProxy(options: { refuse?: boolean; auth?: stri
   server.on('connect', (req, client: Socket, head: Buffer) => {
     const target = req.url ?? '';
     seen.push({ method: 'CONNECT', target, proxyAuthorization: req.headers['proxy-authorization'] });
+    if (connectsToHold > 0) {
+      connectsToHold--;
+      tunnels.add(client.on('error', () => {}));
+      return;
+    }
     if (options.auth !== undefined && req.headers['proxy-authorization'] !== options.auth) {
       return void client.end('HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm="test"\r\nContent-Length: 0\r\n\r\n');
     }
