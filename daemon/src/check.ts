@@ -5,7 +5,7 @@
  */
 import { gzipSync } from 'node:zlib';
 import type { DaemonConfig } from './config.js';
-import { closeDispatcher, createDispatcher, proxyAuthorizations, proxySecrets, requestUntilAborted } from './export/outbound.js';
+import { closeDispatcher, createDispatcher, proxyAuthorizations, proxyRefusal, proxySecrets, requestUntilAborted } from './export/outbound.js';
 import { secretScrubber } from './log.js';
 import { LANGFUSE_TRACES_PATH, appendUrlPath, type Compression, credentialScrubber, parseOtlpHeaders, safeDestination, urlCredentials } from './export/http-exporter.js';
 
@@ -63,6 +63,9 @@ export async function checkCredentials(config: DaemonConfig): Promise<{ ok: bool
     if (res.statusCode >= 200 && res.statusCode < 300) return { ok: true, message: `${config.exporter} at ${shown} accepted an empty export (${res.statusCode})${note}` };
     return { ok: false, message: `${config.exporter} at ${shown} answered ${res.statusCode}: ${body}${note}` };
   } catch (err) {
+    // A 407 (undici's error, not an answer): the proxy reached, our proxy credentials refused.
+    const refusal = proxyRefusal(err);
+    if (refusal) return { ok: false, message: `${config.exporter} at ${shown}: ${refusal.body}${note}` };
     // undici's messages name no credentials; the proxy's are cut all the same, as the logger cuts them.
     const why = secretScrubber(proxySecrets(config.outbound.proxy)).scrub((err as Error).message);
     return { ok: false, message: `${config.exporter} at ${shown} is unreachable: ${why}${note}` };

@@ -293,6 +293,23 @@ describe('an outbound proxy from HTTP_PROXY / HTTPS_PROXY / NO_PROXY', () => {
     }
   });
 
+  test('check through a proxy that refuses its credentials (407) says so, not that the backend is unreachable', async () => {
+    const proxy = await startForwardProxy({ auth: `Basic ${Buffer.from('proxyuser:right').toString('base64')}` });
+    try {
+      for (const [endpoint, env] of [
+        ['http://collector.invalid:9/v1/traces', { HTTP_PROXY: `http://proxyuser:wrong@127.0.0.1:${proxy.port}` }],
+        ['https://collector.invalid:9/v1/traces', { HTTPS_PROXY: `http://proxyuser:wrong@127.0.0.1:${proxy.port}` }],
+      ] as const) {
+        const r = await runCli(['check', ...OTLP, '--otlp-endpoint', endpoint], env);
+        assert.equal(r.code, 1, r.stdout + r.stderr);
+        assert.doesNotMatch(r.stdout, /unreachable/, endpoint);
+        assert.match(r.stdout, /407 Proxy Authentication Required.*HTTPS_PROXY \/ HTTP_PROXY/, endpoint);
+      }
+    } finally {
+      await proxy.close();
+    }
+  });
+
   test('a proxy that refuses its credentials (407) refuses the batch for good, as a 401 does: not retried, and /readyz is 503', async () => {
     const proxy = await startForwardProxy({ auth: `Basic ${Buffer.from('proxyuser:right').toString('base64')}` });
     const wrong = `http://proxyuser:wrong@127.0.0.1:${proxy.port}`;
