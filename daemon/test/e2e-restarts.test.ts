@@ -6,7 +6,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
-import { closeSync, constants, mkdirSync, openSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, mkdirSync, openSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as delay } from 'node:timers/promises';
 import { startFakeLangfuse } from './support/fake-langfuse.js';
@@ -15,6 +15,7 @@ import { sendOverSocket, startDaemonProcess, tempDir, type DaemonProcess } from 
 const HUNG_SPOOL_WRITE = fileURLToPath(new URL('./support/hung-spool-write.js', import.meta.url));
 const HUNG_SPOOL_READ = fileURLToPath(new URL('./support/hung-spool-read.js', import.meta.url));
 const EIO_SPOOL_READ = fileURLToPath(new URL('./support/eio-spool-read.js', import.meta.url));
+const UNLINK_FAILS = fileURLToPath(new URL('./support/unlink-fails.js', import.meta.url));
 const KEYS = { LANGFUSE_PUBLIC_KEY: 'pk-lf-restart', LANGFUSE_SECRET_KEY: 'sk-lf-restart' };
 const spanLine = (id: string) =>
   JSON.stringify({ v: 1, type: 'span', traceId: '7'.repeat(32), spanId: id, name: `s${id}`, startTimeUnixNano: '1732700000000000000', endTimeUnixNano: '1732700000000000001' });
@@ -87,6 +88,37 @@ describe('restarts on one spool dir', () => {
       }
     });
   }
+
+  test('a disk that will not remove the replayed files once their records are carried: the spool dir holds each span once', async () => {
+    const tmp = tempDir();
+    const spool = join(tmp.dir, 'spool');
+    mkdirSync(spool);
+    const old = Array.from({ length: 5 }, (_, i) => spanLine(`${'f'.repeat(15)}${i}`));
+    writeFileSync(join(spool, 'spool-1-1.ndjson'), [JSON.stringify({ v: 1, type: 'hello', resource: { 'service.name': 'old' } }), ...old, ''].join('\n'));
+    const fake = await startFakeLangfuse({ publicKey: KEYS.LANGFUSE_PUBLIC_KEY, secretKey: KEYS.LANGFUSE_SECRET_KEY });
+    fake.mode({ status: 503 });
+    let d: DaemonProcess | undefined;
+    try {
+      const socket = join(tmp.dir, 'd.sock');
+      d = await startDaemonProcess(['--socket', socket, '--http', '127.0.0.1:0', '--flush-interval', '10', '--shutdown-timeout', '1000', '--spool-dir', spool], { ...KEYS, LANGFUSE_HOST: fake.url }, socket, ['--import', UNLINK_FAILS]);
+      const running = d;
+      await running.eventually(async () => assert.equal((await running.status()).spans.received, 5));
+      d.child.kill('SIGTERM');
+      assert.deepEqual(await exitOrHang(d), { code: 0, signal: null });
+      d = undefined;
+      // What the next start would replay: every span line of the spool dir's files.
+      const ids = readdirSync(spool)
+        .filter((n) => n.endsWith('.ndjson'))
+        .flatMap((n) => readFileSync(join(spool, n), 'utf8').split('\n'))
+        .filter((l) => l.includes('"type":"span"'))
+        .map((l) => (JSON.parse(l) as { spanId: string }).spanId);
+      assert.deepEqual(ids.sort(), old.map((l) => (JSON.parse(l) as { spanId: string }).spanId).sort(), readdirSync(spool).join(' '));
+    } finally {
+      await d?.stop('SIGKILL');
+      await fake.close();
+      tmp.cleanup();
+    }
+  });
 
   test('three shutdowns with the backend down, each during the last one\'s replay: the fourth run delivers every span once', async () => {
     const tmp = tempDir();

@@ -64,15 +64,22 @@ export async function spoolUndelivered(undelivered: Undelivered, options: SpoolU
   let givenUp = false;
   const writeBy = Date.now() + options.writeTimeMs();
   const spoolLeft = async () => {
-    if (oldLeft.length || oldScores) {
-      const carry = await writeSpool(dir, oldLeft, scoresUnsent.slice(0, oldScores), writeBy, undefined, true);
-      // Not all of them (the disk full), or too late (counted as kept in the old files): the old files stay.
-      if (givenUp || !carry || carry.spans < oldLeft.length || carry.scores < oldScores) {
-        if (carry) await removeSpoolFiles([{ path: carry.file }]);
+    const carrying = oldLeft.length > 0 || oldScores > 0;
+    const carry = carrying ? await writeSpool(dir, oldLeft, scoresUnsent.slice(0, oldScores), writeBy, undefined, true) : undefined;
+    // Not all of them (the disk full), or too late (counted as kept in the old files): the old files stay.
+    if (carrying && (givenUp || !carry || carry.spans < oldLeft.length || carry.scores < oldScores)) {
+      if (carry) await removeSpoolFiles([{ path: carry.file }]);
+      keepOldSpool = true;
+    }
+    if (!keepOldSpool) {
+      const notRemoved = await removeSpoolFiles(oldFiles);
+      // None would go (a disk refusing unlink): the carry goes instead, or both were replayed.
+      // Some went: the carry stays, the rest is replayed twice (upserted), never lost.
+      if (carry && oldFiles.length > 0 && notRemoved.length === oldFiles.length) {
+        await removeSpoolFiles([{ path: carry.file }]);
         keepOldSpool = true;
       }
     }
-    if (!keepOldSpool) await removeSpoolFiles(oldFiles);
     // Given up on meanwhile: the new records are counted as dropped, so none is written.
     if (givenUp) return undefined;
     return writeSpool(dir, fresh, freshScores, writeBy, progress);

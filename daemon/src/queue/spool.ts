@@ -472,12 +472,21 @@ export async function replaySpool(dir: string, reader: SpoolReader, guard = new 
 /**
  * Removes the files whose records have left the daemon; of a file read in part, records where its
  * unread rest begins instead (a failed write leaves it as it was: its first part is replayed again).
+ * Returns the files the disk would not remove or mark (EIO, EROFS, …): they replay whole again.
  */
-export async function removeSpoolFiles(files: readonly ReplayedFile[]): Promise<void> {
-  for (const { path, readTo, hello } of files) {
+export async function removeSpoolFiles(files: readonly ReplayedFile[]): Promise<ReplayedFile[]> {
+  const notRemoved: ReplayedFile[] = [];
+  const refused = (file: ReplayedFile) => (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'ENOENT') notRemoved.push(file);
+  };
+  for (const file of files) {
+    const { path, readTo, hello } = file;
     if (readTo === undefined) {
-      await unlink(path).catch(() => undefined);
-      await unlink(resumeOf(path)).catch(() => undefined);
-    } else await writeFile(resumeOf(path), JSON.stringify({ offset: readTo, hello }), { mode: 0o600 }).catch(() => undefined);
+      const before = notRemoved.length;
+      await unlink(path).catch(refused(file));
+      // Its resume point goes with it, not before: kept, the file still resumes where it was.
+      if (notRemoved.length === before) await unlink(resumeOf(path)).catch(() => undefined);
+    } else await writeFile(resumeOf(path), JSON.stringify({ offset: readTo, hello }), { mode: 0o600 }).catch(refused(file));
   }
+  return notRemoved;
 }
