@@ -288,7 +288,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
   // The exporter's own encoding, not --encoding: console and file write OTLP/JSON whatever it says.
   log.info(
     // The proxy by its origin only: its URL may hold credentials.
-    { version: VERSION, socket: config.socket, http: httpUrl, exporter: exporter.kind, destination: exporter.destination, encoding: exporter.encoding, proxy: exporter.kind === 'langfuse' || exporter.kind === 'otlp' ? shownProxy(config.outbound.proxy) : undefined },
+    { version: VERSION, socket: config.socket, http: httpUrl, exporter: exporter.kind, destination: exporter.destination, encoding: exporter.encoding, proxy: exporter.kind === 'langfuse' || exporter.kind === 'otlp' ? shownProxy(config.outbound.proxy, exporter.destination) : undefined },
     `dspy-o11yd ${VERSION} listening on ${[config.socket && `unix:${config.socket}`, httpUrl].filter(Boolean).join(' and ')}; exporting to ${exporter.kind} at ${exporter.destination}`,
   );
   if (config.exporterNote) log.warn(config.exporterNote);

@@ -246,6 +246,22 @@ describe('an outbound proxy from HTTP_PROXY / HTTPS_PROXY / NO_PROXY', () => {
     }
   });
 
+  test('the startup line shows no proxy where none is used: a loopback destination, an https one with HTTP_PROXY alone', async () => {
+    for (const [endpoint, env] of [
+      ['http://127.0.0.1:9/v1/traces', { HTTP_PROXY: 'http://127.0.0.1:3128' }],
+      ['https://collector.invalid:9/v1/traces', { HTTP_PROXY: 'http://127.0.0.1:3128' }],
+    ] as const) {
+      const socket = join(tmp.dir, `p${n++}.sock`);
+      const d = await startDaemonProcess(['--socket', socket, '--http', '', '--exporter', 'otlp', '--otlp-endpoint', endpoint], env, socket);
+      try {
+        const startup = await d.waitForLog((l) => /listening on/.test(l.msg));
+        assert.equal(startup.proxy, undefined, endpoint);
+      } finally {
+        await d.stop();
+      }
+    }
+  });
+
   test('an IPv6 address in NO_PROXY written long or in capitals still matches, as Go compares the addresses', () => {
     const config = resolveConfig({ socket: '', exporter: 'otlp', otlpEndpoint: 'http://[fd00::1]:4318/v1/traces' }, { HTTP_PROXY: 'http://127.0.0.1:3128', NO_PROXY: 'FD00:0:0:0:0:0:0:1,[FD00:0::2]:4318' });
     // undici compares NO_PROXY entries with the URL's host as strings: the URL's is canonical, so the entry must be.

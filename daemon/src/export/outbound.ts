@@ -194,11 +194,14 @@ export function proxyRefusal(err: unknown): Extract<ExportOutcome, { kind: 'refu
   return { kind: 'refused', status: 407, body: 'the proxy refused its credentials (407 Proxy Authentication Required): check the user and password in HTTPS_PROXY / HTTP_PROXY' };
 }
 
-/** The proxies as logs and the startup line may show them: their origin only (no credentials). */
-export function shownProxy(proxy: ProxySettings | undefined): ProxySettings | undefined {
-  if (!proxy?.httpProxy && !proxy?.httpsProxy) return undefined;
-  const shown = (u: string | undefined) => (u ? new URL(u).origin : undefined);
-  return { httpProxy: shown(proxy.httpProxy), httpsProxy: shown(proxy.httpsProxy), noProxy: proxy.noProxy || undefined };
+/** The proxy requests to `destination` use, as the startup line shows it: its origin only (no credentials). */
+export function shownProxy(proxy: ProxySettings | undefined, destination: string): ProxySettings | undefined {
+  // Only the one requests to the destination use: a proxy set but not used (loopback, the other
+  // scheme's, NO_PROXY) is none.
+  const used = proxyFor(destination, proxy);
+  if (!used) return undefined;
+  const origin = new URL(used).origin;
+  return { ...(new URL(destination).protocol === 'https:' ? { httpsProxy: origin } : { httpProxy: origin }), noProxy: proxy?.noProxy || undefined };
 }
 
 /**
