@@ -193,6 +193,19 @@ describe('scores through the real CLI to Langfuse', () => {
     await daemon.eventually(async () => assert.equal((await fetch(`${daemon.httpUrl}/readyz`)).status, 200));
   });
 
+  test("a proxy's 407 on a span batch no longer makes /readyz 503 once a score goes through the same proxy: no span may follow for hours", async () => {
+    fake.reset();
+    // As the exporter reports a proxy's 407 (the fake answers it itself; the loops see the same status).
+    fake.fail({ status: 407 });
+    const span = { v: 1, type: 'span', traceId: TRACE, spanId: 'c00000000000000f', name: 'refused-span', startTimeUnixNano: '1732700000000000000', endTimeUnixNano: '1732700000000000005' };
+    await postIngest(daemon.httpUrl, JSON.stringify(span), 'application/json');
+    await daemon.eventually(async () => assert.equal((await fetch(`${daemon.httpUrl}/readyz`)).status, 503));
+    // The proxy takes our credentials again (one fault only): a score goes through it, and no span comes.
+    await postIngest(daemon.httpUrl, JSON.stringify(score({ traceId: TRACE, name: 'after-span-refusal', value: 1 })), 'application/json');
+    await fake.waitForScores(1);
+    await daemon.eventually(async () => assert.equal((await fetch(`${daemon.httpUrl}/readyz`)).status, 200));
+  });
+
   test('a backend answer echoing our credentials (a proxy, a verbose error) shows them nowhere: not in /readyz, /v1/status or the logs', async () => {
     fake.reset();
     const basic = Buffer.from(`${KEYS.LANGFUSE_PUBLIC_KEY}:${KEYS.LANGFUSE_SECRET_KEY}`).toString('base64');

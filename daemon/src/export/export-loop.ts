@@ -15,7 +15,7 @@ import type { Logger } from '../log.js';
 import { releaseAll, type QueuedSpan } from '../model.js';
 import type { Stats } from '../ops/stats.js';
 import type { Batcher } from '../batch/batcher.js';
-import { REFUSED_CREDENTIALS, type ExportOutcome, type PreparedBatch, type SpanExporter } from './types.js';
+import { PROXY_REFUSED_CREDENTIALS, REFUSED_CREDENTIALS, type ExportOutcome, type PreparedBatch, type SpanExporter } from './types.js';
 import { DEFAULT_BACKOFF, backoffDelay, deadline, sleep, unlessAborted, type BackoffPolicy } from './backoff.js';
 import type { Histogram } from 'prom-client';
 
@@ -46,8 +46,19 @@ export class ExportLoop {
   state: ExporterState = 'idle';
   lastError: string | undefined;
   lastSuccessAt: Date | undefined;
-  /** Set when the backend refused our credentials (401/403, or the proxy's 407): readiness is 503 until a delivery succeeds. */
-  refusal: { status: number; body: string } | undefined;
+  /** The last refusal of our credentials, and how many scores had been exported then. */
+  private refused: { status: number; body: string; scoresExported: number } | undefined;
+
+  /**
+   * Set when the backend refused our credentials (401/403, or the proxy's 407): readiness is 503
+   * until a span batch is delivered. A proxy's 407 also clears with a delivered score: it went
+   * through the same proxy, which takes our credentials again (an app may send only scores for hours).
+   */
+  get refusal(): { status: number; body: string } | undefined {
+    const { refused } = this;
+    if (refused?.status === PROXY_REFUSED_CREDENTIALS && this.stats.scoresExported !== refused.scoresExported) return undefined;
+    return refused;
+  }
 
   private readonly loggedRefusals = new Set<number>();
   private readonly stopping = new AbortController();
@@ -190,7 +201,7 @@ export class ExportLoop {
           releaseAll(batch);
           this.stats.spansExported += batch.length;
           this.lastSuccessAt = new Date();
-          this.refusal = undefined;
+          this.refused = undefined;
           return;
         case 'too_large': {
           if (batch.length === 1) {
@@ -274,7 +285,7 @@ export class ExportLoop {
 
   private onRefused(outcome: Extract<ExportOutcome, { kind: 'refused' }>): void {
     this.lastError = `${outcome.status}: ${outcome.body}`;
-    if (REFUSED_CREDENTIALS.has(outcome.status)) this.refusal = { status: outcome.status, body: outcome.body };
+    if (REFUSED_CREDENTIALS.has(outcome.status)) this.refused = { status: outcome.status, body: outcome.body, scoresExported: this.stats.scoresExported };
     // Logged once per status: a misconfigured key must not flood the log.
     if (!this.loggedRefusals.has(outcome.status)) {
       this.loggedRefusals.add(outcome.status);

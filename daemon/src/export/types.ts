@@ -16,7 +16,10 @@ export type ExportOutcome =
   | { kind: 'refused'; status: number; body: string };
 
 /** Statuses that refuse our credentials (the backend's keys, the proxy's): readiness is 503 until a delivery. */
-export const REFUSED_CREDENTIALS: ReadonlySet<number> = new Set([401, 403, 407]);
+/** A proxy's refusal of its credentials (407 Proxy Authentication Required). */
+export const PROXY_REFUSED_CREDENTIALS = 407;
+
+export const REFUSED_CREDENTIALS: ReadonlySet<number> = new Set([401, 403, PROXY_REFUSED_CREDENTIALS]);
 
 export type ExporterKind = 'langfuse' | 'otlp' | 'console' | 'file';
 
