@@ -280,7 +280,11 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
       clearInterval(spoolWatch);
       spoolWatch = undefined;
       spoolFiles = [];
-      void removeSpoolFiles(files).then(() => log.info({ files: files.length }, 'the replayed spool has left the daemon: its files are removed'));
+      void removeSpoolFiles(files).then((notRemoved) => {
+        if (notRemoved.length === 0) log.info({ files: files.length }, 'the replayed spool has left the daemon: its files are removed (or, read in part, marked where to resume)');
+        // Left in place, they are replayed again at every start (upserted, not doubled): the user must remove them.
+        else log.warn({ files: notRemoved.map((f) => f.path) }, 'the replayed spool has left the daemon, but the disk could not remove these files: remove them, or each start replays them again');
+      });
     }, SPOOL_WATCH_MS);
     spoolWatch.unref();
   }

@@ -120,6 +120,27 @@ describe('restarts on one spool dir', () => {
     }
   });
 
+  test('replayed spool files the disk will not remove once delivered: a warning names them, no line says they are removed', async () => {
+    const tmp = tempDir();
+    const spool = join(tmp.dir, 'spool');
+    mkdirSync(spool);
+    writeFileSync(join(spool, 'spool-1-1.ndjson'), [JSON.stringify({ v: 1, type: 'hello', resource: { 'service.name': 'old' } }), spanLine('d'.repeat(16)), ''].join('\n'));
+    const fake = await startFakeLangfuse({ publicKey: KEYS.LANGFUSE_PUBLIC_KEY, secretKey: KEYS.LANGFUSE_SECRET_KEY });
+    let d: DaemonProcess | undefined;
+    try {
+      const socket = join(tmp.dir, 'd.sock');
+      d = await startDaemonProcess(['--socket', socket, '--http', '127.0.0.1:0', '--flush-interval', '10', '--spool-dir', spool], { ...KEYS, LANGFUSE_HOST: fake.url }, socket, ['--import', UNLINK_FAILS]);
+      await fake.waitForSpans(1);
+      const warning = await d.waitForLog((l) => /spool/.test(l.msg) && /not removed|could not remove/.test(l.msg));
+      assert.deepEqual(warning.files, [join(spool, 'spool-1-1.ndjson')]);
+      assert.ok(!d.logs.some((l) => /its files are removed/.test(l.msg)));
+    } finally {
+      await d?.stop('SIGKILL');
+      await fake.close();
+      tmp.cleanup();
+    }
+  });
+
   test('three shutdowns with the backend down, each during the last one\'s replay: the fourth run delivers every span once', async () => {
     const tmp = tempDir();
     const spool = join(tmp.dir, 'spool');
