@@ -341,19 +341,22 @@ export interface ReplayedFile {
   /** Where its unread part begins (just past a whole line), and the `hello` whose resource it has. */
   readonly readTo?: number;
   readonly hello?: string;
+  /** Its size when read: the marker holds it, and applies to a file of that size only. */
+  readonly size?: number;
 }
 
 /**
- * Beside a file read in part: `{ "offset": …, "hello": … }`, where the next start resumes it (what
- * came before has left the daemon). Unreadable (a write cut short), the file is read from its start:
- * its first part twice (upserted), not lost.
+ * Beside a file read in part: `{ "offset": …, "hello": …, "size": … }`, where the next start resumes
+ * it (what came before has left the daemon). Unreadable (a write cut short), or not this file's (its
+ * size differs, or the offset is past its end: a file since written under that name), the file is
+ * read from its start: its first part twice (upserted), not lost.
  */
 const resumeOf = (path: string) => `${path}.resume`;
 
-async function readResume(path: string): Promise<{ offset: number; hello?: string } | undefined> {
+async function readResume(path: string, size: number): Promise<{ offset: number; hello?: string } | undefined> {
   try {
-    const { offset, hello } = JSON.parse(await readFile(resumeOf(path), 'utf8')) as { offset?: unknown; hello?: unknown };
-    if (!Number.isSafeInteger(offset) || (offset as number) <= 0) return undefined;
+    const { offset, hello, size: markedSize } = JSON.parse(await readFile(resumeOf(path), 'utf8')) as { offset?: unknown; hello?: unknown; size?: unknown };
+    if (!Number.isSafeInteger(offset) || (offset as number) <= 0 || (offset as number) >= size || markedSize !== size) return undefined;
     return { offset: offset as number, ...(typeof hello === 'string' ? { hello } : {}) };
   } catch {
     return undefined;
@@ -425,6 +428,7 @@ export async function replaySpool(dir: string, reader: SpoolReader, guard = new 
   for (const name of names) {
     const path = join(dir, name);
     let point: ReadPoint | undefined;
+    let size = 0;
     try {
       // Never open a FIFO or a device: reading one could block the start for ever.
       const st = await step(lstat(path));
@@ -432,7 +436,8 @@ export async function replaySpool(dir: string, reader: SpoolReader, guard = new 
         reader.skip(path, 'not a regular file');
         continue;
       }
-      const resume = await step(readResume(path));
+      size = st.size;
+      const resume = await step(readResume(path, size));
       const start = resume?.offset ?? 0;
       const stream = createReadStream(path, { highWaterMark: CHUNK_CHARS, start });
       // Opened before the first chunk is handed over: a file that cannot be read is skipped whole.
@@ -460,7 +465,7 @@ export async function replaySpool(dir: string, reader: SpoolReader, guard = new 
       // Whole lines were handed over (and queued): only the rest of the file is still to replay.
       if (point && point.wholeTo > point.start) {
         reader.skip(path, why, point.wholeTo);
-        files.push({ path, readTo: point.wholeTo, ...(point.hello === undefined ? {} : { hello: point.hello }) });
+        files.push({ path, readTo: point.wholeTo, size, ...(point.hello === undefined ? {} : { hello: point.hello }) });
       } else reader.skip(path, why);
       // The disk hangs: the files not read yet stay for the next start.
       if (guard.stalled) break;
@@ -480,13 +485,13 @@ export async function removeSpoolFiles(files: readonly ReplayedFile[]): Promise<
     if (err.code !== 'ENOENT') notRemoved.push(file);
   };
   for (const file of files) {
-    const { path, readTo, hello } = file;
+    const { path, readTo, hello, size } = file;
     if (readTo === undefined) {
       const before = notRemoved.length;
       await unlink(path).catch(refused(file));
       // Its resume point goes with it, not before: kept, the file still resumes where it was.
       if (notRemoved.length === before) await unlink(resumeOf(path)).catch(() => undefined);
-    } else await writeFile(resumeOf(path), JSON.stringify({ offset: readTo, hello }), { mode: 0o600 }).catch(refused(file));
+    } else await writeFile(resumeOf(path), JSON.stringify({ offset: readTo, hello, size }), { mode: 0o600 }).catch(refused(file));
   }
   return notRemoved;
 }
