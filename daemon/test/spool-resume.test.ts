@@ -4,7 +4,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { removeSpoolFiles, replaySpool } from '../src/queue/spool.js';
@@ -55,6 +55,24 @@ test('a resume offset past the end of its file: the file is replayed whole, not 
     const { text, files } = await replay(dir);
     assert.equal(text, content);
     assert.deepEqual(files, [{ path: file }]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a resume marker whose spool file is gone is removed at the next replay', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'spool-resume-'));
+  try {
+    const file = join(dir, 'spool-1-1.ndjson');
+    writeFileSync(file, hello('a') + span(1) + span(2));
+    await removeSpoolFiles([{ path: file, readTo: hello('a').length + span(1).length, hello: hello('a'), size: hello('a').length + 2 * span(1).length }]);
+    // Removed by hand, or by a removal cut short between the file and its marker.
+    unlinkSync(file);
+    const other = join(dir, 'spool-2-1.ndjson');
+    writeFileSync(other, hello('b') + span(5));
+    const { files } = await replay(dir);
+    assert.deepEqual(files, [{ path: other }]);
+    assert.equal(existsSync(`${file}.resume`), false, 'stale marker left in the spool dir');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

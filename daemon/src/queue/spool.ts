@@ -351,7 +351,8 @@ export interface ReplayedFile {
  * size differs, or the offset is past its end: a file since written under that name), the file is
  * read from its start: its first part twice (upserted), not lost.
  */
-const resumeOf = (path: string) => `${path}.resume`;
+const RESUME = '.resume';
+const resumeOf = (path: string) => `${path}${RESUME}`;
 
 async function readResume(path: string, size: number): Promise<{ offset: number; hello?: string } | undefined> {
   try {
@@ -420,7 +421,14 @@ export async function replaySpool(dir: string, reader: SpoolReader, guard = new 
   const step = <T>(op: Promise<T>) => guard.step(op);
   let names: string[];
   try {
-    names = (await step(readdir(dir))).filter((n) => n.startsWith('spool-') && n.endsWith(SUFFIX)).sort();
+    const entries = await step(readdir(dir));
+    names = entries.filter((n) => n.startsWith('spool-') && n.endsWith(SUFFIX)).sort();
+    // A marker whose file is gone (removed by hand, or a removal cut short between the two) would
+    // stay for ever, and apply to a file written under that name later.
+    const spoolNames = new Set(names);
+    for (const n of entries) {
+      if (n.startsWith('spool-') && n.endsWith(SUFFIX + RESUME) && !spoolNames.has(n.slice(0, -RESUME.length))) await step(unlink(join(dir, n))).catch(() => undefined);
+    }
   } catch {
     return [];
   }
