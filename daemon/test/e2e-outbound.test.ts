@@ -262,6 +262,18 @@ describe('an outbound proxy from HTTP_PROXY / HTTPS_PROXY / NO_PROXY', () => {
     }
   });
 
+  test('an IP address in NO_PROXY matches the destination\'s address however either is written (zeros, case), as Go compares them', async () => {
+    for (const [endpoint, noProxy] of [['http://[fd00::1]:4318', 'fd00:0:0::1'], ['http://[fd00::1]:4318', '[fd00:0::0:1]:4318'], ['http://[fd00:0::1]:4318', 'FD00::1']] as const) {
+      const config = resolveConfig({ socket: '', exporter: 'otlp', otlpEndpoint: endpoint }, { HTTP_PROXY: 'http://127.0.0.1:3128', NO_PROXY: noProxy });
+      const dispatcher = createDispatcher(new URL(endpoint).origin, config.outbound, { connections: 1 });
+      try {
+        assert.ok(dispatcher instanceof Pool, `${endpoint} with NO_PROXY=${noProxy}: direct`);
+      } finally {
+        await dispatcher.close();
+      }
+    }
+  });
+
   test('an IPv6 address in NO_PROXY written long or in capitals still matches, as Go compares the addresses', () => {
     const config = resolveConfig({ socket: '', exporter: 'otlp', otlpEndpoint: 'http://[fd00::1]:4318/v1/traces' }, { HTTP_PROXY: 'http://127.0.0.1:3128', NO_PROXY: 'FD00:0:0:0:0:0:0:1,[FD00:0::2]:4318' });
     // undici compares NO_PROXY entries with the URL's host as strings: the URL's is canonical, so the entry must be.

@@ -93,8 +93,20 @@ function inNoProxyNames(target: URL, noProxy: string): boolean {
     const entryPort = withPort ? Number.parseInt(withPort[2]!, 10) : 0;
     if (entryPort !== 0 && entryPort !== port) return false;
     const name = (withPort ? withPort[1]! : entry).replace(/^\*?\./, '').toLowerCase();
+    const address = name.replace(/^\[|\]$/g, '');
+    if (isIP(address) !== 0) return sameAddress(address, target.hostname);
     return host === name || host.endsWith(`.${name}`);
   });
+}
+
+/** Whether `hostname` (bracketed if IPv6) is the IP address `address`, however each is written (`fd00:0::1` is `fd00::1`), as Go compares them. */
+function sameAddress(address: string, hostname: string): boolean {
+  const host = hostname.replace(/^\[|\]$/g, '');
+  const family = isIP(host);
+  if (family === 0) return false;
+  const one = new BlockList();
+  one.addAddress(address, isIP(address) === 4 ? 'ipv4' : 'ipv6');
+  return one.check(host, family === 4 ? 'ipv4' : 'ipv6');
 }
 
 /** How long a proxy may take to answer a CONNECT: undici's own connect timeout, which a direct export has. */
