@@ -280,10 +280,15 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
       clearInterval(spoolWatch);
       spoolWatch = undefined;
       spoolFiles = [];
+      // A file read in part is not removed: its unread rest is for the next start (its `.resume`).
+      const readInPart = files.filter((f) => f.readTo !== undefined).length;
       void removeSpoolFiles(files).then((notRemoved) => {
-        if (notRemoved.length === 0) log.info({ files: files.length }, 'the replayed spool has left the daemon: its files are removed (or, read in part, marked where to resume)');
-        // Left in place, they are replayed again at every start (upserted, not doubled): the user must remove them.
-        else log.warn({ files: notRemoved.map((f) => f.path) }, 'the replayed spool has left the daemon, but the disk could not remove these files: remove them, or each start replays them again');
+        if (notRemoved.length > 0) {
+          // Left in place, they are replayed again at every start (upserted, not doubled): the user must remove them.
+          log.warn({ files: notRemoved.map((f) => f.path) }, 'the replayed spool has left the daemon, but the disk could not remove these files: remove them, or each start replays them again');
+        } else if (readInPart) {
+          log.info({ files: files.length, readInPart }, 'the replayed spool has left the daemon: its files are removed, but for the unread rest of those read in part (replayed at the next start)');
+        } else log.info({ files: files.length }, 'the replayed spool has left the daemon: its files are removed');
       });
     }, SPOOL_WATCH_MS);
     spoolWatch.unref();

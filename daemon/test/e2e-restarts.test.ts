@@ -198,6 +198,9 @@ describe('restarts on one spool dir', () => {
       const firstPart = (await d.status()).spans.received;
       assert.ok(firstPart > 100 && firstPart < total, `${firstPart} spans read before the read error`);
       await fake.waitForSpans(firstPart);
+      // Its log says the file stays for its unread rest (not that it was removed).
+      const left = await d.waitForLog((l) => typeof l.msg === 'string' && l.msg.startsWith('the replayed spool has left the daemon'));
+      assert.equal(left.readInPart, 1, String(left.msg));
       d.child.kill('SIGTERM');
       assert.deepEqual(await exitOrHang(d), { code: 0, signal: null });
       d = undefined;
