@@ -33,12 +33,11 @@ import { fileURLToPath } from 'node:url';
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import { startCountingBackend, type CountingBackend } from './lib/counting-backend.js';
 import { runDaemon, type DaemonChild } from './lib/run-daemon.js';
-import { cpuMsOf, mib, spawnLines, type LineChild } from './lib/proc.js';
+import { cpuMsOf, spawnLines, type LineChild } from './lib/proc.js';
 import { formatProfile, summariseProfile } from './lib/cpuprofile.js';
 import { fmt, goals, LABEL, summarise, table, type Run, type Verdict } from './lib/sdk-report.js';
 import type { AppConfig, AppResult, Contender } from './lib/sdk-app.js';
 import { ELD_RESOLUTION_MS } from './lib/app-measure.js';
-
 
 const argValue = (name: string): string | undefined => {
   const i = process.argv.indexOf(`--${name}`);

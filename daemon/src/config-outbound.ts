@@ -41,7 +41,7 @@ function proxyUrl(value: string): string | { problem: string } {
   return url.href;
 }
 
-export function resolveProxy(env: NodeJS.ProcessEnv): ProxySettings | OutboundProblem | undefined {
+function resolveProxy(env: NodeJS.ProcessEnv): ProxySettings | OutboundProblem | undefined {
   const settings: { httpProxy?: string; httpsProxy?: string; noProxy?: string } = {};
   for (const [key, names] of [['httpProxy', ['HTTP_PROXY', 'http_proxy']], ['httpsProxy', ['HTTPS_PROXY', 'https_proxy']]] as const) {
     const set = firstSet(env, names);
@@ -85,7 +85,7 @@ const TLS_VARIABLES = {
  * now: a file that cannot be read, a client certificate without its key (or the reverse), or PEM
  * that TLS cannot use is bad configuration, said at start, not at every export.
  */
-export function resolveTls(env: NodeJS.ProcessEnv): TlsSettings | OutboundProblem | undefined {
+function resolveTls(env: NodeJS.ProcessEnv): TlsSettings | OutboundProblem | undefined {
   const tls: { ca?: string; cert?: string; key?: string } = {};
   const from: { ca?: string; cert?: string; key?: string } = {};
   for (const key of ['ca', 'cert', 'key'] as const) {

@@ -48,8 +48,6 @@ export interface AppResult {
   stats?: unknown;
 }
 
-export { ELD_RESOLUTION_MS } from './app-measure.js';
-
 // ---------------------------------------------------------------------------------------------
 // The span every contender creates: one LLM call of a coffee-shop assistant, 12 attributes.
 
@@ -70,7 +68,6 @@ export function messages(i: number): { role: string; content: string }[] {
 export const inputTokens = (i: number) => 120 + (i % 50);
 export const OUTPUT_TOKENS = 30;
 export const userId = (i: number) => `u-${i % 100}`;
-
 
 // ---------------------------------------------------------------------------------------------
 

@@ -110,7 +110,7 @@ function sameAddress(address: string, hostname: string): boolean {
 }
 
 /** How long a proxy may take to answer a CONNECT: undici's own connect timeout, which a direct export has. */
-export const TUNNEL_ANSWER_TIMEOUT_MS = 10_000;
+const TUNNEL_ANSWER_TIMEOUT_MS = 10_000;
 
 const LOOPBACK = new BlockList();
 LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
@@ -121,7 +121,7 @@ LOOPBACK.addAddress('::1', 'ipv6');
  * agent) decides, whatever NO_PROXY says. A proxy cannot reach this machine's loopback, so a local
  * Collector on a machine with HTTP_PROXY set would otherwise get nothing.
  */
-export function isLoopbackHost(hostname: string): boolean {
+function isLoopbackHost(hostname: string): boolean {
   const host = hostname.replace(/^\[|\]$/g, '').toLowerCase();
   const family = isIP(host);
   return host === 'localhost' || (family !== 0 && LOOPBACK.check(host, family === 4 ? 'ipv4' : 'ipv6'));
@@ -132,7 +132,7 @@ export function isLoopbackHost(hostname: string): boolean {
  * `fd00::/8`), which Go reads and undici does not (it compares entries as host names). As in Go,
  * a host name is not resolved to match a range.
  */
-export function inNoProxyRange(hostname: string, noProxy: string | undefined): boolean {
+function inNoProxyRange(hostname: string, noProxy: string | undefined): boolean {
   const host = hostname.replace(/^\[|\]$/g, '');
   const family = isIP(host);
   if (family === 0 || !noProxy) return false;
