@@ -52,15 +52,16 @@ function resolveProxy(env: NodeJS.ProcessEnv): ProxySettings | OutboundProblem |
   }
   if (!settings.httpProxy && !settings.httpsProxy) return undefined;
   const noProxy = firstSet(env, ['NO_PROXY', 'no_proxy']);
-  // Go reads a bare IPv6 address (fd00::1); undici compares entries with the URL's bracketed host
-  // ([fd00::1]) and reads `fd00::1` as host `fd00:` and port 1: bracketed here, matched as in Go.
+  // Go reads a bare IPv6 address (fd00::1); proxyFor (export/outbound.ts) compares entries with the
+  // URL's bracketed host ([fd00::1]) and would read `fd00::1` as host `fd00:` and port 1: bracketed
+  // here, matched as in Go.
   if (noProxy) settings.noProxy = noProxy.value.split(/[,\s]+/).filter(Boolean).map(noProxyEntry).join(',');
   return settings;
 }
 
 /**
- * A NO_PROXY entry as undici can match it: an IPv6 address (bare, or bracketed with a port) in
- * the URL's canonical form (`[fd00::1]`), since undici compares strings where Go compares
+ * A NO_PROXY entry as proxyFor can match it: an IPv6 address (bare, or bracketed with a port) in
+ * the URL's canonical form (`[fd00::1]`), since proxyFor compares names as strings where Go compares
  * addresses (`FD00:0::1` is the same host); anything else as it is.
  */
 function noProxyEntry(entry: string): string {

@@ -1,5 +1,6 @@
 /**
- * HTTP exporters (DESIGN §5, §6): OTLP/HTTP to Langfuse or any OTLP endpoint on one undici Pool.
+ * HTTP exporters (DESIGN §5, §6): OTLP/HTTP to Langfuse or any OTLP endpoint on one keep-alive
+ * dispatcher (outbound.ts: a pool, direct or through the proxy).
  * The local sinks (console, file) are in local-exporters.ts.
  *
  * An exporter turns one batch into one request and maps the answer to an {@link ExportOutcome};

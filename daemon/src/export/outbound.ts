@@ -9,7 +9,7 @@ import { BlockList, isIP } from 'node:net';
 import { EnvHttpProxyAgent, Pool, type Dispatcher } from 'undici';
 import type { ExportOutcome } from './types.js';
 
-/** Proxy URLs (with a scheme) and the hosts that bypass them, as `curl` and undici read them. */
+/** Proxy URLs (with a scheme) and the hosts that bypass them, as {@link proxyFor} reads them. */
 export interface ProxySettings {
   readonly httpProxy?: string;
   readonly httpsProxy?: string;
@@ -79,7 +79,8 @@ export function proxyFor(origin: string, proxy: ProxySettings | undefined): stri
 }
 
 /**
- * NO_PROXY's host entries, read as undici's EnvHttpProxyAgent reads them (README's NO_PROXY row):
+ * NO_PROXY's host entries, matched here (undici is given none), by the rules undici's
+ * EnvHttpProxyAgent has (README's NO_PROXY row):
  * `host` is itself and its subdomains (so are `.host` and `*.host`), `host:port` on that port
  * only, `*` alone all. IPv6 entries are bracketed by config-outbound.ts, as `URL.host` writes them.
  */
@@ -129,7 +130,7 @@ function isLoopbackHost(hostname: string): boolean {
 
 /**
  * A destination written as an IP address inside a CIDR range of NO_PROXY (`10.0.0.0/8`,
- * `fd00::/8`), which Go reads and undici does not (it compares entries as host names). As in Go,
+ * `fd00::/8`), which Go reads and {@link inNoProxyNames} does not (it compares entries as host names). As in Go,
  * a host name is not resolved to match a range.
  */
 function inNoProxyRange(hostname: string, noProxy: string | undefined): boolean {

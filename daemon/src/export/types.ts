@@ -15,10 +15,10 @@ export type ExportOutcome =
   /** Other 4xx: permanent. `body` is the backend's answer, for one log line. 401/403 (and a proxy's 407) make readiness 503. */
   | { kind: 'refused'; status: number; body: string };
 
-/** Statuses that refuse our credentials (the backend's keys, the proxy's): readiness is 503 until a delivery. */
 /** A proxy's refusal of its credentials (407 Proxy Authentication Required). */
 export const PROXY_REFUSED_CREDENTIALS = 407;
 
+/** Statuses that refuse our credentials (the backend's keys, the proxy's): readiness is 503 until a delivery. */
 export const REFUSED_CREDENTIALS: ReadonlySet<number> = new Set([401, 403, PROXY_REFUSED_CREDENTIALS]);
 
 export type ExporterKind = 'langfuse' | 'otlp' | 'console' | 'file';

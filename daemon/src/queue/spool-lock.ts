@@ -36,8 +36,7 @@ function startTicks(pid: number): string {
 
 /**
  * Takes the spool dir for this process (a `.lock` file holding its pid, and when it started) and
- * returns its release. Two daemons on one spool dir would both replay it (everything delivered
- * twice) and delete files the other is reading. A lock whose process is gone (or is this one: a
+ * returns its release. A lock whose process is gone (or is this one: a
  * container restarted with the same pid) is taken over; so is one whose pid another process has
  * now (started at another time: a daemon that crashed, then the machine rebooted), which refused
  * every start. Pids only tell within one pid namespace: containers sharing a spool volume are not
