@@ -9,7 +9,7 @@ let options: ConfigureOptions = {};
 let config: ResolvedConfig | undefined;
 let transport: Transport | undefined;
 /** Drops a replaced transport did not get to report, for the next one to report. */
-const carried = new Map<string, number>();
+const unreportedDrops = new Map<string, number>();
 /** Transports being flushed before they close (shutdown(), replaced by configure()): sdkStats() counts what they hold. */
 const retiring = new Set<Transport>();
 
@@ -69,9 +69,9 @@ function currentTransport(): Transport | undefined {
   }
   transport = made;
   transportKey = keyOf(c);
-  if (carried.size > 0) {
-    transport.adoptUnreported(carried);
-    carried.clear();
+  if (unreportedDrops.size > 0) {
+    transport.adoptUnreported(unreportedDrops);
+    unreportedDrops.clear();
   }
   return transport;
 }
@@ -152,7 +152,7 @@ export function configure(opts: ConfigureOptions = {}): void {
       // covers this transport too, one flushTimeoutMs in all (this wait, then that one, was two).
       void old.flush(c.flushTimeoutMs, false).then(() => {
         retiring.delete(old);
-        carry(old.close());
+        handOverDrops(old.close());
       });
     }
   } catch (e) {
@@ -161,10 +161,10 @@ export function configure(opts: ConfigureOptions = {}): void {
 }
 
 /** Hands a closed transport's unreported drops to the current transport, or keeps them for the next. */
-function carry(drops: ReadonlyMap<string, number>): void {
+function handOverDrops(drops: ReadonlyMap<string, number>): void {
   try {
     if (transport) transport.adoptUnreported(drops);
-    else for (const [reason, n] of drops) carried.set(reason, (carried.get(reason) ?? 0) + n);
+    else for (const [reason, n] of drops) unreportedDrops.set(reason, (unreportedDrops.get(reason) ?? 0) + n);
   } catch {
     /* never throw */
   }
@@ -233,7 +233,7 @@ async function closeTransport(t: Transport, timeoutMs: number): Promise<boolean>
   retiring.delete(t);
   try {
     // Drops it could not report go to the transport of a later configure(), as when configure() replaces one.
-    carry(t.close());
+    handOverDrops(t.close());
   } catch {
     /* never throw */
   }

@@ -53,38 +53,38 @@ export async function spoolUndelivered(undelivered: Undelivered, options: SpoolU
   // own before the new records are written: a write cut short there (a hung disk, a kill)
   // leaves the old files and a `carry-….tmp` the next start removes. Written first in one
   // file with the new records, such a `.tmp` was replayed beside the old files: twice.
-  const oldLeft = oldFiles.length ? left.filter(isOld) : [];
-  const oldScores = oldFiles.length ? Math.min(scoresUnsent.length, Math.max(0, options.oldScoresUnsent)) : 0;
-  const fresh = oldLeft.length ? left.filter((q) => !isOld(q)) : left;
-  const freshScores = scoresUnsent.slice(oldScores);
+  const oldSpans = oldFiles.length ? left.filter(isOld) : [];
+  const oldScoreCount = oldFiles.length ? Math.min(scoresUnsent.length, Math.max(0, options.oldScoresUnsent)) : 0;
+  const newSpans = oldSpans.length ? left.filter((q) => !isOld(q)) : left;
+  const newScores = scoresUnsent.slice(oldScoreCount);
   const progress: SpoolProgress = { spans: 0, scores: 0, pendingSpans: 0, pendingScores: 0 };
   // The last run's files, while what is left of them is among `left`: they go once the new
   // spool holds that; else they stay, and keep it (so does a write that fails before that).
   let keepOldSpool = false;
   let givenUp = false;
   const writeBy = Date.now() + options.writeTimeMs();
-  const spoolLeft = async () => {
-    const carrying = oldLeft.length > 0 || oldScores > 0;
-    const carry = carrying ? await writeSpool(dir, oldLeft, scoresUnsent.slice(0, oldScores), writeBy, undefined, true) : undefined;
+  const carryOldThenWriteNew = async () => {
+    const oldRecordsLeft = oldSpans.length > 0 || oldScoreCount > 0;
+    const carryWritten = oldRecordsLeft ? await writeSpool(dir, oldSpans, scoresUnsent.slice(0, oldScoreCount), writeBy, undefined, true) : undefined;
     // Not all of them (the disk full), or too late (counted as kept in the old files): the old files stay.
-    if (carrying && (givenUp || !carry || carry.spans < oldLeft.length || carry.scores < oldScores)) {
-      if (carry) await removeSpoolFiles([{ path: carry.file }]);
+    if (oldRecordsLeft && (givenUp || !carryWritten || carryWritten.spans < oldSpans.length || carryWritten.scores < oldScoreCount)) {
+      if (carryWritten) await removeSpoolFiles([{ path: carryWritten.file }]);
       keepOldSpool = true;
     }
     if (!keepOldSpool) {
       const notRemoved = await removeSpoolFiles(oldFiles);
-      // None would go (a disk refusing unlink): the carry goes instead, or both were replayed.
-      // Some went: the carry stays, the rest is replayed twice (upserted), never lost.
-      if (carry && oldFiles.length > 0 && notRemoved.length === oldFiles.length) {
-        await removeSpoolFiles([{ path: carry.file }]);
+      // None would go (a disk refusing unlink): the carry file goes instead, or both were replayed.
+      // Some went: the carry file stays, the rest is replayed twice (upserted), never lost.
+      if (carryWritten && oldFiles.length > 0 && notRemoved.length === oldFiles.length) {
+        await removeSpoolFiles([{ path: carryWritten.file }]);
         keepOldSpool = true;
       }
     }
     // Given up on meanwhile: the new records are counted as dropped, so none is written.
     if (givenUp) return undefined;
-    return writeSpool(dir, fresh, freshScores, writeBy, progress);
+    return writeSpool(dir, newSpans, newScores, writeBy, progress);
   };
-  const writing = spoolLeft();
+  const writing = carryOldThenWriteNew();
   try {
     // Bounded: a spool dir on a hung mount (or somewhere mkdir never returns) must not keep
     // the daemon from exiting; a slow disk stops at the deadline and keeps what it wrote.
@@ -93,8 +93,8 @@ export async function spoolUndelivered(undelivered: Undelivered, options: SpoolU
       givenUp = true;
       throw new Error('writing the spool did not finish in time');
     }
-    const spans = oldLeft.length + (written?.spans ?? 0);
-    const scoreCount = oldScores + (written?.scores ?? 0);
+    const spans = oldSpans.length + (written?.spans ?? 0);
+    const scoreCount = oldScoreCount + (written?.scores ?? 0);
     const droppedSpans = left.length - spans;
     const droppedScores = scoresUnsent.length - scoreCount;
     log.warn(
@@ -108,22 +108,22 @@ export async function spoolUndelivered(undelivered: Undelivered, options: SpoolU
       // it again: what it wrote is taken from its `.tmp` at the next start (spooled), what it
       // is writing lands or not as the disk decides (neither kept nor dropped for sure), the
       // rest is never written (dropped). Counted all dropped, the next start replayed some.
-      const spooledSpans = oldLeft.length + progress.spans;
-      const droppedSpans = fresh.length - progress.spans - progress.pendingSpans;
+      const spooledSpans = oldSpans.length + progress.spans;
+      const droppedSpans = newSpans.length - progress.spans - progress.pendingSpans;
       log.error(
-        { err, spans: spooledSpans, scores: oldScores + progress.scores, unfinishedSpans: progress.pendingSpans, unfinishedScores: progress.pendingScores, droppedSpans },
+        { err, spans: spooledSpans, scores: oldScoreCount + progress.scores, unfinishedSpans: progress.pendingSpans, unfinishedScores: progress.pendingScores, droppedSpans },
         'could not write the spool in time (the disk hangs): what it wrote is replayed at the next start, what it is writing only if the disk takes it before the process ends; dropping the rest',
       );
       return {
         spooledSpans,
         unfinishedSpans: progress.pendingSpans,
         droppedSpans,
-        droppedScores: freshScores.length - progress.scores - progress.pendingScores,
+        droppedScores: newScores.length - progress.scores - progress.pendingScores,
         stillWriting: writing,
       };
     }
     // What is left of the last run's spool is kept (carried, or in its files), not dropped.
-    log.error({ err, spans: fresh.length, scores: freshScores.length, keptInOldSpool: oldLeft.length || undefined }, 'could not write the spool; dropping what was not delivered');
-    return { spooledSpans: oldLeft.length, unfinishedSpans: undefined, droppedSpans: fresh.length, droppedScores: freshScores.length, stillWriting: undefined };
+    log.error({ err, spans: newSpans.length, scores: newScores.length, keptInOldSpool: oldSpans.length || undefined }, 'could not write the spool; dropping what was not delivered');
+    return { spooledSpans: oldSpans.length, unfinishedSpans: undefined, droppedSpans: newSpans.length, droppedScores: newScores.length, stillWriting: undefined };
   }
 }
