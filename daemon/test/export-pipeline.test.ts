@@ -333,3 +333,22 @@ describe('worker-thread preparation', () => {
     }
   });
 });
+
+describe('export loop, refusals in the log', () => {
+  test("a proxy's 407 is logged as the proxy's refusal, not the backend's", async () => {
+    const lines: string[] = [];
+    const log = pino({ level: 'error' }, { write: (line: string) => void lines.push(line) });
+    const exporter = new ScriptedExporter(async () => ({ kind: 'refused', status: 407, body: 'the proxy refused its credentials' }));
+    const stats = new Stats();
+    const queue = new SpanQueue({ maxSpans: 100, maxBytes: 1e9 }, (k) => stats.drop('queue_overflow', k));
+    const loop = new ExportLoop(new Batcher(queue, { maxSpans: 1, maxBytes: 1e9, flushIntervalMs: 10 }), exporter, stats, log, { exportTimeoutMs: 5_000, maxRetries: 0 });
+    stats.spansReceived++;
+    queue.push(spans(1)[0]!);
+    loop.start();
+    await until(() => lines.length > 0, 'the refusal is logged');
+    await loop.stop(1000, () => queue.drain());
+    const { msg, status } = JSON.parse(lines[0]!) as { msg: string; status: number };
+    assert.equal(status, 407);
+    assert.match(msg, /^the proxy refused a batch/);
+  });
+});

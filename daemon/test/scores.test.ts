@@ -9,6 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { pino } from 'pino';
 import { parseLine, type ScoreRecord } from '@dspy-o11y/proto';
 import { scoreId, ScoreSender, toLangfuseScore, unsentScore, type ScoreSenderOptions } from '../src/export/scores.js';
 import type { Resource } from '../src/model.js';
@@ -330,6 +331,22 @@ describe('score units', () => {
     // One resource per environment: the spool writes one hello per run of scores sharing it.
     assert.equal(unsent[0]!.resource, unsent[3]!.resource);
     assert.deepEqual(unsent[1]!.resource.attributes, {});
+  });
+
+  test("a proxy's 407 on a score is logged as the proxy's refusal, not Langfuse's", async () => {
+    const lines: string[] = [];
+    const log = pino({ level: 'error' }, { write: (line: string) => void lines.push(line) });
+    const fake = await startFakeLangfuse();
+    const sender = new ScoreSender({ host: fake.url, publicKey: fake.publicKey, secretKey: fake.secretKey, sdkVersion: 'test', requestTimeoutMs: 5_000, maxRetries: 0 }, new Stats(), log);
+    try {
+      fake.failScores({ status: 407 });
+      sender.submit(score({ traceId: TRACE, name: 'through-the-proxy', value: 1 }), NO_RESOURCE);
+      await sender.stop(5_000);
+    } finally {
+      await fake.close();
+    }
+    const refusal = lines.map((l) => JSON.parse(l) as { msg: string; status?: number }).find((l) => l.status === 407);
+    assert.match(refusal?.msg ?? '', /^the proxy refused a score/);
   });
 
   test('the bounded queue drops the oldest', () => {

@@ -289,7 +289,9 @@ export class ExportLoop {
     // Logged once per status: a misconfigured key must not flood the log.
     if (!this.loggedRefusals.has(outcome.status)) {
       this.loggedRefusals.add(outcome.status);
-      this.log.error({ status: outcome.status, answer: outcome.body, destination: this.exporter.destination }, 'backend refused a batch; dropping it (permanent error)');
+      // A 407 is the proxy's answer: the backend never saw the batch.
+      const refuser = outcome.status === PROXY_REFUSED_CREDENTIALS ? 'the proxy' : 'backend';
+      this.log.error({ status: outcome.status, answer: outcome.body, destination: this.exporter.destination }, `${refuser} refused a batch; dropping it (permanent error)`);
     }
   }
 

@@ -29,7 +29,7 @@ import { DEFAULT_BACKOFF, backoffDelay, deadline, sleep, type BackoffPolicy } fr
 import { MAX_ERROR_BODY_BYTES, appendUrlPath, credentialScrubber, networkReason, outcomeForStatus, readLimited } from './http-exporter.js';
 import { closeDispatcher, createDispatcher, proxyAuthorizations, proxyRefusal, requestUntilAborted, type Outbound } from './outbound.js';
 import { langfuseEnvironment, resourceEnvironment } from './langfuse-map.js';
-import { REFUSED_CREDENTIALS, type ExportOutcome } from './types.js';
+import { PROXY_REFUSED_CREDENTIALS, REFUSED_CREDENTIALS, type ExportOutcome } from './types.js';
 
 export const LANGFUSE_SCORES_PATH = '/api/public/scores';
 /** Scores waiting to be sent, at most; beyond it the oldest is dropped. */
@@ -356,7 +356,9 @@ export class ScoreSender implements ScoreSink {
         if (outcome.kind === 'refused' && REFUSED_CREDENTIALS.has(status)) this.refused = { status, body: outcome.body, spansExported: this.stats.spansExported };
         if (!this.loggedRefusals.has(status)) {
           this.loggedRefusals.add(status);
-          this.log.error({ status, answer: outcome.kind === 'refused' ? outcome.body : undefined, id: item.id }, 'Langfuse refused a score; dropping it (permanent error)');
+          // A 407 is the proxy's answer: Langfuse never saw the score.
+          const refuser = status === PROXY_REFUSED_CREDENTIALS ? 'the proxy' : 'Langfuse';
+          this.log.error({ status, answer: outcome.kind === 'refused' ? outcome.body : undefined, id: item.id }, `${refuser} refused a score; dropping it (permanent error)`);
         }
         return this.drop('rejected');
       }
