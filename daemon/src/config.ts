@@ -385,12 +385,13 @@ export function resolveConfig(flags: RawConfig, env: NodeJS.ProcessEnv = process
   const secretKey = env.LANGFUSE_SECRET_KEY?.trim() || undefined;
 
   let exporter: ExporterChoice;
-  let exporterNote: string | undefined;
+  /** What start warns about in one line (config.exporterNote), in this order. */
+  const notes: string[] = [];
   if (c.exporter) exporter = c.exporter;
   else if (publicKey && secretKey) exporter = 'langfuse';
   else {
     exporter = 'console';
-    exporterNote = 'LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY are not both set: printing spans to stdout instead of sending them to Langfuse';
+    notes.push('LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY are not both set: printing spans to stdout instead of sending them to Langfuse');
   }
   if (exporter === 'langfuse' && !(publicKey && secretKey)) {
     throw new ConfigError('invalid --exporter langfuse: LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY must both be set (keys are read from the environment only)');
@@ -402,7 +403,7 @@ export function resolveConfig(flags: RawConfig, env: NodeJS.ProcessEnv = process
   // Said, not refused: the setting is harmless, but a user who asked for protobuf should know.
   if ((exporter === 'console' || exporter === 'file') && !defaulted.has('encoding') && c.encoding !== 'json') {
     const note = `${origin.encoding} ${c.encoding} does not apply to the ${exporter} exporter, which writes OTLP/JSON lines`;
-    exporterNote = exporterNote ? `${exporterNote}; ${note}` : note;
+    notes.push(note);
   }
   // Another exporter's destination, given while this one was chosen (no --exporter: the default
   // applied): said too, or spans go to Langfuse or stdout while the user named a Collector or a file.
@@ -411,7 +412,7 @@ export function resolveConfig(flags: RawConfig, env: NodeJS.ProcessEnv = process
     const given = keys.filter((k) => !defaulted.has(k)).map((k) => origin[k]);
     if (exporter === owner || given.length === 0) continue;
     const note = `${given.join(', ')} ${given.length > 1 ? 'do' : 'does'} not apply to the ${exporter} exporter (only to --exporter ${owner})`;
-    exporterNote = exporterNote ? `${exporterNote}; ${note}` : note;
+    notes.push(note);
   }
 
   const outbound = resolveOutbound(env, exporter);
@@ -452,7 +453,7 @@ export function resolveConfig(flags: RawConfig, env: NodeJS.ProcessEnv = process
     // would be refused (404) without a word at start.
     if (/\/v1\/traces\/*$/.test(new URL(otlpEndpoint).pathname)) {
       const note = 'OTEL_EXPORTER_OTLP_ENDPOINT is a base URL: /v1/traces is appended to it (…/v1/traces/v1/traces); for a full URL set OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or --otlp-endpoint';
-      exporterNote = exporterNote ? `${exporterNote}; ${note}` : note;
+      notes.push(note);
     }
     otlpEndpoint = appendUrlPath(otlpEndpoint, '/v1/traces');
   } else if (otlpEndpoint && exporter === 'otlp' && new URL(otlpEndpoint).pathname === '/') {
@@ -460,14 +461,14 @@ export function resolveConfig(flags: RawConfig, env: NodeJS.ProcessEnv = process
     // is usually meant as the base URL, and a Collector answers 404 on / to every export.
     const shown = safeDestination(new URL(otlpEndpoint));
     const note = `${origin.otlpEndpoint} ${shown} has no path: spans are posted to / (a full URL is used as it is, as the OpenTelemetry spec says); a Collector takes them at ${safeDestination(new URL(appendUrlPath(otlpEndpoint, '/v1/traces')))}`;
-    exporterNote = exporterNote ? `${exporterNote}; ${note}` : note;
+    notes.push(note);
   }
 
   return {
     socket: c.socket === '' ? undefined : c.socket,
     http,
     exporter,
-    exporterNote,
+    exporterNote: notes.length > 0 ? notes.join('; ') : undefined,
     langfuse: { host: c.langfuseHost.replace(/\/+$/, ''), publicKey, secretKey },
     otlp: { endpoint: otlpEndpoint, headers: c.otlpHeaders, compression: c.otlpCompression },
     outbound,

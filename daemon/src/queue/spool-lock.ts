@@ -11,6 +11,9 @@ export class SpoolInUseError extends Error {}
 
 const LOCK = '.lock';
 
+/** Another daemon holds the spool dir (`holder`: `pid N`, or `starting`). */
+const inUse = (dir: string, holder: string) => new SpoolInUseError(`another dspy-o11yd (${holder}) uses the spool dir ${dir}; give each daemon its own --spool-dir`);
+
 const alive = (pid: number): boolean => {
   try {
     process.kill(pid, 0);
@@ -55,7 +58,7 @@ export async function lockSpoolDir(dir: string): Promise<() => void> {
     } catch {
       /* not written yet */
     }
-    throw new SpoolInUseError(`another dspy-o11yd (${/^\d+$/.test(holder) ? `pid ${holder}` : 'starting'}) uses the spool dir ${dir}; give each daemon its own --spool-dir`);
+    throw inUse(dir, /^\d+$/.test(holder) ? `pid ${holder}` : 'starting');
   });
   try {
     return takeLockFile(dir, path, unlock);
@@ -81,7 +84,7 @@ function takeLockFile(dir: string, path: string, unlock: () => void): () => void
       const now = started === undefined ? '' : startTicks(holder);
       const reused = now !== '' && now !== started;
       if (Number.isSafeInteger(holder) && holder > 0 && holder !== process.pid && alive(holder) && !reused) {
-        throw new SpoolInUseError(`another dspy-o11yd (pid ${holder}) uses the spool dir ${dir}; give each daemon its own --spool-dir`);
+        throw inUse(dir, `pid ${holder}`);
       }
       unlinkSync(path); // stale: its daemon is gone
     }
