@@ -4,13 +4,14 @@
  * destinations, `HTTP_PROXY` for http ones, the upper-case name first, then the lower-case one;
  * `NO_PROXY` lists the hosts (`host`, `.domain`, `*.domain`, `host:port`, `*`, and CIDR ranges for
  * IP-address destinations) that bypass it;
- * loopback always does (export/outbound.ts).
+ * loopback always does (export/proxy-choice.ts).
  */
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { createSecureContext } from 'node:tls';
-import type { Outbound, ProxySettings, TlsSettings } from './export/outbound.js';
+import type { Outbound, TlsSettings } from './export/outbound.js';
+import type { ProxySettings } from './export/proxy-choice.js';
 
 /** A variable whose value cannot work: config.ts makes it one line and exit 2. */
 export interface OutboundProblem {
@@ -52,7 +53,7 @@ function resolveProxy(env: NodeJS.ProcessEnv): ProxySettings | OutboundProblem |
   }
   if (!settings.httpProxy && !settings.httpsProxy) return undefined;
   const noProxy = firstSet(env, ['NO_PROXY', 'no_proxy']);
-  // Go reads a bare IPv6 address (fd00::1); proxyFor (export/outbound.ts) compares entries with the
+  // Go reads a bare IPv6 address (fd00::1); proxyFor (export/proxy-choice.ts) compares entries with the
   // URL's bracketed host ([fd00::1]) and would read `fd00::1` as host `fd00:` and port 1: bracketed
   // here, matched as in Go.
   if (noProxy) settings.noProxy = noProxy.value.split(/[,\s]+/).filter(Boolean).map(noProxyEntry).join(',');

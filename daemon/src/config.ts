@@ -10,7 +10,8 @@ import { z } from 'zod';
 import { DECIMAL_NUMBER, parseIngestToken, type Attributes } from '@dspy-o11y/proto';
 import { RESOURCE } from '@dspy-o11y/proto/vocabulary';
 import { appendUrlPath, safeDestination, type Compression } from './export/http-exporter.js';
-import { proxyFor, type Outbound } from './export/outbound.js';
+import type { Outbound } from './export/outbound.js';
+import { proxyFor } from './export/proxy-choice.js';
 import { isProblem, resolveOutbound } from './config-outbound.js';
 
 export type Encoding = 'protobuf' | 'json';

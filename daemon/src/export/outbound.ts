@@ -5,16 +5,9 @@
  * `OTEL_EXPORTER_OTLP_*CERTIFICATE` variables. Resolved by config.ts, never read here, so an
  * exporter built in-process is not rerouted by the machine's environment.
  */
-import { BlockList, isIP } from 'node:net';
 import { EnvHttpProxyAgent, Pool, type Dispatcher } from 'undici';
+import { proxyFor, type ProxySettings } from './proxy-choice.js';
 import type { ExportOutcome } from './types.js';
-
-/** Proxy URLs (with a scheme) and the hosts that bypass them, as {@link proxyFor} reads them. */
-export interface ProxySettings {
-  readonly httpProxy?: string;
-  readonly httpsProxy?: string;
-  readonly noProxy?: string;
-}
 
 /** PEM texts: the CAs trusted instead of Node's, and the client certificate (chain) and key for mTLS. */
 export interface TlsSettings {
@@ -64,88 +57,8 @@ export function createDispatcher(origin: string, outbound: Outbound | undefined,
   return new EnvHttpProxyAgent({ ...options, factory, clientFactory, ...(tls && { requestTls: { ...tls } }), ...only, ...(credentials && { token: credentials.authorization }), noProxy: '', proxyTunnel: false });
 }
 
-/**
- * The proxy URL requests to `origin` go through, or undefined: reached directly. As Go (the
- * Collector) chooses: HTTPS_PROXY for https, HTTP_PROXY for http, none else (undici would send an
- * https destination through HTTP_PROXY when HTTPS_PROXY is unset); never for loopback; not for a
- * destination NO_PROXY names.
- */
-export function proxyFor(origin: string, proxy: ProxySettings | undefined): string | undefined {
-  const target = new URL(origin);
-  const proxyUrl = target.protocol === 'https:' ? proxy?.httpsProxy : proxy?.httpProxy;
-  if (!proxyUrl || isLoopbackHost(target.hostname)) return undefined;
-  const noProxy = proxy?.noProxy ?? '';
-  return inNoProxyRange(target.hostname, noProxy) || inNoProxyNames(target, noProxy) ? undefined : proxyUrl;
-}
-
-/**
- * NO_PROXY's host entries, matched here (undici is given none), by the rules undici's
- * EnvHttpProxyAgent has (README's NO_PROXY row):
- * `host` is itself and its subdomains (so are `.host` and `*.host`), `host:port` on that port
- * only, `*` alone all. IPv6 entries are bracketed by config-outbound.ts, as `URL.host` writes them.
- */
-function inNoProxyNames(target: URL, noProxy: string): boolean {
-  if (noProxy.trim() === '*') return true;
-  const host = target.host.replace(/:\d*$/, '').toLowerCase();
-  const port = Number.parseInt(target.port, 10) || (target.protocol === 'https:' ? 443 : 80);
-  return noProxy.split(/[,\s]+/).some((entry) => {
-    if (entry === '') return false;
-    const withPort = /^(.+):(\d+)$/.exec(entry);
-    const entryPort = withPort ? Number.parseInt(withPort[2]!, 10) : 0;
-    if (entryPort !== 0 && entryPort !== port) return false;
-    const name = (withPort ? withPort[1]! : entry).replace(/^\*?\./, '').toLowerCase();
-    const address = name.replace(/^\[|\]$/g, '');
-    if (isIP(address) !== 0) return sameAddress(address, target.hostname);
-    return host === name || host.endsWith(`.${name}`);
-  });
-}
-
-/** Whether `hostname` (bracketed if IPv6) is the IP address `address`, however each is written (`fd00:0::1` is `fd00::1`), as Go compares them. */
-function sameAddress(address: string, hostname: string): boolean {
-  const host = hostname.replace(/^\[|\]$/g, '');
-  const family = isIP(host);
-  if (family === 0) return false;
-  const one = new BlockList();
-  one.addAddress(address, isIP(address) === 4 ? 'ipv4' : 'ipv6');
-  return one.check(host, family === 4 ? 'ipv4' : 'ipv6');
-}
-
 /** How long a proxy may take to answer a CONNECT: undici's own connect timeout, which a direct export has. */
 const TUNNEL_ANSWER_TIMEOUT_MS = 10_000;
-
-const LOOPBACK = new BlockList();
-LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
-LOOPBACK.addAddress('::1', 'ipv6');
-
-/**
- * `localhost` or a loopback address: never proxied, as Go's net/http (the Collector, the Datadog
- * agent) decides, whatever NO_PROXY says. A proxy cannot reach this machine's loopback, so a local
- * Collector on a machine with HTTP_PROXY set would otherwise get nothing.
- */
-function isLoopbackHost(hostname: string): boolean {
-  const host = hostname.replace(/^\[|\]$/g, '').toLowerCase();
-  const family = isIP(host);
-  return host === 'localhost' || (family !== 0 && LOOPBACK.check(host, family === 4 ? 'ipv4' : 'ipv6'));
-}
-
-/**
- * A destination written as an IP address inside a CIDR range of NO_PROXY (`10.0.0.0/8`,
- * `fd00::/8`), which Go reads and {@link inNoProxyNames} does not (it compares entries as host names). As in Go,
- * a host name is not resolved to match a range.
- */
-function inNoProxyRange(hostname: string, noProxy: string | undefined): boolean {
-  const host = hostname.replace(/^\[|\]$/g, '');
-  const family = isIP(host);
-  if (family === 0 || !noProxy) return false;
-  const ranges = new BlockList();
-  for (const entry of noProxy.split(/[,\s]+/)) {
-    const m = /^([^/]+)\/(\d{1,3})$/.exec(entry);
-    const entryFamily = m ? isIP(m[1]!) : 0;
-    if (!m || entryFamily === 0 || Number(m[2]) > (entryFamily === 4 ? 32 : 128)) continue;
-    ranges.addSubnet(m[1]!, Number(m[2]), entryFamily === 4 ? 'ipv4' : 'ipv6');
-  }
-  return ranges.check(host, family === 4 ? 'ipv4' : 'ipv6');
-}
 
 /**
  * `dispatcher.request`, settled when its signal aborts whatever the connection's state: undici
