@@ -7,7 +7,8 @@ import { gzipSync } from 'node:zlib';
 import type { DaemonConfig } from './config.js';
 import { closeDispatcher, createDispatcher, proxyAuthorizations, proxyRefusal, proxySecrets, requestUntilAborted } from './export/outbound.js';
 import { secretScrubber } from './log.js';
-import { LANGFUSE_TRACES_PATH, appendUrlPath, type Compression, credentialScrubber, parseOtlpHeaders, safeDestination, urlCredentials } from './export/http-exporter.js';
+import { appendUrlPath, credentialScrubber, parseOtlpHeaders, safeDestination, urlCredentials } from './export/http-common.js';
+import { LANGFUSE_TRACES_PATH, type Compression } from './export/http-exporter.js';
 
 export async function checkCredentials(config: DaemonConfig): Promise<{ ok: boolean; message: string }> {
   let url: string;

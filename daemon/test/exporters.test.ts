@@ -11,12 +11,10 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import type { SpanRecord } from '@dspy-o11y/proto';
+import { MAX_ERROR_BODY_BYTES, outcomeForStatus, parseOtlpHeaders } from '../src/export/http-common.js';
 import {
-  MAX_ERROR_BODY_BYTES,
   createLangfuseExporter,
   createOtlpExporter,
-  outcomeForStatus,
-  parseOtlpHeaders,
   parseRetryAfter,
   type LangfuseExporter,
 } from '../src/export/http-exporter.js';

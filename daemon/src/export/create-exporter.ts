@@ -1,7 +1,8 @@
 /** Builds the exporter the configuration names (DESIGN §5: langfuse | otlp | console | file). */
 import type { DaemonConfig } from '../config.js';
 import type { SpanExporter } from './types.js';
-import { createLangfuseExporter, createOtlpExporter, parseOtlpHeaders } from './http-exporter.js';
+import { parseOtlpHeaders } from './http-common.js';
+import { createLangfuseExporter, createOtlpExporter } from './http-exporter.js';
 import { createConsoleExporter, createFileExporter } from './local-exporters.js';
 import { VERSION } from '../version.js';
 

@@ -11,7 +11,8 @@ import { dirname } from 'node:path';
 import { spanOf, type QueuedSpan } from '../model.js';
 import { VERSION } from '../version.js';
 import { sleep, unlessAborted } from './backoff.js';
-import { SCOPE_NAME, abortReason } from './http-exporter.js';
+import { abortReason } from './http-common.js';
+import { SCOPE_NAME } from './http-exporter.js';
 import { encodeTraces, type EncodableSpan } from './otlp-encode.js';
 import type { ExportOutcome, SpanExporter } from './types.js';
 

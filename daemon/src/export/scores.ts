@@ -26,7 +26,7 @@ import type { ScoreDropReason, Stats } from '../ops/stats.js';
 import { BoundedQueue } from '../queue/bounded-queue.js';
 import { VERSION } from '../version.js';
 import { DEFAULT_BACKOFF, backoffDelay, deadline, sleep, type BackoffPolicy } from './backoff.js';
-import { MAX_ERROR_BODY_BYTES, appendUrlPath, credentialScrubber, networkReason, outcomeForStatus, readLimited } from './http-exporter.js';
+import { MAX_ERROR_BODY_BYTES, appendUrlPath, credentialScrubber, networkReason, outcomeForStatus, readLimited } from './http-common.js';
 import { closeDispatcher, createDispatcher, proxyAuthorizations, proxyRefusal, requestUntilAborted, type Outbound } from './outbound.js';
 import { langfuseEnvironment, resourceEnvironment } from './langfuse-map.js';
 import { PROXY_REFUSED_CREDENTIALS, REFUSED_CREDENTIALS, type ExportOutcome } from './types.js';
