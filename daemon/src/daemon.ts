@@ -25,7 +25,8 @@ import { MAX_TAIL_READERS, registerOpsRoutes, type DaemonStatus } from './ops/ro
 import { Stats } from './ops/stats.js';
 import { setQueueMemoryCeiling, type QueuedSpan, type Resource } from './model.js';
 import { SpanQueue } from './queue/span-queue.js';
-import { recoverSpoolTmp, removeSpoolFiles, replaySpool, StallGuard, type ReplayedFile } from './queue/spool.js';
+import { recoverSpoolTmp, removeSpoolFiles, replaySpool, type ReplayedFile } from './queue/spool.js';
+import { StallGuard } from './queue/spool-stall.js';
 import { lockSpoolDir } from './queue/spool-lock.js';
 import { spoolUndelivered, type Undelivered } from './queue/spool-undelivered.js';
 import { VERSION } from './version.js';

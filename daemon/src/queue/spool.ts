@@ -10,10 +10,12 @@
  * past V8's string limit; reading it whole at the next start counted it against --memory-limit.
  */
 import { createReadStream } from 'node:fs';
-import { lstat, mkdir, open, readFile, readdir, rename, truncate, unlink, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, rename, truncate, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Attributes, type ScoreRecord } from '@dspy-o11y/proto';
 import type { QueuedSpan, Resource, Scope } from '../model.js';
+import { readResume, RESUME, resumeOf, writeResume } from './spool-resume.js';
+import { StallGuard } from './spool-stall.js';
 
 const SUFFIX = '.ndjson';
 /** {@link writeSpool}'s temporary name: `spool-<ms>-<pid>.tmp`. */
@@ -179,45 +181,6 @@ export function spooledScope(helloLine: string): Scope | undefined {
   return attributes !== undefined && Attributes.safeParse(attributes).success ? { name, version, attributes: attributes as Attributes } : { name, version };
 }
 
-/** The spool dir gave no answer in time (a hung disk): the start stopped waiting for it. */
-export class SpoolStalledError extends Error {}
-
-/**
- * Bounds each disk operation of the start's spool work ({@link recoverSpoolTmp}, {@link replaySpool}):
- * one that has not finished within `ms` (a hung mount) gives up on all of them, so the daemon can
- * listen. Per operation, not in all: a large spool on a slow disk takes as long as it needs. What
- * was given up on goes on in the kernel; whatever it returns later is ignored.
- */
-export class StallGuard {
-  private readonly abort = new AbortController();
-  constructor(readonly ms: number) {}
-
-  get stalled(): boolean {
-    return this.abort.signal.aborted;
-  }
-
-  step<T>(op: Promise<T>): Promise<T> {
-    const { signal } = this.abort;
-    return new Promise<T>((resolve, reject) => {
-      const fail = () => reject(signal.reason as Error);
-      if (signal.aborted) {
-        op.catch(() => undefined);
-        return fail();
-      }
-      const timer = Number.isFinite(this.ms) ? setTimeout(() => this.abort.abort(new SpoolStalledError(`the spool dir did not answer within ${this.ms} ms`)), this.ms) : undefined;
-      signal.addEventListener('abort', fail, { once: true });
-      const settle = () => {
-        clearTimeout(timer);
-        signal.removeEventListener('abort', fail);
-      };
-      op.then(
-        (v) => (settle(), resolve(v)),
-        (err: unknown) => (settle(), reject(err as Error)),
-      );
-    });
-  }
-}
-
 /** What {@link recoverSpoolTmp} found: temporary files left by a write that never finished. */
 export interface LeftoverTmp {
   readonly files: number;
@@ -343,25 +306,6 @@ export interface ReplayedFile {
   readonly hello?: string;
   /** Its size when read: the marker holds it, and applies to a file of that size only. */
   readonly size?: number;
-}
-
-/**
- * Beside a file read in part: `{ "offset": …, "hello": …, "size": … }`, where the next start resumes
- * it (what came before has left the daemon). Unreadable (a write cut short), or not this file's (its
- * size differs, or the offset is past its end: a file since written under that name), the file is
- * read from its start: its first part twice (upserted), not lost.
- */
-const RESUME = '.resume';
-const resumeOf = (path: string) => `${path}${RESUME}`;
-
-async function readResume(path: string, size: number): Promise<{ offset: number; hello?: string } | undefined> {
-  try {
-    const { offset, hello, size: markedSize } = JSON.parse(await readFile(resumeOf(path), 'utf8')) as { offset?: unknown; hello?: unknown; size?: unknown };
-    if (!Number.isSafeInteger(offset) || (offset as number) <= 0 || (offset as number) >= size || markedSize !== size) return undefined;
-    return { offset: offset as number, ...(typeof hello === 'string' ? { hello } : {}) };
-  } catch {
-    return undefined;
-  }
 }
 
 /**
@@ -499,7 +443,7 @@ export async function removeSpoolFiles(files: readonly ReplayedFile[]): Promise<
       await unlink(path).catch(refused(file));
       // Its resume point goes with it, not before: kept, the file still resumes where it was.
       if (notRemoved.length === before) await unlink(resumeOf(path)).catch(() => undefined);
-    } else await writeFile(resumeOf(path), JSON.stringify({ offset: readTo, hello, size }), { mode: 0o600 }).catch(refused(file));
+    } else await writeResume(path, readTo, hello, size).catch(refused(file));
   }
   return notRemoved;
 }
