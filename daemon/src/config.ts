@@ -233,7 +233,7 @@ export const DEFAULT_MAX_CONNECTIONS = 512;
  * socket's 512 + 64 leaves ~190 of the lowest usual hard limit (1024) for the exporter, the
  * spool, logs and the daemon itself.
  */
-export const DEFAULT_HTTP_MAX_CONNECTIONS = 256;
+const DEFAULT_HTTP_MAX_CONNECTIONS = 256;
 
 export const OPTIONS: readonly OptionSpec[] = [
   { key: 'socket', flag: '--socket', env: ['DSPY_O11YD_SOCKET'], default: '/tmp/dspy-o11yd.sock', help: "Unix socket to listen on ('' disables)" },

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { BudgetExceededError, TokenBudget, configure, event, flush, generation, span, startGeneration, subscribe, withTrace } from '../src/index.js';
+import { BudgetExceededError, TokenBudget, event, flush, generation, span, startGeneration, subscribe, withTrace } from '../src/index.js';
 import { matchesPattern } from '../src/events.js';
 import { UnixReceiver, useReceiver } from './support/receiver.js';
 

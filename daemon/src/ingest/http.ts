@@ -25,7 +25,7 @@ const MAX_LISTED_ERRORS = 10;
  * (a 202 told it its spans were delivered, while they were one invalid record). Answered 415 as
  * RFC 9110 allows after inspecting the data: the format, not the media type, is not this route's.
  */
-export const OTLP_ON_INGEST_MESSAGE = 'this is an OTLP trace export: send it to /v1/traces (OTLP/HTTP); /v1/ingest takes the native NDJSON/JSON records';
+const OTLP_ON_INGEST_MESSAGE = 'this is an OTLP trace export: send it to /v1/traces (OTLP/HTTP); /v1/ingest takes the native NDJSON/JSON records';
 const PROTOBUF = 'application/x-protobuf';
 
 /** A top-level OTLP/JSON ExportTraceServiceRequest: an object with `resourceSpans` and no record `type`. */
