@@ -722,6 +722,13 @@ export class SpanImpl implements GenerationHandle, Scope {
     if (this.ended || mark.failedAt === undefined) return;
     const attemptId = this.spanId;
     this.spanId = newSpanId();
+    // The attempt's record has only the events recorded since it began: the earlier ones stay
+    // with this generation (restored below), not sent twice. Events only append to the string.
+    const before = mark.state.events;
+    if (before !== undefined) {
+      this.events = this.events !== undefined && this.events.length > before.length ? this.events.slice(before.length + 1) : undefined;
+      this.eventCount -= mark.state.eventCount;
+    }
     this.emit(mark.failedAt, attemptId, mark.start);
     try {
       this.notifyGenerated(attemptId);

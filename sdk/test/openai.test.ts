@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
 import type { SpanRecord } from '@dspy-o11y/proto';
-import { configure, predict, span, subscribe, wrapOpenAI } from '../src/index.js';
+import { configure, getActiveSpan, predict, span, subscribe, wrapOpenAI } from '../src/index.js';
 import { nowUnixNano } from '../src/clock.js';
 import { FakeProvider, useFakeProvider, chatCompletion, chatStream, textCompletion, textCompletionStream } from './support/fake-provider.js';
 import { UnixReceiver, flushedGenerations, useReceiver } from './support/receiver.js';
@@ -307,6 +307,30 @@ test('inside a module, an llm that retries a failed wrapped call itself: the att
   assert.equal(attr(ok, 'http.response.status_code'), undefined, 'the failed attempt\'s attributes went with it');
   assert.equal((ok.events ?? []).length, 0, 'its exception event too');
   assert.notEqual(forward.status?.code, 'error');
+});
+
+test('inside a module, events the llm recorded on its generation before a failed attempt are not repeated on the split-off attempt', async () => {
+  provider.script(PATH, { status: 400, json: { error: { message: 'bad request' } } }, { status: 200, json: chatCompletion('{"label":"ham"}', { prompt: 30, completion: 4 }) });
+  const classify = predict('Classify', {
+    llm: async (req) => {
+      getActiveSpan()?.event('app.before_call');
+      for (let attempt = 1; ; attempt++) {
+        try {
+          const res = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: JSON.stringify(req.input) }] });
+          return { output: JSON.parse(res.choices[0]?.message.content ?? '{}') as Record<string, unknown> };
+        } catch (e) {
+          if (attempt >= 2) throw e;
+        }
+      }
+    },
+  });
+  await classify({ text: 'hello' });
+  const gens = await generations(2);
+  const names = (g: SpanRecord | undefined) => (g?.events ?? []).map((e) => e.name);
+  const failed = gens.find((g) => g.status?.code === 'error');
+  const answered = gens.find((g) => g.status?.code !== 'error');
+  assert.deepEqual(names(failed), ['exception'], 'only what happened during the attempt');
+  assert.deepEqual(names(answered), ['app.before_call']);
 });
 
 test('inside a module, a failed attempt split off by the llm\'s retry is heard with its own span id, not the module generation\'s', async () => {
