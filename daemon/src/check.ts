@@ -6,6 +6,7 @@
 import { gzipSync } from 'node:zlib';
 import type { DaemonConfig } from './config.js';
 import { closeDispatcher, createDispatcher, proxyAuthorizations, proxyRefusal, proxySecrets, requestUntilAborted } from './export/outbound.js';
+import { proxyFor } from './export/proxy-choice.js';
 import { secretScrubber } from './log.js';
 import { appendUrlPath, credentialScrubber, parseOtlpHeaders, safeDestination, urlCredentials } from './export/http-common.js';
 import { LANGFUSE_TRACES_PATH, type Compression } from './export/http-exporter.js';
@@ -69,7 +70,10 @@ export async function checkCredentials(config: DaemonConfig): Promise<{ ok: bool
     if (refusal) return { ok: false, message: `${config.exporter} at ${shown}: ${refusal.body}${note}` };
     // undici's messages name no credentials; the proxy's are cut all the same, as the logger cuts them.
     const why = secretScrubber(proxySecrets(config.outbound.proxy)).scrub((err as Error).message);
-    return { ok: false, message: `${config.exporter} at ${shown} is unreachable: ${why}${note}` };
+    // Through a proxy, the address undici names is the proxy's: say so, or it reads as the destination's.
+    const proxy = proxyFor(target.origin, config.outbound.proxy);
+    const via = proxy ? ` through the proxy ${new URL(proxy).origin}` : '';
+    return { ok: false, message: `${config.exporter} at ${shown} is unreachable${via}: ${why}${note}` };
   } finally {
     await closeDispatcher(dispatcher, 0);
   }

@@ -321,6 +321,18 @@ describe('an outbound proxy from HTTP_PROXY / HTTPS_PROXY / NO_PROXY', () => {
     }
   });
 
+  test('check through a proxy that cannot be reached names the proxy, not the destination, as what refused', async () => {
+    // A port just closed: nothing listens there.
+    const closed = createNetServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    const port = (closed.address() as AddressInfo).port;
+    await new Promise((resolve) => closed.close(resolve));
+    const r = await runCli(['check', ...OTLP, '--otlp-endpoint', 'http://collector.invalid:9/v1/traces'], { HTTP_PROXY: `http://proxyuser:${PROXY_PASSWORD}@127.0.0.1:${port}` });
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.match(r.stdout, new RegExp(`collector\\.invalid:9/v1/traces is unreachable through the proxy http://127\\.0\\.0\\.1:${port}: .*ECONNREFUSED`));
+    assert.ok(!r.stdout.includes(PROXY_PASSWORD) && !r.stdout.includes('proxyuser'), r.stdout);
+  });
+
   test('check through a proxy that refuses its credentials (407) says so, not that the backend is unreachable', async () => {
     const proxy = await startForwardProxy({ auth: `Basic ${Buffer.from('proxyuser:right').toString('base64')}` });
     try {
