@@ -12,7 +12,7 @@ import { createExporter } from './export/create-exporter.js';
 import { shownProxy } from './export/outbound.js';
 import { ExportLoop } from './export/export-loop.js';
 import { createScoreSink } from './export/scores.js';
-import type { SpanExporter } from './export/types.js';
+import { PROXY_REFUSED_CREDENTIALS, type SpanExporter } from './export/types.js';
 import { LANGFUSE_TRACES_PATH } from './export/http-exporter.js';
 import { authorize, REFUSAL_LOG_MS, refusalWarner, schemeOf, type AuthOptions } from './ingest/auth.js';
 import { registerIngestRoutes } from './ingest/http.js';
@@ -198,10 +198,12 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Ru
   let httpConnections = 0;
   const status = (): DaemonStatus => {
     const dropped = { ...stats.dropped };
+    // A 407 is the proxy's answer (the backend never saw the request): say who refused.
+    const refuser = (status: number) => (status === PROXY_REFUSED_CREDENTIALS ? 'the proxy' : 'exporter');
     const notReadyReason = loop.refusal
-      ? `exporter refused: ${loop.refusal.status} ${loop.refusal.body}`.slice(0, 512)
+      ? `${refuser(loop.refusal.status)} refused: ${loop.refusal.status} ${loop.refusal.body}`.slice(0, 512)
       : scores.refusal
-        ? `exporter refused a score: ${scores.refusal.status} ${scores.refusal.body}`.slice(0, 512)
+        ? `${refuser(scores.refusal.status)} refused a score: ${scores.refusal.status} ${scores.refusal.body}`.slice(0, 512)
         : undefined;
     return {
       version: VERSION,

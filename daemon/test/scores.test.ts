@@ -180,6 +180,22 @@ describe('scores through the real CLI to Langfuse', () => {
     await daemon.eventually(async () => assert.equal((await fetch(`${daemon.httpUrl}/readyz`)).status, 200));
   });
 
+  test("a proxy's 407 on a score makes /readyz 503 with a reason naming the proxy, not the exporter", async () => {
+    fake.reset();
+    fake.failScores({ status: 407 });
+    const rejected = (await daemon.metric('dspy_o11yd_scores_dropped_total', { reason: 'rejected' })) ?? 0;
+    await postIngest(daemon.httpUrl, JSON.stringify(score({ traceId: TRACE, name: 'proxy-refused', value: 1 })), 'application/json');
+    await daemon.eventually(async () => assert.equal(await daemon.metric('dspy_o11yd_scores_dropped_total', { reason: 'rejected' }), rejected + 1));
+    const refused = await fetch(`${daemon.httpUrl}/readyz`);
+    assert.equal(refused.status, 503);
+    const { reason } = (await refused.json()) as { reason: string };
+    assert.match(reason, /^the proxy refused a score: 407 /);
+    // Delivered again: ready again, for the tests that follow.
+    await postIngest(daemon.httpUrl, JSON.stringify(score({ traceId: TRACE, name: 'proxy-takes-it', value: 1 })), 'application/json');
+    await fake.waitForScores(1);
+    await daemon.eventually(async () => assert.equal((await fetch(`${daemon.httpUrl}/readyz`)).status, 200));
+  });
+
   test('a score refusal (401) no longer makes /readyz 503 once spans are delivered with the same keys: no score may follow for hours', async () => {
     fake.reset();
     fake.failScores({ status: 401 });
