@@ -469,7 +469,7 @@ test('spool: written a chunk at a time; past its deadline it keeps the whole lin
     const all = await writeSpool(dir, make(), [score]);
     assert.deepEqual({ spans: all?.spans, scores: all?.scores }, { spans: 3000, scores: 1 });
     // A deadline already past: the first chunk (~1 MiB) is written and kept, the rest is not.
-    const late = await writeSpool(join(dir, 'late'), make(), [score], Date.now() - 1);
+    const late = await writeSpool(join(dir, 'late'), make(), [score], { deadlineAt: Date.now() - 1 });
     assert.ok(late && late.scores === 1 && late.spans > 0 && late.spans < 3000, JSON.stringify(late));
     const lines = readFileSync(late.file, 'utf8').split('\n').filter(Boolean);
     for (const l of lines) JSON.parse(l); // whole lines only

@@ -65,7 +65,7 @@ export async function spoolUndelivered(undelivered: Undelivered, options: SpoolU
   const writeBy = Date.now() + options.writeTimeMs();
   const carryOldThenWriteNew = async () => {
     const oldRecordsLeft = oldSpans.length > 0 || oldScoreCount > 0;
-    const carryWritten = oldRecordsLeft ? await writeSpool(dir, oldSpans, scoresUnsent.slice(0, oldScoreCount), writeBy, undefined, true) : undefined;
+    const carryWritten = oldRecordsLeft ? await writeSpool(dir, oldSpans, scoresUnsent.slice(0, oldScoreCount), { deadlineAt: writeBy, carry: true }) : undefined;
     // Not all of them (the disk full), or too late (counted as kept in the old files): the old files stay.
     if (oldRecordsLeft && (givenUp || !carryWritten || carryWritten.spans < oldSpans.length || carryWritten.scores < oldScoreCount)) {
       if (carryWritten) await removeSpoolFiles([{ path: carryWritten.file }]);
@@ -82,7 +82,7 @@ export async function spoolUndelivered(undelivered: Undelivered, options: SpoolU
     }
     // Given up on meanwhile: the new records are counted as dropped, so none is written.
     if (givenUp) return undefined;
-    return writeSpool(dir, newSpans, newScores, writeBy, progress);
+    return writeSpool(dir, newSpans, newScores, { deadlineAt: writeBy, progress });
   };
   const writing = carryOldThenWriteNew();
   try {

@@ -56,6 +56,16 @@ export interface SpoolProgress {
   pendingScores: number;
 }
 
+/** How {@link writeSpool} writes: by when, reporting its progress where, and whether it carries old records. */
+export interface SpoolWriteOptions {
+  /** Past it, the write stops at the chunk it is in and keeps what it wrote (Infinity: no deadline). */
+  readonly deadlineAt: number;
+  /** Updated as chunks are written, for a caller that stops waiting (a hung disk). */
+  readonly progress?: SpoolProgress;
+  /** The records are what is left of the spool files being replayed (see {@link writeSpool}). */
+  readonly carry?: boolean;
+}
+
 /**
  * Write a spool file: scores first (few, and nothing else keeps them), then spans, oldest first.
  * Past `deadlineAt` it stops at the chunk it is in and keeps what it wrote (whole lines): a slow
@@ -73,10 +83,9 @@ export async function writeSpool(
   dir: string,
   spans: readonly QueuedSpan[],
   scores: readonly SpoolScore[] = [],
-  deadlineAt = Infinity,
-  progress: SpoolProgress = { spans: 0, scores: 0, pendingSpans: 0, pendingScores: 0 },
-  carry = false,
+  options: SpoolWriteOptions = { deadlineAt: Infinity },
 ): Promise<SpoolWritten | undefined> {
+  const { deadlineAt, progress = { spans: 0, scores: 0, pendingSpans: 0, pendingScores: 0 }, carry = false } = options;
   if (spans.length === 0 && scores.length === 0) return undefined;
   await mkdir(dir, { recursive: true });
   const stamp = `${Date.now()}-${process.pid}`;
