@@ -143,9 +143,7 @@ export function registerOtlpRoutes(app: FastifyInstance, sink: RecordSink, optio
       return refuse(reply, 400, encoding, `invalid OTLP trace export: ${(err as Error).message}`);
     }
 
-    // Queue bytes: each span gets its share of the (inflated) body.
     const total = countSpans(decoded);
-    const share = total > 0 ? Math.ceil(body.length / total) : 0;
     let rejected = 0;
     const reasons: string[] = [];
     for (const rs of decoded.resourceSpans) {
@@ -155,7 +153,7 @@ export function registerOtlpRoutes(app: FastifyInstance, sink: RecordSink, optio
       for (const ss of rs.scopeSpans) {
         const session = shared ?? sink.session('otlp', withScope(resource, ss.scope));
         for (const span of ss.spans) {
-          const rejection = sink.acceptValue(session, toSpanRecord(span, options), share);
+          const rejection = sink.acceptValue(session, toSpanRecord(span, options));
           if (!rejection) continue;
           rejected++;
           if (reasons.length < MAX_LISTED_REJECTIONS) reasons.push(`span ${span.spanId}: ${rejection.reason}: ${rejection.message}`);

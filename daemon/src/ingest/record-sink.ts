@@ -121,16 +121,16 @@ export class RecordSink {
     // The wire is UTF-8 (DESIGN §2; RFC 8259 §8.1), as OTLP/JSON requires it: decoded, bad bytes
     // became U+FFFD and the record was accepted with text its sender never wrote. Checked only
     // for lines not known to be ASCII (a SIMD scan).
-    if (!ascii && !isUtf8(buf.subarray(start, end))) return this.accept(session, NOT_UTF8, end - start);
+    if (!ascii && !isUtf8(buf.subarray(start, end))) return this.accept(session, NOT_UTF8);
     // For ASCII bytes latin1 gives the same string as UTF-8, by copying instead of decoding.
     const line = buf.toString(ascii ? 'latin1' : 'utf8', start, end);
     // A valid span is queued as its wire line itself (model.ts), not re-serialized.
-    return this.accept(session, parseLine(line), end - start, line, ascii);
+    return this.accept(session, parseLine(line), line, ascii);
   }
 
-  /** One already-parsed value (JSON bodies), with its share of the body's bytes. */
-  acceptValue(session: IngestSession, value: unknown, bytes: number): Rejection | undefined {
-    return this.accept(session, validateRecord(value), bytes);
+  /** One already-parsed value (JSON bodies, OTLP spans). */
+  acceptValue(session: IngestSession, value: unknown): Rejection | undefined {
+    return this.accept(session, validateRecord(value));
   }
 
   /** A line that was over `--max-record-bytes`, skipped by the splitter. */
@@ -156,13 +156,7 @@ export class RecordSink {
     this.stats.recordsInvalid.add([transport, reason]);
   }
 
-  /** Spans that come in already as spans (OTLP ingest, spool reload). */
-  acceptSpan(session: IngestSession, span: SpanRecord, bytes: number, type: WireRecord['type'] = 'span'): void {
-    this.stats.recordsReceived.add([session.transport, type]);
-    this.enqueue(session, span);
-  }
-
-  private accept(session: IngestSession, result: ValidationResult, bytes: number, line?: string, ascii = false): Rejection | undefined {
+  private accept(session: IngestSession, result: ValidationResult, line?: string, ascii = false): Rejection | undefined {
     if (!result.ok) {
       this.stats.recordsInvalid.add([session.transport, result.reason]);
       this.log.debug({ transport: session.transport, reason: result.reason, error: result.message }, 'invalid record dropped');
