@@ -101,14 +101,13 @@ export function registerIngestRoutes(app: FastifyInstance, sink: RecordSink, max
         return reply.code(415).send({ error: OTLP_ON_INGEST_MESSAGE });
       }
       const records = Array.isArray(value) ? value : [value];
-      // Against --max-record-bytes: no record can be longer than a body within the limit (its share
-      // of the body stands for it); past it, each record is measured, as its JSON, against the limit.
-      const share = Math.ceil(body.length / Math.max(1, records.length));
+      // Against --max-record-bytes: no record can be longer than a body within the limit; past it,
+      // each record is measured, as its JSON, against the limit.
       const measure = body.length > maxRecordBytes;
       for (let i = 0; i < records.length; i++) {
         if (i > 0 && i % YIELD_EVERY_RECORDS === 0) await yieldToOthers();
         const record: unknown = records[i];
-        const bytes = measure ? jsonBytes(record) : share;
+        const bytes = measure ? jsonBytes(record) : 0;
         if (bytes === undefined) count({ ...sink.rejectTooLarge(session, maxRecordBytes), message: 'record nested too deep to measure against --max-record-bytes' });
         else count(bytes > maxRecordBytes ? sink.rejectTooLarge(session, maxRecordBytes) : sink.acceptValue(session, record));
       }
