@@ -8,6 +8,7 @@
  */
 import { isUtf8 } from 'node:buffer';
 import type { FastifyInstance } from 'fastify';
+import { encodingOfContentType } from '../otlp/content-type.js';
 import { decodeBody } from './content-encoding.js';
 import { LineSplitter } from './line-splitter.js';
 import type { Rejection, RecordSink } from './record-sink.js';
@@ -26,7 +27,6 @@ const MAX_LISTED_ERRORS = 10;
  * RFC 9110 allows after inspecting the data: the format, not the media type, is not this route's.
  */
 const OTLP_ON_INGEST_MESSAGE = 'this is an OTLP trace export: send it to /v1/traces (OTLP/HTTP); /v1/ingest takes the native NDJSON/JSON records';
-const PROTOBUF = 'application/x-protobuf';
 
 /** A top-level OTLP/JSON ExportTraceServiceRequest: an object with `resourceSpans` and no record `type`. */
 const isOtlpJson = (value: unknown): boolean =>
@@ -70,7 +70,7 @@ export function registerIngestRoutes(app: FastifyInstance, sink: RecordSink, max
 
   app.post('/v1/ingest', async (request, reply) => {
     const mediaType = String(request.headers['content-type'] ?? '').trimStart().toLowerCase();
-    if (mediaType.startsWith(PROTOBUF)) {
+    if (encodingOfContentType(mediaType) === 'protobuf') {
       sink.rejectBody('http', 'invalid_body');
       return reply.code(415).send({ error: OTLP_ON_INGEST_MESSAGE });
     }

@@ -971,13 +971,8 @@ export function decodeTraceRequestJson(body: unknown, options: JsonDecodeOptions
   }
 }
 
-/** `content-type` → encoding: anything mentioning json is JSON, `application/x-protobuf` (or `application/protobuf`) protobuf. */
-export function encodingOfContentType(contentType: string | undefined): OtlpEncoding | undefined {
-  const ct = (contentType ?? '').toLowerCase();
-  if (ct.includes('application/json')) return 'json';
-  if (ct.includes('application/x-protobuf') || ct.includes('application/protobuf')) return 'protobuf';
-  return undefined;
-}
+// In its own module so that routes can tell the encoding without loading protobufjs.
+export { encodingOfContentType } from './content-type.js';
 
 /** Decode a (decompressed) body in the given encoding. */
 export function decodeTraceRequest(body: Uint8Array, encoding: OtlpEncoding, options: JsonDecodeOptions = {}): DecodedTraceRequest {
