@@ -922,13 +922,9 @@ export class LiteGeneration extends NoopSpan {
     super();
   }
   private a: Record<string, unknown> = {};
-  private done = false;
   /** A module's generation, for a wrapped client call inside to fill in (see `SpanImpl.adoptable`). */
   adoptable = false;
   private usage: Usage | undefined;
-  override get ended(): boolean {
-    return this.done;
-  }
   override setModel(model?: string): this {
     if (typeof model === 'string') this.a[ATTR.requestModel] = model;
     return this;
@@ -959,8 +955,8 @@ export class LiteGeneration extends NoopSpan {
     return this;
   }
   override end(): void {
-    if (this.done) return;
-    this.done = true;
+    if (this.ended) return;
+    super.end();
     const model = this.a[ATTR.responseModel] ?? this.a[ATTR.requestModel];
     if (this.usage && typeof model === 'string') {
       try {
