@@ -17,6 +17,7 @@ import {
   SpanImpl,
   TraceScope,
   sampleTrace,
+  spanOf,
   tagList,
   traceInfo,
   type GenerationHandle,
@@ -359,9 +360,6 @@ export function withActiveSpan<T>(span: SpanHandle, fn: () => T): T {
   if (!isSpan(span)) return fn();
   return als.run(span, withOtelActive, span, fn, undefined);
 }
-
-/** The SDK span a scope is, or (a `withTrace` inside a span) is under. */
-const spanOf = (s: Scope | undefined): SpanImpl | undefined => (s instanceof SpanImpl ? s : s instanceof TraceScope ? s.span : undefined);
 
 /** The active span, if any: inside a `withTrace` that runs inside a span, that span. */
 export function getActiveSpan(): SpanHandle | undefined {

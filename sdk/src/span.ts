@@ -367,6 +367,11 @@ function errorType(e: unknown): string {
   }
 }
 
+/** The SDK span a scope is, or (a `withTrace` inside a span) is under. */
+export function spanOf(s: Scope | undefined): SpanImpl | undefined {
+  return s instanceof SpanImpl ? s : s instanceof TraceScope ? s.span : undefined;
+}
+
 export class SpanImpl implements GenerationHandle, Scope {
   readonly traceId: string;
   /** Not readonly for `splitFailedAttempt` alone: a module generation's failed attempt keeps it. */
@@ -422,7 +427,7 @@ export class SpanImpl implements GenerationHandle, Scope {
     this.spanId = newSpanId();
     const now = monotonicNs();
     // Under a withTrace inside a span, that span's clock too: the child stays inside it.
-    const clockOf = parent instanceof SpanImpl ? parent : parent instanceof TraceScope ? parent.span : undefined;
+    const clockOf = spanOf(parent);
     this.anchor = clockOf ? clockOf.anchor : anchorAt(now);
     this.start = (this.anchor + now).toString();
     // Its parent lives in another backend (or service): Langfuse would show no root for this part.
