@@ -140,7 +140,9 @@ export function withOtelActive<A, T>(span: { readonly traceId: string; readonly 
 function traceStateOf(active: OtelContext, traceId: string): unknown {
   try {
     const sc = (active.getValue?.(SPAN_KEY) as Span | null | undefined)?.spanContext?.();
-    return typeof sc?.traceId === 'string' && sc.traceId.toLowerCase() === traceId ? sc.traceState : undefined;
+    // Most spans have none (ours, under ours): no trace id to compare then.
+    const traceState = sc?.traceState;
+    return traceState !== undefined && traceState !== null && typeof sc?.traceId === 'string' && sc.traceId.toLowerCase() === traceId ? traceState : undefined;
   } catch {
     return undefined;
   }
