@@ -136,20 +136,30 @@ export function shownProxy(proxy: ProxySettings | undefined, destination: string
  * scrubbers, since a proxy's error page may echo the request's headers.
  */
 export function proxySecrets(proxy: ProxySettings | undefined): string[] {
-  const out: string[] = [];
-  for (const u of [proxy?.httpProxy, proxy?.httpsProxy]) {
-    const credentials = u ? basicCredentials(u) : undefined;
-    if (!credentials) continue;
-    const url = new URL(u!);
+  return proxyCredentials(proxy).flatMap(({ url, credentials }) => {
     // A user alone is a token: the secret itself.
     const secret = credentials.password ? [credentials.password, url.password] : [credentials.user, url.username];
-    out.push(...secret, credentials.pair, Buffer.from(credentials.pair).toString('base64'));
-  }
-  return out;
+    return [...secret, credentials.pair, Buffer.from(credentials.pair).toString('base64')];
+  });
+}
+
+/** The proxies (http's, then https's) whose URL carries credentials, with those credentials. */
+function proxyCredentials(proxy: ProxySettings | undefined): { scheme: 'http' | 'https'; url: URL; credentials: BasicCredentials }[] {
+  return ([['http', proxy?.httpProxy], ['https', proxy?.httpsProxy]] as const).flatMap(([scheme, u]) => {
+    const credentials = u ? basicCredentials(u) : undefined;
+    return credentials ? [{ scheme, url: new URL(u!), credentials }] : [];
+  });
 }
 
 /** A proxy URL's credentials (a password, or a user alone), decoded, and the `Proxy-Authorization` they make. */
-function basicCredentials(u: string): { user: string; password: string; pair: string; authorization: string } | undefined {
+interface BasicCredentials {
+  readonly user: string;
+  readonly password: string;
+  readonly pair: string;
+  readonly authorization: string;
+}
+
+function basicCredentials(u: string): BasicCredentials | undefined {
   const url = new URL(u);
   if (!url.username && !url.password) return undefined;
   const user = decodeURIComponent(url.username);
@@ -160,10 +170,5 @@ function basicCredentials(u: string): { user: string; password: string; pair: st
 
 /** `Proxy-Authorization` values undici sends for the proxies' URL credentials, keyed for credentialScrubber. */
 export function proxyAuthorizations(proxy: ProxySettings | undefined): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [name, u] of [['http', proxy?.httpProxy], ['https', proxy?.httpsProxy]] as const) {
-    const credentials = u ? basicCredentials(u) : undefined;
-    if (credentials) out[`proxy-authorization-${name}`] = credentials.authorization;
-  }
-  return out;
+  return Object.fromEntries(proxyCredentials(proxy).map(({ scheme, credentials }) => [`proxy-authorization-${scheme}`, credentials.authorization]));
 }
