@@ -42,20 +42,26 @@ function inNoProxyNames(target: URL, noProxy: string): boolean {
     const entryPort = withPort ? Number.parseInt(withPort[2]!, 10) : 0;
     if (entryPort !== 0 && entryPort !== port) return false;
     const name = (withPort ? withPort[1]! : entry).replace(/^\*?\./, '').toLowerCase();
-    const address = name.replace(/^\[|\]$/g, '');
-    if (isIP(address) !== 0) return sameAddress(address, target.hostname);
+    if (ipOf(name)) return sameAddress(name, target.hostname);
     return host === name || host.endsWith(`.${name}`);
   });
 }
 
-/** Whether `hostname` (bracketed if IPv6) is the IP address `address`, however each is written (`fd00:0::1` is `fd00::1`), as Go compares them. */
-function sameAddress(address: string, hostname: string): boolean {
+/** A host (IPv6 unbracketed) and its address family, or undefined for a name. */
+function ipOf(hostname: string): { host: string; family: 'ipv4' | 'ipv6' } | undefined {
   const host = hostname.replace(/^\[|\]$/g, '');
   const family = isIP(host);
-  if (family === 0) return false;
+  return family === 0 ? undefined : { host, family: family === 4 ? 'ipv4' : 'ipv6' };
+}
+
+/** Whether `hostname` (bracketed if IPv6) is the IP address `address`, however each is written (`fd00:0::1` is `fd00::1`), as Go compares them. */
+function sameAddress(address: string, hostname: string): boolean {
+  const target = ipOf(hostname);
+  const entry = ipOf(address);
+  if (!target || !entry) return false;
   const one = new BlockList();
-  one.addAddress(address, isIP(address) === 4 ? 'ipv4' : 'ipv6');
-  return one.check(host, family === 4 ? 'ipv4' : 'ipv6');
+  one.addAddress(entry.host, entry.family);
+  return one.check(target.host, target.family);
 }
 
 const LOOPBACK = new BlockList();
@@ -68,9 +74,8 @@ LOOPBACK.addAddress('::1', 'ipv6');
  * Collector on a machine with HTTP_PROXY set would otherwise get nothing.
  */
 function isLoopbackHost(hostname: string): boolean {
-  const host = hostname.replace(/^\[|\]$/g, '').toLowerCase();
-  const family = isIP(host);
-  return host === 'localhost' || (family !== 0 && LOOPBACK.check(host, family === 4 ? 'ipv4' : 'ipv6'));
+  const ip = ipOf(hostname);
+  return hostname.toLowerCase() === 'localhost' || (ip !== undefined && LOOPBACK.check(ip.host, ip.family));
 }
 
 /**
@@ -79,15 +84,14 @@ function isLoopbackHost(hostname: string): boolean {
  * a host name is not resolved to match a range.
  */
 function inNoProxyRange(hostname: string, noProxy: string | undefined): boolean {
-  const host = hostname.replace(/^\[|\]$/g, '');
-  const family = isIP(host);
-  if (family === 0 || !noProxy) return false;
+  const target = ipOf(hostname);
+  if (!target || !noProxy) return false;
   const ranges = new BlockList();
   for (const entry of noProxy.split(/[,\s]+/)) {
     const m = /^([^/]+)\/(\d{1,3})$/.exec(entry);
-    const entryFamily = m ? isIP(m[1]!) : 0;
-    if (!m || entryFamily === 0 || Number(m[2]) > (entryFamily === 4 ? 32 : 128)) continue;
-    ranges.addSubnet(m[1]!, Number(m[2]), entryFamily === 4 ? 'ipv4' : 'ipv6');
+    const base = m ? ipOf(m[1]!) : undefined;
+    if (!m || !base || Number(m[2]) > (base.family === 'ipv4' ? 32 : 128)) continue;
+    ranges.addSubnet(base.host, Number(m[2]), base.family);
   }
-  return ranges.check(host, family === 4 ? 'ipv4' : 'ipv6');
+  return ranges.check(target.host, target.family);
 }
